@@ -1,0 +1,405 @@
+//! The Prometheus-compatible HTTP API. The same handlers answer standalone mode's
+//! HTTP listener and Grafana's CallResource, so both speak exactly the Prometheus
+//! HTTP API's JSON.
+
+pub mod http;
+pub mod time;
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::labels::{Labels, MatchKind, Matcher};
+use crate::promql::{self, Engine, QueryError};
+use crate::scrape::{now_ms, Health};
+use crate::tenant::Tenant;
+
+/// A request, stripped of transport: path without the leading slash.
+pub struct ApiRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    /// The raw query string (without `?`).
+    pub query: &'a str,
+    pub body: &'a [u8],
+    pub content_type: Option<&'a str>,
+}
+
+pub struct ApiResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl ApiResponse {
+    fn json(status: u16, v: Value) -> ApiResponse {
+        ApiResponse {
+            status,
+            content_type: "application/json",
+            body: v.to_string().into_bytes(),
+        }
+    }
+
+    fn success(data: Value) -> ApiResponse {
+        ApiResponse::json(200, json!({"status": "success", "data": data}))
+    }
+
+    fn success_with_warnings(data: Value, warnings: &[String], infos: &[String]) -> ApiResponse {
+        let mut obj = Map::new();
+        obj.insert("status".into(), "success".into());
+        obj.insert("data".into(), data);
+        if !warnings.is_empty() {
+            obj.insert("warnings".into(), json!(warnings));
+        }
+        if !infos.is_empty() {
+            obj.insert("infos".into(), json!(infos));
+        }
+        ApiResponse::json(200, Value::Object(obj))
+    }
+
+    /// An error in the Prometheus API's shape.
+    pub fn error(status: u16, error_type: &str, message: &str) -> ApiResponse {
+        ApiResponse::json(
+            status,
+            json!({"status": "error", "errorType": error_type, "error": message}),
+        )
+    }
+
+    fn text(status: u16, body: &str) -> ApiResponse {
+        ApiResponse {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// How a query error maps onto the Prometheus API: (HTTP status, errorType).
+pub fn query_error_status(e: &QueryError) -> (u16, &'static str) {
+    match e {
+        QueryError::Parse { .. } => (400, "bad_data"),
+        QueryError::Timeout(_) => (503, "timeout"),
+        QueryError::Storage(_) => (500, "internal"),
+        _ => (422, "execution"),
+    }
+}
+
+/// Request parameters from the query string and, for POST, a form body.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn from_request(req: &ApiRequest<'_>) -> Params {
+        let mut v: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes()).into_owned().collect();
+        let is_form = req
+            .content_type
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        if req.method.eq_ignore_ascii_case("POST") && (is_form || req.content_type.is_none()) {
+            v.extend(form_urlencoded::parse(req.body).into_owned());
+        }
+        Params(v)
+    }
+
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, k: &str) -> Vec<&str> {
+        self.0.iter().filter(|(n, _)| n == k).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+/// Answers one API request for a tenant.
+pub async fn handle(tenant: &Arc<Tenant>, engine: &Arc<Engine>, req: ApiRequest<'_>) -> ApiResponse {
+    let params = Params::from_request(&req);
+    let path = req.path.trim_start_matches('/');
+    let result = match path {
+        "api/v1/query" => query(tenant, engine, &params).await,
+        "api/v1/query_range" => query_range(tenant, engine, &params).await,
+        "api/v1/labels" => labels(tenant, &params),
+        "api/v1/series" => series(tenant, &params),
+        "api/v1/targets" => Ok(targets(tenant).await),
+        "api/v1/status/buildinfo" => Ok(ApiResponse::success(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "revision": "",
+            "branch": "",
+            "buildUser": "",
+            "buildDate": "",
+            "goVersion": "",
+        }))),
+        "-/healthy" => Ok(ApiResponse::text(200, "arrowmon is Healthy.\n")),
+        "-/ready" => Ok(ApiResponse::text(200, "arrowmon is Ready.\n")),
+        p => match p.strip_prefix("api/v1/label/").and_then(|r| r.strip_suffix("/values")) {
+            Some(name) => label_values(tenant, name, &params),
+            None => Err(ApiResponse::error(404, "not_found", &format!("unknown API path /{p}"))),
+        },
+    };
+    result.unwrap_or_else(|e| e)
+}
+
+fn bad(msg: impl AsRef<str>) -> ApiResponse {
+    ApiResponse::error(400, "bad_data", msg.as_ref())
+}
+
+async fn run_query<F>(engine: &Arc<Engine>, tenant: &Arc<Tenant>, f: F) -> Result<promql::QueryResult, ApiResponse>
+where
+    F: FnOnce(&Engine, &dyn promql::Storage) -> Result<promql::QueryResult, QueryError> + Send + 'static,
+{
+    let engine = engine.clone();
+    let store = tenant.store.clone();
+    // Evaluation is CPU work: keep it off the async workers.
+    let res = tokio::task::spawn_blocking(move || f(&engine, &*store))
+        .await
+        .map_err(|e| ApiResponse::error(500, "internal", &format!("query task failed: {e}")))?;
+    res.map_err(|e| {
+        let (status, kind) = query_error_status(&e);
+        ApiResponse::error(status, kind, &e.to_string())
+    })
+}
+
+async fn query(tenant: &Arc<Tenant>, engine: &Arc<Engine>, p: &Params) -> Result<ApiResponse, ApiResponse> {
+    let expr = p.get("query").ok_or_else(|| bad("invalid parameter \"query\": query is required"))?.to_string();
+    let t = match p.get("time") {
+        Some(s) => time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"time\": {e}")))?,
+        None => now_ms(),
+    };
+    let r = run_query(engine, tenant, move |e, s| e.instant_query(s, &expr, t)).await?;
+    Ok(ApiResponse::success_with_warnings(
+        result_json(&r.value),
+        &r.warnings,
+        &r.infos,
+    ))
+}
+
+async fn query_range(tenant: &Arc<Tenant>, engine: &Arc<Engine>, p: &Params) -> Result<ApiResponse, ApiResponse> {
+    let expr = p.get("query").ok_or_else(|| bad("invalid parameter \"query\": query is required"))?.to_string();
+    let start = time::parse_time(p.get("start").unwrap_or(""))
+        .map_err(|e| bad(format!("invalid parameter \"start\": {e}")))?;
+    let end = time::parse_time(p.get("end").unwrap_or(""))
+        .map_err(|e| bad(format!("invalid parameter \"end\": {e}")))?;
+    if end < start {
+        return Err(bad("invalid parameter \"end\": end timestamp must not be before start time"));
+    }
+    let step = time::parse_step(p.get("step").unwrap_or(""))
+        .map_err(|e| bad(format!("invalid parameter \"step\": {e}")))?;
+    if step <= 0 {
+        return Err(bad("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer"));
+    }
+    // Prometheus refuses more than 11,000 points per series.
+    if (end - start) / step > 11_000 {
+        return Err(bad("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
+    }
+    let r = run_query(engine, tenant, move |e, s| e.range_query(s, &expr, start, end, step)).await?;
+    Ok(ApiResponse::success_with_warnings(
+        result_json(&r.value),
+        &r.warnings,
+        &r.infos,
+    ))
+}
+
+/// Prometheus writes sample values as strings in Go's shortest 'f' format.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn ts_json(t: i64) -> Value {
+    let secs = t as f64 / 1000.0;
+    serde_json::Number::from_f64(secs).map(Value::Number).unwrap_or(Value::Null)
+}
+
+pub fn labels_json(l: &Labels) -> Value {
+    Value::Object(l.iter().map(|l| (l.name.to_string(), Value::String(l.value.to_string()))).collect())
+}
+
+fn result_json(v: &promql::Value) -> Value {
+    match v {
+        promql::Value::Scalar { t, v } => json!({"resultType": "scalar", "result": [ts_json(*t), format_value(*v)]}),
+        promql::Value::String { t, v } => json!({"resultType": "string", "result": [ts_json(*t), v]}),
+        promql::Value::Vector(samples) => json!({
+            "resultType": "vector",
+            "result": samples.iter().map(|s| json!({
+                "metric": labels_json(&s.labels),
+                "value": [ts_json(s.t), format_value(s.v)],
+            })).collect::<Vec<_>>(),
+        }),
+        promql::Value::Matrix(series) => json!({
+            "resultType": "matrix",
+            "result": series.iter().map(|s| json!({
+                "metric": labels_json(&s.labels),
+                "values": s.timestamps.iter().zip(&s.values)
+                    .map(|(t, v)| json!([ts_json(*t), format_value(*v)]))
+                    .collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// `match[]` selectors (each a series selector), `start` and `end` (default: all time).
+fn selection(p: &Params) -> Result<(Vec<Vec<Matcher>>, i64, i64), ApiResponse> {
+    let mut sets = Vec::new();
+    for m in p.all("match[]") {
+        sets.push(selector_matchers(m).map_err(|e| bad(format!("invalid parameter \"match[]\": {e}")))?);
+    }
+    let start = match p.get("start") {
+        Some(s) => time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"start\": {e}")))?,
+        None => i64::MIN,
+    };
+    let end = match p.get("end") {
+        Some(s) => time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"end\": {e}")))?,
+        None => i64::MAX,
+    };
+    Ok((sets, start, end))
+}
+
+/// Parses a `match[]` series selector into matchers (one `or` branch only).
+fn selector_matchers(text: &str) -> Result<Vec<Matcher>, String> {
+    use promql_parser::label::MatchOp;
+    use promql_parser::parser::Expr;
+    let expr = promql_parser::parser::parse(text)?;
+    let Expr::VectorSelector(vs) = expr else {
+        return Err(format!("{text:?} is not a series selector"));
+    };
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(format!("{text:?}: `or` in series selectors is not supported here"));
+    }
+    let mut out = Vec::new();
+    if let Some(name) = &vs.name {
+        out.push(Matcher::equal(crate::labels::METRIC_NAME, name));
+    }
+    for m in &vs.matchers.matchers {
+        let kind = match m.op {
+            MatchOp::Equal => MatchKind::Equal,
+            MatchOp::NotEqual => MatchKind::NotEqual,
+            MatchOp::Re(_) => MatchKind::Regex,
+            MatchOp::NotRe(_) => MatchKind::NotRegex,
+        };
+        out.push(Matcher::new(kind, &m.name, &m.value).map_err(|e| e.to_string())?);
+    }
+    if out.iter().all(|m| m.matches_empty()) {
+        return Err("match[] must contain at least one non-empty matcher".into());
+    }
+    Ok(out)
+}
+
+fn limit(p: &Params) -> Result<usize, ApiResponse> {
+    match p.get("limit") {
+        None | Some("") | Some("0") => Ok(usize::MAX),
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| bad(format!("invalid parameter \"limit\": cannot parse {s:?} to a valid limit"))),
+    }
+}
+
+fn matching_series(tenant: &Tenant, sets: &[Vec<Matcher>], start: i64, end: i64) -> Vec<Labels> {
+    let mut all: Vec<Labels> = if sets.is_empty() {
+        tenant.store.series(&[], start, end)
+    } else {
+        sets.iter().flat_map(|m| tenant.store.series(m, start, end)).collect()
+    };
+    all.sort();
+    all.dedup();
+    all
+}
+
+fn labels(tenant: &Tenant, p: &Params) -> Result<ApiResponse, ApiResponse> {
+    let (sets, start, end) = selection(p)?;
+    let limit = limit(p)?;
+    let mut names: Vec<String> = matching_series(tenant, &sets, start, end)
+        .iter()
+        .flat_map(|l| l.iter().map(|l| l.name.to_string()).collect::<Vec<_>>())
+        .collect();
+    names.sort();
+    names.dedup();
+    names.truncate(limit);
+    Ok(ApiResponse::success(json!(names)))
+}
+
+fn label_values(tenant: &Tenant, name: &str, p: &Params) -> Result<ApiResponse, ApiResponse> {
+    let (sets, start, end) = selection(p)?;
+    let limit = limit(p)?;
+    let mut values: Vec<String> = matching_series(tenant, &sets, start, end)
+        .iter()
+        .filter_map(|l| l.get(name).map(str::to_string))
+        .collect();
+    values.sort();
+    values.dedup();
+    values.truncate(limit);
+    Ok(ApiResponse::success(json!(values)))
+}
+
+fn series(tenant: &Tenant, p: &Params) -> Result<ApiResponse, ApiResponse> {
+    let (sets, start, end) = selection(p)?;
+    if sets.is_empty() {
+        return Err(bad("no match[] parameter provided"));
+    }
+    let limit = limit(p)?;
+    let mut all = matching_series(tenant, &sets, start, end);
+    all.truncate(limit);
+    Ok(ApiResponse::success(Value::Array(all.iter().map(labels_json).collect())))
+}
+
+async fn targets(tenant: &Tenant) -> ApiResponse {
+    let active: Vec<Value> = tenant
+        .targets()
+        .await
+        .iter()
+        .map(|t| {
+            json!({
+                "discoveredLabels": labels_json(&t.labels),
+                "labels": labels_json(&t.labels),
+                "scrapePool": t.job,
+                "scrapeUrl": t.url,
+                "globalUrl": t.url,
+                "lastError": t.last_error,
+                "lastScrape": if t.last_scrape_ms > 0 { time::format_rfc3339_ms(t.last_scrape_ms) } else { "0001-01-01T00:00:00Z".to_string() },
+                "lastScrapeDuration": t.last_duration.as_secs_f64(),
+                "health": match t.health { Health::Up => "up", Health::Down => "down", Health::Unknown => "unknown" },
+                "scrapeInterval": crate::config::format_duration(t.interval),
+                "scrapeTimeout": crate::config::format_duration(t.timeout),
+            })
+        })
+        .collect();
+    ApiResponse::success(json!({"activeTargets": active, "droppedTargets": []}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_formatted_as_prometheus_does() {
+        assert_eq!(format_value(1.0), "1");
+        assert_eq!(format_value(0.25), "0.25");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_value(1e21), "1000000000000000000000");
+    }
+
+    #[test]
+    fn post_form_parameters_are_read() {
+        let req = ApiRequest {
+            method: "POST",
+            path: "api/v1/query",
+            query: "time=10",
+            body: b"query=up%7Bjob%3D%22a%22%7D",
+            content_type: Some("application/x-www-form-urlencoded"),
+        };
+        let p = Params::from_request(&req);
+        assert_eq!(p.get("query"), Some("up{job=\"a\"}"));
+        assert_eq!(p.get("time"), Some("10"));
+    }
+
+    #[test]
+    fn error_statuses_follow_the_prometheus_api() {
+        assert_eq!(query_error_status(&QueryError::Parse { message: "x".into(), position: None }).0, 400);
+        assert_eq!(query_error_status(&QueryError::Execution("many-to-many".into())).0, 422);
+        assert_eq!(query_error_status(&QueryError::Timeout(std::time::Duration::from_secs(1))).0, 503);
+    }
+}

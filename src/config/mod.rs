@@ -1,0 +1,634 @@
+//! Configuration: the Prometheus `scrape_configs` YAML a tenant scrapes with, the
+//! datasource settings Grafana sends, and the process-wide folders.
+//!
+//! Errors name the key, the job and the line, so a user pasting their
+//! prometheus.yml sees exactly what to change.
+
+pub mod duration;
+pub mod paths;
+pub mod settings;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::labels::{Label, Labels};
+pub use duration::{format_duration, parse_duration};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("scrape config: {0}")]
+    Yaml(String),
+    #[error("scrape config, job {job:?}: {message}")]
+    Job { job: String, message: String },
+    #[error("scrape config: {0}")]
+    Invalid(String),
+}
+
+/// Where secrets in the scrape config may come from.
+pub enum SecretSource<'a> {
+    /// Datasource settings: `jsonData` is stored unencrypted by Grafana, so secrets must
+    /// be references `${secure.NAME}` into the decrypted `secureJsonData`.
+    Grafana(&'a HashMap<String, String>),
+    /// A config file of the user's own (standalone mode): literal values are fine.
+    File,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    global: RawGlobal,
+    #[serde(default)]
+    scrape_configs: Vec<RawJob>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    scrape_interval: Option<String>,
+    scrape_timeout: Option<String>,
+    #[serde(default)]
+    external_labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    job_name: String,
+    scrape_interval: Option<String>,
+    scrape_timeout: Option<String>,
+    metrics_path: Option<String>,
+    scheme: Option<String>,
+    #[serde(default)]
+    params: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    honor_labels: bool,
+    honor_timestamps: Option<bool>,
+    #[serde(default)]
+    static_configs: Vec<RawStaticConfig>,
+    basic_auth: Option<RawBasicAuth>,
+    authorization: Option<RawAuthorization>,
+    bearer_token: Option<String>,
+    bearer_token_file: Option<String>,
+    #[serde(default)]
+    sample_limit: u64,
+    #[serde(default)]
+    label_limit: u64,
+    #[serde(default)]
+    label_name_length_limit: u64,
+    #[serde(default)]
+    label_value_length_limit: u64,
+    body_size_limit: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStaticConfig {
+    #[serde(default)]
+    targets: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasicAuth {
+    username: Option<String>,
+    username_file: Option<String>,
+    password: Option<String>,
+    password_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthorization {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    credentials: Option<String>,
+    credentials_file: Option<String>,
+}
+
+/// A secret value or the file it is read from at each scrape (as Prometheus does).
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretValue {
+    Inline(String),
+    File(String),
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretValue::Inline(_) => f.write_str("<secret>"),
+            SecretValue::File(p) => write!(f, "file {p:?}"),
+        }
+    }
+}
+
+impl SecretValue {
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretValue::Inline(v) => Ok(v.clone()),
+            SecretValue::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("reading {path}: {e}")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    Basic {
+        username: String,
+        password: Option<SecretValue>,
+    },
+    /// `Authorization: <scheme> <credentials>`; `bearer_token` is scheme Bearer.
+    Header {
+        scheme: String,
+        credentials: SecretValue,
+    },
+}
+
+/// One scrape job, with Prometheus's defaults filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScrapeJob {
+    pub name: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub metrics_path: String,
+    pub scheme: String,
+    pub params: BTreeMap<String, Vec<String>>,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub auth: Auth,
+    pub limits: ScrapeLimits,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScrapeLimits {
+    /// 0 = unlimited, as in Prometheus.
+    pub sample_limit: u64,
+    pub label_limit: u64,
+    pub label_name_length_limit: u64,
+    pub label_value_length_limit: u64,
+    /// Bytes; 0 = unlimited.
+    pub body_size_limit: u64,
+}
+
+/// A target to scrape: its URL and the labels every series from it carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub url: String,
+    /// `job`, `instance` and the static labels.
+    pub labels: Labels,
+}
+
+/// A validated scrape configuration.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ScrapeConfig {
+    pub global_interval: Duration,
+    pub jobs: Vec<ScrapeJob>,
+}
+
+pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ScrapeConfig {
+    /// Parses and validates a scrape config.
+    pub fn parse(yaml: &str, secrets: &SecretSource<'_>) -> Result<ScrapeConfig, ConfigError> {
+        if yaml.trim().is_empty() {
+            return Ok(ScrapeConfig {
+                global_interval: DEFAULT_SCRAPE_INTERVAL,
+                jobs: Vec::new(),
+            });
+        }
+        let raw: RawFile = serde_norway::from_str(yaml).map_err(|e| yaml_error(yaml, e))?;
+        let global_interval = opt_duration(raw.global.scrape_interval.as_deref(), "global", "scrape_interval")?
+            .unwrap_or(DEFAULT_SCRAPE_INTERVAL);
+        let global_timeout = opt_duration(raw.global.scrape_timeout.as_deref(), "global", "scrape_timeout")?
+            .unwrap_or(DEFAULT_SCRAPE_TIMEOUT);
+        let mut jobs: Vec<ScrapeJob> = Vec::new();
+        for rj in raw.scrape_configs {
+            if jobs.iter().any(|j| j.name == rj.job_name) {
+                return Err(ConfigError::Job {
+                    job: rj.job_name.clone(),
+                    message: "found multiple scrape configs with this job name".into(),
+                });
+            }
+            jobs.push(build_job(
+                rj,
+                global_interval,
+                global_timeout,
+                &raw.global.external_labels,
+                secrets,
+            )?);
+        }
+        Ok(ScrapeConfig {
+            global_interval,
+            jobs,
+        })
+    }
+
+    pub fn targets(&self) -> impl Iterator<Item = (&ScrapeJob, &Target)> {
+        self.jobs
+            .iter()
+            .flat_map(|j| j.targets.iter().map(move |t| (j, t)))
+    }
+}
+
+fn job_err(job: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Job {
+        job: job.to_string(),
+        message: message.into(),
+    }
+}
+
+fn opt_duration(v: Option<&str>, job: &str, key: &str) -> Result<Option<Duration>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(s) => parse_duration(s).map(Some).map_err(|e| {
+            if job == "global" {
+                ConfigError::Invalid(format!("global.{key}: {e}"))
+            } else {
+                job_err(job, format!("{key}: {e}"))
+            }
+        }),
+    }
+}
+
+/// Prometheus's `body_size_limit` units: B, KB, MB, GB, TB, PB, EB (powers of 1024).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits]
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}"))?;
+    let mult: u64 = match t[digits..].trim() {
+        "" | "B" => 1,
+        "KB" | "KiB" => 1 << 10,
+        "MB" | "MiB" => 1 << 20,
+        "GB" | "GiB" => 1 << 30,
+        "TB" | "TiB" => 1 << 40,
+        "PB" | "PiB" => 1 << 50,
+        "EB" | "EiB" => 1 << 60,
+        _ => return Err(format!("invalid size {text:?}: unknown unit")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {text:?} out of range"))
+}
+
+fn resolve_secret(
+    job: &str,
+    key: &str,
+    inline: Option<String>,
+    file: Option<String>,
+    secrets: &SecretSource<'_>,
+) -> Result<Option<SecretValue>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(job_err(
+            job,
+            format!("at most one of {key} and {key}_file may be set"),
+        )),
+        (None, None) => Ok(None),
+        (None, Some(f)) => Ok(Some(SecretValue::File(f))),
+        (Some(v), None) => {
+            if let Some(name) = v
+                .strip_prefix("${secure.")
+                .and_then(|r| r.strip_suffix('}'))
+            {
+                return match secrets {
+                    SecretSource::Grafana(map) => map
+                        .get(name)
+                        .map(|s| Some(SecretValue::Inline(s.clone())))
+                        .ok_or_else(|| {
+                            job_err(
+                                job,
+                                format!("{key} refers to ${{secure.{name}}}, but the datasource has no secure field {name:?}"),
+                            )
+                        }),
+                    SecretSource::File => Err(job_err(
+                        job,
+                        format!("{key} refers to ${{secure.{name}}}, which only a Grafana datasource can provide"),
+                    )),
+                };
+            }
+            match secrets {
+                SecretSource::Grafana(_) => Err(job_err(
+                    job,
+                    format!(
+                        "{key} is written in plain text in jsonData, which Grafana stores unencrypted; \
+                         put it in the datasource's secure fields (secureJsonData) and write ${{secure.NAME}} here"
+                    ),
+                )),
+                SecretSource::File => Ok(Some(SecretValue::Inline(v))),
+            }
+        }
+    }
+}
+
+fn build_job(
+    rj: RawJob,
+    global_interval: Duration,
+    global_timeout: Duration,
+    external: &BTreeMap<String, String>,
+    secrets: &SecretSource<'_>,
+) -> Result<ScrapeJob, ConfigError> {
+    let name = rj.job_name.clone();
+    if name.is_empty() {
+        return Err(ConfigError::Invalid("job_name is empty".into()));
+    }
+    let interval = opt_duration(rj.scrape_interval.as_deref(), &name, "scrape_interval")?
+        .unwrap_or(global_interval);
+    // Prometheus: a job's timeout defaults to the global one, capped by the interval.
+    let timeout = match opt_duration(rj.scrape_timeout.as_deref(), &name, "scrape_timeout")? {
+        Some(t) => t,
+        None => global_timeout.min(interval),
+    };
+    if interval.is_zero() {
+        return Err(job_err(&name, "scrape_interval must be greater than 0"));
+    }
+    if timeout > interval {
+        return Err(job_err(
+            &name,
+            format!(
+                "scrape_timeout ({}) greater than scrape_interval ({})",
+                format_duration(timeout),
+                format_duration(interval)
+            ),
+        ));
+    }
+    let scheme = rj.scheme.unwrap_or_else(|| "http".into());
+    match scheme.as_str() {
+        "http" => {}
+        "https" => {
+            return Err(job_err(
+                &name,
+                "scheme https is not supported yet; scrape over http",
+            ))
+        }
+        other => {
+            return Err(job_err(
+                &name,
+                format!("scheme: unsupported scheme {other:?} (http or https)"),
+            ))
+        }
+    }
+    let metrics_path = rj.metrics_path.unwrap_or_else(|| "/metrics".into());
+    if !metrics_path.starts_with('/') {
+        return Err(job_err(&name, format!("metrics_path {metrics_path:?} must start with /")));
+    }
+
+    let bearer = resolve_secret(&name, "bearer_token", rj.bearer_token, rj.bearer_token_file, secrets)?;
+    let mut auth = Auth::None;
+    if let Some(b) = rj.basic_auth {
+        let username = match (b.username, b.username_file) {
+            (Some(u), None) => u,
+            (None, Some(f)) => SecretValue::File(f)
+                .read()
+                .map_err(|e| job_err(&name, format!("basic_auth.username_file: {e}")))?,
+            (None, None) => String::new(),
+            (Some(_), Some(_)) => {
+                return Err(job_err(&name, "at most one of basic_auth username and username_file may be set"))
+            }
+        };
+        let password = resolve_secret(&name, "basic_auth.password", b.password, b.password_file, secrets)?;
+        auth = Auth::Basic { username, password };
+    }
+    if let Some(a) = rj.authorization {
+        if auth != Auth::None {
+            return Err(job_err(&name, "at most one of basic_auth and authorization may be set"));
+        }
+        let scheme = a.kind.unwrap_or_else(|| "Bearer".into());
+        if scheme.eq_ignore_ascii_case("basic") {
+            return Err(job_err(&name, "authorization type cannot be set to \"basic\", use \"basic_auth\" instead"));
+        }
+        let credentials = resolve_secret(&name, "authorization.credentials", a.credentials, a.credentials_file, secrets)?
+            .unwrap_or(SecretValue::Inline(String::new()));
+        auth = Auth::Header { scheme, credentials };
+    }
+    if let Some(credentials) = bearer {
+        if auth != Auth::None {
+            return Err(job_err(&name, "at most one of basic_auth, authorization and bearer_token may be set"));
+        }
+        auth = Auth::Header {
+            scheme: "Bearer".into(),
+            credentials,
+        };
+    }
+
+    let body_size_limit = match rj.body_size_limit.as_deref() {
+        None => 0,
+        Some(s) => parse_bytes(s).map_err(|e| job_err(&name, format!("body_size_limit: {e}")))?,
+    };
+
+    let mut targets = Vec::new();
+    for sc in rj.static_configs {
+        for addr in sc.targets {
+            if addr.is_empty() || addr.contains('/') || addr.contains(char::is_whitespace) {
+                return Err(job_err(
+                    &name,
+                    format!("static_configs: {addr:?} is not a valid host:port target"),
+                ));
+            }
+            let mut url = format!("{scheme}://{addr}{metrics_path}");
+            let mut first = true;
+            for (k, vs) in &rj.params {
+                for v in vs {
+                    url.push(if first { '?' } else { '&' });
+                    first = false;
+                    url.push_str(&form_encode(k));
+                    url.push('=');
+                    url.push_str(&form_encode(v));
+                }
+            }
+            let mut labels: Vec<Label> = external
+                .iter()
+                .map(|(k, v)| Label::new(k.as_str(), v.as_str()))
+                .collect();
+            labels.extend(sc.labels.iter().map(|(k, v)| Label::new(k.as_str(), v.as_str())));
+            labels.push(Label::new("job", name.as_str()));
+            labels.push(Label::new("instance", addr.as_str()));
+            // Static labels override job/instance, as Prometheus lets them.
+            labels.extend(
+                sc.labels
+                    .iter()
+                    .filter(|(k, _)| *k == "job" || *k == "instance")
+                    .map(|(k, v)| Label::new(k.as_str(), v.as_str())),
+            );
+            targets.push(Target {
+                url,
+                labels: Labels::new(labels),
+            });
+        }
+    }
+
+    Ok(ScrapeJob {
+        name,
+        interval,
+        timeout,
+        metrics_path,
+        scheme,
+        params: rj.params,
+        honor_labels: rj.honor_labels,
+        honor_timestamps: rj.honor_timestamps.unwrap_or(true),
+        auth,
+        limits: ScrapeLimits {
+            sample_limit: rj.sample_limit,
+            label_limit: rj.label_limit,
+            label_name_length_limit: rj.label_name_length_limit,
+            label_value_length_limit: rj.label_value_length_limit,
+            body_size_limit,
+        },
+        targets,
+    })
+}
+
+fn form_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Turns a YAML error into one that names the key path, the job (when the path is
+/// inside `scrape_configs[N]`) and the line.
+fn yaml_error(yaml: &str, e: serde_norway::Error) -> ConfigError {
+    let mut msg = e.to_string();
+    if let Some(rest) = msg.strip_prefix("scrape_configs[") {
+        if let Some(idx) = rest.split(']').next().and_then(|n| n.parse::<usize>().ok()) {
+            if let Some(job) = job_name_at(yaml, idx) {
+                msg = format!("job {job:?}: {msg}");
+            }
+        }
+    }
+    ConfigError::Yaml(msg)
+}
+
+fn job_name_at(yaml: &str, idx: usize) -> Option<String> {
+    let v: serde_norway::Value = serde_norway::from_str(yaml).ok()?;
+    v.get("scrape_configs")?
+        .get(idx)?
+        .get("job_name")?
+        .as_str()
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEMO: &str = r#"
+global:
+  scrape_interval: 15s
+scrape_configs:
+  - job_name: node
+    static_configs:
+      - targets: ['127.0.0.1:9100']
+        labels: {env: demo}
+  - job_name: mysql
+    scrape_interval: 30s
+    scrape_timeout: 5s
+    params:
+      collect[]: [global_status]
+    basic_auth:
+      username: u
+      password: ${secure.mysqlPassword}
+    static_configs:
+      - targets: ['127.0.0.1:9104', 'db2:9104']
+"#;
+
+    fn grafana_secrets() -> HashMap<String, String> {
+        HashMap::from([("mysqlPassword".to_string(), "s3cret".to_string())])
+    }
+
+    #[test]
+    fn demo_config_parses_with_prometheus_defaults() {
+        let s = grafana_secrets();
+        let c = ScrapeConfig::parse(DEMO, &SecretSource::Grafana(&s)).unwrap();
+        assert_eq!(c.global_interval, Duration::from_secs(15));
+        let node = &c.jobs[0];
+        assert_eq!(node.interval, Duration::from_secs(15));
+        assert_eq!(node.timeout, Duration::from_secs(10));
+        assert_eq!(node.targets[0].url, "http://127.0.0.1:9100/metrics");
+        assert_eq!(
+            node.targets[0].labels,
+            Labels::from_pairs([("env", "demo"), ("instance", "127.0.0.1:9100"), ("job", "node")])
+        );
+        let mysql = &c.jobs[1];
+        assert_eq!(mysql.timeout, Duration::from_secs(5));
+        assert_eq!(mysql.targets.len(), 2);
+        assert_eq!(
+            mysql.targets[1].url,
+            "http://db2:9104/metrics?collect%5B%5D=global_status"
+        );
+        assert_eq!(
+            mysql.auth,
+            Auth::Basic {
+                username: "u".into(),
+                password: Some(SecretValue::Inline("s3cret".into()))
+            }
+        );
+    }
+
+    #[test]
+    fn literal_password_in_json_data_is_refused() {
+        let yaml = DEMO.replace("${secure.mysqlPassword}", "hunter2");
+        let s = grafana_secrets();
+        let err = ScrapeConfig::parse(&yaml, &SecretSource::Grafana(&s)).unwrap_err().to_string();
+        assert!(err.contains("secureJsonData") && err.contains("mysql"), "{err}");
+        assert!(!err.contains("hunter2"), "secret leaked into the error: {err}");
+        // In a user's own file a literal is fine.
+        assert!(ScrapeConfig::parse(&yaml, &SecretSource::File).is_ok());
+    }
+
+    #[test]
+    fn missing_secure_field_is_named() {
+        let empty = HashMap::new();
+        let err = ScrapeConfig::parse(DEMO, &SecretSource::Grafana(&empty)).unwrap_err().to_string();
+        assert!(err.contains("mysqlPassword"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_names_key_job_and_line() {
+        let yaml = "scrape_configs:\n  - job_name: node\n    scrape_intervall: 5s\n";
+        let err = ScrapeConfig::parse(yaml, &SecretSource::File).unwrap_err().to_string();
+        assert!(err.contains("scrape_intervall"), "{err}");
+        assert!(err.contains("\"node\""), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_with_the_job() {
+        let cases = [
+            ("scrape_configs:\n  - job_name: a\n    scrape_interval: 5x\n", "scrape_interval"),
+            ("scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 10s\n", "greater than scrape_interval"),
+            ("scrape_configs:\n  - job_name: a\n  - job_name: a\n", "multiple"),
+            ("scrape_configs:\n  - job_name: a\n    scheme: ftp\n", "ftp"),
+            ("scrape_configs:\n  - job_name: a\n    body_size_limit: 10QB\n", "body_size_limit"),
+            ("global:\n  scrape_interval: x\n", "global.scrape_interval"),
+        ];
+        for (yaml, want) in cases {
+            let err = ScrapeConfig::parse(yaml, &SecretSource::File).unwrap_err().to_string();
+            assert!(err.contains(want), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn timeout_defaults_to_min_of_global_timeout_and_interval() {
+        let c = ScrapeConfig::parse(
+            "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n",
+            &SecretSource::File,
+        )
+        .unwrap();
+        assert_eq!(c.jobs[0].timeout, Duration::from_secs(5));
+        assert_eq!(parse_bytes("10MB").unwrap(), 10 << 20);
+    }
+}

@@ -1,0 +1,77 @@
+//! Where the plugin keeps its data and finds Grafana's provisioning files.
+//!
+//! Grafana passes `[plugin.arrowmon-metrics-datasource]` settings of grafana.ini to
+//! the plugin as `GF_PLUGIN_<KEY>` variables, and the plugin inherits Grafana's own
+//! environment (`GF_PATHS_*`, set in Grafana's Docker image). The order is: the
+//! plugin section, then Grafana's paths, then the Debian/RPM package defaults.
+
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginFolders {
+    /// Root of all tenants' data.
+    pub data_dir: PathBuf,
+    /// Grafana's provisioning folder (holding `datasources/`).
+    pub provisioning_dir: PathBuf,
+}
+
+pub const PACKAGE_DATA_DIR: &str = "/var/lib/grafana";
+pub const PACKAGE_PROVISIONING_DIR: &str = "/etc/grafana/provisioning";
+
+impl PluginFolders {
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> PluginFolders {
+        let set = |k: &str| get(k).filter(|v| !v.is_empty());
+        let data_dir = match set("GF_PLUGIN_DATA_DIR") {
+            Some(d) => PathBuf::from(d),
+            // Inside Grafana's own data folder, our files get a folder of their own.
+            None => PathBuf::from(set("GF_PATHS_DATA").unwrap_or_else(|| PACKAGE_DATA_DIR.into()))
+                .join("arrowmon"),
+        };
+        let provisioning_dir = PathBuf::from(
+            set("GF_PLUGIN_PROVISIONING_DIR")
+                .or_else(|| set("GF_PATHS_PROVISIONING"))
+                .unwrap_or_else(|| PACKAGE_PROVISIONING_DIR.into()),
+        );
+        PluginFolders {
+            data_dir,
+            provisioning_dir,
+        }
+    }
+
+    pub fn from_process_env() -> PluginFolders {
+        PluginFolders::from_env(|k| std::env::var(k).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn folders(vars: &[(&str, &str)]) -> PluginFolders {
+        let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        PluginFolders::from_env(|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn plugin_section_wins_over_grafana_paths() {
+        let f = folders(&[
+            ("GF_PLUGIN_DATA_DIR", "/srv/am"),
+            ("GF_PLUGIN_PROVISIONING_DIR", "/srv/prov"),
+            ("GF_PATHS_DATA", "/var/lib/g"),
+            ("GF_PATHS_PROVISIONING", "/etc/g/prov"),
+        ]);
+        assert_eq!(f.data_dir, PathBuf::from("/srv/am"));
+        assert_eq!(f.provisioning_dir, PathBuf::from("/srv/prov"));
+    }
+
+    #[test]
+    fn grafana_paths_then_package_defaults() {
+        let f = folders(&[("GF_PATHS_DATA", "/var/lib/g"), ("GF_PATHS_PROVISIONING", "/etc/g/prov")]);
+        assert_eq!(f.data_dir, PathBuf::from("/var/lib/g/arrowmon"));
+        assert_eq!(f.provisioning_dir, PathBuf::from("/etc/g/prov"));
+        let f = folders(&[("GF_PATHS_DATA", "")]);
+        assert_eq!(f.data_dir, PathBuf::from("/var/lib/grafana/arrowmon"));
+        assert_eq!(f.provisioning_dir, PathBuf::from("/etc/grafana/provisioning"));
+    }
+}

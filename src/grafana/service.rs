@@ -1,0 +1,345 @@
+//! The pluginv2 services Grafana calls: QueryData, CheckHealth, CollectMetrics and
+//! CallResource, plus go-plugin's controller, broker and stdio services.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::query::{frames, plan, QueryModel};
+use crate::api::{self, query_error_status, ApiRequest};
+use crate::config::settings::DatasourceSettings;
+use crate::promql::Engine;
+use crate::proto::goplugin;
+use crate::proto::health as grpc_health;
+use crate::proto::pluginv2 as pb;
+use crate::scrape::Health;
+use crate::tenant::{Tenant, Tenants};
+
+/// Shared state of every service.
+#[derive(Clone)]
+pub struct Plugin {
+    pub tenants: Arc<Tenants>,
+    pub engine: Arc<Engine>,
+    /// Set to true when Grafana asks the plugin to stop.
+    pub shutdown: watch::Sender<bool>,
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+impl Plugin {
+    /// The tenant a request is addressed to, from its datasource settings.
+    async fn tenant(&self, ctx: Option<&pb::PluginContext>) -> Result<Arc<Tenant>, Status> {
+        let ctx = ctx.ok_or_else(|| Status::invalid_argument("request has no plugin context"))?;
+        let ds = ctx
+            .data_source_instance_settings
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("request is not addressed to a datasource instance"))?;
+        let settings = DatasourceSettings::from_grafana(
+            ctx.org_id,
+            &ds.uid,
+            &ds.name,
+            &ds.json_data,
+            &ds.decrypted_secure_json_data,
+            ds.last_updated_ms,
+        )
+        .map_err(Status::invalid_argument)?;
+        self.tenants.get(settings).await.map_err(Status::invalid_argument)
+    }
+
+    async fn run_query(&self, tenant: &Arc<Tenant>, q: &pb::DataQuery) -> pb::DataResponse {
+        let downstream = |status: i32, msg: String| pb::DataResponse {
+            error: msg,
+            status,
+            error_source: "downstream".into(),
+            ..Default::default()
+        };
+        let model = match QueryModel::parse(&q.json) {
+            Ok(m) => m,
+            Err(e) => return downstream(400, e),
+        };
+        let range = q.time_range.clone().unwrap_or_default();
+        let time_interval = tenant.settings().await.and_then(|s| s.time_interval());
+        let plan = match plan(&model, range.from_epoch_ms, range.to_epoch_ms, q.interval_ms, time_interval) {
+            Ok(p) => p,
+            Err(e) => return downstream(400, e),
+        };
+        let engine = self.engine.clone();
+        let store = tenant.store.clone();
+        let p = plan.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            if p.range {
+                engine.range_query(&*store, &p.expr, p.start_ms, p.end_ms, p.step_ms)
+            } else {
+                engine.instant_query(&*store, &p.expr, p.end_ms)
+            }
+        })
+        .await;
+        let result = match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                let (status, _) = query_error_status(&e);
+                let source = if status == 500 { "plugin" } else { "downstream" };
+                return pb::DataResponse {
+                    error: e.to_string(),
+                    status: status as i32,
+                    error_source: source.into(),
+                    ..Default::default()
+                };
+            }
+            Err(e) => {
+                return pb::DataResponse {
+                    error: format!("query task failed: {e}"),
+                    status: 500,
+                    error_source: "plugin".into(),
+                    ..Default::default()
+                }
+            }
+        };
+        let mut encoded = Vec::new();
+        for f in frames(&q.ref_id, &model, &plan, &result) {
+            match f.to_arrow_ipc() {
+                Ok(b) => encoded.push(b),
+                Err(e) => {
+                    return pb::DataResponse {
+                        error: format!("encoding frame: {e}"),
+                        status: 500,
+                        error_source: "plugin".into(),
+                        ..Default::default()
+                    }
+                }
+            }
+        }
+        pb::DataResponse {
+            frames: encoded,
+            status: 200,
+            ..Default::default()
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::data_server::Data for Plugin {
+    async fn query_data(&self, req: Request<pb::QueryDataRequest>) -> Result<Response<pb::QueryDataResponse>, Status> {
+        let req = req.into_inner();
+        let tenant = self.tenant(req.plugin_context.as_ref()).await?;
+        let mut responses = HashMap::new();
+        for q in &req.queries {
+            responses.insert(q.ref_id.clone(), self.run_query(&tenant, q).await);
+        }
+        Ok(Response::new(pb::QueryDataResponse { responses }))
+    }
+
+    type QueryChunkedDataStream = BoxStream<pb::QueryChunkedDataResponse>;
+
+    async fn query_chunked_data(
+        &self,
+        _req: Request<pb::QueryChunkedDataRequest>,
+    ) -> Result<Response<Self::QueryChunkedDataStream>, Status> {
+        Err(Status::unimplemented("chunked queries are not supported; use QueryData"))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::diagnostics_server::Diagnostics for Plugin {
+    async fn check_health(&self, req: Request<pb::CheckHealthRequest>) -> Result<Response<pb::CheckHealthResponse>, Status> {
+        use pb::check_health_response::HealthStatus;
+        let req = req.into_inner();
+        let tenant = match self.tenant(req.plugin_context.as_ref()).await {
+            Ok(t) => t,
+            Err(s) => {
+                return Ok(Response::new(pb::CheckHealthResponse {
+                    status: HealthStatus::Error as i32,
+                    message: s.message().to_string(),
+                    json_details: Vec::new(),
+                }))
+            }
+        };
+        let h = tenant.health().await;
+        let (status, message) = health_message(&h);
+        Ok(Response::new(pb::CheckHealthResponse {
+            status: status as i32,
+            message,
+            json_details: Vec::new(),
+        }))
+    }
+
+    async fn collect_metrics(
+        &self,
+        _req: Request<pb::CollectMetricsRequest>,
+    ) -> Result<Response<pb::CollectMetricsResponse>, Status> {
+        let all = self.tenants.all().await;
+        let named: Vec<(String, Arc<Tenant>)> = all.into_iter().map(|(k, t)| (format!("{}/{}", k.org_id, k.uid), t)).collect();
+        let refs: Vec<(&str, &Arc<Tenant>)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let text = super::metrics::self_metrics_text(&refs).await;
+        Ok(Response::new(pb::CollectMetricsResponse {
+            metrics: Some(pb::collect_metrics_response::Payload {
+                prometheus: text.into_bytes(),
+            }),
+        }))
+    }
+}
+
+/// CheckHealth's verdict: ERROR for an invalid config, an unwritable store, or when
+/// every target failed its last scrape; otherwise OK with the targets up and each
+/// failing target named with its error.
+pub fn health_message(h: &crate::tenant::TenantHealth) -> (pb::check_health_response::HealthStatus, String) {
+    use pb::check_health_response::HealthStatus;
+    if let Some(e) = &h.config_error {
+        return (HealthStatus::Error, format!("Invalid configuration: {e}"));
+    }
+    if let Some(e) = &h.store_error {
+        return (HealthStatus::Error, format!("Store is not writable: {e}"));
+    }
+    let total = h.targets.len();
+    if total == 0 {
+        return (
+            HealthStatus::Ok,
+            "Configuration valid; no scrape targets configured (add scrape_configs to the scrape config)".into(),
+        );
+    }
+    let up = h.targets.iter().filter(|t| t.health == Health::Up).count();
+    let down: Vec<_> = h.targets.iter().filter(|t| t.health == Health::Down).collect();
+    let waiting = total - up - down.len();
+    let mut msg = format!("{up} of {total} targets up");
+    if waiting > 0 {
+        msg.push_str(&format!(", {waiting} not scraped yet"));
+    }
+    for t in &down {
+        msg.push_str(&format!("; {} failed: {}", t.url, t.last_error));
+    }
+    let status = if down.len() == total { HealthStatus::Error } else { HealthStatus::Ok };
+    (status, msg)
+}
+
+#[tonic::async_trait]
+impl pb::resource_server::Resource for Plugin {
+    type CallResourceStream = BoxStream<pb::CallResourceResponse>;
+
+    async fn call_resource(
+        &self,
+        req: Request<pb::CallResourceRequest>,
+    ) -> Result<Response<Self::CallResourceStream>, Status> {
+        let req = req.into_inner();
+        let tenant = self.tenant(req.plugin_context.as_ref()).await?;
+        let query = req.url.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let content_type = req
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .and_then(|(_, v)| v.values.first())
+            .map(String::as_str);
+        let resp = api::handle(
+            &tenant,
+            &self.engine,
+            ApiRequest {
+                method: &req.method,
+                path: &req.path,
+                query,
+                body: &req.body,
+                content_type,
+            },
+        )
+        .await;
+        let mut headers = HashMap::new();
+        headers.insert(
+            "Content-Type".to_string(),
+            pb::StringList {
+                values: vec![resp.content_type.to_string()],
+            },
+        );
+        let out = pb::CallResourceResponse {
+            code: resp.status as i32,
+            headers,
+            body: resp.body,
+        };
+        Ok(Response::new(Box::pin(tokio_stream::once(Ok(out)))))
+    }
+}
+
+#[tonic::async_trait]
+impl goplugin::grpc_controller_server::GrpcController for Plugin {
+    async fn shutdown(&self, _req: Request<goplugin::Empty>) -> Result<Response<goplugin::Empty>, Status> {
+        tracing::info!("Grafana asked the plugin to shut down");
+        let _ = self.shutdown.send(true);
+        Ok(Response::new(goplugin::Empty {}))
+    }
+}
+
+/// go-plugin's broker: the plugin never dials back, so the stream just stays open.
+#[tonic::async_trait]
+impl goplugin::grpc_broker_server::GrpcBroker for Plugin {
+    type StartStreamStream = BoxStream<goplugin::ConnInfo>;
+
+    async fn start_stream(
+        &self,
+        _req: Request<Streaming<goplugin::ConnInfo>>,
+    ) -> Result<Response<Self::StartStreamStream>, Status> {
+        Ok(Response::new(until_shutdown(self.shutdown.subscribe())))
+    }
+}
+
+/// go-plugin's stdio forwarding: logs go to stderr directly, so nothing is sent.
+#[tonic::async_trait]
+impl goplugin::grpc_stdio_server::GrpcStdio for Plugin {
+    type StreamStdioStream = BoxStream<goplugin::StdioData>;
+
+    async fn stream_stdio(&self, _req: Request<()>) -> Result<Response<Self::StreamStdioStream>, Status> {
+        Ok(Response::new(until_shutdown(self.shutdown.subscribe())))
+    }
+}
+
+/// A stream that yields nothing and ends when the plugin shuts down.
+fn until_shutdown<T: Send + 'static>(rx: watch::Receiver<bool>) -> BoxStream<T> {
+    use tokio_stream::StreamExt;
+    Box::pin(
+        tokio_stream::wrappers::WatchStream::new(rx)
+            .take_while(|stopping| !*stopping)
+            .filter_map(|_| None),
+    )
+}
+
+/// The standard gRPC health service; go-plugin checks the service name `plugin`.
+#[tonic::async_trait]
+impl grpc_health::health_server::Health for Plugin {
+    async fn check(
+        &self,
+        req: Request<grpc_health::HealthCheckRequest>,
+    ) -> Result<Response<grpc_health::HealthCheckResponse>, Status> {
+        use grpc_health::health_check_response::ServingStatus;
+        let service = req.into_inner().service;
+        if !service.is_empty() && service != "plugin" {
+            return Err(Status::not_found(format!("unknown service {service:?}")));
+        }
+        Ok(Response::new(grpc_health::HealthCheckResponse {
+            status: ServingStatus::Serving as i32,
+        }))
+    }
+
+    async fn list(
+        &self,
+        _req: Request<grpc_health::HealthListRequest>,
+    ) -> Result<Response<grpc_health::HealthListResponse>, Status> {
+        use grpc_health::health_check_response::ServingStatus;
+        let mut statuses = HashMap::new();
+        statuses.insert(
+            "plugin".to_string(),
+            grpc_health::HealthCheckResponse {
+                status: ServingStatus::Serving as i32,
+            },
+        );
+        Ok(Response::new(grpc_health::HealthListResponse { statuses }))
+    }
+
+    type WatchStream = BoxStream<grpc_health::HealthCheckResponse>;
+
+    async fn watch(
+        &self,
+        _req: Request<grpc_health::HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("health watch is not supported; use Check"))
+    }
+}

@@ -1,0 +1,16 @@
+//! arrowmon: a Grafana datasource plugin that is its own monitoring server. It
+//! scrapes exporters like Prometheus, stores samples in an Arrow-based columnar
+//! store, evaluates PromQL, and answers Grafana with Arrow data frames.
+//!
+//! The path of a sample: `scrape` → `store` → `promql` → `grafana`/`api`.
+
+pub mod api;
+pub mod config;
+pub mod grafana;
+pub mod labels;
+pub mod logging;
+pub mod promql;
+pub mod proto;
+pub mod scrape;
+pub mod store;
+pub mod tenant;

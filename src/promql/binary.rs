@@ -1,0 +1,533 @@
+//! Binary operators: arithmetic, comparisons (with `bool`), set operators, and
+//! vector matching (`on`/`ignoring`, `group_left`/`group_right`, fill values).
+
+use std::collections::HashMap;
+
+use promql_parser::parser::token::{
+    T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD,
+    T_MUL, T_NEQ, T_POW, T_SUB,
+};
+use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
+
+use super::engine::{
+    drop_metric_name, exec_err, go_labels_string, is_metadata_label, merge_same_labels, Ev,
+    OutBuilder, Pts, Val,
+};
+use super::value::QueryError;
+use crate::labels::{Label, Labels, METRIC_NAME};
+
+fn is_comparison(op: u16) -> bool {
+    matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)
+}
+
+fn changes_metric_schema(op: u16) -> bool {
+    matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_POW | T_MOD | T_ATAN2)
+}
+
+#[inline]
+fn b2f(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Scalar-scalar arithmetic and comparisons (comparisons give 0/1).
+#[inline]
+pub fn scalar_binop(op: u16, l: f64, r: f64) -> f64 {
+    match op {
+        T_ADD => l + r,
+        T_SUB => l - r,
+        T_MUL => l * r,
+        T_DIV => l / r,
+        T_POW => l.powf(r),
+        T_MOD => l % r,
+        T_ATAN2 => l.atan2(r),
+        T_EQLC => b2f(l == r),
+        T_NEQ => b2f(l != r),
+        T_GTR => b2f(l > r),
+        T_LSS => b2f(l < r),
+        T_GTE => b2f(l >= r),
+        T_LTE => b2f(l <= r),
+        _ => f64::NAN,
+    }
+}
+
+/// Element operation between two floats: (value, keep).
+#[inline]
+fn elem_binop(op: u16, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        T_EQLC => (l, l == r),
+        T_NEQ => (l, l != r),
+        T_GTR => (l, l > r),
+        T_LSS => (l, l < r),
+        T_GTE => (l, l >= r),
+        T_LTE => (l, l <= r),
+        _ => (scalar_binop(op, l, r), true),
+    }
+}
+
+pub(crate) fn eval_binary(ev: &mut Ev, b: &BinaryExpr) -> Result<Val, QueryError> {
+    let op = b.op.id();
+    let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+    let lhs = ev.eval(&b.lhs)?;
+    let rhs = ev.eval(&b.rhs)?;
+    match (lhs, rhs) {
+        (Val::Scalar(l), Val::Scalar(r)) => Ok(Val::Scalar(
+            l.iter()
+                .zip(&r)
+                .map(|(&a, &c)| scalar_binop(op, a, c))
+                .collect(),
+        )),
+        (Val::Vector(l), Val::Scalar(r)) => vector_scalar(ev, op, l, &r, false, return_bool),
+        (Val::Scalar(l), Val::Vector(r)) => vector_scalar(ev, op, r, &l, true, return_bool),
+        (Val::Vector(l), Val::Vector(r)) => {
+            let m = Matching::from(b.modifier.as_ref());
+            match op {
+                T_LAND | T_LOR | T_LUNLESS => set_op(ev, op, l, r, &m),
+                _ => vector_binop(ev, op, l, r, &m, return_bool, b.modifier.as_ref()),
+            }
+        }
+        (l, r) => exec_err(format!(
+            "binary expression must contain only scalar and instant vector types, got {} and {}",
+            l.type_name(),
+            r.type_name()
+        )),
+    }
+}
+
+fn vector_scalar(
+    ev: &mut Ev,
+    op: u16,
+    v: Vec<Pts>,
+    s: &[f64],
+    swap: bool,
+    return_bool: bool,
+) -> Result<Val, QueryError> {
+    let rename = changes_metric_schema(op) || return_bool;
+    let mut out = Vec::with_capacity(v.len());
+    for mut p in v {
+        let mut ts = Vec::with_capacity(p.ts.len());
+        let mut vs = Vec::with_capacity(p.ts.len());
+        for (&t, &x) in p.ts.iter().zip(&p.vs) {
+            let sv = s[ev.step_idx(t)];
+            let (l, r) = if swap { (sv, x) } else { (x, sv) };
+            let (mut val, mut keep) = elem_binop(op, l, r);
+            if is_comparison(op) && swap {
+                val = r;
+            }
+            if return_bool {
+                val = b2f(keep);
+                keep = true;
+            }
+            if keep {
+                ts.push(t);
+                vs.push(val);
+            }
+        }
+        if ts.is_empty() {
+            continue;
+        }
+        p.ts = ts;
+        p.vs = vs;
+        if rename {
+            p.labels = ev.name_dropped(&p.labels);
+            p.drop_name = true;
+        }
+        out.push(p);
+    }
+    if rename && !ev.delayed() {
+        out = merge_same_labels(out)?;
+    }
+    Ok(Val::Vector(out))
+}
+
+/// How two vectors' series are matched.
+struct Matching {
+    on: bool,
+    labels: Vec<String>,
+    card: Card,
+    include: Vec<String>,
+    fill_lhs: Option<f64>,
+    fill_rhs: Option<f64>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Card {
+    OneToOne,
+    ManyToOne,
+    OneToMany,
+    ManyToMany,
+}
+
+impl Matching {
+    fn from(m: Option<&BinModifier>) -> Matching {
+        let mut out = Matching {
+            on: false,
+            labels: Vec::new(),
+            card: Card::OneToOne,
+            include: Vec::new(),
+            fill_lhs: None,
+            fill_rhs: None,
+        };
+        if let Some(m) = m {
+            match &m.matching {
+                Some(LabelModifier::Include(l)) => {
+                    out.on = true;
+                    out.labels = l.labels.clone();
+                }
+                Some(LabelModifier::Exclude(l)) => out.labels = l.labels.clone(),
+                None => {}
+            }
+            out.card = match &m.card {
+                VectorMatchCardinality::OneToOne => Card::OneToOne,
+                VectorMatchCardinality::ManyToOne(l) => {
+                    out.include = l.labels.clone();
+                    Card::ManyToOne
+                }
+                VectorMatchCardinality::OneToMany(l) => {
+                    out.include = l.labels.clone();
+                    Card::OneToMany
+                }
+                VectorMatchCardinality::ManyToMany => Card::ManyToMany,
+            };
+            out.fill_lhs = m.fill_values.lhs;
+            out.fill_rhs = m.fill_values.rhs;
+        }
+        out.labels.sort();
+        out
+    }
+
+    /// The labels that must match (Prometheus's `MatchLabels`).
+    fn match_labels(&self, l: &Labels) -> Labels {
+        if self.on {
+            Labels::new(
+                l.iter()
+                    .filter(|x| self.labels.iter().any(|n| *n == *x.name))
+                    .cloned()
+                    .collect(),
+            )
+        } else {
+            Labels::new(
+                l.iter()
+                    .filter(|x| {
+                        &*x.name != METRIC_NAME && !self.labels.iter().any(|n| *n == *x.name)
+                    })
+                    .cloned()
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// Assigns each series of both sides a signature ordinal.
+fn signatures(m: &Matching, l: &[Pts], r: &[Pts]) -> (Vec<usize>, Vec<usize>, usize) {
+    let mut map: HashMap<Labels, usize> = HashMap::new();
+    let mut sig = |p: &Pts| {
+        let k = m.match_labels(&p.labels);
+        let n = map.len();
+        *map.entry(k).or_insert(n)
+    };
+    let ls: Vec<usize> = l.iter().map(&mut sig).collect();
+    let rs: Vec<usize> = r.iter().map(&mut sig).collect();
+    (ls, rs, map.len())
+}
+
+/// The indexes of the series that have a point at `t`, advancing the cursors.
+fn gather(v: &[Pts], cur: &mut [usize], t: i64, out: &mut Vec<usize>) {
+    out.clear();
+    for (i, p) in v.iter().enumerate() {
+        let c = cur[i];
+        if c < p.ts.len() && p.ts[c] == t {
+            out.push(i);
+        }
+    }
+}
+
+fn set_op(ev: &mut Ev, op: u16, l: Vec<Pts>, r: Vec<Pts>, m: &Matching) -> Result<Val, QueryError> {
+    let (lsig, rsig, nsig) = signatures(m, &l, &r);
+    let n = ev.nsteps();
+    let (mut lc, mut rc) = (vec![0usize; l.len()], vec![0usize; r.len()]);
+    let mut mark = vec![usize::MAX; nsig];
+    let (mut li, mut ri) = (Vec::new(), Vec::new());
+    let mut out = OutBuilder::new();
+    for step in 0..n {
+        let t = ev.step_ts(step);
+        gather(&l, &mut lc, t, &mut li);
+        gather(&r, &mut rc, t, &mut ri);
+        match op {
+            T_LAND => {
+                if !li.is_empty() && !ri.is_empty() {
+                    for &j in &ri {
+                        mark[rsig[j]] = step;
+                    }
+                    for &i in &li {
+                        if mark[lsig[i]] == step {
+                            out.push(l[i].labels.clone(), l[i].drop_name, t, l[i].vs[lc[i]])?;
+                        }
+                    }
+                }
+            }
+            T_LOR => {
+                for &i in &li {
+                    mark[lsig[i]] = step;
+                    out.push(l[i].labels.clone(), l[i].drop_name, t, l[i].vs[lc[i]])?;
+                }
+                for &j in &ri {
+                    if li.is_empty() || mark[rsig[j]] != step {
+                        out.push(r[j].labels.clone(), r[j].drop_name, t, r[j].vs[rc[j]])?;
+                    }
+                }
+            }
+            _ => {
+                // unless
+                for &j in &ri {
+                    mark[rsig[j]] = step;
+                }
+                for &i in &li {
+                    if ri.is_empty() || mark[lsig[i]] != step {
+                        out.push(l[i].labels.clone(), l[i].drop_name, t, l[i].vs[lc[i]])?;
+                    }
+                }
+            }
+        }
+        for &i in &li {
+            lc[i] += 1;
+        }
+        for &j in &ri {
+            rc[j] += 1;
+        }
+    }
+    Ok(Val::Vector(out.series))
+}
+
+fn vector_binop(
+    ev: &mut Ev,
+    op: u16,
+    l: Vec<Pts>,
+    r: Vec<Pts>,
+    m: &Matching,
+    return_bool: bool,
+    _modifier: Option<&BinModifier>,
+) -> Result<Val, QueryError> {
+    let (lsig, rsig, nsig) = signatures(m, &l, &r);
+    let n = ev.nsteps();
+    let (mut lc, mut rc) = (vec![0usize; l.len()], vec![0usize; r.len()]);
+    let (mut li, mut ri) = (Vec::new(), Vec::new());
+    let swap = m.card == Card::OneToMany;
+    // Per signature: the "one"-side sample index at this step (step-stamped).
+    let mut right_at: Vec<(usize, usize)> = vec![(usize::MAX, 0); nsig];
+    let mut st = BinState {
+        op,
+        m,
+        swap,
+        return_bool,
+        delayed: ev.delayed(),
+        matched: vec![usize::MAX; nsig],
+        inserted: HashMap::new(),
+        metric_cache: HashMap::new(),
+        out: OutBuilder::new(),
+    };
+    for step in 0..n {
+        let t = ev.step_ts(step);
+        gather(&l, &mut lc, t, &mut li);
+        gather(&r, &mut rc, t, &mut ri);
+        let none_fill = m.fill_lhs.is_none() && m.fill_rhs.is_none();
+        if (li.is_empty() && ri.is_empty()) || ((li.is_empty() || ri.is_empty()) && none_fill) {
+            for &i in &li {
+                lc[i] += 1;
+            }
+            for &j in &ri {
+                rc[j] += 1;
+            }
+            continue;
+        }
+        // After a possible swap, "left" is the many side and "right" the one side.
+        let (many, many_sig, many_idx, many_cur, one, one_sig, one_idx, one_cur) = if swap {
+            (&r, &rsig, &ri, &rc, &l, &lsig, &li, &lc)
+        } else {
+            (&l, &lsig, &li, &lc, &r, &rsig, &ri, &rc)
+        };
+        for &j in one_idx.iter() {
+            let s = one_sig[j];
+            if right_at[s].0 == step {
+                let dup = &one[right_at[s].1];
+                let side = if swap { "left" } else { "right" };
+                // Report the two series in a stable, sorted order.
+                let (a, b) = if one[j].labels <= dup.labels {
+                    (&one[j], dup)
+                } else {
+                    (dup, &one[j])
+                };
+                return exec_err(format!(
+                    "found duplicate series for the match group {} on the {} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    go_labels_string(&m.match_labels(&one[j].labels)),
+                    side,
+                    go_labels_string(&a.labels),
+                    go_labels_string(&b.labels),
+                ));
+            }
+            right_at[s] = (step, j);
+        }
+        st.inserted.clear();
+        for &i in many_idx.iter() {
+            let s = many_sig[i];
+            let ls = (many[i].labels.clone(), many[i].vs[many_cur[i]], i);
+            let rs = if right_at[s].0 == step {
+                let j = right_at[s].1;
+                (one[j].labels.clone(), one[j].vs[one_cur[j]], j)
+            } else {
+                let fill = if swap { m.fill_lhs } else { m.fill_rhs };
+                match fill {
+                    Some(f) => (m.match_labels(&many[i].labels), f, usize::MAX),
+                    None => continue,
+                }
+            };
+            do_op(&mut st, step, t, ls, rs, s)?;
+        }
+        let fill_other = if swap { m.fill_rhs } else { m.fill_lhs };
+        if let Some(f) = fill_other {
+            let mut pending: Vec<usize> = one_idx
+                .iter()
+                .copied()
+                .filter(|&j| st.matched[one_sig[j]] != step)
+                .collect();
+            pending.sort_by_key(|&j| one_sig[j]);
+            for j in pending {
+                let s = one_sig[j];
+                let ls = (m.match_labels(&one[j].labels), f, usize::MAX);
+                let rs = (one[j].labels.clone(), one[j].vs[one_cur[j]], j);
+                do_op(&mut st, step, t, ls, rs, s)?;
+            }
+        }
+        for &i in &li {
+            lc[i] += 1;
+        }
+        for &j in &ri {
+            rc[j] += 1;
+        }
+    }
+    Ok(Val::Vector(st.out.series))
+}
+
+struct BinState<'a> {
+    op: u16,
+    m: &'a Matching,
+    swap: bool,
+    return_bool: bool,
+    delayed: bool,
+    matched: Vec<usize>,
+    inserted: HashMap<usize, std::collections::HashSet<Labels>>,
+    metric_cache: HashMap<(usize, usize), Labels>,
+    out: OutBuilder,
+}
+
+/// One matched pair (Prometheus's `doBinOp`); sides are (labels, value, series index).
+fn do_op(
+    st: &mut BinState,
+    step: usize,
+    t: i64,
+    ls: (Labels, f64, usize),
+    rs: (Labels, f64, usize),
+    sig: usize,
+) -> Result<(), QueryError> {
+    let (fl, fr) = if st.swap { (rs.1, ls.1) } else { (ls.1, rs.1) };
+    let (mut val, keep) = elem_binop(st.op, fl, fr);
+    if st.return_bool {
+        val = b2f(keep);
+    }
+    let (op, m) = (st.op, st.m);
+    let metric = if ls.2 == usize::MAX || rs.2 == usize::MAX {
+        result_metric(&ls.0, &rs.0, op, m)
+    } else {
+        st.metric_cache
+            .entry((ls.2, rs.2))
+            .or_insert_with(|| result_metric(&ls.0, &rs.0, op, m))
+            .clone()
+    };
+    let metric = if !st.delayed && st.return_bool {
+        drop_metric_name(&metric)
+    } else {
+        metric
+    };
+    if m.card == Card::OneToOne {
+        if st.matched[sig] == step {
+            return exec_err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+        }
+        st.matched[sig] = step;
+    } else {
+        st.matched[sig] = step;
+        let set = st.inserted.entry(sig).or_default();
+        if !set.insert(metric.clone()) {
+            return exec_err(
+                "multiple matches for labels: grouping labels must ensure unique matches",
+            );
+        }
+    }
+    if !keep && !st.return_bool {
+        return Ok(());
+    }
+    st.out.push(metric, st.return_bool, t, val)
+}
+/// Prometheus's `resultMetric`.
+fn result_metric(lhs: &Labels, rhs: &Labels, op: u16, m: &Matching) -> Labels {
+    let mut v: Vec<Label> = lhs.iter().cloned().collect();
+    if changes_metric_schema(op) {
+        v.retain(|x| !is_metadata_label(&x.name));
+    }
+    if m.card == Card::OneToOne {
+        if m.on {
+            v.retain(|x| m.labels.iter().any(|n| *n == *x.name));
+        } else {
+            v.retain(|x| !m.labels.iter().any(|n| *n == *x.name));
+        }
+    }
+    for ln in &m.include {
+        v.retain(|x| *x.name != **ln);
+        if let Some(val) = rhs.get(ln) {
+            v.push(Label::new(ln.as_str(), val));
+        }
+    }
+    Labels::new(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalar_ops() {
+        assert_eq!(scalar_binop(T_ADD, 1.0, 2.0), 3.0);
+        assert_eq!(scalar_binop(T_MOD, -7.0, 3.0), -1.0);
+        assert_eq!(scalar_binop(T_GTE, 2.0, 2.0), 1.0);
+        assert_eq!(elem_binop(T_LSS, 3.0, 2.0), (3.0, false));
+    }
+
+    #[test]
+    fn result_metric_on_and_group_left() {
+        let l = Labels::from_pairs([("__name__", "a"), ("x", "1"), ("y", "2")]);
+        let r = Labels::from_pairs([("__name__", "b"), ("x", "1"), ("z", "3")]);
+        let m = Matching {
+            on: true,
+            labels: vec!["x".into()],
+            card: Card::OneToOne,
+            include: vec![],
+            fill_lhs: None,
+            fill_rhs: None,
+        };
+        assert_eq!(
+            result_metric(&l, &r, T_ADD, &m),
+            Labels::from_pairs([("x", "1")])
+        );
+        let m2 = Matching {
+            card: Card::ManyToOne,
+            include: vec!["z".into()],
+            ..m
+        };
+        assert_eq!(
+            result_metric(&l, &r, T_MUL, &m2),
+            Labels::from_pairs([("x", "1"), ("y", "2"), ("z", "3")])
+        );
+    }
+}

@@ -1,0 +1,1043 @@
+//! The evaluator: walks the promql-parser AST and evaluates every node over the whole
+//! query range at once ("range evaluation", as Prometheus does), on per-series columns.
+//!
+//! Every instant-vector node yields a list of [`Pts`]: a series with one point per step
+//! at which it has a value, timestamps on the step grid. Scalars are dense per step.
+//! Selectors fetch their data once for the whole range and slide windows over it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{
+    self, token, AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
+};
+
+use super::storage::{is_stale_nan, Storage};
+use super::value::{EngineOptions, QueryError, QueryResult, Sample, Series, Value};
+use crate::labels::{Label, Labels, MatchKind, Matcher, METRIC_NAME};
+
+/// A series of an evaluated instant vector (or of a range vector, for `Val::Range`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Pts {
+    pub labels: Labels,
+    /// `__name__` is to be dropped at the end (delayed name removal) or was dropped.
+    pub drop_name: bool,
+    pub ts: Vec<i64>,
+    pub vs: Vec<f64>,
+}
+
+impl Pts {
+    pub fn new(labels: Labels, drop_name: bool) -> Pts {
+        Pts {
+            labels,
+            drop_name,
+            ts: Vec::new(),
+            vs: Vec::new(),
+        }
+    }
+}
+
+/// An evaluated node.
+pub(crate) enum Val {
+    Vector(Vec<Pts>),
+    /// One value per step.
+    Scalar(Vec<f64>),
+    Str(String),
+    /// A range vector (only for instant queries): raw samples per series.
+    Range(Vec<Pts>),
+}
+
+impl Val {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Val::Vector(_) => "instant vector",
+            Val::Scalar(_) => "scalar",
+            Val::Str(_) => "string",
+            Val::Range(_) => "range vector",
+        }
+    }
+}
+
+pub(crate) fn exec_err<T>(msg: impl Into<String>) -> Result<T, QueryError> {
+    Err(QueryError::Execution(msg.into()))
+}
+
+pub(crate) const DUPLICATE_LABELSET: &str = "vector cannot contain metrics with the same labelset";
+
+/// Labels a name-dropping operation removes: `__name__` and the type-and-unit
+/// metadata labels (Prometheus's `schema.IsMetadataLabel`).
+pub(crate) fn is_metadata_label(name: &str) -> bool {
+    name == METRIC_NAME || name == "__type__" || name == "__unit__"
+}
+
+pub(crate) fn drop_metric_name(l: &Labels) -> Labels {
+    if !l.iter().any(|x| is_metadata_label(&x.name)) {
+        return l.clone();
+    }
+    Labels::new(
+        l.iter()
+            .filter(|x| !is_metadata_label(&x.name))
+            .cloned()
+            .collect(),
+    )
+}
+
+/// Prometheus's `labels.String()`: `{__name__="x", a="b"}`.
+pub(crate) fn go_labels_string(l: &Labels) -> String {
+    let mut s = String::from("{");
+    for (i, x) in l.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&x.name);
+        s.push('=');
+        s.push_str(&crate::labels::go_quote(&x.value));
+    }
+    s.push('}');
+    s
+}
+
+pub(crate) fn duration_ms(d: &Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => duration_ms(d),
+        Some(Offset::Neg(d)) => -duration_ms(d),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// The PromQL engine.
+#[derive(Clone, Debug, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+/// Parses a query with promql-parser, mapping its error to [`QueryError::Parse`].
+pub fn parse_expr(query: &str) -> Result<Expr, QueryError> {
+    parser::parse(query).map_err(|m| {
+        let position = parse_position(&m);
+        QueryError::Parse {
+            message: m,
+            position,
+        }
+    })
+}
+
+/// Extracts a byte offset from promql-parser messages when they carry one.
+fn parse_position(msg: &str) -> Option<usize> {
+    for key in ["at position ", "pos ", "position "] {
+        if let Some(i) = msg.find(key) {
+            let rest = &msg[i + key.len()..];
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            if let Ok(n) = digits.parse() {
+                return Some(n);
+            }
+        }
+    }
+    None
+}
+
+impl Engine {
+    pub fn new(opts: EngineOptions) -> Engine {
+        Engine { opts }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    pub fn instant_query(
+        &self,
+        storage: &dyn Storage,
+        expr: &str,
+        time_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
+        let e = parse_expr(expr)?;
+        self.instant_query_expr(storage, &e, time_ms)
+    }
+
+    pub fn range_query(
+        &self,
+        storage: &dyn Storage,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
+        let e = parse_expr(expr)?;
+        self.range_query_expr(storage, &e, start_ms, end_ms, step_ms)
+    }
+
+    pub fn instant_query_expr(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        time_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
+        check_supported(expr)?;
+        let mut ev = Ev::new(storage, &self.opts, time_ms, time_ms, 1);
+        let val = ev.eval(expr)?;
+        let val = ev.finish(val)?;
+        let value = match val {
+            Val::Vector(v) => Value::Vector(
+                v.into_iter()
+                    .filter_map(|p| {
+                        p.vs.first().map(|&v| Sample {
+                            labels: p.labels,
+                            t: time_ms,
+                            v,
+                        })
+                    })
+                    .collect(),
+            ),
+            Val::Scalar(s) => Value::Scalar {
+                t: time_ms,
+                v: s.first().copied().unwrap_or(f64::NAN),
+            },
+            Val::Str(s) => Value::String { t: time_ms, v: s },
+            Val::Range(r) => Value::Matrix(sorted_matrix(r)),
+        };
+        self.check_result_series(&value)?;
+        Ok(QueryResult {
+            value,
+            warnings: ev.warnings,
+            infos: ev.infos,
+        })
+    }
+
+    pub fn range_query_expr(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
+        check_supported(expr)?;
+        if step_ms <= 0 {
+            return exec_err("zero or negative query resolution step widths are not accepted. Try a positive integer");
+        }
+        if end_ms < start_ms {
+            return exec_err("end timestamp must not be before start time");
+        }
+        match expr.value_type() {
+            parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
+            t => {
+                return exec_err(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                match t {
+                    parser::value::ValueType::Matrix => "range vector",
+                    _ => "string",
+                }
+            ))
+            }
+        }
+        let mut ev = Ev::new(storage, &self.opts, start_ms, end_ms, step_ms);
+        let val = ev.eval(expr)?;
+        let val = ev.finish(val)?;
+        let series = match val {
+            Val::Vector(v) => v,
+            Val::Scalar(s) => {
+                let mut p = Pts::new(Labels::empty(), false);
+                for (i, v) in s.into_iter().enumerate() {
+                    p.ts.push(start_ms + i as i64 * step_ms);
+                    p.vs.push(v);
+                }
+                vec![p]
+            }
+            other => {
+                return exec_err(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                other.type_name()
+            ))
+            }
+        };
+        let value = Value::Matrix(sorted_matrix(series));
+        self.check_result_series(&value)?;
+        Ok(QueryResult {
+            value,
+            warnings: ev.warnings,
+            infos: ev.infos,
+        })
+    }
+
+    fn check_result_series(&self, v: &Value) -> Result<(), QueryError> {
+        let limit = self.opts.max_result_series;
+        if limit == 0 {
+            return Ok(());
+        }
+        let n = match v {
+            Value::Vector(v) => v.len(),
+            Value::Matrix(m) => m.len(),
+            _ => 0,
+        };
+        if n > limit {
+            return Err(QueryError::TooManySeries { limit });
+        }
+        Ok(())
+    }
+}
+
+fn sorted_matrix(v: Vec<Pts>) -> Vec<Series> {
+    let mut out: Vec<Series> = v
+        .into_iter()
+        .filter(|p| !p.ts.is_empty())
+        .map(|p| Series {
+            labels: p.labels,
+            timestamps: p.ts,
+            values: p.vs,
+        })
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
+}
+
+/// Rejects syntax this engine does not evaluate before running anything.
+fn check_supported(e: &Expr) -> Result<(), QueryError> {
+    match e {
+        Expr::Extension(_) => Err(QueryError::Unsupported(
+            "extension expressions are not supported".into(),
+        )),
+        Expr::Aggregate(a) => {
+            check_supported(&a.expr)?;
+            if let Some(p) = &a.param {
+                check_supported(p)?;
+            }
+            Ok(())
+        }
+        Expr::Unary(u) => check_supported(&u.expr),
+        Expr::Binary(b) => {
+            check_supported(&b.lhs)?;
+            check_supported(&b.rhs)
+        }
+        Expr::Paren(p) => check_supported(&p.expr),
+        Expr::Subquery(s) => check_supported(&s.expr),
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                check_supported(a)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The evaluation state of one query (and, with saved/restored times, its subqueries).
+pub(crate) struct Ev<'a> {
+    pub storage: &'a dyn Storage,
+    pub opts: &'a EngineOptions,
+    pub start: i64,
+    pub end: i64,
+    pub interval: i64,
+    pub query_start: i64,
+    pub query_end: i64,
+    pub lookback: i64,
+    deadline: Instant,
+    started: Instant,
+    pub samples: usize,
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+/// A range-vector argument of a function: its series (staleness markers removed)
+/// and how to place the window for a step.
+pub(crate) struct RangeArg {
+    pub series: Vec<Pts>,
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+    /// The selector's label matchers, for `absent_over_time`.
+    pub matchers: Option<Vec<Matcher>>,
+}
+
+impl<'a> Ev<'a> {
+    pub fn new(
+        storage: &'a dyn Storage,
+        opts: &'a EngineOptions,
+        start: i64,
+        end: i64,
+        interval: i64,
+    ) -> Ev<'a> {
+        let now = Instant::now();
+        Ev {
+            storage,
+            opts,
+            start,
+            end,
+            interval,
+            query_start: start,
+            query_end: end,
+            lookback: duration_ms(&opts.lookback_delta),
+            deadline: now + opts.timeout,
+            started: now,
+            samples: 0,
+            warnings: Vec::new(),
+            infos: Vec::new(),
+        }
+    }
+
+    pub fn nsteps(&self) -> usize {
+        ((self.end - self.start) / self.interval + 1) as usize
+    }
+
+    #[inline]
+    pub fn step_ts(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.interval
+    }
+
+    #[inline]
+    pub fn step_idx(&self, t: i64) -> usize {
+        ((t - self.start) / self.interval) as usize
+    }
+
+    pub fn delayed(&self) -> bool {
+        self.opts.delayed_name_removal
+    }
+
+    pub fn check_timeout(&self) -> Result<(), QueryError> {
+        if Instant::now() > self.deadline {
+            let _ = self.started;
+            return Err(QueryError::Timeout(self.opts.timeout));
+        }
+        Ok(())
+    }
+
+    /// Accounts `n` more samples held in memory.
+    pub fn add_samples(&mut self, n: usize) -> Result<(), QueryError> {
+        self.samples += n;
+        if self.samples > self.opts.max_samples {
+            return Err(QueryError::TooManySamples {
+                limit: self.opts.max_samples,
+            });
+        }
+        Ok(())
+    }
+
+    /// Labels after a name-dropping operation: dropped now, or flagged for later.
+    pub fn name_dropped(&self, l: &Labels) -> Labels {
+        if self.delayed() {
+            l.clone()
+        } else {
+            drop_metric_name(l)
+        }
+    }
+
+    /// End-of-query cleanup for delayed name removal.
+    pub fn finish(&mut self, v: Val) -> Result<Val, QueryError> {
+        if !self.delayed() {
+            return Ok(v);
+        }
+        match v {
+            Val::Vector(mut m) => {
+                for p in m.iter_mut() {
+                    if p.drop_name {
+                        p.labels = drop_metric_name(&p.labels);
+                    }
+                }
+                Ok(Val::Vector(merge_same_labels(m)?))
+            }
+            Val::Range(mut m) => {
+                for p in m.iter_mut() {
+                    if p.drop_name {
+                        p.labels = drop_metric_name(&p.labels);
+                    }
+                }
+                Ok(Val::Range(merge_same_labels(m)?))
+            }
+            other => Ok(other),
+        }
+    }
+
+    pub fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.query_start),
+            Some(AtModifier::End) => Some(self.query_end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+        }
+    }
+
+    pub fn eval(&mut self, e: &Expr) -> Result<Val, QueryError> {
+        self.check_timeout()?;
+        match e {
+            Expr::Paren(p) => self.eval(&p.expr),
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; self.nsteps()])),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Unary(u) => {
+                let v = self.eval(&u.expr)?;
+                match v {
+                    Val::Scalar(mut s) => {
+                        for x in s.iter_mut() {
+                            *x = -*x;
+                        }
+                        Ok(Val::Scalar(s))
+                    }
+                    Val::Vector(mut m) => {
+                        for p in m.iter_mut() {
+                            p.labels = self.name_dropped(&p.labels);
+                            p.drop_name = true;
+                            for x in p.vs.iter_mut() {
+                                *x = -*x;
+                            }
+                        }
+                        if !self.delayed() {
+                            m = merge_same_labels(m)?;
+                        }
+                        Ok(Val::Vector(m))
+                    }
+                    other => exec_err(format!(
+                        "unary expression only allowed on expressions of type scalar or instant vector, got {}",
+                        other.type_name()
+                    )),
+                }
+            }
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.eval_vector_selector(vs)?)),
+            Expr::MatrixSelector(ms) => {
+                if self.start != self.end {
+                    return exec_err("cannot do range evaluation of matrix selector");
+                }
+                let arg = self.eval_matrix_selector(ms)?;
+                Ok(Val::Range(self.range_arg_to_instant_matrix(arg)))
+            }
+            Expr::Subquery(sq) => {
+                if self.start != self.end {
+                    return exec_err("cannot do range evaluation of subquery");
+                }
+                let arg = self.eval_subquery(sq)?;
+                Ok(Val::Range(self.range_arg_to_instant_matrix(arg)))
+            }
+            Expr::Call(c) => super::functions::eval_call(self, c),
+            Expr::Aggregate(a) => super::aggregate::eval_aggregate(self, a),
+            Expr::Binary(b) => super::binary::eval_binary(self, b),
+            Expr::Extension(_) => Err(QueryError::Unsupported(
+                "extension expressions are not supported".into(),
+            )),
+        }
+    }
+
+    pub fn eval_vector(&mut self, e: &Expr) -> Result<Vec<Pts>, QueryError> {
+        match self.eval(e)? {
+            Val::Vector(v) => Ok(v),
+            other => exec_err(format!(
+                "expected instant vector, got {}",
+                other.type_name()
+            )),
+        }
+    }
+
+    pub fn eval_scalar(&mut self, e: &Expr) -> Result<Vec<f64>, QueryError> {
+        match self.eval(e)? {
+            Val::Scalar(v) => Ok(v),
+            other => exec_err(format!("expected scalar, got {}", other.type_name())),
+        }
+    }
+
+    /// The storage matchers of a selector (the metric name included), one set per
+    /// `or` alternative.
+    pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
+        let convert = |m: &promql_parser::label::Matcher| -> Result<Matcher, QueryError> {
+            let kind = match m.op {
+                MatchOp::Equal => MatchKind::Equal,
+                MatchOp::NotEqual => MatchKind::NotEqual,
+                MatchOp::Re(_) => MatchKind::Regex,
+                MatchOp::NotRe(_) => MatchKind::NotRegex,
+            };
+            Matcher::new(kind, &m.name, &m.value).map_err(|e| QueryError::Parse {
+                message: e.to_string(),
+                position: None,
+            })
+        };
+        let mut base = Vec::new();
+        if let Some(n) = &vs.name {
+            base.push(Matcher::equal(METRIC_NAME, n));
+        }
+        for m in &vs.matchers.matchers {
+            base.push(convert(m)?);
+        }
+        if vs.matchers.or_matchers.is_empty() {
+            return Ok(vec![base]);
+        }
+        let mut sets = Vec::new();
+        for group in &vs.matchers.or_matchers {
+            let mut set = base.clone();
+            for m in group {
+                set.push(convert(m)?);
+            }
+            sets.push(set);
+        }
+        Ok(sets)
+    }
+
+    /// Fetches series for a selector in `[mint, maxt]`.
+    fn select(
+        &mut self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<super::storage::Series>, QueryError> {
+        let sets = Self::selector_matchers(vs)?;
+        if sets.len() == 1 {
+            return Ok(self.storage.select(&sets[0], mint, maxt)?);
+        }
+        let mut all: Vec<super::storage::Series> = Vec::new();
+        let mut seen: HashMap<Labels, ()> = HashMap::new();
+        for set in &sets {
+            for s in self.storage.select(set, mint, maxt)? {
+                if seen.insert(s.labels.clone(), ()).is_none() {
+                    all.push(s);
+                }
+            }
+        }
+        all.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(all)
+    }
+
+    pub fn eval_vector_selector(&mut self, vs: &VectorSelector) -> Result<Vec<Pts>, QueryError> {
+        let off = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let (lo_ref, hi_ref) = match at {
+            Some(a) => (a - off, a - off),
+            None => (self.start - off, self.end - off),
+        };
+        let raw = self.select(vs, lo_ref - self.lookback + 1, hi_ref)?;
+        let n = self.nsteps();
+        let lookback = self.lookback;
+        let mut out = Vec::with_capacity(raw.len());
+        for s in raw {
+            let mut p = Pts::new(s.labels, false);
+            if let Some(a) = at {
+                let r = a - off;
+                let j = s.timestamps.partition_point(|&t| t <= r);
+                if j > 0 && s.timestamps[j - 1] > r - lookback && !is_stale_nan(s.values[j - 1]) {
+                    let v = s.values[j - 1];
+                    p.ts = (0..n).map(|i| self.step_ts(i)).collect();
+                    p.vs = vec![v; n];
+                }
+            } else {
+                let mut j = 0;
+                let len = s.timestamps.len();
+                for i in 0..n {
+                    let t = self.step_ts(i);
+                    let r = t - off;
+                    while j < len && s.timestamps[j] <= r {
+                        j += 1;
+                    }
+                    if j > 0 {
+                        let k = j - 1;
+                        if s.timestamps[k] > r - lookback && !is_stale_nan(s.values[k]) {
+                            p.ts.push(t);
+                            p.vs.push(s.values[k]);
+                        }
+                    }
+                }
+            }
+            if !p.ts.is_empty() {
+                self.add_samples(p.ts.len())?;
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// For `timestamp(selector)`: like a selector but yields the sample timestamps.
+    pub fn eval_vector_selector_timestamps(
+        &mut self,
+        vs: &VectorSelector,
+    ) -> Result<Vec<Pts>, QueryError> {
+        let off = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let (lo_ref, hi_ref) = match at {
+            Some(a) => (a - off, a - off),
+            None => (self.start - off, self.end - off),
+        };
+        let raw = self.select(vs, lo_ref - self.lookback + 1, hi_ref)?;
+        let n = self.nsteps();
+        let lookback = self.lookback;
+        let mut out = Vec::with_capacity(raw.len());
+        for s in raw {
+            let mut p = Pts::new(s.labels, false);
+            for i in 0..n {
+                let t = self.step_ts(i);
+                let r = at.unwrap_or(t) - off;
+                let j = s.timestamps.partition_point(|&x| x <= r);
+                if j > 0 && s.timestamps[j - 1] > r - lookback && !is_stale_nan(s.values[j - 1]) {
+                    p.ts.push(t);
+                    p.vs.push(s.timestamps[j - 1] as f64 / 1000.0);
+                }
+            }
+            if !p.ts.is_empty() {
+                self.add_samples(p.ts.len())?;
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn eval_matrix_selector(&mut self, ms: &MatrixSelector) -> Result<RangeArg, QueryError> {
+        let vs = &ms.vs;
+        let off = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let range = duration_ms(&ms.range);
+        let (lo_ref, hi_ref) = match at {
+            Some(a) => (a - off, a - off),
+            None => (self.start - off, self.end - off),
+        };
+        let raw = self.select(vs, lo_ref - range + 1, hi_ref)?;
+        let mut series = Vec::with_capacity(raw.len());
+        let mut total = 0;
+        for s in raw {
+            let mut p = Pts::new(s.labels, false);
+            p.ts.reserve(s.timestamps.len());
+            p.vs.reserve(s.values.len());
+            for (t, v) in s.timestamps.into_iter().zip(s.values) {
+                if !is_stale_nan(v) {
+                    p.ts.push(t);
+                    p.vs.push(v);
+                }
+            }
+            total += p.ts.len();
+            series.push(p);
+        }
+        // An instant query holds all loaded samples at once; a range query holds
+        // one window per series at a time (charged by the caller per output point).
+        if self.start == self.end {
+            self.add_samples(total)?;
+        }
+        let matchers = Self::selector_matchers(vs)?.into_iter().next();
+        Ok(RangeArg {
+            series,
+            range,
+            offset: off,
+            at,
+            matchers,
+        })
+    }
+
+    /// Evaluates a subquery's inner expression on its own step grid.
+    pub fn eval_subquery(&mut self, sq: &SubqueryExpr) -> Result<RangeArg, QueryError> {
+        let off = offset_ms(&sq.offset);
+        let at = self.at_ms(&sq.at);
+        let range = duration_ms(&sq.range);
+        let step = match &sq.step {
+            Some(s) if !s.is_zero() => duration_ms(s),
+            _ => duration_ms(&self.opts.default_subquery_step).max(1),
+        };
+        let (outer_start, outer_end) = match at {
+            Some(a) => (a, a),
+            None => (self.start, self.end),
+        };
+        let base = outer_start - off - range;
+        let mut new_start = step * (base / step);
+        if new_start <= base {
+            new_start += step;
+        }
+        let new_end = outer_end - off;
+        let saved = (self.start, self.end, self.interval);
+        let result = if new_end < new_start {
+            Ok(Val::Vector(Vec::new()))
+        } else {
+            self.start = new_start;
+            self.end = new_end;
+            self.interval = step;
+            let r = self.eval(&sq.expr);
+            (self.start, self.end, self.interval) = saved;
+            r
+        };
+        let series = match result? {
+            Val::Vector(v) => v,
+            Val::Scalar(s) => {
+                let mut p = Pts::new(Labels::empty(), false);
+                let mut t = new_start;
+                for v in s {
+                    p.ts.push(t);
+                    p.vs.push(v);
+                    t += step;
+                }
+                vec![p]
+            }
+            other => {
+                return exec_err(format!(
+                    "subquery is only allowed on instant vector or scalar, got {}",
+                    other.type_name()
+                ))
+            }
+        };
+        let series = series
+            .into_iter()
+            .map(|mut p| {
+                if p.drop_name {
+                    p.labels = drop_metric_name(&p.labels);
+                    p.drop_name = false;
+                }
+                p
+            })
+            .collect();
+        Ok(RangeArg {
+            series,
+            range,
+            offset: off,
+            at,
+            matchers: None,
+        })
+    }
+
+    pub fn eval_range_arg(&mut self, e: &Expr) -> Result<RangeArg, QueryError> {
+        match e {
+            Expr::MatrixSelector(ms) => self.eval_matrix_selector(ms),
+            Expr::Subquery(sq) => self.eval_subquery(sq),
+            Expr::Paren(p) => self.eval_range_arg(&p.expr),
+            _ => exec_err("expected range vector argument"),
+        }
+    }
+
+    /// An instant query's range-vector result: the samples in `(t-range, t]`.
+    fn range_arg_to_instant_matrix(&mut self, arg: RangeArg) -> Vec<Pts> {
+        let r = arg.at.unwrap_or(self.start) - arg.offset;
+        let mut out = Vec::new();
+        for s in arg.series {
+            let lo = s.ts.partition_point(|&t| t <= r - arg.range);
+            let hi = s.ts.partition_point(|&t| t <= r);
+            if hi > lo {
+                out.push(Pts {
+                    labels: s.labels,
+                    drop_name: s.drop_name,
+                    ts: s.ts[lo..hi].to_vec(),
+                    vs: s.vs[lo..hi].to_vec(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Slides the window of `arg` over the steps for one series, calling `f` with
+    /// (step time, window end, window timestamps, window values) for each non-empty window.
+    #[inline]
+    pub fn slide<F>(&self, arg: &RangeArg, s: &Pts, mut f: F) -> (Vec<i64>, Vec<f64>)
+    where
+        F: FnMut(usize, i64, i64, &[i64], &[f64]) -> Option<f64>,
+    {
+        let n = self.nsteps();
+        let mut ots = Vec::new();
+        let mut ovs = Vec::new();
+        let (mut lo, mut hi) = (0usize, 0usize);
+        let len = s.ts.len();
+        for i in 0..n {
+            let t = self.step_ts(i);
+            let r = arg.at.unwrap_or(t) - arg.offset;
+            if arg.at.is_some() {
+                lo = s.ts.partition_point(|&x| x <= r - arg.range);
+                hi = s.ts.partition_point(|&x| x <= r);
+            } else {
+                while lo < len && s.ts[lo] <= r - arg.range {
+                    lo += 1;
+                }
+                if hi < lo {
+                    hi = lo;
+                }
+                while hi < len && s.ts[hi] <= r {
+                    hi += 1;
+                }
+            }
+            if hi > lo {
+                if let Some(v) = f(i, t, r, &s.ts[lo..hi], &s.vs[lo..hi]) {
+                    ots.push(t);
+                    ovs.push(v);
+                }
+            }
+        }
+        (ots, ovs)
+    }
+}
+
+/// Merges series with equal label sets whose points do not overlap; overlapping
+/// points are Prometheus's "vector cannot contain metrics with the same labelset".
+pub(crate) fn merge_same_labels(m: Vec<Pts>) -> Result<Vec<Pts>, QueryError> {
+    if m.len() <= 1 {
+        return Ok(m);
+    }
+    let mut idx: HashMap<Labels, usize> = HashMap::with_capacity(m.len());
+    let mut dup = false;
+    for (i, p) in m.iter().enumerate() {
+        if idx.insert(p.labels.clone(), i).is_some() {
+            dup = true;
+            break;
+        }
+    }
+    if !dup {
+        return Ok(m);
+    }
+    let mut out: Vec<Pts> = Vec::with_capacity(m.len());
+    let mut pos: HashMap<Labels, usize> = HashMap::with_capacity(m.len());
+    for p in m {
+        match pos.get(&p.labels) {
+            None => {
+                pos.insert(p.labels.clone(), out.len());
+                out.push(p);
+            }
+            Some(&k) => {
+                let base = &mut out[k];
+                let mut pts: Vec<(i64, f64)> = base
+                    .ts
+                    .iter()
+                    .copied()
+                    .zip(base.vs.iter().copied())
+                    .chain(p.ts.iter().copied().zip(p.vs.iter().copied()))
+                    .collect();
+                pts.sort_by_key(|x| x.0);
+                for w in pts.windows(2) {
+                    if w[0].0 == w[1].0 {
+                        return exec_err(DUPLICATE_LABELSET);
+                    }
+                }
+                base.ts = pts.iter().map(|x| x.0).collect();
+                base.vs = pts.iter().map(|x| x.1).collect();
+                base.drop_name |= p.drop_name;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Collects per-step output samples into series, keyed by label set, keeping first-seen
+/// order (which is the result order of an instant query).
+pub(crate) struct OutBuilder {
+    map: HashMap<Labels, usize>,
+    pub series: Vec<Pts>,
+}
+
+impl OutBuilder {
+    pub fn new() -> OutBuilder {
+        OutBuilder {
+            map: HashMap::new(),
+            series: Vec::new(),
+        }
+    }
+
+    pub fn push(
+        &mut self,
+        labels: Labels,
+        drop_name: bool,
+        t: i64,
+        v: f64,
+    ) -> Result<(), QueryError> {
+        match self.map.get(&labels) {
+            Some(&i) => {
+                let s = &mut self.series[i];
+                if s.ts.last() == Some(&t) {
+                    return exec_err(DUPLICATE_LABELSET);
+                }
+                s.ts.push(t);
+                s.vs.push(v);
+            }
+            None => {
+                self.map.insert(labels.clone(), self.series.len());
+                let mut p = Pts::new(labels, drop_name);
+                p.ts.push(t);
+                p.vs.push(v);
+                self.series.push(p);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds a label set from a list of (name, value) edits applied to `base`.
+pub(crate) fn labels_with(base: &Labels, set: &[(&str, &str)], del: &[&str]) -> Labels {
+    let mut v: Vec<Label> = base
+        .iter()
+        .filter(|l| !del.contains(&&*l.name) && !set.iter().any(|(n, _)| *n == &*l.name))
+        .cloned()
+        .collect();
+    for (n, val) in set {
+        v.push(Label::new(*n, *val));
+    }
+    Labels::new(v)
+}
+
+/// Unused-token guard so the token module import is kept for submodules.
+#[allow(dead_code)]
+pub(crate) const T_SUB: u16 = token::T_SUB;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::storage::MemStorage;
+
+    fn store() -> MemStorage {
+        let mut s = MemStorage::new();
+        for (job, step) in [("a", 1.0), ("b", 2.0)] {
+            let samples: Vec<(i64, f64)> =
+                (0..=20).map(|i| (i * 15_000, i as f64 * step)).collect();
+            s.add_samples(
+                Labels::from_pairs([("__name__", "c_total"), ("job", job)]),
+                &samples,
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn instant_rate_and_sum() {
+        let e = Engine::new(EngineOptions::default());
+        let r = e
+            .instant_query(&store(), "sum by (job) (rate(c_total[1m]))", 300_000)
+            .unwrap();
+        let Value::Vector(v) = r.value else { panic!() };
+        assert_eq!(v.len(), 2);
+        let a = v.iter().find(|s| s.labels.get("job") == Some("a")).unwrap();
+        assert!((a.v - 1.0 / 15.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn range_query_steps_and_lookback() {
+        let e = Engine::new(EngineOptions::default());
+        let r = e
+            .range_query(&store(), "c_total{job=\"a\"}", 0, 600_000, 60_000)
+            .unwrap();
+        let Value::Matrix(m) = r.value else { panic!() };
+        assert_eq!(m.len(), 1);
+        // Samples end at 300s; the 5m lookback keeps the last one until 599.999s.
+        assert_eq!(m[0].timestamps.len(), 10);
+        assert_eq!(*m[0].values.last().unwrap(), 20.0);
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let e = Engine::new(EngineOptions {
+            max_samples: 5,
+            ..EngineOptions::default()
+        });
+        assert!(matches!(
+            e.instant_query(&store(), "sum(", 0),
+            Err(QueryError::Parse { .. })
+        ));
+        assert!(matches!(
+            e.range_query(&store(), "c_total", 0, 600_000, 15_000),
+            Err(QueryError::TooManySamples { limit: 5 })
+        ));
+        let e = Engine::new(EngineOptions::default());
+        let err = e
+            .instant_query(&store(), "c_total + on() c_total", 60_000)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("many-to-many matching not allowed"),
+            "{err}"
+        );
+        assert!(matches!(
+            e.range_query(&store(), "c_total[5m]", 0, 60_000, 15_000),
+            Err(QueryError::Execution(_))
+        ));
+    }
+}

@@ -1,0 +1,141 @@
+//! The read interface the engine evaluates over, and an in-memory implementation
+//! used by the test-script runner and unit tests.
+
+use crate::labels::{Labels, Matcher};
+
+/// The NaN bit pattern Prometheus uses as a staleness marker.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// A staleness marker value.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+/// Whether `v` is the staleness marker (not just any NaN).
+#[inline]
+pub fn is_stale_nan(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// One series with its samples in `[mint, maxt]`, sorted by time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Series {
+    pub labels: Labels,
+    pub timestamps: Vec<i64>,
+    pub values: Vec<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("storage error: {0}")]
+pub struct StorageError(pub String);
+
+/// What the engine needs from a store.
+pub trait Storage: Send + Sync {
+    /// All series matching every matcher, with their samples `mint_ms <= t <= maxt_ms`
+    /// (staleness markers included), sorted by time. Series are returned sorted by labels.
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint_ms: i64,
+        maxt_ms: i64,
+    ) -> Result<Vec<Series>, StorageError>;
+}
+
+/// A simple in-memory store: a sorted list of series.
+#[derive(Clone, Debug, Default)]
+pub struct MemStorage {
+    series: std::collections::BTreeMap<Labels, (Vec<i64>, Vec<f64>)>,
+}
+
+impl MemStorage {
+    pub fn new() -> MemStorage {
+        MemStorage::default()
+    }
+
+    /// Adds samples to a series; samples are kept sorted by time, a later sample at
+    /// the same timestamp replaces the earlier one.
+    pub fn add_samples(&mut self, labels: Labels, samples: &[(i64, f64)]) {
+        let entry = self.series.entry(labels).or_default();
+        for &(t, v) in samples {
+            match entry.0.binary_search(&t) {
+                Ok(i) => entry.1[i] = v,
+                Err(i) => {
+                    entry.0.insert(i, t);
+                    entry.1.insert(i, v);
+                }
+            }
+        }
+    }
+
+    /// Replaces a series' samples.
+    pub fn set_series(&mut self, labels: Labels, samples: &[(i64, f64)]) {
+        self.series.remove(&labels);
+        self.add_samples(labels, samples);
+    }
+
+    pub fn clear(&mut self) {
+        self.series.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+}
+
+impl Storage for MemStorage {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint_ms: i64,
+        maxt_ms: i64,
+    ) -> Result<Vec<Series>, StorageError> {
+        let mut out = Vec::new();
+        for (labels, (ts, vs)) in &self.series {
+            if !matchers.iter().all(|m| m.matches_labels(labels)) {
+                continue;
+            }
+            let lo = ts.partition_point(|&t| t < mint_ms);
+            let hi = ts.partition_point(|&t| t <= maxt_ms);
+            if lo >= hi {
+                continue;
+            }
+            out.push(Series {
+                labels: labels.clone(),
+                timestamps: ts[lo..hi].to_vec(),
+                values: vs[lo..hi].to_vec(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::MatchKind;
+
+    #[test]
+    fn select_filters_by_matchers_and_time() {
+        let mut s = MemStorage::new();
+        s.add_samples(
+            Labels::from_pairs([("__name__", "up"), ("job", "a")]),
+            &[(0, 1.0), (10, 2.0), (20, 3.0)],
+        );
+        s.add_samples(
+            Labels::from_pairs([("__name__", "up"), ("job", "b")]),
+            &[(5, 1.0)],
+        );
+        let m = [
+            Matcher::equal("__name__", "up"),
+            Matcher::new(MatchKind::Regex, "job", "a").unwrap(),
+        ];
+        let r = s.select(&m, 5, 20).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].timestamps, vec![10, 20]);
+        assert!(is_stale_nan(stale_nan()) && !is_stale_nan(f64::NAN));
+    }
+}

@@ -1,0 +1,122 @@
+//! Query results, options and errors: the engine's public vocabulary.
+
+use std::time::Duration;
+
+use crate::labels::Labels;
+
+pub use super::storage::Series;
+
+/// One sample of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub labels: Labels,
+    pub t: i64,
+    pub v: f64,
+}
+
+/// A query result value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Scalar {
+        t: i64,
+        v: f64,
+    },
+    String {
+        t: i64,
+        v: String,
+    },
+    Vector(Vec<Sample>),
+    /// Range vector or range-query result; series sorted by labels, points by time.
+    Matrix(Vec<Series>),
+}
+
+impl Value {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Scalar { .. } => "scalar",
+            Value::String { .. } => "string",
+            Value::Vector(_) => "vector",
+            Value::Matrix(_) => "matrix",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryResult {
+    pub value: Value,
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (Prometheus: 5m).
+    pub lookback_delta: Duration,
+    /// Maximum number of samples held in memory at once by one query.
+    pub max_samples: usize,
+    /// Wall-clock budget for one query.
+    pub timeout: Duration,
+    /// Step of subqueries written without one (`x[5m:]`).
+    pub default_subquery_step: Duration,
+    /// Keep `__name__` until the end of evaluation (Prometheus's
+    /// `promql-delayed-name-removal`); the test-script runner turns it on, the
+    /// product leaves it off (Prometheus's default).
+    pub delayed_name_removal: bool,
+    /// Maximum number of series in a result (0 = unlimited).
+    pub max_result_series: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step: Duration::from_secs(60),
+            delayed_name_removal: false,
+            max_result_series: 0,
+        }
+    }
+}
+
+/// Why a query failed. The HTTP/Grafana layer maps `Parse` and `Execution` to 400/422,
+/// `TooManySamples`/`TooManySeries`/`Timeout` to 422/503 and `Storage` to 503.
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum QueryError {
+    /// The query text is not valid PromQL. `position` is the byte offset when known.
+    #[error("{}", parse_message(.message, .position))]
+    Parse {
+        message: String,
+        position: Option<usize>,
+    },
+    /// The query is valid but its data makes it fail (many-to-many matching,
+    /// duplicate series, invalid function arguments...).
+    #[error("{0}")]
+    Execution(String),
+    /// The query would hold more than `limit` samples in memory.
+    #[error("query processing would load too many samples into memory in query execution (limit: max_samples={limit})")]
+    TooManySamples { limit: usize },
+    /// The result would have more than `limit` series.
+    #[error("query result would contain too many series (limit: max_result_series={limit})")]
+    TooManySeries { limit: usize },
+    #[error("query timed out in expression evaluation (timeout: {0:?})")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Storage(String),
+    /// Valid PromQL this engine does not implement (native histograms...).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+fn parse_message(message: &str, position: &Option<usize>) -> String {
+    match position {
+        Some(p) => format!("parse error at char {}: {}", p + 1, message),
+        None => format!("parse error: {message}"),
+    }
+}
+
+impl From<super::storage::StorageError> for QueryError {
+    fn from(e: super::storage::StorageError) -> Self {
+        QueryError::Storage(e.to_string())
+    }
+}

@@ -1,0 +1,419 @@
+//! Float parsing and formatting with Go's rules, because Prometheus parses sample
+//! values with `strconv.ParseFloat` and normalises `le`/`quantile` label values with
+//! `FormatOpenMetricsFloat` (`strconv.FormatFloat(f, 'g', -1, 64)` plus ".0").
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// The NaN bit pattern Prometheus stores for a scraped NaN (`value.NormalNaN`, which
+/// is also what Go's `math.NaN()` returns). Distinct from the staleness marker
+/// (`0x7ff0000000000002`), so a target that exposes NaN never reads as stale.
+pub const NORMAL_NAN_BITS: u64 = 0x7ff8_0000_0000_0001;
+
+/// The canonical NaN of a scraped value.
+#[inline]
+pub fn normal_nan() -> f64 {
+    f64::from_bits(NORMAL_NAN_BITS)
+}
+
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Parses a sample value as Prometheus does: Go's `strconv.ParseFloat(s, 64)` after
+/// rejecting `p`, `P` and `_` (Prometheus keeps to pre-Go-1.13 float syntax, so no
+/// hex floats and no digit separators). `NaN`, `Inf`, `+Inf`, `-Inf`, `infinity` are
+/// accepted case-insensitively; a signed NaN is not (Go rejects it); a finite literal
+/// that overflows to infinity is an error (Go's `ErrRange`). NaN comes back as
+/// [`NORMAL_NAN_BITS`].
+pub fn parse_value(s: &[u8]) -> Option<f64> {
+    if let Some(v) = fast_decimal(s) {
+        return Some(v);
+    }
+    parse_go_float(s)
+}
+
+/// Go's `strconv.ParseFloat` for decimal syntax (no hex, no underscores).
+pub fn parse_go_float(s: &[u8]) -> Option<f64> {
+    let (first, rest) = s.split_first()?;
+    let unsigned = if *first == b'+' || *first == b'-' {
+        rest
+    } else {
+        s
+    };
+    match unsigned.first() {
+        Some(b'n' | b'N') => {
+            // Go accepts "nan" in any case, but never with a sign.
+            return (unsigned.len() == s.len() && s.eq_ignore_ascii_case(b"nan")).then(normal_nan);
+        }
+        Some(b'i' | b'I') => {
+            if unsigned.eq_ignore_ascii_case(b"inf") || unsigned.eq_ignore_ascii_case(b"infinity") {
+                return Some(if *first == b'-' {
+                    f64::NEG_INFINITY
+                } else {
+                    f64::INFINITY
+                });
+            }
+            return None;
+        }
+        _ => {}
+    }
+    // Go's decimal grammar: digits [. digits] | . digits, then [eE][+-]digits.
+    let mut i = 0;
+    let mut mantissa_digits = 0;
+    while i < unsigned.len() && unsigned[i].is_ascii_digit() {
+        i += 1;
+        mantissa_digits += 1;
+    }
+    if i < unsigned.len() && unsigned[i] == b'.' {
+        i += 1;
+        while i < unsigned.len() && unsigned[i].is_ascii_digit() {
+            i += 1;
+            mantissa_digits += 1;
+        }
+    }
+    if mantissa_digits == 0 {
+        return None;
+    }
+    if i < unsigned.len() && (unsigned[i] == b'e' || unsigned[i] == b'E') {
+        i += 1;
+        if i < unsigned.len() && (unsigned[i] == b'+' || unsigned[i] == b'-') {
+            i += 1;
+        }
+        let exp_start = i;
+        while i < unsigned.len() && unsigned[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == exp_start {
+            return None;
+        }
+    }
+    if i != unsigned.len() {
+        return None;
+    }
+    // The grammar above is ASCII and a subset of what Rust's parser accepts.
+    let text = std::str::from_utf8(s).ok()?;
+    let v: f64 = text.parse().ok()?;
+    // Go reports overflow to infinity as ErrRange; Prometheus fails the line.
+    if v.is_infinite() {
+        return None;
+    }
+    Some(v)
+}
+
+/// Exact fast path for the common shapes `123` and `123.456` (at most 15 significant
+/// digits and 22 decimals): both operands are exact doubles, so one IEEE division
+/// gives the correctly rounded result, the same as a full parser.
+#[inline]
+fn fast_decimal(s: &[u8]) -> Option<f64> {
+    let (neg, digits) = match s.first()? {
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 24 {
+        return None;
+    }
+    let mut mantissa: u64 = 0;
+    let mut n_digits = 0u32;
+    let mut frac_digits: Option<u32> = None;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                n_digits += 1;
+                if let Some(f) = frac_digits.as_mut() {
+                    *f += 1;
+                }
+            }
+            b'.' if frac_digits.is_none() => frac_digits = Some(0),
+            _ => return None,
+        }
+    }
+    if n_digits == 0 || n_digits > 15 {
+        return None;
+    }
+    let frac = frac_digits.unwrap_or(0) as usize;
+    if frac > 22 {
+        return None;
+    }
+    let v = mantissa as f64 / POW10[frac];
+    Some(if neg { -v } else { v })
+}
+
+/// Parses a base-10 integer as Go's `strconv.ParseInt(s, 10, 64)` does for the
+/// digits-only timestamp token of the text format.
+pub fn parse_i64_digits(s: &[u8]) -> Option<i64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
+    }
+    Some(v)
+}
+
+/// A fixed buffer that `write!` can fill without allocating.
+struct StackBuf {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl std::fmt::Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.buf.len() {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl StackBuf {
+    fn new() -> StackBuf {
+        StackBuf {
+            buf: [0; 40],
+            len: 0,
+        }
+    }
+    fn push(&mut self, b: u8) {
+        if self.len < self.buf.len() {
+            self.buf[self.len] = b;
+            self.len += 1;
+        }
+    }
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Writes `f` as Prometheus's `FormatOpenMetricsFloat` does into `out`.
+fn write_openmetrics_float(f: f64, out: &mut StackBuf) {
+    let special: Option<&str> = if f == 1.0 {
+        Some("1.0")
+    } else if f == 0.0 {
+        Some("0.0")
+    } else if f == -1.0 {
+        Some("-1.0")
+    } else if f.is_nan() {
+        Some("NaN")
+    } else if f == f64::INFINITY {
+        Some("+Inf")
+    } else if f == f64::NEG_INFINITY {
+        Some("-Inf")
+    } else {
+        None
+    };
+    if let Some(s) = special {
+        let _ = out.write_str(s);
+        return;
+    }
+    // Rust's `{:e}` gives the shortest round-tripping digits, as Go's shortest mode
+    // does; lay them out with Go's %g rules (exponent < -4 or >= 6 → %e form).
+    let mut sci = StackBuf::new();
+    if write!(sci, "{:e}", f.abs()).is_err() {
+        return;
+    }
+    let sci = sci.as_bytes();
+    let Some(e_pos) = sci.iter().position(|&c| c == b'e') else {
+        return;
+    };
+    let mut digits = StackBuf::new();
+    for &c in &sci[..e_pos] {
+        if c != b'.' {
+            digits.push(c);
+        }
+    }
+    let digits = digits.as_bytes();
+    let exp: i32 = std::str::from_utf8(&sci[e_pos + 1..])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if f < 0.0 {
+        out.push(b'-');
+    }
+    if !(-4..6).contains(&exp) {
+        out.push(digits[0]);
+        if digits.len() > 1 {
+            out.push(b'.');
+            for &d in &digits[1..] {
+                out.push(d);
+            }
+        }
+        out.push(b'e');
+        out.push(if exp < 0 { b'-' } else { b'+' });
+        let a = exp.unsigned_abs();
+        if a < 10 {
+            out.push(b'0');
+        }
+        let _ = write!(out, "{a}");
+        return;
+    }
+    // %f form with exactly the significant digits.
+    let dp = exp + 1; // position of the decimal point relative to digits[0]
+    if dp <= 0 {
+        out.push(b'0');
+        out.push(b'.');
+        for _ in 0..(-dp) {
+            out.push(b'0');
+        }
+        for &d in digits {
+            out.push(d);
+        }
+    } else {
+        let dp = dp as usize;
+        for i in 0..dp.max(digits.len()) {
+            if i == dp {
+                out.push(b'.');
+            }
+            out.push(digits.get(i).copied().unwrap_or(b'0'));
+        }
+    }
+    if !out.as_bytes().iter().any(|&c| c == b'.' || c == b'e') {
+        out.push(b'.');
+        out.push(b'0');
+    }
+}
+
+/// `FormatOpenMetricsFloat` as a String (used by tests and callers that need it).
+pub fn format_openmetrics_float(f: f64) -> String {
+    let mut b = StackBuf::new();
+    write_openmetrics_float(f, &mut b);
+    String::from_utf8_lossy(b.as_bytes()).into_owned()
+}
+
+/// Prometheus 3's `normalizeFloatsInLabelValues` for one value: if it parses as a
+/// float (Go's `ParseFloat`), it is rewritten in OpenMetrics form (`1` → `1.0`,
+/// `inf` → `+Inf`); otherwise it is kept. Borrows when nothing changes.
+pub fn normalize_float_label<'a>(v: Cow<'a, str>) -> Cow<'a, str> {
+    let Some(f) = parse_go_float(v.as_bytes()) else {
+        return v;
+    };
+    let mut b = StackBuf::new();
+    write_openmetrics_float(f, &mut b);
+    if b.as_bytes() == v.as_bytes() {
+        v
+    } else {
+        Cow::Owned(String::from_utf8_lossy(b.as_bytes()).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_parse_float_grammar() {
+        let ok: &[(&str, f64)] = &[
+            ("1", 1.0),
+            ("-1.5", -1.5),
+            ("+2", 2.0),
+            (".5", 0.5),
+            ("5.", 5.0),
+            ("1e3", 1000.0),
+            ("1E+3", 1000.0),
+            ("2.5e-3", 0.0025),
+            ("1e-400", 0.0),
+            ("0.1", 0.1),
+            ("123456789012345678901234567890", 1.2345678901234568e29),
+        ];
+        for (s, want) in ok {
+            assert_eq!(parse_value(s.as_bytes()), Some(*want), "{s}");
+        }
+        for s in ["Inf", "+Inf", "inf", "+inf", "INF", "infinity", "+Infinity"] {
+            assert_eq!(parse_value(s.as_bytes()), Some(f64::INFINITY), "{s}");
+        }
+        for s in ["-Inf", "-inf", "-INFINITY"] {
+            assert_eq!(parse_value(s.as_bytes()), Some(f64::NEG_INFINITY), "{s}");
+        }
+        for s in ["NaN", "nan", "NAN"] {
+            assert_eq!(
+                parse_value(s.as_bytes()).map(f64::to_bits),
+                Some(NORMAL_NAN_BITS)
+            );
+        }
+        for s in [
+            "", "+", "-", ".", "e3", "1e", "1e+", "+nan", "-NaN", "infin", "1_000", "0x1p3", "1p3",
+            "1.2.3", "1 ", " 1", "1e400", "-1e400", "--1", "1,5", "∞",
+        ] {
+            assert_eq!(parse_value(s.as_bytes()), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_full_parser() {
+        for s in [
+            "0",
+            "1",
+            "123.456",
+            "0.1",
+            "9007199254740993",
+            "999999999999999",
+            "0.000001",
+            "12345.678901234",
+            "-0.3",
+            "3.14159",
+            "1.7976931348623157",
+        ] {
+            let full: f64 = s.parse().unwrap();
+            assert_eq!(parse_value(s.as_bytes()), Some(full), "{s}");
+        }
+    }
+
+    #[test]
+    fn openmetrics_float_format_matches_go() {
+        let cases: &[(f64, &str)] = &[
+            (1.0, "1.0"),
+            (0.0, "0.0"),
+            (-0.0, "0.0"),
+            (-1.0, "-1.0"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (0.5, "0.5"),
+            (2.5, "2.5"),
+            (10.0, "10.0"),
+            (100000.0, "100000.0"),
+            (1e6, "1e+06"),
+            (1.5e6, "1.5e+06"),
+            (123456789.0, "1.23456789e+08"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (0.000123, "0.000123"),
+            (1.5e-7, "1.5e-07"),
+            (1e21, "1e+21"),
+            (1e100, "1e+100"),
+            (-2.5e-5, "-2.5e-05"),
+            (0.005, "0.005"),
+            (0.1, "0.1"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (120.0, "120.0"),
+            (999999.0, "999999.0"),
+        ];
+        for (f, want) in cases {
+            assert_eq!(format_openmetrics_float(*f), *want, "{f:e}");
+        }
+        assert_eq!(format_openmetrics_float(f64::NAN), "NaN");
+    }
+
+    #[test]
+    fn normalize_keeps_non_floats_and_borrows_canonical() {
+        assert!(matches!(
+            normalize_float_label(Cow::Borrowed("0.5")),
+            Cow::Borrowed("0.5")
+        ));
+        assert_eq!(normalize_float_label(Cow::Borrowed("1")), "1.0");
+        assert_eq!(normalize_float_label(Cow::Borrowed("+inf")), "+Inf");
+        assert_eq!(normalize_float_label(Cow::Borrowed("1000000")), "1e+06");
+        assert_eq!(normalize_float_label(Cow::Borrowed("0.50")), "0.5");
+        assert_eq!(normalize_float_label(Cow::Borrowed("abc")), "abc");
+        assert_eq!(normalize_float_label(Cow::Borrowed("")), "");
+        assert_eq!(normalize_float_label(Cow::Borrowed("1e400")), "1e400");
+    }
+}

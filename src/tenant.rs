@@ -1,0 +1,196 @@
+//! Tenants: one per Grafana datasource instance (org id, uid), each with its own
+//! data folder, store and scrapers, so datasources never see each other's data.
+//! Standalone mode runs a single tenant from a config file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use crate::config::settings::{self, DatasourceSettings, TenantKey};
+use crate::config::ScrapeConfig;
+use crate::scrape::{ScrapeManager, TargetStatus};
+use crate::store::Store;
+
+/// One tenant's running state.
+pub struct Tenant {
+    pub store: Arc<Store>,
+    dir: PathBuf,
+    state: Mutex<TenantState>,
+}
+
+struct TenantState {
+    settings: Option<DatasourceSettings>,
+    /// The scrape config in force, or why the latest settings were refused.
+    config: Result<ScrapeConfig, String>,
+    scrape: Option<ScrapeManager>,
+}
+
+/// What CheckHealth needs from a tenant.
+pub struct TenantHealth {
+    pub config_error: Option<String>,
+    pub store_error: Option<String>,
+    pub targets: Vec<TargetStatus>,
+}
+
+impl Tenant {
+    pub fn open(dir: &Path) -> Result<Tenant, String> {
+        let store = Store::open(&dir.join("data")).map_err(|e| e.to_string())?;
+        Ok(Tenant {
+            store: Arc::new(store),
+            dir: dir.to_path_buf(),
+            state: Mutex::new(TenantState {
+                settings: None,
+                config: Ok(ScrapeConfig::default()),
+                scrape: None,
+            }),
+        })
+    }
+
+    /// Replaces the scrape config: stops the old scrapers, starts the new ones.
+    pub async fn apply_config(&self, config: Result<ScrapeConfig, String>) {
+        let mut st = self.state.lock().await;
+        if let Some(old) = st.scrape.take() {
+            old.stop().await;
+        }
+        if let Ok(cfg) = &config {
+            st.scrape = Some(ScrapeManager::start(cfg, self.store.clone()));
+        }
+        st.config = config;
+    }
+
+    /// Applies datasource settings if they are newer than the ones in force
+    /// (Grafana's `lastUpdatedMS`), persisting them. Returns whether they were applied.
+    pub async fn apply_settings(&self, new: DatasourceSettings) -> bool {
+        {
+            let st = self.state.lock().await;
+            if let Some(cur) = &st.settings {
+                if new.last_updated_ms <= cur.last_updated_ms {
+                    return false;
+                }
+            }
+        }
+        let config = new.scrape_config().map_err(|e| e.to_string());
+        if let Err(e) = &config {
+            tracing::warn!(datasource = %new.uid, org = new.org_id, error = %e, "datasource scrape config refused");
+        }
+        if let Err(e) = new.persist(&self.dir) {
+            tracing::error!(dir = %self.dir.display(), error = %e, "cannot persist datasource settings");
+        }
+        self.apply_config(config).await;
+        self.state.lock().await.settings = Some(new);
+        true
+    }
+
+    pub async fn settings(&self) -> Option<DatasourceSettings> {
+        self.state.lock().await.settings.clone()
+    }
+
+    pub async fn health(&self) -> TenantHealth {
+        let st = self.state.lock().await;
+        TenantHealth {
+            config_error: st.config.as_ref().err().cloned(),
+            store_error: self.store.check_writable().err().map(|e| e.to_string()),
+            targets: st.scrape.as_ref().map(|s| s.targets()).unwrap_or_default(),
+        }
+    }
+
+    pub async fn targets(&self) -> Vec<TargetStatus> {
+        let st = self.state.lock().await;
+        st.scrape.as_ref().map(|s| s.targets()).unwrap_or_default()
+    }
+
+    /// Stops scraping and makes the data durable.
+    pub async fn shutdown(&self) {
+        let scrape = self.state.lock().await.scrape.take();
+        if let Some(s) = scrape {
+            s.stop().await;
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "flushing the store failed");
+        }
+    }
+}
+
+/// All tenants of the plugin process.
+pub struct Tenants {
+    root: PathBuf,
+    map: Mutex<HashMap<TenantKey, Arc<Tenant>>>,
+}
+
+impl Tenants {
+    pub fn new(root: &Path) -> Tenants {
+        Tenants {
+            root: root.to_path_buf(),
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The tenant for these settings, created on first sight; newer settings are
+    /// applied.
+    pub async fn get(&self, settings: DatasourceSettings) -> Result<Arc<Tenant>, String> {
+        let key = settings.key()?;
+        let tenant = {
+            let mut map = self.map.lock().await;
+            match map.get(&key) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = Arc::new(Tenant::open(&key.dir(&self.root))?);
+                    map.insert(key.clone(), t.clone());
+                    t
+                }
+            }
+        };
+        tenant.apply_settings(settings).await;
+        Ok(tenant)
+    }
+
+    /// At plugin start: resumes every persisted tenant and every provisioned
+    /// datasource of this plugin, the newer settings of the two winning.
+    pub async fn start_known(&self, provisioning_dir: &Path, env: &dyn Fn(&str) -> Option<String>) {
+        let (persisted, errs1) = settings::load_persisted(&self.root);
+        let (provisioned, errs2) = settings::load_provisioned(provisioning_dir, env);
+        for e in errs1.iter().chain(errs2.iter()) {
+            tracing::warn!(error = %e, "skipping datasource settings");
+        }
+        let mut newest: HashMap<(i64, String), DatasourceSettings> = HashMap::new();
+        for s in persisted.into_iter().chain(provisioned) {
+            let k = (s.org_id, s.uid.clone());
+            match newest.get(&k) {
+                Some(cur) if cur.last_updated_ms >= s.last_updated_ms => {}
+                _ => {
+                    newest.insert(k, s);
+                }
+            }
+        }
+        for (_, s) in newest {
+            let who = format!("org {} datasource {}", s.org_id, s.uid);
+            match self.get(s).await {
+                Ok(_) => tracing::info!(tenant = %who, "tenant started"),
+                Err(e) => tracing::warn!(tenant = %who, error = %e, "tenant not started"),
+            }
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        let tenants: Vec<Arc<Tenant>> = self.map.lock().await.values().cloned().collect();
+        for t in tenants {
+            t.shutdown().await;
+        }
+    }
+}
+
+impl Tenants {
+    /// Every running tenant.
+    pub async fn all(&self) -> Vec<(TenantKey, Arc<Tenant>)> {
+        let map = self.map.lock().await;
+        let mut v: Vec<_> = map.iter().map(|(k, t)| (k.clone(), t.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
