@@ -82,7 +82,8 @@ impl Visit for FieldCollector {
         if field.name() == "message" {
             self.message = text;
         } else {
-            self.extra.insert(field.name().to_string(), Value::String(text));
+            self.extra
+                .insert(field.name().to_string(), Value::String(text));
         }
     }
 }

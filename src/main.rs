@@ -15,7 +15,11 @@ use arrowmon::promql::{Engine, EngineOptions};
 use arrowmon::tenant::Tenant;
 
 #[derive(Parser)]
-#[command(name = "gpx_arrowmon", version, about = "arrowmon: a Grafana datasource plugin that is its own monitoring server")]
+#[command(
+    name = "gpx_arrowmon",
+    version,
+    about = "arrowmon: a Grafana datasource plugin that is its own monitoring server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -64,12 +68,19 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Some(Command::CheckConfig { file }) => check_config(&file),
-        Some(Command::Serve { config, data_dir, listen }) => run(serve(config, data_dir, listen)),
+        Some(Command::Serve {
+            config,
+            data_dir,
+            listen,
+        }) => run(serve(config, data_dir, listen)),
     }
 }
 
 fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

@@ -44,9 +44,18 @@ async fn dispatch(
     let path = uri.path();
     if path == "/metrics" {
         let text = crate::grafana::metrics::self_metrics_text(&[("standalone", &st.tenant)]).await;
-        return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response();
+        return (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response();
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let resp = handle(
         &st.tenant,
         &st.engine,
@@ -60,5 +69,10 @@ async fn dispatch(
     )
     .await;
     let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, resp.content_type)], resp.body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, resp.content_type)],
+        resp.body,
+    )
+        .into_response()
 }

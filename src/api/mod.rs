@@ -88,7 +88,9 @@ pub struct Params(Vec<(String, String)>);
 
 impl Params {
     pub fn from_request(req: &ApiRequest<'_>) -> Params {
-        let mut v: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes()).into_owned().collect();
+        let mut v: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes())
+            .into_owned()
+            .collect();
         let is_form = req
             .content_type
             .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
@@ -103,12 +105,20 @@ impl Params {
     }
 
     pub fn all(&self, k: &str) -> Vec<&str> {
-        self.0.iter().filter(|(n, _)| n == k).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
 /// Answers one API request for a tenant.
-pub async fn handle(tenant: &Arc<Tenant>, engine: &Arc<Engine>, req: ApiRequest<'_>) -> ApiResponse {
+pub async fn handle(
+    tenant: &Arc<Tenant>,
+    engine: &Arc<Engine>,
+    req: ApiRequest<'_>,
+) -> ApiResponse {
     let params = Params::from_request(&req);
     let path = req.path.trim_start_matches('/');
     let result = match path {
@@ -127,9 +137,16 @@ pub async fn handle(tenant: &Arc<Tenant>, engine: &Arc<Engine>, req: ApiRequest<
         }))),
         "-/healthy" => Ok(ApiResponse::text(200, "arrowmon is Healthy.\n")),
         "-/ready" => Ok(ApiResponse::text(200, "arrowmon is Ready.\n")),
-        p => match p.strip_prefix("api/v1/label/").and_then(|r| r.strip_suffix("/values")) {
+        p => match p
+            .strip_prefix("api/v1/label/")
+            .and_then(|r| r.strip_suffix("/values"))
+        {
             Some(name) => label_values(tenant, name, &params),
-            None => Err(ApiResponse::error(404, "not_found", &format!("unknown API path /{p}"))),
+            None => Err(ApiResponse::error(
+                404,
+                "not_found",
+                &format!("unknown API path /{p}"),
+            )),
         },
     };
     result.unwrap_or_else(|e| e)
@@ -139,9 +156,15 @@ fn bad(msg: impl AsRef<str>) -> ApiResponse {
     ApiResponse::error(400, "bad_data", msg.as_ref())
 }
 
-async fn run_query<F>(engine: &Arc<Engine>, tenant: &Arc<Tenant>, f: F) -> Result<promql::QueryResult, ApiResponse>
+async fn run_query<F>(
+    engine: &Arc<Engine>,
+    tenant: &Arc<Tenant>,
+    f: F,
+) -> Result<promql::QueryResult, ApiResponse>
 where
-    F: FnOnce(&Engine, &dyn promql::Storage) -> Result<promql::QueryResult, QueryError> + Send + 'static,
+    F: FnOnce(&Engine, &dyn promql::Storage) -> Result<promql::QueryResult, QueryError>
+        + Send
+        + 'static,
 {
     let engine = engine.clone();
     let store = tenant.store.clone();
@@ -155,10 +178,19 @@ where
     })
 }
 
-async fn query(tenant: &Arc<Tenant>, engine: &Arc<Engine>, p: &Params) -> Result<ApiResponse, ApiResponse> {
-    let expr = p.get("query").ok_or_else(|| bad("invalid parameter \"query\": query is required"))?.to_string();
+async fn query(
+    tenant: &Arc<Tenant>,
+    engine: &Arc<Engine>,
+    p: &Params,
+) -> Result<ApiResponse, ApiResponse> {
+    let expr = p
+        .get("query")
+        .ok_or_else(|| bad("invalid parameter \"query\": query is required"))?
+        .to_string();
     let t = match p.get("time") {
-        Some(s) => time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"time\": {e}")))?,
+        Some(s) => {
+            time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"time\": {e}")))?
+        }
         None => now_ms(),
     };
     let r = run_query(engine, tenant, move |e, s| e.instant_query(s, &expr, t)).await?;
@@ -169,14 +201,23 @@ async fn query(tenant: &Arc<Tenant>, engine: &Arc<Engine>, p: &Params) -> Result
     ))
 }
 
-async fn query_range(tenant: &Arc<Tenant>, engine: &Arc<Engine>, p: &Params) -> Result<ApiResponse, ApiResponse> {
-    let expr = p.get("query").ok_or_else(|| bad("invalid parameter \"query\": query is required"))?.to_string();
+async fn query_range(
+    tenant: &Arc<Tenant>,
+    engine: &Arc<Engine>,
+    p: &Params,
+) -> Result<ApiResponse, ApiResponse> {
+    let expr = p
+        .get("query")
+        .ok_or_else(|| bad("invalid parameter \"query\": query is required"))?
+        .to_string();
     let start = time::parse_time(p.get("start").unwrap_or(""))
         .map_err(|e| bad(format!("invalid parameter \"start\": {e}")))?;
     let end = time::parse_time(p.get("end").unwrap_or(""))
         .map_err(|e| bad(format!("invalid parameter \"end\": {e}")))?;
     if end < start {
-        return Err(bad("invalid parameter \"end\": end timestamp must not be before start time"));
+        return Err(bad(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
     }
     let step = time::parse_step(p.get("step").unwrap_or(""))
         .map_err(|e| bad(format!("invalid parameter \"step\": {e}")))?;
@@ -187,7 +228,10 @@ async fn query_range(tenant: &Arc<Tenant>, engine: &Arc<Engine>, p: &Params) -> 
     if (end - start) / step > 11_000 {
         return Err(bad("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
     }
-    let r = run_query(engine, tenant, move |e, s| e.range_query(s, &expr, start, end, step)).await?;
+    let r = run_query(engine, tenant, move |e, s| {
+        e.range_query(s, &expr, start, end, step)
+    })
+    .await?;
     Ok(ApiResponse::success_with_warnings(
         result_json(&r.value),
         &r.warnings,
@@ -210,17 +254,27 @@ pub fn format_value(v: f64) -> String {
 
 fn ts_json(t: i64) -> Value {
     let secs = t as f64 / 1000.0;
-    serde_json::Number::from_f64(secs).map(Value::Number).unwrap_or(Value::Null)
+    serde_json::Number::from_f64(secs)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 pub fn labels_json(l: &Labels) -> Value {
-    Value::Object(l.iter().map(|l| (l.name.to_string(), Value::String(l.value.to_string()))).collect())
+    Value::Object(
+        l.iter()
+            .map(|l| (l.name.to_string(), Value::String(l.value.to_string())))
+            .collect(),
+    )
 }
 
 fn result_json(v: &promql::Value) -> Value {
     match v {
-        promql::Value::Scalar { t, v } => json!({"resultType": "scalar", "result": [ts_json(*t), format_value(*v)]}),
-        promql::Value::String { t, v } => json!({"resultType": "string", "result": [ts_json(*t), v]}),
+        promql::Value::Scalar { t, v } => {
+            json!({"resultType": "scalar", "result": [ts_json(*t), format_value(*v)]})
+        }
+        promql::Value::String { t, v } => {
+            json!({"resultType": "string", "result": [ts_json(*t), v]})
+        }
         promql::Value::Vector(samples) => json!({
             "resultType": "vector",
             "result": samples.iter().map(|s| json!({
@@ -244,14 +298,20 @@ fn result_json(v: &promql::Value) -> Value {
 fn selection(p: &Params) -> Result<(Vec<Vec<Matcher>>, i64, i64), ApiResponse> {
     let mut sets = Vec::new();
     for m in p.all("match[]") {
-        sets.push(selector_matchers(m).map_err(|e| bad(format!("invalid parameter \"match[]\": {e}")))?);
+        sets.push(
+            selector_matchers(m).map_err(|e| bad(format!("invalid parameter \"match[]\": {e}")))?,
+        );
     }
     let start = match p.get("start") {
-        Some(s) => time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"start\": {e}")))?,
+        Some(s) => {
+            time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"start\": {e}")))?
+        }
         None => i64::MIN,
     };
     let end = match p.get("end") {
-        Some(s) => time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"end\": {e}")))?,
+        Some(s) => {
+            time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"end\": {e}")))?
+        }
         None => i64::MAX,
     };
     Ok((sets, start, end))
@@ -266,7 +326,9 @@ fn selector_matchers(text: &str) -> Result<Vec<Matcher>, String> {
         return Err(format!("{text:?} is not a series selector"));
     };
     if !vs.matchers.or_matchers.is_empty() {
-        return Err(format!("{text:?}: `or` in series selectors is not supported here"));
+        return Err(format!(
+            "{text:?}: `or` in series selectors is not supported here"
+        ));
     }
     let mut out = Vec::new();
     if let Some(name) = &vs.name {
@@ -290,9 +352,11 @@ fn selector_matchers(text: &str) -> Result<Vec<Matcher>, String> {
 fn limit(p: &Params) -> Result<usize, ApiResponse> {
     match p.get("limit") {
         None | Some("") | Some("0") => Ok(usize::MAX),
-        Some(s) => s
-            .parse::<usize>()
-            .map_err(|_| bad(format!("invalid parameter \"limit\": cannot parse {s:?} to a valid limit"))),
+        Some(s) => s.parse::<usize>().map_err(|_| {
+            bad(format!(
+                "invalid parameter \"limit\": cannot parse {s:?} to a valid limit"
+            ))
+        }),
     }
 }
 
@@ -300,7 +364,9 @@ fn matching_series(tenant: &Tenant, sets: &[Vec<Matcher>], start: i64, end: i64)
     let mut all: Vec<Labels> = if sets.is_empty() {
         tenant.store.series(&[], start, end)
     } else {
-        sets.iter().flat_map(|m| tenant.store.series(m, start, end)).collect()
+        sets.iter()
+            .flat_map(|m| tenant.store.series(m, start, end))
+            .collect()
     };
     all.sort();
     all.dedup();
@@ -341,7 +407,9 @@ fn series(tenant: &Tenant, p: &Params) -> Result<ApiResponse, ApiResponse> {
     let limit = limit(p)?;
     let mut all = matching_series(tenant, &sets, start, end);
     all.truncate(limit);
-    Ok(ApiResponse::success(Value::Array(all.iter().map(labels_json).collect())))
+    Ok(ApiResponse::success(Value::Array(
+        all.iter().map(labels_json).collect(),
+    )))
 }
 
 async fn targets(tenant: &Tenant) -> ApiResponse {
@@ -398,8 +466,21 @@ mod tests {
 
     #[test]
     fn error_statuses_follow_the_prometheus_api() {
-        assert_eq!(query_error_status(&QueryError::Parse { message: "x".into(), position: None }).0, 400);
-        assert_eq!(query_error_status(&QueryError::Execution("many-to-many".into())).0, 422);
-        assert_eq!(query_error_status(&QueryError::Timeout(std::time::Duration::from_secs(1))).0, 503);
+        assert_eq!(
+            query_error_status(&QueryError::Parse {
+                message: "x".into(),
+                position: None
+            })
+            .0,
+            400
+        );
+        assert_eq!(
+            query_error_status(&QueryError::Execution("many-to-many".into())).0,
+            422
+        );
+        assert_eq!(
+            query_error_status(&QueryError::Timeout(std::time::Duration::from_secs(1))).0,
+            503
+        );
     }
 }

@@ -44,11 +44,24 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// `2006-01-02T15:04:05[.frac](Z|±hh:mm)`.
 fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -107,8 +120,14 @@ mod tests {
     #[test]
     fn parses_unix_and_rfc3339_times() {
         assert_eq!(parse_time("1435781451.781").unwrap(), 1_435_781_451_781);
-        assert_eq!(parse_time("2015-07-01T20:10:51.781Z").unwrap(), 1_435_781_451_781);
-        assert_eq!(parse_time("2015-07-01T22:10:51+02:00").unwrap(), 1_435_781_451_000);
+        assert_eq!(
+            parse_time("2015-07-01T20:10:51.781Z").unwrap(),
+            1_435_781_451_781
+        );
+        assert_eq!(
+            parse_time("2015-07-01T22:10:51+02:00").unwrap(),
+            1_435_781_451_000
+        );
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("").is_err());
     }

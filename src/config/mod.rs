@@ -206,10 +206,18 @@ impl ScrapeConfig {
             });
         }
         let raw: RawFile = serde_norway::from_str(yaml).map_err(|e| yaml_error(yaml, e))?;
-        let global_interval = opt_duration(raw.global.scrape_interval.as_deref(), "global", "scrape_interval")?
-            .unwrap_or(DEFAULT_SCRAPE_INTERVAL);
-        let global_timeout = opt_duration(raw.global.scrape_timeout.as_deref(), "global", "scrape_timeout")?
-            .unwrap_or(DEFAULT_SCRAPE_TIMEOUT);
+        let global_interval = opt_duration(
+            raw.global.scrape_interval.as_deref(),
+            "global",
+            "scrape_interval",
+        )?
+        .unwrap_or(DEFAULT_SCRAPE_INTERVAL);
+        let global_timeout = opt_duration(
+            raw.global.scrape_timeout.as_deref(),
+            "global",
+            "scrape_timeout",
+        )?
+        .unwrap_or(DEFAULT_SCRAPE_TIMEOUT);
         let mut jobs: Vec<ScrapeJob> = Vec::new();
         for rj in raw.scrape_configs {
             if jobs.iter().any(|j| j.name == rj.job_name) {
@@ -378,10 +386,19 @@ fn build_job(
     }
     let metrics_path = rj.metrics_path.unwrap_or_else(|| "/metrics".into());
     if !metrics_path.starts_with('/') {
-        return Err(job_err(&name, format!("metrics_path {metrics_path:?} must start with /")));
+        return Err(job_err(
+            &name,
+            format!("metrics_path {metrics_path:?} must start with /"),
+        ));
     }
 
-    let bearer = resolve_secret(&name, "bearer_token", rj.bearer_token, rj.bearer_token_file, secrets)?;
+    let bearer = resolve_secret(
+        &name,
+        "bearer_token",
+        rj.bearer_token,
+        rj.bearer_token_file,
+        secrets,
+    )?;
     let mut auth = Auth::None;
     if let Some(b) = rj.basic_auth {
         let username = match (b.username, b.username_file) {
@@ -391,27 +408,54 @@ fn build_job(
                 .map_err(|e| job_err(&name, format!("basic_auth.username_file: {e}")))?,
             (None, None) => String::new(),
             (Some(_), Some(_)) => {
-                return Err(job_err(&name, "at most one of basic_auth username and username_file may be set"))
+                return Err(job_err(
+                    &name,
+                    "at most one of basic_auth username and username_file may be set",
+                ))
             }
         };
-        let password = resolve_secret(&name, "basic_auth.password", b.password, b.password_file, secrets)?;
+        let password = resolve_secret(
+            &name,
+            "basic_auth.password",
+            b.password,
+            b.password_file,
+            secrets,
+        )?;
         auth = Auth::Basic { username, password };
     }
     if let Some(a) = rj.authorization {
         if auth != Auth::None {
-            return Err(job_err(&name, "at most one of basic_auth and authorization may be set"));
+            return Err(job_err(
+                &name,
+                "at most one of basic_auth and authorization may be set",
+            ));
         }
         let scheme = a.kind.unwrap_or_else(|| "Bearer".into());
         if scheme.eq_ignore_ascii_case("basic") {
-            return Err(job_err(&name, "authorization type cannot be set to \"basic\", use \"basic_auth\" instead"));
+            return Err(job_err(
+                &name,
+                "authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
+            ));
         }
-        let credentials = resolve_secret(&name, "authorization.credentials", a.credentials, a.credentials_file, secrets)?
-            .unwrap_or(SecretValue::Inline(String::new()));
-        auth = Auth::Header { scheme, credentials };
+        let credentials = resolve_secret(
+            &name,
+            "authorization.credentials",
+            a.credentials,
+            a.credentials_file,
+            secrets,
+        )?
+        .unwrap_or(SecretValue::Inline(String::new()));
+        auth = Auth::Header {
+            scheme,
+            credentials,
+        };
     }
     if let Some(credentials) = bearer {
         if auth != Auth::None {
-            return Err(job_err(&name, "at most one of basic_auth, authorization and bearer_token may be set"));
+            return Err(job_err(
+                &name,
+                "at most one of basic_auth, authorization and bearer_token may be set",
+            ));
         }
         auth = Auth::Header {
             scheme: "Bearer".into(),
@@ -448,7 +492,11 @@ fn build_job(
                 .iter()
                 .map(|(k, v)| Label::new(k.as_str(), v.as_str()))
                 .collect();
-            labels.extend(sc.labels.iter().map(|(k, v)| Label::new(k.as_str(), v.as_str())));
+            labels.extend(
+                sc.labels
+                    .iter()
+                    .map(|(k, v)| Label::new(k.as_str(), v.as_str())),
+            );
             labels.push(Label::new("job", name.as_str()));
             labels.push(Label::new("instance", addr.as_str()));
             // Static labels override job/instance, as Prometheus lets them.
@@ -490,7 +538,9 @@ fn form_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -560,7 +610,11 @@ scrape_configs:
         assert_eq!(node.targets[0].url, "http://127.0.0.1:9100/metrics");
         assert_eq!(
             node.targets[0].labels,
-            Labels::from_pairs([("env", "demo"), ("instance", "127.0.0.1:9100"), ("job", "node")])
+            Labels::from_pairs([
+                ("env", "demo"),
+                ("instance", "127.0.0.1:9100"),
+                ("job", "node")
+            ])
         );
         let mysql = &c.jobs[1];
         assert_eq!(mysql.timeout, Duration::from_secs(5));
@@ -582,9 +636,17 @@ scrape_configs:
     fn literal_password_in_json_data_is_refused() {
         let yaml = DEMO.replace("${secure.mysqlPassword}", "hunter2");
         let s = grafana_secrets();
-        let err = ScrapeConfig::parse(&yaml, &SecretSource::Grafana(&s)).unwrap_err().to_string();
-        assert!(err.contains("secureJsonData") && err.contains("mysql"), "{err}");
-        assert!(!err.contains("hunter2"), "secret leaked into the error: {err}");
+        let err = ScrapeConfig::parse(&yaml, &SecretSource::Grafana(&s))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("secureJsonData") && err.contains("mysql"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("hunter2"),
+            "secret leaked into the error: {err}"
+        );
         // In a user's own file a literal is fine.
         assert!(ScrapeConfig::parse(&yaml, &SecretSource::File).is_ok());
     }
@@ -592,14 +654,18 @@ scrape_configs:
     #[test]
     fn missing_secure_field_is_named() {
         let empty = HashMap::new();
-        let err = ScrapeConfig::parse(DEMO, &SecretSource::Grafana(&empty)).unwrap_err().to_string();
+        let err = ScrapeConfig::parse(DEMO, &SecretSource::Grafana(&empty))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mysqlPassword"), "{err}");
     }
 
     #[test]
     fn unknown_key_names_key_job_and_line() {
         let yaml = "scrape_configs:\n  - job_name: node\n    scrape_intervall: 5s\n";
-        let err = ScrapeConfig::parse(yaml, &SecretSource::File).unwrap_err().to_string();
+        let err = ScrapeConfig::parse(yaml, &SecretSource::File)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("scrape_intervall"), "{err}");
         assert!(err.contains("\"node\""), "{err}");
         assert!(err.contains("line 3"), "{err}");
@@ -616,7 +682,9 @@ scrape_configs:
             ("global:\n  scrape_interval: x\n", "global.scrape_interval"),
         ];
         for (yaml, want) in cases {
-            let err = ScrapeConfig::parse(yaml, &SecretSource::File).unwrap_err().to_string();
+            let err = ScrapeConfig::parse(yaml, &SecretSource::File)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{yaml}: {err}");
         }
     }

@@ -49,7 +49,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn folders(vars: &[(&str, &str)]) -> PluginFolders {
-        let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         PluginFolders::from_env(|k| env.get(k).cloned())
     }
 
@@ -67,11 +70,17 @@ mod tests {
 
     #[test]
     fn grafana_paths_then_package_defaults() {
-        let f = folders(&[("GF_PATHS_DATA", "/var/lib/g"), ("GF_PATHS_PROVISIONING", "/etc/g/prov")]);
+        let f = folders(&[
+            ("GF_PATHS_DATA", "/var/lib/g"),
+            ("GF_PATHS_PROVISIONING", "/etc/g/prov"),
+        ]);
         assert_eq!(f.data_dir, PathBuf::from("/var/lib/g/arrowmon"));
         assert_eq!(f.provisioning_dir, PathBuf::from("/etc/g/prov"));
         let f = folders(&[("GF_PATHS_DATA", "")]);
         assert_eq!(f.data_dir, PathBuf::from("/var/lib/grafana/arrowmon"));
-        assert_eq!(f.provisioning_dir, PathBuf::from("/etc/grafana/provisioning"));
+        assert_eq!(
+            f.provisioning_dir,
+            PathBuf::from("/etc/grafana/provisioning")
+        );
     }
 }

@@ -28,7 +28,9 @@ impl TenantKey {
     pub fn new(org_id: i64, uid: &str) -> Result<TenantKey, String> {
         let ok = !uid.is_empty()
             && uid.len() <= 40
-            && uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            && uid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
             && uid != "."
             && uid != "..";
         if !ok {
@@ -78,7 +80,10 @@ impl DatasourceSettings {
     }
 
     fn json_str(&self, key: &str) -> Option<&str> {
-        self.json_data.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+        self.json_data
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// `jsonData.scrapeConfig`: Prometheus `scrape_configs` YAML.
@@ -87,12 +92,16 @@ impl DatasourceSettings {
     }
 
     pub fn scrape_config(&self) -> Result<ScrapeConfig, ConfigError> {
-        ScrapeConfig::parse(self.scrape_config_text(), &SecretSource::Grafana(&self.secure_json_data))
+        ScrapeConfig::parse(
+            self.scrape_config_text(),
+            &SecretSource::Grafana(&self.secure_json_data),
+        )
     }
 
     /// `jsonData.timeInterval`: the scrape interval Grafana uses for `$__rate_interval`.
     pub fn time_interval(&self) -> Option<Duration> {
-        self.json_str("timeInterval").and_then(|s| super::parse_duration(s).ok())
+        self.json_str("timeInterval")
+            .and_then(|s| super::parse_duration(s).ok())
     }
 
     /// Parses the settings from the pluginv2 message's fields.
@@ -367,7 +376,10 @@ mod tests {
             assert!(TenantKey::new(1, bad).is_err(), "{bad}");
         }
         let root = Path::new("/d");
-        assert_eq!(TenantKey::new(2, "u").unwrap().dir(root), PathBuf::from("/d/org-2/u"));
+        assert_eq!(
+            TenantKey::new(2, "u").unwrap().dir(root),
+            PathBuf::from("/d/org-2/u")
+        );
     }
 
     #[test]
@@ -410,7 +422,15 @@ datasources:
     #[test]
     fn settings_round_trip_through_the_tenant_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let s = DatasourceSettings::from_grafana(1, "u", "n", br#"{"timeInterval":"5s"}"#, &HashMap::new(), 42).unwrap();
+        let s = DatasourceSettings::from_grafana(
+            1,
+            "u",
+            "n",
+            br#"{"timeInterval":"5s"}"#,
+            &HashMap::new(),
+            42,
+        )
+        .unwrap();
         let tdir = s.key().unwrap().dir(dir.path());
         s.persist(&tdir).unwrap();
         let (found, errors) = load_persisted(dir.path());
@@ -419,7 +439,10 @@ datasources:
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(tdir.join("settings.json")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(tdir.join("settings.json"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

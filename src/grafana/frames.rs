@@ -65,7 +65,10 @@ impl Frame {
             let mut md = HashMap::new();
             md.insert("name".to_string(), f.name.clone());
             if let Some(l) = &f.labels {
-                md.insert("labels".to_string(), serde_json::to_string(l).unwrap_or_default());
+                md.insert(
+                    "labels".to_string(),
+                    serde_json::to_string(l).unwrap_or_default(),
+                );
             }
             if let Some(c) = &f.config {
                 md.insert("config".to_string(), c.to_string());
@@ -75,12 +78,26 @@ impl Frame {
                     DataType::Timestamp(TimeUnit::Nanosecond, None),
                     false,
                     Arc::new(TimestampNanosecondArray::from(
-                        ms.iter().map(|t| t.saturating_mul(1_000_000)).collect::<Vec<_>>(),
+                        ms.iter()
+                            .map(|t| t.saturating_mul(1_000_000))
+                            .collect::<Vec<_>>(),
                     )),
                 ),
-                Column::Float(v) => (DataType::Float64, false, Arc::new(Float64Array::from(v.clone()))),
-                Column::NullableFloat(v) => (DataType::Float64, true, Arc::new(Float64Array::from(v.clone()))),
-                Column::String(v) => (DataType::Utf8, false, Arc::new(StringArray::from(v.clone()))),
+                Column::Float(v) => (
+                    DataType::Float64,
+                    false,
+                    Arc::new(Float64Array::from(v.clone())),
+                ),
+                Column::NullableFloat(v) => (
+                    DataType::Float64,
+                    true,
+                    Arc::new(Float64Array::from(v.clone())),
+                ),
+                Column::String(v) => (
+                    DataType::Utf8,
+                    false,
+                    Arc::new(StringArray::from(v.clone())),
+                ),
             };
             arrow_fields.push(ArrowField::new(&f.name, data_type, nullable).with_metadata(md));
             columns.push(array);
@@ -134,18 +151,26 @@ mod tests {
             ],
         };
         let bytes = frame.to_arrow_ipc().unwrap();
-        let reader = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        let reader =
+            arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
         let schema = reader.schema();
         assert_eq!(schema.metadata()["refId"], "A");
         assert_eq!(schema.metadata()["name"], "up");
         assert!(schema.metadata()["meta"].contains("timeseries-multi"));
         let time = schema.field(0);
-        assert_eq!(time.data_type(), &DataType::Timestamp(TimeUnit::Nanosecond, None));
+        assert_eq!(
+            time.data_type(),
+            &DataType::Timestamp(TimeUnit::Nanosecond, None)
+        );
         assert_eq!(time.metadata()["config"], r#"{"interval":15000}"#);
         assert_eq!(schema.field(1).metadata()["labels"], r#"{"job":"node"}"#);
         let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
         assert_eq!(batches[0].num_rows(), 2);
-        let t = batches[0].column(0).as_any().downcast_ref::<TimestampNanosecondArray>().unwrap();
+        let t = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .unwrap();
         assert_eq!(t.value(1), 2_000_000_000);
         assert_eq!(t.len(), 2);
     }
@@ -154,8 +179,18 @@ mod tests {
     fn mismatched_lengths_are_an_error_not_a_panic() {
         let frame = Frame {
             fields: vec![
-                Field { name: "a".into(), labels: None, config: None, values: Column::Float(vec![1.0]) },
-                Field { name: "b".into(), labels: None, config: None, values: Column::Float(vec![]) },
+                Field {
+                    name: "a".into(),
+                    labels: None,
+                    config: None,
+                    values: Column::Float(vec![1.0]),
+                },
+                Field {
+                    name: "b".into(),
+                    labels: None,
+                    config: None,
+                    values: Column::Float(vec![]),
+                },
             ],
             ..Default::default()
         };

@@ -10,8 +10,16 @@ use crate::tenant::Tenant;
 pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
     let mut out = String::new();
     let families: [(&str, &str, &str); 4] = [
-        ("arrowmon_samples_appended_total", "counter", "Samples appended to the store."),
-        ("arrowmon_active_series", "gauge", "Series in the in-memory head."),
+        (
+            "arrowmon_samples_appended_total",
+            "counter",
+            "Samples appended to the store.",
+        ),
+        (
+            "arrowmon_active_series",
+            "gauge",
+            "Series in the in-memory head.",
+        ),
         ("arrowmon_targets", "gauge", "Scrape targets by health."),
         ("arrowmon_tenants", "gauge", "Datasource instances served."),
     ];
@@ -26,14 +34,23 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
                     let tl = crate::labels::go_quote(tenant_name);
                     match name {
                         "arrowmon_samples_appended_total" => {
-                            let _ = writeln!(out, "{name}{{tenant={tl}}} {}", t.store.samples_appended());
+                            let _ = writeln!(
+                                out,
+                                "{name}{{tenant={tl}}} {}",
+                                t.store.samples_appended()
+                            );
                         }
                         "arrowmon_active_series" => {
-                            let _ = writeln!(out, "{name}{{tenant={tl}}} {}", t.store.series_count());
+                            let _ =
+                                writeln!(out, "{name}{{tenant={tl}}} {}", t.store.series_count());
                         }
                         _ => {
                             let targets = t.targets().await;
-                            for (h, hn) in [(Health::Up, "up"), (Health::Down, "down"), (Health::Unknown, "unknown")] {
+                            for (h, hn) in [
+                                (Health::Up, "up"),
+                                (Health::Down, "down"),
+                                (Health::Unknown, "unknown"),
+                            ] {
                                 let n = targets.iter().filter(|x| x.health == h).count();
                                 let _ = writeln!(out, "{name}{{health=\"{hn}\",tenant={tl}}} {n}");
                             }

@@ -36,7 +36,9 @@ pub fn started_by_grafana(get: impl Fn(&str) -> Option<String>) -> bool {
     let cookie = get(MAGIC_COOKIE_KEY).is_some_and(|v| v == MAGIC_COOKIE_VALUE);
     let versions_ok = match get("PLUGIN_PROTOCOL_VERSIONS") {
         None => true,
-        Some(v) => v.split(',').any(|x| x.trim() == PROTOCOL_VERSION.to_string()),
+        Some(v) => v
+            .split(',')
+            .any(|x| x.trim() == PROTOCOL_VERSION.to_string()),
     };
     cookie && versions_ok
 }
@@ -79,19 +81,33 @@ impl Drop for TrackedStream {
 }
 
 impl AsyncRead for TrackedStream {
-    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TrackedStream {
-    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
     }
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_flush(cx)
     }
-    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -120,7 +136,9 @@ pub async fn serve_plugin(folders: PluginFolders) -> Result<(), String> {
         shutdown: shutdown_tx.clone(),
     };
 
-    let listener = bind().await.map_err(|e| format!("cannot listen on loopback: {e}"))?;
+    let listener = bind()
+        .await
+        .map_err(|e| format!("cannot listen on loopback: {e}"))?;
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
     let conns = Arc::new(Connections::default());
     let incoming = {
@@ -138,12 +156,27 @@ pub async fn serve_plugin(folders: PluginFolders) -> Result<(), String> {
     };
 
     let server = tonic::transport::Server::builder()
-        .add_service(pluginv2::data_server::DataServer::new(plugin.clone()).max_decoding_message_size(64 << 20).max_encoding_message_size(256 << 20))
-        .add_service(pluginv2::diagnostics_server::DiagnosticsServer::new(plugin.clone()))
-        .add_service(pluginv2::resource_server::ResourceServer::new(plugin.clone()).max_decoding_message_size(64 << 20))
-        .add_service(goplugin::grpc_controller_server::GrpcControllerServer::new(plugin.clone()))
-        .add_service(goplugin::grpc_broker_server::GrpcBrokerServer::new(plugin.clone()))
-        .add_service(goplugin::grpc_stdio_server::GrpcStdioServer::new(plugin.clone()))
+        .add_service(
+            pluginv2::data_server::DataServer::new(plugin.clone())
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(256 << 20),
+        )
+        .add_service(pluginv2::diagnostics_server::DiagnosticsServer::new(
+            plugin.clone(),
+        ))
+        .add_service(
+            pluginv2::resource_server::ResourceServer::new(plugin.clone())
+                .max_decoding_message_size(64 << 20),
+        )
+        .add_service(goplugin::grpc_controller_server::GrpcControllerServer::new(
+            plugin.clone(),
+        ))
+        .add_service(goplugin::grpc_broker_server::GrpcBrokerServer::new(
+            plugin.clone(),
+        ))
+        .add_service(goplugin::grpc_stdio_server::GrpcStdioServer::new(
+            plugin.clone(),
+        ))
         .add_service(health::health_server::HealthServer::new(plugin.clone()));
 
     // Provisioned and persisted datasources start scraping before any request.
@@ -188,7 +221,10 @@ pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}

@@ -67,13 +67,18 @@ pub fn plan(
             .map_err(|e| format!("invalid min step {:?}: {e}", q.interval))?
             .as_millis() as i64
     } else {
-        time_interval.map(|d| d.as_millis() as i64).unwrap_or(15_000)
+        time_interval
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(15_000)
     };
     let safe = ((to_ms - from_ms) as f64 / 11_000.0).ceil() as i64;
     let factor = q.interval_factor.filter(|f| *f >= 1.0).unwrap_or(1.0);
     let step = ((interval_ms.max(min_interval).max(safe).max(1) as f64) * factor) as i64;
     let (start, end) = if q.is_range() {
-        (from_ms - from_ms.rem_euclid(step), to_ms - to_ms.rem_euclid(step))
+        (
+            from_ms - from_ms.rem_euclid(step),
+            to_ms - to_ms.rem_euclid(step),
+        )
     } else {
         (to_ms, to_ms)
     };
@@ -89,7 +94,11 @@ pub fn plan(
 /// The display name Grafana's Prometheus datasource gives a series.
 pub fn display_name(labels: &Labels, legend: &str, expr: &str) -> String {
     if legend == "__auto" {
-        return if labels.is_empty() { expr.to_string() } else { String::new() };
+        return if labels.is_empty() {
+            expr.to_string()
+        } else {
+            String::new()
+        };
     }
     if !legend.is_empty() {
         return render_legend(legend, labels);
@@ -123,7 +132,9 @@ fn render_legend(legend: &str, labels: &Labels) -> String {
 }
 
 fn label_map(l: &Labels) -> BTreeMap<String, String> {
-    l.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect()
+    l.iter()
+        .map(|l| (l.name.to_string(), l.value.to_string()))
+        .collect()
 }
 
 /// Turns a result into frames: one `timeseries-multi` frame per series for range
@@ -154,7 +165,12 @@ pub fn frames(ref_id: &str, q: &QueryModel, plan: &Plan, result: &QueryResult) -
             .warnings
             .iter()
             .map(|w| json!({"severity": "warning", "text": w}))
-            .chain(result.infos.iter().map(|i| json!({"severity": "info", "text": i})))
+            .chain(
+                result
+                    .infos
+                    .iter()
+                    .map(|i| json!({"severity": "info", "text": i})),
+            )
             .collect();
         if !notices.is_empty() {
             m["notices"] = json!(notices);
@@ -191,7 +207,12 @@ pub fn frames(ref_id: &str, q: &QueryModel, plan: &Plan, result: &QueryResult) -
     match &result.value {
         Value::Matrix(series) => {
             for (i, s) in series.iter().enumerate() {
-                out.push(series_frame(&s.labels, s.timestamps.clone(), s.values.clone(), i == 0));
+                out.push(series_frame(
+                    &s.labels,
+                    s.timestamps.clone(),
+                    s.values.clone(),
+                    i == 0,
+                ));
             }
         }
         Value::Vector(samples) => {
@@ -199,14 +220,26 @@ pub fn frames(ref_id: &str, q: &QueryModel, plan: &Plan, result: &QueryResult) -
                 out.push(series_frame(&s.labels, vec![s.t], vec![s.v], i == 0));
             }
         }
-        Value::Scalar { t, v } => out.push(series_frame(&Labels::empty(), vec![*t], vec![*v], true)),
+        Value::Scalar { t, v } => {
+            out.push(series_frame(&Labels::empty(), vec![*t], vec![*v], true))
+        }
         Value::String { t, v } => out.push(Frame {
             name: String::new(),
             ref_id: ref_id.to_string(),
             meta: Some(meta(true)),
             fields: vec![
-                Field { name: "Time".into(), labels: None, config: None, values: Column::Time(vec![*t]) },
-                Field { name: "Value".into(), labels: None, config: None, values: Column::String(vec![v.clone()]) },
+                Field {
+                    name: "Time".into(),
+                    labels: None,
+                    config: None,
+                    values: Column::Time(vec![*t]),
+                },
+                Field {
+                    name: "Value".into(),
+                    labels: None,
+                    config: None,
+                    values: Column::String(vec![v.clone()]),
+                },
             ],
         }),
     }
@@ -228,25 +261,51 @@ mod tests {
     #[test]
     fn legend_rules() {
         let l = Labels::from_pairs([("__name__", "up"), ("job", "node"), ("instance", "h:1")]);
-        assert_eq!(display_name(&l, "", "up"), r#"up{instance="h:1", job="node"}"#);
-        assert_eq!(display_name(&l, "{{job}} on {{ instance }}", "up"), "node on h:1");
+        assert_eq!(
+            display_name(&l, "", "up"),
+            r#"up{instance="h:1", job="node"}"#
+        );
+        assert_eq!(
+            display_name(&l, "{{job}} on {{ instance }}", "up"),
+            "node on h:1"
+        );
         assert_eq!(display_name(&l, "{{missing}}x", "up"), "x");
         assert_eq!(display_name(&l, "__auto", "up"), "");
         assert_eq!(display_name(&Labels::empty(), "", "1+1"), "1+1");
-        assert_eq!(display_name(&Labels::from_pairs([("__name__", "up")]), "", "up"), "up");
+        assert_eq!(
+            display_name(&Labels::from_pairs([("__name__", "up")]), "", "up"),
+            "up"
+        );
     }
 
     #[test]
     fn step_is_bounded_and_range_aligned() {
-        let q = QueryModel { expr: "up".into(), ..Default::default() };
+        let q = QueryModel {
+            expr: "up".into(),
+            ..Default::default()
+        };
         let p = plan(&q, 1_000_003, 1_600_007, 1000, None).unwrap();
         assert_eq!(p.step_ms, 15_000);
         assert_eq!(p.start_ms % 15_000, 0);
         assert_eq!(p.end_ms, 1_590_000);
-        let q = QueryModel { expr: "up".into(), interval: "1m".into(), ..Default::default() };
+        let q = QueryModel {
+            expr: "up".into(),
+            interval: "1m".into(),
+            ..Default::default()
+        };
         assert_eq!(plan(&q, 0, 3_600_000, 1000, None).unwrap().step_ms, 60_000);
         let day = 86_400_000 * 30;
-        let p = plan(&QueryModel { expr: "up".into(), ..Default::default() }, 0, day, 1, None).unwrap();
+        let p = plan(
+            &QueryModel {
+                expr: "up".into(),
+                ..Default::default()
+            },
+            0,
+            day,
+            1,
+            None,
+        )
+        .unwrap();
         assert!((day / p.step_ms) <= 11_000);
         assert!(plan(&QueryModel::default(), 0, 1, 1, None).is_err());
     }

@@ -34,10 +34,9 @@ impl Plugin {
     /// The tenant a request is addressed to, from its datasource settings.
     async fn tenant(&self, ctx: Option<&pb::PluginContext>) -> Result<Arc<Tenant>, Status> {
         let ctx = ctx.ok_or_else(|| Status::invalid_argument("request has no plugin context"))?;
-        let ds = ctx
-            .data_source_instance_settings
-            .as_ref()
-            .ok_or_else(|| Status::invalid_argument("request is not addressed to a datasource instance"))?;
+        let ds = ctx.data_source_instance_settings.as_ref().ok_or_else(|| {
+            Status::invalid_argument("request is not addressed to a datasource instance")
+        })?;
         let settings = DatasourceSettings::from_grafana(
             ctx.org_id,
             &ds.uid,
@@ -47,7 +46,10 @@ impl Plugin {
             ds.last_updated_ms,
         )
         .map_err(Status::invalid_argument)?;
-        self.tenants.get(settings).await.map_err(Status::invalid_argument)
+        self.tenants
+            .get(settings)
+            .await
+            .map_err(Status::invalid_argument)
     }
 
     async fn run_query(&self, tenant: &Arc<Tenant>, q: &pb::DataQuery) -> pb::DataResponse {
@@ -63,7 +65,13 @@ impl Plugin {
         };
         let range = q.time_range.clone().unwrap_or_default();
         let time_interval = tenant.settings().await.and_then(|s| s.time_interval());
-        let plan = match plan(&model, range.from_epoch_ms, range.to_epoch_ms, q.interval_ms, time_interval) {
+        let plan = match plan(
+            &model,
+            range.from_epoch_ms,
+            range.to_epoch_ms,
+            q.interval_ms,
+            time_interval,
+        ) {
             Ok(p) => p,
             Err(e) => return downstream(400, e),
         };
@@ -82,7 +90,11 @@ impl Plugin {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 let (status, _) = query_error_status(&e);
-                let source = if status == 500 { "plugin" } else { "downstream" };
+                let source = if status == 500 {
+                    "plugin"
+                } else {
+                    "downstream"
+                };
                 return pb::DataResponse {
                     error: e.to_string(),
                     status: status as i32,
@@ -123,7 +135,10 @@ impl Plugin {
 
 #[tonic::async_trait]
 impl pb::data_server::Data for Plugin {
-    async fn query_data(&self, req: Request<pb::QueryDataRequest>) -> Result<Response<pb::QueryDataResponse>, Status> {
+    async fn query_data(
+        &self,
+        req: Request<pb::QueryDataRequest>,
+    ) -> Result<Response<pb::QueryDataResponse>, Status> {
         let req = req.into_inner();
         let tenant = self.tenant(req.plugin_context.as_ref()).await?;
         let mut responses = HashMap::new();
@@ -139,13 +154,18 @@ impl pb::data_server::Data for Plugin {
         &self,
         _req: Request<pb::QueryChunkedDataRequest>,
     ) -> Result<Response<Self::QueryChunkedDataStream>, Status> {
-        Err(Status::unimplemented("chunked queries are not supported; use QueryData"))
+        Err(Status::unimplemented(
+            "chunked queries are not supported; use QueryData",
+        ))
     }
 }
 
 #[tonic::async_trait]
 impl pb::diagnostics_server::Diagnostics for Plugin {
-    async fn check_health(&self, req: Request<pb::CheckHealthRequest>) -> Result<Response<pb::CheckHealthResponse>, Status> {
+    async fn check_health(
+        &self,
+        req: Request<pb::CheckHealthRequest>,
+    ) -> Result<Response<pb::CheckHealthResponse>, Status> {
         use pb::check_health_response::HealthStatus;
         let req = req.into_inner();
         let tenant = match self.tenant(req.plugin_context.as_ref()).await {
@@ -172,7 +192,10 @@ impl pb::diagnostics_server::Diagnostics for Plugin {
         _req: Request<pb::CollectMetricsRequest>,
     ) -> Result<Response<pb::CollectMetricsResponse>, Status> {
         let all = self.tenants.all().await;
-        let named: Vec<(String, Arc<Tenant>)> = all.into_iter().map(|(k, t)| (format!("{}/{}", k.org_id, k.uid), t)).collect();
+        let named: Vec<(String, Arc<Tenant>)> = all
+            .into_iter()
+            .map(|(k, t)| (format!("{}/{}", k.org_id, k.uid), t))
+            .collect();
         let refs: Vec<(&str, &Arc<Tenant>)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let text = super::metrics::self_metrics_text(&refs).await;
         Ok(Response::new(pb::CollectMetricsResponse {
@@ -186,7 +209,9 @@ impl pb::diagnostics_server::Diagnostics for Plugin {
 /// CheckHealth's verdict: ERROR for an invalid config, an unwritable store, or when
 /// every target failed its last scrape; otherwise OK with the targets up and each
 /// failing target named with its error.
-pub fn health_message(h: &crate::tenant::TenantHealth) -> (pb::check_health_response::HealthStatus, String) {
+pub fn health_message(
+    h: &crate::tenant::TenantHealth,
+) -> (pb::check_health_response::HealthStatus, String) {
     use pb::check_health_response::HealthStatus;
     if let Some(e) = &h.config_error {
         return (HealthStatus::Error, format!("Invalid configuration: {e}"));
@@ -202,7 +227,11 @@ pub fn health_message(h: &crate::tenant::TenantHealth) -> (pb::check_health_resp
         );
     }
     let up = h.targets.iter().filter(|t| t.health == Health::Up).count();
-    let down: Vec<_> = h.targets.iter().filter(|t| t.health == Health::Down).collect();
+    let down: Vec<_> = h
+        .targets
+        .iter()
+        .filter(|t| t.health == Health::Down)
+        .collect();
     let waiting = total - up - down.len();
     let mut msg = format!("{up} of {total} targets up");
     if waiting > 0 {
@@ -211,7 +240,11 @@ pub fn health_message(h: &crate::tenant::TenantHealth) -> (pb::check_health_resp
     for t in &down {
         msg.push_str(&format!("; {} failed: {}", t.url, t.last_error));
     }
-    let status = if down.len() == total { HealthStatus::Error } else { HealthStatus::Ok };
+    let status = if down.len() == total {
+        HealthStatus::Error
+    } else {
+        HealthStatus::Ok
+    };
     (status, msg)
 }
 
@@ -262,7 +295,10 @@ impl pb::resource_server::Resource for Plugin {
 
 #[tonic::async_trait]
 impl goplugin::grpc_controller_server::GrpcController for Plugin {
-    async fn shutdown(&self, _req: Request<goplugin::Empty>) -> Result<Response<goplugin::Empty>, Status> {
+    async fn shutdown(
+        &self,
+        _req: Request<goplugin::Empty>,
+    ) -> Result<Response<goplugin::Empty>, Status> {
         tracing::info!("Grafana asked the plugin to shut down");
         let _ = self.shutdown.send(true);
         Ok(Response::new(goplugin::Empty {}))
@@ -287,7 +323,10 @@ impl goplugin::grpc_broker_server::GrpcBroker for Plugin {
 impl goplugin::grpc_stdio_server::GrpcStdio for Plugin {
     type StreamStdioStream = BoxStream<goplugin::StdioData>;
 
-    async fn stream_stdio(&self, _req: Request<()>) -> Result<Response<Self::StreamStdioStream>, Status> {
+    async fn stream_stdio(
+        &self,
+        _req: Request<()>,
+    ) -> Result<Response<Self::StreamStdioStream>, Status> {
         Ok(Response::new(until_shutdown(self.shutdown.subscribe())))
     }
 }
@@ -340,6 +379,8 @@ impl grpc_health::health_server::Health for Plugin {
         &self,
         _req: Request<grpc_health::HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(Status::unimplemented("health watch is not supported; use Check"))
+        Err(Status::unimplemented(
+            "health watch is not supported; use Check",
+        ))
     }
 }

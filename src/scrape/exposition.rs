@@ -9,6 +9,20 @@
 //! interface.go}`, `config/config.go` (scrape protocols) and `scrape/scrape.go`
 //! (`acceptHeader`, `OpenMetricsSkipSTSeries`).
 //!
+//! Deliberate differences from upstream, all on malformed or exotic input:
+//! - an unquoted name followed by `,` or `}` inside braces is an error (upstream takes
+//!   it as the metric name with its first and last characters cut off);
+//! - quoted family names in HELP/TYPE/UNIT and exemplar label values are unescaped
+//!   (upstream hands both on with their escapes);
+//! - `le`/`quantile` values written as Go hex floats or with `_` separators are not
+//!   normalised (upstream's `strconv.ParseFloat` would accept them);
+//! - of upstream's NUL-byte quirks only "a NUL where a text-format line starts ends
+//!   the body" is reproduced;
+//! - an empty quoted metric or label name, and a label name given twice
+//!   ([`Sample::to_labels`]), fail here; upstream fails the same scrape a step later
+//!   (label-set validation, append);
+//! - the protobuf format is not implemented (and not requested).
+//!
 //! Typical use:
 //!
 //! ```
@@ -23,6 +37,7 @@
 //! }
 //! ```
 
+mod body;
 mod float;
 mod metadata;
 mod parser;
@@ -30,6 +45,7 @@ mod parser;
 #[cfg(test)]
 mod tests;
 
+pub use body::{decode_body, BodyError};
 pub use float::{format_openmetrics_float, parse_value, NORMAL_NAN_BITS};
 pub use metadata::{MetadataCollector, MetricMetadata};
 pub use parser::{Entry, Exemplar, LabelIter, ParseError, Parser, ParserOptions, Sample};

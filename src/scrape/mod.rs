@@ -7,7 +7,6 @@ pub mod exposition;
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::io::Read;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -154,7 +153,8 @@ impl ScrapeLoop {
         let offset_ms = self.offset().as_millis() as i64;
         loop {
             let now = now_ms();
-            let next = (now - offset_ms).div_euclid(interval_ms) * interval_ms + interval_ms + offset_ms;
+            let next =
+                (now - offset_ms).div_euclid(interval_ms) * interval_ms + interval_ms + offset_ms;
             let wait = Duration::from_millis((next - now).max(0) as u64);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -195,7 +195,8 @@ impl ScrapeLoop {
         let (up, scraped_count, error) = match result {
             Ok(scraped) => {
                 let count = scraped.samples.len();
-                let current: HashSet<Labels> = scraped.samples.iter().map(|s| s.labels.clone()).collect();
+                let current: HashSet<Labels> =
+                    scraped.samples.iter().map(|s| s.labels.clone()).collect();
                 for gone in self.previous.difference(&current) {
                     batch.push(AppendSample {
                         labels: gone.clone(),
@@ -205,7 +206,10 @@ impl ScrapeLoop {
                 }
                 self.previous = current;
                 batch.extend(scraped.samples);
-                self.status.write().unwrap_or_else(|e| e.into_inner()).metadata = Arc::new(scraped.metadata);
+                self.status
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .metadata = Arc::new(scraped.metadata);
                 (1.0, count, String::new())
             }
             Err(e) => {
@@ -231,7 +235,10 @@ impl ScrapeLoop {
             report("up", up),
             report("scrape_duration_seconds", duration.as_secs_f64()),
             report("scrape_samples_scraped", scraped_count as f64),
-            report("scrape_samples_post_metric_relabeling", scraped_count as f64),
+            report(
+                "scrape_samples_post_metric_relabeling",
+                scraped_count as f64,
+            ),
             report("scrape_series_added", outcome.series_created as f64),
         ]);
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
@@ -249,7 +256,7 @@ impl ScrapeLoop {
             .client
             .get(url)
             .header("Accept", exposition::ACCEPT_HEADER)
-            .header("Accept-Encoding", "gzip")
+            .header("Accept-Encoding", exposition::ACCEPT_ENCODING_HEADER)
             .header(
                 "X-Prometheus-Scrape-Timeout-Seconds",
                 format!("{}", self.job.timeout.as_secs_f64()),
@@ -263,14 +270,20 @@ impl ScrapeLoop {
                 };
                 req = req.basic_auth(username, pw);
             }
-            Auth::Header { scheme, credentials } => {
+            Auth::Header {
+                scheme,
+                credentials,
+            } => {
                 let c = credentials.read().map_err(fail)?;
                 req = req.header("Authorization", format!("{scheme} {c}"));
             }
         }
         let mut resp = req.send().await.map_err(|e| fail(error_chain(&e)))?;
         if !resp.status().is_success() {
-            return Err(fail(format!("server returned HTTP status {}", resp.status())));
+            return Err(fail(format!(
+                "server returned HTTP status {}",
+                resp.status()
+            )));
         }
         let header = |name: &str| {
             resp.headers()
@@ -279,31 +292,18 @@ impl ScrapeLoop {
                 .map(str::to_string)
         };
         let content_type = header("content-type");
-        let gzip = header("content-encoding").is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
-        let limit = match self.job.limits.body_size_limit {
-            0 => u64::MAX,
-            n => n,
-        };
-        let mut body = Vec::new();
+        let content_encoding = header("content-encoding");
+        let limit = self.job.limits.body_size_limit;
+        let mut raw = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| fail(error_chain(&e)))? {
-            if body.len() as u64 + chunk.len() as u64 > limit {
+            // Stop receiving as soon as the raw body alone reaches the limit.
+            if limit > 0 && (raw.len() + chunk.len()) as u64 >= limit {
                 return Err(fail(format!("body size limit exceeded ({limit} bytes)")));
             }
-            body.extend_from_slice(&chunk);
+            raw.extend_from_slice(&chunk);
         }
-        if gzip {
-            let mut inflated = Vec::new();
-            let decoder = flate2::read::GzDecoder::new(&body[..]);
-            // Read one byte past the limit to tell "exactly at" from "over".
-            decoder
-                .take(limit.saturating_add(1))
-                .read_to_end(&mut inflated)
-                .map_err(|e| fail(format!("gzip: {e}")))?;
-            if inflated.len() as u64 > limit {
-                return Err(fail(format!("body size limit exceeded after gzip decompression ({limit} bytes)")));
-            }
-            body = inflated;
-        }
+        let body = exposition::decode_body(&raw, content_encoding.as_deref(), limit)
+            .map_err(|e| fail(e.to_string()))?;
         let format = Format::from_content_type(content_type.as_deref(), None)
             .map_err(|e| fail(e.to_string()))?
             .format;
@@ -326,11 +326,15 @@ impl ScrapeLoop {
                 continue;
             };
             if limits.sample_limit > 0 && samples.len() as u64 >= limits.sample_limit {
-                return Err(format!("sample limit exceeded (sample_limit: {})", limits.sample_limit));
+                return Err(format!(
+                    "sample limit exceeded (sample_limit: {})",
+                    limits.sample_limit
+                ));
             }
             let scraped = sample.to_labels().map_err(|e| e.to_string())?;
             let labels = merge_target_labels(&self.target.labels, scraped, self.job.honor_labels);
-            check_label_limits(&labels, limits).map_err(|e| format!("line {}: {e}", sample.line))?;
+            check_label_limits(&labels, limits)
+                .map_err(|e| format!("line {}: {e}", sample.line))?;
             let timestamp_ms = match (self.job.honor_timestamps, sample.timestamp_ms) {
                 (true, Some(t)) => t,
                 _ => ts,
@@ -401,7 +405,9 @@ fn check_label_limits(labels: &Labels, limits: &crate::config::ScrapeLimits) -> 
         ));
     }
     for l in labels.iter() {
-        if limits.label_name_length_limit > 0 && l.name.len() as u64 > limits.label_name_length_limit {
+        if limits.label_name_length_limit > 0
+            && l.name.len() as u64 > limits.label_name_length_limit
+        {
             return Err(format!(
                 "label_name_length_limit exceeded (metric: {}, label name: {}, length: {}, limit: {})",
                 labels.metric_name().unwrap_or(""),
@@ -410,7 +416,9 @@ fn check_label_limits(labels: &Labels, limits: &crate::config::ScrapeLimits) -> 
                 limits.label_name_length_limit
             ));
         }
-        if limits.label_value_length_limit > 0 && l.value.len() as u64 > limits.label_value_length_limit {
+        if limits.label_value_length_limit > 0
+            && l.value.len() as u64 > limits.label_value_length_limit
+        {
             return Err(format!(
                 "label_value_length_limit exceeded (metric: {}, label name: {}, length: {}, limit: {})",
                 labels.metric_name().unwrap_or(""),
@@ -455,6 +463,9 @@ mod tests {
         };
         let l = Labels::from_pairs([("__name__", "m"), ("a", "toolong")]);
         let err = check_label_limits(&l, &limits).unwrap_err();
-        assert!(err.contains("label_value_length_limit") && err.contains("m"), "{err}");
+        assert!(
+            err.contains("label_value_length_limit") && err.contains("m"),
+            "{err}"
+        );
     }
 }

@@ -130,13 +130,19 @@ impl Store {
                 }
             }
         }
-        self.samples_appended.fetch_add(out.appended, Ordering::Relaxed);
-        self.out_of_order.fetch_add(out.out_of_order, Ordering::Relaxed);
+        self.samples_appended
+            .fetch_add(out.appended, Ordering::Relaxed);
+        self.out_of_order
+            .fetch_add(out.out_of_order, Ordering::Relaxed);
         out
     }
 
     pub fn series_count(&self) -> usize {
-        self.head.read().unwrap_or_else(|e| e.into_inner()).series.len()
+        self.head
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .series
+            .len()
     }
 
     pub fn samples_appended(&self) -> u64 {
@@ -191,7 +197,13 @@ impl Store {
         names.into_iter().collect()
     }
 
-    pub fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<String> {
         let values: BTreeSet<String> = self
             .series(matchers, mint, maxt)
             .iter()
@@ -207,7 +219,12 @@ impl Store {
 }
 
 impl Storage for Store {
-    fn select(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> Result<Vec<Series>, StorageError> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint_ms: i64,
+        maxt_ms: i64,
+    ) -> Result<Vec<Series>, StorageError> {
         Ok(Store::select(self, matchers, mint_ms, maxt_ms))
     }
 }

@@ -292,6 +292,9 @@ pub fn format_openmetrics_float(f: f64) -> String {
 /// float (Go's `ParseFloat`), it is rewritten in OpenMetrics form (`1` → `1.0`,
 /// `inf` → `+Inf`); otherwise it is kept. Borrows when nothing changes.
 pub fn normalize_float_label<'a>(v: Cow<'a, str>) -> Cow<'a, str> {
+    if is_canonical_openmetrics_float(v.as_bytes()) {
+        return v;
+    }
     let Some(f) = parse_go_float(v.as_bytes()) else {
         return v;
     };
@@ -301,6 +304,50 @@ pub fn normalize_float_label<'a>(v: Cow<'a, str>) -> Cow<'a, str> {
         v
     } else {
         Cow::Owned(String::from_utf8_lossy(b.as_bytes()).into_owned())
+    }
+}
+
+/// A cheap, conservative check that `s` is already what `FormatOpenMetricsFloat`
+/// would print, so the common bucket bounds (`0.005`, `1.0`, `+Inf`) skip the
+/// parse-and-format round trip. Fixed notation only: `-?(0|[1-9]\d{0,5})\.\d+`
+/// with at most 15 significant digits (so the decimal is its own shortest
+/// round-trip form), no trailing zero in the fraction except a lone `.0` after a
+/// non-zero integer part, and an exponent in Go's %f range (-4..6).
+fn is_canonical_openmetrics_float(s: &[u8]) -> bool {
+    match s {
+        b"+Inf" | b"-Inf" | b"NaN" | b"0.0" => return true,
+        _ => {}
+    }
+    let (neg, body) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    let Some(dot) = body.iter().position(|&c| c == b'.') else {
+        return false;
+    };
+    let (int, frac) = (&body[..dot], &body[dot + 1..]);
+    if int.is_empty()
+        || frac.is_empty()
+        || int.len() > 6
+        || !int.iter().all(u8::is_ascii_digit)
+        || !frac.iter().all(u8::is_ascii_digit)
+        || (int.len() > 1 && int[0] == b'0')
+    {
+        return false;
+    }
+    if int == b"0" {
+        // 0.x: the first significant digit must be within 4 decimals, and the
+        // fraction must end in a non-zero digit (0.0 and -0.0 are handled above/below).
+        let lead = frac.iter().take_while(|&&c| c == b'0').count();
+        if lead == frac.len() || lead > 3 || frac.last() == Some(&b'0') {
+            return false;
+        }
+        frac.len() - lead <= 15
+    } else {
+        if frac == b"0" {
+            return int.len() <= 15 && !(neg && int == b"0");
+        }
+        frac.last() != Some(&b'0') && int.len() + frac.len() <= 15
     }
 }
 
@@ -400,6 +447,63 @@ mod tests {
             assert_eq!(format_openmetrics_float(*f), *want, "{f:e}");
         }
         assert_eq!(format_openmetrics_float(f64::NAN), "NaN");
+    }
+
+    #[test]
+    fn canonical_check_agrees_with_formatting() {
+        let mut rng = 0x1234_5678_9abc_def0_u64;
+        let check = |t: &str| {
+            let canonical = parse_go_float(t.as_bytes())
+                .map(format_openmetrics_float)
+                .is_some_and(|f| f == t);
+            if is_canonical_openmetrics_float(t.as_bytes()) {
+                assert!(canonical, "{t} claimed canonical");
+            }
+        };
+        for t in [
+            "0.005",
+            "1.0",
+            "10.0",
+            "0.0",
+            "-0.0",
+            "-1.0",
+            "0.10",
+            "1.50",
+            "0.0001",
+            "0.00001",
+            "999999.0",
+            "1000000.0",
+            "123456.789",
+            "01.0",
+            "0.5",
+            "2.5",
+            "-2.5",
+            "+Inf",
+            "NaN",
+            "1.",
+            ".5",
+            "0.1234567890123456",
+        ] {
+            check(t);
+        }
+        for _ in 0..20000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let int = rng % 2_000_000;
+            let frac_digits = (rng >> 24) % 6;
+            let frac = (rng >> 32) % 10u64.pow(frac_digits as u32 + 1);
+            let t = format!("{int}.{frac:0width$}", width = frac_digits as usize + 1);
+            check(&t);
+            check(&format!(
+                "0.{frac:0width$}",
+                width = frac_digits as usize + 1
+            ));
+        }
+        assert!(is_canonical_openmetrics_float(b"0.005"));
+        assert!(is_canonical_openmetrics_float(b"10.0"));
+        assert!(!is_canonical_openmetrics_float(b"10"));
+        assert!(!is_canonical_openmetrics_float(b"-0.0"));
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub enum Entry<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample<'a> {
     name: Cow<'a, str>,
-    label_set: &'a [u8],
+    label_set: &'a str,
     kind: MetricType,
     pub value: f64,
     /// Milliseconds since the epoch: as written in text format, converted from
@@ -70,7 +70,7 @@ pub struct Sample<'a> {
 /// An OpenMetrics exemplar (`# {labels} value [timestamp]`), kept on its sample.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Exemplar<'a> {
-    label_set: &'a [u8],
+    label_set: &'a str,
     pub value: f64,
     pub timestamp_ms: Option<i64>,
 }
@@ -100,8 +100,8 @@ impl<'a> Sample<'a> {
         }
     }
 
-    /// The raw bytes between the braces (empty when there were none).
-    pub fn raw_label_set(&self) -> &'a [u8] {
+    /// The label set as written between the braces (empty when there were none).
+    pub fn raw_label_set(&self) -> &'a str {
         self.label_set
     }
 
@@ -150,7 +150,7 @@ fn build_labels(mut out: Vec<Label>, line: u32) -> Result<Labels, ParseError> {
 /// Iterates over a validated label set: `(name, value)`, both unescaped.
 #[derive(Clone, Debug)]
 pub struct LabelIter<'a> {
-    rest: &'a [u8],
+    rest: &'a str,
     normalize: Option<&'static str>,
 }
 
@@ -159,52 +159,50 @@ impl<'a> Iterator for LabelIter<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let b = self.rest;
+            let s = self.rest;
+            let b = s.as_bytes();
             let mut i = skip_blanks(b, 0);
             if i >= b.len() {
-                self.rest = &[];
+                self.rest = "";
                 return None;
             }
+            // Anything unexpected ends the iteration (the parser validated the set,
+            // so this only guards against panics).
+            self.rest = "";
             let name: Cow<'a, str>;
             if b[i] == b'"' {
-                let end = quoted_end(b, i)?;
-                name = unescape(&b[i + 1..end - 1], false);
+                let (end, escaped) = quoted_end(b, i)?;
+                name = content(s, i, end, escaped)?;
                 i = end;
             } else {
                 let start = i;
-                while i < b.len() && is_name_char(b[i]) {
+                while i < b.len() && is_label_char(b[i]) {
                     i += 1;
                 }
-                name = Cow::Borrowed(std::str::from_utf8(&b[start..i]).ok()?);
+                name = Cow::Borrowed(s.get(start..i)?);
             }
             i = skip_blanks(b, i);
             match b.get(i) {
                 Some(b'=') => {}
                 // A quoted metric name inside the braces, not a label.
                 Some(b',') => {
-                    self.rest = &b[i + 1..];
+                    self.rest = s.get(i + 1..)?;
                     continue;
                 }
-                _ => {
-                    self.rest = &[];
-                    if i >= b.len() {
-                        continue;
-                    }
-                    return None;
-                }
+                None => continue,
+                _ => return None,
             }
             i = skip_blanks(b, i + 1);
             if b.get(i) != Some(&b'"') {
-                self.rest = &[];
                 return None;
             }
-            let end = quoted_end(b, i)?;
-            let mut value = unescape(&b[i + 1..end - 1], false);
+            let (end, escaped) = quoted_end(b, i)?;
+            let mut value = content(s, i, end, escaped)?;
             i = skip_blanks(b, end);
             if b.get(i) == Some(&b',') {
                 i += 1;
             }
-            self.rest = &b[i..];
+            self.rest = s.get(i..)?;
             if self.normalize == Some(&*name) {
                 value = normalize_float_label(value);
             }
@@ -221,78 +219,128 @@ fn skip_blanks(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// End (exclusive, after the closing quote) of the validated quoted string at `i`.
+/// End (exclusive, after the closing quote) of the validated quoted string at `i`,
+/// and whether it holds an escape.
 #[inline]
-fn quoted_end(b: &[u8], i: usize) -> Option<usize> {
+fn quoted_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = i + 1;
-    while j < b.len() {
-        match b[j] {
-            b'"' => return Some(j + 1),
-            b'\\' => j += 2,
+    let mut escaped = false;
+    loop {
+        while j < b.len() && CLASS[b[j] as usize] & QUOTED_STOP == 0 {
+            j += 1;
+        }
+        match b.get(j)? {
+            b'"' => return Some((j + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                j += 2;
+            }
             _ => j += 1,
         }
     }
-    None
+}
+
+/// The content of the quoted string `s[open..end]`, unescaped if needed.
+#[inline]
+fn content(s: &str, open: usize, end: usize, escaped: bool) -> Option<Cow<'_, str>> {
+    let raw = s.get(open + 1..end - 1)?;
+    Some(if escaped {
+        unescape(raw, false)
+    } else {
+        Cow::Borrowed(raw)
+    })
 }
 
 /// Unescapes as Prometheus's `lvalReplacer` (`\"`, `\\`, `\n`; any other escape is
 /// kept as written) or, for text-format HELP, `helpReplacer` (`\\`, `\n` only).
-fn unescape(raw: &[u8], help: bool) -> Cow<'_, str> {
-    if !raw.contains(&b'\\') {
-        return match std::str::from_utf8(raw) {
-            Ok(s) => Cow::Borrowed(s),
-            Err(_) => Cow::Owned(String::from_utf8_lossy(raw).into_owned()),
-        };
+fn unescape(raw: &str, help: bool) -> Cow<'_, str> {
+    if !raw.as_bytes().contains(&b'\\') {
+        return Cow::Borrowed(raw);
     }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let c = raw[i];
-        if c == b'\\' && i + 1 < raw.len() {
-            match raw[i + 1] {
-                b'\\' => out.push(b'\\'),
-                b'n' => out.push(b'\n'),
-                b'"' if !help => out.push(b'"'),
-                other => {
-                    out.push(b'\\');
-                    out.push(other);
-                }
-            }
-            i += 2;
-        } else {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
             out.push(c);
-            i += 1;
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some('"') if !help => out.push('"'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
         }
     }
-    match String::from_utf8(out) {
-        Ok(s) => Cow::Owned(s),
-        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    }
+    Cow::Owned(out)
 }
+
+/// Byte classes, one table lookup per byte in the hot loops.
+const NAME: u8 = 1; // [a-zA-Z0-9_:]
+const LABEL: u8 = 2; // [a-zA-Z0-9_]
+const ALPHA: u8 = 4; // [a-zA-Z_:] (with LABEL: [a-zA-Z_])
+const QUOTED_STOP: u8 = 8; // '"', '\\', '\n'
+const TEXT_VALUE_STOP: u8 = 16; // ' ', '\t', '\n', '{'
+const OM_VALUE_STOP: u8 = 32; // ' ', '\n'
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let alpha = b.is_ascii_alphabetic() || b == b'_';
+        if alpha || b.is_ascii_digit() || b == b':' {
+            t[c] |= NAME;
+        }
+        if alpha || b.is_ascii_digit() {
+            t[c] |= LABEL;
+        }
+        if alpha || b == b':' {
+            t[c] |= ALPHA;
+        }
+        if b == b'"' || b == b'\\' || b == b'\n' {
+            t[c] |= QUOTED_STOP;
+        }
+        if b == b' ' || b == b'\t' || b == b'\n' || b == b'{' {
+            t[c] |= TEXT_VALUE_STOP;
+        }
+        if b == b' ' || b == b'\n' {
+            t[c] |= OM_VALUE_STOP;
+        }
+        c += 1;
+    }
+    t
+};
 
 #[inline]
 fn is_name_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_' || c == b':'
+    CLASS[c as usize] & ALPHA != 0
 }
 
 #[inline]
 fn is_name_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b':'
+    CLASS[c as usize] & NAME != 0
 }
 
 #[inline]
 fn is_label_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_'
+    CLASS[c as usize] & (ALPHA | LABEL) == (ALPHA | LABEL)
 }
 
 #[inline]
 fn is_label_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
+    CLASS[c as usize] & LABEL != 0
 }
 
 /// Streaming parser over one response body.
 pub struct Parser<'a> {
     buf: &'a [u8],
+    /// The body as text when all of it is valid UTF-8 (the normal case): slices at
+    /// ASCII delimiters are then valid `str`s without re-validation.
+    text: Option<&'a str>,
     pos: usize,
     line: u32,
     line_start: usize,
@@ -315,6 +363,7 @@ impl<'a> Parser<'a> {
     pub fn new(body: &'a [u8], format: Format, opts: ParserOptions) -> Parser<'a> {
         Parser {
             buf: body,
+            text: std::str::from_utf8(body).ok(),
             pos: 0,
             line: 1,
             line_start: 0,
@@ -418,8 +467,23 @@ impl<'a> Parser<'a> {
         self.line_start = self.pos;
     }
 
+    /// The body between two offsets as text. Callers pass ranges that start and end
+    /// next to ASCII delimiters and whose content was validated as UTF-8, so this
+    /// only fails (returning "") on a bug, never on input.
     #[inline]
-    fn scan_name(&mut self) -> &'a [u8] {
+    fn str_at(&self, start: usize, end: usize) -> &'a str {
+        match self.text {
+            Some(t) => t.get(start..end),
+            None => self
+                .buf
+                .get(start..end)
+                .and_then(|b| std::str::from_utf8(b).ok()),
+        }
+        .unwrap_or("")
+    }
+
+    #[inline]
+    fn scan_name(&mut self) -> &'a str {
         let start = self.pos;
         let b = self.buf;
         let mut i = start;
@@ -427,17 +491,19 @@ impl<'a> Parser<'a> {
             i += 1;
         }
         self.pos = i;
-        &b[start..i]
+        self.str_at(start, i)
     }
 
     /// Scans a quoted string starting at `pos` (which holds `"`); returns its raw
     /// content. Validates escapes, line breaks and UTF-8.
-    fn scan_quoted(&mut self, mode: Quoted, what: &str) -> Result<&'a [u8], ParseError> {
+    fn scan_quoted(&mut self, mode: Quoted, what: &str) -> Result<&'a str, ParseError> {
         let b = self.buf;
         let open = self.pos;
         let mut i = open + 1;
-        let mut non_ascii = false;
         loop {
+            while i < b.len() && CLASS[b[i] as usize] & QUOTED_STOP == 0 {
+                i += 1;
+            }
             let Some(&c) = b.get(i) else {
                 return Err(self.error_at(open, format!("unterminated {what}: no closing '\"'")));
             };
@@ -453,12 +519,10 @@ impl<'a> Parser<'a> {
                             ),
                         ))
                     }
-                    Some(&n) => {
-                        non_ascii |= n >= 0x80;
-                        i += 2;
-                    }
+                    Some(_) => i += 2,
                 },
-                b'\n' => {
+                _ => {
+                    // A raw line break.
                     if mode == Quoted::SingleLine {
                         return Err(self.error_at(i, format!("line break in {what}")));
                     }
@@ -467,16 +531,15 @@ impl<'a> Parser<'a> {
                     self.line_start = i + 1;
                     i += 1;
                 }
-                _ => {
-                    non_ascii |= c >= 0x80;
-                    i += 1;
-                }
             }
         }
-        let raw = &b[open + 1..i];
-        if non_ascii && std::str::from_utf8(raw).is_err() {
+        let raw = match self.text {
+            Some(t) => t.get(open + 1..i),
+            None => std::str::from_utf8(&b[open + 1..i]).ok(),
+        };
+        let Some(raw) = raw else {
             return Err(self.error_at(open + 1, format!("invalid UTF-8 in {what}")));
-        }
+        };
         self.pos = i + 1;
         Ok(raw)
     }
@@ -495,12 +558,13 @@ impl<'a> Parser<'a> {
     fn value_token(&mut self, stop_at_brace: bool) -> &'a [u8] {
         let b = self.buf;
         let start = self.pos;
+        let stop = if stop_at_brace {
+            TEXT_VALUE_STOP
+        } else {
+            OM_VALUE_STOP
+        };
         let mut i = start;
-        while i < b.len() {
-            let c = b[i];
-            if c == b' ' || c == b'\n' || (stop_at_brace && (c == b'\t' || c == b'{')) {
-                break;
-            }
+        while i < b.len() && CLASS[b[i] as usize] & stop == 0 {
             i += 1;
         }
         self.pos = i;
@@ -579,7 +643,7 @@ impl<'a> Parser<'a> {
         self.skip_ws();
         let family = match self.peek() {
             Some(b'"') => self.quoted_name("metric name")?.1,
-            Some(c) if is_name_start(c) => Cow::Borrowed(ascii(self.scan_name())),
+            Some(c) if is_name_start(c) => Cow::Borrowed(self.scan_name()),
             _ => return Err(self.expected(self.pos, &format!("a metric name after {keyword}"))),
         };
         let b = self.buf;
@@ -599,12 +663,12 @@ impl<'a> Parser<'a> {
         let text_at = if rest.is_empty() { start } else { start + 1 };
         self.pos = end;
         let entry = if is_help {
-            if std::str::from_utf8(text).is_err() {
+            let Ok(help) = std::str::from_utf8(text) else {
                 return Err(self.error_at(text_at, "help text is not valid UTF-8"));
-            }
+            };
             Entry::Help {
                 family,
-                help: unescape(text, true),
+                help: unescape(help, true),
             }
         } else {
             let kind = match text {
@@ -635,15 +699,15 @@ impl<'a> Parser<'a> {
         let line_pos = self.pos;
         let mut name: Option<Cow<'a, str>> = None;
         if self.peek() != Some(b'{') {
-            name = Some(Cow::Borrowed(ascii(self.scan_name())));
+            name = Some(Cow::Borrowed(self.scan_name()));
             self.skip_ws();
         }
-        let mut label_set: &'a [u8] = &[];
+        let mut label_set: &'a str = "";
         if self.peek() == Some(b'{') {
             self.pos += 1;
             let ls_start = self.pos;
             self.label_list(&mut name, false)?;
-            label_set = &self.buf[ls_start..self.pos - 1];
+            label_set = self.str_at(ls_start, self.pos - 1);
             self.skip_ws();
         }
         let Some(name) = name else {
@@ -849,7 +913,7 @@ impl<'a> Parser<'a> {
         self.pos += 5;
         let family = match self.peek() {
             Some(b'"') => self.quoted_name("metric name")?.1,
-            Some(c) if is_name_start(c) => Cow::Borrowed(ascii(self.scan_name())),
+            Some(c) if is_name_start(c) => Cow::Borrowed(self.scan_name()),
             _ => return Err(self.expected(self.pos, &format!("a metric name after {keyword}"))),
         };
         if self.peek() != Some(b' ') {
@@ -872,12 +936,12 @@ impl<'a> Parser<'a> {
         self.pos = end;
         let entry = match keyword {
             "HELP" => {
-                if std::str::from_utf8(text).is_err() {
+                let Ok(help) = std::str::from_utf8(text) else {
                     return Err(self.error_at(start, "help text is not valid UTF-8"));
-                }
+                };
                 Entry::Help {
                     family,
-                    help: unescape(text, false),
+                    help: unescape(help, false),
                 }
             }
             "TYPE" => {
@@ -959,14 +1023,14 @@ impl<'a> Parser<'a> {
         let line_pos = self.pos;
         let mut name: Option<Cow<'a, str>> = None;
         if self.peek() != Some(b'{') {
-            name = Some(Cow::Borrowed(ascii(self.scan_name())));
+            name = Some(Cow::Borrowed(self.scan_name()));
         }
-        let mut label_set: &'a [u8] = &[];
+        let mut label_set: &'a str = "";
         if self.peek() == Some(b'{') {
             self.pos += 1;
             let ls_start = self.pos;
             self.label_list(&mut name, false)?;
-            label_set = &self.buf[ls_start..self.pos - 1];
+            label_set = self.str_at(ls_start, self.pos - 1);
         }
         let Some(name) = name else {
             return Err(self.error_at(
@@ -1030,7 +1094,7 @@ impl<'a> Parser<'a> {
         let ls_start = self.pos;
         let mut none = None;
         self.label_list(&mut none, true)?;
-        let label_set = &self.buf[ls_start..self.pos - 1];
+        let label_set = self.str_at(ls_start, self.pos - 1);
         if self.peek() != Some(b' ') {
             return Err(self.expected(self.pos, "' ' before the exemplar value"));
         }
@@ -1057,10 +1121,4 @@ impl<'a> Parser<'a> {
             timestamp_ms,
         })
     }
-}
-
-/// A scanned metric name is ASCII by construction.
-#[inline]
-fn ascii(b: &[u8]) -> &str {
-    std::str::from_utf8(b).unwrap_or("")
 }

@@ -1,0 +1,398 @@
+//! Grafana's side of the plugin protocol, end to end over gRPC against the built
+//! binary (see tests/support).
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+fn env_for(dir: &std::path::Path) -> Vec<(String, String)> {
+    let data = dir.join("grafana-data");
+    let prov = dir.join("provisioning");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&prov).unwrap();
+    grafana_env(&data, &prov)
+}
+
+#[test]
+fn started_by_hand_it_explains_itself_and_fails() {
+    let out = std::process::Command::new(binary())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Grafana") && err.contains("serve --config"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no handshake without the magic cookie"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn end_to_end_against_node_exporter() {
+    let topo = Topology::start(true);
+    let node = topo.get("NODE_EXPORTER").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = PluginProcess::start(&env_for(dir.path())).await;
+    assert!(
+        plugin.health_serving().await,
+        "grpc health must report SERVING for 'plugin'"
+    );
+
+    let ds = Datasource::new(1, "node-ds", json_data_scraping(&[&node]));
+    let msg = eventually(Duration::from_secs(20), "target up", || async {
+        let h = plugin.check_health(ds.context(Some("Viewer"))).await;
+        (h.status == 1 && h.message.starts_with("1 of 1 targets up")).then_some(h.message)
+    })
+    .await;
+    assert!(!msg.contains("failed"), "{msg}");
+    // A few scrapes, so the range has points.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let to = now_ms();
+    let from = to - 60_000;
+    let resp = plugin
+        .query_data(
+            ds.context(Some("Viewer")),
+            vec![
+                data_query("A", json!({"expr": "up", "refId": "A", "range": true}), from, to, 1000),
+                data_query("B", json!({"expr": "node_load1", "legendFormat": "load {{instance}}", "refId": "B", "instant": true, "range": false}), from, to, 1000),
+                data_query("C", json!({"expr": "sum(", "refId": "C"}), from, to, 1000),
+            ],
+        )
+        .await;
+
+    // A: one timeseries-multi frame per series, Time(ns) + Value with labels.
+    let a = &resp.responses["A"];
+    assert!(a.error.is_empty(), "{}", a.error);
+    let frames: Vec<DecodedFrame> = a.frames.iter().map(|f| decode_frame(f)).collect();
+    assert_eq!(frames.len(), 1, "one series: up of the node target");
+    let f = &frames[0];
+    assert_eq!(f.ref_id, "A");
+    assert_eq!(f.meta["type"], "timeseries-multi");
+    assert_eq!(f.meta["custom"]["resultType"], "matrix");
+    assert!(f.meta["executedQueryString"]
+        .as_str()
+        .unwrap()
+        .starts_with("Expr: up\nStep: "));
+    assert_eq!(f.fields.len(), 2);
+    assert_eq!(f.fields[0].name, "Time");
+    assert_eq!(f.fields[0].arrow_type, "Timestamp(Nanosecond, None)");
+    let step = f.fields[0].config["interval"].as_i64().unwrap();
+    assert!(step >= 1000, "step {step}");
+    assert_eq!(f.fields[1].name, "up");
+    assert_eq!(f.fields[1].labels["job"], "test");
+    assert_eq!(f.fields[1].labels["instance"], node);
+    assert!(f.rows >= 2, "rows {}", f.rows);
+    assert!(f.fields[1].numbers.iter().all(|v| *v == 1.0));
+    let times = &f.fields[0].numbers;
+    assert!(
+        times.windows(2).all(|w| w[1] - w[0] == step as f64),
+        "times on the step grid"
+    );
+    assert!(times
+        .iter()
+        .all(|t| (*t as i64) >= from - step && (*t as i64) <= to));
+    cross_check_with_pyarrow(&a.frames, &frames);
+
+    // B: instant, legend applied.
+    let b = &resp.responses["B"];
+    assert!(b.error.is_empty(), "{}", b.error);
+    let bf = decode_frame(&b.frames[0]);
+    assert_eq!(bf.meta["type"], "numeric-multi");
+    assert_eq!(bf.name, format!("load {node}"));
+    assert_eq!(
+        bf.fields[1].config["displayNameFromDS"],
+        format!("load {node}")
+    );
+    cross_check_with_pyarrow(&b.frames, &[bf]);
+
+    // C: its own error, with the Prometheus API's status, while A and B answered.
+    let c = &resp.responses["C"];
+    assert!(!c.error.is_empty());
+    assert_eq!(c.status, 400);
+    assert_eq!(c.error_source, "downstream");
+
+    // Resources answer in the Prometheus API's shape.
+    let (code, labels) = plugin
+        .call_resource(ds.context(Some("Viewer")), "GET", "api/v1/labels", b"")
+        .await;
+    assert_eq!(code, 200);
+    assert!(labels["data"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("instance")));
+    let (code, v) = plugin
+        .call_resource(
+            ds.context(Some("Viewer")),
+            "POST",
+            "api/v1/query",
+            b"query=count(node_cpu_seconds_total)%20%3E%200",
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["data"]["resultType"], "vector");
+
+    let lines = plugin.stderr_lines();
+    let (status, took) = plugin.shutdown().await;
+    let status = status.expect("plugin must exit within 2 s of Shutdown");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // Logs are hclog JSON lines.
+    assert!(!lines.is_empty());
+    for l in &lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        for key in ["@level", "@message", "@timestamp", "@module"] {
+            assert!(v.get(key).is_some(), "{key} missing in {l}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_names_failing_targets_and_refuses_plain_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = PluginProcess::start(&env_for(dir.path())).await;
+
+    let down = Datasource::new(1, "down", json_data_scraping(&["127.0.0.1:1"]));
+    let msg = eventually(Duration::from_secs(15), "failed scrape", || async {
+        let h = plugin.check_health(down.context(Some("Admin"))).await;
+        (h.status == 2).then_some(h.message)
+    })
+    .await;
+    assert!(
+        msg.contains("0 of 1 targets up") && msg.contains("127.0.0.1:1"),
+        "{msg}"
+    );
+
+    let plain = Datasource::new(
+        1,
+        "plain",
+        json!({"scrapeConfig": "scrape_configs:\n  - job_name: x\n    basic_auth: {username: u, password: hunter2}\n"}),
+    );
+    let h = plugin.check_health(plain.context(Some("Admin"))).await;
+    assert_eq!(h.status, 2);
+    assert!(h.message.contains("secureJsonData"), "{}", h.message);
+    assert!(!h.message.contains("hunter2"));
+
+    let mut referenced = Datasource::new(
+        1,
+        "secret",
+        json!({"scrapeConfig": "scrape_configs:\n  - job_name: x\n    basic_auth: {username: u, password: '${secure.pw}'}\n"}),
+    );
+    referenced.secure.insert("pw".into(), "hunter2".into());
+    let h = plugin.check_health(referenced.context(Some("Admin"))).await;
+    assert_eq!(h.status, 1, "{}", h.message);
+
+    let bad = Datasource::new(
+        1,
+        "bad",
+        json!({"scrapeConfig": "scrape_configs:\n  - job_name: x\n    scrape_intervall: 5s\n"}),
+    );
+    let h = plugin.check_health(bad.context(Some("Admin"))).await;
+    assert_eq!(h.status, 2);
+    assert!(
+        h.message.contains("scrape_intervall") && h.message.contains("line 3"),
+        "{}",
+        h.message
+    );
+
+    let lines = plugin.stderr_lines().join("\n");
+    assert!(!lines.contains("hunter2"), "a secret reached the logs");
+    let (status, _) = plugin.shutdown().await;
+    assert!(status.is_some_and(|s| s.success()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn datasources_in_different_orgs_never_share_data() {
+    let a = serve_metrics("a_metric 1\n").await;
+    let b = serve_metrics("b_metric 2\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = PluginProcess::start(&env_for(dir.path())).await;
+    // Same uid, different orgs: two tenants.
+    let ds1 = Datasource::new(1, "same", json_data_scraping(&[&a]));
+    let ds2 = Datasource::new(2, "same", json_data_scraping(&[&b]));
+    for ds in [&ds1, &ds2] {
+        eventually(Duration::from_secs(15), "target up", || async {
+            let h = plugin.check_health(ds.context(Some("Editor"))).await;
+            h.message.starts_with("1 of 1 targets up").then_some(())
+        })
+        .await;
+    }
+    let names = |v: &Value| -> Vec<String> {
+        v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["metric"]["__name__"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let q = "api/v1/query?query=%7B__name__%3D~%22.%2B_metric%22%7D";
+    let (_, r1) = plugin
+        .call_resource(ds1.context(Some("Viewer")), "GET", q, b"")
+        .await;
+    let (_, r2) = plugin
+        .call_resource(ds2.context(Some("Viewer")), "GET", q, b"")
+        .await;
+    assert_eq!(names(&r1), vec!["a_metric"]);
+    assert_eq!(names(&r2), vec!["b_metric"]);
+    let root = dir.path().join("grafana-data/arrowmon");
+    assert!(root.join("org-1/same/settings.json").exists());
+    assert!(root.join("org-2/same/settings.json").exists());
+    let (status, _) = plugin.shutdown().await;
+    assert!(status.is_some_and(|s| s.success()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioned_datasource_scrapes_before_the_first_request() {
+    let addr = serve_metrics("prov_metric 3\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = env_for(dir.path());
+    std::fs::create_dir_all(dir.path().join("provisioning/datasources")).unwrap();
+    std::fs::write(
+        dir.path().join("provisioning/datasources/arrowmon.yaml"),
+        "apiVersion: 1\ndatasources:\n  - name: arrowmon\n    type: arrowmon-metrics-datasource\n    uid: prov\n    orgId: 1\n    jsonData:\n      timeInterval: 1s\n      scrapeConfig: |\n        global: {scrape_interval: 1s}\n        scrape_configs:\n          - job_name: prov\n            static_configs: [{targets: ['${EXPORTER_ADDR}']}]\n",
+    )
+    .unwrap();
+    env.push(("EXPORTER_ADDR".into(), addr.clone()));
+    let started = now_ms();
+    let plugin = PluginProcess::start(&env).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let first_request = now_ms();
+    // Grafana sends the provisioned settings with an older lastUpdatedMS than the file.
+    let mut ds = Datasource::new(1, "prov", json!({}));
+    ds.last_updated_ms = 1;
+    let (code, v) = plugin
+        .call_resource(
+            ds.context(Some("Viewer")),
+            "GET",
+            &format!(
+                "api/v1/query_range?query=prov_metric&start={}&end={}&step=1",
+                started / 1000,
+                first_request / 1000 + 1
+            ),
+            b"",
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let series = v["data"]["result"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{v}");
+    assert_eq!(series[0]["metric"]["instance"], addr);
+    let first_point = series[0]["values"][0][0].as_f64().unwrap() * 1000.0;
+    assert!(
+        (first_point as i64) < first_request,
+        "scraping began before any request"
+    );
+    let (status, _) = plugin.shutdown().await;
+    assert!(status.is_some_and(|s| s.success()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_persist_and_scraping_resumes_after_restart() {
+    let addr = serve_metrics("kept_metric 4\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = env_for(dir.path());
+    let ds = Datasource::new(1, "kept", json_data_scraping(&[&addr]));
+    {
+        let plugin = PluginProcess::start(&env).await;
+        let h = plugin.check_health(ds.context(Some("Admin"))).await;
+        assert_eq!(h.status, 1, "{}", h.message);
+        let (status, _) = plugin.shutdown().await;
+        assert!(status.is_some_and(|s| s.success()));
+    }
+    let plugin = PluginProcess::start(&env).await;
+    let restarted = now_ms();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // An older request (same settings) does not replace the persisted ones.
+    let (code, v) = plugin
+        .call_resource(ds.context(Some("Viewer")), "GET", "api/v1/targets", b"")
+        .await;
+    assert_eq!(code, 200);
+    let t = &v["data"]["activeTargets"][0];
+    assert_eq!(t["health"], "up", "{v}");
+    let (_, q) = plugin
+        .call_resource(
+            ds.context(Some("Viewer")),
+            "GET",
+            &format!(
+                "api/v1/query_range?query=kept_metric&start={}&end={}&step=1",
+                restarted / 1000,
+                now_ms() / 1000
+            ),
+            b"",
+        )
+        .await;
+    assert!(!q["data"]["result"].as_array().unwrap().is_empty(), "{q}");
+    let (status, _) = plugin.shutdown().await;
+    assert!(status.is_some_and(|s| s.success()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stops_cleanly_on_sigterm_and_when_grafana_disconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env_for(dir.path());
+    let mut plugin = PluginProcess::start(&env).await;
+    plugin.signal("TERM");
+    let status = plugin
+        .wait_exit(Duration::from_secs(2))
+        .expect("exit on SIGTERM within 2 s");
+    assert!(status.success());
+
+    let mut plugin = PluginProcess::start(&env).await;
+    assert!(plugin.health_serving().await);
+    // Grafana's side of the connection goes away.
+    plugin.channel = tonic::transport::Channel::from_static("http://127.0.0.1:1").connect_lazy();
+    let status = plugin
+        .wait_exit(Duration::from_secs(5))
+        .expect("exit when the connection closes");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn folders_follow_grafana_ini_then_grafana_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = env_for(dir.path());
+    let plugin_data = dir.path().join("plugin-data");
+    let plugin_prov = dir.path().join("plugin-prov");
+    std::fs::create_dir_all(plugin_prov.join("datasources")).unwrap();
+    std::fs::write(
+        plugin_prov.join("datasources/a.yaml"),
+        "datasources:\n  - name: p\n    type: arrowmon-metrics-datasource\n    uid: fromini\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("provisioning/datasources")).unwrap();
+    std::fs::write(
+        dir.path().join("provisioning/datasources/a.yaml"),
+        "datasources:\n  - name: p\n    type: arrowmon-metrics-datasource\n    uid: frompaths\n",
+    )
+    .unwrap();
+    // [plugin.arrowmon-metrics-datasource] data_dir / provisioning_dir.
+    env.push((
+        "GF_PLUGIN_DATA_DIR".into(),
+        plugin_data.display().to_string(),
+    ));
+    env.push((
+        "GF_PLUGIN_PROVISIONING_DIR".into(),
+        plugin_prov.display().to_string(),
+    ));
+    let plugin = PluginProcess::start(&env).await;
+    let (status, _) = plugin.shutdown().await;
+    assert!(status.is_some_and(|s| s.success()));
+    assert!(plugin_data.join("org-1/fromini/settings.json").exists());
+    assert!(!plugin_data.join("org-1/frompaths").exists());
+
+    // Without the plugin section: Grafana's paths.
+    let env = env_for(dir.path());
+    let plugin = PluginProcess::start(&env).await;
+    let (status, _) = plugin.shutdown().await;
+    assert!(status.is_some_and(|s| s.success()));
+    assert!(dir
+        .path()
+        .join("grafana-data/arrowmon/org-1/frompaths/settings.json")
+        .exists());
+}

@@ -1,0 +1,616 @@
+//! A stand-in for Grafana's plugin host: it starts the built plugin binary with the
+//! environment Grafana gives a plugin, reads the go-plugin handshake, speaks
+//! pluginv2 gRPC with a realistic PluginContext, and decodes the Arrow frames with
+//! arrow-rs and with pyarrow (an independent Arrow implementation).
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, Float64Array, RecordBatch, TimestampNanosecondArray};
+use arrowmon::proto::goplugin::grpc_controller_client::GrpcControllerClient;
+use arrowmon::proto::health::health_client::HealthClient;
+use arrowmon::proto::pluginv2 as pb;
+use serde_json::Value;
+use tonic::transport::Channel;
+
+pub const PLUGIN_ID: &str = "arrowmon-metrics-datasource";
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gpx_arrowmon"))
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The environment Grafana's plugin manager and go-plugin set for a backend plugin.
+pub fn grafana_env(data: &Path, provisioning: &Path) -> Vec<(String, String)> {
+    [
+        ("grafana_plugin_type", "datasource"),
+        ("PLUGIN_PROTOCOL_VERSIONS", "2"),
+        ("PLUGIN_MIN_PORT", "10000"),
+        ("PLUGIN_MAX_PORT", "25000"),
+        ("GF_VERSION", "12.3.0"),
+        ("GF_EDITION", "Open Source"),
+        ("GF_APP_URL", "http://localhost:3000/"),
+        ("GF_PLUGIN_APP_CLIENT_ID", ""),
+        ("GF_INSTANCE_FEATURE_TOGGLES_ENABLE", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([
+        ("GF_PATHS_DATA".to_string(), data.display().to_string()),
+        (
+            "GF_PATHS_PROVISIONING".to_string(),
+            provisioning.display().to_string(),
+        ),
+    ])
+    .collect()
+}
+
+/// A running plugin process as Grafana holds it.
+pub struct PluginProcess {
+    child: Child,
+    pub addr: String,
+    pub channel: Channel,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl PluginProcess {
+    /// Starts the plugin with exactly `env` (plus PATH), reads the handshake line.
+    pub async fn start(env: &[(String, String)]) -> PluginProcess {
+        let mut cmd = Command::new(binary());
+        cmd.env_clear();
+        cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start plugin binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep draining so the plugin never blocks on a full pipe.
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no handshake within 20 s; stderr: {:?}",
+                    lines.lock().unwrap()
+                )
+            });
+        let addr = parse_handshake(line.trim()).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to plugin");
+        PluginProcess {
+            child,
+            addr,
+            channel,
+            stderr: lines,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub async fn health_serving(&self) -> bool {
+        let mut c = HealthClient::new(self.channel.clone());
+        let r = c
+            .check(arrowmon::proto::health::HealthCheckRequest {
+                service: "plugin".into(),
+            })
+            .await
+            .expect("health check");
+        r.into_inner().status
+            == arrowmon::proto::health::health_check_response::ServingStatus::Serving as i32
+    }
+
+    pub async fn check_health(&self, ctx: pb::PluginContext) -> pb::CheckHealthResponse {
+        let mut c = pb::diagnostics_client::DiagnosticsClient::new(self.channel.clone());
+        c.check_health(pb::CheckHealthRequest {
+            plugin_context: Some(ctx),
+            headers: HashMap::new(),
+        })
+        .await
+        .expect("CheckHealth")
+        .into_inner()
+    }
+
+    pub async fn query_data(
+        &self,
+        ctx: pb::PluginContext,
+        queries: Vec<pb::DataQuery>,
+    ) -> pb::QueryDataResponse {
+        let mut c = pb::data_client::DataClient::new(self.channel.clone());
+        c.query_data(pb::QueryDataRequest {
+            plugin_context: Some(ctx),
+            headers: HashMap::new(),
+            queries,
+            ..Default::default()
+        })
+        .await
+        .expect("QueryData")
+        .into_inner()
+    }
+
+    pub async fn call_resource(
+        &self,
+        ctx: pb::PluginContext,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> (i32, Value) {
+        let mut c = pb::resource_client::ResourceClient::new(self.channel.clone());
+        let path = path_and_query.split('?').next().unwrap_or("").to_string();
+        let mut headers = HashMap::new();
+        if !body.is_empty() {
+            headers.insert(
+                "Content-Type".to_string(),
+                pb::StringList {
+                    values: vec!["application/x-www-form-urlencoded".into()],
+                },
+            );
+        }
+        let mut stream = c
+            .call_resource(pb::CallResourceRequest {
+                plugin_context: Some(ctx),
+                path,
+                method: method.into(),
+                url: format!("/api/datasources/uid/x/resources/{path_and_query}"),
+                headers,
+                body: body.to_vec(),
+            })
+            .await
+            .expect("CallResource")
+            .into_inner();
+        let mut code = 0;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.message().await.expect("resource stream") {
+            if chunk.code != 0 {
+                code = chunk.code;
+            }
+            bytes.extend(chunk.body);
+        }
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        (code, v)
+    }
+
+    /// go-plugin's stop: GRPCController/Shutdown, then a kill after 2 s. Returns the
+    /// exit status and how long the process took to exit.
+    pub async fn shutdown(mut self) -> (Option<ExitStatus>, Duration) {
+        let start = Instant::now();
+        let mut c = GrpcControllerClient::new(self.channel.clone());
+        let _ = c.shutdown(arrowmon::proto::goplugin::Empty {}).await;
+        let status = self.wait_exit(Duration::from_secs(2));
+        let took = start.elapsed();
+        if status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        (status, took)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status();
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for PluginProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Parses go-plugin's handshake `CORE|APP|NETWORK|ADDR|PROTOCOL`.
+pub fn parse_handshake(line: &str) -> Result<String, String> {
+    let parts: Vec<&str> = line.split('|').collect();
+    if parts.len() < 5 {
+        return Err("handshake has fewer than 5 parts".into());
+    }
+    if parts[0] != "1" || parts[1] != "2" || parts[2] != "tcp" || parts[4] != "grpc" {
+        return Err("unexpected handshake".into());
+    }
+    if !parts[3].starts_with("127.0.0.1:") {
+        return Err("plugin must listen on loopback".into());
+    }
+    Ok(parts[3].to_string())
+}
+
+/// A PluginContext as Grafana builds it for a datasource request.
+pub struct Datasource {
+    pub org_id: i64,
+    pub uid: String,
+    pub json_data: Value,
+    pub secure: HashMap<String, String>,
+    pub last_updated_ms: i64,
+}
+
+impl Datasource {
+    pub fn new(org_id: i64, uid: &str, json_data: Value) -> Datasource {
+        Datasource {
+            org_id,
+            uid: uid.into(),
+            json_data,
+            secure: HashMap::new(),
+            last_updated_ms: 1_700_000_000_000,
+        }
+    }
+
+    pub fn context(&self, role: Option<&str>) -> pb::PluginContext {
+        pb::PluginContext {
+            org_id: self.org_id,
+            plugin_id: PLUGIN_ID.into(),
+            user: role.map(|r| pb::User {
+                login: "alice".into(),
+                name: "Alice".into(),
+                email: "alice@example.org".into(),
+                role: r.into(),
+            }),
+            app_instance_settings: None,
+            data_source_instance_settings: Some(pb::DataSourceInstanceSettings {
+                id: 7,
+                name: "arrowmon".into(),
+                url: String::new(),
+                user: String::new(),
+                database: String::new(),
+                basic_auth_enabled: false,
+                basic_auth_user: String::new(),
+                json_data: self.json_data.to_string().into_bytes(),
+                decrypted_secure_json_data: self.secure.clone(),
+                last_updated_ms: self.last_updated_ms,
+                uid: self.uid.clone(),
+                api_version: String::new(),
+            }),
+            grafana_config: HashMap::from([
+                (
+                    "GF_APP_URL".to_string(),
+                    "http://localhost:3000/".to_string(),
+                ),
+                (
+                    "GF_SQL_MAX_OPEN_CONNS_DEFAULT".to_string(),
+                    "100".to_string(),
+                ),
+                ("concurrent_query_count".to_string(), "4".to_string()),
+            ]),
+            plugin_version: "0.1.0".into(),
+            user_agent: "Grafana/12.3.0 (linux; amd64)".into(),
+            api_version: String::new(),
+        }
+    }
+}
+
+/// A DataQuery as Grafana sends it for a panel.
+pub fn data_query(
+    ref_id: &str,
+    model: Value,
+    from_ms: i64,
+    to_ms: i64,
+    interval_ms: i64,
+) -> pb::DataQuery {
+    pb::DataQuery {
+        ref_id: ref_id.into(),
+        max_data_points: 1000,
+        interval_ms,
+        time_range: Some(pb::TimeRange {
+            from_epoch_ms: from_ms,
+            to_epoch_ms: to_ms,
+        }),
+        json: model.to_string().into_bytes(),
+        query_type: String::new(),
+    }
+}
+
+/// A decoded frame: what the harness asserts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedFrame {
+    pub name: String,
+    pub ref_id: String,
+    pub meta: Value,
+    pub fields: Vec<DecodedField>,
+    pub rows: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedField {
+    pub name: String,
+    pub arrow_type: String,
+    pub labels: BTreeMap<String, String>,
+    pub config: Value,
+    /// Times in ms for time fields, values for float fields.
+    pub numbers: Vec<f64>,
+}
+
+/// Decodes with arrow-rs.
+pub fn decode_frame(bytes: &[u8]) -> DecodedFrame {
+    let reader = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+        .expect("frame is an Arrow IPC file");
+    let schema = reader.schema();
+    let md = schema.metadata();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.expect("record batch")).collect();
+    let mut fields = Vec::new();
+    for (i, f) in schema.fields().iter().enumerate() {
+        let mut numbers = Vec::new();
+        for b in &batches {
+            let col = b.column(i);
+            if let Some(t) = col.as_any().downcast_ref::<TimestampNanosecondArray>() {
+                numbers.extend(t.values().iter().map(|v| (*v / 1_000_000) as f64));
+            } else if let Some(v) = col.as_any().downcast_ref::<Float64Array>() {
+                numbers.extend(v.values().iter().copied());
+            }
+        }
+        fields.push(DecodedField {
+            name: f.name().clone(),
+            arrow_type: format!("{:?}", f.data_type()),
+            labels: f
+                .metadata()
+                .get("labels")
+                .map(|l| serde_json::from_str(l).expect("labels JSON"))
+                .unwrap_or_default(),
+            config: f
+                .metadata()
+                .get("config")
+                .map(|c| serde_json::from_str(c).expect("config JSON"))
+                .unwrap_or(Value::Null),
+            numbers,
+        });
+    }
+    DecodedFrame {
+        name: md.get("name").cloned().unwrap_or_default(),
+        ref_id: md.get("refId").cloned().unwrap_or_default(),
+        meta: md
+            .get("meta")
+            .map(|m| serde_json::from_str(m).expect("meta JSON"))
+            .unwrap_or(Value::Null),
+        fields,
+        rows: batches.iter().map(|b| b.num_rows()).sum(),
+    }
+}
+
+const PYARROW_DECODER: &str = r#"
+import json, sys
+import pyarrow as pa
+out = []
+for path in sys.argv[1:]:
+    with pa.OSFile(path, 'rb') as f:
+        r = pa.ipc.open_file(f)
+        t = r.read_all()
+    md = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
+    fields = []
+    for i, fld in enumerate(t.schema):
+        fmd = {k.decode(): v.decode() for k, v in (fld.metadata or {}).items()}
+        col = t.column(i)
+        if pa.types.is_timestamp(fld.type):
+            nums = [v // 1_000_000 for v in col.cast(pa.int64()).to_pylist()]
+        elif pa.types.is_floating(fld.type):
+            nums = col.to_pylist()
+        else:
+            nums = []
+        fields.append({"name": fld.name, "type": str(fld.type), "meta": fmd, "numbers": nums})
+    out.append({"meta": md, "fields": fields, "rows": t.num_rows})
+print(json.dumps(out))
+"#;
+
+/// Decodes the same frames with pyarrow and checks it sees what arrow-rs sees.
+pub fn cross_check_with_pyarrow(frames: &[Vec<u8>], decoded: &[DecodedFrame]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let p = dir.path().join(format!("frame{i}.arrow"));
+        std::fs::write(&p, f).unwrap();
+        paths.push(p);
+    }
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(PYARROW_DECODER)
+        .args(&paths)
+        .output()
+        .expect("run python3 (install pyarrow with scripts/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "pyarrow could not read the frames (is pyarrow installed? scripts/install-deps.sh installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let py: Vec<Value> = serde_json::from_slice(&out.stdout).expect("pyarrow output JSON");
+    assert_eq!(py.len(), decoded.len());
+    for (p, d) in py.iter().zip(decoded) {
+        assert_eq!(
+            p["rows"].as_u64().unwrap() as usize,
+            d.rows,
+            "row count differs"
+        );
+        assert_eq!(p["meta"]["refId"], Value::String(d.ref_id.clone()));
+        assert_eq!(p["meta"]["name"], Value::String(d.name.clone()));
+        let meta: Value =
+            serde_json::from_str(p["meta"]["meta"].as_str().unwrap_or("null")).unwrap();
+        assert_eq!(meta, d.meta);
+        let pf = p["fields"].as_array().unwrap();
+        assert_eq!(pf.len(), d.fields.len());
+        for (pf, df) in pf.iter().zip(&d.fields) {
+            assert_eq!(pf["name"], Value::String(df.name.clone()));
+            let labels: BTreeMap<String, String> = pf["meta"]
+                .get("labels")
+                .map(|l| serde_json::from_str(l.as_str().unwrap()).unwrap())
+                .unwrap_or_default();
+            assert_eq!(labels, df.labels);
+            let nums: Vec<f64> = pf["numbers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap_or(f64::NAN))
+                .collect();
+            assert_eq!(nums.len(), df.numbers.len());
+            for (a, b) in nums.iter().zip(&df.numbers) {
+                assert!(a == b || (a.is_nan() && b.is_nan()), "{a} != {b}");
+            }
+            if df.arrow_type.starts_with("Timestamp") {
+                assert_eq!(
+                    pf["type"], "timestamp[ns]",
+                    "time field must be Timestamp(ns)"
+                );
+            }
+        }
+    }
+}
+
+/// Real exporters on loopback, started by the project's topology script.
+pub struct Topology {
+    pub dir: tempfile::TempDir,
+    pub env: HashMap<String, String>,
+}
+
+impl Topology {
+    pub fn start(only_node: bool) -> Topology {
+        let dir = tempfile::Builder::new()
+            .prefix("amtopo")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mut cmd = Command::new("bash");
+        cmd.arg(repo_root().join("scripts/topology-start.sh"));
+        if only_node {
+            cmd.args(["--only", "node"]);
+        }
+        let out = cmd.arg(dir.path()).output().expect("run topology-start.sh");
+        assert!(
+            out.status.success(),
+            "topology-start.sh failed (run scripts/install-deps.sh first):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env_text = std::fs::read_to_string(dir.path().join("topology.env")).unwrap();
+        let env = env_text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        Topology { dir, env }
+    }
+
+    pub fn get(&self, k: &str) -> &str {
+        self.env
+            .get(k)
+            .unwrap_or_else(|| panic!("topology.env has no {k}"))
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/topology-stop.sh"))
+            .arg(self.dir.path())
+            .env("STOP_REAP_WAIT", "0")
+            .output();
+    }
+}
+
+/// Polls `f` until it returns Some, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A tiny exporter on loopback serving `body` (text format 0.0.4) at /metrics.
+/// Returns its address; it runs until the test's runtime ends.
+pub async fn serve_metrics(body: &'static str) -> String {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || async move {
+            (
+                [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                body,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// `jsonData` with a scrape config of one job scraping `targets` every second.
+pub fn json_data_scraping(targets: &[&str]) -> Value {
+    let list = targets
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    serde_json::json!({
+        "timeInterval": "1s",
+        "scrapeConfig": format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: [{list}]\n"
+        ),
+    })
+}
