@@ -65,7 +65,12 @@ pub struct PluginProcess {
 impl PluginProcess {
     /// Starts the plugin with exactly `env` (plus PATH), reads the handshake line.
     pub async fn start(env: &[(String, String)]) -> PluginProcess {
-        let mut cmd = Command::new(binary());
+        PluginProcess::start_exe(&binary(), env).await
+    }
+
+    /// Starts a given executable (the dist folder's copy, say) as Grafana would.
+    pub async fn start_exe(exe: &Path, env: &[(String, String)]) -> PluginProcess {
+        let mut cmd = Command::new(exe);
         cmd.env_clear();
         cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
         for (k, v) in env {

@@ -1,0 +1,30 @@
+# Builds the arrowmon plugin (backend and frontend) and a Grafana image that loads it.
+# The build commands are the ones scripts/test.sh and scripts/dist.sh run.
+
+FROM rust:1.95-bookworm AS backend
+WORKDIR /src
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY proto proto
+COPY src src
+COPY benches benches
+RUN cargo build --release --bin gpx_arrowmon
+
+FROM node:20-bookworm AS frontend
+WORKDIR /src/frontend
+COPY frontend/package.json frontend/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY frontend ./
+RUN npm run build
+
+FROM node:20-bookworm AS dist
+WORKDIR /src
+COPY plugin.json README.md LICENSE ./
+COPY scripts/dist.sh scripts/dist.sh
+COPY provisioning provisioning
+COPY --from=frontend /src/frontend/dist frontend/dist
+COPY --from=backend /src/target/release/gpx_arrowmon target/release/gpx_arrowmon
+RUN bash scripts/dist.sh --layout-only /dist
+
+# The Ubuntu variant of Grafana's official image: the plugin binary links glibc.
+FROM grafana/grafana:13.2.0-ubuntu
+COPY --from=dist /dist /var/lib/grafana/plugins/arrowmon-metrics-datasource

@@ -1,0 +1,134 @@
+//! Standalone mode: `gpx_arrowmon serve` scrapes and answers the Prometheus HTTP API
+//! without Grafana; `check-config` validates a scrape config.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_scrapes_and_answers_the_prometheus_api() {
+    let target = serve_metrics("# TYPE requests_total counter\nrequests_total{path=\"/\"} 10\ntemperature 21.5\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scrape.yml");
+    std::fs::write(
+        &cfg,
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"),
+    )
+    .unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", &listen])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://{listen}");
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let r = client.get(&url).send().await.ok()?;
+            let status = r.status().as_u16();
+            Some((status, r.text().await.ok()?))
+        }
+    };
+    let start = now_ms();
+    eventually(Duration::from_secs(15), "first scrape", || {
+        let get = get.clone();
+        async move {
+            let (_, body) = get("/api/v1/query?query=up".into()).await?;
+            let v: Value = serde_json::from_str(&body).ok()?;
+            (v["data"]["result"][0]["value"][1] == "1").then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let end = now_ms();
+
+    let (status, body) = get(format!(
+        "/api/v1/query_range?query=requests_total&start={}&end={}&step=1",
+        start as f64 / 1000.0,
+        end as f64 / 1000.0
+    ))
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["data"]["resultType"], "matrix");
+    let s = &v["data"]["result"][0];
+    assert_eq!(s["metric"]["__name__"], "requests_total");
+    assert_eq!(s["metric"]["path"], "/");
+    assert_eq!(s["metric"]["job"], "app");
+    assert_eq!(s["metric"]["instance"], target.as_str());
+    let values = s["values"].as_array().unwrap();
+    assert!(values.len() >= 2);
+    assert!(values.iter().all(|p| p[1] == "10"));
+
+    // POST form body, as Grafana's Prometheus datasource sends it.
+    let r = client
+        .post(format!("{base}/api/v1/query"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("query=temperature")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["data"]["result"][0]["value"][1], "21.5");
+
+    // A malformed query: 400 with the Prometheus error shape.
+    let (status, body) = get("/api/v1/query?query=sum(".into()).await.unwrap();
+    assert_eq!(status, 400);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "error");
+    assert_eq!(v["errorType"], "bad_data");
+
+    let (status, body) = get("/metrics".into()).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("arrowmon_samples_appended_total"), "{body}");
+    let (_, body) = get("/api/v1/label/__name__/values".into()).await.unwrap();
+    assert!(body.contains("requests_total") && body.contains("scrape_duration_seconds"), "{body}");
+
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            assert!(s.success(), "{s:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn check_config_lists_targets_and_rejects_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yml");
+    std::fs::write(&good, "scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:9100']\n").unwrap();
+    let out = Command::new(binary()).arg("check-config").arg(&good).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("http://127.0.0.1:9100/metrics"), "{text}");
+
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(&bad, "scrape_configs:\n  - job_name: node\n    metric_path: /x\n").unwrap();
+    let out = Command::new(binary()).arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metric_path") && err.contains("node") && err.contains("line 3"), "{err}");
+}
