@@ -11,8 +11,12 @@ use support::*;
 /// The checks of Grafana's plugin.json schema that matter for loading the plugin.
 fn check_plugin_json(p: &Value) {
     let id = p["id"].as_str().expect("id");
-    let re = regex::Regex::new(r"^[0-9a-z]+-([0-9a-z]+-)?(app|panel|datasource|secretsmanager)$").unwrap();
-    assert!(re.is_match(id), "plugin id {id:?} does not match Grafana's id pattern");
+    let re = regex::Regex::new(r"^[0-9a-z]+-([0-9a-z]+-)?(app|panel|datasource|secretsmanager)$")
+        .unwrap();
+    assert!(
+        re.is_match(id),
+        "plugin id {id:?} does not match Grafana's id pattern"
+    );
     assert_eq!(id, PLUGIN_ID);
     assert_eq!(p["type"], "datasource");
     assert!(!p["name"].as_str().unwrap_or("").is_empty());
@@ -26,7 +30,11 @@ fn check_plugin_json(p: &Value) {
     for logo in ["small", "large"] {
         assert!(info["logos"][logo].as_str().is_some(), "info.logos.{logo}");
     }
-    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"), "plugin.json version follows Cargo.toml");
+    assert_eq!(
+        info["version"],
+        env!("CARGO_PKG_VERSION"),
+        "plugin.json version follows Cargo.toml"
+    );
     assert!(info["updated"].as_str().is_some_and(|d| d.len() == 10));
     assert!(info["author"]["name"].as_str().is_some());
     assert_eq!(p["dependencies"]["grafanaDependency"], ">=11.0.0");
@@ -50,13 +58,23 @@ async fn dist_folder_is_a_loadable_plugin() {
         .unwrap();
     assert!(status.success());
 
-    let plugin: Value = serde_json::from_slice(&std::fs::read(dist.join("plugin.json")).unwrap()).unwrap();
+    let plugin: Value =
+        serde_json::from_slice(&std::fs::read(dist.join("plugin.json")).unwrap()).unwrap();
     check_plugin_json(&plugin);
-    for f in ["module.js", "README.md", "LICENSE", "img/logo.svg", "dashboards"] {
+    for f in [
+        "module.js",
+        "README.md",
+        "LICENSE",
+        "img/logo.svg",
+        "dashboards",
+    ] {
         assert!(dist.join(f).exists(), "{f} missing from dist");
     }
     let module = std::fs::read_to_string(dist.join("module.js")).unwrap();
-    assert!(module.starts_with("define("), "module.js must be an AMD module");
+    assert!(
+        module.starts_with("define("),
+        "module.js must be an AMD module"
+    );
     for logo in ["small", "large"] {
         let path = plugin["info"]["logos"][logo].as_str().unwrap();
         assert!(dist.join(path).exists(), "logo {path} missing");
@@ -68,7 +86,10 @@ async fn dist_folder_is_a_loadable_plugin() {
         "aarch64" => "arm64",
         a => a,
     };
-    let exe = dist.join(format!("{}_linux_{arch}", plugin["executable"].as_str().unwrap()));
+    let exe = dist.join(format!(
+        "{}_linux_{arch}",
+        plugin["executable"].as_str().unwrap()
+    ));
     assert!(exe.exists(), "{} missing", exe.display());
     let data = out.path().join("data");
     let prov = out.path().join("prov");

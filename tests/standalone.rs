@@ -10,12 +10,19 @@ use serde_json::Value;
 use support::*;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_scrapes_and_answers_the_prometheus_api() {
-    let target = serve_metrics("# TYPE requests_total counter\nrequests_total{path=\"/\"} 10\ntemperature 21.5\n").await;
+    let target = serve_metrics(
+        "# TYPE requests_total counter\nrequests_total{path=\"/\"} 10\ntemperature 21.5\n",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("scrape.yml");
     std::fs::write(
@@ -48,7 +55,7 @@ async fn serve_scrapes_and_answers_the_prometheus_api() {
     };
     let start = now_ms();
     eventually(Duration::from_secs(15), "first scrape", || {
-        let get = get.clone();
+        let get = &get;
         async move {
             let (_, body) = get("/api/v1/query?query=up".into()).await?;
             let v: Value = serde_json::from_str(&body).ok()?;
@@ -101,16 +108,24 @@ async fn serve_scrapes_and_answers_the_prometheus_api() {
     assert_eq!(status, 200);
     assert!(body.contains("arrowmon_samples_appended_total"), "{body}");
     let (_, body) = get("/api/v1/label/__name__/values".into()).await.unwrap();
-    assert!(body.contains("requests_total") && body.contains("scrape_duration_seconds"), "{body}");
+    assert!(
+        body.contains("requests_total") && body.contains("scrape_duration_seconds"),
+        "{body}"
+    );
 
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         if let Some(s) = child.try_wait().unwrap() {
             assert!(s.success(), "{s:?}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "serve did not stop on SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -120,15 +135,30 @@ fn check_config_lists_targets_and_rejects_errors() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yml");
     std::fs::write(&good, "scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:9100']\n").unwrap();
-    let out = Command::new(binary()).arg("check-config").arg(&good).output().unwrap();
+    let out = Command::new(binary())
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("http://127.0.0.1:9100/metrics"), "{text}");
 
     let bad = dir.path().join("bad.yml");
-    std::fs::write(&bad, "scrape_configs:\n  - job_name: node\n    metric_path: /x\n").unwrap();
-    let out = Command::new(binary()).arg("check-config").arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        "scrape_configs:\n  - job_name: node\n    metric_path: /x\n",
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("metric_path") && err.contains("node") && err.contains("line 3"), "{err}");
+    assert!(
+        err.contains("metric_path") && err.contains("node") && err.contains("line 3"),
+        "{err}"
+    );
 }

@@ -63,7 +63,7 @@ impl Plugin {
             Ok(m) => m,
             Err(e) => return downstream(400, e),
         };
-        let range = q.time_range.clone().unwrap_or_default();
+        let range = q.time_range.unwrap_or_default();
         let time_interval = tenant.settings().await.and_then(|s| s.time_interval());
         let plan = match plan(
             &model,
