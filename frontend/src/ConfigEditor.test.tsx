@@ -1,7 +1,8 @@
 import React, { useState } from 'react';
 import { DataSourceSettings } from '@grafana/data';
-import { fireEvent, render, screen } from '@testing-library/react';
-import { describe, expect, it, vi } from 'vitest';
+import { BackendSrv, setBackendSrv } from '@grafana/runtime';
+import { fireEvent, render, screen, waitFor, within } from '@testing-library/react';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { ConfigEditor } from './ConfigEditor';
 import { Options, SecureOptions } from './types';
@@ -35,6 +36,35 @@ function settings(overrides: Partial<Settings> = {}): Settings {
     ...overrides,
   };
 }
+
+const RESOURCES = '/api/datasources/uid/arrowmon/resources/';
+
+/**
+ * A getBackendSrv() stand-in: `get`/`post` answer per resource path; a function
+ * answer is called, a thrown value is what getBackendSrv rejects with (FetchError-like).
+ */
+function fakeBackend(routes: Record<string, unknown>) {
+  const answer = async (url: string, arg: unknown) => {
+    const path = url.startsWith(RESOURCES) ? url.slice(RESOURCES.length) : url;
+    const route = routes[path];
+    if (route === undefined) {
+      throw { status: 404, data: { status: 'error', errorType: 'not_found', error: `unknown API path /${path}` } };
+    }
+    return typeof route === 'function' ? route(arg) : route;
+  };
+  const backend = {
+    get: vi.fn((url: string, params?: unknown) => answer(url, params)),
+    post: vi.fn((url: string, data?: unknown) => answer(url, data)),
+  };
+  setBackendSrv(backend as unknown as BackendSrv);
+  return backend;
+}
+
+const NO_TARGETS = { status: 'success', data: { activeTargets: [], droppedTargets: [] } };
+
+beforeEach(() => {
+  fakeBackend({ 'api/v1/targets': NO_TARGETS, validate: { valid: true, targets: 0 } });
+});
 
 /** Renders the editor the way Grafana does: options come back in through props. */
 function setup(initial: Settings) {
@@ -165,5 +195,250 @@ describe('ConfigEditor scrape interval', () => {
     setup(settings({ jsonData: { scrapeConfig: 'scrape_configs: []\n', timeInterval: '' } }));
     expect((screen.getByLabelText(/^Scrape interval/) as HTMLInputElement).placeholder).toBe('15s');
     expect(screen.queryByTestId('arrowmon-interval-suggestion')).toBeNull();
+  });
+});
+
+describe('ConfigEditor scrape config validation', () => {
+  const yaml = [
+    'global:',
+    '  scrape_interval: 15s',
+    'scrape_configs:',
+    '  - job_name: node',
+    '    static_configs:',
+    '      - targets: [localhost:9100',
+    '  - job_name: mysql',
+  ].join('\n');
+
+  it('validates on blur and shows the error at its line', async () => {
+    const backend = fakeBackend({
+      'api/v1/targets': NO_TARGETS,
+      validate: {
+        valid: false,
+        error: 'did not find expected \',\' or \']\'',
+        line: 6,
+        column: 18,
+      },
+    });
+    setup(settings({ jsonData: { scrapeConfig: yaml } }));
+    fireEvent.blur(screen.getByLabelText(/^Scrape config/));
+
+    const message = await screen.findByTestId('arrowmon-validation-error');
+    expect(message.textContent).toBe("line 6, column 18: did not find expected ',' or ']'");
+    expect(backend.post).toHaveBeenCalledWith(`${RESOURCES}validate`, { scrapeConfig: yaml }, { showErrorAlert: false });
+    // The excerpt marks line 6, with the lines around it.
+    expect(screen.getByTestId('arrowmon-error-line').textContent).toBe('> 6 |       - targets: [localhost:9100');
+    const excerpt = screen.getByTestId('arrowmon-error-excerpt').textContent ?? '';
+    expect(excerpt).toContain('4 |   - job_name: node');
+    expect(excerpt).toContain('7 |   - job_name: mysql');
+    expect(screen.getByText('Scrape config is invalid')).toBeTruthy();
+  });
+
+  it('shows "line N: message" without a column, and selects the line on request', async () => {
+    fakeBackend({
+      'api/v1/targets': NO_TARGETS,
+      validate: { valid: false, error: 'scrape_configs[1]: job_name "node" is used twice', line: 4, column: null },
+    });
+    setup(settings({ jsonData: { scrapeConfig: yaml } }));
+    fireEvent.click(screen.getByRole('button', { name: /Validate scrape config/ }));
+    expect((await screen.findByTestId('arrowmon-validation-error')).textContent).toBe(
+      'line 4: scrape_configs[1]: job_name "node" is used twice'
+    );
+    fireEvent.click(screen.getByRole('button', { name: 'Show line 4' }));
+    const textarea = screen.getByLabelText(/^Scrape config/, { selector: 'textarea' }) as HTMLTextAreaElement;
+    expect(textarea.value.slice(textarea.selectionStart, textarea.selectionEnd)).toBe('  - job_name: node');
+  });
+
+  it('shows an error without a position as it is', async () => {
+    fakeBackend({
+      'api/v1/targets': NO_TARGETS,
+      validate: { valid: false, error: 'secret ${secure.token} is not set', line: null, column: null },
+    });
+    setup(settings());
+    fireEvent.click(screen.getByRole('button', { name: /Validate scrape config/ }));
+    expect((await screen.findByTestId('arrowmon-validation-error')).textContent).toBe(
+      'secret ${secure.token} is not set'
+    );
+    expect(screen.queryByTestId('arrowmon-error-excerpt')).toBeNull();
+  });
+
+  it('reports a valid config with its target count and clears an old error', async () => {
+    let answer: unknown = { valid: false, error: 'bad', line: 1, column: 1 };
+    fakeBackend({ 'api/v1/targets': NO_TARGETS, validate: () => answer });
+    setup(settings());
+    const textarea = screen.getByLabelText(/^Scrape config/, { selector: 'textarea' });
+    fireEvent.blur(textarea);
+    await screen.findByTestId('arrowmon-validation-error');
+    answer = { valid: true, targets: 2 };
+    fireEvent.blur(textarea);
+    expect((await screen.findByTestId('arrowmon-validation-ok')).textContent).toBe('Scrape config is valid: 2 targets.');
+    expect(screen.queryByTestId('arrowmon-validation-error')).toBeNull();
+  });
+
+  it('tells a Viewer that only Editors and Admins can validate', async () => {
+    fakeBackend({
+      'api/v1/targets': NO_TARGETS,
+      validate: () => {
+        throw {
+          status: 403,
+          data: { status: 'error', errorType: 'forbidden', error: 'this resource requires an Editor or Admin of the organization' },
+        };
+      },
+    });
+    setup(settings());
+    fireEvent.click(screen.getByRole('button', { name: /Validate scrape config/ }));
+    expect(await screen.findByText(/Only Editors and Admins of this organization can validate/)).toBeTruthy();
+  });
+});
+
+describe('ConfigEditor settings', () => {
+  it('writes the query timeout and retention to jsonData, and checks their syntax', () => {
+    const { last } = setup(settings());
+    fireEvent.change(screen.getByLabelText(/^Query timeout/), { target: { value: '2m' } });
+    expect(last().jsonData.queryTimeout).toBe('2m');
+    fireEvent.change(screen.getByLabelText(/^Retention time/), { target: { value: '30d' } });
+    expect(last().jsonData.retentionTime).toBe('30d');
+    fireEvent.change(screen.getByLabelText(/^Retention size/), { target: { value: '10GB' } });
+    expect(last().jsonData.retentionSize).toBe('10GB');
+    expect(screen.queryByText(/Use a/)).toBeNull();
+
+    fireEvent.change(screen.getByLabelText(/^Retention size/), { target: { value: '10 gigs' } });
+    expect(screen.getByText('Use a size such as 512MB, 10GB or 1TB.')).toBeTruthy();
+    fireEvent.change(screen.getByLabelText(/^Retention time/), { target: { value: 'forever' } });
+    expect(screen.getByText('Use a duration such as 15d, 4w or 1y.')).toBeTruthy();
+    fireEvent.change(screen.getByLabelText(/^Query timeout/), { target: { value: '60' } });
+    expect(screen.getByText('Use a duration such as 30s or 2m.')).toBeTruthy();
+  });
+
+  it('shows a legacy `retention` as the retention time and replaces it on edit', () => {
+    const { last } = setup(settings({ jsonData: { retention: '7d' } }));
+    const input = screen.getByLabelText(/^Retention time/) as HTMLInputElement;
+    expect(input.value).toBe('7d');
+    fireEvent.change(input, { target: { value: '8d' } });
+    expect(last().jsonData).toEqual({ retentionTime: '8d' });
+  });
+
+  it('fills the scrape interval from global.scrape_interval on request', () => {
+    const { last } = setup(settings({ jsonData: { scrapeConfig: 'global:\n  scrape_interval: 30s\n', timeInterval: '' } }));
+    fireEvent.click(screen.getByRole('button', { name: 'Use 30s' }));
+    expect(last().jsonData.timeInterval).toBe('30s');
+    expect(screen.queryByTestId('arrowmon-interval-suggestion')).toBeNull();
+  });
+});
+
+describe('ConfigEditor target health', () => {
+  const NOW = Date.parse('2025-06-01T12:00:10Z');
+  beforeEach(() => {
+    vi.spyOn(Date, 'now').mockReturnValue(NOW);
+    return () => vi.restoreAllMocks();
+  });
+
+  const targets = {
+    status: 'success',
+    data: {
+      activeTargets: [
+        {
+          labels: { instance: 'localhost:9100', job: 'node', env: 'prod' },
+          scrapePool: 'node',
+          scrapeUrl: 'http://localhost:9100/metrics',
+          health: 'up',
+          lastError: '',
+          lastScrape: '2025-06-01T12:00:05Z',
+          lastScrapeDuration: 0.0123,
+        },
+        {
+          labels: { instance: 'db1:9104', job: 'mysql' },
+          scrapePool: 'mysql',
+          scrapeUrl: 'http://db1:9104/metrics',
+          health: 'down',
+          lastError: 'Get "http://db1:9104/metrics": dial tcp: connection refused',
+          lastScrape: '2025-06-01T12:00:07.250Z',
+          lastScrapeDuration: 1.5,
+        },
+        {
+          labels: { instance: 'db2:9104', job: 'mysql' },
+          scrapePool: 'mysql',
+          scrapeUrl: 'http://db2:9104/metrics',
+          health: 'unknown',
+          lastError: '',
+          lastScrape: '0001-01-01T00:00:00Z',
+          lastScrapeDuration: 0,
+        },
+      ],
+      droppedTargets: [],
+    },
+  };
+
+  it('lists each target with its health, labels, last scrape and error', async () => {
+    const backend = fakeBackend({ 'api/v1/targets': targets });
+    setup(settings());
+    const table = await screen.findByRole('table', { name: 'Scrape targets' });
+    expect(backend.get).toHaveBeenCalledWith(`${RESOURCES}api/v1/targets`, {}, undefined, { showErrorAlert: false });
+    expect(screen.getByTestId('arrowmon-targets-summary').textContent).toBe('1 of 3 targets up');
+    const rows = within(table)
+      .getAllByRole('row')
+      .slice(1)
+      .map((r) => within(r).getAllByRole('cell').map((c) => c.textContent));
+    expect(rows).toEqual([
+      ['node', 'http://localhost:9100/metrics', 'up', 'env="prod"', '5s ago', '12.3 ms', ''],
+      [
+        'mysql',
+        'http://db1:9104/metrics',
+        'down',
+        '',
+        '3s ago',
+        '1.50 s',
+        'Get "http://db1:9104/metrics": dial tcp: connection refused',
+      ],
+      ['mysql', 'http://db2:9104/metrics', 'unknown', '', 'never', '–', ''],
+    ]);
+  });
+
+  it('explains a 403 instead of failing', async () => {
+    fakeBackend({
+      'api/v1/targets': () => {
+        throw {
+          status: 403,
+          statusText: 'Forbidden',
+          data: { status: 'error', errorType: 'forbidden', error: 'this resource requires an Editor or Admin of the organization' },
+        };
+      },
+    });
+    setup(settings());
+    expect(await screen.findByText('Target health is visible to Editors and Admins')).toBeTruthy();
+    expect(screen.queryByRole('table')).toBeNull();
+  });
+
+  it('shows other errors and reloads on Refresh', async () => {
+    let fail = true;
+    const backend = fakeBackend({
+      'api/v1/targets': () => {
+        if (fail) {
+          throw { status: 500, data: { status: 'error', errorType: 'internal', error: 'store is closed' } };
+        }
+        return targets;
+      },
+    });
+    setup(settings());
+    expect(await screen.findByText('store is closed')).toBeTruthy();
+    fail = false;
+    fireEvent.click(screen.getByRole('button', { name: /Refresh/ }));
+    expect(await screen.findByRole('table', { name: 'Scrape targets' })).toBeTruthy();
+    expect(backend.get).toHaveBeenCalledTimes(2);
+  });
+
+  it('reloads when the datasource is saved (new version)', async () => {
+    const backend = fakeBackend({ 'api/v1/targets': NO_TARGETS });
+    const { rerender } = render(<ConfigEditor options={settings({ version: 1 })} onOptionsChange={() => {}} />);
+    await screen.findByText(/No targets/);
+    rerender(<ConfigEditor options={settings({ version: 2 })} onOptionsChange={() => {}} />);
+    await waitFor(() => expect(backend.get).toHaveBeenCalledTimes(2));
+  });
+
+  it('is not shown for a datasource without a uid', () => {
+    const backend = fakeBackend({});
+    setup(settings({ uid: '' }));
+    expect(screen.queryByText('Targets')).toBeNull();
+    expect(screen.queryByRole('button', { name: /Validate scrape config/ })).toBeNull();
+    expect(backend.get).not.toHaveBeenCalled();
   });
 });

@@ -1,9 +1,12 @@
-import React, { ChangeEvent, useState } from 'react';
+import React, { ChangeEvent, useMemo, useRef, useState } from 'react';
 import { DataSourcePluginOptionsEditorProps } from '@grafana/data';
-import { Alert, Button, Field, InlineField, InlineFieldRow, Input, SecretInput, TextArea } from '@grafana/ui';
+import { Alert, Button, Field, InlineField, InlineFieldRow, Input, SecretInput, TextArea, useTheme2 } from '@grafana/ui';
 
+import { resourceClientForUid } from './backendClient';
 import { parseDurationMs } from './duration';
+import { ResourceClient, validateScrapeConfig } from './resources';
 import { globalScrapeInterval, SECRET_NAME_PATTERN, secureReferences } from './scrapeConfig';
+import { TargetsTable } from './TargetsTable';
 import { Options, SecureOptions } from './types';
 
 type Props = DataSourcePluginOptionsEditorProps<Options, SecureOptions>;
@@ -21,6 +24,74 @@ scrape_configs:
     static_configs:
       - targets: ['db1:9104', 'db2:9104']`;
 
+/** Prometheus byte sizes (`--storage.tsdb.retention.size`): 512MB, 10GB, 1.5TB. */
+export const SIZE_PATTERN = /^\d+(\.\d+)?(B|KB|MB|GB|TB|PB|EB)$/;
+
+type Validation =
+  | { state: 'idle' }
+  | { state: 'checking' }
+  | { state: 'valid'; targets: number }
+  | { state: 'invalid'; error: string; line: number | null; column: number | null; text: string }
+  | { state: 'failed'; message: string; forbidden: boolean };
+
+/** `line N: message` (and the column when known), as shown under the scrape config. */
+export function formatValidationError(error: string, line: number | null, column: number | null): string {
+  if (!line) {
+    return error;
+  }
+  return column ? `line ${line}, column ${column}: ${error}` : `line ${line}: ${error}`;
+}
+
+/** Offsets of line `line` (1-based) in `text`, or undefined past the end. */
+function lineRange(text: string, line: number): [number, number] | undefined {
+  const lines = text.split('\n');
+  if (line < 1 || line > lines.length) {
+    return undefined;
+  }
+  let start = 0;
+  for (let i = 0; i < line - 1; i++) {
+    start += lines[i].length + 1;
+  }
+  return [start, start + lines[line - 1].length];
+}
+
+/** The lines around an error, the error line marked and a caret under its column. */
+function ErrorExcerpt({ text, line, column }: { text: string; line: number; column: number | null }) {
+  const theme = useTheme2();
+  const lines = text.split(/\r?\n/);
+  if (line > lines.length) {
+    return null;
+  }
+  const first = Math.max(1, line - 2);
+  const last = Math.min(lines.length, line + 1);
+  const width = String(last).length;
+  const rows: React.ReactNode[] = [];
+  for (let n = first; n <= last; n++) {
+    const isError = n === line;
+    rows.push(
+      <div
+        key={n}
+        data-testid={isError ? 'arrowmon-error-line' : undefined}
+        style={isError ? { background: theme.colors.error.transparent } : undefined}
+      >
+        {isError ? '>' : ' '} {String(n).padStart(width)} | {lines[n - 1]}
+      </div>
+    );
+    if (isError && column) {
+      rows.push(
+        <div key={`${n}-caret`} aria-hidden style={{ color: theme.colors.error.text }}>
+          {' '.repeat(width + 5 + column - 1)}^
+        </div>
+      );
+    }
+  }
+  return (
+    <pre data-testid="arrowmon-error-excerpt" style={{ margin: theme.spacing(1, 0), whiteSpace: 'pre' }}>
+      {rows}
+    </pre>
+  );
+}
+
 /** Same duration, or (when either is not a plain duration) the same text. */
 function sameInterval(a: string, b: string): boolean {
   const ma = parseDurationMs(a);
@@ -30,11 +101,52 @@ function sameInterval(a: string, b: string): boolean {
 
 export function ConfigEditor({ options, onOptionsChange }: Props) {
   const jsonData = options.jsonData ?? {};
+  const uid = options.uid;
+  const client: ResourceClient | undefined = useMemo(() => (uid ? resourceClientForUid(uid) : undefined), [uid]);
   const secureJsonData: SecureOptions = options.secureJsonData ?? {};
   const secureJsonFields = options.secureJsonFields ?? {};
 
   const setJsonData = (key: keyof Options, value: string) => {
     onOptionsChange({ ...options, jsonData: { ...jsonData, [key]: value } });
+  };
+
+  // Scrape config validation by the backend (on blur and with the button).
+  const scrapeConfigRef = useRef<HTMLTextAreaElement>(null);
+  const [validation, setValidation] = useState<Validation>({ state: 'idle' });
+  const validationSeq = useRef(0);
+  const validate = (text: string) => {
+    if (!client) {
+      return;
+    }
+    const seq = ++validationSeq.current;
+    setValidation({ state: 'checking' });
+    validateScrapeConfig(client, text)
+      .then((r) => {
+        if (seq !== validationSeq.current) {
+          return;
+        }
+        setValidation(
+          r.valid
+            ? { state: 'valid', targets: r.targets }
+            : { state: 'invalid', error: r.error, line: r.line ?? null, column: r.column ?? null, text }
+        );
+      })
+      .catch((err) => {
+        if (seq === validationSeq.current) {
+          setValidation({ state: 'failed', message: err.message, forbidden: err.status === 403 });
+        }
+      });
+  };
+  const showLine = (line: number) => {
+    const el = scrapeConfigRef.current;
+    const range = el ? lineRange(el.value, line) : undefined;
+    if (el && range) {
+      el.focus();
+      el.setSelectionRange(range[0], range[1]);
+      // Scroll so the line is visible (about one line-height per line).
+      const lineHeight = parseFloat(getComputedStyle(el).lineHeight) || 18;
+      el.scrollTop = Math.max(0, (line - 3) * lineHeight);
+    }
   };
 
   const setSecret = (name: string, value: string) => {
@@ -60,6 +172,11 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
   const yamlInterval = globalScrapeInterval(jsonData.scrapeConfig);
   const timeInterval = jsonData.timeInterval ?? '';
   const intervalInvalid = timeInterval.trim() !== '' && parseDurationMs(timeInterval) === undefined;
+  const durationInvalid = (v: string | undefined) => !!v?.trim() && parseDurationMs(v) === undefined;
+  const queryTimeoutInvalid = durationInvalid(jsonData.queryTimeout);
+  const retentionTime = jsonData.retentionTime ?? jsonData.retention ?? '';
+  const retentionTimeInvalid = durationInvalid(retentionTime);
+  const retentionSizeInvalid = !!jsonData.retentionSize?.trim() && !SIZE_PATTERN.test(jsonData.retentionSize.trim());
   const intervalMismatch =
     !!yamlInterval && timeInterval.trim() !== '' && !intervalInvalid && !sameInterval(timeInterval, yamlInterval);
 
@@ -105,15 +222,62 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
         }
       >
         <TextArea
+          ref={scrapeConfigRef}
           id="arrowmon-scrape-config"
           rows={16}
           spellCheck={false}
           style={{ fontFamily: 'monospace' }}
+          invalid={validation.state === 'invalid'}
           value={jsonData.scrapeConfig ?? ''}
           placeholder={SCRAPE_CONFIG_PLACEHOLDER}
-          onChange={(e: ChangeEvent<HTMLTextAreaElement>) => setJsonData('scrapeConfig', e.currentTarget.value)}
+          onChange={(e: ChangeEvent<HTMLTextAreaElement>) => {
+            if (validation.state === 'valid') {
+              setValidation({ state: 'idle' });
+            }
+            setJsonData('scrapeConfig', e.currentTarget.value);
+          }}
+          onBlur={(e: React.FocusEvent<HTMLTextAreaElement>) => validate(e.currentTarget.value)}
         />
       </Field>
+      {client && (
+        <div style={{ marginBottom: 16 }}>
+          <Button
+            variant="secondary"
+            icon={validation.state === 'checking' ? 'spinner' : 'check'}
+            disabled={validation.state === 'checking'}
+            onClick={() => validate(scrapeConfigRef.current?.value ?? jsonData.scrapeConfig ?? '')}
+          >
+            Validate scrape config
+          </Button>{' '}
+          {validation.state === 'valid' && (
+            <span data-testid="arrowmon-validation-ok">
+              Scrape config is valid: {validation.targets} target{validation.targets === 1 ? '' : 's'}.
+            </span>
+          )}
+        </div>
+      )}
+      {validation.state === 'invalid' && (
+        <Alert severity="error" title="Scrape config is invalid">
+          <div data-testid="arrowmon-validation-error">
+            {formatValidationError(validation.error, validation.line, validation.column)}
+          </div>
+          {validation.line !== null && validation.line > 0 && (
+            <>
+              <ErrorExcerpt text={validation.text} line={validation.line} column={validation.column} />
+              <Button size="sm" variant="secondary" fill="outline" onClick={() => showLine(validation.line!)}>
+                Show line {validation.line}
+              </Button>
+            </>
+          )}
+        </Alert>
+      )}
+      {validation.state === 'failed' && (
+        <Alert severity={validation.forbidden ? 'info' : 'warning'} title="Scrape config not validated">
+          {validation.forbidden
+            ? 'Only Editors and Admins of this organization can validate the scrape config.'
+            : validation.message}
+        </Alert>
+      )}
 
       <InlineFieldRow>
         <InlineField
@@ -132,7 +296,14 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
             onChange={(e: ChangeEvent<HTMLInputElement>) => setJsonData('timeInterval', e.currentTarget.value)}
           />
         </InlineField>
-        <InlineField label="Query timeout" htmlFor="arrowmon-query-timeout" labelWidth={16}>
+        <InlineField
+          label="Query timeout"
+          htmlFor="arrowmon-query-timeout"
+          labelWidth={16}
+          tooltip="Longest time a query may run before it fails with a timeout."
+          invalid={queryTimeoutInvalid}
+          error={queryTimeoutInvalid ? 'Use a duration such as 30s or 2m.' : undefined}
+        >
           <Input
             id="arrowmon-query-timeout"
             width={12}
@@ -141,19 +312,50 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
             onChange={(e: ChangeEvent<HTMLInputElement>) => setJsonData('queryTimeout', e.currentTarget.value)}
           />
         </InlineField>
-        <InlineField label="Retention" htmlFor="arrowmon-retention" labelWidth={12}>
+      </InlineFieldRow>
+      <InlineFieldRow>
+        <InlineField
+          label="Retention time"
+          htmlFor="arrowmon-retention-time"
+          labelWidth={20}
+          tooltip="How long samples are kept, e.g. 15d (as Prometheus's --storage.tsdb.retention.time)."
+          invalid={retentionTimeInvalid}
+          error={retentionTimeInvalid ? 'Use a duration such as 15d, 4w or 1y.' : undefined}
+        >
           <Input
-            id="arrowmon-retention"
-            width={12}
-            value={jsonData.retention ?? ''}
+            id="arrowmon-retention-time"
+            width={16}
+            value={retentionTime}
             placeholder="15d"
-            onChange={(e: ChangeEvent<HTMLInputElement>) => setJsonData('retention', e.currentTarget.value)}
+            onChange={(e: ChangeEvent<HTMLInputElement>) => {
+              const { retention: _legacy, ...rest } = jsonData;
+              onOptionsChange({ ...options, jsonData: { ...rest, retentionTime: e.currentTarget.value } });
+            }}
+          />
+        </InlineField>
+        <InlineField
+          label="Retention size"
+          htmlFor="arrowmon-retention-size"
+          labelWidth={16}
+          tooltip="Most bytes of sealed blocks kept on disk, e.g. 10GB (as Prometheus's --storage.tsdb.retention.size). Empty: no limit."
+          invalid={retentionSizeInvalid}
+          error={retentionSizeInvalid ? 'Use a size such as 512MB, 10GB or 1TB.' : undefined}
+        >
+          <Input
+            id="arrowmon-retention-size"
+            width={12}
+            value={jsonData.retentionSize ?? ''}
+            placeholder="no limit"
+            onChange={(e: ChangeEvent<HTMLInputElement>) => setJsonData('retentionSize', e.currentTarget.value)}
           />
         </InlineField>
       </InlineFieldRow>
       {yamlInterval && timeInterval.trim() === '' && (
         <p data-testid="arrowmon-interval-suggestion">
-          Scrape interval from the scrape config: <code>{yamlInterval}</code> (<code>global.scrape_interval</code>).
+          Scrape interval from the scrape config: <code>{yamlInterval}</code> (<code>global.scrape_interval</code>).{' '}
+          <Button size="sm" variant="secondary" fill="outline" onClick={() => setJsonData('timeInterval', yamlInterval)}>
+            Use {yamlInterval}
+          </Button>
         </p>
       )}
       {intervalMismatch && (
@@ -231,6 +433,13 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
           Add secret
         </Button>
       </InlineFieldRow>
+
+      {client && (
+        <>
+          <h3>Targets</h3>
+          <TargetsTable client={client} reloadKey={options.version} />
+        </>
+      )}
     </div>
   );
 }

@@ -1,6 +1,6 @@
-import { DataSourceInstanceSettings, ScopedVars, TypedVariableModel } from '@grafana/data';
+import { DataSourceInstanceSettings, dateTime, ScopedVars, TimeRange, TypedVariableModel } from '@grafana/data';
 import { setTemplateSrv, TemplateSrv } from '@grafana/runtime';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { DataSource } from './datasource';
 import { Options, Query } from './types';
@@ -133,5 +133,187 @@ describe('DataSource', () => {
       instant: false,
       format: 'time_series',
     });
+    expect(ds.getDefaultQuery('explore' as never)).toMatchObject({ range: true, instant: true });
+    expect(ds.getDefaultQuery('unified-alerting' as never)).toMatchObject({ range: false, instant: true });
+  });
+});
+
+describe('DataSource.metricFindQuery', () => {
+  // 2023-11-14T22:13:20Z .. +1h (the end has a fraction of a second: rounded up).
+  const range: TimeRange = {
+    from: dateTime(1_700_000_000_000),
+    to: dateTime(1_700_003_599_400),
+    raw: { from: 'now-1h', to: 'now' },
+  };
+  const START = '1700000000';
+  const END = '1700003600';
+  let ds: DataSource;
+  let getResource: ReturnType<typeof vi.fn>;
+
+  function respond(routes: Record<string, unknown>) {
+    getResource = vi.fn(async (path: string) => {
+      if (!(path in routes)) {
+        throw { status: 404, data: { status: 'error', errorType: 'not_found', error: `unknown API path /${path}` } };
+      }
+      const body = routes[path];
+      if (body instanceof Error) {
+        throw body;
+      }
+      return body;
+    });
+    (ds as unknown as { getResource: unknown }).getResource = getResource;
+  }
+
+  beforeEach(() => {
+    setTemplateSrv(
+      new FakeTemplateSrv({
+        job: { value: 'node' },
+        instance: { value: ['db1:9104', 'db2:9104'], multi: true },
+        metric: { value: 'node_load1' },
+      })
+    );
+    ds = new DataSource(instanceSettings);
+  });
+
+  it('label_names() asks api/v1/labels over the dashboard range', async () => {
+    respond({ 'api/v1/labels': { status: 'success', data: ['__name__', 'instance', 'job'] } });
+    const values = await ds.metricFindQuery('label_names()', { range });
+    expect(getResource).toHaveBeenCalledTimes(1);
+    expect(getResource).toHaveBeenCalledWith('api/v1/labels', { start: START, end: END }, { showErrorAlert: false });
+    expect(values).toEqual([
+      { text: '__name__', value: '__name__' },
+      { text: 'instance', value: 'instance' },
+      { text: 'job', value: 'job' },
+    ]);
+  });
+
+  it('label_values(label) asks api/v1/label/<label>/values without match[]', async () => {
+    respond({ 'api/v1/label/job/values': { status: 'success', data: ['mysql', 'node'] } });
+    const values = await ds.metricFindQuery('label_values(job)', { range });
+    expect(getResource).toHaveBeenCalledWith(
+      'api/v1/label/job/values',
+      { start: START, end: END },
+      { showErrorAlert: false }
+    );
+    expect(values).toEqual([{ text: 'mysql' }, { text: 'node' }]);
+  });
+
+  it('label_values(selector, label) interpolates variables and sends the selector as match[]', async () => {
+    respond({ 'api/v1/label/instance/values': { status: 'success', data: ['localhost:9100'] } });
+    await ds.metricFindQuery('label_values(up{job="$job", path="/a,b"}, instance)', { range });
+    expect(getResource).toHaveBeenCalledWith(
+      'api/v1/label/instance/values',
+      { 'match[]': 'up{job="node", path="/a,b"}', start: START, end: END },
+      { showErrorAlert: false }
+    );
+  });
+
+  it('formats multi-value variables as a regex alternation', async () => {
+    respond({ 'api/v1/label/version/values': { status: 'success', data: [] } });
+    await ds.metricFindQuery('label_values(mysql_version_info{instance=~"$instance"}, version)', { range });
+    expect(getResource.mock.calls[0][1]['match[]']).toBe('mysql_version_info{instance=~"(db1:9104|db2:9104)"}');
+  });
+
+  it('metrics(regex) filters metric names with an unanchored regex', async () => {
+    respond({
+      'api/v1/label/__name__/values': {
+        status: 'success',
+        data: ['mysql_up', 'node_cpu_seconds_total', 'node_load1', 'up'],
+      },
+    });
+    const values = await ds.metricFindQuery('metrics(node_)', { range });
+    expect(getResource).toHaveBeenCalledWith(
+      'api/v1/label/__name__/values',
+      { start: START, end: END },
+      { showErrorAlert: false }
+    );
+    expect(values).toEqual([
+      { text: 'node_cpu_seconds_total', expandable: true },
+      { text: 'node_load1', expandable: true },
+    ]);
+  });
+
+  it('query_result(query) runs an instant query at the end of the range and formats each sample', async () => {
+    respond({
+      'api/v1/query': {
+        status: 'success',
+        data: {
+          resultType: 'vector',
+          result: [
+            { metric: { __name__: 'up', instance: 'localhost:9100', job: 'node' }, value: [1700003600, '1'] },
+            { metric: { job: 'mysql' }, value: [1700003600.5, '0.25'] },
+          ],
+        },
+      },
+    });
+    const values = await ds.metricFindQuery('query_result(max_over_time($metric[$__range]) > $__interval_ms)', {
+      range,
+    });
+    expect(getResource).toHaveBeenCalledWith(
+      'api/v1/query',
+      { query: 'max_over_time(node_load1[3599s]) > 15000', time: END },
+      { showErrorAlert: false }
+    );
+    expect(values).toEqual([
+      { text: 'up{instance="localhost:9100",job="node"} 1 1700003600000', expandable: true },
+      { text: '{job="mysql"} 0.25 1700003600500', expandable: true },
+    ]);
+  });
+
+  it('query_result of a scalar gives its value; $__interval and $__rate_interval come from timeInterval', async () => {
+    respond({ 'api/v1/query': { status: 'success', data: { resultType: 'scalar', result: [1700003600, '42'] } } });
+    const values = await ds.metricFindQuery('query_result(scalar(sum(rate(x[$__rate_interval]))) + $__interval)', {
+      range,
+    });
+    expect(getResource.mock.calls[0][1].query).toBe('scalar(sum(rate(x[1m]))) + 15s');
+    expect(values).toEqual([{ text: '42', expandable: false }]);
+  });
+
+  it('query_result of a range vector is an error, as in the Prometheus datasource', async () => {
+    respond({ 'api/v1/query': { status: 'success', data: { resultType: 'matrix', result: [] } } });
+    await expect(ds.metricFindQuery('query_result(up[5m])', { range })).rejects.toThrow(
+      'Unknown/Unhandled result type: [matrix]'
+    );
+  });
+
+  it('any other query lists the matching series', async () => {
+    respond({
+      'api/v1/series': {
+        status: 'success',
+        data: [{ __name__: 'up', instance: 'db1:9104', job: 'mysql' }, { job: 'x' }],
+      },
+    });
+    const values = await ds.metricFindQuery('up{job="mysql"}', { range });
+    expect(getResource).toHaveBeenCalledWith(
+      'api/v1/series',
+      { 'match[]': 'up{job="mysql"}', start: START, end: END },
+      { showErrorAlert: false }
+    );
+    expect(values).toEqual([
+      { text: 'up{instance="db1:9104",job="mysql"}', expandable: true },
+      { text: '{job="x"}', expandable: true },
+    ]);
+  });
+
+  it('passes the backend error message on', async () => {
+    respond({});
+    getResource.mockRejectedValueOnce({
+      status: 400,
+      statusText: 'Bad Request',
+      data: { status: 'error', errorType: 'bad_data', error: 'parse error: unexpected end of input' },
+    });
+    await expect(ds.metricFindQuery('query_result(sum(up) by)', { range })).rejects.toThrow(
+      'parse error: unexpected end of input'
+    );
+    getResource.mockResolvedValueOnce({ status: 'error', errorType: 'execution', error: 'many-to-many matching' });
+    await expect(ds.metricFindQuery('query_result(a * b)', { range })).rejects.toThrow('many-to-many matching');
+  });
+
+  it('rejects an invalid variable query without asking the backend, and ignores an empty one', async () => {
+    respond({});
+    await expect(ds.metricFindQuery('label_values(up, )', { range })).rejects.toThrow(/not a label name/);
+    expect(await ds.metricFindQuery('', { range })).toEqual([]);
+    expect(await ds.metricFindQuery('   ', { range })).toEqual([]);
+    expect(getResource).not.toHaveBeenCalled();
   });
 });

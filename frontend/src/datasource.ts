@@ -1,6 +1,17 @@
-import { CoreApp, DataSourceInstanceSettings, ScopedVars } from '@grafana/data';
+import {
+  CoreApp,
+  DataSourceInstanceSettings,
+  getDefaultTimeRange,
+  LegacyMetricFindQueryOptions,
+  MetricFindValue,
+  rangeUtil,
+  ScopedVars,
+  TimeRange,
+} from '@grafana/data';
 import { DataSourceWithBackend, getTemplateSrv } from '@grafana/runtime';
 
+import { LanguageProvider } from './languageProvider';
+import { metricFind, rangeSeconds } from './metricFind';
 import { DEFAULT_QUERY, Options, Query } from './types';
 
 /**
@@ -49,12 +60,68 @@ export function formatPromqlValue(value: string | string[], variable: VariableLi
   return values.length === 1 ? values[0] : `(${values.join('|')})`;
 }
 
+/** Scrape interval used for `$__interval` in variable queries (the Prometheus datasource's default). */
+const DEFAULT_INTERVAL = '15s';
+
 export class DataSource extends DataSourceWithBackend<Query, Options> {
+  /** `jsonData.timeInterval`, or 15s. */
+  readonly interval: string;
+  /** Metric names, labels and metadata for the query editor (cached). */
+  readonly languageProvider: LanguageProvider;
+
   constructor(instanceSettings: DataSourceInstanceSettings<Options>) {
     super(instanceSettings);
+    this.interval = instanceSettings.jsonData?.timeInterval?.trim() || DEFAULT_INTERVAL;
+    this.languageProvider = new LanguageProvider(this);
   }
 
-  getDefaultQuery(_app: CoreApp): Partial<Query> {
+  /**
+   * Variable queries (label_names(), label_values(), metrics(), query_result(), or
+   * a series selector), over the dashboard time range. Template variables and
+   * `$__interval`, `$__rate_interval` and `$__range` are interpolated first, as
+   * the Prometheus datasource does (it has no `$__rate_interval` here; arrowmon
+   * gives it 4 × the scrape interval, what Grafana computes when the step is the
+   * scrape interval).
+   */
+  async metricFindQuery(query: string, options?: LegacyMetricFindQueryOptions): Promise<MetricFindValue[]> {
+    if (!query) {
+      return [];
+    }
+    const range = options?.range ?? getDefaultTimeRange();
+    const scopedVars: ScopedVars = {
+      ...options?.scopedVars,
+      ...this.getIntervalVars(),
+      ...rangeScopedVars(range),
+    };
+    const interpolated = getTemplateSrv().replace(query, scopedVars, formatPromqlValue);
+    return metricFind(this, interpolated, rangeSeconds(range));
+  }
+
+  private getIntervalVars(): ScopedVars {
+    let ms: number;
+    try {
+      ms = rangeUtil.intervalToMs(this.interval);
+    } catch {
+      ms = rangeUtil.intervalToMs(DEFAULT_INTERVAL);
+    }
+    const rateMs = 4 * ms;
+    const rate = rangeUtil.secondsToHms(rateMs / 1000);
+    return {
+      __interval: { text: this.interval, value: this.interval },
+      __interval_ms: { text: String(ms), value: ms },
+      __rate_interval: { text: rate, value: rate },
+      __rate_interval_ms: { text: String(rateMs), value: rateMs },
+    };
+  }
+
+  /** As the Prometheus datasource: Explore runs range and instant, alerting instant only. */
+  getDefaultQuery(app: CoreApp): Partial<Query> {
+    if (app === CoreApp.UnifiedAlerting) {
+      return { ...DEFAULT_QUERY, instant: true, range: false };
+    }
+    if (app === CoreApp.Explore) {
+      return { ...DEFAULT_QUERY, instant: true, range: true };
+    }
     return DEFAULT_QUERY;
   }
 
@@ -78,4 +145,15 @@ export class DataSource extends DataSourceWithBackend<Query, Options> {
     }
     return interpolated;
   }
+}
+
+/** `$__range`, `$__range_s`, `$__range_ms` as the Prometheus datasource sets them for variable queries. */
+export function rangeScopedVars(range: TimeRange): ScopedVars {
+  const ms = range.to.valueOf() - range.from.valueOf();
+  const s = Math.round(ms / 1000);
+  return {
+    __range_ms: { text: String(ms), value: ms },
+    __range_s: { text: String(s), value: s },
+    __range: { text: `${s}s`, value: `${s}s` },
+  };
 }

@@ -39,7 +39,11 @@ export interface Options extends DataSourceJsonData {
   timeInterval?: string;
   /** Maximum time a query may run, e.g. `60s`. */
   queryTimeout?: string;
-  /** How long samples are kept, e.g. `15d`. */
+  /** How long samples are kept, e.g. `15d` (Prometheus `--storage.tsdb.retention.time`). */
+  retentionTime?: string;
+  /** Most bytes kept on disk, e.g. `10GB` (Prometheus `--storage.tsdb.retention.size`). */
+  retentionSize?: string;
+  /** Written by the first frontend; read as `retentionTime` when that is unset. */
   retention?: string;
 }
 

@@ -26,3 +26,13 @@ if (!('ResizeObserver' in window)) {
     disconnect() {}
   };
 }
+if (!('IntersectionObserver' in window)) {
+  (window as unknown as { IntersectionObserver: unknown }).IntersectionObserver = class {
+    observe() {}
+    unobserve() {}
+    disconnect() {}
+    takeRecords() {
+      return [];
+    }
+  };
+}
