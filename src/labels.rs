@@ -54,6 +54,11 @@ impl Labels {
         Labels(Vec::new())
     }
 
+    /// The empty set, usable in statics.
+    pub const fn empty_const() -> Labels {
+        Labels(Vec::new())
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .binary_search_by(|l| (*l.name).cmp(name))

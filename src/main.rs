@@ -12,7 +12,7 @@ use arrowmon::config::paths::PluginFolders;
 use arrowmon::config::{ScrapeConfig, SecretSource};
 use arrowmon::grafana;
 use arrowmon::promql::{Engine, EngineOptions};
-use arrowmon::tenant::Tenant;
+use arrowmon::tenant::{SecretMode, Tenant};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +41,13 @@ enum Command {
     },
     /// Validate a scrape config and print the targets it would scrape.
     CheckConfig { file: PathBuf },
+    /// Run Prometheus PromQL test scripts (`*.test`) and compare the failures with a
+    /// known-differences file (default: the one shipped in the source tree).
+    PromqlTest {
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        known_differences: Option<PathBuf>,
+    },
 }
 
 const NOT_STARTED_BY_GRAFANA: &str = "\
@@ -68,6 +75,10 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::PromqlTest {
+            files,
+            known_differences,
+        }) => promql_test(&files, known_differences),
         Some(Command::Serve {
             config,
             data_dir,
@@ -120,7 +131,7 @@ fn check_config(path: &PathBuf) -> ExitCode {
 
 async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> Result<(), String> {
     let cfg = load_config(&config)?;
-    let tenant = Arc::new(Tenant::open(&data_dir)?);
+    let tenant = Arc::new(Tenant::open(&data_dir, SecretMode::File)?);
     tenant.apply_config(Ok(cfg)).await;
     let engine = Arc::new(Engine::new(EngineOptions::default()));
     let listener = tokio::net::TcpListener::bind(listen)
@@ -133,4 +144,33 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> Result
     tenant.shutdown().await;
     tracing::info!("arrowmon stopped");
     Ok(())
+}
+
+/// The known-differences list is part of the source tree and compiled in, so the
+/// binary checks against the list of its own version.
+const KNOWN_DIFFERENCES: &str = include_str!("promql/known_differences.txt");
+
+fn promql_test(files: &[PathBuf], known: Option<PathBuf>) -> ExitCode {
+    use arrowmon::promql::testscript::{run_files, KnownDifferences};
+    let known = match known {
+        Some(p) => KnownDifferences::load(&p),
+        None => KnownDifferences::parse(KNOWN_DIFFERENCES),
+    };
+    let known = match known {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("known differences: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let summary = run_files(files, &known, &mut out);
+    if summary.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for p in &summary.problems {
+            eprintln!("{p}");
+        }
+        ExitCode::from(1)
+    }
 }

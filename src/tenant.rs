@@ -17,7 +17,19 @@ use crate::store::Store;
 pub struct Tenant {
     pub store: Arc<Store>,
     dir: PathBuf,
+    secrets: SecretMode,
     state: Mutex<TenantState>,
+    /// When a request or provisioning last named this tenant (ms since epoch).
+    last_seen_ms: std::sync::atomic::AtomicI64,
+}
+
+/// Where the tenant's scrape config takes secrets from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretMode {
+    /// A Grafana datasource: `${secure.NAME}` references, no literals.
+    Grafana,
+    /// Standalone mode's own config file.
+    File,
 }
 
 struct TenantState {
@@ -35,11 +47,13 @@ pub struct TenantHealth {
 }
 
 impl Tenant {
-    pub fn open(dir: &Path) -> Result<Tenant, String> {
+    pub fn open(dir: &Path, secrets: SecretMode) -> Result<Tenant, String> {
         let store = Store::open(&dir.join("data")).map_err(|e| e.to_string())?;
         Ok(Tenant {
             store: Arc::new(store),
             dir: dir.to_path_buf(),
+            secrets,
+            last_seen_ms: std::sync::atomic::AtomicI64::new(crate::scrape::now_ms()),
             state: Mutex::new(TenantState {
                 settings: None,
                 config: Ok(ScrapeConfig::default()),
@@ -81,6 +95,33 @@ impl Tenant {
         self.apply_config(config).await;
         self.state.lock().await.settings = Some(new);
         true
+    }
+
+    pub fn secret_source(&self) -> SecretMode {
+        self.secrets
+    }
+
+    pub fn touch(&self) {
+        self.last_seen_ms.store(
+            crate::scrape::now_ms(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    pub fn last_seen_ms(&self) -> i64 {
+        self.last_seen_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops scraping but keeps the data (an idle tenant).
+    pub async fn stop_scraping(&self) {
+        let scrape = self.state.lock().await.scrape.take();
+        if let Some(s) = scrape {
+            s.stop().await;
+        }
+    }
+
+    pub async fn is_scraping(&self) -> bool {
+        self.state.lock().await.scrape.is_some()
     }
 
     pub async fn settings(&self) -> Option<DatasourceSettings> {
@@ -140,14 +181,55 @@ impl Tenants {
             match map.get(&key) {
                 Some(t) => t.clone(),
                 None => {
-                    let t = Arc::new(Tenant::open(&key.dir(&self.root))?);
+                    let t = Arc::new(Tenant::open(&key.dir(&self.root), SecretMode::Grafana)?);
                     map.insert(key.clone(), t.clone());
                     t
                 }
             }
         };
-        tenant.apply_settings(settings).await;
+        tenant.touch();
+        // An idle tenant that is named again resumes scraping.
+        if !tenant.apply_settings(settings.clone()).await && !tenant.is_scraping().await {
+            if let Ok(cfg) = settings.scrape_config() {
+                tracing::info!(tenant = %key, "tenant active again, scraping resumes");
+                tenant.apply_config(Ok(cfg)).await;
+            }
+        }
         Ok(tenant)
+    }
+
+    /// Stops a tenant's scraping and deletes its data folder (an Admin's request:
+    /// Grafana never tells a plugin that a datasource was deleted).
+    pub async fn delete(&self, key: &TenantKey) -> Result<(), String> {
+        let tenant = self.map.lock().await.remove(key);
+        if let Some(t) = tenant {
+            t.shutdown().await;
+        }
+        let dir = key.dir(&self.root);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("deleting {}: {e}", dir.display())),
+        }
+        tracing::info!(tenant = %key, "tenant deleted with its data");
+        Ok(())
+    }
+
+    /// Stops scraping for tenants not named by any request or provisioning file for
+    /// `idle_ms`; their data stays.
+    pub async fn stop_idle(&self, idle_ms: i64) {
+        let now = crate::scrape::now_ms();
+        for (key, t) in self.all().await {
+            let idle_for = now - t.last_seen_ms();
+            if idle_for > idle_ms && t.is_scraping().await {
+                tracing::warn!(
+                    tenant = %key,
+                    idle_days = idle_for / 86_400_000,
+                    "datasource not seen in any request or provisioning file for longer than tenant_idle_days; scraping stopped, data kept"
+                );
+                t.stop_scraping().await;
+            }
+        }
     }
 
     /// At plugin start: resumes every persisted tenant and every provisioned
@@ -173,6 +255,21 @@ impl Tenants {
             match self.get(s).await {
                 Ok(_) => tracing::info!(tenant = %who, "tenant started"),
                 Err(e) => tracing::warn!(tenant = %who, error = %e, "tenant not started"),
+            }
+        }
+    }
+
+    /// Marks the tenants named in provisioning files as seen.
+    pub async fn touch_provisioned(
+        &self,
+        provisioning_dir: &Path,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) {
+        let (provisioned, _) = settings::load_provisioned(provisioning_dir, env);
+        let map = self.map.lock().await;
+        for s in provisioned {
+            if let Some(t) = s.key().ok().and_then(|k| map.get(&k)) {
+                t.touch();
             }
         }
     }

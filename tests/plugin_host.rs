@@ -310,7 +310,7 @@ async fn settings_persist_and_scraping_resumes_after_restart() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     // An older request (same settings) does not replace the persisted ones.
     let (code, v) = plugin
-        .call_resource(ds.context(Some("Viewer")), "GET", "api/v1/targets", b"")
+        .call_resource(ds.context(Some("Editor")), "GET", "api/v1/targets", b"")
         .await;
     assert_eq!(code, 200);
     let t = &v["data"]["activeTargets"][0];
@@ -395,4 +395,179 @@ async fn folders_follow_grafana_ini_then_grafana_paths() {
         .path()
         .join("grafana-data/arrowmon/org-1/frompaths/settings.json")
         .exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resources_follow_grafana_roles_and_an_admin_can_delete_a_tenant() {
+    let addr = serve_metrics("# HELP roles_metric A metric for the roles test.\n# TYPE roles_metric gauge\nroles_metric 5\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = PluginProcess::start(&env_for(dir.path())).await;
+    let mut ds = Datasource::new(
+        1,
+        "roles",
+        json!({
+            "timeInterval": "1s",
+            "scrapeConfig": format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: r\n    basic_auth: {{username: u, password: '${{secure.pw}}'}}\n    static_configs: [{{targets: ['{addr}']}}]\n"),
+        }),
+    );
+    ds.secure.insert("pw".into(), "s3cr3t-value".into());
+    eventually(Duration::from_secs(15), "target up", || async {
+        let h = plugin.check_health(ds.context(Some("Viewer"))).await;
+        h.message.starts_with("1 of 1 targets up").then_some(())
+    })
+    .await;
+
+    // Target URLs and config validation are for Editors and Admins.
+    let (code, v) = plugin
+        .call_resource(ds.context(Some("Viewer")), "GET", "api/v1/targets", b"")
+        .await;
+    assert_eq!(code, 403, "{v}");
+    let (code, v) = plugin
+        .call_resource(ds.context(Some("Editor")), "GET", "api/v1/targets", b"")
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(v["data"]["activeTargets"][0]["health"], "up");
+    let (code, _) = plugin
+        .call_resource(ds.context(None), "GET", "api/v1/targets", b"")
+        .await;
+    assert_eq!(
+        code, 403,
+        "backend callers without a user may only read series"
+    );
+
+    // Series reads follow the query permission: a Viewer and a backend caller may.
+    for role in [Some("Viewer"), None] {
+        let (code, v) = plugin
+            .call_resource(ds.context(role), "GET", "api/v1/label/__name__/values", b"")
+            .await;
+        assert_eq!(code, 200);
+        assert!(v["data"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("roles_metric")));
+    }
+    let (code, v) = plugin
+        .call_resource(
+            ds.context(Some("Viewer")),
+            "GET",
+            "api/v1/metadata?metric=roles_metric",
+            b"",
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(v["data"]["roles_metric"][0]["type"], "gauge");
+    assert_eq!(
+        v["data"]["roles_metric"][0]["help"],
+        "A metric for the roles test."
+    );
+
+    // validate answers with the error's line.
+    let body =
+        json!({"scrapeConfig": "scrape_configs:\n  - job_name: x\n    scrape_intervall: 1s\n"})
+            .to_string();
+    let mut c = pb_validate(&plugin, ds.context(Some("Viewer")), &body).await;
+    assert_eq!(c.0, 403);
+    c = pb_validate(&plugin, ds.context(Some("Editor")), &body).await;
+    assert_eq!(c.0, 200);
+    assert_eq!(c.1["valid"], false);
+    assert_eq!(c.1["line"], 3);
+    let good = json!({"scrapeConfig": "scrape_configs:\n  - job_name: x\n    basic_auth: {username: u, password: '${secure.pw}'}\n    static_configs: [{targets: ['a:1', 'b:2']}]\n"}).to_string();
+    let c = pb_validate(&plugin, ds.context(Some("Admin")), &good).await;
+    assert_eq!(c.1, json!({"valid": true, "targets": 2}));
+
+    // Deleting a tenant: Admin only; scraping stops and the data goes.
+    let tenant_dir = dir.path().join("grafana-data/arrowmon/org-1/roles");
+    assert!(tenant_dir.exists());
+    let (code, _) = plugin
+        .call_resource(ds.context(Some("Editor")), "DELETE", "tenant", b"")
+        .await;
+    assert_eq!(code, 403);
+    let (code, v) = plugin
+        .call_resource(ds.context(Some("Admin")), "DELETE", "tenant", b"")
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert!(!tenant_dir.exists(), "tenant data must be deleted");
+
+    // The secret never appears in a log line.
+    let lines = plugin.stderr_lines().join("\n");
+    assert!(!lines.contains("s3cr3t-value"));
+    let (status, _) = plugin.shutdown().await;
+    assert!(status.is_some_and(|s| s.success()));
+}
+
+async fn pb_validate(
+    plugin: &PluginProcess,
+    ctx: arrowmon::proto::pluginv2::PluginContext,
+    body: &str,
+) -> (i32, Value) {
+    plugin
+        .call_resource(ctx, "POST", "validate", body.as_bytes())
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_panels_query_concurrently_with_bounded_latency() {
+    let addr = serve_metrics(
+        "# TYPE req_total counter\nreq_total{code=\"200\"} 100\nreq_total{code=\"500\"} 3\n# TYPE lat histogram\nlat_bucket{le=\"0.1\"} 5\nlat_bucket{le=\"1\"} 9\nlat_bucket{le=\"+Inf\"} 10\nlat_sum 3.2\nlat_count 10\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = std::sync::Arc::new(PluginProcess::start(&env_for(dir.path())).await);
+    let ds = std::sync::Arc::new(Datasource::new(1, "panels", json_data_scraping(&[&addr])));
+    eventually(Duration::from_secs(15), "target up", || async {
+        let h = plugin.check_health(ds.context(Some("Viewer"))).await;
+        h.message.starts_with("1 of 1 targets up").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let exprs = [
+        "sum by (code) (rate(req_total[$__rate_interval]))",
+        "histogram_quantile(0.9, sum by (le) (rate(lat_bucket[$__rate_interval])))",
+        "up",
+        "count(up)",
+        "topk(1, req_total)",
+        "scrape_duration_seconds",
+    ];
+    let mut worst = Duration::ZERO;
+    // A bounded refresh loop: every round, all panels at once.
+    for _round in 0..5 {
+        let mut handles = Vec::new();
+        for (i, e) in exprs.iter().enumerate() {
+            for copy in 0..4 {
+                let plugin = plugin.clone();
+                let ds = ds.clone();
+                let e = e.to_string();
+                handles.push(tokio::spawn(async move {
+                    let to = now_ms();
+                    let started = std::time::Instant::now();
+                    let r = plugin
+                        .query_data(
+                            ds.context(Some("Viewer")),
+                            vec![data_query(
+                                &format!("P{i}_{copy}"),
+                                json!({"expr": e, "range": true}),
+                                to - 300_000,
+                                to,
+                                1000,
+                            )],
+                        )
+                        .await;
+                    (started.elapsed(), r)
+                }));
+            }
+        }
+        for h in handles {
+            let (took, r) = h.await.unwrap();
+            worst = worst.max(took);
+            for (ref_id, resp) in &r.responses {
+                assert!(resp.error.is_empty(), "{ref_id}: {}", resp.error);
+                assert!(!resp.frames.is_empty());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        worst < Duration::from_secs(5),
+        "slowest panel took {worst:?}"
+    );
 }

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-use super::{handle, ApiRequest};
+use super::{handle, Access, ApiRequest};
 use crate::promql::Engine;
 use crate::tenant::Tenant;
 
@@ -59,6 +59,8 @@ async fn dispatch(
     let resp = handle(
         &st.tenant,
         &st.engine,
+        // Standalone mode is the user's own server: every resource is open to it.
+        Access::Admin,
         ApiRequest {
             method: method.as_str(),
             path,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
+use crate::config::{ScrapeConfig, SecretSource};
 use crate::labels::{Labels, MatchKind, Matcher};
 use crate::promql::{self, Engine, QueryError};
 use crate::scrape::{now_ms, Health};
@@ -37,6 +38,10 @@ impl ApiResponse {
             content_type: "application/json",
             body: v.to_string().into_bytes(),
         }
+    }
+
+    pub fn json_value(status: u16, v: Value) -> ApiResponse {
+        ApiResponse::json(status, v)
     }
 
     fn success(data: Value) -> ApiResponse {
@@ -113,10 +118,50 @@ impl Params {
     }
 }
 
+/// What a caller may do. Reading series follows the datasource's query
+/// permission; what reveals or changes configuration needs an Editor or Admin of
+/// the org (Grafana roles), deleting a tenant an Admin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    Read,
+    Edit,
+    Admin,
+}
+
+impl Access {
+    /// From the Grafana role of the request's user; requests without a user
+    /// (alerting and other backend callers) may read.
+    pub fn from_grafana_role(role: Option<&str>) -> Access {
+        match role {
+            Some("Admin") => Access::Admin,
+            Some("Editor") => Access::Edit,
+            _ => Access::Read,
+        }
+    }
+}
+
+fn require(have: Access, need: Access) -> Result<(), ApiResponse> {
+    if have >= need {
+        Ok(())
+    } else {
+        let who = if need == Access::Admin {
+            "an Admin"
+        } else {
+            "an Editor or Admin"
+        };
+        Err(ApiResponse::error(
+            403,
+            "forbidden",
+            &format!("this resource requires {who} of the organization"),
+        ))
+    }
+}
+
 /// Answers one API request for a tenant.
 pub async fn handle(
     tenant: &Arc<Tenant>,
     engine: &Arc<Engine>,
+    access: Access,
     req: ApiRequest<'_>,
 ) -> ApiResponse {
     let params = Params::from_request(&req);
@@ -126,7 +171,16 @@ pub async fn handle(
         "api/v1/query_range" => query_range(tenant, engine, &params).await,
         "api/v1/labels" => labels(tenant, &params),
         "api/v1/series" => series(tenant, &params),
-        "api/v1/targets" => Ok(targets(tenant).await),
+        "api/v1/metadata" => metadata(tenant, &params).await,
+        "api/v1/query_exemplars" => Ok(ApiResponse::success(json!([]))),
+        "api/v1/targets" => match require(access, Access::Edit) {
+            Ok(()) => Ok(targets(tenant).await),
+            Err(e) => Err(e),
+        },
+        "validate" => match require(access, Access::Edit) {
+            Ok(()) => validate(tenant, req.body).await,
+            Err(e) => Err(e),
+        },
         "api/v1/status/buildinfo" => Ok(ApiResponse::success(json!({
             "version": env!("CARGO_PKG_VERSION"),
             "revision": "",
@@ -150,6 +204,77 @@ pub async fn handle(
         },
     };
     result.unwrap_or_else(|e| e)
+}
+
+/// Metric metadata (HELP, TYPE, UNIT) from the last scrape of every target.
+async fn metadata(tenant: &Tenant, p: &Params) -> Result<ApiResponse, ApiResponse> {
+    let limit = limit(p)?;
+    let only = p.get("metric").filter(|m| !m.is_empty());
+    let mut out: std::collections::BTreeMap<String, Vec<Value>> = std::collections::BTreeMap::new();
+    for t in tenant.targets().await {
+        for m in t.metadata.iter() {
+            if only.is_some_and(|o| o != m.family) {
+                continue;
+            }
+            let entry = json!({"type": m.kind.as_str(), "help": m.help, "unit": m.unit});
+            let list = out.entry(m.family.clone()).or_default();
+            if !list.contains(&entry) {
+                list.push(entry);
+            }
+        }
+    }
+    let data: Map<String, Value> = out
+        .into_iter()
+        .take(limit)
+        .map(|(k, v)| (k, Value::Array(v)))
+        .collect();
+    Ok(ApiResponse::success(Value::Object(data)))
+}
+
+/// Validates a scrape config without applying it: `{"scrapeConfig": "..."}` in,
+/// `{"valid": true, "targets": N}` or the error with its line and column out.
+async fn validate(tenant: &Tenant, body: &[u8]) -> Result<ApiResponse, ApiResponse> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("request body is not JSON: {e}")))?;
+    let yaml = v.get("scrapeConfig").and_then(Value::as_str).unwrap_or("");
+    let secure = tenant
+        .settings()
+        .await
+        .map(|s| s.secure_json_data)
+        .unwrap_or_default();
+    let result = match tenant.secret_source() {
+        crate::tenant::SecretMode::Grafana => {
+            ScrapeConfig::parse(yaml, &SecretSource::Grafana(&secure))
+        }
+        crate::tenant::SecretMode::File => ScrapeConfig::parse(yaml, &SecretSource::File),
+    };
+    Ok(match result {
+        Ok(cfg) => ApiResponse::json(
+            200,
+            json!({"valid": true, "targets": cfg.targets().count()}),
+        ),
+        Err(e) => {
+            let msg = e.to_string();
+            let (line, column) = error_position(&msg);
+            ApiResponse::json(
+                200,
+                json!({"valid": false, "error": msg, "line": line, "column": column}),
+            )
+        }
+    })
+}
+
+/// `line N column M` from a YAML error message.
+fn error_position(msg: &str) -> (Option<u64>, Option<u64>) {
+    let after = |key: &str| -> Option<u64> {
+        let i = msg.find(key)? + key.len();
+        msg[i..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    (after("line "), after("column "))
 }
 
 fn bad(msg: impl AsRef<str>) -> ApiResponse {
@@ -462,6 +587,25 @@ mod tests {
         let p = Params::from_request(&req);
         assert_eq!(p.get("query"), Some("up{job=\"a\"}"));
         assert_eq!(p.get("time"), Some("10"));
+    }
+
+    #[test]
+    fn yaml_error_positions_are_found() {
+        assert_eq!(
+            error_position("x: unknown field at line 3 column 5"),
+            (Some(3), Some(5))
+        );
+        assert_eq!(error_position("no position"), (None, None));
+    }
+
+    #[test]
+    fn roles_map_to_access() {
+        assert_eq!(Access::from_grafana_role(Some("Admin")), Access::Admin);
+        assert_eq!(Access::from_grafana_role(Some("Editor")), Access::Edit);
+        assert_eq!(Access::from_grafana_role(Some("Viewer")), Access::Read);
+        assert_eq!(Access::from_grafana_role(None), Access::Read);
+        assert!(require(Access::Read, Access::Edit).is_err());
+        assert!(require(Access::Admin, Access::Edit).is_ok());
     }
 
     #[test]

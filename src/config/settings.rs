@@ -98,6 +98,17 @@ impl DatasourceSettings {
         )
     }
 
+    /// `jsonData.queryTimeout` (a duration such as `60s`): the longest a query may run.
+    pub fn query_timeout(&self) -> Option<Duration> {
+        self.json_str("queryTimeout")
+            .and_then(|s| super::parse_duration(s).ok())
+    }
+
+    /// `jsonData.timeInterval` as written ("" when unset), as Grafana's query rules use it.
+    pub fn time_interval_text(&self) -> &str {
+        self.json_str("timeInterval").unwrap_or("")
+    }
+
     /// `jsonData.timeInterval`: the scrape interval Grafana uses for `$__rate_interval`.
     pub fn time_interval(&self) -> Option<Duration> {
         self.json_str("timeInterval")

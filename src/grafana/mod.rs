@@ -2,6 +2,7 @@
 //! its stdout and talks pluginv2 gRPC to it over loopback.
 
 pub mod frames;
+pub mod interval;
 pub mod metrics;
 pub mod query;
 pub mod service;
@@ -183,6 +184,28 @@ pub async fn serve_plugin(folders: PluginFolders) -> Result<(), String> {
     tenants
         .start_known(&folders.provisioning_dir, &|k| std::env::var(k).ok())
         .await;
+
+    // Grafana never says a datasource was deleted: tenants unseen for
+    // `tenant_idle_days` (grafana.ini plugin section) stop scraping, data kept.
+    {
+        let tenants = tenants.clone();
+        let provisioning_dir = folders.provisioning_dir.clone();
+        let idle_days = std::env::var("GF_PLUGIN_TENANT_IDLE_DAYS")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|d| *d > 0)
+            .unwrap_or(30);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                tenants
+                    .touch_provisioned(&provisioning_dir, &|k| std::env::var(k).ok())
+                    .await;
+                tenants.stop_idle(idle_days * 86_400_000).await;
+            }
+        });
+    }
 
     // The handshake: core protocol 1, app protocol 2, tcp, address, grpc.
     {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::frames::{Column, Field, Frame};
-use crate::config::format_duration;
+use super::interval;
 use crate::labels::Labels;
 use crate::promql::{QueryResult, Value};
 
@@ -17,12 +17,12 @@ use crate::promql::{QueryResult, Value};
 pub struct QueryModel {
     pub expr: String,
     pub legend_format: String,
-    /// The panel's "Min step".
+    /// The panel's "Min step" (may be a variable such as `$__rate_interval`).
     pub interval: String,
-    pub interval_ms: Option<f64>,
-    pub interval_factor: Option<f64>,
+    pub interval_ms: f64,
+    pub interval_factor: i64,
     pub instant: bool,
-    pub range: Option<bool>,
+    pub range: bool,
     pub format: String,
     pub utc_offset_sec: i64,
     pub exemplar: bool,
@@ -33,61 +33,82 @@ impl QueryModel {
         serde_json::from_slice(json).map_err(|e| format!("invalid query JSON: {e}"))
     }
 
-    /// Range unless only `instant` was asked for.
+    /// Older dashboards set neither; Grafana runs those as range queries.
     pub fn is_range(&self) -> bool {
-        self.range.unwrap_or(!self.instant)
+        self.range || !self.instant
     }
 }
 
-/// The evaluation plan for one query: expression, step and aligned range (ms).
+/// What Grafana's DataQuery carries besides the query JSON.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QueryTiming {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub interval_ms: i64,
+    pub max_data_points: i64,
+}
+
+/// The evaluation plan for one query: expanded expression, step and range (ms).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     pub expr: String,
     pub start_ms: i64,
     pub end_ms: i64,
     pub step_ms: i64,
+    /// The step as Go prints a duration (`1m0s`), for `executedQueryString`.
+    pub step_text: String,
     pub range: bool,
 }
 
-/// The step: at least the minimum interval (the query's min step, else the
-/// datasource's scrape interval, else 15 s), Grafana's computed interval, and
-/// range/11000 so no series exceeds Prometheus's point limit.
-pub fn plan(
-    q: &QueryModel,
-    from_ms: i64,
-    to_ms: i64,
-    interval_ms: i64,
-    time_interval: Option<std::time::Duration>,
-) -> Result<Plan, String> {
+impl Plan {
+    /// `executedQueryString` of the first frame, as Grafana writes it.
+    pub fn executed_query_string(&self) -> String {
+        format!("Expr: {}\nStep: {}", self.expr, self.step_text)
+    }
+}
+
+/// Plans a query with Grafana's own rules (see [`interval`]): the step, the
+/// built-in variables, and the range aligned to the step (range queries; an
+/// instant query is evaluated at the range's end, unaligned, as Grafana does).
+pub fn plan(q: &QueryModel, t: QueryTiming, time_interval: &str) -> Result<Plan, String> {
     if q.expr.trim().is_empty() {
         return Err("query expression is empty".into());
     }
-    let min_interval = if !q.interval.is_empty() && !q.interval.starts_with('$') {
-        crate::config::parse_duration(&q.interval)
-            .map_err(|e| format!("invalid min step {:?}: {e}", q.interval))?
-            .as_millis() as i64
-    } else {
-        time_interval
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(15_000)
+    let input = interval::IntervalInput {
+        from_ms: t.from_ms,
+        to_ms: t.to_ms,
+        max_data_points: t.max_data_points,
+        interval_ms: t.interval_ms,
+        query_interval: &q.interval,
+        query_interval_ms: q.interval_ms as i64,
+        interval_factor: q.interval_factor,
+        utc_offset_sec: q.utc_offset_sec,
+        time_interval,
     };
-    let safe = ((to_ms - from_ms) as f64 / 11_000.0).ceil() as i64;
-    let factor = q.interval_factor.filter(|f| *f >= 1.0).unwrap_or(1.0);
-    let step = ((interval_ms.max(min_interval).max(safe).max(1) as f64) * factor) as i64;
-    let (start, end) = if q.is_range() {
+    let step_ns = interval::calculate_step(&input)?;
+    if step_ns <= 0 {
+        return Err(format!(
+            "invalid step {}",
+            interval::go_duration_string(step_ns)
+        ));
+    }
+    let expr = interval::interpolate(&q.expr, &input, step_ns);
+    let range = q.is_range();
+    let (start_ms, end_ms) = if range {
         (
-            from_ms - from_ms.rem_euclid(step),
-            to_ms - to_ms.rem_euclid(step),
+            interval::align_ms(t.from_ms, step_ns, q.utc_offset_sec),
+            interval::align_ms(t.to_ms, step_ns, q.utc_offset_sec),
         )
     } else {
-        (to_ms, to_ms)
+        (t.to_ms, t.to_ms)
     };
     Ok(Plan {
-        expr: q.expr.clone(),
-        start_ms: start,
-        end_ms: end,
-        step_ms: step,
-        range: q.is_range(),
+        expr,
+        start_ms,
+        end_ms,
+        step_ms: (step_ns / 1_000_000).max(1),
+        step_text: interval::go_duration_string(step_ns),
+        range,
     })
 }
 
@@ -140,6 +161,15 @@ fn label_map(l: &Labels) -> BTreeMap<String, String> {
 /// Turns a result into frames: one `timeseries-multi` frame per series for range
 /// queries, `numeric-multi` for instant ones; an empty result is one empty frame.
 pub fn frames(ref_id: &str, q: &QueryModel, plan: &Plan, result: &QueryResult) -> Vec<Frame> {
+    match q.format.as_str() {
+        "table" => return vec![table_frame(ref_id, plan, result)],
+        "heatmap" => {
+            if let Value::Matrix(series) = &result.value {
+                return heatmap_frames(ref_id, plan, series);
+            }
+        }
+        _ => {}
+    }
     let (frame_type, result_type) = match (&result.value, plan.range) {
         (Value::Matrix(_), true) => ("timeseries-multi", "matrix"),
         (Value::Matrix(_), false) => ("timeseries-multi", "matrix"),
@@ -147,11 +177,7 @@ pub fn frames(ref_id: &str, q: &QueryModel, plan: &Plan, result: &QueryResult) -
         (Value::String { .. }, _) => ("numeric-multi", "string"),
         (Value::Vector(_), _) => ("numeric-multi", "vector"),
     };
-    let executed = format!(
-        "Expr: {}\nStep: {}",
-        plan.expr,
-        format_duration(std::time::Duration::from_millis(plan.step_ms as u64))
-    );
+    let executed = plan.executed_query_string();
     let meta = |first: bool| {
         let mut m = json!({
             "type": frame_type,
@@ -254,9 +280,218 @@ pub fn frames(ref_id: &str, q: &QueryModel, plan: &Plan, result: &QueryResult) -
     out
 }
 
+/// Every sample of the result as rows: Time, one column per label, Value.
+fn table_frame(ref_id: &str, plan: &Plan, result: &QueryResult) -> Frame {
+    let rows: Vec<(&Labels, i64, f64)> = match &result.value {
+        Value::Matrix(series) => series
+            .iter()
+            .flat_map(|s| {
+                s.timestamps
+                    .iter()
+                    .zip(&s.values)
+                    .map(move |(t, v)| (&s.labels, *t, *v))
+            })
+            .collect(),
+        Value::Vector(samples) => samples.iter().map(|s| (&s.labels, s.t, s.v)).collect(),
+        Value::Scalar { t, v } => vec![(&EMPTY_LABELS, *t, *v)],
+        Value::String { .. } => Vec::new(),
+    };
+    let mut names: Vec<String> = rows
+        .iter()
+        .flat_map(|(l, _, _)| l.iter().map(|l| l.name.to_string()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut fields = vec![Field {
+        name: "Time".into(),
+        labels: None,
+        config: None,
+        values: Column::Time(rows.iter().map(|r| r.1).collect()),
+    }];
+    for n in &names {
+        fields.push(Field {
+            name: n.clone(),
+            labels: None,
+            config: None,
+            values: Column::String(
+                rows.iter()
+                    .map(|r| r.0.get(n).unwrap_or("").to_string())
+                    .collect(),
+            ),
+        });
+    }
+    fields.push(Field {
+        name: "Value".into(),
+        labels: None,
+        config: None,
+        values: Column::Float(rows.iter().map(|r| r.2).collect()),
+    });
+    Frame {
+        name: String::new(),
+        ref_id: ref_id.to_string(),
+        meta: Some(json!({
+            "type": "table",
+            "custom": {"resultType": result.value.type_name()},
+            "executedQueryString": plan.executed_query_string(),
+        })),
+        fields,
+    }
+}
+
+static EMPTY_LABELS: Labels = Labels::empty_const();
+
+/// Classic histogram buckets as Grafana's heatmap expects them: per histogram
+/// (labels without `le`), one frame with Time and one field per bucket, ordered by
+/// `le`, each holding that bucket's own count (the cumulative count minus the
+/// bucket below it).
+fn heatmap_frames(ref_id: &str, plan: &Plan, series: &[crate::promql::Series]) -> Vec<Frame> {
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<Labels, Vec<(f64, &crate::promql::Series)>> = BTreeMap::new();
+    for s in series {
+        let Some(le) = s
+            .labels
+            .get("le")
+            .and_then(|v| crate::promql::functions::parse_go_float(v))
+        else {
+            continue;
+        };
+        let key = Labels::new(
+            s.labels
+                .iter()
+                .filter(|l| &*l.name != "le" && &*l.name != crate::labels::METRIC_NAME)
+                .cloned()
+                .collect(),
+        );
+        groups.entry(key).or_default().push((le, s));
+    }
+    let mut out = Vec::new();
+    for (key, mut buckets) in groups {
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut times: Vec<i64> = buckets
+            .iter()
+            .flat_map(|(_, s)| s.timestamps.iter().copied())
+            .collect();
+        times.sort_unstable();
+        times.dedup();
+        let at = |s: &crate::promql::Series, t: i64| {
+            s.timestamps.binary_search(&t).ok().map(|i| s.values[i])
+        };
+        let mut fields = vec![Field {
+            name: "Time".into(),
+            labels: None,
+            config: Some(json!({"interval": plan.step_ms})),
+            values: Column::Time(times.clone()),
+        }];
+        let mut below: Vec<Option<f64>> = vec![None; times.len()];
+        for (_, s) in &buckets {
+            let mut col = Vec::with_capacity(times.len());
+            for (i, t) in times.iter().enumerate() {
+                let v = at(s, *t);
+                col.push(match (v, below[i]) {
+                    (Some(v), Some(b)) => Some((v - b).max(0.0)),
+                    (v, _) => v,
+                });
+                if v.is_some() {
+                    below[i] = v;
+                }
+            }
+            let le = s.labels.get("le").unwrap_or("").to_string();
+            let mut labels: BTreeMap<String, String> = key
+                .iter()
+                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .collect();
+            labels.insert("le".into(), le.clone());
+            fields.push(Field {
+                name: le.clone(),
+                labels: Some(labels),
+                config: Some(json!({"displayNameFromDS": le})),
+                values: Column::NullableFloat(col),
+            });
+        }
+        out.push(Frame {
+            name: String::new(),
+            ref_id: ref_id.to_string(),
+            meta: Some(json!({
+                "type": "heatmap-rows",
+                "typeVersion": [0, 1],
+                "custom": {"resultType": "matrix"},
+                "executedQueryString": plan.executed_query_string(),
+            })),
+            fields,
+        });
+    }
+    if out.is_empty() {
+        out.push(Frame {
+            ref_id: ref_id.to_string(),
+            meta: Some(json!({"type": "heatmap-rows", "custom": {"resultType": "matrix"}, "executedQueryString": plan.executed_query_string()})),
+            ..Default::default()
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn series(pairs: &[(&str, &str)], values: &[f64]) -> crate::promql::Series {
+        crate::promql::Series {
+            labels: Labels::from_pairs(pairs.iter().copied()),
+            timestamps: (0..values.len() as i64).map(|i| i * 1000).collect(),
+            values: values.to_vec(),
+        }
+    }
+
+    fn plan_for_tests() -> Plan {
+        Plan {
+            expr: "x".into(),
+            start_ms: 0,
+            end_ms: 1000,
+            step_ms: 1000,
+            step_text: "1s".into(),
+            range: true,
+        }
+    }
+
+    #[test]
+    fn heatmap_buckets_are_ordered_by_le_and_de_accumulated() {
+        let s = vec![
+            series(&[("__name__", "h_bucket"), ("le", "+Inf")], &[10.0, 12.0]),
+            series(&[("__name__", "h_bucket"), ("le", "0.5")], &[4.0, 5.0]),
+            series(&[("__name__", "h_bucket"), ("le", "0.1")], &[1.0, 1.0]),
+        ];
+        let frames = heatmap_frames("A", &plan_for_tests(), &s);
+        assert_eq!(frames.len(), 1);
+        let names: Vec<&str> = frames[0].fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, vec!["Time", "0.1", "0.5", "+Inf"]);
+        assert_eq!(
+            frames[0].fields[2].values,
+            Column::NullableFloat(vec![Some(3.0), Some(4.0)])
+        );
+        assert_eq!(
+            frames[0].fields[3].values,
+            Column::NullableFloat(vec![Some(6.0), Some(7.0)])
+        );
+    }
+
+    #[test]
+    fn table_has_a_column_per_label() {
+        let r = QueryResult {
+            value: Value::Matrix(vec![
+                series(&[("__name__", "up"), ("job", "a")], &[1.0]),
+                series(&[("__name__", "up"), ("instance", "i")], &[0.0]),
+            ]),
+            warnings: vec![],
+            infos: vec![],
+        };
+        let f = table_frame("A", &plan_for_tests(), &r);
+        let names: Vec<&str> = f.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, vec!["Time", "__name__", "instance", "job", "Value"]);
+        assert_eq!(
+            f.fields[3].values,
+            Column::String(vec!["a".into(), "".into()])
+        );
+    }
 
     #[test]
     fn legend_rules() {
@@ -284,29 +519,51 @@ mod tests {
             expr: "up".into(),
             ..Default::default()
         };
-        let p = plan(&q, 1_000_003, 1_600_007, 1000, None).unwrap();
+        let t = QueryTiming {
+            from_ms: 1_000_003,
+            to_ms: 1_600_007,
+            interval_ms: 1000,
+            max_data_points: 1000,
+        };
+        let p = plan(&q, t, "").unwrap();
         assert_eq!(p.step_ms, 15_000);
         assert_eq!(p.start_ms % 15_000, 0);
         assert_eq!(p.end_ms, 1_590_000);
+        assert_eq!(p.executed_query_string(), "Expr: up\nStep: 15s");
         let q = QueryModel {
             expr: "up".into(),
             interval: "1m".into(),
             ..Default::default()
         };
-        assert_eq!(plan(&q, 0, 3_600_000, 1000, None).unwrap().step_ms, 60_000);
-        let day = 86_400_000 * 30;
+        assert_eq!(
+            plan(
+                &q,
+                QueryTiming {
+                    to_ms: 3_600_000,
+                    ..t
+                },
+                ""
+            )
+            .unwrap()
+            .step_ms,
+            60_000
+        );
+        let month = 86_400_000 * 30;
         let p = plan(
             &QueryModel {
                 expr: "up".into(),
                 ..Default::default()
             },
-            0,
-            day,
-            1,
-            None,
+            QueryTiming {
+                from_ms: 0,
+                to_ms: month,
+                interval_ms: 1,
+                max_data_points: 100_000,
+            },
+            "",
         )
         .unwrap();
-        assert!((day / p.step_ms) <= 11_000);
-        assert!(plan(&QueryModel::default(), 0, 1, 1, None).is_err());
+        assert!((month / p.step_ms) <= 11_000);
+        assert!(plan(&QueryModel::default(), t, "").is_err());
     }
 }

@@ -9,10 +9,11 @@ use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::query::{frames, plan, QueryModel};
-use crate::api::{self, query_error_status, ApiRequest};
+use super::query::{frames, plan, QueryModel, QueryTiming};
+use crate::api::{self, query_error_status, Access, ApiRequest, ApiResponse};
 use crate::config::settings::DatasourceSettings;
-use crate::promql::Engine;
+use crate::config::settings::TenantKey;
+use crate::promql::{Engine, EngineOptions};
 use crate::proto::goplugin;
 use crate::proto::health as grpc_health;
 use crate::proto::pluginv2 as pb;
@@ -64,18 +65,29 @@ impl Plugin {
             Err(e) => return downstream(400, e),
         };
         let range = q.time_range.unwrap_or_default();
-        let time_interval = tenant.settings().await.and_then(|s| s.time_interval());
-        let plan = match plan(
-            &model,
-            range.from_epoch_ms,
-            range.to_epoch_ms,
-            q.interval_ms,
-            time_interval,
-        ) {
+        let settings = tenant.settings().await;
+        let time_interval = settings
+            .as_ref()
+            .map(|s| s.time_interval_text().to_string())
+            .unwrap_or_default();
+        // The datasource's query timeout replaces the default one.
+        let engine = match settings.as_ref().and_then(|s| s.query_timeout()) {
+            Some(timeout) => Arc::new(Engine::new(EngineOptions {
+                timeout,
+                ..self.engine.options().clone()
+            })),
+            None => self.engine.clone(),
+        };
+        let timing = QueryTiming {
+            from_ms: range.from_epoch_ms,
+            to_ms: range.to_epoch_ms,
+            interval_ms: q.interval_ms,
+            max_data_points: q.max_data_points,
+        };
+        let plan = match plan(&model, timing, &time_interval) {
             Ok(p) => p,
             Err(e) => return downstream(400, e),
         };
-        let engine = self.engine.clone();
         let store = tenant.store.clone();
         let p = plan.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -265,18 +277,28 @@ impl pb::resource_server::Resource for Plugin {
             .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
             .and_then(|(_, v)| v.values.first())
             .map(String::as_str);
-        let resp = api::handle(
-            &tenant,
-            &self.engine,
-            ApiRequest {
-                method: &req.method,
-                path: &req.path,
-                query,
-                body: &req.body,
-                content_type,
-            },
-        )
-        .await;
+        let ctx = req.plugin_context.as_ref();
+        let access =
+            Access::from_grafana_role(ctx.and_then(|c| c.user.as_ref()).map(|u| u.role.as_str()));
+        let resp = if req.path.trim_matches('/') == "tenant"
+            && req.method.eq_ignore_ascii_case("DELETE")
+        {
+            self.delete_tenant(ctx, access).await
+        } else {
+            api::handle(
+                &tenant,
+                &self.engine,
+                access,
+                ApiRequest {
+                    method: &req.method,
+                    path: &req.path,
+                    query,
+                    body: &req.body,
+                    content_type,
+                },
+            )
+            .await
+        };
         let mut headers = HashMap::new();
         headers.insert(
             "Content-Type".to_string(),
@@ -290,6 +312,38 @@ impl pb::resource_server::Resource for Plugin {
             body: resp.body,
         };
         Ok(Response::new(Box::pin(tokio_stream::once(Ok(out)))))
+    }
+}
+
+impl Plugin {
+    /// `DELETE tenant`: an Admin removes the datasource's data and stops its scraping.
+    async fn delete_tenant(&self, ctx: Option<&pb::PluginContext>, access: Access) -> ApiResponse {
+        if access < Access::Admin {
+            return ApiResponse::error(
+                403,
+                "forbidden",
+                "deleting a datasource's data requires an Admin of the organization",
+            );
+        }
+        let key = ctx
+            .and_then(|c| {
+                c.data_source_instance_settings
+                    .as_ref()
+                    .map(|ds| (c.org_id, ds.uid.clone()))
+            })
+            .ok_or_else(|| "request is not addressed to a datasource".to_string())
+            .and_then(|(org, uid)| TenantKey::new(org, &uid));
+        let result = match key {
+            Ok(k) => self.tenants.delete(&k).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => ApiResponse::json_value(
+                200,
+                serde_json::json!({"status": "success", "data": {"deleted": true}}),
+            ),
+            Err(e) => ApiResponse::error(500, "internal", &e),
+        }
     }
 }
 

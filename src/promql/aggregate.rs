@@ -8,7 +8,7 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::engine::{exec_err, Ev, OutBuilder, Pts, Val};
+use super::engine::{exec_err, source_pos, Ev, OutBuilder, Pts, Val};
 use super::functions::{kahan_inc, quantile};
 use super::value::QueryError;
 use crate::labels::{Label, Labels, METRIC_NAME};
@@ -82,6 +82,23 @@ fn f2i64(f: f64) -> i64 {
     f as i64
 }
 
+/// Above this many (group, step) cells, aggregate step by step instead of series by series.
+const SERIES_MAJOR_CELLS: usize = 1 << 19;
+
+#[cfg(test)]
+thread_local! {
+    /// Lets tests force the step-by-step path.
+    pub(crate) static FORCE_STEP_MAJOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn series_major_cells() -> usize {
+    #[cfg(test)]
+    if FORCE_STEP_MAJOR.with(|c| c.get()) {
+        return 0;
+    }
+    SERIES_MAJOR_CELLS
+}
+
 #[derive(Clone, Default)]
 struct Group {
     seen: bool,
@@ -92,6 +109,91 @@ struct Group {
     incremental: bool,
     heap: Vec<f64>,
     drop_name: bool,
+}
+
+impl Group {
+    /// The first sample of a group at a step.
+    fn init(&mut self, op: u16, f: f64, drop_name: bool) {
+        *self = Group {
+            seen: true,
+            f,
+            mean: f,
+            c: 0.0,
+            count: 1.0,
+            incremental: false,
+            heap: Vec::new(),
+            drop_name,
+        };
+        match op {
+            T_STDVAR | T_STDDEV => {
+                self.f = if f.is_nan() || f.is_infinite() {
+                    f64::NAN
+                } else {
+                    0.0
+                }
+            }
+            T_QUANTILE => self.heap.push(f),
+            T_GROUP => self.f = 1.0,
+            _ => {}
+        }
+    }
+
+    /// Every further sample (Prometheus's `aggregation`).
+    #[inline]
+    fn update(&mut self, op: u16, f: f64, drop_name: bool) {
+        if drop_name {
+            self.drop_name = true;
+        }
+        match op {
+            T_SUM => (self.f, self.c) = kahan_inc(f, self.f, self.c),
+            T_AVG => {
+                self.count += 1.0;
+                if !self.incremental {
+                    let (nv, nc) = kahan_inc(f, self.f, self.c);
+                    if !nv.is_infinite() {
+                        self.f = nv;
+                        self.c = nc;
+                        return;
+                    }
+                    self.incremental = true;
+                    self.mean = self.f / (self.count - 1.0);
+                    self.c /= self.count - 1.0;
+                }
+                let q = (self.count - 1.0) / self.count;
+                (self.mean, self.c) = kahan_inc(f / self.count, q * self.mean, q * self.c);
+            }
+            T_MAX if self.f < f || self.f.is_nan() => self.f = f,
+            T_MIN if self.f > f || self.f.is_nan() => self.f = f,
+            T_COUNT => self.count += 1.0,
+            T_STDVAR | T_STDDEV => {
+                self.count += 1.0;
+                let delta = f - self.mean;
+                self.mean += delta / self.count;
+                self.f += delta * (f - self.mean);
+            }
+            T_QUANTILE => self.heap.push(f),
+            _ => {}
+        }
+    }
+
+    /// The group's result at a step (`q` for quantile).
+    fn value(&mut self, op: u16, q: f64) -> f64 {
+        match op {
+            T_AVG => {
+                if self.incremental {
+                    self.mean + self.c
+                } else {
+                    self.f / self.count + self.c / self.count
+                }
+            }
+            T_COUNT => self.count,
+            T_STDVAR => self.f / self.count,
+            T_STDDEV => (self.f / self.count).sqrt(),
+            T_QUANTILE => quantile(q, &mut self.heap),
+            T_SUM => self.f + self.c,
+            _ => self.f,
+        }
+    }
 }
 
 pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, QueryError> {
@@ -184,134 +286,114 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
             return select_k(ev, op, &input, &series_group, glabels.len(), &k);
         }
         T_LIMIT_RATIO => {
-            return Err(QueryError::Unsupported(
-                "limit_ratio is not supported".into(),
-            ))
+            let r = param.unwrap_or_default();
+            if r.iter().all(|x| *x == 0.0) {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            if r.iter().any(|x| x.is_nan()) {
+                return exec_err("Ratio value is NaN");
+            }
+            return limit_ratio(ev, &input, &r);
         }
         T_QUANTILE => {
             let q = param.as_deref().unwrap_or(&[]);
-            if q.iter().any(|x| x.is_nan() || *x < 0.0 || *x > 1.0) && !input.is_empty() {
-                ev.warnings
-                    .push("PromQL warning: quantile value should be between 0 and 1".into());
+            let pos = source_pos(&ev.query, "quantile", Some(0));
+            let max = q
+                .iter()
+                .copied()
+                .filter(|x| !x.is_nan())
+                .fold(f64::NAN, f64::max);
+            let min = q
+                .iter()
+                .copied()
+                .filter(|x| !x.is_nan())
+                .fold(f64::NAN, f64::min);
+            for (bad, v) in [
+                (q.iter().any(|x| x.is_nan()), f64::NAN),
+                (max > 1.0, max),
+                (min < 0.0, min),
+            ] {
+                if bad {
+                    ev.warnings.push(format!(
+                        "PromQL warning: quantile value should be between 0 and 1, got {}{pos}",
+                        go_fmt_v(v)
+                    ));
+                }
             }
         }
         _ => {}
     }
 
-    let mut groups = vec![Group::default(); glabels.len()];
+    if !matches!(
+        op,
+        T_SUM | T_AVG | T_COUNT | T_GROUP | T_MIN | T_MAX | T_STDDEV | T_STDVAR | T_QUANTILE
+    ) {
+        return exec_err(format!("unsupported aggregation operator {}", a.op));
+    }
     let mut out: Vec<Pts> = glabels.iter().map(|l| Pts::new(l.clone(), false)).collect();
-    let mut cur = vec![0usize; input.len()];
-    for i in 0..n {
-        let t = ev.step_ts(i);
-        for g in groups.iter_mut() {
-            g.seen = false;
-        }
+    let ngroups = glabels.len();
+    if op != T_QUANTILE && ngroups.saturating_mul(n) <= series_major_cells() {
+        // Few (group, step) cells: accumulate series by series over whole columns.
+        // Within a cell, series are still added in input order, as Prometheus does.
+        let mut cells = vec![Group::default(); ngroups * n];
         for (si, p) in input.iter().enumerate() {
-            let c = cur[si];
-            if c >= p.ts.len() || p.ts[c] != t {
-                continue;
+            if si % 1024 == 0 {
+                ev.check_timeout()?;
             }
-            cur[si] = c + 1;
-            let f = p.vs[c];
-            let g = &mut groups[series_group[si]];
-            if !g.seen {
-                *g = Group {
-                    seen: true,
-                    f,
-                    mean: f,
-                    c: 0.0,
-                    count: 1.0,
-                    incremental: false,
-                    heap: Vec::new(),
-                    drop_name: p.drop_name,
-                };
-                match op {
-                    T_STDVAR | T_STDDEV => {
-                        g.f = if f.is_nan() || f.is_infinite() {
-                            f64::NAN
-                        } else {
-                            0.0
-                        }
-                    }
-                    T_QUANTILE => g.heap.push(f),
-                    T_GROUP => g.f = 1.0,
-                    _ => {}
+            let base = series_group[si] * n;
+            for (t, &f) in p.ts.iter().zip(&p.vs) {
+                let g = &mut cells[base + ev.step_idx(*t)];
+                if g.seen {
+                    g.update(op, f, p.drop_name);
+                } else {
+                    g.init(op, f, p.drop_name);
                 }
-                continue;
-            }
-            if p.drop_name {
-                g.drop_name = true;
-            }
-            match op {
-                T_SUM => (g.f, g.c) = kahan_inc(f, g.f, g.c),
-                T_AVG => {
-                    g.count += 1.0;
-                    let mut done = false;
-                    if !g.incremental {
-                        let (nv, nc) = kahan_inc(f, g.f, g.c);
-                        if !nv.is_infinite() {
-                            g.f = nv;
-                            g.c = nc;
-                            done = true;
-                        } else {
-                            g.incremental = true;
-                            g.mean = g.f / (g.count - 1.0);
-                            g.c /= g.count - 1.0;
-                        }
-                    }
-                    if !done {
-                        let q = (g.count - 1.0) / g.count;
-                        (g.mean, g.c) = kahan_inc(f / g.count, q * g.mean, q * g.c);
-                    }
-                }
-                T_GROUP => {}
-                T_MAX => {
-                    if g.f < f || g.f.is_nan() {
-                        g.f = f;
-                    }
-                }
-                T_MIN => {
-                    if g.f > f || g.f.is_nan() {
-                        g.f = f;
-                    }
-                }
-                T_COUNT => g.count += 1.0,
-                T_STDVAR | T_STDDEV => {
-                    g.count += 1.0;
-                    let delta = f - g.mean;
-                    g.mean += delta / g.count;
-                    g.f += delta * (f - g.mean);
-                }
-                T_QUANTILE => g.heap.push(f),
-                _ => return exec_err(format!("unsupported aggregation operator {}", a.op)),
             }
         }
-        for (gi, g) in groups.iter_mut().enumerate() {
-            if !g.seen {
-                continue;
+        for (gi, o) in out.iter_mut().enumerate() {
+            for i in 0..n {
+                let g = &mut cells[gi * n + i];
+                if g.seen {
+                    o.ts.push(ev.step_ts(i));
+                    o.vs.push(g.value(op, f64::NAN));
+                    o.drop_name |= g.drop_name;
+                }
             }
-            let v = match op {
-                T_AVG => {
-                    if g.incremental {
-                        g.mean + g.c
-                    } else {
-                        g.f / g.count + g.c / g.count
-                    }
+        }
+    } else {
+        let mut groups = vec![Group::default(); ngroups];
+        let mut cur = vec![0usize; input.len()];
+        for i in 0..n {
+            if i % 64 == 0 {
+                ev.check_timeout()?;
+            }
+            let t = ev.step_ts(i);
+            for g in groups.iter_mut() {
+                g.seen = false;
+            }
+            for (si, p) in input.iter().enumerate() {
+                let c = cur[si];
+                if c >= p.ts.len() || p.ts[c] != t {
+                    continue;
                 }
-                T_COUNT => g.count,
-                T_STDVAR => g.f / g.count,
-                T_STDDEV => (g.f / g.count).sqrt(),
-                T_QUANTILE => {
-                    let q = param.as_ref().map(|p| p[i]).unwrap_or(f64::NAN);
-                    quantile(q, &mut g.heap)
+                cur[si] = c + 1;
+                let g = &mut groups[series_group[si]];
+                if g.seen {
+                    g.update(op, p.vs[c], p.drop_name);
+                } else {
+                    g.init(op, p.vs[c], p.drop_name);
                 }
-                T_SUM => g.f + g.c,
-                _ => g.f,
-            };
-            let o = &mut out[gi];
-            o.ts.push(t);
-            o.vs.push(v);
-            o.drop_name = g.drop_name;
+            }
+            let q = param.as_ref().map(|p| p[i]).unwrap_or(f64::NAN);
+            for (gi, g) in groups.iter_mut().enumerate() {
+                if !g.seen {
+                    continue;
+                }
+                let o = &mut out[gi];
+                o.ts.push(t);
+                o.vs.push(g.value(op, q));
+                o.drop_name = g.drop_name;
+            }
         }
     }
     let out: Vec<Pts> = out.into_iter().filter(|p| !p.ts.is_empty()).collect();
@@ -372,6 +454,120 @@ fn select_k(
     let total: usize = out.series.iter().map(|p| p.ts.len()).sum();
     ev.add_samples(total)?;
     Ok(Val::Vector(out.series))
+}
+
+/// `limit_ratio`: keeps a series when its label-set hash, scaled to [0, 1), falls
+/// below the ratio (or, for a negative ratio, at or above `1 + ratio`), as Prometheus's
+/// `HashRatioSampler` does with its default (`stringlabels`) label hash.
+fn limit_ratio(ev: &mut Ev, input: &[Pts], ratio: &[f64]) -> Result<Val, QueryError> {
+    let offsets: Vec<f64> = input
+        .iter()
+        .map(|p| prometheus_labels_hash(&p.labels) as f64 / u64::MAX as f64)
+        .collect();
+    let mut out = OutBuilder::new();
+    let mut cur = vec![0usize; input.len()];
+    for (i, &r) in ratio.iter().enumerate().take(ev.nsteps()) {
+        let t = ev.step_ts(i);
+        let r = r.clamp(-1.0, 1.0);
+        for (si, p) in input.iter().enumerate() {
+            let c = cur[si];
+            if c >= p.ts.len() || p.ts[c] != t {
+                continue;
+            }
+            cur[si] = c + 1;
+            let o = offsets[si];
+            let keep = r != 0.0 && ((r >= 0.0 && o < r) || (r < 0.0 && o >= 1.0 + r));
+            if keep {
+                out.push(p.labels.clone(), p.drop_name, t, p.vs[c])?;
+            }
+        }
+    }
+    Ok(Val::Vector(out.finish()))
+}
+
+/// Prometheus's `labels.Labels.Hash()` for its default `stringlabels` encoding:
+/// xxhash64 over each name and value prefixed by its length (one byte below 255,
+/// else 0xff and three little-endian bytes).
+pub(crate) fn prometheus_labels_hash(l: &Labels) -> u64 {
+    let mut buf: Vec<u8> = Vec::with_capacity(64);
+    let mut put = |s: &str| {
+        let n = s.len();
+        if n < 255 {
+            buf.push(n as u8);
+        } else {
+            buf.extend_from_slice(&[255, n as u8, (n >> 8) as u8, (n >> 16) as u8]);
+        }
+        buf.extend_from_slice(s.as_bytes());
+    };
+    for x in l.iter() {
+        put(&x.name);
+        put(&x.value);
+    }
+    xxhash64(&buf)
+}
+
+/// xxHash64 with seed 0 (as `github.com/cespare/xxhash/v2`'s `Sum64`).
+pub(crate) fn xxhash64(b: &[u8]) -> u64 {
+    const P1: u64 = 11_400_714_785_074_694_791;
+    const P2: u64 = 14_029_467_366_897_019_727;
+    const P3: u64 = 1_609_587_929_392_839_161;
+    const P4: u64 = 9_650_029_242_287_828_579;
+    const P5: u64 = 2_870_177_450_012_600_261;
+    fn round(acc: u64, input: u64) -> u64 {
+        acc.wrapping_add(input.wrapping_mul(P2))
+            .rotate_left(31)
+            .wrapping_mul(P1)
+    }
+    fn merge(acc: u64, val: u64) -> u64 {
+        (acc ^ round(0, val)).wrapping_mul(P1).wrapping_add(P4)
+    }
+    let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+    let n = b.len();
+    let mut i = 0;
+    let mut h = if n >= 32 {
+        let (mut v1, mut v2, mut v3, mut v4) =
+            (P1.wrapping_add(P2), P2, 0u64, 0u64.wrapping_sub(P1));
+        while i + 32 <= n {
+            v1 = round(v1, u64_at(i));
+            v2 = round(v2, u64_at(i + 8));
+            v3 = round(v3, u64_at(i + 16));
+            v4 = round(v4, u64_at(i + 24));
+            i += 32;
+        }
+        let mut h = v1
+            .rotate_left(1)
+            .wrapping_add(v2.rotate_left(7))
+            .wrapping_add(v3.rotate_left(12))
+            .wrapping_add(v4.rotate_left(18));
+        h = merge(h, v1);
+        h = merge(h, v2);
+        h = merge(h, v3);
+        merge(h, v4)
+    } else {
+        P5
+    };
+    h = h.wrapping_add(n as u64);
+    while i + 8 <= n {
+        h ^= round(0, u64_at(i));
+        h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+        i += 8;
+    }
+    if i + 4 <= n {
+        let k = u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4])) as u64;
+        h ^= k.wrapping_mul(P1);
+        h = h.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+        i += 4;
+    }
+    while i < n {
+        h ^= (b[i] as u64).wrapping_mul(P5);
+        h = h.rotate_left(11).wrapping_mul(P1);
+        i += 1;
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 29;
+    h = h.wrapping_mul(P3);
+    h ^ (h >> 32)
 }
 
 fn desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
@@ -449,6 +645,33 @@ mod tests {
         assert_eq!(go_fmt_f(100.0), "100");
         assert_eq!(go_fmt_v(9.3e18), "9.3e+18");
         assert_eq!(go_fmt_v(12345.0), "12345");
+    }
+
+    #[test]
+    fn both_aggregation_paths_agree_on_the_corpus() {
+        let dir = std::env::var("PROMQL_TESTDATA")
+            .unwrap_or_else(|_| "/work/shared/promql-testdata".to_string());
+        let path = std::path::Path::new(&dir).join("aggregators.test");
+        if !path.exists() {
+            return;
+        }
+        let a = crate::promql::testscript::run_file(&path);
+        FORCE_STEP_MAJOR.with(|c| c.set(true));
+        let b = crate::promql::testscript::run_file(&path);
+        FORCE_STEP_MAJOR.with(|c| c.set(false));
+        assert_eq!(a.passed, b.passed);
+        assert_eq!(a.failed.len(), b.failed.len());
+    }
+
+    #[test]
+    fn xxhash_known_values() {
+        // Reference values of xxHash64 (seed 0).
+        assert_eq!(xxhash64(b""), 0xef46db3751d8e999);
+        assert_eq!(xxhash64(b"a"), 0xd24ec4f1a98c6e5b);
+        assert_eq!(
+            xxhash64(b"Nobody inspects the spammish repetition"),
+            0xfbcea83c8a378bf1
+        );
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub(crate) fn eval_binary(ev: &mut Ev, b: &BinaryExpr) -> Result<Val, QueryError
             let m = Matching::from(b.modifier.as_ref());
             match op {
                 T_LAND | T_LOR | T_LUNLESS => set_op(ev, op, l, r, &m),
-                _ => vector_binop(ev, op, l, r, &m, return_bool, b.modifier.as_ref()),
+                _ => vector_binop(ev, op, l, r, &m, return_bool),
             }
         }
         (l, r) => exec_err(format!(
@@ -252,6 +252,15 @@ fn set_op(ev: &mut Ev, op: u16, l: Vec<Pts>, r: Vec<Pts>, m: &Matching) -> Resul
     let mut mark = vec![usize::MAX; nsig];
     let (mut li, mut ri) = (Vec::new(), Vec::new());
     let mut out = OutBuilder::new();
+    // Output series of each input series (outputs keep input labels).
+    let mut lout = vec![usize::MAX; l.len()];
+    let mut rout = vec![usize::MAX; r.len()];
+    let emit = |out: &mut OutBuilder, cache: &mut [usize], p: &Pts, i: usize, t: i64, v: f64| {
+        if cache[i] == usize::MAX {
+            cache[i] = out.index_of(&p.labels, p.drop_name);
+        }
+        out.push_at(cache[i], t, v)
+    };
     for step in 0..n {
         let t = ev.step_ts(step);
         gather(&l, &mut lc, t, &mut li);
@@ -264,7 +273,7 @@ fn set_op(ev: &mut Ev, op: u16, l: Vec<Pts>, r: Vec<Pts>, m: &Matching) -> Resul
                     }
                     for &i in &li {
                         if mark[lsig[i]] == step {
-                            out.push(l[i].labels.clone(), l[i].drop_name, t, l[i].vs[lc[i]])?;
+                            emit(&mut out, &mut lout, &l[i], i, t, l[i].vs[lc[i]])?;
                         }
                     }
                 }
@@ -272,11 +281,11 @@ fn set_op(ev: &mut Ev, op: u16, l: Vec<Pts>, r: Vec<Pts>, m: &Matching) -> Resul
             T_LOR => {
                 for &i in &li {
                     mark[lsig[i]] = step;
-                    out.push(l[i].labels.clone(), l[i].drop_name, t, l[i].vs[lc[i]])?;
+                    emit(&mut out, &mut lout, &l[i], i, t, l[i].vs[lc[i]])?;
                 }
                 for &j in &ri {
                     if li.is_empty() || mark[rsig[j]] != step {
-                        out.push(r[j].labels.clone(), r[j].drop_name, t, r[j].vs[rc[j]])?;
+                        emit(&mut out, &mut rout, &r[j], j, t, r[j].vs[rc[j]])?;
                     }
                 }
             }
@@ -287,7 +296,7 @@ fn set_op(ev: &mut Ev, op: u16, l: Vec<Pts>, r: Vec<Pts>, m: &Matching) -> Resul
                 }
                 for &i in &li {
                     if ri.is_empty() || mark[lsig[i]] != step {
-                        out.push(l[i].labels.clone(), l[i].drop_name, t, l[i].vs[lc[i]])?;
+                        emit(&mut out, &mut lout, &l[i], i, t, l[i].vs[lc[i]])?;
                     }
                 }
             }
@@ -299,7 +308,7 @@ fn set_op(ev: &mut Ev, op: u16, l: Vec<Pts>, r: Vec<Pts>, m: &Matching) -> Resul
             rc[j] += 1;
         }
     }
-    Ok(Val::Vector(out.series))
+    Ok(Val::Vector(out.finish()))
 }
 
 fn vector_binop(
@@ -309,14 +318,16 @@ fn vector_binop(
     r: Vec<Pts>,
     m: &Matching,
     return_bool: bool,
-    _modifier: Option<&BinModifier>,
 ) -> Result<Val, QueryError> {
     let (lsig, rsig, nsig) = signatures(m, &l, &r);
+    if let Some(v) = static_pairs(ev, op, &l, &r, &lsig, &rsig, nsig, m, return_bool)? {
+        return Ok(Val::Vector(v));
+    }
     let n = ev.nsteps();
     let (mut lc, mut rc) = (vec![0usize; l.len()], vec![0usize; r.len()]);
     let (mut li, mut ri) = (Vec::new(), Vec::new());
     let swap = m.card == Card::OneToMany;
-    // Per signature: the "one"-side sample index at this step (step-stamped).
+    // Per signature: the "one"-side series index at this step (step-stamped).
     let mut right_at: Vec<(usize, usize)> = vec![(usize::MAX, 0); nsig];
     let mut st = BinState {
         op,
@@ -325,80 +336,103 @@ fn vector_binop(
         return_bool,
         delayed: ev.delayed(),
         matched: vec![usize::MAX; nsig],
-        inserted: HashMap::new(),
+        last_insert: Vec::new(),
         metric_cache: HashMap::new(),
         out: OutBuilder::new(),
     };
+    let none_fill = m.fill_lhs.is_none() && m.fill_rhs.is_none();
     for step in 0..n {
+        ev.check_timeout()?;
         let t = ev.step_ts(step);
         gather(&l, &mut lc, t, &mut li);
         gather(&r, &mut rc, t, &mut ri);
-        let none_fill = m.fill_lhs.is_none() && m.fill_rhs.is_none();
-        if (li.is_empty() && ri.is_empty()) || ((li.is_empty() || ri.is_empty()) && none_fill) {
-            for &i in &li {
-                lc[i] += 1;
-            }
-            for &j in &ri {
-                rc[j] += 1;
-            }
-            continue;
-        }
-        // After a possible swap, "left" is the many side and "right" the one side.
-        let (many, many_sig, many_idx, many_cur, one, one_sig, one_idx, one_cur) = if swap {
-            (&r, &rsig, &ri, &rc, &l, &lsig, &li, &lc)
-        } else {
-            (&l, &lsig, &li, &lc, &r, &rsig, &ri, &rc)
-        };
-        for &j in one_idx.iter() {
-            let s = one_sig[j];
-            if right_at[s].0 == step {
-                let dup = &one[right_at[s].1];
-                let side = if swap { "left" } else { "right" };
-                // Report the two series in a stable, sorted order.
-                let (a, b) = if one[j].labels <= dup.labels {
-                    (&one[j], dup)
-                } else {
-                    (dup, &one[j])
-                };
-                return exec_err(format!(
-                    "found duplicate series for the match group {} on the {} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                    go_labels_string(&m.match_labels(&one[j].labels)),
-                    side,
-                    go_labels_string(&a.labels),
-                    go_labels_string(&b.labels),
-                ));
-            }
-            right_at[s] = (step, j);
-        }
-        st.inserted.clear();
-        for &i in many_idx.iter() {
-            let s = many_sig[i];
-            let ls = (many[i].labels.clone(), many[i].vs[many_cur[i]], i);
-            let rs = if right_at[s].0 == step {
-                let j = right_at[s].1;
-                (one[j].labels.clone(), one[j].vs[one_cur[j]], j)
+        let skip =
+            (li.is_empty() && ri.is_empty()) || ((li.is_empty() || ri.is_empty()) && none_fill);
+        if !skip {
+            // After a possible swap, "many" is the many side and "one" the one side.
+            let (many, many_sig, many_idx, many_cur, one, one_sig, one_idx, one_cur) = if swap {
+                (&r, &rsig, &ri, &rc, &l, &lsig, &li, &lc)
             } else {
-                let fill = if swap { m.fill_lhs } else { m.fill_rhs };
-                match fill {
-                    Some(f) => (m.match_labels(&many[i].labels), f, usize::MAX),
-                    None => continue,
-                }
+                (&l, &lsig, &li, &lc, &r, &rsig, &ri, &rc)
             };
-            do_op(&mut st, step, t, ls, rs, s)?;
-        }
-        let fill_other = if swap { m.fill_rhs } else { m.fill_lhs };
-        if let Some(f) = fill_other {
-            let mut pending: Vec<usize> = one_idx
-                .iter()
-                .copied()
-                .filter(|&j| st.matched[one_sig[j]] != step)
-                .collect();
-            pending.sort_by_key(|&j| one_sig[j]);
-            for j in pending {
+            for &j in one_idx.iter() {
                 let s = one_sig[j];
-                let ls = (m.match_labels(&one[j].labels), f, usize::MAX);
-                let rs = (one[j].labels.clone(), one[j].vs[one_cur[j]], j);
-                do_op(&mut st, step, t, ls, rs, s)?;
+                if right_at[s].0 == step {
+                    let dup = &one[right_at[s].1];
+                    let side = if swap { "left" } else { "right" };
+                    // Report the two series in a stable, sorted order.
+                    let (a, b) = if one[j].labels <= dup.labels {
+                        (&one[j], dup)
+                    } else {
+                        (dup, &one[j])
+                    };
+                    return exec_err(format!(
+                        "found duplicate series for the match group {} on the {} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                        go_labels_string(&m.match_labels(&one[j].labels)),
+                        side,
+                        go_labels_string(&a.labels),
+                        go_labels_string(&b.labels),
+                    ));
+                }
+                right_at[s] = (step, j);
+            }
+            for &i in many_idx.iter() {
+                let s = many_sig[i];
+                let mv = many[i].vs[many_cur[i]];
+                if right_at[s].0 == step {
+                    let j = right_at[s].1;
+                    let ov = one[j].vs[one_cur[j]];
+                    do_op(
+                        &mut st,
+                        step,
+                        t,
+                        Side::Series(&many[i].labels, i),
+                        mv,
+                        Side::Series(&one[j].labels, j),
+                        ov,
+                        s,
+                    )?;
+                } else {
+                    // Prometheus does not swap the fill values for group_right.
+                    let fill = m.fill_rhs;
+                    if let Some(f) = fill {
+                        let ml = m.match_labels(&many[i].labels);
+                        do_op(
+                            &mut st,
+                            step,
+                            t,
+                            Side::Series(&many[i].labels, i),
+                            mv,
+                            Side::Filled(&ml),
+                            f,
+                            s,
+                        )?;
+                    }
+                }
+            }
+            let fill_other = m.fill_lhs;
+            if let Some(f) = fill_other {
+                let mut pending: Vec<usize> = one_idx
+                    .iter()
+                    .copied()
+                    .filter(|&j| st.matched[one_sig[j]] != step)
+                    .collect();
+                pending.sort_by_key(|&j| one_sig[j]);
+                for j in pending {
+                    let s = one_sig[j];
+                    let ml = m.match_labels(&one[j].labels);
+                    let ov = one[j].vs[one_cur[j]];
+                    do_op(
+                        &mut st,
+                        step,
+                        t,
+                        Side::Filled(&ml),
+                        f,
+                        Side::Series(&one[j].labels, j),
+                        ov,
+                        s,
+                    )?;
+                }
             }
         }
         for &i in &li {
@@ -408,7 +442,130 @@ fn vector_binop(
             rc[j] += 1;
         }
     }
-    Ok(Val::Vector(st.out.series))
+    Ok(Val::Vector(st.out.finish()))
+}
+
+/// Fast path when the pairing of series cannot change between steps: no fill
+/// values, at most one series per signature on the "one" side (and on both sides
+/// for one-to-one matching). Each pair is then joined on its timestamps column by
+/// column. Returns None when the general per-step path is needed.
+#[allow(clippy::too_many_arguments)]
+fn static_pairs(
+    ev: &mut Ev,
+    op: u16,
+    l: &[Pts],
+    r: &[Pts],
+    lsig: &[usize],
+    rsig: &[usize],
+    nsig: usize,
+    m: &Matching,
+    return_bool: bool,
+) -> Result<Option<Vec<Pts>>, QueryError> {
+    if m.fill_lhs.is_some() || m.fill_rhs.is_some() {
+        return Ok(None);
+    }
+    let swap = m.card == Card::OneToMany;
+    let (many, many_sig, one, one_sig) = if swap {
+        (r, rsig, l, lsig)
+    } else {
+        (l, lsig, r, rsig)
+    };
+    let mut one_of: Vec<usize> = vec![usize::MAX; nsig];
+    for (j, &s) in one_sig.iter().enumerate() {
+        if one_of[s] != usize::MAX {
+            return Ok(None);
+        }
+        one_of[s] = j;
+    }
+    if m.card == Card::OneToOne {
+        let mut seen = vec![false; nsig];
+        for &s in many_sig {
+            if seen[s] {
+                return Ok(None);
+            }
+            seen[s] = true;
+        }
+    }
+    // One output series per pair; a label collision falls back to the general path.
+    let mut out: Vec<Pts> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut collided = false;
+    let delayed = ev.delayed();
+    for (i, p) in many.iter().enumerate() {
+        let s = many_sig[i];
+        let j = one_of[s];
+        if j == usize::MAX {
+            continue;
+        }
+        let q = &one[j];
+        let mut ts = Vec::new();
+        let mut vs = Vec::new();
+        let (mut a, mut b) = (0usize, 0usize);
+        while a < p.ts.len() && b < q.ts.len() {
+            match p.ts[a].cmp(&q.ts[b]) {
+                std::cmp::Ordering::Less => a += 1,
+                std::cmp::Ordering::Greater => b += 1,
+                std::cmp::Ordering::Equal => {
+                    let (fl, fr) = if swap {
+                        (q.vs[b], p.vs[a])
+                    } else {
+                        (p.vs[a], q.vs[b])
+                    };
+                    let (mut val, keep) = elem_binop(op, fl, fr);
+                    if return_bool {
+                        val = b2f(keep);
+                    }
+                    if keep || return_bool {
+                        ts.push(p.ts[a]);
+                        vs.push(val);
+                    }
+                    a += 1;
+                    b += 1;
+                }
+            }
+        }
+        // Filtered-out pairs still take part in the uniqueness checks.
+        let metric = result_metric(&p.labels, &q.labels, op, m);
+        let metric = if !delayed && return_bool {
+            drop_metric_name(&metric)
+        } else {
+            metric
+        };
+        if index.insert(metric.clone(), out.len()).is_some() {
+            collided = true;
+        }
+        out.push(Pts {
+            labels: metric,
+            drop_name: return_bool,
+            ts,
+            vs,
+        });
+    }
+    if collided {
+        // Rare: resolve label collisions exactly with the per-step path.
+        return Ok(None);
+    }
+    Ok(Some(out.into_iter().filter(|p| !p.ts.is_empty()).collect()))
+}
+
+/// One operand of a matched pair: an input series (labels, index) or a fill value's labels.
+enum Side<'a> {
+    Series(&'a Labels, usize),
+    Filled(&'a Labels),
+}
+
+impl Side<'_> {
+    fn labels(&self) -> &Labels {
+        match self {
+            Side::Series(l, _) | Side::Filled(l) => l,
+        }
+    }
+    fn idx(&self) -> Option<usize> {
+        match self {
+            Side::Series(_, i) => Some(*i),
+            Side::Filled(_) => None,
+        }
+    }
 }
 
 struct BinState<'a> {
@@ -418,38 +575,54 @@ struct BinState<'a> {
     return_bool: bool,
     delayed: bool,
     matched: Vec<usize>,
-    inserted: HashMap<usize, std::collections::HashSet<Labels>>,
-    metric_cache: HashMap<(usize, usize), Labels>,
+    /// Per output series: (step, signature) of its last insertion.
+    last_insert: Vec<(usize, usize)>,
+    /// (many index, one index) -> output series index.
+    metric_cache: HashMap<(usize, usize), usize>,
     out: OutBuilder,
 }
 
-/// One matched pair (Prometheus's `doBinOp`); sides are (labels, value, series index).
+/// One matched pair (Prometheus's `doBinOp`).
+#[allow(clippy::too_many_arguments)]
 fn do_op(
     st: &mut BinState,
     step: usize,
     t: i64,
-    ls: (Labels, f64, usize),
-    rs: (Labels, f64, usize),
+    ls: Side,
+    lv: f64,
+    rs: Side,
+    rv: f64,
     sig: usize,
 ) -> Result<(), QueryError> {
-    let (fl, fr) = if st.swap { (rs.1, ls.1) } else { (ls.1, rs.1) };
+    let (fl, fr) = if st.swap { (rv, lv) } else { (lv, rv) };
     let (mut val, keep) = elem_binop(st.op, fl, fr);
     if st.return_bool {
         val = b2f(keep);
     }
     let (op, m) = (st.op, st.m);
-    let metric = if ls.2 == usize::MAX || rs.2 == usize::MAX {
-        result_metric(&ls.0, &rs.0, op, m)
-    } else {
-        st.metric_cache
-            .entry((ls.2, rs.2))
-            .or_insert_with(|| result_metric(&ls.0, &rs.0, op, m))
-            .clone()
+    let key = match (ls.idx(), rs.idx()) {
+        (Some(a), Some(b)) => Some((a, b)),
+        _ => None,
     };
-    let metric = if !st.delayed && st.return_bool {
-        drop_metric_name(&metric)
-    } else {
-        metric
+    let cached = key.and_then(|k| st.metric_cache.get(&k).copied());
+    let oi = match cached {
+        Some(oi) => oi,
+        None => {
+            let metric = result_metric(ls.labels(), rs.labels(), op, m);
+            let metric = if !st.delayed && st.return_bool {
+                drop_metric_name(&metric)
+            } else {
+                metric
+            };
+            let oi = st.out.index_of(&metric, st.return_bool);
+            if oi >= st.last_insert.len() {
+                st.last_insert.resize(oi + 1, (usize::MAX, usize::MAX));
+            }
+            if let Some(k) = key {
+                st.metric_cache.insert(k, oi);
+            }
+            oi
+        }
     };
     if m.card == Card::OneToOne {
         if st.matched[sig] == step {
@@ -458,18 +631,19 @@ fn do_op(
         st.matched[sig] = step;
     } else {
         st.matched[sig] = step;
-        let set = st.inserted.entry(sig).or_default();
-        if !set.insert(metric.clone()) {
+        if st.last_insert[oi] == (step, sig) {
             return exec_err(
                 "multiple matches for labels: grouping labels must ensure unique matches",
             );
         }
+        st.last_insert[oi] = (step, sig);
     }
     if !keep && !st.return_bool {
         return Ok(());
     }
-    st.out.push(metric, st.return_bool, t, val)
+    st.out.push_at(oi, t, val)
 }
+
 /// Prometheus's `resultMetric`.
 fn result_metric(lhs: &Labels, rhs: &Labels, op: u16, m: &Matching) -> Labels {
     let mut v: Vec<Label> = lhs.iter().cloned().collect();

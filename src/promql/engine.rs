@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{
-    self, token, AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
+    self, AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
 
 use super::storage::{is_stale_nan, Storage};
@@ -125,8 +125,12 @@ pub struct Engine {
 
 /// Parses a query with promql-parser, mapping its error to [`QueryError::Parse`].
 pub fn parse_expr(query: &str) -> Result<Expr, QueryError> {
-    parser::parse(query).map_err(|m| {
-        let position = parse_position(&m);
+    // A panic inside the parser must not take the process down.
+    let parsed = std::panic::catch_unwind(|| parser::parse(query)).unwrap_or_else(|_| {
+        Err("internal parser error (the query could not be parsed)".to_string())
+    });
+    parsed.map_err(|m| {
+        let position = parse_position(query, &m);
         QueryError::Parse {
             message: m,
             position,
@@ -134,14 +138,85 @@ pub fn parse_expr(query: &str) -> Result<Expr, QueryError> {
     })
 }
 
-/// Extracts a byte offset from promql-parser messages when they carry one.
-fn parse_position(msg: &str) -> Option<usize> {
-    for key in ["at position ", "pos ", "position "] {
-        if let Some(i) = msg.find(key) {
-            let rest = &msg[i + key.len()..];
-            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-            if let Ok(n) = digits.parse() {
-                return Some(n);
+/// The byte offset of the first unmatched closing bracket, or of the first opening
+/// bracket left unclosed.
+fn unbalanced_bracket(query: &str) -> Option<usize> {
+    let mut stack: Vec<(usize, char)> = Vec::new();
+    let mut in_str: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in query.char_indices() {
+        if let Some(q) = in_str {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                in_str = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => in_str = Some(c),
+            '(' | '[' | '{' => stack.push((i, c)),
+            ')' | ']' | '}' => {
+                let want = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                match stack.pop() {
+                    Some((_, o)) if o == want => {}
+                    _ => return Some(i),
+                }
+            }
+            '#' => break,
+            _ => {}
+        }
+    }
+    stack.first().map(|&(i, _)| i)
+}
+
+/// promql-parser's errors carry no position; recover one where the message lets us:
+/// the named function/aggregation, an unclosed parenthesis, or a quoted token.
+fn parse_position(query: &str, msg: &str) -> Option<usize> {
+    if msg.contains("unclosed left parenthesis") {
+        let mut stack = Vec::new();
+        let mut in_str: Option<char> = None;
+        let mut prev = ' ';
+        for (i, c) in query.char_indices() {
+            if let Some(q) = in_str {
+                if c == q && prev != '\\' {
+                    in_str = None;
+                }
+                prev = c;
+                continue;
+            }
+            match c {
+                '"' | '\'' | '`' => in_str = Some(c),
+                '(' => stack.push(i),
+                ')' => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+            prev = c;
+        }
+        return stack.first().copied();
+    }
+    // Any unbalanced bracket is the likeliest culprit of a generic grammar error.
+    if let Some(p) = unbalanced_bracket(query) {
+        return Some(p);
+    }
+    // A quoted name in the message ('rate', "foo"): its first occurrence.
+    for q in ['\'', '"'] {
+        if let Some(i) = msg.find(q) {
+            if let Some(j) = msg[i + 1..].find(q) {
+                let name = &msg[i + 1..i + 1 + j];
+                if !name.is_empty() {
+                    if let Some(p) = query.find(name) {
+                        return Some(p);
+                    }
+                }
             }
         }
     }
@@ -164,7 +239,7 @@ impl Engine {
         time_ms: i64,
     ) -> Result<QueryResult, QueryError> {
         let e = parse_expr(expr)?;
-        self.instant_query_expr(storage, &e, time_ms)
+        self.exec_instant(storage, &e, expr, time_ms)
     }
 
     pub fn range_query(
@@ -176,17 +251,51 @@ impl Engine {
         step_ms: i64,
     ) -> Result<QueryResult, QueryError> {
         let e = parse_expr(expr)?;
-        self.range_query_expr(storage, &e, start_ms, end_ms, step_ms)
+        self.exec_range(storage, &e, expr, start_ms, end_ms, step_ms)
     }
 
+    /// Evaluates an already parsed query (annotation positions refer to its
+    /// re-rendered text).
     pub fn instant_query_expr(
         &self,
         storage: &dyn Storage,
         expr: &Expr,
         time_ms: i64,
     ) -> Result<QueryResult, QueryError> {
+        self.exec_instant(storage, expr, &expr.to_string(), time_ms)
+    }
+
+    pub fn range_query_expr(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
+        self.exec_range(storage, expr, &expr.to_string(), start_ms, end_ms, step_ms)
+    }
+
+    fn exec_instant(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        text: &str,
+        time_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
+        guard(|| self.exec_instant_inner(storage, expr, text, time_ms))
+    }
+
+    fn exec_instant_inner(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        text: &str,
+        time_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
         check_supported(expr)?;
         let mut ev = Ev::new(storage, &self.opts, time_ms, time_ms, 1);
+        ev.query = text.to_string();
         let val = ev.eval(expr)?;
         let val = ev.finish(val)?;
         let value = match val {
@@ -211,15 +320,28 @@ impl Engine {
         self.check_result_series(&value)?;
         Ok(QueryResult {
             value,
-            warnings: ev.warnings,
-            infos: ev.infos,
+            warnings: dedup(ev.warnings),
+            infos: dedup(ev.infos),
         })
     }
 
-    pub fn range_query_expr(
+    fn exec_range(
         &self,
         storage: &dyn Storage,
         expr: &Expr,
+        text: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
+        guard(|| self.exec_range_inner(storage, expr, text, start_ms, end_ms, step_ms))
+    }
+
+    fn exec_range_inner(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        text: &str,
         start_ms: i64,
         end_ms: i64,
         step_ms: i64,
@@ -244,6 +366,7 @@ impl Engine {
             }
         }
         let mut ev = Ev::new(storage, &self.opts, start_ms, end_ms, step_ms);
+        ev.query = text.to_string();
         let val = ev.eval(expr)?;
         let val = ev.finish(val)?;
         let series = match val {
@@ -267,8 +390,8 @@ impl Engine {
         self.check_result_series(&value)?;
         Ok(QueryResult {
             value,
-            warnings: ev.warnings,
-            infos: ev.infos,
+            warnings: dedup(ev.warnings),
+            infos: dedup(ev.infos),
         })
     }
 
@@ -287,6 +410,114 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Turns a panic during evaluation into an error: a bad query must never take the
+/// process down.
+fn guard(f: impl FnOnce() -> Result<QueryResult, QueryError>) -> Result<QueryResult, QueryError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(QueryError::Execution(format!(
+            "internal error while evaluating the query: {msg}"
+        )))
+    })
+}
+
+fn dedup(v: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    v.into_iter().filter(|s| seen.insert(s.clone())).collect()
+}
+
+/// Best-effort source position (` (line:col)`) of argument `arg` of the first call
+/// or aggregation named `name` in `query`, or of the call itself when `arg` is None.
+/// promql-parser keeps no positions, so this finds them in the text.
+pub(crate) fn source_pos(query: &str, name: &str, arg: Option<usize>) -> String {
+    let b = query.as_bytes();
+    let is_ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
+    let fmt = |off: usize| {
+        let line = query[..off].matches('\n').count() + 1;
+        let col = off - query[..off].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        format!(" ({line}:{col})")
+    };
+    let mut from = 0;
+    while let Some(rel) = query[from..].find(name) {
+        let start = from + rel;
+        from = start + name.len();
+        if start > 0 && is_ident(b[start - 1]) {
+            continue;
+        }
+        let mut i = start + name.len();
+        if i < b.len() && is_ident(b[i]) {
+            continue;
+        }
+        let skip_ws = |mut i: usize| {
+            while i < b.len() && b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            i
+        };
+        i = skip_ws(i);
+        // Aggregation clause before the arguments: by (...) / without (...).
+        for kw in ["by", "without"] {
+            if query[i..].to_ascii_lowercase().starts_with(kw)
+                && !b.get(i + kw.len()).is_some_and(|&c| is_ident(c))
+            {
+                i = skip_ws(i + kw.len());
+                if b.get(i) == Some(&b'(') {
+                    while i < b.len() && b[i] != b')' {
+                        i += 1;
+                    }
+                    i = skip_ws(i + 1);
+                }
+            }
+        }
+        if b.get(i) != Some(&b'(') {
+            continue;
+        }
+        let Some(want) = arg else {
+            return fmt(start);
+        };
+        let (mut depth, mut k, mut j) = (0i32, 0usize, i + 1);
+        let mut in_str: Option<u8> = None;
+        let mut arg_start = skip_ws(j);
+        while j < b.len() {
+            let c = b[j];
+            if let Some(q) = in_str {
+                if c == b'\\' {
+                    j += 2;
+                    continue;
+                }
+                if c == q {
+                    in_str = None;
+                }
+            } else {
+                match c {
+                    b'"' | b'\'' | b'`' => in_str = Some(c),
+                    b'(' | b'[' | b'{' => depth += 1,
+                    b')' | b']' | b'}' if depth == 0 => break,
+                    b')' | b']' | b'}' => depth -= 1,
+                    b',' if depth == 0 => {
+                        if k == want {
+                            break;
+                        }
+                        k += 1;
+                        arg_start = skip_ws(j + 1);
+                    }
+                    _ => {}
+                }
+            }
+            j += 1;
+        }
+        if k == want {
+            return fmt(arg_start);
+        }
+        return String::new();
+    }
+    String::new()
 }
 
 fn sorted_matrix(v: Vec<Pts>) -> Vec<Series> {
@@ -342,12 +573,15 @@ pub(crate) struct Ev<'a> {
     pub interval: i64,
     pub query_start: i64,
     pub query_end: i64,
+    /// The query's step (0 for an instant query).
+    pub query_step: i64,
     pub lookback: i64,
     deadline: Instant,
-    started: Instant,
     pub samples: usize,
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
+    /// The query text, for annotation positions.
+    pub query: String,
 }
 
 /// A range-vector argument of a function: its series (staleness markers removed)
@@ -378,12 +612,13 @@ impl<'a> Ev<'a> {
             interval,
             query_start: start,
             query_end: end,
+            query_step: if start == end { 0 } else { interval },
             lookback: duration_ms(&opts.lookback_delta),
             deadline: now + opts.timeout,
-            started: now,
             samples: 0,
             warnings: Vec::new(),
             infos: Vec::new(),
+            query: String::new(),
         }
     }
 
@@ -407,7 +642,6 @@ impl<'a> Ev<'a> {
 
     pub fn check_timeout(&self) -> Result<(), QueryError> {
         if Instant::now() > self.deadline {
-            let _ = self.started;
             return Err(QueryError::Timeout(self.opts.timeout));
         }
         Ok(())
@@ -468,8 +702,30 @@ impl<'a> Ev<'a> {
         }
     }
 
+    /// Evaluates a node. Sample accounting follows Prometheus: while a node runs,
+    /// its inputs count against `max_samples`; afterwards only its output does.
     pub fn eval(&mut self, e: &Expr) -> Result<Val, QueryError> {
+        let before = self.samples;
+        let v = self.eval_node(e)?;
+        let held = match &v {
+            Val::Vector(m) | Val::Range(m) => m.iter().map(|p| p.ts.len()).sum(),
+            Val::Scalar(s) => s.len(),
+            Val::Str(_) => 0,
+        };
+        self.samples = before;
+        self.add_samples(held)?;
+        Ok(v)
+    }
+
+    fn eval_node(&mut self, e: &Expr) -> Result<Val, QueryError> {
         self.check_timeout()?;
+        // Scalars are dense over the step grid: a grid with more steps than the
+        // sample limit cannot be held (this also bounds subqueries like `x[1y:1s]`).
+        if self.nsteps() > self.opts.max_samples {
+            return Err(QueryError::TooManySamples {
+                limit: self.opts.max_samples,
+            });
+        }
         match e {
             Expr::Paren(p) => self.eval(&p.expr),
             Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; self.nsteps()])),
@@ -588,7 +844,13 @@ impl<'a> Ev<'a> {
     ) -> Result<Vec<super::storage::Series>, QueryError> {
         let sets = Self::selector_matchers(vs)?;
         if sets.len() == 1 {
-            return Ok(self.storage.select(&sets[0], mint, maxt)?);
+            let mut v = self.storage.select(&sets[0], mint, maxt)?;
+            // Result order (topk, sort ties, `or`) follows series order, which
+            // Prometheus's storage gives sorted by labels.
+            if !v.windows(2).all(|w| w[0].labels <= w[1].labels) {
+                v.sort_by(|a, b| a.labels.cmp(&b.labels));
+            }
+            return Ok(v);
         }
         let mut all: Vec<super::storage::Series> = Vec::new();
         let mut seen: HashMap<Labels, ()> = HashMap::new();
@@ -698,13 +960,20 @@ impl<'a> Ev<'a> {
         let mut total = 0;
         for s in raw {
             let mut p = Pts::new(s.labels, false);
-            p.ts.reserve(s.timestamps.len());
-            p.vs.reserve(s.values.len());
-            for (t, v) in s.timestamps.into_iter().zip(s.values) {
-                if !is_stale_nan(v) {
-                    p.ts.push(t);
-                    p.vs.push(v);
+            if s.values.iter().any(|v| is_stale_nan(*v)) {
+                p.ts.reserve(s.timestamps.len());
+                p.vs.reserve(s.values.len());
+                for (t, v) in s.timestamps.into_iter().zip(s.values) {
+                    if !is_stale_nan(v) {
+                        p.ts.push(t);
+                        p.vs.push(v);
+                    }
                 }
+            } else {
+                // Range functions never see staleness markers; without any, the
+                // columns are used as they are.
+                p.ts = s.timestamps;
+                p.vs = s.values;
             }
             total += p.ts.len();
             series.push(p);
@@ -924,6 +1193,37 @@ impl OutBuilder {
         }
     }
 
+    /// The index of the output series with these labels, created empty if new.
+    pub fn index_of(&mut self, labels: &Labels, drop_name: bool) -> usize {
+        if let Some(&i) = self.map.get(labels) {
+            return i;
+        }
+        self.map.insert(labels.clone(), self.series.len());
+        self.series.push(Pts::new(labels.clone(), drop_name));
+        self.series.len() - 1
+    }
+
+    /// Appends a point to output series `i`; a second point at the same time is a
+    /// duplicate label set.
+    #[inline]
+    pub fn push_at(&mut self, i: usize, t: i64, v: f64) -> Result<(), QueryError> {
+        let s = &mut self.series[i];
+        if s.ts.last() == Some(&t) {
+            return exec_err(DUPLICATE_LABELSET);
+        }
+        s.ts.push(t);
+        s.vs.push(v);
+        Ok(())
+    }
+
+    /// The series that received points, in first-seen order.
+    pub fn finish(self) -> Vec<Pts> {
+        self.series
+            .into_iter()
+            .filter(|p| !p.ts.is_empty())
+            .collect()
+    }
+
     pub fn push(
         &mut self,
         labels: Labels,
@@ -964,10 +1264,6 @@ pub(crate) fn labels_with(base: &Labels, set: &[(&str, &str)], del: &[&str]) -> 
     }
     Labels::new(v)
 }
-
-/// Unused-token guard so the token module import is kept for submodules.
-#[allow(dead_code)]
-pub(crate) const T_SUB: u16 = token::T_SUB;
 
 #[cfg(test)]
 mod tests {
@@ -1023,6 +1319,13 @@ mod tests {
             Err(QueryError::Parse { .. })
         ));
         assert!(matches!(
+            e.instant_query(&store(), "rate(x[5m]))", 0),
+            Err(QueryError::Parse {
+                position: Some(11),
+                ..
+            })
+        ));
+        assert!(matches!(
             e.range_query(&store(), "c_total", 0, 600_000, 15_000),
             Err(QueryError::TooManySamples { limit: 5 })
         ));
@@ -1039,5 +1342,220 @@ mod tests {
             e.range_query(&store(), "c_total[5m]", 0, 60_000, 15_000),
             Err(QueryError::Execution(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+    use crate::promql::storage::MemStorage;
+
+    fn store() -> MemStorage {
+        let mut s = MemStorage::new();
+        let add = |s: &mut MemStorage, pairs: &[(&str, &str)], v: f64| {
+            s.add_samples(
+                Labels::from_pairs(pairs.iter().copied()),
+                &[(0, v), (60_000, v)],
+            );
+        };
+        add(
+            &mut s,
+            &[("__name__", "req"), ("job", "a"), ("inst", "1")],
+            10.0,
+        );
+        add(
+            &mut s,
+            &[("__name__", "req"), ("job", "a"), ("inst", "2")],
+            30.0,
+        );
+        add(
+            &mut s,
+            &[("__name__", "req"), ("job", "b"), ("inst", "3")],
+            20.0,
+        );
+        add(
+            &mut s,
+            &[("__name__", "info"), ("job", "a"), ("team", "x")],
+            1.0,
+        );
+        s
+    }
+
+    fn vector(q: &str) -> Vec<Sample> {
+        let e = Engine::new(EngineOptions::default());
+        match e.instant_query(&store(), q, 60_000).unwrap().value {
+            Value::Vector(v) => v,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn group_left_copies_labels_from_one_side() {
+        let v = vector("req * on(job) group_left(team) info");
+        assert_eq!(v.len(), 2);
+        assert!(v.iter().all(|s| s.labels.get("team") == Some("x")));
+        assert!(v.iter().all(|s| s.labels.metric_name().is_none()));
+    }
+
+    #[test]
+    fn topk_is_ordered_and_keeps_names() {
+        let v = vector("topk(2, req)");
+        let vals: Vec<f64> = v.iter().map(|s| s.v).collect();
+        assert_eq!(vals, vec![30.0, 20.0]);
+        assert_eq!(v[0].labels.metric_name(), Some("req"));
+    }
+
+    #[test]
+    fn count_values_and_absent() {
+        let v = vector("count_values(\"val\", req)");
+        assert_eq!(v.len(), 3);
+        let v = vector("absent(nope{job=\"z\"})");
+        assert_eq!(v[0].labels, Labels::from_pairs([("job", "z")]));
+    }
+
+    #[test]
+    fn comparison_filters_and_bool_keeps() {
+        assert_eq!(vector("req > 15").len(), 2);
+        let v = vector("req > bool 15");
+        assert_eq!(v.len(), 3);
+        assert!(v.iter().all(|s| s.labels.metric_name().is_none()));
+    }
+
+    #[test]
+    fn huge_step_grids_are_refused() {
+        let e = Engine::new(EngineOptions {
+            max_samples: 1000,
+            ..EngineOptions::default()
+        });
+        assert!(matches!(
+            e.instant_query(&store(), "max_over_time(req[1d:1s])", 60_000),
+            Err(QueryError::TooManySamples { .. })
+        ));
+    }
+}
+
+#[cfg(test)]
+mod robustness_tests {
+    use super::*;
+    use crate::promql::storage::MemStorage;
+
+    #[test]
+    fn odd_queries_give_results_or_clean_errors() {
+        let mut s = MemStorage::new();
+        s.add_samples(
+            Labels::from_pairs([("__name__", "x"), ("a", "1")]),
+            &[
+                (0, 1.0),
+                (10_000, f64::NAN),
+                (20_000, crate::promql::stale_nan()),
+                (30_000, 4.0),
+            ],
+        );
+        s.add_samples(Labels::from_pairs([("__name__", "y")]), &[(0, -1.0)]);
+        let e = Engine::new(EngineOptions {
+            max_samples: 100_000,
+            ..EngineOptions::default()
+        });
+        let queries = [
+            "topk(1e30, x)",
+            "bottomk(-1, x)",
+            "quantile(2, x)",
+            "x offset -1h",
+            "x @ -100",
+            "rate(x[1ms])",
+            "x[5m:1ms]",
+            "max_over_time(x[1h:7s] offset 3s)",
+            "histogram_quantile(0.5, x)",
+            "label_replace(x, \"b\", \"$9\", \"a\", \"(.*)\")",
+            "label_join(x, \"c\", \"\", \"a\", \"missing\")",
+            "count_values(\"a\", x)",
+            "x / on() y",
+            "x and on(a) y",
+            "x unless y",
+            "-x",
+            "scalar(x) * vector(2)",
+            "absent_over_time(nope[1m])",
+            "predict_linear(x[1m], -3600)",
+            "deriv(y[1m])",
+            "sort_desc(x or y)",
+            "round(x, 0)",
+            "clamp(x, 5, 1)",
+            "day_of_week(vector(-1e300))",
+            "timestamp(x @ end())",
+            "time() - 1e308",
+            "quantile_over_time(NaN, x[1m])",
+            "avg(x) by (nope)",
+            "stddev without (a) (x)",
+            "x{a=~\"(\"}",
+            "sum(",
+            "1 +",
+            "{__name__=~\".*\"}",
+            "x[1m]",
+            "info(x)",
+            "limitk(1, x)",
+            "mad_over_time(x[1m])",
+            "double_exponential_smoothing(x[1m], 0.5, 0.5)",
+            "sort_by_label(x, \"a\")",
+            "min_of(1, 2)",
+            "histogram_count(x)",
+        ];
+        for q in queries {
+            for r in [
+                e.instant_query(&s, q, 30_000),
+                e.range_query(&s, q, 0, 60_000, 7_000),
+            ] {
+                if let Err(err) = &r {
+                    assert!(!err.to_string().contains("internal error"), "{q}: {err}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod name_dropping_tests {
+    use super::*;
+    use crate::promql::storage::MemStorage;
+
+    fn store() -> MemStorage {
+        let mut s = MemStorage::new();
+        for name in ["a_total", "b_total"] {
+            s.add_samples(
+                Labels::from_pairs([("__name__", name), ("job", "x")]),
+                &[(0, 0.0), (30_000, 30.0), (60_000, 60.0)],
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn immediate_name_removal_reports_collisions() {
+        let e = Engine::new(EngineOptions::default());
+        let err = e
+            .instant_query(
+                &store(),
+                "rate({__name__=~\"a_total|b_total\"}[1m])",
+                60_000,
+            )
+            .unwrap_err();
+        assert_eq!(err.to_string(), DUPLICATE_LABELSET);
+    }
+
+    #[test]
+    fn delayed_name_removal_allows_relabelling_first() {
+        let e = Engine::new(EngineOptions {
+            delayed_name_removal: true,
+            ..EngineOptions::default()
+        });
+        let r = e
+            .instant_query(
+                &store(),
+                "label_replace(rate({__name__=~\"a_total|b_total\"}[1m]), \"n\", \"$1\", \"__name__\", \"(.*)\")",
+                60_000,
+            )
+            .unwrap();
+        let Value::Vector(v) = r.value else { panic!() };
+        assert_eq!(v.len(), 2);
+        assert!(v.iter().all(|s| s.labels.metric_name().is_none()));
     }
 }

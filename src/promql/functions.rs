@@ -5,9 +5,10 @@ use std::collections::HashMap;
 
 use promql_parser::parser::{Call, Expr};
 
+use super::aggregate::go_fmt_v;
 use super::engine::{
-    drop_metric_name, exec_err, labels_with, merge_same_labels, Ev, OutBuilder, Pts, RangeArg, Val,
-    DUPLICATE_LABELSET,
+    drop_metric_name, exec_err, labels_with, merge_same_labels, source_pos, Ev, OutBuilder, Pts,
+    RangeArg, Val, DUPLICATE_LABELSET,
 };
 use super::value::QueryError;
 use crate::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
@@ -415,6 +416,9 @@ pub fn double_exponential_smoothing(vs: &[f64], sf: f64, tf: f64) -> Option<f64>
 }
 
 fn mad(vs: &[f64]) -> f64 {
+    if vs.iter().any(|x| x.is_nan()) {
+        return f64::NAN;
+    }
     let mut v = vs.to_vec();
     let median = quantile(0.5, &mut v);
     let mut d: Vec<f64> = vs.iter().map(|x| (x - median).abs()).collect();
@@ -461,7 +465,6 @@ const RANGE_FUNCTIONS: &[&str] = &[
     "deriv",
     "predict_linear",
     "double_exponential_smoothing",
-    "holt_winters",
     "mad_over_time",
     "ts_of_first_over_time",
     "ts_of_last_over_time",
@@ -493,7 +496,35 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call) -> Result<Val, QueryError> {
                 / 1000.0;
             ev.nsteps()
         ])),
-        "step" => Ok(Val::Scalar(vec![ev.interval as f64 / 1000.0; ev.nsteps()])),
+        "step" => Ok(Val::Scalar(vec![
+            ev.query_step as f64 / 1000.0;
+            ev.nsteps()
+        ])),
+        "min_of" | "max_of" => {
+            let mut acc: Option<Vec<f64>> = None;
+            for a in &args {
+                let v = ev.eval_scalar(a)?;
+                acc = Some(match acc {
+                    None => v,
+                    Some(prev) => prev
+                        .iter()
+                        .zip(&v)
+                        .map(|(&x, &y)| {
+                            if x.is_nan() || y.is_nan() {
+                                f64::NAN
+                            } else if name == "min_of" {
+                                x.min(y)
+                            } else {
+                                x.max(y)
+                            }
+                        })
+                        .collect(),
+                });
+            }
+            Ok(Val::Scalar(
+                acc.unwrap_or_else(|| vec![f64::NAN; ev.nsteps()]),
+            ))
+        }
         "vector" => {
             let s = ev.eval_scalar(args[0])?;
             let mut p = Pts::new(Labels::empty(), false);
@@ -557,8 +588,10 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call) -> Result<Val, QueryError> {
             finish_instant_fn(ev, v)
         }
         "label_replace" => label_replace(ev, &args),
+        "info" => super::info::eval_info(ev, &args),
         "label_join" => label_join(ev, &args),
         "sort" | "sort_desc" => {
+            sort_in_range_warning(ev, name);
             let mut v = ev.eval_vector(args[0])?;
             if ev.start == ev.end {
                 let desc = name == "sort_desc";
@@ -582,6 +615,7 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call) -> Result<Val, QueryError> {
             Ok(Val::Vector(v))
         }
         "sort_by_label" | "sort_by_label_desc" => {
+            sort_in_range_warning(ev, name);
             let mut v = ev.eval_vector(args[0])?;
             let names: Vec<String> = args[1..]
                 .iter()
@@ -608,16 +642,26 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call) -> Result<Val, QueryError> {
             Ok(Val::Vector(v))
         }
         "histogram_quantile" => histogram_quantile(ev, &args),
-        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-        | "histogram_stdvar" => {
-            // These only read native histograms: float samples yield nothing.
-            let _ = ev.eval_vector(args[0])?;
-            Ok(Val::Vector(Vec::new()))
-        }
-        "histogram_fraction" | "histogram_quantiles" | "info" => Err(QueryError::Unsupported(
-            format!("function {name}() is not supported (native histograms are not supported)"),
-        )),
+        // These only read native histogram samples, which this engine does not have.
+        "histogram_count"
+        | "histogram_sum"
+        | "histogram_avg"
+        | "histogram_stddev"
+        | "histogram_stdvar"
+        | "histogram_fraction"
+        | "histogram_quantiles" => Err(QueryError::Unsupported(format!(
+            "native histograms are not supported ({name}() reads native histograms)"
+        ))),
         _ => instant_function(ev, name, &args),
+    }
+}
+
+fn sort_in_range_warning(ev: &mut Ev, name: &str) {
+    if ev.query_start != ev.query_end {
+        let pos = source_pos(&ev.query, name, None);
+        ev.warnings.push(format!(
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels{pos}"
+        ));
     }
 }
 
@@ -773,12 +817,24 @@ fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Q
             }
             "quantile_over_time" => {
                 let q = &scalars[0];
-                ev.slide(&arg, s, |i, _, _, _, v| {
+                let mut bad = None;
+                let r = ev.slide(&arg, s, |i, _, _, _, v| {
+                    if q[i].is_nan() || !(0.0..=1.0).contains(&q[i]) {
+                        bad = Some(q[i]);
+                    }
                     let mut v = v.to_vec();
                     Some(quantile(q[i], &mut v))
-                })
+                });
+                if let Some(b) = bad {
+                    let pos = source_pos(&ev.query, "quantile_over_time", Some(0));
+                    ev.warnings.push(format!(
+                        "PromQL warning: quantile value should be between 0 and 1, got {}{pos}",
+                        go_fmt_v(b)
+                    ));
+                }
+                r
             }
-            "double_exponential_smoothing" | "holt_winters" => {
+            "double_exponential_smoothing" => {
                 let (sf, tf) = (&scalars[0], &scalars[1]);
                 ev.slide(&arg, s, |i, _, _, _, v| {
                     if err.is_some() {
@@ -814,6 +870,20 @@ fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Q
             continue;
         }
         ev.add_samples(ts.len())?;
+        if name == "rate" || name == "increase" {
+            if let Some(m) = s.labels.metric_name() {
+                if !["_total", "_sum", "_count", "_bucket"]
+                    .iter()
+                    .any(|suf| m.ends_with(suf))
+                {
+                    let pos = source_pos(&ev.query, name, Some(0));
+                    ev.infos.push(format!(
+                        "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {}{pos}",
+                        crate::labels::go_quote(m)
+                    ));
+                }
+            }
+        }
         let labels = if keep_name {
             s.labels.clone()
         } else {
@@ -1129,12 +1199,19 @@ fn histogram_quantile(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
     let mut group_of: Vec<Option<(usize, f64)>> = Vec::with_capacity(v.len());
     let mut groups: HashMap<Labels, usize> = HashMap::new();
     let mut group_labels: Vec<Labels> = Vec::new();
-    let mut bad_le = false;
+    let mut group_names: Vec<String> = Vec::new();
+    let delayed = ev.delayed();
+    let mut bad_le: Vec<(String, String)> = Vec::new();
     for p in &v {
         let le = p.labels.get("le").unwrap_or("");
         match parse_go_float(le) {
             None => {
-                bad_le = true;
+                let name = if delayed {
+                    p.labels.metric_name().unwrap_or("").to_string()
+                } else {
+                    String::new()
+                };
+                bad_le.push((le.to_string(), name));
                 group_of.push(None);
             }
             Some(ub) => {
@@ -1142,21 +1219,30 @@ fn histogram_quantile(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
                 let next = groups.len();
                 let g = *groups.entry(key.clone()).or_insert_with(|| {
                     group_labels.push(labels_with(&key, &[], &[METRIC_NAME]));
+                    group_names.push(if delayed {
+                        key.metric_name().unwrap_or("").to_string()
+                    } else {
+                        String::new()
+                    });
                     next
                 });
                 group_of.push(Some((g, ub)));
             }
         }
     }
-    if bad_le {
-        ev.warnings
-            .push("PromQL warning: bucket label \"le\" is missing or has a malformed value".into());
+    let pos1 = source_pos(&ev.query, "histogram_quantile", Some(1));
+    for (le, name) in bad_le {
+        ev.warnings.push(format!(
+            "PromQL warning: bucket label \"le\" is missing or has a malformed value of {} for metric name {}{pos1}",
+            crate::labels::go_quote(&le),
+            crate::labels::go_quote(&name)
+        ));
     }
     let n = ev.nsteps();
     let mut cur = vec![0usize; v.len()];
     let mut buckets: Vec<Vec<Bucket>> = vec![Vec::new(); group_labels.len()];
     let mut out = OutBuilder::new();
-    let mut forced_any = false;
+    let mut forced: Vec<bool> = vec![false; group_labels.len()];
     for (i, &qi) in q.iter().enumerate().take(n) {
         let t = ev.step_ts(i);
         for b in buckets.iter_mut() {
@@ -1177,17 +1263,33 @@ fn histogram_quantile(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
             if b.is_empty() {
                 continue;
             }
-            let (val, forced) = bucket_quantile(qi, b);
-            forced_any |= forced;
+            let (val, f) = bucket_quantile(qi, b);
+            forced[g] |= f;
             out.push(group_labels[g].clone(), true, t, val)?;
         }
     }
-    if forced_any {
-        ev.infos.push("PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)".into());
+    for (g, f) in forced.iter().enumerate() {
+        if *f {
+            ev.infos.push(format!(
+                "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {}{pos1}",
+                crate::labels::go_quote(&group_names[g])
+            ));
+        }
     }
-    if q.iter().any(|x| x.is_nan() || *x < 0.0 || *x > 1.0) && !v.is_empty() {
-        ev.warnings
-            .push("PromQL warning: quantile value should be between 0 and 1".into());
+    let pos0 = source_pos(&ev.query, "histogram_quantile", Some(0));
+    let mut bad_q: Vec<f64> = Vec::new();
+    for &x in &q {
+        if (x.is_nan() || !(0.0..=1.0).contains(&x))
+            && !bad_q.iter().any(|y| y.to_bits() == x.to_bits())
+        {
+            bad_q.push(x);
+        }
+    }
+    for x in bad_q {
+        ev.warnings.push(format!(
+            "PromQL warning: quantile value should be between 0 and 1, got {}{pos0}",
+            go_fmt_v(x)
+        ));
     }
     let mut series = out.series;
     if ev.delayed() {

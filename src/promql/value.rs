@@ -83,7 +83,8 @@ impl Default for EngineOptions {
 /// `TooManySamples`/`TooManySeries`/`Timeout` to 422/503 and `Storage` to 503.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum QueryError {
-    /// The query text is not valid PromQL. `position` is the byte offset when known.
+    /// The query text is not valid PromQL. `position` is the byte offset of the
+    /// offending token when it can be recovered (shown 1-based as `1:COL:`).
     #[error("{}", parse_message(.message, .position))]
     Parse {
         message: String,
@@ -110,7 +111,7 @@ pub enum QueryError {
 
 fn parse_message(message: &str, position: &Option<usize>) -> String {
     match position {
-        Some(p) => format!("parse error at char {}: {}", p + 1, message),
+        Some(p) => format!("1:{}: parse error: {}", p + 1, message),
         None => format!("parse error: {message}"),
     }
 }
