@@ -41,12 +41,28 @@ enum Command {
     },
     /// Validate a scrape config and print the targets it would scrape.
     CheckConfig { file: PathBuf },
+    /// Backfill a store from a file with timestamps.
+    Import {
+        #[command(subcommand)]
+        format: ImportFormat,
+    },
     /// Run Prometheus PromQL test scripts (`*.test`) and compare the failures with a
     /// known-differences file (default: the one shipped in the source tree).
     PromqlTest {
         files: Vec<PathBuf>,
         #[arg(long)]
         known_differences: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportFormat {
+    /// An OpenMetrics file whose samples carry timestamps (as promtool's
+    /// `tsdb create-blocks-from openmetrics` takes), ending with `# EOF`.
+    Openmetrics {
+        file: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
     },
 }
 
@@ -75,6 +91,18 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Import {
+            format: ImportFormat::Openmetrics { file, data_dir },
+        }) => match import_openmetrics(&file, &data_dir) {
+            Ok(n) => {
+                println!("imported {n} samples from {} into {}", file.display(), data_dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("import: {e}");
+                ExitCode::from(1)
+            }
+        },
         Some(Command::PromqlTest {
             files,
             known_differences,
@@ -173,4 +201,43 @@ fn promql_test(files: &[PathBuf], known: Option<PathBuf>) -> ExitCode {
         }
         ExitCode::from(1)
     }
+}
+
+/// Appends every sample of an OpenMetrics file to the store in `data_dir`, in
+/// batches, then makes it durable. Samples without a timestamp are refused: a
+/// backfill must say when each value was.
+fn import_openmetrics(file: &PathBuf, data_dir: &PathBuf) -> Result<u64, String> {
+    use arrowmon::scrape::exposition::{Entry, Format, Parser, ParserOptions};
+    use arrowmon::store::{AppendSample, Store};
+    let body = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let store = Store::open(data_dir).map_err(|e| e.to_string())?;
+    let mut parser = Parser::new(&body, Format::OpenMetrics, ParserOptions::default());
+    let mut batch = Vec::with_capacity(10_000);
+    let mut total = 0u64;
+    let mut rejected = 0u64;
+    let flush = |batch: &mut Vec<AppendSample>, rejected: &mut u64| {
+        let out = store.append(batch);
+        *rejected += out.out_of_order + out.duplicates;
+        batch.clear();
+        out.appended
+    };
+    loop {
+        let entry = parser.next().map_err(|e| format!("{}: {e}", file.display()))?;
+        let Some(entry) = entry else { break };
+        let Entry::Sample(sample) = entry else { continue };
+        let timestamp_ms = sample
+            .timestamp_ms
+            .ok_or_else(|| format!("{}: line {}: sample without a timestamp", file.display(), sample.line))?;
+        let labels = sample.to_labels().map_err(|e| format!("{}: {e}", file.display()))?;
+        batch.push(AppendSample { labels, timestamp_ms, value: sample.value });
+        if batch.len() == batch.capacity() {
+            total += flush(&mut batch, &mut rejected);
+        }
+    }
+    total += flush(&mut batch, &mut rejected);
+    store.flush().map_err(|e| e.to_string())?;
+    if rejected > 0 {
+        eprintln!("import: {rejected} samples out of order or duplicated were skipped");
+    }
+    Ok(total)
 }
