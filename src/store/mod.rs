@@ -1728,3 +1728,184 @@ impl BlockCursor {
         self.buf.pop_front().map(|(_, t, v)| (t, v))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::MatchKind;
+
+    fn sample(name: &str, job: &str, t: i64, v: f64) -> AppendSample {
+        AppendSample {
+            labels: Labels::from_pairs([("__name__", name), ("job", job)]),
+            timestamp_ms: t,
+            value: v,
+        }
+    }
+
+    fn opts() -> StoreOptions {
+        StoreOptions {
+            background: false,
+            ..StoreOptions::default()
+        }
+    }
+
+    #[test]
+    fn append_then_select_in_time_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), opts()).unwrap();
+        let out = store.append(&[sample("up", "a", 1000, 1.0), sample("up", "b", 1000, 0.0)]);
+        assert_eq!(out.series_created, 2);
+        let out = store.append(&[sample("up", "a", 2000, 1.0), sample("up", "a", 1500, 9.0)]);
+        assert_eq!((out.appended, out.out_of_order), (1, 1));
+        let got = store.select(&[Matcher::equal("job", "a")], 0, 5000);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].timestamps, vec![1000, 2000]);
+        let re = Matcher::new(MatchKind::Regex, "__name__", "u.").unwrap();
+        assert_eq!(store.select(&[re], 1500, 1500).len(), 0);
+        assert_eq!(store.label_values("job", &[], 0, 5000), vec!["a", "b"]);
+        assert_eq!(store.label_names(&[], 0, 5000), vec!["__name__", "job"]);
+        assert_eq!(
+            store.series(&[Matcher::equal("job", "b")], 0, 5000).len(),
+            1
+        );
+        assert!(store
+            .series(&[Matcher::equal("job", "b")], 1001, 5000)
+            .is_empty());
+    }
+
+    #[test]
+    fn duplicates_and_repeats_follow_prometheus() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), opts()).unwrap();
+        store.append(&[sample("x", "a", 10, 1.0)]);
+        // Same timestamp, same value: ignored silently; another value: a duplicate.
+        let out = store.append(&[sample("x", "a", 10, 1.0), sample("x", "a", 10, 2.0)]);
+        assert_eq!((out.appended, out.duplicates, out.out_of_order), (0, 1, 0));
+        assert_eq!(store.stats().duplicates, 1);
+    }
+
+    #[test]
+    fn out_of_order_window_accepts_and_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            out_of_order_window_ms: 1000,
+            ..opts()
+        };
+        {
+            let store = Store::open_with(dir.path(), o.clone()).unwrap();
+            store.append(&[sample("x", "a", 5000, 5.0)]);
+            let out = store.append(&[
+                sample("x", "a", 4500, 4.5),
+                sample("x", "a", 4500, 4.5),
+                sample("x", "a", 4500, 9.9),
+                sample("x", "a", 3000, 3.0),
+            ]);
+            assert_eq!((out.appended, out.duplicates, out.out_of_order), (1, 1, 1));
+            store.append(&[sample("x", "a", 6000, 6.0)]);
+            let got = store.select(&[], 0, 10_000);
+            assert_eq!(got[0].timestamps, vec![4500, 5000, 6000]);
+        }
+        // And after a restart (replayed from the WAL).
+        let store = Store::open_with(dir.path(), o).unwrap();
+        let got = store.select(&[], 0, 10_000);
+        assert_eq!(got[0].timestamps, vec![4500, 5000, 6000]);
+        assert_eq!(got[0].values, vec![4.5, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn stale_marker_bits_survive_head_wal_and_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            block_range_ms: 100,
+            ..opts()
+        };
+        let stale = crate::promql::stale_nan();
+        {
+            let store = Store::open_with(dir.path(), o.clone()).unwrap();
+            store.append(&[sample("x", "a", 1, 1.0), sample("x", "a", 2, stale)]);
+            store.append(&[sample("x", "a", 150, 1.0), sample("x", "a", 160, stale)]);
+            let got = store.select(&[], 0, 1000);
+            assert_eq!(got[0].values[1].to_bits(), stale.to_bits());
+            store.cut_before(100).unwrap();
+            assert_eq!(store.blocks().len(), 1);
+        }
+        let store = Store::open_with(dir.path(), o).unwrap();
+        let got = store.select(&[], 0, 1000);
+        assert_eq!(got[0].timestamps, vec![1, 2, 150, 160]);
+        let bits: Vec<u64> = got[0].values.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(
+            bits,
+            vec![
+                1f64.to_bits(),
+                stale.to_bits(),
+                1f64.to_bits(),
+                stale.to_bits()
+            ]
+        );
+    }
+
+    #[test]
+    fn cut_compact_retain_and_restart_keep_each_sample_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            block_range_ms: 1000,
+            retention_ms: 0,
+            ..opts()
+        };
+        let batch = |k: i64| -> Vec<AppendSample> {
+            (0..20)
+                .map(|i| sample("m", &format!("j{i}"), k * 100, k as f64))
+                .collect()
+        };
+        {
+            let store = Store::open_with(dir.path(), o.clone()).unwrap();
+            for k in 0..100 {
+                store.append(&batch(k));
+                if k % 10 == 0 {
+                    store.maintain().unwrap();
+                }
+            }
+            store.maintain().unwrap();
+            let metas = store.blocks();
+            assert!(
+                metas.iter().any(|b| b.level > 0),
+                "no compaction: {metas:?}"
+            );
+            let got = store.select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX);
+            assert_eq!(
+                got[0].timestamps,
+                (0..100).map(|k| k * 100).collect::<Vec<_>>()
+            );
+        }
+        // Restart: blocks plus the WAL's remainder, nothing twice.
+        let store = Store::open_with(dir.path(), o.clone()).unwrap();
+        let got = store.select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX);
+        assert_eq!(
+            got[0].timestamps,
+            (0..100).map(|k| k * 100).collect::<Vec<_>>()
+        );
+        assert_eq!(store.series_count(), 20);
+        // Samples below the cut are out of bounds now.
+        let out = store.append(&[sample("m", "j3", 50, 0.0)]);
+        assert_eq!(out.out_of_order, 1);
+        drop(store);
+
+        // Retention by size keeps only the newest blocks; by time drops old ones.
+        let store = Store::open_with(
+            dir.path(),
+            StoreOptions {
+                retention_bytes: 1,
+                ..o.clone()
+            },
+        )
+        .unwrap();
+        store.maintain().unwrap();
+        assert!(store.blocks().is_empty());
+        let got = store.select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX);
+        assert!(
+            got[0].timestamps.iter().all(|&t| t >= 6000),
+            "{:?}",
+            got[0].timestamps
+        );
+    }
+}
