@@ -1,17 +1,115 @@
 //! The time-series store: every scraped sample lives here.
 //!
-//! This first version keeps the head in memory only: a map from label set to
-//! [`SeriesId`] and, per series, its timestamps and values as two columns. The
-//! on-disk WAL, sealed Arrow blocks and retention replace it behind the same
-//! surface (`append`, `select`, label and series listings).
+//! # Data model
+//! A series is a sorted label set (`__name__` included, see [`Labels`]) with a
+//! [`SeriesId`] that is stable for the life of the series in the head. Samples are
+//! `(timestamp ms, f64)`; any f64 bit pattern is kept exactly, so Prometheus's
+//! staleness marker NaN (`0x7ff0000000000002`) survives the WAL, the head and blocks.
+//!
+//! # Layout on disk
+//! ```text
+//! <dir>/arrowmon-store.json   {"format_version": 1}; another version is refused at open
+//! <dir>/wal/00000001 …        WAL segments (≤ 64 MiB each), a new one at every open
+//! <dir>/wal/checkpoint        series definitions of the head at the last WAL truncation
+//! <dir>/blocks/b<start>_<end>/  immutable blocks: meta.json, series.arrow, samples.arrow
+//! <dir>/damaged/              damaged blocks moved aside (never deleted by us)
+//! ```
+//!
+//! # Head (memory)
+//! - Label strings are interned store-wide (one `Arc<str>` per distinct string, shared
+//!   by the head and every loaded block), so a label set costs 32 bytes per label
+//!   plus the shared strings.
+//! - Series index: a hash of the label set → id (collisions kept in a side map), a
+//!   `Vec` slot per id, and an inverted index ([`index::Postings`]: label name → value
+//!   → sorted ids). `name="x"` is a hash lookup; `=~` walks the values of one label
+//!   name, never the series; `!=`/`!~` and matchers that match the empty string
+//!   subtract the values they reject, so a series lacking the label matches as
+//!   Prometheus says.
+//! - Samples per series live in Gorilla-style chunks ([`chunk`]): delta-of-delta
+//!   timestamps and XOR'd values, ~1.3–2 bytes/sample for exporter data, closed at
+//!   120 samples or at a block-range boundary (so a cut drops whole chunks).
+//!   A sample older than the series' newest goes to a small sorted out-of-order buffer
+//!   when it lies inside the tenant's out-of-order window; reads merge it in.
+//! - Appends: lookups under a read lock, creation under the write lock; then, under
+//!   the WAL mutex, each sample is checked and appended under its series' own mutex
+//!   and encoded into one WAL record per batch. Holding the WAL mutex across a batch
+//!   keeps the WAL order equal to the apply order (the value encoding depends on it);
+//!   reads never take it.
+//! - Readers take a head read guard only while copying head samples; blocks are read
+//!   from an `Arc` snapshot with no store lock held.
+//!
+//! # WAL
+//! Segment files of frames `len u32 | crc32 u32 | payload` ([`wal`]). Records:
+//! series definitions (id, labels) written before any sample of the series, and one
+//! samples record per append batch: per sample the id delta, the timestamp delta from
+//! the batch's first timestamp (zigzag varints) and the value XOR the series' previous
+//! value in the same segment (a trailing-zero byte + varint: 1 byte for a repeat,
+//! 3–5 for a moving counter). The background syncer fsyncs every `wal_sync_interval`
+//! (default 1 s); [`Store::flush`] and drop sync too. [`Store::durable_appends`] says
+//! how many append batches are on disk. On open, the checkpoint then every segment is
+//! replayed; a short or CRC-failing frame ends that segment: it is logged with the
+//! file and offset, the file is cut there (everything before it kept) and replay goes
+//! on with the next segment. Samples older than the newest block's end are skipped
+//! (they are in blocks), so a crash between a cut and the WAL truncation duplicates
+//! nothing.
+//!
+//! # Blocks
+//! When the head spans 1.5 block ranges (default 2 h; [`StoreOptions::block_range_ms`]),
+//! the oldest aligned range is cut: appends below its end are refused from then on
+//! (out of bounds), every series' samples in the range are written, sorted by labels
+//! and time, into a block ([`block`]: Arrow IPC, ZSTD, delta-of-delta timestamps,
+//! values as scaled decimals' deltas or XOR'd bits), the block is renamed into place,
+//! the head drops those chunks, series with no data left are removed, and the WAL is
+//! truncated (checkpoint of live series, older segments deleted). Each block keeps
+//! per-series min/max time and a `meta.json` with its range, counts and file
+//! checksums; a query only opens blocks whose range overlaps, and only the record
+//! batches of the series it selects. At open every block's checksums are verified; a
+//! damaged or half-written block is moved to `damaged/` with an error naming the file
+//! and the store runs on without it. A block of an unknown format version refuses the
+//! store (a newer arrowmon wrote it; guessing would lose data).
+//!
+//! Compaction merges the blocks inside an aligned window of 3×, 9×, 27×… the block
+//! range (up to `max_block_range_ms`) into one, streaming series in label order; the
+//! new block lists its sources, which are deleted at open if a crash left them.
+//! Retention deletes whole blocks older than `retention_ms` (relative to the newest
+//! sample) and the oldest blocks while blocks exceed `retention_bytes`.
+//!
+//! # Measured (see benches/store.rs; `cargo bench --bench store`)
+//! Synthetic node/mysql-like data per DESIGN.md's value model, 5 s scrapes with ±2 ms
+//! jitter. Bytes/sample on disk after compaction of 12 × 2 h (figures in the bench
+//! output, last run recorded in the branch's closing note).
 
-use std::collections::{BTreeSet, HashMap};
+mod block;
+mod chunk;
+mod index;
+mod wal;
+
+pub use block::{BlockMeta, BLOCK_FORMAT_VERSION};
+
+/// The block column transforms, for the format comparison in benches/store.rs.
+#[doc(hidden)]
+pub mod format {
+    pub use super::block::{encode_ts, encode_values};
+}
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
 
 use crate::labels::{Labels, Matcher};
 use crate::promql::{Series, Storage, StorageError};
+
+use block::{Block, BlockError, BlockWriter};
+use chunk::{FrozenChunk, XorChunk, CHUNK_SAMPLES};
+use index::Postings;
+use wal::{Cursor, WalWriter, REC_SAMPLES, REC_SERIES};
+
+/// The store layout version this code reads and writes.
+pub const STORE_FORMAT_VERSION: u32 = 1;
+const VERSION_FILE: &str = "arrowmon-store.json";
 
 /// Stable identifier of a series within one store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,6 +122,76 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{path}: store format version {found} is not supported (this arrowmon reads version {STORE_FORMAT_VERSION}); \
+         use the arrowmon release that wrote it, or point the data directory elsewhere"
+    )]
+    UnsupportedVersion { path: PathBuf, found: String },
+    #[error("{0}")]
+    Block(#[from] BlockError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Settings of one store. Process-wide ones (sync interval, block range) come from
+/// `serve` flags or grafana.ini; the rest are per tenant (datasource jsonData).
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// How often the WAL is fsynced (default 1 s).
+    pub wal_sync_interval: Duration,
+    /// Length of the time range of a block cut from the head (default 2 h).
+    pub block_range_ms: i64,
+    /// The largest block compaction makes (default 31 days capped at a tenth of the
+    /// retention, as Prometheus does).
+    pub max_block_range_ms: Option<i64>,
+    /// Blocks entirely older than this before the newest sample are deleted
+    /// (default 15 days; 0 = keep forever).
+    pub retention_ms: i64,
+    /// Oldest blocks are deleted while all blocks together exceed this (0 = no limit).
+    pub retention_bytes: u64,
+    /// Samples up to this much older than the newest sample are accepted out of
+    /// order (default 0: rejected, as in Prometheus).
+    pub out_of_order_window_ms: i64,
+    /// WAL segment size before a new segment is started.
+    pub wal_segment_bytes: u64,
+    /// How often the maintenance thread looks for blocks to cut, compact or expire.
+    pub maintenance_interval: Duration,
+    /// Run the syncer and maintenance threads (tests and benches may drive both by hand).
+    pub background: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            wal_sync_interval: Duration::from_secs(1),
+            block_range_ms: 2 * 3600 * 1000,
+            max_block_range_ms: None,
+            retention_ms: 15 * 24 * 3600 * 1000,
+            retention_bytes: 0,
+            out_of_order_window_ms: 0,
+            wal_segment_bytes: 64 << 20,
+            maintenance_interval: Duration::from_secs(10),
+            background: true,
+        }
+    }
+}
+
+impl StoreOptions {
+    fn max_block_range(&self) -> i64 {
+        let mut max = self
+            .max_block_range_ms
+            .unwrap_or(31 * 24 * 3600 * 1000)
+            .max(self.block_range_ms);
+        if self.max_block_range_ms.is_none() && self.retention_ms > 0 {
+            max = max.min(self.retention_ms / 10).max(self.block_range_ms);
+        }
+        max
+    }
 }
 
 /// One sample to append.
@@ -35,6 +203,7 @@ pub struct AppendSample {
 }
 
 /// What an append did, for the scraper's `scrape_series_added` and the counters.
+/// `out_of_order` includes samples older than the head (out of bounds).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AppendOutcome {
     pub appended: u64,
@@ -43,157 +212,798 @@ pub struct AppendOutcome {
     pub duplicates: u64,
 }
 
-#[derive(Default)]
+/// Totals since open, for the process metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub head_series: u64,
+    pub samples_appended: u64,
+    pub out_of_order: u64,
+    pub out_of_bounds: u64,
+    pub duplicates: u64,
+    pub blocks: u64,
+    pub block_bytes: u64,
+    pub replayed_samples: u64,
+    pub replay_ms: u64,
+}
+
+// ---- head ---------------------------------------------------------------------------
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Appended,
+    /// Same timestamp and same bits as a stored sample: a harmless repeat.
+    Repeat,
+    Duplicate,
+    OutOfOrder,
+    OutOfBounds,
+}
+
+struct SeriesData {
+    chunks: Vec<FrozenChunk>,
+    open: Option<XorChunk>,
+    /// The open chunk is closed when a sample reaches this time (a block boundary).
+    open_end: i64,
+    /// Accepted out-of-order samples, sorted by time.
+    ooo: Vec<(i64, f64)>,
+    max_t: i64,
+    /// Value of the last sample written to the WAL for this series, and its segment.
+    wal_seg: u64,
+    wal_bits: u64,
+    /// Set when the series was dropped from the index; appenders re-resolve.
+    removed: bool,
+}
+
+impl SeriesData {
+    fn new() -> SeriesData {
+        SeriesData {
+            chunks: Vec::new(),
+            open: None,
+            open_end: i64::MIN,
+            ooo: Vec::new(),
+            max_t: i64::MIN,
+            wal_seg: 0,
+            wal_bits: 0,
+            removed: false,
+        }
+    }
+
+    fn min_t(&self) -> Option<i64> {
+        let c = self.chunks.first().map(|c| c.first_t).or_else(|| {
+            self.open
+                .as_ref()
+                .filter(|c| c.count() > 0)
+                .map(|c| c.first_t())
+        });
+        match (c, self.ooo.first()) {
+            (Some(a), Some(b)) => Some(a.min(b.0)),
+            (a, b) => a.or(b.map(|s| s.0)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+            && self.open.as_ref().is_none_or(|c| c.count() == 0)
+            && self.ooo.is_empty()
+    }
+
+    /// Whether a stored sample has timestamp `t`; its value bits if so.
+    fn find(&self, t: i64) -> Option<u64> {
+        if let Ok(i) = self.ooo.binary_search_by_key(&t, |s| s.0) {
+            return Some(self.ooo[i].1.to_bits());
+        }
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        for c in &self.chunks {
+            if c.first_t <= t && t <= c.last_t {
+                c.decode_range(t, t, &mut ts, &mut vs);
+            }
+        }
+        if let Some(c) = &self.open {
+            if c.count() > 0 && c.first_t() <= t && t <= c.last_t() {
+                c.decode_range(t, t, &mut ts, &mut vs);
+            }
+        }
+        vs.first().map(|v| v.to_bits())
+    }
+
+    /// Applies one sample. `ooo_min` is the oldest timestamp the out-of-order window
+    /// admits (`i64::MAX` when there is no window; replay passes `i64::MIN`).
+    fn append(&mut self, t: i64, v: f64, min_valid: i64, ooo_min: i64, range: i64) -> Verdict {
+        if t < min_valid {
+            return Verdict::OutOfBounds;
+        }
+        if t > self.max_t {
+            let roll = match &self.open {
+                None => true,
+                Some(c) => c.count() >= CHUNK_SAMPLES || t >= self.open_end,
+            };
+            if roll {
+                if let Some(c) = self.open.take() {
+                    if c.count() > 0 {
+                        self.chunks.push(c.into_frozen());
+                    }
+                }
+                self.open = Some(XorChunk::new());
+                self.open_end = align_down(t, range).saturating_add(range);
+            }
+            if let Some(c) = self.open.as_mut() {
+                c.append(t, v);
+            }
+            self.max_t = t;
+            return Verdict::Appended;
+        }
+        if t == self.max_t {
+            if let Some(c) = self
+                .open
+                .as_ref()
+                .filter(|c| c.count() > 0 && c.last_t() == t)
+            {
+                return if c.last_value_bits() == v.to_bits() {
+                    Verdict::Repeat
+                } else {
+                    Verdict::Duplicate
+                };
+            }
+        }
+        if t < ooo_min {
+            return Verdict::OutOfOrder;
+        }
+        match self.find(t) {
+            Some(bits) if bits == v.to_bits() => Verdict::Repeat,
+            Some(_) => Verdict::Duplicate,
+            None => {
+                let i = self.ooo.partition_point(|s| s.0 < t);
+                self.ooo.insert(i, (t, v));
+                Verdict::Appended
+            }
+        }
+    }
+
+    /// Copies the samples in `[mint, maxt]`, in time order.
+    fn read(&self, mint: i64, maxt: i64, ts: &mut Vec<i64>, vs: &mut Vec<f64>) {
+        for c in &self.chunks {
+            if c.last_t >= mint && c.first_t <= maxt {
+                c.decode_range(mint, maxt, ts, vs);
+            }
+        }
+        if let Some(c) = &self.open {
+            if c.count() > 0 && c.last_t() >= mint && c.first_t() <= maxt {
+                c.decode_range(mint, maxt, ts, vs);
+            }
+        }
+        let lo = self.ooo.partition_point(|s| s.0 < mint);
+        let hi = self.ooo.partition_point(|s| s.0 <= maxt);
+        if lo < hi {
+            let extra = &self.ooo[lo..hi];
+            let mut merged: Vec<(i64, f64)> = ts.iter().copied().zip(vs.iter().copied()).collect();
+            merged.extend_from_slice(extra);
+            merged.sort_by_key(|s| s.0);
+            ts.clear();
+            vs.clear();
+            for (t, v) in merged {
+                ts.push(t);
+                vs.push(v);
+            }
+        }
+    }
+
+    /// Drops everything before `t` (now in a block).
+    fn truncate_before(&mut self, t: i64) {
+        self.chunks.retain(|c| c.last_t >= t);
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|c| c.count() > 0 && c.last_t() < t)
+        {
+            self.open = None;
+        }
+        self.ooo.retain(|s| s.0 >= t);
+        if self.ooo.is_empty() {
+            self.ooo = Vec::new();
+        }
+    }
+}
+
+fn align_down(t: i64, range: i64) -> i64 {
+    t.div_euclid(range).saturating_mul(range)
+}
+
 struct HeadSeries {
+    id: u32,
     labels: Labels,
-    timestamps: Vec<i64>,
-    values: Vec<f64>,
+    data: Mutex<SeriesData>,
+}
+
+impl HeadSeries {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SeriesData> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[derive(Default)]
-struct Head {
-    ids: HashMap<Labels, SeriesId>,
-    series: Vec<HeadSeries>,
+struct HeadIndex {
+    series: Vec<Option<Arc<HeadSeries>>>,
+    by_hash: HashMap<u64, u32>,
+    collisions: HashMap<u64, Vec<u32>>,
+    postings: Postings,
+    live: usize,
+}
+
+impl HeadIndex {
+    fn get(&self, hash: u64, labels: &Labels) -> Option<&Arc<HeadSeries>> {
+        let check = |id: &u32| {
+            self.series
+                .get(*id as usize)
+                .and_then(|s| s.as_ref())
+                .filter(|s| &s.labels == labels)
+        };
+        if let Some(s) = self.by_hash.get(&hash).and_then(check) {
+            return Some(s);
+        }
+        self.collisions.get(&hash)?.iter().find_map(check)
+    }
+
+    /// Inserts a series with a given id (from the WAL) or the next free one.
+    fn insert(&mut self, hash: u64, labels: Labels, id: Option<u32>) -> Arc<HeadSeries> {
+        let id = id.unwrap_or(self.series.len() as u32);
+        if self.series.len() <= id as usize {
+            self.series.resize(id as usize + 1, None);
+        }
+        let s = Arc::new(HeadSeries {
+            id,
+            labels,
+            data: Mutex::new(SeriesData::new()),
+        });
+        self.postings.add(id, &s.labels);
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collisions.entry(hash).or_default().push(id)
+            }
+        }
+        self.series[id as usize] = Some(s.clone());
+        self.live += 1;
+        s
+    }
+
+    fn remove(&mut self, hash: u64, id: u32) {
+        if let Some(slot) = self.series.get_mut(id as usize) {
+            if slot.take().is_some() {
+                self.live -= 1;
+            }
+        }
+        if self.by_hash.get(&hash) == Some(&id) {
+            self.by_hash.remove(&hash);
+            // Promote a colliding series, if any.
+            if let Some(list) = self.collisions.get_mut(&hash) {
+                if let Some(other) = list.pop() {
+                    self.by_hash.insert(hash, other);
+                }
+                if list.is_empty() {
+                    self.collisions.remove(&hash);
+                }
+            }
+        } else if let Some(list) = self.collisions.get_mut(&hash) {
+            list.retain(|&x| x != id);
+            if list.is_empty() {
+                self.collisions.remove(&hash);
+            }
+        }
+    }
+}
+
+struct WalState {
+    writer: Option<WalWriter>,
+    /// Append batches logged so far (the durability test's sync points count these).
+    append_seq: u64,
+    error_logged: bool,
+}
+
+struct Inner {
+    dir: PathBuf,
+    wal_dir: PathBuf,
+    blocks_dir: PathBuf,
+    opts: StoreOptions,
+    hasher: std::collections::hash_map::RandomState,
+    interner: Mutex<HashSet<Arc<str>>>,
+    index: RwLock<HeadIndex>,
+    wal: Mutex<WalState>,
+    /// Held for reading while head samples are copied, for writing while a cut moves
+    /// the head's lower boundary; never while blocks are read.
+    head_guard: RwLock<()>,
+    blocks: RwLock<Vec<Arc<Block>>>,
+    maintenance: Mutex<()>,
+    /// Appends below this are out of bounds (the start of the range not yet cut).
+    min_valid_t: AtomicI64,
+    /// Head reads start here (the end of the newest block).
+    head_min_t: AtomicI64,
+    max_t: AtomicI64,
+    durable_seq: AtomicU64,
+    samples_appended: AtomicU64,
+    out_of_order: AtomicU64,
+    out_of_bounds: AtomicU64,
+    duplicates: AtomicU64,
+    replayed_samples: AtomicU64,
+    replay_ms: AtomicU64,
+    /// Segments found at open with their newest sample, until the first truncation.
+    old_segments: Mutex<Vec<(u64, i64)>>,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
 }
 
 pub struct Store {
-    dir: PathBuf,
-    head: RwLock<Head>,
-    samples_appended: AtomicU64,
-    out_of_order: AtomicU64,
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    fn hash(&self, labels: &Labels) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        for l in labels {
+            l.name.as_bytes().hash(&mut h);
+            l.value.as_bytes().hash(&mut h);
+        }
+        h.finish()
+    }
+
+    fn intern(&self, s: &str) -> Arc<str> {
+        let mut set = lock(&self.interner);
+        match set.get(s) {
+            Some(a) => a.clone(),
+            None => {
+                let a: Arc<str> = Arc::from(s);
+                set.insert(a.clone());
+                a
+            }
+        }
+    }
+
+    fn intern_labels(&self, labels: &Labels) -> Labels {
+        let mut set = lock(&self.interner);
+        let mut get = |s: &Arc<str>| match set.get(&**s) {
+            Some(a) => a.clone(),
+            None => {
+                set.insert(s.clone());
+                s.clone()
+            }
+        };
+        Labels::new(
+            labels
+                .iter()
+                .map(|l| crate::labels::Label {
+                    name: get(&l.name),
+                    value: get(&l.value),
+                })
+                .collect(),
+        )
+    }
 }
 
 impl Store {
-    /// Opens (creating) a store in `dir`.
+    /// Opens (creating) a store in `dir` with default options.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        Ok(Store {
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens (creating) a store: checks the format version, loads and verifies the
+    /// blocks (moving damaged ones aside), replays the WAL, starts the background
+    /// syncer and maintenance threads.
+    pub fn open_with(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        let started = std::time::Instant::now();
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        check_version(dir)?;
+        let wal_dir = dir.join("wal");
+        let blocks_dir = dir.join("blocks");
+        std::fs::create_dir_all(&wal_dir).map_err(io_err(&wal_dir))?;
+        std::fs::create_dir_all(&blocks_dir).map_err(io_err(&blocks_dir))?;
+        let inner = Inner {
             dir: dir.to_path_buf(),
-            head: RwLock::new(Head::default()),
+            wal_dir: wal_dir.clone(),
+            blocks_dir,
+            opts: StoreOptions {
+                block_range_ms: opts.block_range_ms.max(1),
+                ..opts
+            },
+            hasher: Default::default(),
+            interner: Mutex::new(HashSet::new()),
+            index: RwLock::new(HeadIndex::default()),
+            wal: Mutex::new(WalState {
+                writer: None,
+                append_seq: 0,
+                error_logged: false,
+            }),
+            head_guard: RwLock::new(()),
+            blocks: RwLock::new(Vec::new()),
+            maintenance: Mutex::new(()),
+            min_valid_t: AtomicI64::new(i64::MIN),
+            head_min_t: AtomicI64::new(i64::MIN),
+            max_t: AtomicI64::new(i64::MIN),
+            durable_seq: AtomicU64::new(0),
             samples_appended: AtomicU64::new(0),
             out_of_order: AtomicU64::new(0),
-        })
+            out_of_bounds: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            replayed_samples: AtomicU64::new(0),
+            replay_ms: AtomicU64::new(0),
+            old_segments: Mutex::new(Vec::new()),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+        };
+        let inner = Arc::new(inner);
+        inner.load_blocks()?;
+        let next_seq = inner.replay()?;
+        let writer = WalWriter::create(&wal_dir, next_seq, inner.opts.wal_segment_bytes)
+            .map_err(io_err(&wal::segment_path(&wal_dir, next_seq)))?;
+        lock(&inner.wal).writer = Some(writer);
+        inner
+            .replay_ms
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        tracing::info!(
+            dir = %dir.display(),
+            series = read(&inner.index).live,
+            replayed_samples = inner.replayed_samples.load(Ordering::Relaxed),
+            blocks = read(&inner.blocks).len(),
+            ms = started.elapsed().as_millis() as u64,
+            "store opened"
+        );
+        let store = Store {
+            inner,
+            threads: Mutex::new(Vec::new()),
+        };
+        if store.inner.opts.background {
+            store.start_threads();
+        }
+        Ok(store)
+    }
+
+    fn start_threads(&self) {
+        let mut threads = lock(&self.threads);
+        let inner = self.inner.clone();
+        let sync = std::thread::Builder::new()
+            .name("store-wal-sync".into())
+            .spawn(move || {
+                while !inner.wait_stop(inner.opts.wal_sync_interval) {
+                    inner.sync_wal_logged();
+                }
+            });
+        let inner = self.inner.clone();
+        let maint = std::thread::Builder::new()
+            .name("store-maintenance".into())
+            .spawn(move || {
+                while !inner.wait_stop(inner.opts.maintenance_interval) {
+                    if let Err(e) = inner.maintain() {
+                        tracing::error!(dir = %inner.dir.display(), error = %e, "store maintenance failed");
+                    }
+                }
+            });
+        for t in [sync, maint] {
+            match t {
+                Ok(h) => threads.push(h),
+                Err(e) => tracing::error!(error = %e, "cannot start a store thread"),
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.inner.dir
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.opts
     }
 
     /// Proves the data directory accepts writes (for the health check).
     pub fn check_writable(&self) -> Result<(), StoreError> {
-        let probe = self.dir.join(".write-probe");
-        let io = |source| StoreError::Io {
-            path: self.dir.clone(),
-            source,
-        };
-        std::fs::write(&probe, b"ok").map_err(io)?;
-        std::fs::remove_file(&probe).map_err(io)
+        let dir = &self.inner.dir;
+        let probe = dir.join(".write-probe");
+        std::fs::write(&probe, b"ok").map_err(io_err(dir))?;
+        std::fs::remove_file(&probe).map_err(io_err(dir))
     }
 
-    /// Appends a batch. Samples older than a series' newest one are rejected as out
-    /// of order, a repeat of the newest timestamp as a duplicate (Prometheus's rules
-    /// without an out-of-order window).
+    /// Appends a batch (one scrape). A sample older than its series' newest one is
+    /// rejected as out of order unless it lies in the out-of-order window; a repeat of
+    /// a stored timestamp with another value is a duplicate; with the same value it is
+    /// ignored; below the head's lower bound it is out of bounds. As in Prometheus.
     pub fn append(&self, batch: &[AppendSample]) -> AppendOutcome {
+        let inner = &*self.inner;
         let mut out = AppendOutcome::default();
-        let mut head = self.head.write().unwrap_or_else(|e| e.into_inner());
-        for s in batch {
-            let id = match head.ids.get(&s.labels) {
-                Some(id) => *id,
-                None => {
-                    let id = SeriesId(head.series.len() as u32);
-                    head.series.push(HeadSeries {
-                        labels: s.labels.clone(),
-                        ..Default::default()
-                    });
-                    head.ids.insert(s.labels.clone(), id);
-                    out.series_created += 1;
-                    id
+        let hashes: Vec<u64> = batch.iter().map(|s| inner.hash(&s.labels)).collect();
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        for _attempt in 0..4 {
+            let refs = self.resolve(batch, &hashes, &pending, &mut out);
+            pending = self.apply(batch, &pending, &refs, &mut out);
+            if pending.is_empty() {
+                break;
+            }
+        }
+        // Samples whose series kept vanishing under a concurrent cut (never in practice).
+        out.out_of_order += pending.len() as u64;
+        inner
+            .samples_appended
+            .fetch_add(out.appended, Ordering::Relaxed);
+        inner
+            .out_of_order
+            .fetch_add(out.out_of_order, Ordering::Relaxed);
+        inner
+            .duplicates
+            .fetch_add(out.duplicates, Ordering::Relaxed);
+        out
+    }
+
+    /// Finds or creates the series of `batch[i]` for each pending `i`.
+    fn resolve(
+        &self,
+        batch: &[AppendSample],
+        hashes: &[u64],
+        pending: &[usize],
+        out: &mut AppendOutcome,
+    ) -> Vec<Arc<HeadSeries>> {
+        let inner = &*self.inner;
+        let mut refs: Vec<Option<Arc<HeadSeries>>> = {
+            let idx = read(&inner.index);
+            pending
+                .iter()
+                .map(|&i| idx.get(hashes[i], &batch[i].labels).cloned())
+                .collect()
+        };
+        if refs.iter().any(|r| r.is_none()) {
+            let mut idx = write(&inner.index);
+            let mut rec = vec![REC_SERIES];
+            for (k, &i) in pending.iter().enumerate() {
+                if refs[k].is_some() {
+                    continue;
                 }
-            };
-            let series = &mut head.series[id.0 as usize];
-            match series.timestamps.last() {
-                Some(&last) if s.timestamp_ms < last => out.out_of_order += 1,
-                Some(&last) if s.timestamp_ms == last => {
-                    // Same timestamp and same bits is a harmless repeat; another value is
-                    // a duplicate-sample error in Prometheus.
-                    if series.values.last().map(|v| v.to_bits()) != Some(s.value.to_bits()) {
-                        out.duplicates += 1;
+                let s = match idx.get(hashes[i], &batch[i].labels) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let labels = inner.intern_labels(&batch[i].labels);
+                        let s = idx.insert(hashes[i], labels, None);
+                        wal::encode_series(&mut rec, s.id, &s.labels);
+                        out.series_created += 1;
+                        s
                     }
+                };
+                refs[k] = Some(s);
+            }
+            if rec.len() > 1 {
+                // Under the index lock, so no sample of these series can reach the WAL
+                // before their definition.
+                let mut w = lock(&inner.wal);
+                inner.wal_write(&mut w, &rec, None);
+            }
+        }
+        refs.into_iter().flatten().collect()
+    }
+
+    /// Applies the samples and logs them; returns those whose series was removed
+    /// meanwhile (to be resolved again).
+    fn apply(
+        &self,
+        batch: &[AppendSample],
+        pending: &[usize],
+        refs: &[Arc<HeadSeries>],
+        out: &mut AppendOutcome,
+    ) -> Vec<usize> {
+        let inner = &*self.inner;
+        let mut retry = Vec::new();
+        let range = inner.opts.block_range_ms;
+        let mut w = lock(&inner.wal);
+        let seg = w.writer.as_ref().map_or(0, |w| w.seq());
+        let min_valid = inner.min_valid_t.load(Ordering::Acquire);
+        let window = inner.opts.out_of_order_window_ms;
+        let ooo_min = if window > 0 {
+            inner.max_t.load(Ordering::Acquire).saturating_sub(window)
+        } else {
+            i64::MAX
+        };
+        let base_t = pending.first().map_or(0, |&i| batch[i].timestamp_ms);
+        let mut rec = Vec::with_capacity(16 + pending.len() * 8);
+        rec.push(REC_SAMPLES);
+        wal::put_varint(&mut rec, base_t);
+        let (mut prev_id, mut batch_max, mut n) = (0i64, i64::MIN, 0u64);
+        for (k, &i) in pending.iter().enumerate() {
+            let s = &batch[i];
+            let Some(series) = refs.get(k) else { continue };
+            let mut d = series.lock();
+            if d.removed {
+                retry.push(i);
+                continue;
+            }
+            match d.append(s.timestamp_ms, s.value, min_valid, ooo_min, range) {
+                Verdict::Appended => {
+                    let id = series.id as i64;
+                    wal::put_varint(&mut rec, id - prev_id);
+                    prev_id = id;
+                    wal::put_varint(&mut rec, s.timestamp_ms.wrapping_sub(base_t));
+                    let prev = if d.wal_seg == seg { d.wal_bits } else { 0 };
+                    let bits = s.value.to_bits();
+                    wal::put_xor_value(&mut rec, prev, bits);
+                    d.wal_seg = seg;
+                    d.wal_bits = bits;
+                    batch_max = batch_max.max(s.timestamp_ms);
+                    n += 1;
                 }
-                _ => {
-                    series.timestamps.push(s.timestamp_ms);
-                    series.values.push(s.value);
-                    out.appended += 1;
+                Verdict::Repeat => {}
+                Verdict::Duplicate => out.duplicates += 1,
+                Verdict::OutOfOrder => out.out_of_order += 1,
+                Verdict::OutOfBounds => {
+                    out.out_of_order += 1;
+                    inner.out_of_bounds.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
-        self.samples_appended
-            .fetch_add(out.appended, Ordering::Relaxed);
-        self.out_of_order
-            .fetch_add(out.out_of_order, Ordering::Relaxed);
-        out
+        if n > 0 {
+            inner.wal_write(&mut w, &rec, Some(batch_max));
+            inner.max_t.fetch_max(batch_max, Ordering::AcqRel);
+        }
+        out.appended += n;
+        w.append_seq += 1;
+        retry
     }
 
     pub fn series_count(&self) -> usize {
-        self.head
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .series
-            .len()
+        read(&self.inner.index).live
     }
 
     pub fn samples_appended(&self) -> u64 {
-        self.samples_appended.load(Ordering::Relaxed)
+        self.inner.samples_appended.load(Ordering::Relaxed)
     }
 
-    /// The series matching every matcher that have samples in `[mint, maxt]`.
+    /// Append batches made durable so far (by the syncer, [`flush`](Self::flush) or a
+    /// segment switch). Batch *n* is the *n*-th `append` call since open.
+    pub fn durable_appends(&self) -> u64 {
+        self.inner.durable_seq.load(Ordering::Acquire)
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let i = &*self.inner;
+        let blocks = read(&i.blocks);
+        StoreStats {
+            head_series: read(&i.index).live as u64,
+            samples_appended: i.samples_appended.load(Ordering::Relaxed),
+            out_of_order: i.out_of_order.load(Ordering::Relaxed),
+            out_of_bounds: i.out_of_bounds.load(Ordering::Relaxed),
+            duplicates: i.duplicates.load(Ordering::Relaxed),
+            blocks: blocks.len() as u64,
+            block_bytes: blocks.iter().map(|b| b.size_bytes()).sum(),
+            replayed_samples: i.replayed_samples.load(Ordering::Relaxed),
+            replay_ms: i.replay_ms.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Metadata of the blocks in time order.
+    pub fn blocks(&self) -> Vec<BlockMeta> {
+        read(&self.inner.blocks)
+            .iter()
+            .map(|b| b.meta.clone())
+            .collect()
+    }
+
+    /// The series matching every matcher that have samples in `[mint, maxt]`, with
+    /// those samples from blocks and head in time order, sorted by labels.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
-        let head = self.head.read().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::new();
-        for s in &head.series {
-            if !matchers.iter().all(|m| m.matches_labels(&s.labels)) {
-                continue;
+        let inner = &*self.inner;
+        if mint > maxt {
+            return Vec::new();
+        }
+        // Head first, under the head guard, with a consistent view of which blocks
+        // hold what is below the head.
+        let (blocks, head) = {
+            let _g = read(&inner.head_guard);
+            let blocks: Vec<Arc<Block>> = read(&inner.blocks).clone();
+            let head_min = inner.head_min_t.load(Ordering::Acquire).max(mint);
+            let mut head = Vec::new();
+            if head_min <= maxt {
+                for s in inner.head_matching(matchers) {
+                    let (mut ts, mut vs) = (Vec::new(), Vec::new());
+                    s.lock().read(head_min, maxt, &mut ts, &mut vs);
+                    if !ts.is_empty() {
+                        head.push((s, ts, vs));
+                    }
+                }
             }
-            let lo = s.timestamps.partition_point(|&t| t < mint);
-            let hi = s.timestamps.partition_point(|&t| t <= maxt);
-            if lo < hi {
-                out.push(Series {
-                    labels: s.labels.clone(),
-                    timestamps: s.timestamps[lo..hi].to_vec(),
-                    values: s.values[lo..hi].to_vec(),
-                });
+            (blocks, head)
+        };
+        let mut acc: BTreeMap<Labels, (Vec<i64>, Vec<f64>)> = BTreeMap::new();
+        for b in &blocks {
+            let ids = b.matching(matchers, mint, maxt);
+            let res = b.read_series(&ids, mint, maxt, |id, ts, vs| {
+                if let Some(s) = b.series.get(id as usize) {
+                    let e = acc.entry(s.labels.clone()).or_default();
+                    e.0.extend_from_slice(&ts);
+                    e.1.extend_from_slice(&vs);
+                }
+            });
+            if let Err(e) = res {
+                tracing::error!(block = %b.dir.display(), error = %e, "cannot read block; its data is left out of the result");
             }
         }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        out
+        if acc.is_empty() {
+            let mut out: Vec<Series> = head
+                .into_iter()
+                .map(|(s, timestamps, values)| Series {
+                    labels: s.labels.clone(),
+                    timestamps,
+                    values,
+                })
+                .collect();
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            return out;
+        }
+        for (s, ts, vs) in head {
+            let e = acc.entry(s.labels.clone()).or_default();
+            e.0.extend_from_slice(&ts);
+            e.1.extend_from_slice(&vs);
+        }
+        acc.into_iter()
+            .map(|(labels, (timestamps, values))| Series {
+                labels,
+                timestamps,
+                values,
+            })
+            .collect()
     }
 
     /// Label sets of the matching series with samples in the range.
     pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
-        let head = self.head.read().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<Labels> = head
-            .series
-            .iter()
-            .filter(|s| matchers.iter().all(|m| m.matches_labels(&s.labels)))
-            .filter(|s| {
-                let lo = s.timestamps.partition_point(|&t| t < mint);
-                s.timestamps.get(lo).is_some_and(|&t| t <= maxt)
-            })
-            .map(|s| s.labels.clone())
-            .collect();
-        out.sort();
-        out
+        let inner = &*self.inner;
+        let mut out: BTreeSet<Labels> = BTreeSet::new();
+        let blocks: Vec<Arc<Block>> = {
+            let _g = read(&inner.head_guard);
+            let head_min = inner.head_min_t.load(Ordering::Acquire).max(mint);
+            for s in inner.head_matching(matchers) {
+                let d = s.lock();
+                let in_range = d.max_t >= head_min && d.min_t().is_some_and(|t| t <= maxt);
+                drop(d);
+                if in_range {
+                    out.insert(s.labels.clone());
+                }
+            }
+            read(&inner.blocks).clone()
+        };
+        for b in &blocks {
+            for id in b.matching(matchers, mint, maxt) {
+                if let Some(s) = b.series.get(id as usize) {
+                    out.insert(s.labels.clone());
+                }
+            }
+        }
+        out.into_iter().collect()
     }
 
     pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
-        let names: BTreeSet<String> = self
-            .series(matchers, mint, maxt)
-            .iter()
-            .flat_map(|l| l.iter().map(|l| l.name.to_string()).collect::<Vec<_>>())
-            .collect();
+        let names: BTreeSet<String> = if matchers.is_empty() {
+            let inner = &*self.inner;
+            let mut names: BTreeSet<String> = read(&inner.index)
+                .postings
+                .label_names()
+                .map(|n| n.to_string())
+                .collect();
+            for b in read(&inner.blocks).iter() {
+                if b.meta.maxt >= mint && b.meta.mint <= maxt {
+                    names.extend(b.postings.label_names().map(|n| n.to_string()));
+                }
+            }
+            names
+        } else {
+            self.series(matchers, mint, maxt)
+                .iter()
+                .flat_map(|l| l.iter().map(|l| l.name.to_string()).collect::<Vec<_>>())
+                .collect()
+        };
         names.into_iter().collect()
     }
 
@@ -204,17 +1014,61 @@ impl Store {
         mint: i64,
         maxt: i64,
     ) -> Vec<String> {
-        let values: BTreeSet<String> = self
-            .series(matchers, mint, maxt)
-            .iter()
-            .filter_map(|l| l.get(name).map(str::to_string))
-            .collect();
+        let values: BTreeSet<String> = if matchers.is_empty() {
+            let inner = &*self.inner;
+            let mut values: BTreeSet<String> = read(&inner.index)
+                .postings
+                .values(name)
+                .map(|(v, _)| v.to_string())
+                .collect();
+            for b in read(&inner.blocks).iter() {
+                if b.meta.maxt >= mint && b.meta.mint <= maxt {
+                    values.extend(b.postings.values(name).map(|(v, _)| v.to_string()));
+                }
+            }
+            values
+        } else {
+            self.series(matchers, mint, maxt)
+                .iter()
+                .filter_map(|l| l.get(name).map(str::to_string))
+                .collect()
+        };
         values.into_iter().collect()
     }
 
-    /// Makes appended data durable. The in-memory head has nothing to write yet.
+    /// Makes everything appended so far durable (fsyncs the WAL). Called at shutdown.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.sync_wal()
+    }
+
+    /// Runs one maintenance pass now: cut due blocks, compact, apply retention.
+    pub fn maintain(&self) -> Result<(), StoreError> {
+        self.inner.maintain()
+    }
+
+    /// Cuts every complete block range up to `t` into blocks regardless of the
+    /// 1.5-range rule (for tests and benchmarks).
+    pub fn cut_before(&self, t: i64) -> Result<(), StoreError> {
+        let _m = lock(&self.inner.maintenance);
+        self.inner.cut_until(|_, end| end <= t)
+    }
+
+    /// Compacts what can be compacted now (for tests and benchmarks).
+    pub fn compact(&self) -> Result<(), StoreError> {
+        let _m = lock(&self.inner.maintenance);
+        while self.inner.compact_once()? {}
         Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        *lock(&self.inner.stop) = true;
+        self.inner.stop_cv.notify_all();
+        for t in lock(&self.threads).drain(..) {
+            let _ = t.join();
+        }
+        self.inner.sync_wal_logged();
     }
 }
 
@@ -226,6 +1080,652 @@ impl Storage for Store {
         maxt_ms: i64,
     ) -> Result<Vec<Series>, StorageError> {
         Ok(Store::select(self, matchers, mint_ms, maxt_ms))
+    }
+}
+
+fn check_version(dir: &Path) -> Result<(), StoreError> {
+    let path = dir.join(VERSION_FILE);
+    match std::fs::read(&path) {
+        Ok(text) => {
+            let v: serde_json::Value =
+                serde_json::from_slice(&text).map_err(|e| StoreError::UnsupportedVersion {
+                    path: path.clone(),
+                    found: format!("unreadable ({e})"),
+                })?;
+            match v.get("format_version").and_then(|v| v.as_u64()) {
+                Some(n) if n == STORE_FORMAT_VERSION as u64 => Ok(()),
+                other => Err(StoreError::UnsupportedVersion {
+                    path,
+                    found: other.map_or_else(|| "missing".to_string(), |n| n.to_string()),
+                }),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = format!("{{\"format_version\": {STORE_FORMAT_VERSION}}}\n");
+            std::fs::write(&path, text).map_err(io_err(&path))?;
+            wal::sync_dir(dir).map_err(io_err(dir))
+        }
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+impl Inner {
+    fn wait_stop(&self, d: Duration) -> bool {
+        let g = lock(&self.stop);
+        if *g {
+            return true;
+        }
+        let (g, _) = self
+            .stop_cv
+            .wait_timeout(g, d)
+            .unwrap_or_else(|e| e.into_inner());
+        *g
+    }
+
+    fn wal_write(&self, w: &mut WalState, payload: &[u8], maxt: Option<i64>) {
+        let Some(writer) = w.writer.as_mut() else {
+            return;
+        };
+        let mut res = writer.write(payload, maxt);
+        if res.is_ok() && writer.is_full() {
+            res = writer.rotate();
+            if res.is_ok() {
+                // Everything before the new segment is fsynced.
+                self.durable_seq.fetch_max(w.append_seq, Ordering::AcqRel);
+            }
+        }
+        match res {
+            Ok(()) => w.error_logged = false,
+            Err(e) => {
+                if !w.error_logged {
+                    tracing::error!(wal = %self.wal_dir.display(), error = %e, "cannot write the WAL; samples stay in memory but are not durable");
+                    w.error_logged = true;
+                }
+            }
+        }
+    }
+
+    fn sync_wal(&self) -> Result<(), StoreError> {
+        let (file, seq) = {
+            let mut w = lock(&self.wal);
+            let seq = w.append_seq;
+            let Some(writer) = w.writer.as_mut() else {
+                return Ok(());
+            };
+            let path = wal::segment_path(writer.dir(), writer.seq());
+            (writer.flush().map_err(io_err(&path))?, (seq, path))
+        };
+        file.sync_data().map_err(io_err(&seq.1))?;
+        self.durable_seq.fetch_max(seq.0, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn sync_wal_logged(&self) {
+        if let Err(e) = self.sync_wal() {
+            tracing::error!(error = %e, "WAL sync failed");
+        }
+    }
+
+    fn head_matching(&self, matchers: &[Matcher]) -> Vec<Arc<HeadSeries>> {
+        let idx = read(&self.index);
+        idx.postings
+            .select(matchers)
+            .into_iter()
+            .filter_map(|id| idx.series.get(id as usize).and_then(|s| s.clone()))
+            .collect()
+    }
+
+    // ---- open: blocks and replay ------------------------------------------------------
+
+    fn move_aside(&self, path: &Path, why: &str) {
+        let damaged = self.dir.join("damaged");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("block")
+            .to_string();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let target = damaged.join(format!("{name}.{stamp}"));
+        let res = std::fs::create_dir_all(&damaged).and_then(|()| std::fs::rename(path, &target));
+        match res {
+            Ok(()) => tracing::error!(
+                block = %path.display(), moved_to = %target.display(), reason = %why,
+                "damaged block moved aside; the rest of the store stays readable"
+            ),
+            Err(e) => tracing::error!(
+                block = %path.display(), reason = %why, error = %e,
+                "damaged block could not be moved aside; it is ignored"
+            ),
+        }
+    }
+
+    fn load_blocks(&self) -> Result<(), StoreError> {
+        let dir = &self.blocks_dir;
+        let mut blocks = Vec::new();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for path in entries {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".tmp") {
+                self.move_aside(&path, "half-written block (its write never finished)");
+                continue;
+            }
+            if !path.is_dir() {
+                continue;
+            }
+            let mut intern = |s: &str| self.intern(s);
+            match Block::open(&path, &mut intern) {
+                Ok(b) => blocks.push(Arc::new(b)),
+                Err(e @ BlockError::UnknownVersion { .. }) => return Err(e.into()),
+                Err(e) => self.move_aside(&path, &e.to_string()),
+            }
+        }
+        // Sources of a compaction that finished are leftovers of a crash: drop them.
+        let sources: HashSet<String> = blocks
+            .iter()
+            .flat_map(|b| b.meta.sources.iter().cloned())
+            .collect();
+        blocks.retain(|b| {
+            if sources.contains(&b.name) {
+                tracing::info!(block = %b.dir.display(), "deleting a block already compacted into another");
+                b.delete_on_drop.store(true, Ordering::Release);
+                false
+            } else {
+                true
+            }
+        });
+        blocks.sort_by_key(|b| b.meta.range_start);
+        // Overlapping blocks (should not happen): keep the first, move the other aside.
+        let mut kept: Vec<Arc<Block>> = Vec::new();
+        for b in blocks {
+            if kept
+                .last()
+                .is_some_and(|p| p.meta.range_end > b.meta.range_start)
+            {
+                let path = b.dir.clone();
+                drop(b);
+                self.move_aside(&path, "overlaps another block");
+                continue;
+            }
+            kept.push(b);
+        }
+        if let Some(last) = kept.last() {
+            self.min_valid_t
+                .store(last.meta.range_end, Ordering::Release);
+            self.head_min_t
+                .store(last.meta.range_end, Ordering::Release);
+            self.max_t.store(last.meta.maxt, Ordering::Release);
+        }
+        *write(&self.blocks) = kept;
+        Ok(())
+    }
+
+    /// Replays checkpoint and segments; returns the number for the next segment.
+    fn replay(&self) -> Result<u64, StoreError> {
+        let dir = &self.wal_dir;
+        let segments = wal::list_segments(dir).map_err(io_err(dir))?;
+        let cp = dir.join(wal::CHECKPOINT);
+        if cp.exists() {
+            let data = std::fs::read(&cp).map_err(io_err(&cp))?;
+            self.replay_data(&cp, &data, 0);
+        }
+        let _ = std::fs::remove_file(dir.join(format!("{}.tmp", wal::CHECKPOINT)));
+        let mut segment_maxt = Vec::new();
+        for &seq in &segments {
+            let path = wal::segment_path(dir, seq);
+            let data = std::fs::read(&path).map_err(io_err(&path))?;
+            let maxt = self.replay_data(&path, &data, seq);
+            segment_maxt.push((seq, maxt));
+        }
+        let next = segments.last().map_or(1, |s| s + 1);
+        // Remember the old segments' newest samples so truncation can delete them.
+        self.pending_segments(segment_maxt);
+        Ok(next)
+    }
+
+    fn pending_segments(&self, segs: Vec<(u64, i64)>) {
+        lock(&self.old_segments).extend(segs);
+    }
+
+    /// Replays one file; cuts it at the first damaged frame. Returns the newest
+    /// sample timestamp seen.
+    fn replay_data(&self, path: &Path, data: &[u8], seg: u64) -> i64 {
+        let min_valid = self.min_valid_t.load(Ordering::Acquire);
+        let range = self.opts.block_range_ms;
+        let mut maxt = i64::MIN;
+        let mut bad_records = 0u64;
+        let mut unknown = 0u64;
+        let mut samples = 0u64;
+        let damage = wal::read_records(data, |payload| {
+            let mut c = Cursor::new(&payload[1..]);
+            let ok = match payload[0] {
+                REC_SERIES => {
+                    let mut idx = write(&self.index);
+                    let mut ok = true;
+                    while !c.at_end() {
+                        let mut intern = |s: &str| self.intern(s);
+                        let Some((id, labels)) = wal::decode_series(&mut c, &mut intern) else {
+                            ok = false;
+                            break;
+                        };
+                        let h = self.hash(&labels);
+                        let exists = idx.series.get(id as usize).is_some_and(|s| s.is_some());
+                        if !exists && idx.get(h, &labels).is_none() {
+                            idx.insert(h, labels, Some(id));
+                        }
+                    }
+                    ok
+                }
+                REC_SAMPLES => {
+                    let idx = read(&self.index);
+                    let mut ok = true;
+                    let Some(base) = c.varint() else { return };
+                    let mut id = 0i64;
+                    while !c.at_end() {
+                        let (Some(did), Some(dt)) = (c.varint(), c.varint()) else {
+                            ok = false;
+                            break;
+                        };
+                        id = id.wrapping_add(did);
+                        let t = base.wrapping_add(dt);
+                        let series = u32::try_from(id)
+                            .ok()
+                            .and_then(|id| idx.series.get(id as usize))
+                            .and_then(|s| s.as_ref());
+                        let Some(series) = series else {
+                            if get_xor_skip(&mut c).is_none() {
+                                ok = false;
+                                break;
+                            }
+                            if t >= min_valid {
+                                unknown += 1;
+                            }
+                            continue;
+                        };
+                        let mut d = series.lock();
+                        let prev = if d.wal_seg == seg { d.wal_bits } else { 0 };
+                        let Some(bits) = wal::get_xor_value(&mut c, prev) else {
+                            ok = false;
+                            break;
+                        };
+                        d.wal_seg = seg;
+                        d.wal_bits = bits;
+                        if d.append(t, f64::from_bits(bits), min_valid, i64::MIN, range)
+                            == Verdict::Appended
+                        {
+                            samples += 1;
+                            maxt = maxt.max(t);
+                        }
+                    }
+                    ok
+                }
+                _ => false,
+            };
+            if !ok {
+                bad_records += 1;
+            }
+        });
+        self.replayed_samples.fetch_add(samples, Ordering::Relaxed);
+        self.max_t.fetch_max(maxt, Ordering::AcqRel);
+        if bad_records > 0 {
+            tracing::error!(wal = %path.display(), records = bad_records, "WAL records with a valid checksum could not be decoded; skipped");
+        }
+        if unknown > 0 {
+            tracing::warn!(wal = %path.display(), samples = unknown, "WAL samples of series whose definition is lost; skipped");
+        }
+        if let Some(d) = damage {
+            tracing::error!(
+                wal = %path.display(), offset = d.offset, reason = d.reason,
+                "WAL damaged; replayed everything before this point and cut the file there"
+            );
+            if seg > 0 {
+                let res = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .and_then(|f| f.set_len(d.offset as u64).and_then(|()| f.sync_all()));
+                if let Err(e) = res {
+                    tracing::error!(wal = %path.display(), error = %e, "cannot cut the damaged WAL segment");
+                }
+            }
+        }
+        maxt
+    }
+
+    // ---- maintenance ------------------------------------------------------------------
+
+    fn maintain(&self) -> Result<(), StoreError> {
+        let _m = lock(&self.maintenance);
+        let range = self.opts.block_range_ms;
+        let max_t = self.max_t.load(Ordering::Acquire);
+        self.cut_until(|_, end| end.saturating_add(range / 2) <= max_t)?;
+        while self.compact_once()? {}
+        self.apply_retention();
+        Ok(())
+    }
+
+    /// Oldest sample in the head at or after the head boundary.
+    fn head_data_min(&self) -> Option<i64> {
+        let all: Vec<Arc<HeadSeries>> =
+            read(&self.index).series.iter().flatten().cloned().collect();
+        let floor = self.head_min_t.load(Ordering::Acquire);
+        all.iter()
+            .filter_map(|s| {
+                let d = s.lock();
+                // Chunks below the floor are dropped at the cut; look past them.
+                let min = d.min_t()?;
+                Some(min.max(floor))
+            })
+            .min()
+    }
+
+    /// Cuts block ranges from the head's oldest while `due(start, end)` holds.
+    fn cut_until(&self, due: impl Fn(i64, i64) -> bool) -> Result<(), StoreError> {
+        let range = self.opts.block_range_ms;
+        loop {
+            let Some(min) = self.head_data_min() else {
+                return Ok(());
+            };
+            let start = align_down(min, range);
+            let end = start.saturating_add(range);
+            if !due(start, end) {
+                return Ok(());
+            }
+            self.cut(start, end)?;
+        }
+    }
+
+    fn cut(&self, start: i64, end: i64) -> Result<(), StoreError> {
+        let began = std::time::Instant::now();
+        // From now on nothing below `end` enters the head, so the block is complete.
+        self.min_valid_t.fetch_max(end, Ordering::AcqRel);
+        // Wait for in-flight appends that read the old bound.
+        drop(lock(&self.wal));
+        let mut series: Vec<Arc<HeadSeries>> =
+            read(&self.index).series.iter().flatten().cloned().collect();
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let name = format!("b{start}_{end}");
+        let tmp = self.blocks_dir.join(format!("{name}.tmp"));
+        let fin = self.blocks_dir.join(&name);
+        let mut writer = BlockWriter::create(&tmp)?;
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        for s in &series {
+            ts.clear();
+            vs.clear();
+            s.lock().read(start, end - 1, &mut ts, &mut vs);
+            writer.push(&s.labels, &ts, &vs)?;
+        }
+        let block = if writer.num_series() > 0 {
+            writer.finish(start, end, 0, Vec::new())?;
+            std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
+            wal::sync_dir(&self.blocks_dir).map_err(io_err(&self.blocks_dir))?;
+            let mut intern = |s: &str| self.intern(s);
+            Some(Arc::new(Block::open(&fin, &mut intern)?))
+        } else {
+            drop(writer);
+            let _ = std::fs::remove_dir_all(&tmp);
+            None
+        };
+        // Switch readers over: the block appears and the head boundary moves at once.
+        let mut dead = Vec::new();
+        {
+            let _g = write(&self.head_guard);
+            if let Some(b) = &block {
+                let mut blocks = write(&self.blocks);
+                blocks.push(b.clone());
+                blocks.sort_by_key(|b| b.meta.range_start);
+            }
+            self.head_min_t.fetch_max(end, Ordering::AcqRel);
+            for s in &series {
+                let mut d = s.lock();
+                d.truncate_before(end);
+                if d.is_empty() && d.max_t < end {
+                    dead.push(s.clone());
+                }
+            }
+        }
+        // Series with nothing left in the head leave the index.
+        if !dead.is_empty() {
+            let mut idx = write(&self.index);
+            let mut ids = Vec::new();
+            for s in &dead {
+                let mut d = s.lock();
+                if d.is_empty() && d.max_t < end {
+                    d.removed = true;
+                    ids.push(s.id);
+                    let h = self.hash(&s.labels);
+                    idx.remove(h, s.id);
+                }
+            }
+            ids.sort_unstable();
+            idx.postings.remove(&ids);
+        }
+        drop(series);
+        drop(dead);
+        self.truncate_wal(end)?;
+        self.purge_interner();
+        tracing::info!(
+            block = %fin.display(), start, end,
+            series = block.as_ref().map_or(0, |b| b.meta.num_series),
+            samples = block.as_ref().map_or(0, |b| b.meta.num_samples),
+            ms = began.elapsed().as_millis() as u64,
+            "head cut into a block"
+        );
+        Ok(())
+    }
+
+    fn truncate_wal(&self, before: i64) -> Result<(), StoreError> {
+        let dir = &self.wal_dir;
+        {
+            let mut w = lock(&self.wal);
+            if let Some(writer) = w.writer.as_mut() {
+                let path = wal::segment_path(dir, writer.seq());
+                writer.rotate().map_err(io_err(&path))?;
+                let seq = w.append_seq;
+                self.durable_seq.fetch_max(seq, Ordering::AcqRel);
+            }
+        }
+        let payloads: Vec<Vec<u8>> = {
+            let idx = read(&self.index);
+            let mut out = Vec::new();
+            let mut rec = vec![REC_SERIES];
+            for s in idx.series.iter().flatten() {
+                wal::encode_series(&mut rec, s.id, &s.labels);
+                if rec.len() > 1 << 20 {
+                    out.push(std::mem::replace(&mut rec, vec![REC_SERIES]));
+                }
+            }
+            if rec.len() > 1 {
+                out.push(rec);
+            }
+            out
+        };
+        wal::write_checkpoint(dir, &payloads).map_err(io_err(&dir.join(wal::CHECKPOINT)))?;
+        let mut w = lock(&self.wal);
+        let old = std::mem::take(&mut *lock(&self.old_segments));
+        if let Some(writer) = w.writer.as_mut() {
+            // Segments from before this open are known by their replayed max time.
+            let mut merged = old;
+            merged.append(&mut writer.segment_maxt);
+            merged.sort_unstable();
+            merged.dedup_by_key(|s| s.0);
+            writer.segment_maxt = merged;
+            writer.delete_segments_before(before).map_err(io_err(dir))?;
+        }
+        Ok(())
+    }
+
+    fn purge_interner(&self) {
+        lock(&self.interner).retain(|s| Arc::strong_count(s) > 1);
+    }
+
+    /// Merges the blocks of one complete aligned window; returns whether it did.
+    fn compact_once(&self) -> Result<bool, StoreError> {
+        let range = self.opts.block_range_ms;
+        let max = self.opts.max_block_range();
+        let head_min = self.head_min_t.load(Ordering::Acquire);
+        let blocks: Vec<Arc<Block>> = read(&self.blocks).clone();
+        let mut window = range.saturating_mul(3);
+        while window <= max {
+            let mut groups: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
+            for b in &blocks {
+                let w0 = align_down(b.meta.range_start, window);
+                if b.meta.range_end <= w0.saturating_add(window) {
+                    groups.entry(w0).or_default().push(b.clone());
+                }
+            }
+            for (w0, group) in groups {
+                if group.len() >= 2 && w0.saturating_add(window) <= head_min {
+                    self.merge(&group)?;
+                    return Ok(true);
+                }
+            }
+            window = window.saturating_mul(3);
+        }
+        Ok(false)
+    }
+
+    fn merge(&self, group: &[Arc<Block>]) -> Result<(), StoreError> {
+        let began = std::time::Instant::now();
+        let start = group.iter().map(|b| b.meta.range_start).min().unwrap_or(0);
+        let end = group.iter().map(|b| b.meta.range_end).max().unwrap_or(0);
+        let level = group.iter().map(|b| b.meta.level).max().unwrap_or(0) + 1;
+        let name = format!("b{start}_{end}");
+        let tmp = self.blocks_dir.join(format!("{name}.tmp"));
+        let fin = self.blocks_dir.join(&name);
+        let mut writer = BlockWriter::create(&tmp)?;
+        // k-way merge in label order, one source batch at a time per block.
+        let mut cursors: Vec<BlockCursor> =
+            group.iter().map(|b| BlockCursor::new(b.clone())).collect();
+        loop {
+            let mut min: Option<Labels> = None;
+            for c in cursors.iter_mut() {
+                if let Some(l) = c.peek()? {
+                    if min.as_ref().is_none_or(|m| l < m) {
+                        min = Some(l.clone());
+                    }
+                }
+            }
+            let Some(labels) = min else { break };
+            let (mut ts, mut vs) = (Vec::new(), Vec::new());
+            for c in cursors.iter_mut() {
+                if c.peek()? == Some(&labels) {
+                    if let Some((t, v)) = c.take() {
+                        ts.extend(t);
+                        vs.extend(v);
+                    }
+                }
+            }
+            writer.push(&labels, &ts, &vs)?;
+        }
+        let sources: Vec<String> = group.iter().map(|b| b.name.clone()).collect();
+        writer.finish(start, end, level, sources)?;
+        std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
+        wal::sync_dir(&self.blocks_dir).map_err(io_err(&self.blocks_dir))?;
+        let mut intern = |s: &str| self.intern(s);
+        let merged = Arc::new(Block::open(&fin, &mut intern)?);
+        {
+            let mut blocks = write(&self.blocks);
+            blocks.retain(|b| !group.iter().any(|g| Arc::ptr_eq(b, g)));
+            blocks.push(merged.clone());
+            blocks.sort_by_key(|b| b.meta.range_start);
+        }
+        for b in group {
+            b.delete_on_drop.store(true, Ordering::Release);
+        }
+        tracing::info!(
+            block = %fin.display(), sources = group.len(), samples = merged.meta.num_samples,
+            bytes = merged.size_bytes(), ms = began.elapsed().as_millis() as u64,
+            "blocks compacted"
+        );
+        Ok(())
+    }
+
+    fn apply_retention(&self) {
+        let mut blocks = write(&self.blocks);
+        let max_t = self.max_t.load(Ordering::Acquire);
+        let mut expired = Vec::new();
+        if self.opts.retention_ms > 0 {
+            let cutoff = max_t.saturating_sub(self.opts.retention_ms);
+            blocks.retain(|b| {
+                let keep = b.meta.maxt >= cutoff;
+                if !keep {
+                    expired.push(b.clone());
+                }
+                keep
+            });
+        }
+        if self.opts.retention_bytes > 0 {
+            let mut total: u64 = blocks.iter().map(|b| b.size_bytes()).sum();
+            while total > self.opts.retention_bytes && !blocks.is_empty() {
+                let b = blocks.remove(0);
+                total -= b.size_bytes();
+                expired.push(b);
+            }
+        }
+        drop(blocks);
+        for b in expired {
+            tracing::info!(block = %b.dir.display(), "block deleted by retention");
+            b.delete_on_drop.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Skips an XOR-encoded value whose previous value is unknown.
+fn get_xor_skip(c: &mut Cursor) -> Option<()> {
+    wal::get_xor_value(c, 0).map(|_| ())
+}
+
+/// Reads a block's series in order, one record batch at a time (for compaction).
+struct BlockCursor {
+    block: Arc<Block>,
+    next: usize,
+    buf: std::collections::VecDeque<(u32, Vec<i64>, Vec<f64>)>,
+}
+
+impl BlockCursor {
+    fn new(block: Arc<Block>) -> BlockCursor {
+        BlockCursor {
+            block,
+            next: 0,
+            buf: Default::default(),
+        }
+    }
+
+    fn fill(&mut self) -> Result<(), StoreError> {
+        while self.buf.is_empty() && self.next < self.block.series.len() {
+            // All series of the next batch.
+            let batch = self.block.batch_of(self.next);
+            let mut ids = Vec::new();
+            while self.next < self.block.series.len() && self.block.batch_of(self.next) == batch {
+                ids.push(self.next as u32);
+                self.next += 1;
+            }
+            let buf = &mut self.buf;
+            self.block
+                .read_series(&ids, i64::MIN, i64::MAX, |id, t, v| {
+                    buf.push_back((id, t, v))
+                })?;
+        }
+        Ok(())
+    }
+
+    fn peek(&mut self) -> Result<Option<&Labels>, StoreError> {
+        self.fill()?;
+        Ok(self
+            .buf
+            .front()
+            .and_then(|(id, _, _)| self.block.series.get(*id as usize))
+            .map(|s| &s.labels))
+    }
+
+    fn take(&mut self) -> Option<(Vec<i64>, Vec<f64>)> {
+        self.buf.pop_front().map(|(_, t, v)| (t, v))
     }
 }
 
@@ -242,10 +1742,17 @@ mod tests {
         }
     }
 
+    fn opts() -> StoreOptions {
+        StoreOptions {
+            background: false,
+            ..StoreOptions::default()
+        }
+    }
+
     #[test]
     fn append_then_select_in_time_order() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_with(dir.path(), opts()).unwrap();
         let out = store.append(&[sample("up", "a", 1000, 1.0), sample("up", "b", 1000, 0.0)]);
         assert_eq!(out.series_created, 2);
         let out = store.append(&[sample("up", "a", 2000, 1.0), sample("up", "a", 1500, 9.0)]);
@@ -256,15 +1763,149 @@ mod tests {
         let re = Matcher::new(MatchKind::Regex, "__name__", "u.").unwrap();
         assert_eq!(store.select(&[re], 1500, 1500).len(), 0);
         assert_eq!(store.label_values("job", &[], 0, 5000), vec!["a", "b"]);
+        assert_eq!(store.label_names(&[], 0, 5000), vec!["__name__", "job"]);
+        assert_eq!(
+            store.series(&[Matcher::equal("job", "b")], 0, 5000).len(),
+            1
+        );
+        assert!(store
+            .series(&[Matcher::equal("job", "b")], 1001, 5000)
+            .is_empty());
     }
 
     #[test]
-    fn stale_marker_bits_survive() {
+    fn duplicates_and_repeats_follow_prometheus() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_with(dir.path(), opts()).unwrap();
+        store.append(&[sample("x", "a", 10, 1.0)]);
+        // Same timestamp, same value: ignored silently; another value: a duplicate.
+        let out = store.append(&[sample("x", "a", 10, 1.0), sample("x", "a", 10, 2.0)]);
+        assert_eq!((out.appended, out.duplicates, out.out_of_order), (0, 1, 0));
+        assert_eq!(store.stats().duplicates, 1);
+    }
+
+    #[test]
+    fn out_of_order_window_accepts_and_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            out_of_order_window_ms: 1000,
+            ..opts()
+        };
+        {
+            let store = Store::open_with(dir.path(), o.clone()).unwrap();
+            store.append(&[sample("x", "a", 5000, 5.0)]);
+            let out = store.append(&[
+                sample("x", "a", 4500, 4.5),
+                sample("x", "a", 4500, 4.5),
+                sample("x", "a", 4500, 9.9),
+                sample("x", "a", 3000, 3.0),
+            ]);
+            assert_eq!((out.appended, out.duplicates, out.out_of_order), (1, 1, 1));
+            store.append(&[sample("x", "a", 6000, 6.0)]);
+            let got = store.select(&[], 0, 10_000);
+            assert_eq!(got[0].timestamps, vec![4500, 5000, 6000]);
+        }
+        // And after a restart (replayed from the WAL).
+        let store = Store::open_with(dir.path(), o).unwrap();
+        let got = store.select(&[], 0, 10_000);
+        assert_eq!(got[0].timestamps, vec![4500, 5000, 6000]);
+        assert_eq!(got[0].values, vec![4.5, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn stale_marker_bits_survive_head_wal_and_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            block_range_ms: 100,
+            ..opts()
+        };
         let stale = crate::promql::stale_nan();
-        store.append(&[sample("x", "a", 1, 1.0), sample("x", "a", 2, stale)]);
-        let got = store.select(&[], 0, 10);
-        assert_eq!(got[0].values[1].to_bits(), stale.to_bits());
+        {
+            let store = Store::open_with(dir.path(), o.clone()).unwrap();
+            store.append(&[sample("x", "a", 1, 1.0), sample("x", "a", 2, stale)]);
+            store.append(&[sample("x", "a", 150, 1.0), sample("x", "a", 160, stale)]);
+            let got = store.select(&[], 0, 1000);
+            assert_eq!(got[0].values[1].to_bits(), stale.to_bits());
+            store.cut_before(100).unwrap();
+            assert_eq!(store.blocks().len(), 1);
+        }
+        let store = Store::open_with(dir.path(), o).unwrap();
+        let got = store.select(&[], 0, 1000);
+        assert_eq!(got[0].timestamps, vec![1, 2, 150, 160]);
+        let bits: Vec<u64> = got[0].values.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(
+            bits,
+            vec![
+                1f64.to_bits(),
+                stale.to_bits(),
+                1f64.to_bits(),
+                stale.to_bits()
+            ]
+        );
+    }
+
+    #[test]
+    fn cut_compact_retain_and_restart_keep_each_sample_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            block_range_ms: 1000,
+            retention_ms: 0,
+            ..opts()
+        };
+        let batch = |k: i64| -> Vec<AppendSample> {
+            (0..20)
+                .map(|i| sample("m", &format!("j{i}"), k * 100, k as f64))
+                .collect()
+        };
+        {
+            let store = Store::open_with(dir.path(), o.clone()).unwrap();
+            for k in 0..100 {
+                store.append(&batch(k));
+                if k % 10 == 0 {
+                    store.maintain().unwrap();
+                }
+            }
+            store.maintain().unwrap();
+            let metas = store.blocks();
+            assert!(
+                metas.iter().any(|b| b.level > 0),
+                "no compaction: {metas:?}"
+            );
+            let got = store.select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX);
+            assert_eq!(
+                got[0].timestamps,
+                (0..100).map(|k| k * 100).collect::<Vec<_>>()
+            );
+        }
+        // Restart: blocks plus the WAL's remainder, nothing twice.
+        let store = Store::open_with(dir.path(), o.clone()).unwrap();
+        let got = store.select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX);
+        assert_eq!(
+            got[0].timestamps,
+            (0..100).map(|k| k * 100).collect::<Vec<_>>()
+        );
+        assert_eq!(store.series_count(), 20);
+        // Samples below the cut are out of bounds now.
+        let out = store.append(&[sample("m", "j3", 50, 0.0)]);
+        assert_eq!(out.out_of_order, 1);
+        drop(store);
+
+        // Retention by size keeps only the newest blocks; by time drops old ones.
+        let store = Store::open_with(
+            dir.path(),
+            StoreOptions {
+                retention_bytes: 1,
+                ..o.clone()
+            },
+        )
+        .unwrap();
+        store.maintain().unwrap();
+        assert!(store.blocks().is_empty());
+        let got = store.select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX);
+        assert!(
+            got[0].timestamps.iter().all(|&t| t >= 6000),
+            "{:?}",
+            got[0].timestamps
+        );
     }
 }

@@ -1,0 +1,876 @@
+//! Immutable on-disk blocks: Arrow IPC files (ZSTD) of series-sorted, transformed
+//! sample columns, plus a `meta.json` with the time range, counts and file checksums.
+//!
+//! Layout of a block directory `blocks/b<mint>_<maxt>/`:
+//! - `meta.json`: [`BlockMeta`].
+//! - `series.arrow`: one record batch, one row per series, sorted by labels:
+//!   `labels` (binary, varint-length-prefixed name/value pairs), `mint`, `maxt`,
+//!   `batch` and `row` (where its samples start in `samples.arrow`), `count`,
+//!   `vmode` and `vscale` (how its values are encoded).
+//! - `samples.arrow`: record batches of ≤ [`BATCH_ROWS`] rows (a series never spans
+//!   two batches), columns `t` and `v`, both Int64:
+//!   - `t`: first timestamp, then the delta, then deltas-of-deltas. Regular scrapes
+//!     give runs of zeros and scrape jitter a few ms, which ZSTD packs into well
+//!     under a byte.
+//!   - `v`: when every value of the series is a decimal with ≤ 9 fractional digits
+//!     that round-trips bit-exactly as `int / 10^scale` (counters, gauges printed
+//!     with few decimals: almost all exporter output), the scaled integers as deltas
+//!     (`vmode` 1, gauges) or deltas-of-deltas (`vmode` 2, steady counters), whichever
+//!     is smaller; otherwise (NaN, staleness markers, ±Inf, -0, long fractions) the
+//!     raw bits XOR the previous value's bits (`vmode` 0), bit-exact.
+//!
+//! A query reads `series.arrow` once at open (the block's inverted index lives in
+//! memory) and then only the sample batches of the series it selects.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{Array, BinaryArray, Int64Array, RecordBatch, UInt32Array, UInt8Array};
+use arrow_ipc::reader::FileReader;
+use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow_schema::{ArrowError, DataType, Field, Schema};
+
+use super::index::Postings;
+use super::wal::{put_uvarint, Cursor};
+use crate::labels::{Label, Labels, Matcher};
+
+/// The block format this code writes and reads.
+pub const BLOCK_FORMAT_VERSION: u32 = 1;
+/// Rows per sample record batch: the unit a query decompresses.
+pub const BATCH_ROWS: usize = 16 * 1024;
+const MAX_SCALE: u8 = 9;
+const ZSTD_LEVEL: i32 = 3;
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct FileStat {
+    pub size: u64,
+    pub crc32: u32,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct BlockMeta {
+    pub format_version: u32,
+    /// The time range the block owns: `[range_start, range_end)`.
+    pub range_start: i64,
+    pub range_end: i64,
+    /// Oldest and newest sample.
+    pub mint: i64,
+    pub maxt: i64,
+    pub num_series: u64,
+    pub num_samples: u64,
+    /// How many times its data was compacted (0 = cut from the head).
+    pub level: u32,
+    /// Blocks merged into this one; they are deleted if still present at open.
+    pub sources: Vec<String>,
+    pub files: BTreeMap<String, FileStat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Arrow { path: PathBuf, source: ArrowError },
+    #[error("{path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "{path}: block format version {found} is not supported (this arrowmon reads version {BLOCK_FORMAT_VERSION}); \
+         it was written by a newer arrowmon"
+    )]
+    UnknownVersion { path: PathBuf, found: u32 },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BlockError + '_ {
+    move |source| BlockError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> BlockError {
+    BlockError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+// ---- column transforms --------------------------------------------------------------
+
+/// The smallest decimal scale at which every value round-trips bit-exactly.
+fn decimal_scale(vs: &[f64]) -> Option<u8> {
+    'scale: for e in 0..=MAX_SCALE {
+        let p = 10f64.powi(e as i32);
+        for &v in vs {
+            if !v.is_finite() {
+                return None;
+            }
+            let i = (v * p).round();
+            if i.abs() > 9.0e15 {
+                return None;
+            }
+            if (i / p).to_bits() != v.to_bits() {
+                continue 'scale;
+            }
+        }
+        return Some(e);
+    }
+    None
+}
+
+pub fn encode_ts(ts: &[i64], out: &mut Vec<i64>) {
+    let (mut prev, mut prev_delta) = (0i64, 0i64);
+    for (i, &t) in ts.iter().enumerate() {
+        match i {
+            0 => out.push(t),
+            _ => {
+                let d = t.wrapping_sub(prev);
+                out.push(if i == 1 {
+                    d
+                } else {
+                    d.wrapping_sub(prev_delta)
+                });
+                prev_delta = d;
+            }
+        }
+        prev = t;
+    }
+}
+
+fn decode_ts(col: &[i64], out: &mut Vec<i64>) {
+    let (mut t, mut d) = (0i64, 0i64);
+    for (i, &x) in col.iter().enumerate() {
+        match i {
+            0 => t = x,
+            1 => {
+                d = x;
+                t = t.wrapping_add(d);
+            }
+            _ => {
+                d = d.wrapping_add(x);
+                t = t.wrapping_add(d);
+            }
+        }
+        out.push(t);
+    }
+}
+
+/// Encodes values; returns (vmode, vscale).
+pub fn encode_values(vs: &[f64], out: &mut Vec<i64>) -> (u8, u8) {
+    if let Some(scale) = decimal_scale(vs) {
+        let p = 10f64.powi(scale as i32);
+        let ints: Vec<i64> = vs.iter().map(|v| (v * p).round() as i64).collect();
+        let mut delta = Vec::with_capacity(ints.len());
+        let mut dod = Vec::with_capacity(ints.len());
+        let mut prev_d = 0i64;
+        for (i, &x) in ints.iter().enumerate() {
+            if i == 0 {
+                delta.push(x);
+                dod.push(x);
+                continue;
+            }
+            let d = x.wrapping_sub(ints[i - 1]);
+            delta.push(d);
+            dod.push(if i == 1 { d } else { d.wrapping_sub(prev_d) });
+            prev_d = d;
+        }
+        let cost = |v: &[i64]| -> u64 {
+            v.iter()
+                .skip(1)
+                .map(|x| 64 - x.unsigned_abs().leading_zeros() as u64)
+                .sum()
+        };
+        if cost(&dod) < cost(&delta) {
+            out.extend_from_slice(&dod);
+            (2, scale)
+        } else {
+            out.extend_from_slice(&delta);
+            (1, scale)
+        }
+    } else {
+        let mut prev = 0u64;
+        for v in vs {
+            let b = v.to_bits();
+            out.push((b ^ prev) as i64);
+            prev = b;
+        }
+        (0, 0)
+    }
+}
+
+fn decode_values(col: &[i64], vmode: u8, vscale: u8, out: &mut Vec<f64>) {
+    match vmode {
+        0 => {
+            let mut prev = 0u64;
+            for &x in col {
+                prev ^= x as u64;
+                out.push(f64::from_bits(prev));
+            }
+        }
+        _ => {
+            let p = 10f64.powi(vscale.min(MAX_SCALE) as i32);
+            let (mut x, mut d) = (0i64, 0i64);
+            for (i, &c) in col.iter().enumerate() {
+                if i == 0 {
+                    x = c;
+                } else if vmode == 1 || i == 1 {
+                    d = c;
+                    x = x.wrapping_add(d);
+                } else {
+                    d = d.wrapping_add(c);
+                    x = x.wrapping_add(d);
+                }
+                out.push(x as f64 / p);
+            }
+        }
+    }
+}
+
+// ---- writing ------------------------------------------------------------------------
+
+fn samples_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("t", DataType::Int64, false),
+        Field::new("v", DataType::Int64, false),
+    ]))
+}
+
+fn series_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("labels", DataType::Binary, false),
+        Field::new("mint", DataType::Int64, false),
+        Field::new("maxt", DataType::Int64, false),
+        Field::new("batch", DataType::UInt32, false),
+        Field::new("row", DataType::UInt32, false),
+        Field::new("count", DataType::UInt32, false),
+        Field::new("vmode", DataType::UInt8, false),
+        Field::new("vscale", DataType::UInt8, false),
+    ]))
+}
+
+fn ipc_options() -> Result<IpcWriteOptions, ArrowError> {
+    IpcWriteOptions::default()
+        .try_with_compression(Some(arrow_ipc::CompressionType::ZSTD))?
+        .try_with_compression_level(Some(ZSTD_LEVEL))
+}
+
+/// A file writer that computes its CRC32 and size as it goes.
+struct HashingWriter {
+    inner: BufWriter<File>,
+    crc: crc32fast::Hasher,
+    size: u64,
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl HashingWriter {
+    fn create(path: &Path) -> Result<HashingWriter, BlockError> {
+        let f = File::create(path).map_err(io_err(path))?;
+        Ok(HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, f),
+            crc: crc32fast::Hasher::new(),
+            size: 0,
+        })
+    }
+    fn finish(mut self, path: &Path) -> Result<FileStat, BlockError> {
+        self.inner.flush().map_err(io_err(path))?;
+        self.inner.get_ref().sync_all().map_err(io_err(path))?;
+        Ok(FileStat {
+            size: self.size,
+            crc32: self.crc.finalize(),
+        })
+    }
+}
+
+/// Streams series (in label order) into a new block directory.
+pub struct BlockWriter {
+    dir: PathBuf,
+    samples: FileWriter<HashingWriter>,
+    t_col: Vec<i64>,
+    v_col: Vec<i64>,
+    batch: u32,
+    labels_col: Vec<Vec<u8>>,
+    mint_col: Vec<i64>,
+    maxt_col: Vec<i64>,
+    batch_col: Vec<u32>,
+    row_col: Vec<u32>,
+    count_col: Vec<u32>,
+    vmode_col: Vec<u8>,
+    vscale_col: Vec<u8>,
+    mint: i64,
+    maxt: i64,
+    num_samples: u64,
+}
+
+impl BlockWriter {
+    /// Starts writing into `dir` (created; it should be a temporary name that
+    /// [`finish`](Self::finish)'s caller renames into place).
+    pub fn create(dir: &Path) -> Result<BlockWriter, BlockError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let path = dir.join("samples.arrow");
+        let arrow = |source| BlockError::Arrow {
+            path: path.clone(),
+            source,
+        };
+        let opts = ipc_options().map_err(arrow)?;
+        let samples = FileWriter::try_new_with_options(
+            HashingWriter::create(&path)?,
+            &samples_schema(),
+            opts,
+        )
+        .map_err(|source| BlockError::Arrow {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(BlockWriter {
+            dir: dir.to_path_buf(),
+            samples,
+            t_col: Vec::new(),
+            v_col: Vec::new(),
+            batch: 0,
+            labels_col: Vec::new(),
+            mint_col: Vec::new(),
+            maxt_col: Vec::new(),
+            batch_col: Vec::new(),
+            row_col: Vec::new(),
+            count_col: Vec::new(),
+            vmode_col: Vec::new(),
+            vscale_col: Vec::new(),
+            mint: i64::MAX,
+            maxt: i64::MIN,
+            num_samples: 0,
+        })
+    }
+
+    fn flush_batch(&mut self) -> Result<(), BlockError> {
+        if self.t_col.is_empty() {
+            return Ok(());
+        }
+        let path = self.dir.join("samples.arrow");
+        let t = Int64Array::from(std::mem::take(&mut self.t_col));
+        let v = Int64Array::from(std::mem::take(&mut self.v_col));
+        RecordBatch::try_new(samples_schema(), vec![Arc::new(t), Arc::new(v)])
+            .and_then(|b| self.samples.write(&b))
+            .map_err(|source| BlockError::Arrow { path, source })?;
+        self.batch += 1;
+        Ok(())
+    }
+
+    /// Adds one series; series must come in increasing label order, samples in
+    /// increasing time order. Empty series are skipped.
+    pub fn push(&mut self, labels: &Labels, ts: &[i64], vs: &[f64]) -> Result<(), BlockError> {
+        if ts.is_empty() {
+            return Ok(());
+        }
+        if !self.t_col.is_empty() && self.t_col.len() + ts.len() > BATCH_ROWS {
+            self.flush_batch()?;
+        }
+        let row = self.t_col.len() as u32;
+        encode_ts(ts, &mut self.t_col);
+        let (vmode, vscale) = encode_values(vs, &mut self.v_col);
+        let mut lb = Vec::new();
+        for l in labels {
+            put_uvarint(&mut lb, l.name.len() as u64);
+            lb.extend_from_slice(l.name.as_bytes());
+            put_uvarint(&mut lb, l.value.len() as u64);
+            lb.extend_from_slice(l.value.as_bytes());
+        }
+        self.labels_col.push(lb);
+        let (first, last) = (ts[0], ts[ts.len() - 1]);
+        self.mint_col.push(first);
+        self.maxt_col.push(last);
+        self.batch_col.push(self.batch);
+        self.row_col.push(row);
+        self.count_col.push(ts.len() as u32);
+        self.vmode_col.push(vmode);
+        self.vscale_col.push(vscale);
+        self.mint = self.mint.min(first);
+        self.maxt = self.maxt.max(last);
+        self.num_samples += ts.len() as u64;
+        Ok(())
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.labels_col.len()
+    }
+
+    /// Writes the series table and `meta.json`, fsynced. Returns the meta.
+    pub fn finish(
+        mut self,
+        range_start: i64,
+        range_end: i64,
+        level: u32,
+        sources: Vec<String>,
+    ) -> Result<BlockMeta, BlockError> {
+        self.flush_batch()?;
+        let spath = self.dir.join("samples.arrow");
+        self.samples.finish().map_err(|source| BlockError::Arrow {
+            path: spath.clone(),
+            source,
+        })?;
+        let samples_stat = self
+            .samples
+            .into_inner()
+            .map_err(|source| BlockError::Arrow {
+                path: spath.clone(),
+                source,
+            })?
+            .finish(&spath)?;
+
+        let path = self.dir.join("series.arrow");
+        let arrow = |source| BlockError::Arrow {
+            path: path.clone(),
+            source,
+        };
+        let labels: BinaryArray = self.labels_col.iter().map(|b| Some(b.as_slice())).collect();
+        let batch = RecordBatch::try_new(
+            series_schema(),
+            vec![
+                Arc::new(labels),
+                Arc::new(Int64Array::from(self.mint_col)),
+                Arc::new(Int64Array::from(self.maxt_col)),
+                Arc::new(UInt32Array::from(self.batch_col)),
+                Arc::new(UInt32Array::from(self.row_col)),
+                Arc::new(UInt32Array::from(self.count_col)),
+                Arc::new(UInt8Array::from(self.vmode_col)),
+                Arc::new(UInt8Array::from(self.vscale_col)),
+            ],
+        )
+        .map_err(arrow)?;
+        let mut w = FileWriter::try_new_with_options(
+            HashingWriter::create(&path)?,
+            &series_schema(),
+            ipc_options().map_err(arrow)?,
+        )
+        .map_err(arrow)?;
+        w.write(&batch).map_err(arrow)?;
+        w.finish().map_err(arrow)?;
+        let series_stat = w.into_inner().map_err(arrow)?.finish(&path)?;
+
+        let meta = BlockMeta {
+            format_version: BLOCK_FORMAT_VERSION,
+            range_start,
+            range_end,
+            mint: self.mint,
+            maxt: self.maxt,
+            num_series: self.labels_col.len() as u64,
+            num_samples: self.num_samples,
+            level,
+            sources,
+            files: BTreeMap::from([
+                ("samples.arrow".to_string(), samples_stat),
+                ("series.arrow".to_string(), series_stat),
+            ]),
+        };
+        let mpath = self.dir.join("meta.json");
+        let text = serde_json::to_vec_pretty(&meta).map_err(|e| corrupt(&mpath, e.to_string()))?;
+        let mut f = File::create(&mpath).map_err(io_err(&mpath))?;
+        f.write_all(&text).map_err(io_err(&mpath))?;
+        f.sync_all().map_err(io_err(&mpath))?;
+        super::wal::sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        Ok(meta)
+    }
+}
+
+// ---- reading ------------------------------------------------------------------------
+
+pub struct BlockSeries {
+    pub labels: Labels,
+    pub mint: i64,
+    pub maxt: i64,
+    batch: u32,
+    row: u32,
+    count: u32,
+    vmode: u8,
+    vscale: u8,
+}
+
+/// An open, verified block: its meta, its series table and inverted index in memory.
+pub struct Block {
+    pub dir: PathBuf,
+    pub name: String,
+    pub meta: BlockMeta,
+    pub series: Vec<BlockSeries>,
+    pub postings: Postings,
+    num_batches: usize,
+    /// Set when the block was replaced (compaction) or expired (retention): the
+    /// directory is removed when the last reader lets go of it.
+    pub delete_on_drop: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        if self
+            .delete_on_drop
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                tracing::error!(block = %self.dir.display(), error = %e, "cannot delete block");
+            }
+        }
+    }
+}
+
+/// Reads and checks `meta.json` only.
+pub fn read_meta(dir: &Path) -> Result<BlockMeta, BlockError> {
+    let path = dir.join("meta.json");
+    let text = std::fs::read(&path).map_err(io_err(&path))?;
+    // Look at the version before the rest, so a newer layout gets the clear message.
+    #[derive(serde::Deserialize)]
+    struct Version {
+        format_version: u32,
+    }
+    let v: Version = serde_json::from_slice(&text).map_err(|e| corrupt(&path, e.to_string()))?;
+    if v.format_version != BLOCK_FORMAT_VERSION {
+        return Err(BlockError::UnknownVersion {
+            path,
+            found: v.format_version,
+        });
+    }
+    serde_json::from_slice(&text).map_err(|e| corrupt(&path, e.to_string()))
+}
+
+fn verify_file(dir: &Path, name: &str, stat: Option<&FileStat>) -> Result<(), BlockError> {
+    let path = dir.join(name);
+    let stat =
+        stat.ok_or_else(|| corrupt(&dir.join("meta.json"), format!("no entry for {name}")))?;
+    let mut f = File::open(&path).map_err(io_err(&path))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(&path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    if size != stat.size {
+        return Err(corrupt(
+            &path,
+            format!("size {size} bytes, meta.json says {}", stat.size),
+        ));
+    }
+    let crc = hasher.finalize();
+    if crc != stat.crc32 {
+        return Err(corrupt(
+            &path,
+            format!("checksum {crc:08x}, meta.json says {:08x}", stat.crc32),
+        ));
+    }
+    Ok(())
+}
+
+fn column<'a, T: Array + 'static>(
+    batch: &'a RecordBatch,
+    name: &str,
+    path: &Path,
+) -> Result<&'a T, BlockError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| corrupt(path, format!("column {name} missing or of the wrong type")))
+}
+
+impl Block {
+    /// Opens a block: checks the version, both files' sizes and checksums, and loads
+    /// the series table. `intern` shares label strings with the rest of the store.
+    pub fn open(dir: &Path, intern: &mut dyn FnMut(&str) -> Arc<str>) -> Result<Block, BlockError> {
+        let meta = read_meta(dir)?;
+        verify_file(dir, "series.arrow", meta.files.get("series.arrow"))?;
+        verify_file(dir, "samples.arrow", meta.files.get("samples.arrow"))?;
+
+        let path = dir.join("series.arrow");
+        let f = File::open(&path).map_err(io_err(&path))?;
+        let arrow = |source| BlockError::Arrow {
+            path: path.clone(),
+            source,
+        };
+        let reader = FileReader::try_new(BufReader::new(f), None).map_err(arrow)?;
+        let mut series = Vec::with_capacity(meta.num_series as usize);
+        for batch in reader {
+            let batch = batch.map_err(arrow)?;
+            let labels = column::<BinaryArray>(&batch, "labels", &path)?;
+            let mint = column::<Int64Array>(&batch, "mint", &path)?;
+            let maxt = column::<Int64Array>(&batch, "maxt", &path)?;
+            let bidx = column::<UInt32Array>(&batch, "batch", &path)?;
+            let row = column::<UInt32Array>(&batch, "row", &path)?;
+            let count = column::<UInt32Array>(&batch, "count", &path)?;
+            let vmode = column::<UInt8Array>(&batch, "vmode", &path)?;
+            let vscale = column::<UInt8Array>(&batch, "vscale", &path)?;
+            for i in 0..batch.num_rows() {
+                let mut c = Cursor::new(labels.value(i));
+                let mut ls = Vec::new();
+                while !c.at_end() {
+                    let (Some(n), Some(v)) = (c.str(), c.str()) else {
+                        return Err(corrupt(&path, format!("bad label set in row {i}")));
+                    };
+                    ls.push(Label {
+                        name: intern(n),
+                        value: intern(v),
+                    });
+                }
+                series.push(BlockSeries {
+                    labels: Labels::new(ls),
+                    mint: mint.value(i),
+                    maxt: maxt.value(i),
+                    batch: bidx.value(i),
+                    row: row.value(i),
+                    count: count.value(i),
+                    vmode: vmode.value(i),
+                    vscale: vscale.value(i),
+                });
+            }
+        }
+        if series.len() as u64 != meta.num_series {
+            return Err(corrupt(
+                &path,
+                format!(
+                    "{} series, meta.json says {}",
+                    series.len(),
+                    meta.num_series
+                ),
+            ));
+        }
+        let spath = dir.join("samples.arrow");
+        let f = File::open(&spath).map_err(io_err(&spath))?;
+        let samples =
+            FileReader::try_new(BufReader::new(f), None).map_err(|source| BlockError::Arrow {
+                path: spath.clone(),
+                source,
+            })?;
+        let num_batches = samples.num_batches();
+        if let Some(s) = series.iter().find(|s| s.batch as usize >= num_batches) {
+            return Err(corrupt(
+                &spath,
+                format!(
+                    "series {} points at batch {} of {num_batches}",
+                    s.labels, s.batch
+                ),
+            ));
+        }
+        let mut postings = Postings::default();
+        for (i, s) in series.iter().enumerate() {
+            postings.add(i as u32, &s.labels);
+        }
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        Ok(Block {
+            dir: dir.to_path_buf(),
+            name,
+            meta,
+            series,
+            postings,
+            num_batches,
+            delete_on_drop: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    pub fn samples_path(&self) -> PathBuf {
+        self.dir.join("samples.arrow")
+    }
+
+    /// Ordinals of the series matching `matchers` with samples in `[mint, maxt]`.
+    pub fn matching(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<u32> {
+        if self.meta.maxt < mint || self.meta.mint > maxt {
+            return Vec::new();
+        }
+        let mut ids = self.postings.select(matchers);
+        ids.retain(|&i| {
+            let s = &self.series[i as usize];
+            s.maxt >= mint && s.mint <= maxt
+        });
+        ids
+    }
+
+    /// Reads the samples in `[mint, maxt]` of the given series ordinals (sorted),
+    /// calling `f(ordinal, ts, vs)` for each. Only the batches holding them are read.
+    pub fn read_series(
+        &self,
+        ids: &[u32],
+        mint: i64,
+        maxt: i64,
+        mut f: impl FnMut(u32, Vec<i64>, Vec<f64>),
+    ) -> Result<(), BlockError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let path = self.samples_path();
+        let arrow = |source| BlockError::Arrow {
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(&path).map_err(io_err(&path))?;
+        let mut reader = FileReader::try_new(BufReader::new(file), None).map_err(arrow)?;
+        let mut current: Option<(u32, RecordBatch)> = None;
+        let (mut tbuf, mut vbuf) = (Vec::new(), Vec::new());
+        for &id in ids {
+            let s = self
+                .series
+                .get(id as usize)
+                .ok_or_else(|| corrupt(&path, format!("no series {id}")))?;
+            if current.as_ref().map(|c| c.0) != Some(s.batch) {
+                if s.batch as usize >= self.num_batches {
+                    return Err(corrupt(&path, format!("no batch {}", s.batch)));
+                }
+                reader.set_index(s.batch as usize).map_err(arrow)?;
+                let b = reader
+                    .next()
+                    .ok_or_else(|| corrupt(&path, format!("batch {} missing", s.batch)))?
+                    .map_err(arrow)?;
+                current = Some((s.batch, b));
+            }
+            let Some((_, batch)) = &current else { continue };
+            let t = column::<Int64Array>(batch, "t", &path)?.values();
+            let v = column::<Int64Array>(batch, "v", &path)?.values();
+            let (lo, hi) = (s.row as usize, s.row as usize + s.count as usize);
+            let (Some(tc), Some(vc)) = (t.get(lo..hi), v.get(lo..hi)) else {
+                return Err(corrupt(
+                    &path,
+                    format!("rows {lo}..{hi} out of range in batch {}", s.batch),
+                ));
+            };
+            tbuf.clear();
+            vbuf.clear();
+            decode_ts(tc, &mut tbuf);
+            decode_values(vc, s.vmode, s.vscale, &mut vbuf);
+            let a = tbuf.partition_point(|&x| x < mint);
+            let b = tbuf.partition_point(|&x| x <= maxt);
+            if a < b {
+                f(id, tbuf[a..b].to_vec(), vbuf[a..b].to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    /// The sample batch holding series `i`.
+    pub fn batch_of(&self, i: usize) -> u32 {
+        self.series.get(i).map_or(u32::MAX, |s| s.batch)
+    }
+
+    /// Total size of the block's files.
+    pub fn size_bytes(&self) -> u64 {
+        self.meta.files.values().map(|f| f.size).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transforms_round_trip_bit_exactly() {
+        let cases: Vec<Vec<f64>> = vec![
+            vec![1.0, 2.0, 4.0, 8.0],
+            vec![12.34, 12.35, 99.99, -0.01],
+            vec![0.1, 0.2, 0.30000000000000004],
+            vec![1.0, f64::NAN, f64::from_bits(0x7ff0_0000_0000_0002), -0.0],
+            vec![1e300, 1e-300, 5.5],
+            vec![123456789.0, 123456789.5, 123456790.25],
+        ];
+        for vs in cases {
+            let mut col = Vec::new();
+            let (mode, scale) = encode_values(&vs, &mut col);
+            let mut out = Vec::new();
+            decode_values(&col, mode, scale, &mut out);
+            let a: Vec<u64> = vs.iter().map(|v| v.to_bits()).collect();
+            let b: Vec<u64> = out.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(a, b, "mode {mode} scale {scale}");
+        }
+        let ts = vec![1000, 6000, 11001, 16000, 16001, -5];
+        let mut col = Vec::new();
+        encode_ts(&ts, &mut col);
+        let mut out = Vec::new();
+        decode_ts(&col, &mut out);
+        assert_eq!(ts, out);
+    }
+
+    #[test]
+    fn write_open_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let bdir = dir.path().join("b");
+        let mut w = BlockWriter::create(&bdir).unwrap();
+        let mut all = Vec::new();
+        for i in 0..50 {
+            let labels = Labels::from_pairs([("__name__", "m"), ("i", &format!("{i:03}"))]);
+            let ts: Vec<i64> = (0..1000).map(|k| k * 5000 + (k % 3)).collect();
+            let vs: Vec<f64> = (0..1000).map(|k| (k * i) as f64 + 0.25).collect();
+            w.push(&labels, &ts, &vs).unwrap();
+            all.push((labels, ts, vs));
+        }
+        let meta = w.finish(0, 5_000_000, 0, vec![]).unwrap();
+        assert_eq!((meta.num_series, meta.num_samples), (50, 50_000));
+        let mut intern = |s: &str| Arc::<str>::from(s);
+        let b = Block::open(&bdir, &mut intern).unwrap();
+        let m = [Matcher::equal("i", "007")];
+        let ids = b.matching(&m, 10_000, 20_000);
+        let mut got = Vec::new();
+        b.read_series(&ids, 10_000, 20_000, |id, t, v| got.push((id, t, v)))
+            .unwrap();
+        assert_eq!(got, vec![(7, vec![10_002, 15_000], vec![14.25, 21.25])]);
+        // Every series, every sample.
+        let ids = b.matching(&[], i64::MIN, i64::MAX);
+        let mut n = 0;
+        b.read_series(&ids, i64::MIN, i64::MAX, |id, t, v| {
+            assert_eq!(t, all[id as usize].1);
+            assert_eq!(v, all[id as usize].2);
+            n += 1;
+        })
+        .unwrap();
+        assert_eq!(n, 50);
+    }
+
+    #[test]
+    fn damage_and_versions_are_reported_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bdir = dir.path().join("b");
+        let mut w = BlockWriter::create(&bdir).unwrap();
+        w.push(&Labels::from_pairs([("a", "b")]), &[1, 2], &[1.0, 2.0])
+            .unwrap();
+        w.finish(0, 10, 0, vec![]).unwrap();
+        let mut intern = |s: &str| Arc::<str>::from(s);
+        let samples = bdir.join("samples.arrow");
+        let mut data = std::fs::read(&samples).unwrap();
+        let mid = data.len() / 2;
+        data[mid] ^= 0x55;
+        std::fs::write(&samples, &data).unwrap();
+        let err = Block::open(&bdir, &mut intern).err().unwrap().to_string();
+        assert!(
+            err.contains("samples.arrow") && err.contains("checksum"),
+            "{err}"
+        );
+
+        let meta = bdir.join("meta.json");
+        let text = std::fs::read_to_string(&meta).unwrap();
+        std::fs::write(
+            &meta,
+            text.replace("\"format_version\": 1", "\"format_version\": 7"),
+        )
+        .unwrap();
+        let err = Block::open(&bdir, &mut intern).err().unwrap();
+        assert!(
+            matches!(err, BlockError::UnknownVersion { found: 7, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("meta.json"));
+    }
+}

@@ -1,0 +1,252 @@
+//! Inverted index: label name → label value → sorted series ids ("postings"), and
+//! matcher evaluation with Prometheus semantics over it. Used by the head (ids are
+//! `SeriesId`s) and by each block (ids are the block's series ordinals).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::labels::{Labels, MatchKind, Matcher};
+
+#[derive(Default)]
+pub struct Postings {
+    by_name: HashMap<Arc<str>, HashMap<Arc<str>, Vec<u32>>>,
+    /// Every id, sorted.
+    all: Vec<u32>,
+}
+
+impl Postings {
+    /// Adds a series. Ids must be added in increasing order so lists stay sorted
+    /// without a sort (true for the head's monotonic ids and a block's ordinals).
+    pub fn add(&mut self, id: u32, labels: &Labels) {
+        for l in labels {
+            let values = match self.by_name.get_mut(&l.name) {
+                Some(v) => v,
+                None => self.by_name.entry(l.name.clone()).or_default(),
+            };
+            match values.get_mut(&l.value) {
+                Some(list) => push_sorted(list, id),
+                None => {
+                    values.insert(l.value.clone(), vec![id]);
+                }
+            }
+        }
+        push_sorted(&mut self.all, id);
+    }
+
+    /// Removes a set of ids (sorted) from every list; empty lists are dropped.
+    pub fn remove(&mut self, dead: &[u32]) {
+        if dead.is_empty() {
+            return;
+        }
+        let keep = |list: &mut Vec<u32>| {
+            list.retain(|id| dead.binary_search(id).is_err());
+            list.shrink_to_fit();
+        };
+        for values in self.by_name.values_mut() {
+            for list in values.values_mut() {
+                keep(list);
+            }
+            values.retain(|_, l| !l.is_empty());
+        }
+        self.by_name.retain(|_, v| !v.is_empty());
+        keep(&mut self.all);
+    }
+
+    pub fn label_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.by_name.keys()
+    }
+
+    pub fn values(&self, name: &str) -> impl Iterator<Item = (&Arc<str>, &Vec<u32>)> {
+        self.by_name.get(name).into_iter().flat_map(|m| m.iter())
+    }
+
+    /// Ids of the series matching every matcher, sorted.
+    ///
+    /// A matcher that does not match the empty string selects the union of the lists
+    /// of the values it matches (an `=` is one hash lookup). One that matches the
+    /// empty string also selects series without the label, so it is applied as a
+    /// subtraction of the values it rejects. With no positive matcher the result
+    /// starts from every series.
+    pub fn select(&self, matchers: &[Matcher]) -> Vec<u32> {
+        let mut positive: Vec<Vec<u32>> = Vec::new();
+        let mut negative: Vec<Vec<u32>> = Vec::new();
+        for m in matchers {
+            if m.matches_empty() {
+                // e.g. job!="a", job="", job=~"a|", job!~"b": subtract what fails.
+                let rejected: Vec<&Vec<u32>> = match m.kind {
+                    MatchKind::NotEqual => self
+                        .by_name
+                        .get(m.name.as_str())
+                        .and_then(|v| v.get(m.value.as_str()))
+                        .into_iter()
+                        .collect(),
+                    _ => self
+                        .values(&m.name)
+                        .filter(|(v, _)| !m.matches(v))
+                        .map(|(_, l)| l)
+                        .collect(),
+                };
+                if !rejected.is_empty() {
+                    negative.push(union(&rejected));
+                }
+            } else {
+                let accepted: Vec<&Vec<u32>> = match m.kind {
+                    MatchKind::Equal => self
+                        .by_name
+                        .get(m.name.as_str())
+                        .and_then(|v| v.get(m.value.as_str()))
+                        .into_iter()
+                        .collect(),
+                    _ => self
+                        .values(&m.name)
+                        .filter(|(v, _)| m.matches(v))
+                        .map(|(_, l)| l)
+                        .collect(),
+                };
+                if accepted.is_empty() {
+                    return Vec::new();
+                }
+                positive.push(union(&accepted));
+            }
+        }
+        positive.sort_by_key(|l| l.len());
+        let mut result = match positive.split_first() {
+            Some((first, rest)) => rest.iter().fold(first.clone(), |acc, l| intersect(&acc, l)),
+            None => self.all.clone(),
+        };
+        for n in &negative {
+            result = subtract(&result, n);
+        }
+        result
+    }
+}
+
+#[inline]
+fn push_sorted(list: &mut Vec<u32>, id: u32) {
+    match list.last() {
+        Some(&last) if last >= id => {
+            if let Err(i) = list.binary_search(&id) {
+                list.insert(i, id);
+            }
+        }
+        _ => list.push(id),
+    }
+}
+
+fn union(lists: &[&Vec<u32>]) -> Vec<u32> {
+    match lists {
+        [] => Vec::new(),
+        [one] => (*one).clone(),
+        _ => {
+            let mut out: Vec<u32> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+            out.sort_unstable();
+            out.dedup();
+            out
+        }
+    }
+}
+
+fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+fn subtract(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(a.len());
+    let mut j = 0;
+    for &x in a {
+        while j < b.len() && b[j] < x {
+            j += 1;
+        }
+        if j < b.len() && b[j] == x {
+            continue;
+        }
+        out.push(x);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(kind: MatchKind, n: &str, v: &str) -> Matcher {
+        Matcher::new(kind, n, v).unwrap()
+    }
+
+    fn index() -> (Postings, Vec<Labels>) {
+        let sets = vec![
+            Labels::from_pairs([("__name__", "up"), ("job", "node"), ("instance", "a")]),
+            Labels::from_pairs([("__name__", "up"), ("job", "mysql"), ("instance", "a")]),
+            Labels::from_pairs([("__name__", "cpu"), ("job", "node"), ("mode", "idle")]),
+            Labels::from_pairs([("__name__", "cpu"), ("job", "node"), ("mode", "user\nx")]),
+            Labels::from_pairs([("__name__", "nojob")]),
+        ];
+        let mut p = Postings::default();
+        for (i, l) in sets.iter().enumerate() {
+            p.add(i as u32, l);
+        }
+        (p, sets)
+    }
+
+    /// The index must agree with a brute-force scan for every matcher shape.
+    #[test]
+    fn agrees_with_brute_force() {
+        use MatchKind::*;
+        let (p, sets) = index();
+        let cases: Vec<Vec<Matcher>> = vec![
+            vec![Matcher::equal("__name__", "up")],
+            vec![m(Regex, "__name__", "u.|cp.")],
+            vec![m(Regex, "__name__", ".*")],
+            vec![m(Regex, "__name__", ".+")],
+            vec![Matcher::equal("job", "")],
+            vec![m(NotEqual, "job", "")],
+            vec![m(NotEqual, "job", "node")],
+            vec![m(Regex, "job", "node|")],
+            vec![m(NotRegex, "job", "node")],
+            vec![m(NotRegex, "job", ".*")],
+            vec![
+                Matcher::equal("__name__", "cpu"),
+                m(Regex, "mode", "user.x"),
+            ],
+            vec![Matcher::equal("__name__", "cpu"), m(Regex, "mode", "user")],
+            vec![Matcher::equal("nolabel", "x")],
+            vec![m(Regex, "nolabel", ".*")],
+            vec![
+                Matcher::equal("__name__", "up"),
+                m(NotEqual, "instance", "a"),
+            ],
+            vec![],
+        ];
+        for ms in cases {
+            let want: Vec<u32> = sets
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| ms.iter().all(|m| m.matches_labels(l)))
+                .map(|(i, _)| i as u32)
+                .collect();
+            assert_eq!(p.select(&ms), want, "{ms:?}");
+        }
+    }
+
+    #[test]
+    fn removal_keeps_lists_consistent() {
+        let (mut p, _) = index();
+        p.remove(&[0, 2]);
+        assert_eq!(p.select(&[Matcher::equal("job", "node")]), vec![3]);
+        assert_eq!(p.select(&[]), vec![1, 3, 4]);
+        assert!(p.values("mode").all(|(v, _)| &**v != "idle"));
+    }
+}

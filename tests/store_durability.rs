@@ -1,0 +1,295 @@
+//! Durability and damage: a child process ingests and logs every WAL sync point, is
+//! killed with SIGKILL mid-ingestion, and a restart must hold every sample up to the
+//! last logged sync point, each exactly once. Plus damaged WAL tails and blocks.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrowmon::labels::{Labels, Matcher};
+use arrowmon::store::{AppendSample, Store, StoreOptions};
+
+const CHILD_DIR: &str = "ARROWMON_DURABILITY_CHILD_DIR";
+const SERIES: usize = 40;
+const STEP: i64 = 1000;
+const STALE: u64 = 0x7ff0_0000_0000_0002;
+
+fn labels(i: usize) -> Labels {
+    Labels::from_pairs([
+        (
+            "__name__",
+            if i % 2 == 0 {
+                "node_cpu_seconds_total"
+            } else {
+                "mysql_up"
+            },
+        ),
+        ("instance", &format!("host-{i:03}")),
+        ("job", "durability"),
+    ])
+}
+
+/// Value of series `i` at batch `k`: every 10th batch series 0 gets a staleness marker.
+fn value(i: usize, k: i64) -> f64 {
+    if i == 0 && k % 10 == 0 {
+        f64::from_bits(STALE)
+    } else {
+        (k as f64) * 1.5 + i as f64
+    }
+}
+
+fn batch(k: i64) -> Vec<AppendSample> {
+    (0..SERIES)
+        .map(|i| AppendSample {
+            labels: labels(i),
+            timestamp_ms: k * STEP,
+            value: value(i, k),
+        })
+        .collect()
+}
+
+fn quiet_opts() -> StoreOptions {
+    StoreOptions {
+        background: false,
+        ..StoreOptions::default()
+    }
+}
+
+/// The child: not a test of its own (returns at once unless started by the parent).
+#[test]
+fn durability_child_ingest() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
+    let store = Store::open_with(
+        Path::new(&dir),
+        StoreOptions {
+            wal_sync_interval: Duration::from_millis(20),
+            wal_segment_bytes: 256 << 10,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open");
+    // Continue after what the previous run left.
+    let last = store
+        .select(
+            &[Matcher::equal("instance", "host-001")],
+            i64::MIN,
+            i64::MAX,
+        )
+        .first()
+        .and_then(|s| s.timestamps.last().copied())
+        .unwrap_or(0);
+    let start = last / STEP + 1;
+    println!("start {start}");
+    let mut logged = 0;
+    for n in 0u64.. {
+        let k = start + n as i64;
+        store.append(&batch(k));
+        let durable = store.durable_appends();
+        if durable > logged {
+            // Batch number of the newest durable append of this process.
+            println!("durable {}", start + durable as i64 - 1);
+            logged = durable;
+        }
+        if n % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Runs the child until it has logged `syncs` sync points, kills it with SIGKILL,
+/// returns the last durable batch it logged.
+fn run_child_and_kill(dir: &Path, syncs: usize) -> i64 {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([
+            "durability_child_ingest",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut last = 0;
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for line in out.lines() {
+        let line = line.unwrap();
+        if let Some(k) = line.strip_prefix("durable ") {
+            last = k.trim().parse().unwrap();
+            seen += 1;
+            if seen >= syncs {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "child too slow");
+    }
+    // SIGKILL: no destructor, no final flush.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen >= syncs, "child logged only {seen} sync points");
+    last
+}
+
+fn check_prefix(store: &Store, at_least: i64) -> i64 {
+    let all = store.select(&[Matcher::equal("job", "durability")], i64::MIN, i64::MAX);
+    assert_eq!(all.len(), SERIES);
+    let mut newest = None;
+    for s in &all {
+        let i: usize = s.labels.get("instance").unwrap()[5..].parse().unwrap();
+        let n = s.timestamps.len() as i64;
+        assert!(
+            n >= at_least,
+            "{}: {n} samples, {at_least} were durable",
+            s.labels
+        );
+        for (j, (&t, &v)) in s.timestamps.iter().zip(&s.values).enumerate() {
+            let k = j as i64 + 1;
+            assert_eq!(t, k * STEP, "{}: hole or duplicate at sample {j}", s.labels);
+            assert_eq!(v.to_bits(), value(i, k).to_bits(), "{} at {t}", s.labels);
+        }
+        // All series were appended in the same batches: same length (±1 batch at the tail
+        // is impossible as a batch is one WAL record).
+        match newest {
+            None => newest = Some(n),
+            Some(m) => assert_eq!(m, n, "{}: series differ in length", s.labels),
+        }
+    }
+    newest.unwrap_or(0)
+}
+
+#[test]
+fn kill_9_keeps_every_sample_up_to_the_last_sync_point_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut durable = 0;
+    for round in 0..3 {
+        let logged = run_child_and_kill(dir.path(), 5 + round * 3);
+        assert!(logged > durable, "round {round}: no progress");
+        durable = logged;
+        let store = Store::open_with(dir.path(), quiet_opts()).unwrap();
+        let have = check_prefix(&store, durable);
+        eprintln!(
+            "round {round}: last sync point batch {durable}, restart holds {have} batches, replay {} ms",
+            store.stats().replay_ms
+        );
+    }
+}
+
+#[test]
+fn truncated_and_corrupted_wal_tails_are_cut_and_the_rest_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open_with(dir.path(), quiet_opts()).unwrap();
+        for k in 1..=20 {
+            store.append(&batch(k));
+        }
+        store.flush().unwrap();
+    }
+    let seg = dir.path().join("wal/00000001");
+    let len = std::fs::metadata(&seg).unwrap().len();
+    // Half-written last record.
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 7).unwrap();
+    drop(f);
+    {
+        let store = Store::open_with(dir.path(), quiet_opts()).unwrap();
+        assert_eq!(check_prefix(&store, 19), 19);
+        assert!(
+            std::fs::metadata(&seg).unwrap().len() < len - 7,
+            "damaged tail not cut"
+        );
+        for k in 20..=30 {
+            store.append(&batch(k));
+        }
+        store.flush().unwrap();
+    }
+    // Flip a byte in the middle of the newest segment: everything before it survives.
+    let seg2 = dir.path().join("wal/00000002");
+    let mut data = std::fs::read(&seg2).unwrap();
+    let n = data.len();
+    data[n - 20] ^= 0xff;
+    std::fs::write(&seg2, &data).unwrap();
+    let store = Store::open_with(dir.path(), quiet_opts()).unwrap();
+    assert_eq!(check_prefix(&store, 29), 29);
+}
+
+#[test]
+fn damaged_block_is_moved_aside_and_the_rest_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || StoreOptions {
+        background: false,
+        block_range_ms: 10 * STEP,
+        ..StoreOptions::default()
+    };
+    {
+        let store = Store::open_with(dir.path(), opts()).unwrap();
+        for k in 1..=45 {
+            store.append(&batch(k));
+        }
+        store.cut_before(40 * STEP).unwrap();
+        assert_eq!(store.blocks().len(), 4);
+        assert_eq!(check_prefix(&store, 45), 45);
+        store.flush().unwrap();
+    }
+    // Corrupt the second block's samples and leave a half-written block behind.
+    let blocks = dir.path().join("blocks");
+    let mut names: Vec<String> = std::fs::read_dir(&blocks)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort_by_key(|n| n[1..].split('_').next().unwrap().parse::<i64>().unwrap());
+    let victim = blocks.join(&names[1]).join("samples.arrow");
+    let mut data = std::fs::read(&victim).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0x5a;
+    std::fs::write(&victim, &data).unwrap();
+    std::fs::create_dir_all(blocks.join("b900_1000.tmp")).unwrap();
+
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    assert_eq!(store.blocks().len(), 3);
+    let damaged: Vec<String> = std::fs::read_dir(dir.path().join("damaged"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(damaged.len(), 2, "{damaged:?}");
+    assert!(
+        damaged.iter().any(|d| d.starts_with(&names[1])),
+        "{damaged:?}"
+    );
+    // The other blocks and the head still answer; the damaged range is a gap.
+    let s = store.select(
+        &[Matcher::equal("instance", "host-001")],
+        i64::MIN,
+        i64::MAX,
+    );
+    let ts = &s[0].timestamps;
+    assert_eq!(ts.len(), 45 - 10);
+    assert!(ts.iter().all(|&t| !(10 * STEP..20 * STEP).contains(&t)));
+    // And it keeps ingesting.
+    assert_eq!(store.append(&batch(46)).appended, SERIES as u64);
+}
+
+#[test]
+fn unknown_store_version_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open_with(dir.path(), quiet_opts()).unwrap());
+    std::fs::write(
+        dir.path().join("arrowmon-store.json"),
+        "{\"format_version\": 99}",
+    )
+    .unwrap();
+    let err = Store::open_with(dir.path(), quiet_opts())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("arrowmon-store.json") && err.contains("99"),
+        "{err}"
+    );
+}
