@@ -175,7 +175,7 @@ async fn https_failures_are_one_failed_scrape_each_with_the_reason() {
                 pki.path("client.pem"),
                 pki.path("client.key")
             ),
-            "NotValidForName",
+            "certificate not valid for name \"127.0.0.1\"",
         ),
         // No client certificate: the server refuses the handshake.
         (

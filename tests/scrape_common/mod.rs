@@ -82,9 +82,8 @@ impl Harness {
     }
 
     pub fn select(&self, matchers: &[Matcher]) -> Vec<Series> {
-        self.store
-            .select(matchers, 0, i64::MAX)
-            .expect("select")
+        // Through the storage trait PromQL reads with, the store's stable surface.
+        Storage::select(self.store.as_ref(), matchers, 0, i64::MAX).expect("select")
     }
 
     pub fn series_named(&self, name: &str) -> Vec<Series> {
