@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use arrowmon::config::paths::PluginFolders;
-use arrowmon::config::{ScrapeConfig, SecretSource};
+use arrowmon::config::ScrapeConfig;
 use arrowmon::grafana;
 use arrowmon::promql::{Engine, EngineOptions};
 use arrowmon::tenant::{SecretMode, Tenant};
@@ -137,16 +137,17 @@ fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
 }
 
 fn load_config(path: &PathBuf) -> Result<ScrapeConfig, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    ScrapeConfig::parse(&text, &SecretSource::File).map_err(|e| format!("{}: {e}", path.display()))
+    ScrapeConfig::load_file(path)
 }
 
 fn check_config(path: &PathBuf) -> ExitCode {
     match load_config(path) {
         Ok(cfg) => {
             println!("{}: valid, {} job(s)", path.display(), cfg.jobs.len());
-            for (job, target) in cfg.targets() {
-                println!("  {}  {}  {}", job.name, target.url, target.labels);
+            let report = arrowmon::scrape::check::describe(&cfg);
+            print!("{}", report.text);
+            if report.problems > 0 {
+                return ExitCode::from(1);
             }
             ExitCode::SUCCESS
         }

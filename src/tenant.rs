@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 
 use crate::config::settings::{self, DatasourceSettings, TenantKey};
 use crate::config::ScrapeConfig;
-use crate::scrape::{ScrapeManager, TargetStatus};
+use crate::scrape::{DroppedTargetStatus, ScrapeManager, TargetStatus};
 use crate::store::Store;
 
 /// One tenant's running state.
@@ -140,6 +140,14 @@ impl Tenant {
     pub async fn targets(&self) -> Vec<TargetStatus> {
         let st = self.state.lock().await;
         st.scrape.as_ref().map(|s| s.targets()).unwrap_or_default()
+    }
+
+    pub async fn dropped_targets(&self) -> Vec<DroppedTargetStatus> {
+        let st = self.state.lock().await;
+        st.scrape
+            .as_ref()
+            .map(|s| s.dropped_targets())
+            .unwrap_or_default()
     }
 
     /// Stops scraping and makes the data durable.

@@ -43,6 +43,7 @@ async fn serve_scrapes_and_answers_the_prometheus_api() {
         .spawn()
         .unwrap();
     let base = format!("http://{listen}");
+    arrowmon::scrape::tls::install_default_provider();
     let client = reqwest::Client::new();
     let get = |path: String| {
         let client = client.clone();

@@ -544,7 +544,7 @@ async fn targets(tenant: &Tenant) -> ApiResponse {
         .iter()
         .map(|t| {
             json!({
-                "discoveredLabels": labels_json(&t.labels),
+                "discoveredLabels": labels_json(&t.discovered_labels),
                 "labels": labels_json(&t.labels),
                 "scrapePool": t.job,
                 "scrapeUrl": t.url,
@@ -558,7 +558,13 @@ async fn targets(tenant: &Tenant) -> ApiResponse {
             })
         })
         .collect();
-    ApiResponse::success(json!({"activeTargets": active, "droppedTargets": []}))
+    let dropped: Vec<Value> = tenant
+        .dropped_targets()
+        .await
+        .iter()
+        .map(|d| json!({"discoveredLabels": labels_json(&d.discovered_labels), "scrapePool": d.job}))
+        .collect();
+    ApiResponse::success(json!({"activeTargets": active, "droppedTargets": dropped}))
 }
 
 #[cfg(test)]

@@ -6,15 +6,20 @@
 
 pub mod duration;
 pub mod paths;
+pub mod relabel;
 pub mod settings;
+pub mod targets;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::labels::{Label, Labels};
+use crate::labels::Labels;
 pub use duration::{format_duration, parse_duration};
+pub use relabel::{RelabelAction, RelabelConfig};
+pub use targets::{DroppedTarget, FileSdConfig, Target, TargetGroup};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -81,6 +86,32 @@ struct RawJob {
     #[serde(default)]
     label_value_length_limit: u64,
     body_size_limit: Option<String>,
+    #[serde(default)]
+    relabel_configs: Vec<relabel::RawRelabelConfig>,
+    #[serde(default)]
+    metric_relabel_configs: Vec<relabel::RawRelabelConfig>,
+    #[serde(default)]
+    file_sd_configs: Vec<RawFileSdConfig>,
+    tls_config: Option<RawTlsConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFileSdConfig {
+    #[serde(default)]
+    files: Vec<String>,
+    refresh_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTlsConfig {
+    ca_file: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    server_name: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +182,18 @@ pub enum Auth {
     },
 }
 
+/// `tls_config` of a job (Prometheus's common TLSConfig, the file-based subset).
+/// Files are read when the job's HTTP client is built.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Name the server certificate is verified against instead of the target host.
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
 /// One scrape job, with Prometheus's defaults filled in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScrapeJob {
@@ -163,8 +206,17 @@ pub struct ScrapeJob {
     pub honor_labels: bool,
     pub honor_timestamps: bool,
     pub auth: Auth,
+    pub tls: TlsConfig,
     pub limits: ScrapeLimits,
+    pub relabel_configs: Vec<RelabelConfig>,
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    /// `static_configs`, one group per entry.
+    pub static_groups: Vec<TargetGroup>,
+    pub file_sd: Vec<FileSdConfig>,
+    /// The static targets after relabeling (file_sd targets are found at run time).
     pub targets: Vec<Target>,
+    /// Static targets that relabeling dropped.
+    pub dropped: Vec<DroppedTarget>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -178,18 +230,13 @@ pub struct ScrapeLimits {
     pub body_size_limit: u64,
 }
 
-/// A target to scrape: its URL and the labels every series from it carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub url: String,
-    /// `job`, `instance` and the static labels.
-    pub labels: Labels,
-}
-
 /// A validated scrape configuration.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ScrapeConfig {
     pub global_interval: Duration,
+    /// Kept for remote write and federation; as in Prometheus they are not attached
+    /// to stored series.
+    pub external_labels: Labels,
     pub jobs: Vec<ScrapeJob>,
 }
 
@@ -202,6 +249,7 @@ impl ScrapeConfig {
         if yaml.trim().is_empty() {
             return Ok(ScrapeConfig {
                 global_interval: DEFAULT_SCRAPE_INTERVAL,
+                external_labels: Labels::empty(),
                 jobs: Vec::new(),
             });
         }
@@ -226,20 +274,73 @@ impl ScrapeConfig {
                     message: "found multiple scrape configs with this job name".into(),
                 });
             }
-            jobs.push(build_job(
-                rj,
-                global_interval,
-                global_timeout,
-                &raw.global.external_labels,
-                secrets,
-            )?);
+            jobs.push(build_job(rj, global_interval, global_timeout, secrets)?);
         }
         Ok(ScrapeConfig {
             global_interval,
+            external_labels: Labels::from_pairs(
+                raw.global
+                    .external_labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
             jobs,
         })
     }
 
+    /// Reads a config file of the user's own; relative paths in it (file_sd files,
+    /// TLS and secret files) are resolved against the file's folder, as Prometheus does.
+    pub fn load_file(path: &Path) -> Result<ScrapeConfig, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut cfg = ScrapeConfig::parse(&text, &SecretSource::File)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(dir);
+        Ok(cfg)
+    }
+
+    /// Makes every relative file path in the config relative to `dir`.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        let fix_secret = |s: &mut SecretValue| {
+            if let SecretValue::File(f) = s {
+                if Path::new(f.as_str()).is_relative() {
+                    *f = dir.join(f.as_str()).display().to_string();
+                }
+            }
+        };
+        for job in &mut self.jobs {
+            for sd in &mut job.file_sd {
+                for f in &mut sd.files {
+                    fix(f);
+                }
+            }
+            for p in [
+                &mut job.tls.ca_file,
+                &mut job.tls.cert_file,
+                &mut job.tls.key_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                fix(p);
+            }
+            match &mut job.auth {
+                Auth::Basic {
+                    password: Some(p), ..
+                } => fix_secret(p),
+                Auth::Header { credentials, .. } => fix_secret(credentials),
+                _ => {}
+            }
+        }
+    }
+
+    /// The static targets of every job, after relabeling.
     pub fn targets(&self) -> impl Iterator<Item = (&ScrapeJob, &Target)> {
         self.jobs
             .iter()
@@ -341,7 +442,6 @@ fn build_job(
     rj: RawJob,
     global_interval: Duration,
     global_timeout: Duration,
-    external: &BTreeMap<String, String>,
     secrets: &SecretSource<'_>,
 ) -> Result<ScrapeJob, ConfigError> {
     let name = rj.job_name.clone();
@@ -370,13 +470,7 @@ fn build_job(
     }
     let scheme = rj.scheme.unwrap_or_else(|| "http".into());
     match scheme.as_str() {
-        "http" => {}
-        "https" => {
-            return Err(job_err(
-                &name,
-                "scheme https is not supported yet; scrape over http",
-            ))
-        }
+        "http" | "https" => {}
         other => {
             return Err(job_err(
                 &name,
@@ -468,52 +562,87 @@ fn build_job(
         Some(s) => parse_bytes(s).map_err(|e| job_err(&name, format!("body_size_limit: {e}")))?,
     };
 
-    let mut targets = Vec::new();
-    for sc in rj.static_configs {
-        for addr in sc.targets {
-            if addr.is_empty() || addr.contains('/') || addr.contains(char::is_whitespace) {
+    let relabel_list = |list: Vec<relabel::RawRelabelConfig>, key: &str| {
+        list.into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.build()
+                    .map_err(|e| job_err(&name, format!("{key}[{i}]: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let relabel_configs = relabel_list(rj.relabel_configs, "relabel_configs")?;
+    let metric_relabel_configs =
+        relabel_list(rj.metric_relabel_configs, "metric_relabel_configs")?;
+
+    let tls = match rj.tls_config {
+        None => TlsConfig::default(),
+        Some(t) => {
+            match (&t.cert_file, &t.key_file) {
+                (Some(c), None) => {
+                    return Err(job_err(
+                        &name,
+                        format!("tls_config: client cert file {c:?} specified without client key file"),
+                    ))
+                }
+                (None, Some(k)) => {
+                    return Err(job_err(
+                        &name,
+                        format!("tls_config: client key file {k:?} specified without client cert file"),
+                    ))
+                }
+                _ => {}
+            }
+            TlsConfig {
+                ca_file: t.ca_file.map(PathBuf::from),
+                cert_file: t.cert_file.map(PathBuf::from),
+                key_file: t.key_file.map(PathBuf::from),
+                server_name: t.server_name.filter(|s| !s.is_empty()),
+                insecure_skip_verify: t.insecure_skip_verify,
+            }
+        }
+    };
+
+    let mut file_sd = Vec::new();
+    for (i, f) in rj.file_sd_configs.into_iter().enumerate() {
+        let refresh = opt_duration(
+            f.refresh_interval.as_deref(),
+            &name,
+            "file_sd_configs.refresh_interval",
+        )?
+        .unwrap_or(targets::DEFAULT_FILE_SD_REFRESH);
+        if f.files.is_empty() {
+            return Err(job_err(
+                &name,
+                format!("file_sd_configs[{i}]: file service discovery config must contain at least one path name"),
+            ));
+        }
+        for p in &f.files {
+            if !targets::is_valid_file_sd_name(p) {
                 return Err(job_err(
                     &name,
-                    format!("static_configs: {addr:?} is not a valid host:port target"),
+                    format!("file_sd_configs[{i}]: path name {p:?} is not valid for file discovery"),
                 ));
             }
-            let mut url = format!("{scheme}://{addr}{metrics_path}");
-            let mut first = true;
-            for (k, vs) in &rj.params {
-                for v in vs {
-                    url.push(if first { '?' } else { '&' });
-                    first = false;
-                    url.push_str(&form_encode(k));
-                    url.push('=');
-                    url.push_str(&form_encode(v));
-                }
-            }
-            let mut labels: Vec<Label> = external
-                .iter()
-                .map(|(k, v)| Label::new(k.as_str(), v.as_str()))
-                .collect();
-            labels.extend(
-                sc.labels
-                    .iter()
-                    .map(|(k, v)| Label::new(k.as_str(), v.as_str())),
-            );
-            labels.push(Label::new("job", name.as_str()));
-            labels.push(Label::new("instance", addr.as_str()));
-            // Static labels override job/instance, as Prometheus lets them.
-            labels.extend(
-                sc.labels
-                    .iter()
-                    .filter(|(k, _)| *k == "job" || *k == "instance")
-                    .map(|(k, v)| Label::new(k.as_str(), v.as_str())),
-            );
-            targets.push(Target {
-                url,
-                labels: Labels::new(labels),
-            });
         }
+        file_sd.push(FileSdConfig {
+            files: f.files.into_iter().map(PathBuf::from).collect(),
+            refresh_interval: refresh,
+        });
     }
 
-    Ok(ScrapeJob {
+    let mut static_groups = Vec::new();
+    // Addresses are checked after relabeling (a blackbox target is a URL that
+    // relabeling moves into __param_target), as upstream does.
+    for (i, sc) in rj.static_configs.into_iter().enumerate() {
+        static_groups.push(TargetGroup {
+            targets: sc.targets,
+            labels: sc.labels,
+            source: i.to_string(),
+        });
+    }
+
+    let mut job = ScrapeJob {
         name,
         interval,
         timeout,
@@ -523,6 +652,7 @@ fn build_job(
         honor_labels: rj.honor_labels,
         honor_timestamps: rj.honor_timestamps.unwrap_or(true),
         auth,
+        tls,
         limits: ScrapeLimits {
             sample_limit: rj.sample_limit,
             label_limit: rj.label_limit,
@@ -530,11 +660,24 @@ fn build_job(
             label_value_length_limit: rj.label_value_length_limit,
             body_size_limit,
         },
-        targets,
-    })
+        relabel_configs,
+        metric_relabel_configs,
+        static_groups,
+        file_sd,
+        targets: Vec::new(),
+        dropped: Vec::new(),
+    };
+    let resolved = targets::resolve_groups(&job, &job.static_groups);
+    if let Some(e) = resolved.errors.first() {
+        return Err(job_err(&job.name, e.clone()));
+    }
+    job.targets = resolved.active;
+    job.dropped = resolved.dropped;
+    Ok(job)
 }
 
-fn form_encode(s: &str) -> String {
+/// Go's `url.QueryEscape`.
+pub(crate) fn form_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {

@@ -3,9 +3,12 @@
 //! store with the synthetic `up`/`scrape_*` series, and writes staleness markers
 //! for series that disappear, as Prometheus does.
 
+pub mod check;
+pub mod discovery;
 pub mod exposition;
+pub mod tls;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,7 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Auth, ScrapeConfig, ScrapeJob, Target};
+use crate::config::relabel;
+use crate::config::targets::resolve_groups;
+use crate::config::{Auth, DroppedTarget, ScrapeConfig, ScrapeJob, Target};
 use crate::labels::{Label, Labels, METRIC_NAME};
 use crate::promql::stale_nan;
 use crate::store::{AppendSample, Store};
@@ -26,6 +31,11 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// The most a scrape body may be, inflated, when the job sets no
+/// `body_size_limit` (Prometheus has no ceiling there; one unbounded response
+/// must not take the process's memory, so arrowmon has one).
+pub const MAX_BODY_SIZE: u64 = 512 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,6 +51,8 @@ pub struct TargetStatus {
     pub job: String,
     pub url: String,
     pub labels: Labels,
+    /// The target's labels before relabeling.
+    pub discovered_labels: Labels,
     pub interval: Duration,
     pub timeout: Duration,
     pub health: Health,
@@ -51,31 +63,175 @@ pub struct TargetStatus {
     pub metadata: Arc<Vec<MetricMetadata>>,
 }
 
+/// A target relabeling dropped, with its job.
+#[derive(Clone, Debug)]
+pub struct DroppedTargetStatus {
+    pub job: String,
+    pub discovered_labels: Labels,
+}
+
+struct RunningLoop {
+    status: Arc<RwLock<TargetStatus>>,
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+/// One job's targets as they are now (they change with file_sd).
+#[derive(Default)]
+struct JobTargets {
+    active: Vec<Arc<RwLock<TargetStatus>>>,
+    dropped: Vec<DroppedTarget>,
+    /// Discovery problems: unreadable files, targets that could not be built.
+    errors: Vec<String>,
+}
+
 /// Runs every target's scrape loop of one scrape config.
 pub struct ScrapeManager {
-    statuses: Vec<Arc<RwLock<TargetStatus>>>,
+    jobs: Vec<(String, Arc<RwLock<JobTargets>>)>,
     stop: watch::Sender<bool>,
-    loops: Vec<JoinHandle<()>>,
+    runners: Vec<JoinHandle<()>>,
+}
+
+/// The identity of a running target: a change of its labels (`__` ones included)
+/// or URL replaces its loop; anything else leaves it running.
+fn loop_key(t: &Target) -> (Labels, String) {
+    (t.internal_labels.clone(), t.url.clone())
+}
+
+fn read<T: Clone>(l: &RwLock<T>) -> T {
+    l.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 impl ScrapeManager {
-    /// Starts a loop per target. Must be called inside a tokio runtime.
+    /// Starts a loop per static target and a discovery task per job with
+    /// `file_sd_configs`. Must be called inside a tokio runtime.
     pub fn start(config: &ScrapeConfig, store: Arc<Store>) -> ScrapeManager {
+        tls::install_default_provider();
         let (stop, stop_rx) = watch::channel(false);
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("arrowmon/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
-        let mut statuses = Vec::new();
-        let mut loops = Vec::new();
-        for (job, target) in config.targets() {
+        let mut jobs = Vec::new();
+        let mut runners = Vec::new();
+        for job in &config.jobs {
+            let job = Arc::new(job.clone());
+            let client = tls::build_client(&job.tls);
+            if let Err(e) = &client {
+                tracing::warn!(job = %job.name, error = %e, "cannot build the scrape client; every scrape of this job fails");
+            }
+            let mut runner = JobRunner {
+                job: job.clone(),
+                client,
+                store: store.clone(),
+                loops: HashMap::new(),
+                shared: Arc::new(RwLock::new(JobTargets::default())),
+            };
+            // Static targets start now, so they are listed from the first moment.
+            runner.sync(job.targets.clone(), job.dropped.clone(), Vec::new());
+            jobs.push((job.name.clone(), runner.shared.clone()));
+            runners.push(tokio::spawn(runner.run(stop_rx.clone())));
+        }
+        ScrapeManager {
+            jobs,
+            stop,
+            runners,
+        }
+    }
+
+    pub fn targets(&self) -> Vec<TargetStatus> {
+        self.jobs
+            .iter()
+            .flat_map(|(_, j)| {
+                let j = j.read().unwrap_or_else(|e| e.into_inner());
+                j.active.iter().map(|s| read(s)).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    pub fn dropped_targets(&self) -> Vec<DroppedTargetStatus> {
+        self.jobs
+            .iter()
+            .flat_map(|(name, j)| {
+                let j = j.read().unwrap_or_else(|e| e.into_inner());
+                j.dropped
+                    .iter()
+                    .map(|d| DroppedTargetStatus {
+                        job: name.clone(),
+                        discovered_labels: d.discovered_labels.clone(),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Discovery problems of every job, prefixed with the job.
+    pub fn discovery_errors(&self) -> Vec<String> {
+        self.jobs
+            .iter()
+            .flat_map(|(name, j)| {
+                let j = j.read().unwrap_or_else(|e| e.into_inner());
+                j.errors
+                    .iter()
+                    .map(|e| format!("job {name:?}: {e}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Stops every loop; each writes staleness markers for its series first.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for r in self.runners {
+            let _ = r.await;
+        }
+    }
+}
+
+/// Owns one job's loops: starts and stops them as its targets change.
+struct JobRunner {
+    job: Arc<ScrapeJob>,
+    client: Result<reqwest::Client, String>,
+    store: Arc<Store>,
+    loops: HashMap<(Labels, String), RunningLoop>,
+    shared: Arc<RwLock<JobTargets>>,
+}
+
+impl JobRunner {
+    /// Makes the running loops those of `active`: loops of targets that went away
+    /// are told to stop (they write their staleness markers), new ones start,
+    /// unchanged ones keep running undisturbed.
+    fn sync(
+        &mut self,
+        active: Vec<Target>,
+        dropped: Vec<DroppedTarget>,
+        errors: Vec<String>,
+    ) -> Vec<JoinHandle<()>> {
+        let mut wanted: HashMap<(Labels, String), Target> = HashMap::new();
+        for t in active {
+            // Two discovered targets with the same labels and URL are one target.
+            wanted.entry(loop_key(&t)).or_insert(t);
+        }
+        let mut stopped = Vec::new();
+        let gone: Vec<(Labels, String)> = self
+            .loops
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some(l) = self.loops.remove(&k) {
+                let _ = l.stop.send(true);
+                stopped.push(l.handle);
+            }
+        }
+        for (k, target) in wanted {
+            if self.loops.contains_key(&k) {
+                continue;
+            }
             let status = Arc::new(RwLock::new(TargetStatus {
-                job: job.name.clone(),
+                job: self.job.name.clone(),
                 url: target.url.clone(),
                 labels: target.labels.clone(),
-                interval: job.interval,
-                timeout: job.timeout,
+                discovered_labels: target.discovered_labels.clone(),
+                interval: target.interval,
+                timeout: target.timeout,
                 health: Health::Unknown,
                 last_error: String::new(),
                 last_scrape_ms: 0,
@@ -83,44 +239,89 @@ impl ScrapeManager {
                 series: 0,
                 metadata: Arc::new(Vec::new()),
             }));
-            statuses.push(status.clone());
+            let (stop, stop_rx) = watch::channel(false);
             let scrape_loop = ScrapeLoop {
-                job: job.clone(),
-                target: target.clone(),
-                client: client.clone(),
-                store: store.clone(),
-                status,
+                job: self.job.clone(),
+                target,
+                client: self.client.clone(),
+                store: self.store.clone(),
+                status: status.clone(),
                 previous: HashSet::new(),
             };
-            loops.push(tokio::spawn(scrape_loop.run(stop_rx.clone())));
+            let handle = tokio::spawn(scrape_loop.run(stop_rx));
+            self.loops.insert(
+                k,
+                RunningLoop {
+                    status,
+                    stop,
+                    handle,
+                },
+            );
         }
-        ScrapeManager {
-            statuses,
-            stop,
-            loops,
-        }
+        let mut active: Vec<Arc<RwLock<TargetStatus>>> =
+            self.loops.values().map(|l| l.status.clone()).collect();
+        active.sort_by_key(|s| {
+            let s = s.read().unwrap_or_else(|e| e.into_inner());
+            (s.url.clone(), s.labels.clone())
+        });
+        *self.shared.write().unwrap_or_else(|e| e.into_inner()) = JobTargets {
+            active,
+            dropped,
+            errors,
+        };
+        stopped
     }
 
-    pub fn targets(&self) -> Vec<TargetStatus> {
-        self.statuses
-            .iter()
-            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).clone())
-            .collect()
-    }
-
-    /// Stops every loop; each writes staleness markers for its series first.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        for l in self.loops {
-            let _ = l.await;
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        if !self.job.file_sd.is_empty() {
+            let mut sd = discovery::FileDiscovery::new(&self.job.file_sd);
+            let mut resolve_errors: Vec<String> = Vec::new();
+            loop {
+                if *stop.borrow() {
+                    break;
+                }
+                if sd.poll(Instant::now()) {
+                    let mut groups = self.job.static_groups.clone();
+                    groups.extend(sd.groups());
+                    let resolved = resolve_groups(&self.job, &groups);
+                    let mut errors = sd.errors();
+                    for e in &resolved.errors {
+                        tracing::warn!(job = %self.job.name, error = %e, "creating target failed");
+                    }
+                    let resolve_errors_now = resolved.errors.clone();
+                    errors.extend(resolved.errors);
+                    for h in self.sync(resolved.active, resolved.dropped, errors) {
+                        let _ = h.await;
+                    }
+                    resolve_errors = resolve_errors_now;
+                } else {
+                    let mut errors = sd.errors();
+                    errors.extend(resolve_errors.iter().cloned());
+                    self.shared.write().unwrap_or_else(|e| e.into_inner()).errors = errors;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(discovery::POLL_INTERVAL) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        } else {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        for (_, l) in self.loops.drain() {
+            let _ = l.stop.send(true);
+            let _ = l.handle.await;
         }
     }
 }
 
 struct ScrapeLoop {
-    job: ScrapeJob,
+    job: Arc<ScrapeJob>,
     target: Target,
-    client: reqwest::Client,
+    client: Result<reqwest::Client, String>,
     store: Arc<Store>,
     status: Arc<RwLock<TargetStatus>>,
     /// Series of the last successful scrape, for staleness markers.
@@ -132,9 +333,11 @@ struct ScrapeLoop {
 #[error("{0}")]
 pub struct ScrapeError(pub String);
 
-struct Scraped {
-    samples: Vec<AppendSample>,
-    metadata: Vec<MetricMetadata>,
+pub struct Scraped {
+    pub samples: Vec<AppendSample>,
+    /// Samples in the body, before metric relabeling.
+    pub scraped: usize,
+    pub metadata: Vec<MetricMetadata>,
 }
 
 impl ScrapeLoop {
@@ -144,12 +347,12 @@ impl ScrapeLoop {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.target.url.hash(&mut h);
         self.target.labels.hash(&mut h);
-        let interval_ms = self.job.interval.as_millis().max(1) as u64;
+        let interval_ms = self.target.interval.as_millis().max(1) as u64;
         Duration::from_millis(h.finish() % interval_ms)
     }
 
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let interval_ms = self.job.interval.as_millis().max(1) as i64;
+        let interval_ms = self.target.interval.as_millis().max(1) as i64;
         let offset_ms = self.offset().as_millis() as i64;
         loop {
             let now = now_ms();
@@ -181,20 +384,21 @@ impl ScrapeLoop {
     async fn scrape_once(&mut self) {
         let start = Instant::now();
         let ts = now_ms();
-        let result = tokio::time::timeout(self.job.timeout, self.fetch_and_parse(ts)).await;
+        let result = tokio::time::timeout(self.target.timeout, self.fetch_and_parse(ts)).await;
         let duration = start.elapsed();
         let result = match result {
             Ok(r) => r,
             Err(_) => Err(ScrapeError(format!(
                 "scrape of {} timed out after {}",
                 self.target.url,
-                crate::config::format_duration(self.job.timeout)
+                crate::config::format_duration(self.target.timeout)
             ))),
         };
         let mut batch = Vec::new();
-        let (up, scraped_count, error) = match result {
+        let (up, scraped_count, post_relabel, error) = match result {
             Ok(scraped) => {
-                let count = scraped.samples.len();
+                let count = scraped.scraped;
+                let post = scraped.samples.len();
                 let current: HashSet<Labels> =
                     scraped.samples.iter().map(|s| s.labels.clone()).collect();
                 for gone in self.previous.difference(&current) {
@@ -210,7 +414,7 @@ impl ScrapeLoop {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .metadata = Arc::new(scraped.metadata);
-                (1.0, count, String::new())
+                (1.0, count, post, String::new())
             }
             Err(e) => {
                 // A failed scrape ends every series the target had, as in Prometheus.
@@ -222,7 +426,7 @@ impl ScrapeLoop {
                     });
                 }
                 tracing::warn!(target_url = %self.target.url, error = %e, "scrape failed");
-                (0.0, 0, e.0)
+                (0.0, 0, 0, e.0)
             }
         };
         let outcome = self.store.append(&batch);
@@ -237,7 +441,7 @@ impl ScrapeLoop {
             report("scrape_samples_scraped", scraped_count as f64),
             report(
                 "scrape_samples_post_metric_relabeling",
-                scraped_count as f64,
+                post_relabel as f64,
             ),
             report("scrape_series_added", outcome.series_created as f64),
         ]);
@@ -252,14 +456,14 @@ impl ScrapeLoop {
     async fn fetch_and_parse(&self, ts: i64) -> Result<Scraped, ScrapeError> {
         let url = &self.target.url;
         let fail = |what: String| ScrapeError(format!("{url}: {what}"));
-        let mut req = self
-            .client
+        let client = self.client.as_ref().map_err(|e| fail(e.clone()))?;
+        let mut req = client
             .get(url)
             .header("Accept", exposition::ACCEPT_HEADER)
             .header("Accept-Encoding", exposition::ACCEPT_ENCODING_HEADER)
             .header(
                 "X-Prometheus-Scrape-Timeout-Seconds",
-                format!("{}", self.job.timeout.as_secs_f64()),
+                format!("{}", self.target.timeout.as_secs_f64()),
             );
         match &self.job.auth {
             Auth::None => {}
@@ -293,63 +497,148 @@ impl ScrapeLoop {
         };
         let content_type = header("content-type");
         let content_encoding = header("content-encoding");
-        let limit = self.job.limits.body_size_limit;
+        let limits = &self.job.limits;
+        let limit = match limits.body_size_limit {
+            0 => MAX_BODY_SIZE,
+            n => n,
+        };
+        let format = Format::from_content_type(content_type.as_deref(), None)
+            .map_err(|e| fail(e.to_string()))?
+            .format;
+        // Without metric relabeling every text-format sample line is one sample, so
+        // a target sending millions of series is cut off once the lines exceed
+        // sample_limit, before the rest of its body is received.
+        let mut line_counter = (limits.sample_limit > 0
+            && self.job.metric_relabel_configs.is_empty()
+            && format == Format::PrometheusText
+            && content_encoding.as_deref() != Some("gzip"))
+        .then(SampleLineCounter::default);
         let mut raw = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| fail(error_chain(&e)))? {
             // Stop receiving as soon as the raw body alone reaches the limit.
-            if limit > 0 && (raw.len() + chunk.len()) as u64 >= limit {
-                return Err(fail(format!("body size limit exceeded ({limit} bytes)")));
+            if (raw.len() + chunk.len()) as u64 >= limit {
+                return Err(fail(format!(
+                    "body size limit exceeded: the body reached {limit} bytes"
+                )));
+            }
+            if let Some(c) = &mut line_counter {
+                c.feed(&chunk);
+                if c.samples > limits.sample_limit {
+                    return Err(fail(sample_limit_error(limits.sample_limit)));
+                }
             }
             raw.extend_from_slice(&chunk);
         }
         let body = exposition::decode_body(&raw, content_encoding.as_deref(), limit)
             .map_err(|e| fail(e.to_string()))?;
-        let format = Format::from_content_type(content_type.as_deref(), None)
-            .map_err(|e| fail(e.to_string()))?
-            .format;
         self.parse(&body, format, ts).map_err(fail)
     }
 
     fn parse(&self, body: &[u8], format: Format, ts: i64) -> Result<Scraped, String> {
-        let mut parser = Parser::new(body, format, ParserOptions::default());
-        let mut metadata = MetadataCollector::new();
-        let mut samples = Vec::new();
-        let limits = &self.job.limits;
-        loop {
-            let entry = match parser.next() {
-                Ok(Some(e)) => e,
-                Ok(None) => break,
-                Err(e) => return Err(e.to_string()),
-            };
-            metadata.observe(&entry);
-            let Entry::Sample(sample) = entry else {
-                continue;
-            };
-            if limits.sample_limit > 0 && samples.len() as u64 >= limits.sample_limit {
-                return Err(format!(
-                    "sample limit exceeded (sample_limit: {})",
-                    limits.sample_limit
-                ));
-            }
-            let scraped = sample.to_labels().map_err(|e| e.to_string())?;
-            let labels = merge_target_labels(&self.target.labels, scraped, self.job.honor_labels);
-            check_label_limits(&labels, limits)
-                .map_err(|e| format!("line {}: {e}", sample.line))?;
-            let timestamp_ms = match (self.job.honor_timestamps, sample.timestamp_ms) {
-                (true, Some(t)) => t,
-                _ => ts,
-            };
-            samples.push(AppendSample {
-                labels,
-                timestamp_ms,
-                value: sample.value,
-            });
-        }
-        Ok(Scraped {
-            samples,
-            metadata: metadata.finish(),
-        })
+        parse_body(body, format, ts, &self.target.labels, &self.job)
     }
+}
+
+/// Counts the sample lines of a text-format body as it arrives in chunks: lines
+/// that are neither empty nor comments.
+#[derive(Default)]
+struct SampleLineCounter {
+    samples: u64,
+    /// Inside a line whose first byte was already seen.
+    in_line: bool,
+}
+
+impl SampleLineCounter {
+    fn feed(&mut self, chunk: &[u8]) {
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            if !self.in_line {
+                match rest[0] {
+                    b'\n' => {
+                        rest = &rest[1..];
+                        continue;
+                    }
+                    b'#' => {}
+                    _ => self.samples += 1,
+                }
+                self.in_line = true;
+            }
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.in_line = false;
+                    rest = &rest[i + 1..];
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+fn sample_limit_error(limit: u64) -> String {
+    format!("sample limit exceeded (sample_limit: {limit})")
+}
+
+/// Parses a body into the samples to append: target labels attached
+/// (`honor_labels`), `metric_relabel_configs` applied, then the label limits and
+/// `sample_limit` checked on what is left, as Prometheus's scrape loop does.
+pub fn parse_body(
+    body: &[u8],
+    format: Format,
+    ts: i64,
+    target_labels: &Labels,
+    job: &ScrapeJob,
+) -> Result<Scraped, String> {
+    let mut parser = Parser::new(body, format, ParserOptions::default());
+    let mut metadata = MetadataCollector::new();
+    let mut samples = Vec::new();
+    let mut scraped = 0usize;
+    let limits = &job.limits;
+    loop {
+        let entry = match parser.next() {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            Err(e) => return Err(e.to_string()),
+        };
+        metadata.observe(&entry);
+        let Entry::Sample(sample) = entry else {
+            continue;
+        };
+        scraped += 1;
+        let parsed = sample.to_labels().map_err(|e| e.to_string())?;
+        let merged = merge_target_labels(target_labels, parsed, job.honor_labels);
+        let labels = if job.metric_relabel_configs.is_empty() {
+            merged
+        } else {
+            match relabel::process(&merged, &job.metric_relabel_configs) {
+                Some(l) => l,
+                None => continue,
+            }
+        };
+        if labels.metric_name().is_none() {
+            return Err(format!(
+                "line {}: missing metric name (__name__ label) after metric relabeling: {labels}",
+                sample.line
+            ));
+        }
+        check_label_limits(&labels, limits).map_err(|e| format!("line {}: {e}", sample.line))?;
+        if limits.sample_limit > 0 && samples.len() as u64 >= limits.sample_limit {
+            return Err(sample_limit_error(limits.sample_limit));
+        }
+        let timestamp_ms = match (job.honor_timestamps, sample.timestamp_ms) {
+            (true, Some(t)) => t,
+            _ => ts,
+        };
+        samples.push(AppendSample {
+            labels,
+            timestamp_ms,
+            value: sample.value,
+        });
+    }
+    Ok(Scraped {
+        samples,
+        scraped,
+        metadata: metadata.finish(),
+    })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -453,6 +742,39 @@ mod tests {
         let honored = merge_target_labels(&target, scraped, true);
         assert_eq!(honored.get("job"), Some("inner"));
         assert_eq!(honored.get("instance"), Some("h:1"));
+    }
+
+    #[test]
+    fn sample_lines_are_counted_across_chunks() {
+        let body = b"# HELP a x\n# TYPE a gauge\na 1\n\nb{x=\"#\"} 2\n# EOF\nc 3";
+        for split in 0..body.len() {
+            let mut c = SampleLineCounter::default();
+            c.feed(&body[..split]);
+            c.feed(&body[split..]);
+            assert_eq!(c.samples, 3, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn parse_body_relabels_and_counts() {
+        let cfg = ScrapeConfig::parse(
+            "scrape_configs:\n  - job_name: j\n    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: drop.*\n        action: drop\n      - target_label: __name__\n        source_labels: [kill]\n        regex: 'yes'\n        replacement: ''\n    static_configs:\n      - targets: ['h:1']\n",
+            &crate::config::SecretSource::File,
+        )
+        .unwrap();
+        let job = &cfg.jobs[0];
+        let t = &job.targets[0].labels;
+        let s = parse_body(b"keep 1\ndrop_me 2\n", Format::PrometheusText, 5, t, job).unwrap();
+        assert_eq!((s.scraped, s.samples.len()), (2, 1));
+        assert_eq!(
+            s.samples[0].labels,
+            Labels::from_pairs([("__name__", "keep"), ("instance", "h:1"), ("job", "j")])
+        );
+        // Relabeling away __name__ fails the scrape, naming the line.
+        let err = parse_body(b"keep 1\nx{kill=\"yes\"} 1\n", Format::PrometheusText, 5, t, job)
+            .err()
+            .unwrap();
+        assert!(err.contains("line 2") && err.contains("missing metric name"), "{err}");
     }
 
     #[test]

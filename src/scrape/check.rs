@@ -1,0 +1,56 @@
+//! `gpx_arrowmon check-config`: what a scrape config would scrape, after
+//! relabeling, with the targets relabeling drops and anything that would keep a
+//! job from scraping (unreadable file_sd files, TLS files, bad targets).
+
+use std::fmt::Write;
+
+use crate::config::targets::resolve_groups;
+use crate::config::{format_duration, ScrapeConfig};
+
+pub struct CheckReport {
+    pub text: String,
+    /// Problems found (each also written as an `error` line).
+    pub problems: usize,
+}
+
+pub fn describe(cfg: &ScrapeConfig) -> CheckReport {
+    super::tls::install_default_provider();
+    let mut text = String::new();
+    let mut problems = 0;
+    for job in &cfg.jobs {
+        let _ = writeln!(
+            text,
+            "job {:?} (interval {}, timeout {})",
+            job.name,
+            format_duration(job.interval),
+            format_duration(job.timeout)
+        );
+        let mut groups = job.static_groups.clone();
+        let mut errors = Vec::new();
+        if !job.file_sd.is_empty() {
+            let (g, e) = super::discovery::read_once(&job.file_sd);
+            groups.extend(g);
+            errors.extend(e);
+        }
+        let resolved = resolve_groups(job, &groups);
+        errors.extend(resolved.errors);
+        if let Err(e) = super::tls::client_config(&job.tls) {
+            errors.push(e);
+        }
+        for t in &resolved.active {
+            let _ = writeln!(text, "  target  {}  {}", t.url, t.labels);
+        }
+        for d in &resolved.dropped {
+            let _ = writeln!(
+                text,
+                "  dropped by relabeling  {}",
+                d.discovered_labels
+            );
+        }
+        for e in &errors {
+            let _ = writeln!(text, "  error  {e}");
+        }
+        problems += errors.len();
+    }
+    CheckReport { text, problems }
+}
