@@ -25,9 +25,11 @@
 //!   name, never the series; `!=`/`!~` and matchers that match the empty string
 //!   subtract the values they reject, so a series lacking the label matches as
 //!   Prometheus says.
-//! - Samples per series live in Gorilla-style chunks ([`chunk`]): delta-of-delta
-//!   timestamps and XOR'd values, ~1.3–2 bytes/sample for exporter data, closed at
-//!   120 samples or at a block-range boundary (so a cut drops whole chunks).
+//! - Samples per series live in chunks ([`chunk`]) of ≤ 120 samples, closed early at
+//!   a block-range boundary (so a cut drops whole chunks). The open chunk is
+//!   Gorilla-style (delta-of-delta timestamps, XOR'd values; O(1) append); a closed
+//!   chunk is re-encoded like a block column (see below) as varints, because XOR
+//!   spends 5–8 bytes on the short decimals exporters print and this 2–3.
 //!   A sample older than the series' newest goes to a small sorted out-of-order buffer
 //!   when it lies inside the tenant's out-of-order window; reads merge it in.
 //! - Appends: lookups under a read lock, creation under the write lock; then, under
@@ -505,7 +507,8 @@ struct Inner {
     wal_dir: PathBuf,
     blocks_dir: PathBuf,
     opts: StoreOptions,
-    hasher: std::collections::hash_map::RandomState,
+    /// Label-set hashing for the series map (foldhash: the append path hashes every sample).
+    hasher: foldhash::fast::RandomState,
     interner: Mutex<HashSet<Arc<str>>>,
     index: RwLock<HeadIndex>,
     wal: Mutex<WalState>,
