@@ -28,7 +28,9 @@ fn concurrent_appends_and_reads_see_gap_free_prefixes() {
         Store::open_with(
             dir.path(),
             StoreOptions {
-                block_range_ms: 200,
+                // Cuts are due half a range behind the newest sample: 500 ms of slack for
+                // a descheduled appender on a loaded machine.
+                block_range_ms: 1000,
                 maintenance_interval: Duration::from_millis(20),
                 wal_sync_interval: Duration::from_millis(10),
                 wal_segment_bytes: 512 << 10,
@@ -49,7 +51,15 @@ fn concurrent_appends_and_reads_see_gap_free_prefixes() {
             let mut t = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 k += 1;
-                t = (clock.elapsed().as_millis() as i64 + 1).max(t + 1);
+                // One append per millisecond of the shared clock.
+                loop {
+                    let now = clock.elapsed().as_millis() as i64 + 1;
+                    if now > t {
+                        t = now;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
                 let batch: Vec<AppendSample> = (0..SERIES_PER_APPENDER)
                     .map(|i| AppendSample {
                         labels: labels(a, i),
@@ -90,7 +100,7 @@ fn concurrent_appends_and_reads_see_gap_free_prefixes() {
             }
         }));
     }
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(5));
     stop.store(true, Ordering::Relaxed);
     let counts: Vec<i64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     for r in readers {
