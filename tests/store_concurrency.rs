@@ -12,7 +12,6 @@ use arrowmon::store::{AppendSample, Store, StoreOptions};
 const APPENDERS: usize = 3;
 const SERIES_PER_APPENDER: usize = 50;
 const READERS: usize = 3;
-const STEP: i64 = 10;
 
 fn labels(a: usize, i: usize) -> Labels {
     Labels::from_pairs([
@@ -29,7 +28,9 @@ fn concurrent_appends_and_reads_see_gap_free_prefixes() {
         Store::open_with(
             dir.path(),
             StoreOptions {
-                block_range_ms: 2_000 * STEP / 10,
+                // Cuts are due half a range behind the newest sample: 500 ms of slack for
+                // a descheduled appender on a loaded machine.
+                block_range_ms: 1000,
                 maintenance_interval: Duration::from_millis(20),
                 wal_sync_interval: Duration::from_millis(10),
                 wal_segment_bytes: 512 << 10,
@@ -40,17 +41,29 @@ fn concurrent_appends_and_reads_see_gap_free_prefixes() {
     );
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicU64::new(0));
+    // Appenders share one clock (as scrapes do), so none lags behind a block cut.
+    let clock = Instant::now();
     let mut handles = Vec::new();
     for a in 0..APPENDERS {
         let (store, stop) = (store.clone(), stop.clone());
         handles.push(std::thread::spawn(move || {
             let mut k = 0i64;
+            let mut t = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 k += 1;
+                // One append per millisecond of the shared clock.
+                loop {
+                    let now = clock.elapsed().as_millis() as i64 + 1;
+                    if now > t {
+                        t = now;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
                 let batch: Vec<AppendSample> = (0..SERIES_PER_APPENDER)
                     .map(|i| AppendSample {
                         labels: labels(a, i),
-                        timestamp_ms: k * STEP,
+                        timestamp_ms: t,
                         value: k as f64,
                     })
                     .collect();
@@ -73,17 +86,21 @@ fn concurrent_appends_and_reads_see_gap_free_prefixes() {
                     Matcher::equal("appender", &a.to_string()),
                 ];
                 for s in store.select(&ms, i64::MIN, i64::MAX) {
-                    for (j, (&t, &v)) in s.timestamps.iter().zip(&s.values).enumerate() {
-                        let k = j as i64 + 1;
-                        assert_eq!(t, k * STEP, "{}: hole or duplicate at {j}", s.labels);
-                        assert_eq!(v, k as f64, "{} at {t}", s.labels);
+                    // Values count the appends: 1, 2, 3, … with rising timestamps.
+                    for (j, &v) in s.values.iter().enumerate() {
+                        assert_eq!(v, (j + 1) as f64, "{}: hole or duplicate at {j}", s.labels);
                     }
+                    assert!(
+                        s.timestamps.windows(2).all(|w| w[0] < w[1]),
+                        "{}: timestamps out of order",
+                        s.labels
+                    );
                 }
                 reads.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(5));
     stop.store(true, Ordering::Relaxed);
     let counts: Vec<i64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     for r in readers {

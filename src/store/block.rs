@@ -142,7 +142,7 @@ pub fn encode_ts(ts: &[i64], out: &mut Vec<i64>) {
     }
 }
 
-fn decode_ts(col: &[i64], out: &mut Vec<i64>) {
+pub(super) fn decode_ts(col: &[i64], out: &mut Vec<i64>) {
     let (mut t, mut d) = (0i64, 0i64);
     for (i, &x) in col.iter().enumerate() {
         match i {
@@ -203,7 +203,7 @@ pub fn encode_values(vs: &[f64], out: &mut Vec<i64>) -> (u8, u8) {
     }
 }
 
-fn decode_values(col: &[i64], vmode: u8, vscale: u8, out: &mut Vec<f64>) {
+pub(super) fn decode_values(col: &[i64], vmode: u8, vscale: u8, out: &mut Vec<f64>) {
     match vmode {
         0 => {
             let mut prev = 0u64;
