@@ -12,6 +12,7 @@ use arrowmon::config::paths::PluginFolders;
 use arrowmon::config::ScrapeConfig;
 use arrowmon::grafana;
 use arrowmon::promql::{Engine, EngineOptions};
+use arrowmon::store::StoreOptions;
 use arrowmon::tenant::{SecretMode, Tenant};
 
 #[derive(Parser)]
@@ -38,6 +39,19 @@ enum Command {
         /// Address of the HTTP API.
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: SocketAddr,
+        /// Time range of a block cut from the in-memory head (lower it for tests
+        /// and benchmarks).
+        #[arg(long, default_value = "2h")]
+        block_range: String,
+        /// How often the write-ahead log is fsynced.
+        #[arg(long, default_value = "1s")]
+        wal_sync_interval: String,
+        /// Blocks older than this are deleted (0 keeps everything).
+        #[arg(long, default_value = "15d")]
+        retention_time: String,
+        /// Oldest blocks are deleted while the blocks exceed this size (e.g. 10GB; 0 = no limit).
+        #[arg(long, default_value = "0")]
+        retention_size: String,
     },
     /// Validate a scrape config and print the targets it would scrape.
     CheckConfig { file: PathBuf },
@@ -95,7 +109,11 @@ fn main() -> ExitCode {
             format: ImportFormat::Openmetrics { file, data_dir },
         }) => match import_openmetrics(&file, &data_dir) {
             Ok(n) => {
-                println!("imported {n} samples from {} into {}", file.display(), data_dir.display());
+                println!(
+                    "imported {n} samples from {} into {}",
+                    file.display(),
+                    data_dir.display()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -111,7 +129,22 @@ fn main() -> ExitCode {
             config,
             data_dir,
             listen,
-        }) => run(serve(config, data_dir, listen)),
+            block_range,
+            wal_sync_interval,
+            retention_time,
+            retention_size,
+        }) => match serve_store_options(
+            &block_range,
+            &wal_sync_interval,
+            &retention_time,
+            &retention_size,
+        ) {
+            Ok(opts) => run(serve(config, data_dir, listen, opts)),
+            Err(e) => {
+                eprintln!("serve: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -158,9 +191,36 @@ fn check_config(path: &PathBuf) -> ExitCode {
     }
 }
 
-async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> Result<(), String> {
+fn serve_store_options(
+    block_range: &str,
+    wal_sync: &str,
+    retention_time: &str,
+    retention_size: &str,
+) -> Result<StoreOptions, String> {
+    use arrowmon::config::{parse_bytes, parse_duration};
+    Ok(StoreOptions {
+        block_range_ms: parse_duration(block_range)
+            .map_err(|e| format!("--block-range: {e}"))?
+            .as_millis() as i64,
+        wal_sync_interval: parse_duration(wal_sync)
+            .map_err(|e| format!("--wal-sync-interval: {e}"))?,
+        retention_ms: parse_duration(retention_time)
+            .map_err(|e| format!("--retention-time: {e}"))?
+            .as_millis() as i64,
+        retention_bytes: parse_bytes(retention_size)
+            .map_err(|e| format!("--retention-size: {e}"))?,
+        ..StoreOptions::default()
+    })
+}
+
+async fn serve(
+    config: PathBuf,
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    opts: StoreOptions,
+) -> Result<(), String> {
     let cfg = load_config(&config)?;
-    let tenant = Arc::new(Tenant::open(&data_dir, SecretMode::File)?);
+    let tenant = Arc::new(Tenant::open(&data_dir, SecretMode::File, opts)?);
     tenant.apply_config(Ok(cfg)).await;
     let engine = Arc::new(Engine::new(EngineOptions::default()));
     let listener = tokio::net::TcpListener::bind(listen)
@@ -223,14 +283,28 @@ fn import_openmetrics(file: &PathBuf, data_dir: &PathBuf) -> Result<u64, String>
         out.appended
     };
     loop {
-        let entry = parser.next().map_err(|e| format!("{}: {e}", file.display()))?;
+        let entry = parser
+            .next()
+            .map_err(|e| format!("{}: {e}", file.display()))?;
         let Some(entry) = entry else { break };
-        let Entry::Sample(sample) = entry else { continue };
-        let timestamp_ms = sample
-            .timestamp_ms
-            .ok_or_else(|| format!("{}: line {}: sample without a timestamp", file.display(), sample.line))?;
-        let labels = sample.to_labels().map_err(|e| format!("{}: {e}", file.display()))?;
-        batch.push(AppendSample { labels, timestamp_ms, value: sample.value });
+        let Entry::Sample(sample) = entry else {
+            continue;
+        };
+        let timestamp_ms = sample.timestamp_ms.ok_or_else(|| {
+            format!(
+                "{}: line {}: sample without a timestamp",
+                file.display(),
+                sample.line
+            )
+        })?;
+        let labels = sample
+            .to_labels()
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        batch.push(AppendSample {
+            labels,
+            timestamp_ms,
+            value: sample.value,
+        });
         if batch.len() == batch.capacity() {
             total += flush(&mut batch, &mut rejected);
         }

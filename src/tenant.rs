@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 
 use crate::config::settings::{self, DatasourceSettings, TenantKey};
 use crate::config::ScrapeConfig;
 use crate::scrape::{DroppedTargetStatus, ScrapeManager, TargetStatus};
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 /// One tenant's running state.
 pub struct Tenant {
@@ -21,6 +22,52 @@ pub struct Tenant {
     state: Mutex<TenantState>,
     /// When a request or provisioning last named this tenant (ms since epoch).
     last_seen_ms: std::sync::atomic::AtomicI64,
+    pub query_latency: LatencyHistogram,
+}
+
+/// Query latency, as a Prometheus histogram (seconds).
+pub struct LatencyHistogram {
+    counts: [std::sync::atomic::AtomicU64; LatencyHistogram::BOUNDS.len() + 1],
+    sum_micros: std::sync::atomic::AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub const BOUNDS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+    fn new() -> LatencyHistogram {
+        LatencyHistogram {
+            counts: Default::default(),
+            sum_micros: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = Self::BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(Self::BOUNDS.len());
+        self.counts[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bound (the last is +Inf), and the sum in seconds.
+    pub fn snapshot(&self) -> (Vec<u64>, f64) {
+        let mut acc = 0;
+        let cumulative = self
+            .counts
+            .iter()
+            .map(|c| {
+                acc += c.load(std::sync::atomic::Ordering::Relaxed);
+                acc
+            })
+            .collect();
+        (
+            cumulative,
+            self.sum_micros.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6,
+        )
+    }
 }
 
 /// Where the tenant's scrape config takes secrets from.
@@ -47,13 +94,14 @@ pub struct TenantHealth {
 }
 
 impl Tenant {
-    pub fn open(dir: &Path, secrets: SecretMode) -> Result<Tenant, String> {
-        let store = Store::open(&dir.join("data")).map_err(|e| e.to_string())?;
+    pub fn open(dir: &Path, secrets: SecretMode, opts: StoreOptions) -> Result<Tenant, String> {
+        let store = Store::open_with(&dir.join("data"), opts).map_err(|e| e.to_string())?;
         Ok(Tenant {
             store: Arc::new(store),
             dir: dir.to_path_buf(),
             secrets,
             last_seen_ms: std::sync::atomic::AtomicI64::new(crate::scrape::now_ms()),
+            query_latency: LatencyHistogram::new(),
             state: Mutex::new(TenantState {
                 settings: None,
                 config: Ok(ScrapeConfig::default()),
@@ -165,13 +213,16 @@ impl Tenant {
 /// All tenants of the plugin process.
 pub struct Tenants {
     root: PathBuf,
+    /// Process-wide store settings; each tenant adds its own retention.
+    store_options: StoreOptions,
     map: Mutex<HashMap<TenantKey, Arc<Tenant>>>,
 }
 
 impl Tenants {
-    pub fn new(root: &Path) -> Tenants {
+    pub fn new(root: &Path, store_options: StoreOptions) -> Tenants {
         Tenants {
             root: root.to_path_buf(),
+            store_options,
             map: Mutex::new(HashMap::new()),
         }
     }
@@ -189,7 +240,12 @@ impl Tenants {
             match map.get(&key) {
                 Some(t) => t.clone(),
                 None => {
-                    let t = Arc::new(Tenant::open(&key.dir(&self.root), SecretMode::Grafana)?);
+                    let opts = settings.store_options(&self.store_options)?;
+                    let t = Arc::new(Tenant::open(
+                        &key.dir(&self.root),
+                        SecretMode::Grafana,
+                        opts,
+                    )?);
                     map.insert(key.clone(), t.clone());
                     t
                 }

@@ -163,3 +163,136 @@ fn check_config_lists_targets_and_rejects_errors() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn imported_history_is_served_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let om = dir.path().join("history.om");
+    // 20 minutes of a counter at 15 s, offset 3 s from the minute grid.
+    let mut body = String::from("# TYPE requests counter\n");
+    let t0 = 1_700_000_003i64;
+    for i in 0..80 {
+        body.push_str(&format!(
+            "requests_total{{job=\"app\"}} {} {}\n",
+            i * 30,
+            t0 + i * 15
+        ));
+    }
+    body.push_str("# EOF\n");
+    std::fs::write(&om, body).unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(binary())
+        .args(["import", "openmetrics"])
+        .arg(&om)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 80 samples"));
+
+    let cfg = dir.path().join("empty.yml");
+    std::fs::write(&cfg, "scrape_configs: []\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", &listen])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!(
+        "http://{listen}/api/v1/query?query=rate(requests_total[5m])&time={}",
+        t0 + 600
+    );
+    let v: Value = eventually(Duration::from_secs(10), "serve answers", || {
+        let url = url.clone();
+        async move {
+            let r = reqwest::get(&url).await.ok()?;
+            serde_json::from_str(&r.text().await.ok()?).ok()
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(v["status"], "success", "{v}");
+    let rate: f64 = v["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((rate - 2.0).abs() < 1e-9, "rate {rate}");
+}
+
+/// Prometheus's own client tool talks to standalone arrowmon as to a Prometheus.
+#[tokio::test(flavor = "multi_thread")]
+async fn promtool_queries_standalone_arrowmon() {
+    let target = serve_metrics("# TYPE jobs_total counter\njobs_total{kind=\"a\"} 7\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scrape.yml");
+    std::fs::write(&cfg, format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n")).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", &listen])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = format!("http://{listen}");
+    let start = now_ms() / 1000;
+    let promtool = |args: Vec<String>| {
+        let out = Command::new("promtool")
+            .args(&args)
+            .output()
+            .expect("promtool (scripts/install-deps.sh installs the prometheus package)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, stdout, _) = eventually(Duration::from_secs(15), "promtool instant query", || {
+        let r = promtool(vec![
+            "query".into(),
+            "instant".into(),
+            server.clone(),
+            "jobs_total".into(),
+        ]);
+        async move { (r.0 && r.1.contains("jobs_total")).then_some(r) }
+    })
+    .await;
+    assert!(ok);
+    assert!(
+        stdout.contains("kind=\"a\"") && stdout.contains("=> 7"),
+        "{stdout}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let end = now_ms() / 1000;
+    let (ok, stdout, stderr) = promtool(vec![
+        "query".into(),
+        "range".into(),
+        format!("--start={start}"),
+        format!("--end={end}"),
+        "--step=1s".into(),
+        server.clone(),
+        "jobs_total".into(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("jobs_total") && stdout.contains("7 @["),
+        "{stdout}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

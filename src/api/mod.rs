@@ -293,9 +293,11 @@ where
 {
     let engine = engine.clone();
     let store = tenant.store.clone();
+    let started = std::time::Instant::now();
     // Evaluation is CPU work: keep it off the async workers.
     let res = tokio::task::spawn_blocking(move || f(&engine, &*store))
         .await
+        .inspect(|_| tenant.query_latency.observe(started.elapsed()))
         .map_err(|e| ApiResponse::error(500, "internal", &format!("query task failed: {e}")))?;
     res.map_err(|e| {
         let (status, kind) = query_error_status(&e);
@@ -562,7 +564,9 @@ async fn targets(tenant: &Tenant) -> ApiResponse {
         .dropped_targets()
         .await
         .iter()
-        .map(|d| json!({"discoveredLabels": labels_json(&d.discovered_labels), "scrapePool": d.job}))
+        .map(
+            |d| json!({"discoveredLabels": labels_json(&d.discovered_labels), "scrapePool": d.job}),
+        )
         .collect();
     ApiResponse::success(json!({"activeTargets": active, "droppedTargets": dropped}))
 }

@@ -291,8 +291,7 @@ impl ScrapeConfig {
     /// Reads a config file of the user's own; relative paths in it (file_sd files,
     /// TLS and secret files) are resolved against the file's folder, as Prometheus does.
     pub fn load_file(path: &Path) -> Result<ScrapeConfig, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut cfg = ScrapeConfig::parse(&text, &SecretSource::File)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -369,7 +368,7 @@ fn opt_duration(v: Option<&str>, job: &str, key: &str) -> Result<Option<Duration
 }
 
 /// Prometheus's `body_size_limit` units: B, KB, MB, GB, TB, PB, EB (powers of 1024).
-fn parse_bytes(text: &str) -> Result<u64, String> {
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let n: u64 = t[..digits]
@@ -572,36 +571,36 @@ fn build_job(
             .collect::<Result<Vec<_>, _>>()
     };
     let relabel_configs = relabel_list(rj.relabel_configs, "relabel_configs")?;
-    let metric_relabel_configs =
-        relabel_list(rj.metric_relabel_configs, "metric_relabel_configs")?;
+    let metric_relabel_configs = relabel_list(rj.metric_relabel_configs, "metric_relabel_configs")?;
 
-    let tls = match rj.tls_config {
-        None => TlsConfig::default(),
-        Some(t) => {
-            match (&t.cert_file, &t.key_file) {
-                (Some(c), None) => {
-                    return Err(job_err(
+    let tls =
+        match rj.tls_config {
+            None => TlsConfig::default(),
+            Some(t) => {
+                match (&t.cert_file, &t.key_file) {
+                    (Some(c), None) => return Err(job_err(
                         &name,
-                        format!("tls_config: client cert file {c:?} specified without client key file"),
-                    ))
-                }
-                (None, Some(k)) => {
-                    return Err(job_err(
+                        format!(
+                            "tls_config: client cert file {c:?} specified without client key file"
+                        ),
+                    )),
+                    (None, Some(k)) => return Err(job_err(
                         &name,
-                        format!("tls_config: client key file {k:?} specified without client cert file"),
-                    ))
+                        format!(
+                            "tls_config: client key file {k:?} specified without client cert file"
+                        ),
+                    )),
+                    _ => {}
                 }
-                _ => {}
+                TlsConfig {
+                    ca_file: t.ca_file.map(PathBuf::from),
+                    cert_file: t.cert_file.map(PathBuf::from),
+                    key_file: t.key_file.map(PathBuf::from),
+                    server_name: t.server_name.filter(|s| !s.is_empty()),
+                    insecure_skip_verify: t.insecure_skip_verify,
+                }
             }
-            TlsConfig {
-                ca_file: t.ca_file.map(PathBuf::from),
-                cert_file: t.cert_file.map(PathBuf::from),
-                key_file: t.key_file.map(PathBuf::from),
-                server_name: t.server_name.filter(|s| !s.is_empty()),
-                insecure_skip_verify: t.insecure_skip_verify,
-            }
-        }
-    };
+        };
 
     let mut file_sd = Vec::new();
     for (i, f) in rj.file_sd_configs.into_iter().enumerate() {
@@ -621,7 +620,9 @@ fn build_job(
             if !targets::is_valid_file_sd_name(p) {
                 return Err(job_err(
                     &name,
-                    format!("file_sd_configs[{i}]: path name {p:?} is not valid for file discovery"),
+                    format!(
+                        "file_sd_configs[{i}]: path name {p:?} is not valid for file discovery"
+                    ),
                 ));
             }
         }

@@ -38,6 +38,25 @@ impl PluginFolders {
         }
     }
 
+    /// Process-wide store settings from grafana.ini's plugin section:
+    /// `wal_sync_interval` and `block_range` (`GF_PLUGIN_WAL_SYNC_INTERVAL`,
+    /// `GF_PLUGIN_BLOCK_RANGE`), as durations.
+    pub fn store_options(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<crate::store::StoreOptions, String> {
+        let mut o = crate::store::StoreOptions::default();
+        if let Some(v) = get("GF_PLUGIN_WAL_SYNC_INTERVAL").filter(|v| !v.is_empty()) {
+            o.wal_sync_interval =
+                super::parse_duration(&v).map_err(|e| format!("wal_sync_interval: {e}"))?;
+        }
+        if let Some(v) = get("GF_PLUGIN_BLOCK_RANGE").filter(|v| !v.is_empty()) {
+            o.block_range_ms = super::parse_duration(&v)
+                .map_err(|e| format!("block_range: {e}"))?
+                .as_millis() as i64;
+        }
+        Ok(o)
+    }
+
     pub fn from_process_env() -> PluginFolders {
         PluginFolders::from_env(|k| std::env::var(k).ok())
     }

@@ -98,6 +98,30 @@ impl DatasourceSettings {
         )
     }
 
+    /// The store settings that belong to this datasource (`jsonData.retentionTime`,
+    /// `retentionSize`, `outOfOrderWindow`), over the process-wide ones in `base`.
+    pub fn store_options(
+        &self,
+        base: &crate::store::StoreOptions,
+    ) -> Result<crate::store::StoreOptions, String> {
+        let mut o = base.clone();
+        if let Some(t) = self.json_str("retentionTime") {
+            o.retention_ms = super::parse_duration(t)
+                .map_err(|e| format!("jsonData.retentionTime: {e}"))?
+                .as_millis() as i64;
+        }
+        if let Some(sz) = self.json_str("retentionSize") {
+            o.retention_bytes =
+                super::parse_bytes(sz).map_err(|e| format!("jsonData.retentionSize: {e}"))?;
+        }
+        if let Some(w) = self.json_str("outOfOrderWindow") {
+            o.out_of_order_window_ms = super::parse_duration(w)
+                .map_err(|e| format!("jsonData.outOfOrderWindow: {e}"))?
+                .as_millis() as i64;
+        }
+        Ok(o)
+    }
+
     /// `jsonData.queryTimeout` (a duration such as `60s`): the longest a query may run.
     pub fn query_timeout(&self) -> Option<Duration> {
         self.json_str("queryTimeout")

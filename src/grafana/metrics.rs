@@ -60,5 +60,27 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
             }
         }
     }
+    let name = "arrowmon_query_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time to evaluate a query.\n# TYPE {name} histogram"
+    );
+    for (tenant_name, t) in tenants {
+        let tl = crate::labels::go_quote(tenant_name);
+        let (cumulative, sum) = t.query_latency.snapshot();
+        let bounds = crate::tenant::LatencyHistogram::BOUNDS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".to_string()]);
+        for (le, count) in bounds.zip(&cumulative) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\",tenant={tl}}} {count}");
+        }
+        let _ = writeln!(out, "{name}_sum{{tenant={tl}}} {sum}");
+        let _ = writeln!(
+            out,
+            "{name}_count{{tenant={tl}}} {}",
+            cumulative.last().copied().unwrap_or(0)
+        );
+    }
     out
 }

@@ -90,6 +90,7 @@ impl Plugin {
         };
         let store = tenant.store.clone();
         let p = plan.clone();
+        let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || {
             if p.range {
                 engine.range_query(&*store, &p.expr, p.start_ms, p.end_ms, p.step_ms)
@@ -98,6 +99,7 @@ impl Plugin {
             }
         })
         .await;
+        tenant.query_latency.observe(started.elapsed());
         let result = match result {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {

@@ -297,7 +297,10 @@ impl JobRunner {
                 } else {
                     let mut errors = sd.errors();
                     errors.extend(resolve_errors.iter().cloned());
-                    self.shared.write().unwrap_or_else(|e| e.into_inner()).errors = errors;
+                    self.shared
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .errors = errors;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(discovery::POLL_INTERVAL) => {}
@@ -439,10 +442,7 @@ impl ScrapeLoop {
             report("up", up),
             report("scrape_duration_seconds", duration.as_secs_f64()),
             report("scrape_samples_scraped", scraped_count as f64),
-            report(
-                "scrape_samples_post_metric_relabeling",
-                post_relabel as f64,
-            ),
+            report("scrape_samples_post_metric_relabeling", post_relabel as f64),
             report("scrape_series_added", outcome.series_created as f64),
         ]);
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
@@ -771,10 +771,19 @@ mod tests {
             Labels::from_pairs([("__name__", "keep"), ("instance", "h:1"), ("job", "j")])
         );
         // Relabeling away __name__ fails the scrape, naming the line.
-        let err = parse_body(b"keep 1\nx{kill=\"yes\"} 1\n", Format::PrometheusText, 5, t, job)
-            .err()
-            .unwrap();
-        assert!(err.contains("line 2") && err.contains("missing metric name"), "{err}");
+        let err = parse_body(
+            b"keep 1\nx{kill=\"yes\"} 1\n",
+            Format::PrometheusText,
+            5,
+            t,
+            job,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.contains("line 2") && err.contains("missing metric name"),
+            "{err}"
+        );
     }
 
     #[test]
