@@ -50,7 +50,9 @@ fn synthetic_body() -> String {
     let mut b = String::with_capacity(12 << 20);
     for f in 0..8 {
         let name = format!("synthetic_cpu_work_{f}_seconds_total");
-        b.push_str(&format!("# HELP {name} Synthetic counter.\n# TYPE {name} counter\n"));
+        b.push_str(&format!(
+            "# HELP {name} Synthetic counter.\n# TYPE {name} counter\n"
+        ));
         for host in 0..50 {
             for cpu in 0..8 {
                 for mode in MODES {
@@ -64,7 +66,9 @@ fn synthetic_body() -> String {
     }
     for f in 0..8 {
         let name = format!("synthetic_device_level_{f}");
-        b.push_str(&format!("# HELP {name} Synthetic gauge.\n# TYPE {name} gauge\n"));
+        b.push_str(&format!(
+            "# HELP {name} Synthetic gauge.\n# TYPE {name} gauge\n"
+        ));
         for host in 0..50 {
             for dev in 0..82 {
                 let v = (rng.next() % 200_000) as f64 / 100.0 - 100.0;
@@ -75,7 +79,9 @@ fn synthetic_body() -> String {
         }
     }
     let name = "synthetic_request_duration_seconds";
-    b.push_str(&format!("# HELP {name} Synthetic histogram.\n# TYPE {name} histogram\n"));
+    b.push_str(&format!(
+        "# HELP {name} Synthetic histogram.\n# TYPE {name} histogram\n"
+    ));
     for host in 0..50 {
         for dev in 0..64 {
             let mut count = 0u64;

@@ -24,7 +24,11 @@ async fn file_sd_targets_are_relabeled_and_follow_file_changes() {
         format!(r#"[{{"targets": ["{a}", "{b}"], "labels": {{"team": "db", "__meta_role": "primary"}}}}]"#),
     )
     .unwrap();
-    std::fs::write(&yaml, "- targets: ['dropped.invalid:1']\n  labels: {skip: 'yes'}\n").unwrap();
+    std::fs::write(
+        &yaml,
+        "- targets: ['dropped.invalid:1']\n  labels: {skip: 'yes'}\n",
+    )
+    .unwrap();
     let cfg = format!(
         r#"
 scrape_configs:
@@ -138,7 +142,11 @@ async fn honor_labels_and_metric_relabeling_of_target_labels() {
     let up = h.select(&[Matcher::equal("__name__", "up")]);
     assert_eq!(
         up[0].labels,
-        Labels::from_pairs([("__name__", "up"), ("instance", addr.as_str()), ("job", "outer")])
+        Labels::from_pairs([
+            ("__name__", "up"),
+            ("instance", addr.as_str()),
+            ("job", "outer")
+        ])
     );
     h.stop().await;
 }
@@ -183,7 +191,11 @@ scrape_configs:
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains(
             "target  http://127.0.0.1:9115/probe?module=http_2xx&target=https%3A%2F%2Fexample.org  {instance=\"https://example.org\", job=\"blackbox\"}"

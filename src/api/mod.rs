@@ -437,7 +437,9 @@ async fn targets(tenant: &Tenant) -> ApiResponse {
         .dropped_targets()
         .await
         .iter()
-        .map(|d| json!({"discoveredLabels": labels_json(&d.discovered_labels), "scrapePool": d.job}))
+        .map(
+            |d| json!({"discoveredLabels": labels_json(&d.discovered_labels), "scrapePool": d.job}),
+        )
         .collect();
     ApiResponse::success(json!({"activeTargets": active, "droppedTargets": dropped}))
 }

@@ -291,8 +291,7 @@ impl ScrapeConfig {
     /// Reads a config file of the user's own; relative paths in it (file_sd files,
     /// TLS and secret files) are resolved against the file's folder, as Prometheus does.
     pub fn load_file(path: &Path) -> Result<ScrapeConfig, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut cfg = ScrapeConfig::parse(&text, &SecretSource::File)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -572,8 +571,7 @@ fn build_job(
             .collect::<Result<Vec<_>, _>>()
     };
     let relabel_configs = relabel_list(rj.relabel_configs, "relabel_configs")?;
-    let metric_relabel_configs =
-        relabel_list(rj.metric_relabel_configs, "metric_relabel_configs")?;
+    let metric_relabel_configs = relabel_list(rj.metric_relabel_configs, "metric_relabel_configs")?;
 
     let tls = match rj.tls_config {
         None => TlsConfig::default(),
@@ -582,13 +580,17 @@ fn build_job(
                 (Some(c), None) => {
                     return Err(job_err(
                         &name,
-                        format!("tls_config: client cert file {c:?} specified without client key file"),
+                        format!(
+                            "tls_config: client cert file {c:?} specified without client key file"
+                        ),
                     ))
                 }
                 (None, Some(k)) => {
                     return Err(job_err(
                         &name,
-                        format!("tls_config: client key file {k:?} specified without client cert file"),
+                        format!(
+                            "tls_config: client key file {k:?} specified without client cert file"
+                        ),
                     ))
                 }
                 _ => {}
@@ -621,7 +623,9 @@ fn build_job(
             if !targets::is_valid_file_sd_name(p) {
                 return Err(job_err(
                     &name,
-                    format!("file_sd_configs[{i}]: path name {p:?} is not valid for file discovery"),
+                    format!(
+                        "file_sd_configs[{i}]: path name {p:?} is not valid for file discovery"
+                    ),
                 ));
             }
         }

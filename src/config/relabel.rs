@@ -475,8 +475,7 @@ mod tests {
     use super::*;
 
     fn parse(yaml: &str) -> Result<Vec<RelabelConfig>, String> {
-        let raw: Vec<RawRelabelConfig> =
-            serde_norway::from_str(yaml).map_err(|e| e.to_string())?;
+        let raw: Vec<RawRelabelConfig> = serde_norway::from_str(yaml).map_err(|e| e.to_string())?;
         raw.into_iter().map(RawRelabelConfig::build).collect()
     }
 
@@ -490,8 +489,10 @@ mod tests {
     }
 
     fn pairs(p: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
-        let mut v: Vec<(String, String)> =
-            p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let mut v: Vec<(String, String)> = p
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         v.sort();
         Some(v)
     }
@@ -540,10 +541,7 @@ mod tests {
         );
         // Fast path: empty source value with the default regex sets the literal replacement.
         assert_eq!(
-            run(
-                "- target_label: env\n  replacement: prod\n",
-                &[("a", "1")]
-            ),
+            run("- target_label: env\n  replacement: prod\n", &[("a", "1")]),
             pairs(&[("a", "1"), ("env", "prod")])
         );
     }
@@ -566,10 +564,26 @@ mod tests {
         assert!(run("- source_labels: [a]\n  regex: '2'\n  action: keep\n", &l).is_none());
         assert!(run("- source_labels: [a]\n  regex: '1'\n  action: drop\n", &l).is_none());
         assert!(run("- source_labels: [a]\n  regex: '2'\n  action: DROP\n", &l).is_some());
-        assert!(run("- source_labels: [a]\n  target_label: b\n  action: keepequal\n", &l).is_some());
-        assert!(run("- source_labels: [a]\n  target_label: c\n  action: keepequal\n", &l).is_none());
-        assert!(run("- source_labels: [a]\n  target_label: b\n  action: dropequal\n", &l).is_none());
-        assert!(run("- source_labels: [a]\n  target_label: c\n  action: dropequal\n", &l).is_some());
+        assert!(run(
+            "- source_labels: [a]\n  target_label: b\n  action: keepequal\n",
+            &l
+        )
+        .is_some());
+        assert!(run(
+            "- source_labels: [a]\n  target_label: c\n  action: keepequal\n",
+            &l
+        )
+        .is_none());
+        assert!(run(
+            "- source_labels: [a]\n  target_label: b\n  action: dropequal\n",
+            &l
+        )
+        .is_none());
+        assert!(run(
+            "- source_labels: [a]\n  target_label: c\n  action: dropequal\n",
+            &l
+        )
+        .is_some());
         // A missing source label is the empty string.
         assert!(run("- source_labels: [zz]\n  regex: ''\n  action: keep\n", &l).is_some());
     }
@@ -613,11 +627,17 @@ mod tests {
             pairs(&[("a", "1"), ("b1", "v"), ("x_b1", "v")])
         );
         assert_eq!(
-            run("- regex: 'a|b'\n  action: labeldrop\n", &[("a", "1"), ("b", "2"), ("ab", "3")]),
+            run(
+                "- regex: 'a|b'\n  action: labeldrop\n",
+                &[("a", "1"), ("b", "2"), ("ab", "3")]
+            ),
             pairs(&[("ab", "3")])
         );
         assert_eq!(
-            run("- regex: 'a|b'\n  action: labelkeep\n", &[("a", "1"), ("b", "2"), ("ab", "3")]),
+            run(
+                "- regex: 'a|b'\n  action: labelkeep\n",
+                &[("a", "1"), ("b", "2"), ("ab", "3")]
+            ),
             pairs(&[("a", "1"), ("b", "2")])
         );
         assert_eq!(
@@ -650,6 +670,9 @@ mod tests {
             assert!(err.contains(want), "{yaml}: got {err:?}, want {want:?}");
         }
         // A number as regex or replacement is read as its text, as Go's YAML does.
-        assert!(parse("- source_labels: [a]\n  regex: 1\n  target_label: b\n  replacement: 2\n").is_ok());
+        assert!(
+            parse("- source_labels: [a]\n  regex: 1\n  target_label: b\n  replacement: 2\n")
+                .is_ok()
+        );
     }
 }

@@ -78,7 +78,10 @@ pub struct Resolved {
 /// Upstream `config.CheckTargetAddress`.
 pub fn check_target_address(addr: &str) -> Result<(), String> {
     if addr.contains('/') {
-        return Err(format!("{} is not a valid hostname", crate::labels::go_quote(addr)));
+        return Err(format!(
+            "{} is not a valid hostname",
+            crate::labels::go_quote(addr)
+        ));
     }
     Ok(())
 }
@@ -395,7 +398,9 @@ scrape_configs:
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("scrape timeout cannot be greater than scrape interval (\"1m\" > \"10s\")"),
+            err.contains(
+                "scrape timeout cannot be greater than scrape interval (\"1m\" > \"10s\")"
+            ),
             "{err}"
         );
     }

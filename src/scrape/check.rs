@@ -41,11 +41,7 @@ pub fn describe(cfg: &ScrapeConfig) -> CheckReport {
             let _ = writeln!(text, "  target  {}  {}", t.url, t.labels);
         }
         for d in &resolved.dropped {
-            let _ = writeln!(
-                text,
-                "  dropped by relabeling  {}",
-                d.discovered_labels
-            );
+            let _ = writeln!(text, "  dropped by relabeling  {}", d.discovered_labels);
         }
         for e in &errors {
             let _ = writeln!(text, "  error  {e}");

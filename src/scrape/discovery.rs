@@ -120,7 +120,10 @@ impl FileDiscovery {
 
     /// Why files could not be read (their last good groups stay in force).
     pub fn errors(&self) -> Vec<String> {
-        self.files.values().filter_map(|f| f.error.clone()).collect()
+        self.files
+            .values()
+            .filter_map(|f| f.error.clone())
+            .collect()
     }
 }
 

@@ -297,7 +297,10 @@ impl JobRunner {
                 } else {
                     let mut errors = sd.errors();
                     errors.extend(resolve_errors.iter().cloned());
-                    self.shared.write().unwrap_or_else(|e| e.into_inner()).errors = errors;
+                    self.shared
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .errors = errors;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(discovery::POLL_INTERVAL) => {}
@@ -440,10 +443,7 @@ impl ScrapeLoop {
             report("up", up),
             report("scrape_duration_seconds", duration.as_secs_f64()),
             report("scrape_samples_scraped", scraped_count as f64),
-            report(
-                "scrape_samples_post_metric_relabeling",
-                post_relabel as f64,
-            ),
+            report("scrape_samples_post_metric_relabeling", post_relabel as f64),
             report("scrape_series_added", outcome.series_created as f64),
         ]);
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
@@ -542,7 +542,6 @@ impl ScrapeLoop {
         )
         .map_err(fail)
     }
-
 }
 
 /// Counts the sample lines of a text-format body as it arrives in chunks: lines
@@ -600,7 +599,7 @@ struct CacheEntry {
 /// successful scrape had, for staleness markers.
 #[derive(Default)]
 pub struct ScrapeCache {
-    entries: HashMap<Box<[u8]>, CacheEntry>,
+    entries: HashMap<Box<[u8]>, CacheEntry, foldhash::fast::RandomState>,
     iteration: u64,
     key: Vec<u8>,
 }
@@ -608,7 +607,10 @@ pub struct ScrapeCache {
 impl ScrapeCache {
     /// Series stored by the last successful scrape.
     pub fn live_series(&self) -> usize {
-        self.entries.values().filter(|e| e.live && e.labels.is_some()).count()
+        self.entries
+            .values()
+            .filter(|e| e.live && e.labels.is_some())
+            .count()
     }
 
     /// A scrape failed (or the target went away): every series of the last
@@ -892,30 +894,72 @@ mod tests {
         let job = &cfg.jobs[0];
         let t = &job.targets[0].labels;
         let mut cache = ScrapeCache::default();
-        let s = parse_body(b"keep 1\ndrop_me 2\n", Format::PrometheusText, 5, t, job, &mut cache).unwrap();
+        let s = parse_body(
+            b"keep 1\ndrop_me 2\n",
+            Format::PrometheusText,
+            5,
+            t,
+            job,
+            &mut cache,
+        )
+        .unwrap();
         assert_eq!((s.scraped, s.samples.len()), (2, 1));
         assert_eq!(
             s.samples[0].labels,
             Labels::from_pairs([("__name__", "keep"), ("instance", "h:1"), ("job", "j")])
         );
         // Cached: the same answer again, nothing stale; then a series goes away.
-        let s = parse_body(b"keep 1\ndrop_me 2\nnew 3\n", Format::PrometheusText, 6, t, job, &mut cache).unwrap();
+        let s = parse_body(
+            b"keep 1\ndrop_me 2\nnew 3\n",
+            Format::PrometheusText,
+            6,
+            t,
+            job,
+            &mut cache,
+        )
+        .unwrap();
         assert_eq!((s.scraped, s.samples.len(), s.stale.len()), (3, 2, 0));
         let s = parse_body(b"new 3\n", Format::PrometheusText, 7, t, job, &mut cache).unwrap();
         assert_eq!(s.stale.len(), 1);
         assert_eq!(s.stale[0].metric_name(), Some("keep"));
         // Two spellings of one series: the one that stays keeps it alive.
-        let s = parse_body(b"m{a=\"1\",b=\"2\"} 1\nm{b=\"2\",a=\"1\"} 1\n", Format::PrometheusText, 8, t, job, &mut cache).unwrap();
+        let s = parse_body(
+            b"m{a=\"1\",b=\"2\"} 1\nm{b=\"2\",a=\"1\"} 1\n",
+            Format::PrometheusText,
+            8,
+            t,
+            job,
+            &mut cache,
+        )
+        .unwrap();
         assert_eq!(s.stale.len(), 1); // "new"
-        let s = parse_body(b"m{b=\"2\",a=\"1\"} 1\n", Format::PrometheusText, 9, t, job, &mut cache).unwrap();
+        let s = parse_body(
+            b"m{b=\"2\",a=\"1\"} 1\n",
+            Format::PrometheusText,
+            9,
+            t,
+            job,
+            &mut cache,
+        )
+        .unwrap();
         assert!(s.stale.is_empty(), "{:?}", s.stale);
         assert_eq!(cache.live_series(), 1);
         assert_eq!(cache.fail().len(), 1);
         // Relabeling away __name__ fails the scrape, naming the line.
-        let err = parse_body(b"keep 1\nx{kill=\"yes\"} 1\n", Format::PrometheusText, 5, t, job, &mut ScrapeCache::default())
-            .err()
-            .unwrap();
-        assert!(err.contains("line 2") && err.contains("missing metric name"), "{err}");
+        let err = parse_body(
+            b"keep 1\nx{kill=\"yes\"} 1\n",
+            Format::PrometheusText,
+            5,
+            t,
+            job,
+            &mut ScrapeCache::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.contains("line 2") && err.contains("missing metric name"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -45,14 +45,24 @@ pub fn client_config(tls: &TlsConfig) -> Result<ClientConfig, String> {
         let mut roots = RootCertStore::empty();
         match &tls.ca_file {
             Some(path) => {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("tls_config: unable to load specified CA cert {}: {e}", path.display()))?;
+                let certs = CertificateDer::pem_file_iter(path).map_err(|e| {
+                    format!(
+                        "tls_config: unable to load specified CA cert {}: {e}",
+                        path.display()
+                    )
+                })?;
                 for cert in certs {
                     let cert = cert.map_err(|e| {
-                        format!("tls_config: unable to load specified CA cert {}: {e}", path.display())
+                        format!(
+                            "tls_config: unable to load specified CA cert {}: {e}",
+                            path.display()
+                        )
                     })?;
                     roots.add(cert).map_err(|e| {
-                        format!("tls_config: unable to use specified CA cert {}: {e}", path.display())
+                        format!(
+                            "tls_config: unable to use specified CA cert {}: {e}",
+                            path.display()
+                        )
                     })?;
                 }
                 if roots.is_empty() {
@@ -97,10 +107,16 @@ pub fn client_config(tls: &TlsConfig) -> Result<ClientConfig, String> {
             let chain = CertificateDer::pem_file_iter(cert)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| {
-                    format!("tls_config: unable to load client cert {}: {e}", cert.display())
+                    format!(
+                        "tls_config: unable to load client cert {}: {e}",
+                        cert.display()
+                    )
                 })?;
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                format!("tls_config: unable to load client key {}: {e}", key.display())
+                format!(
+                    "tls_config: unable to load client key {}: {e}",
+                    key.display()
+                )
             })?;
             builder
                 .with_client_auth_cert(chain, key)
@@ -185,7 +201,12 @@ impl ServerCertVerifier for SkipVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -194,7 +215,12 @@ impl ServerCertVerifier for SkipVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
