@@ -232,3 +232,61 @@ scrape_configs:
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_targets_reports_discovered_and_dropped_targets() {
+    arrowmon::scrape::tls::install_default_provider();
+    let addr = exporter(|| "x 1\n".into()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scrape.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "scrape_configs:\n  - job_name: app\n    scrape_interval: 1s\n    relabel_configs:\n      - source_labels: [__address__]\n        regex: 'gone:.*'\n        action: drop\n      - target_label: team\n        replacement: core\n    static_configs:\n      - targets: ['{addr}', 'gone:1']\n        labels: {{__meta_zone: eu}}\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpx_arrowmon"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", &listen])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{listen}/api/v1/targets");
+    let mut body = serde_json::Value::Null;
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(&url).await {
+            if let Ok(v) =
+                serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap_or_default())
+            {
+                if v["data"]["activeTargets"][0]["health"] == "up" {
+                    body = v;
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let active = &body["data"]["activeTargets"][0];
+    assert_eq!(active["labels"]["team"], "core", "{body}");
+    assert!(active["labels"].get("__meta_zone").is_none(), "{body}");
+    assert_eq!(active["discoveredLabels"]["__meta_zone"], "eu", "{body}");
+    assert_eq!(active["discoveredLabels"]["__address__"], addr.as_str());
+    assert!(active["discoveredLabels"].get("team").is_none(), "{body}");
+    let dropped = &body["data"]["droppedTargets"];
+    assert_eq!(dropped.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(dropped[0]["discoveredLabels"]["__address__"], "gone:1");
+    assert_eq!(dropped[0]["scrapePool"], "app");
+}
