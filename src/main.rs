@@ -169,11 +169,11 @@ fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     }
 }
 
-fn load_config(path: &PathBuf) -> Result<ScrapeConfig, String> {
+fn load_config(path: &std::path::Path) -> Result<ScrapeConfig, String> {
     ScrapeConfig::load_file(path)
 }
 
-fn check_config(path: &PathBuf) -> ExitCode {
+fn check_config(path: &std::path::Path) -> ExitCode {
     match load_config(path) {
         Ok(cfg) => {
             println!("{}: valid, {} job(s)", path.display(), cfg.jobs.len());

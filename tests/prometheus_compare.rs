@@ -17,15 +17,13 @@ use support::*;
 
 /// Differences between Prometheus 2.42 and Prometheus 3 (whose semantics arrowmon
 /// follows) that show in these exporters' series, and how each is normalised.
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
-    (
-        "le/quantile normalisation",
-        "Prometheus 3 rewrites the `le` of classic histogram buckets and the `quantile` \
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[(
+    "le/quantile normalisation",
+    "Prometheus 3 rewrites the `le` of classic histogram buckets and the `quantile` \
          of summaries to their canonical float text (le=\"1\" becomes le=\"1.0\"); 2.42 \
          stores them as the exporter wrote them. Both sides are compared with the value \
          parsed as a float and printed in one canonical form.",
-    ),
-];
+)];
 
 /// A process stopped by its PID when the test ends.
 struct Proc(Child);
@@ -195,21 +193,30 @@ scrape_configs:
     let am = format!("http://{am_listen}");
     let start = now_ms() as f64 / 1000.0;
     for base in [&prom, &am] {
-        eventually(Duration::from_secs(60), &format!("3 targets up on {base}"), || async {
-            (up_count(base).await? == 3).then_some(())
-        })
+        eventually(
+            Duration::from_secs(60),
+            &format!("3 targets up on {base}"),
+            || async { (up_count(base).await? == 3).then_some(()) },
+        )
         .await;
     }
     // A few more scrapes on both, so every series either side will see is there.
     tokio::time::sleep(Duration::from_secs(7)).await;
     let end = now_ms() as f64 / 1000.0;
-    let p = series(&prom, start - 60.0, end, true).await.expect("prometheus series");
-    let a = series(&am, start - 60.0, end, true).await.expect("arrowmon series");
+    let p = series(&prom, start - 60.0, end, true)
+        .await
+        .expect("prometheus series");
+    let a = series(&am, start - 60.0, end, true)
+        .await
+        .expect("arrowmon series");
     // The listed difference is real: without the normalisation the sets differ.
     let p_raw = series(&prom, start - 60.0, end, false).await.unwrap();
     let a_raw = series(&am, start - 60.0, end, false).await.unwrap();
     let raw_diff = p_raw.difference(&a_raw).count();
-    assert!(raw_diff > 0, "le/quantile normalisation no longer differs from 2.42");
+    assert!(
+        raw_diff > 0,
+        "le/quantile normalisation no longer differs from 2.42"
+    );
     println!("{raw_diff} series differ only by le/quantile normalisation");
     assert!(p.len() > 500, "too few series from prometheus: {}", p.len());
     let only_p: Vec<&String> = p.difference(&a).collect();
@@ -224,7 +231,10 @@ scrape_configs:
         only_a.iter().take(40).collect::<Vec<_>>()
     );
     // Relabeling took effect on both.
-    assert!(a.iter().any(|s| s.contains("shard=\"test-")), "no shard label");
+    assert!(
+        a.iter().any(|s| s.contains("shard=\"test-")),
+        "no shard label"
+    );
     assert!(!a.iter().any(|s| s.contains("mysql_global_variables_")));
     println!("{} series equal on both", a.len());
 }

@@ -24,7 +24,11 @@ async fn file_sd_targets_are_relabeled_and_follow_file_changes() {
         format!(r#"[{{"targets": ["{a}", "{b}"], "labels": {{"team": "db", "__meta_role": "primary"}}}}]"#),
     )
     .unwrap();
-    std::fs::write(&yaml, "- targets: ['dropped.invalid:1']\n  labels: {skip: 'yes'}\n").unwrap();
+    std::fs::write(
+        &yaml,
+        "- targets: ['dropped.invalid:1']\n  labels: {skip: 'yes'}\n",
+    )
+    .unwrap();
     let cfg = format!(
         r#"
 scrape_configs:
@@ -138,7 +142,11 @@ async fn honor_labels_and_metric_relabeling_of_target_labels() {
     let up = h.select(&[Matcher::equal("__name__", "up")]);
     assert_eq!(
         up[0].labels,
-        Labels::from_pairs([("__name__", "up"), ("instance", addr.as_str()), ("job", "outer")])
+        Labels::from_pairs([
+            ("__name__", "up"),
+            ("instance", addr.as_str()),
+            ("job", "outer")
+        ])
     );
     h.stop().await;
 }
@@ -183,7 +191,11 @@ scrape_configs:
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains(
             "target  http://127.0.0.1:9115/probe?module=http_2xx&target=https%3A%2F%2Fexample.org  {instance=\"https://example.org\", job=\"blackbox\"}"
@@ -219,4 +231,62 @@ scrape_configs:
             && stderr.contains("requires non-zero modulus"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_targets_reports_discovered_and_dropped_targets() {
+    arrowmon::scrape::tls::install_default_provider();
+    let addr = exporter(|| "x 1\n".into()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scrape.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "scrape_configs:\n  - job_name: app\n    scrape_interval: 1s\n    relabel_configs:\n      - source_labels: [__address__]\n        regex: 'gone:.*'\n        action: drop\n      - target_label: team\n        replacement: core\n    static_configs:\n      - targets: ['{addr}', 'gone:1']\n        labels: {{__meta_zone: eu}}\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpx_arrowmon"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", &listen])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{listen}/api/v1/targets");
+    let mut body = serde_json::Value::Null;
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(&url).await {
+            if let Ok(v) =
+                serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap_or_default())
+            {
+                if v["data"]["activeTargets"][0]["health"] == "up" {
+                    body = v;
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let active = &body["data"]["activeTargets"][0];
+    assert_eq!(active["labels"]["team"], "core", "{body}");
+    assert!(active["labels"].get("__meta_zone").is_none(), "{body}");
+    assert_eq!(active["discoveredLabels"]["__meta_zone"], "eu", "{body}");
+    assert_eq!(active["discoveredLabels"]["__address__"], addr.as_str());
+    assert!(active["discoveredLabels"].get("team").is_none(), "{body}");
+    let dropped = &body["data"]["droppedTargets"];
+    assert_eq!(dropped.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(dropped[0]["discoveredLabels"]["__address__"], "gone:1");
+    assert_eq!(dropped[0]["scrapePool"], "app");
 }

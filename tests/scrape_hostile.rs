@@ -186,10 +186,7 @@ async fn millions_of_series_stop_at_the_sample_limit_without_reading_the_body() 
         }
     })
     .await;
-    let h = Harness::start(&config(
-        &addr,
-        "    sample_limit: 1000\n",
-    ));
+    let h = Harness::start(&config(&addr, "    sample_limit: 1000\n"));
     let t = h.wait_scraped(Duration::from_secs(10)).await;
     assert_eq!(t.health, Health::Down);
     assert!(

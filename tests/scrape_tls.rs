@@ -65,10 +65,12 @@ async fn tls_exporter(pki: &Pki) -> String {
     for c in load_certs(&pki.dir.path().join("ca.pem")) {
         roots.add(c).unwrap();
     }
-    let client_verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .unwrap();
+    let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -573,34 +573,37 @@ fn build_job(
     let relabel_configs = relabel_list(rj.relabel_configs, "relabel_configs")?;
     let metric_relabel_configs = relabel_list(rj.metric_relabel_configs, "metric_relabel_configs")?;
 
-    let tls =
-        match rj.tls_config {
-            None => TlsConfig::default(),
-            Some(t) => {
-                match (&t.cert_file, &t.key_file) {
-                    (Some(c), None) => return Err(job_err(
+    let tls = match rj.tls_config {
+        None => TlsConfig::default(),
+        Some(t) => {
+            match (&t.cert_file, &t.key_file) {
+                (Some(c), None) => {
+                    return Err(job_err(
                         &name,
                         format!(
                             "tls_config: client cert file {c:?} specified without client key file"
                         ),
-                    )),
-                    (None, Some(k)) => return Err(job_err(
+                    ))
+                }
+                (None, Some(k)) => {
+                    return Err(job_err(
                         &name,
                         format!(
                             "tls_config: client key file {k:?} specified without client cert file"
                         ),
-                    )),
-                    _ => {}
+                    ))
                 }
-                TlsConfig {
-                    ca_file: t.ca_file.map(PathBuf::from),
-                    cert_file: t.cert_file.map(PathBuf::from),
-                    key_file: t.key_file.map(PathBuf::from),
-                    server_name: t.server_name.filter(|s| !s.is_empty()),
-                    insecure_skip_verify: t.insecure_skip_verify,
-                }
+                _ => {}
             }
-        };
+            TlsConfig {
+                ca_file: t.ca_file.map(PathBuf::from),
+                cert_file: t.cert_file.map(PathBuf::from),
+                key_file: t.key_file.map(PathBuf::from),
+                server_name: t.server_name.filter(|s| !s.is_empty()),
+                insecure_skip_verify: t.insecure_skip_verify,
+            }
+        }
+    };
 
     let mut file_sd = Vec::new();
     for (i, f) in rj.file_sd_configs.into_iter().enumerate() {

@@ -246,7 +246,7 @@ impl JobRunner {
                 client: self.client.clone(),
                 store: self.store.clone(),
                 status: status.clone(),
-                previous: HashSet::new(),
+                cache: ScrapeCache::default(),
             };
             let handle = tokio::spawn(scrape_loop.run(stop_rx));
             self.loops.insert(
@@ -327,8 +327,9 @@ struct ScrapeLoop {
     client: Result<reqwest::Client, String>,
     store: Arc<Store>,
     status: Arc<RwLock<TargetStatus>>,
-    /// Series of the last successful scrape, for staleness markers.
-    previous: HashSet<Labels>,
+    /// Series of the recent scrapes: labels per raw series text, and which were
+    /// in the last successful scrape (for staleness markers).
+    cache: ScrapeCache,
 }
 
 /// A failed scrape: why, in words fit for the health check.
@@ -340,6 +341,8 @@ pub struct Scraped {
     pub samples: Vec<AppendSample>,
     /// Samples in the body, before metric relabeling.
     pub scraped: usize,
+    /// Series of the previous successful scrape that this one no longer has.
+    pub stale: Vec<Labels>,
     pub metadata: Vec<MetricMetadata>,
 }
 
@@ -373,8 +376,9 @@ impl ScrapeLoop {
         }
         // The target went away: its series end here.
         let stale: Vec<AppendSample> = self
-            .previous
-            .drain()
+            .cache
+            .fail()
+            .into_iter()
             .map(|labels| AppendSample {
                 labels,
                 timestamp_ms: now_ms(),
@@ -402,16 +406,13 @@ impl ScrapeLoop {
             Ok(scraped) => {
                 let count = scraped.scraped;
                 let post = scraped.samples.len();
-                let current: HashSet<Labels> =
-                    scraped.samples.iter().map(|s| s.labels.clone()).collect();
-                for gone in self.previous.difference(&current) {
+                for gone in scraped.stale {
                     batch.push(AppendSample {
-                        labels: gone.clone(),
+                        labels: gone,
                         timestamp_ms: ts,
                         value: stale_nan(),
                     });
                 }
-                self.previous = current;
                 batch.extend(scraped.samples);
                 self.status
                     .write()
@@ -421,7 +422,7 @@ impl ScrapeLoop {
             }
             Err(e) => {
                 // A failed scrape ends every series the target had, as in Prometheus.
-                for gone in self.previous.drain() {
+                for gone in self.cache.fail() {
                     batch.push(AppendSample {
                         labels: gone,
                         timestamp_ms: ts,
@@ -450,10 +451,10 @@ impl ScrapeLoop {
         status.last_error = error;
         status.last_scrape_ms = ts;
         status.last_duration = duration;
-        status.series = self.previous.len();
+        status.series = self.cache.live_series();
     }
 
-    async fn fetch_and_parse(&self, ts: i64) -> Result<Scraped, ScrapeError> {
+    async fn fetch_and_parse(&mut self, ts: i64) -> Result<Scraped, ScrapeError> {
         let url = &self.target.url;
         let fail = |what: String| ScrapeError(format!("{url}: {what}"));
         let client = self.client.as_ref().map_err(|e| fail(e.clone()))?;
@@ -531,11 +532,15 @@ impl ScrapeLoop {
         }
         let body = exposition::decode_body(&raw, content_encoding.as_deref(), limit)
             .map_err(|e| fail(e.to_string()))?;
-        self.parse(&body, format, ts).map_err(fail)
-    }
-
-    fn parse(&self, body: &[u8], format: Format, ts: i64) -> Result<Scraped, String> {
-        parse_body(body, format, ts, &self.target.labels, &self.job)
+        parse_body(
+            &body,
+            format,
+            ts,
+            &self.target.labels,
+            &self.job,
+            &mut self.cache,
+        )
+        .map_err(fail)
     }
 }
 
@@ -578,21 +583,104 @@ fn sample_limit_error(limit: u64) -> String {
     format!("sample limit exceeded (sample_limit: {limit})")
 }
 
+/// What one raw series (metric name and label text as written in the body)
+/// becomes: its labels after target labels and metric relabeling, or `None` when
+/// relabeling drops it.
+struct CacheEntry {
+    labels: Option<Labels>,
+    /// The scrape that last saw it.
+    seen: u64,
+    /// Whether it was stored by the last successful scrape.
+    live: bool,
+}
+
+/// Prometheus's scrape cache: a series seen before skips label building,
+/// relabeling and limit checks; and the cache knows which series the last
+/// successful scrape had, for staleness markers.
+#[derive(Default)]
+pub struct ScrapeCache {
+    entries: HashMap<Box<[u8]>, CacheEntry, foldhash::fast::RandomState>,
+    iteration: u64,
+    key: Vec<u8>,
+}
+
+impl ScrapeCache {
+    /// Series stored by the last successful scrape.
+    pub fn live_series(&self) -> usize {
+        self.entries
+            .values()
+            .filter(|e| e.live && e.labels.is_some())
+            .count()
+    }
+
+    /// A scrape failed (or the target went away): every series of the last
+    /// successful scrape ends. Returns them and forgets everything.
+    pub fn fail(&mut self) -> Vec<Labels> {
+        let mut out: Vec<Labels> = self
+            .entries
+            .drain()
+            .filter(|(_, e)| e.live)
+            .filter_map(|(_, e)| e.labels)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// A scrape succeeded: marks what it saw as live, drops the rest, and returns
+    /// the series that were live and are gone now.
+    fn finish(&mut self) -> Vec<Labels> {
+        let it = self.iteration;
+        let mut gone = Vec::new();
+        self.entries.retain(|_, e| {
+            if e.seen == it {
+                e.live = true;
+                true
+            } else {
+                if e.live {
+                    if let Some(l) = e.labels.take() {
+                        gone.push(l);
+                    }
+                }
+                false
+            }
+        });
+        if !gone.is_empty() {
+            // Another spelling of the same series may still be there.
+            let current: HashSet<&Labels> = self
+                .entries
+                .values()
+                .filter_map(|e| e.labels.as_ref())
+                .collect();
+            gone.retain(|l| !current.contains(l));
+            gone.sort();
+            gone.dedup();
+        }
+        gone
+    }
+}
+
 /// Parses a body into the samples to append: target labels attached
 /// (`honor_labels`), `metric_relabel_configs` applied, then the label limits and
-/// `sample_limit` checked on what is left, as Prometheus's scrape loop does.
+/// `sample_limit` checked on what is left, as Prometheus's scrape loop does. The
+/// cache carries what earlier scrapes of the same target learnt; on an error the
+/// caller ends the target's series with [`ScrapeCache::fail`].
 pub fn parse_body(
     body: &[u8],
     format: Format,
     ts: i64,
     target_labels: &Labels,
     job: &ScrapeJob,
+    cache: &mut ScrapeCache,
 ) -> Result<Scraped, String> {
+    cache.iteration += 1;
+    let it = cache.iteration;
     let mut parser = Parser::new(body, format, ParserOptions::default());
     let mut metadata = MetadataCollector::new();
     let mut samples = Vec::new();
     let mut scraped = 0usize;
     let limits = &job.limits;
+    let mut key = std::mem::take(&mut cache.key);
     loop {
         let entry = match parser.next() {
             Ok(Some(e)) => e,
@@ -604,23 +692,34 @@ pub fn parse_body(
             continue;
         };
         scraped += 1;
-        let parsed = sample.to_labels().map_err(|e| e.to_string())?;
-        let merged = merge_target_labels(target_labels, parsed, job.honor_labels);
-        let labels = if job.metric_relabel_configs.is_empty() {
-            merged
-        } else {
-            match relabel::process(&merged, &job.metric_relabel_configs) {
-                Some(l) => l,
-                None => continue,
+        key.clear();
+        key.extend_from_slice(sample.name().as_bytes());
+        // 0xff never occurs in UTF-8 text, so the parts cannot run together. The
+        // family type is part of the key: it decides le/quantile normalisation.
+        key.push(0xff);
+        key.push(sample.metric_type() as u8);
+        key.extend_from_slice(sample.raw_label_set().as_bytes());
+        let labels = match cache.entries.get_mut(key.as_slice()) {
+            Some(e) => {
+                e.seen = it;
+                e.labels.clone()
+            }
+            None => {
+                let labels = series_labels(&sample, target_labels, job)?;
+                cache.entries.insert(
+                    key.as_slice().into(),
+                    CacheEntry {
+                        labels: labels.clone(),
+                        seen: it,
+                        live: false,
+                    },
+                );
+                labels
             }
         };
-        if labels.metric_name().is_none() {
-            return Err(format!(
-                "line {}: missing metric name (__name__ label) after metric relabeling: {labels}",
-                sample.line
-            ));
-        }
-        check_label_limits(&labels, limits).map_err(|e| format!("line {}: {e}", sample.line))?;
+        let Some(labels) = labels else {
+            continue;
+        };
         if limits.sample_limit > 0 && samples.len() as u64 >= limits.sample_limit {
             return Err(sample_limit_error(limits.sample_limit));
         }
@@ -634,11 +733,41 @@ pub fn parse_body(
             value: sample.value,
         });
     }
+    cache.key = key;
+    let stale = cache.finish();
     Ok(Scraped {
         samples,
         scraped,
+        stale,
         metadata: metadata.finish(),
     })
+}
+
+/// The labels a newly seen series is stored with, `None` when metric relabeling
+/// drops it.
+fn series_labels(
+    sample: &exposition::Sample<'_>,
+    target_labels: &Labels,
+    job: &ScrapeJob,
+) -> Result<Option<Labels>, String> {
+    let parsed = sample.to_labels().map_err(|e| e.to_string())?;
+    let merged = merge_target_labels(target_labels, parsed, job.honor_labels);
+    let labels = if job.metric_relabel_configs.is_empty() {
+        merged
+    } else {
+        match relabel::process(&merged, &job.metric_relabel_configs) {
+            Some(l) => l,
+            None => return Ok(None),
+        }
+    };
+    if labels.metric_name().is_none() {
+        return Err(format!(
+            "line {}: missing metric name (__name__ label) after metric relabeling: {labels}",
+            sample.line
+        ));
+    }
+    check_label_limits(&labels, &job.limits).map_err(|e| format!("line {}: {e}", sample.line))?;
+    Ok(Some(labels))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -764,12 +893,58 @@ mod tests {
         .unwrap();
         let job = &cfg.jobs[0];
         let t = &job.targets[0].labels;
-        let s = parse_body(b"keep 1\ndrop_me 2\n", Format::PrometheusText, 5, t, job).unwrap();
+        let mut cache = ScrapeCache::default();
+        let s = parse_body(
+            b"keep 1\ndrop_me 2\n",
+            Format::PrometheusText,
+            5,
+            t,
+            job,
+            &mut cache,
+        )
+        .unwrap();
         assert_eq!((s.scraped, s.samples.len()), (2, 1));
         assert_eq!(
             s.samples[0].labels,
             Labels::from_pairs([("__name__", "keep"), ("instance", "h:1"), ("job", "j")])
         );
+        // Cached: the same answer again, nothing stale; then a series goes away.
+        let s = parse_body(
+            b"keep 1\ndrop_me 2\nnew 3\n",
+            Format::PrometheusText,
+            6,
+            t,
+            job,
+            &mut cache,
+        )
+        .unwrap();
+        assert_eq!((s.scraped, s.samples.len(), s.stale.len()), (3, 2, 0));
+        let s = parse_body(b"new 3\n", Format::PrometheusText, 7, t, job, &mut cache).unwrap();
+        assert_eq!(s.stale.len(), 1);
+        assert_eq!(s.stale[0].metric_name(), Some("keep"));
+        // Two spellings of one series: the one that stays keeps it alive.
+        let s = parse_body(
+            b"m{a=\"1\",b=\"2\"} 1\nm{b=\"2\",a=\"1\"} 1\n",
+            Format::PrometheusText,
+            8,
+            t,
+            job,
+            &mut cache,
+        )
+        .unwrap();
+        assert_eq!(s.stale.len(), 1); // "new"
+        let s = parse_body(
+            b"m{b=\"2\",a=\"1\"} 1\n",
+            Format::PrometheusText,
+            9,
+            t,
+            job,
+            &mut cache,
+        )
+        .unwrap();
+        assert!(s.stale.is_empty(), "{:?}", s.stale);
+        assert_eq!(cache.live_series(), 1);
+        assert_eq!(cache.fail().len(), 1);
         // Relabeling away __name__ fails the scrape, naming the line.
         let err = parse_body(
             b"keep 1\nx{kill=\"yes\"} 1\n",
@@ -777,6 +952,7 @@ mod tests {
             5,
             t,
             job,
+            &mut ScrapeCache::default(),
         )
         .err()
         .unwrap();
