@@ -103,6 +103,16 @@ scrape_configs:
     .await;
     let b_vals = &h.series_named("b_metric")[0].values;
     assert!(is_stale(*b_vals.last().unwrap()), "{b_vals:?}");
+    // The target's own up series ends too.
+    let b_up = h.select(&[
+        Matcher::equal("__name__", "up"),
+        Matcher::equal("instance", &b),
+    ]);
+    assert!(
+        is_stale(*b_up[0].values.last().unwrap()),
+        "{:?}",
+        b_up[0].values
+    );
     let a_vals = &h.series_named("a_metric")[0].values;
     assert!(
         a_vals.iter().all(|v| !is_stale(*v)),

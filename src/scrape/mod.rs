@@ -332,6 +332,15 @@ struct ScrapeLoop {
     cache: ScrapeCache,
 }
 
+/// The series every scrape reports about itself.
+const REPORT_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
 /// A failed scrape: why, in words fit for the health check.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -374,14 +383,27 @@ impl ScrapeLoop {
             }
             self.scrape_once().await;
         }
-        // The target went away: its series end here.
-        let stale: Vec<AppendSample> = self
-            .cache
-            .fail()
+        // The target went away: its series end here, its up and scrape_* series
+        // too (Prometheus's reportStale).
+        let ts = now_ms();
+        let mut gone = self.cache.fail();
+        let scraped_before = self
+            .status
+            .read()
+            .map(|s| s.last_scrape_ms > 0)
+            .unwrap_or(true);
+        if scraped_before {
+            gone.extend(
+                REPORT_SERIES
+                    .iter()
+                    .map(|name| with_name(&self.target.labels, name)),
+            );
+        }
+        let stale: Vec<AppendSample> = gone
             .into_iter()
             .map(|labels| AppendSample {
                 labels,
-                timestamp_ms: now_ms(),
+                timestamp_ms: ts,
                 value: stale_nan(),
             })
             .collect();
