@@ -314,6 +314,9 @@ fn ipc_size(batch: &RecordBatch, codec: Option<arrow_ipc::CompressionType>) -> u
     buf.len()
 }
 
+/// Parquet is measured only with `--features format-comparison`: it is a large
+/// dependency the product does not use, kept out of the test suite's build.
+#[cfg(feature = "format-comparison")]
 fn parquet_size(batch: &RecordBatch, encodings: &[(&str, parquet::basic::Encoding)]) -> usize {
     use parquet::basic::{Compression, ZstdLevel};
     use parquet::file::properties::WriterProperties;
@@ -332,6 +335,7 @@ fn parquet_size(batch: &RecordBatch, encodings: &[(&str, parquet::basic::Encodin
 }
 
 fn format_figures(series: usize) {
+    #[cfg(feature = "format-comparison")]
     use parquet::basic::Encoding;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), bench_opts()).unwrap();
@@ -388,7 +392,7 @@ fn format_figures(series: usize) {
         ],
     )
     .unwrap();
-    let rows: [(&str, usize); 7] = [
+    let rows: Vec<(&str, usize)> = vec![
         (
             "arrow IPC + ZSTD(3), raw t/f64 columns",
             ipc_size(&raw, Some(arrow_ipc::CompressionType::ZSTD)),
@@ -405,38 +409,45 @@ fn format_figures(series: usize) {
             "arrow IPC + ZSTD(3), transformed columns (samples only)",
             ipc_size(&enc, Some(arrow_ipc::CompressionType::ZSTD)),
         ),
-        (
-            "parquet ZSTD(3), t DELTA_BINARY_PACKED, v BYTE_STREAM_SPLIT (raw f64)",
-            parquet_size(
-                &raw,
-                &[
-                    ("t", Encoding::DELTA_BINARY_PACKED),
-                    ("series", Encoding::DELTA_BINARY_PACKED),
-                    ("v", Encoding::BYTE_STREAM_SPLIT),
-                ],
-            ),
-        ),
-        (
-            "parquet ZSTD(3), t DELTA_BINARY_PACKED, v PLAIN (raw f64)",
-            parquet_size(
-                &raw,
-                &[
-                    ("t", Encoding::DELTA_BINARY_PACKED),
-                    ("series", Encoding::DELTA_BINARY_PACKED),
-                ],
-            ),
-        ),
-        (
-            "parquet ZSTD(3), transformed columns DELTA_BINARY_PACKED",
-            parquet_size(
-                &enc,
-                &[
-                    ("t", Encoding::DELTA_BINARY_PACKED),
-                    ("v", Encoding::DELTA_BINARY_PACKED),
-                ],
-            ),
-        ),
     ];
+    #[cfg(feature = "format-comparison")]
+    let rows = {
+        let mut rows = rows;
+        rows.extend([
+            (
+                "parquet ZSTD(3), t DELTA_BINARY_PACKED, v BYTE_STREAM_SPLIT (raw f64)",
+                parquet_size(
+                    &raw,
+                    &[
+                        ("t", Encoding::DELTA_BINARY_PACKED),
+                        ("series", Encoding::DELTA_BINARY_PACKED),
+                        ("v", Encoding::BYTE_STREAM_SPLIT),
+                    ],
+                ),
+            ),
+            (
+                "parquet ZSTD(3), t DELTA_BINARY_PACKED, v PLAIN (raw f64)",
+                parquet_size(
+                    &raw,
+                    &[
+                        ("t", Encoding::DELTA_BINARY_PACKED),
+                        ("series", Encoding::DELTA_BINARY_PACKED),
+                    ],
+                ),
+            ),
+            (
+                "parquet ZSTD(3), transformed columns DELTA_BINARY_PACKED",
+                parquet_size(
+                    &enc,
+                    &[
+                        ("t", Encoding::DELTA_BINARY_PACKED),
+                        ("v", Encoding::DELTA_BINARY_PACKED),
+                    ],
+                ),
+            ),
+        ]);
+        rows
+    };
     for (name, bytes) in rows {
         println!("  {name}: {:.3} bytes/sample", bytes as f64 / ns);
     }

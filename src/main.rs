@@ -267,11 +267,11 @@ fn promql_test(files: &[PathBuf], known: Option<PathBuf>) -> ExitCode {
 /// Appends every sample of an OpenMetrics file to the store in `data_dir`, in
 /// batches, then makes it durable. Samples without a timestamp are refused: a
 /// backfill must say when each value was.
-fn import_openmetrics(file: &PathBuf, data_dir: &PathBuf) -> Result<u64, String> {
+fn import_openmetrics(file: &std::path::Path, data_dir: &std::path::Path) -> Result<u64, String> {
     use arrowmon::scrape::exposition::{Entry, Format, Parser, ParserOptions};
     use arrowmon::store::{AppendSample, Store};
     let body = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let store = Store::open(data_dir).map_err(|e| e.to_string())?;
+    let store = Store::open(&arrowmon::tenant::store_dir(data_dir)).map_err(|e| e.to_string())?;
     let mut parser = Parser::new(&body, Format::OpenMetrics, ParserOptions::default());
     let mut batch = Vec::with_capacity(10_000);
     let mut total = 0u64;

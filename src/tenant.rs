@@ -14,6 +14,12 @@ use crate::config::ScrapeConfig;
 use crate::scrape::{DroppedTargetStatus, ScrapeManager, TargetStatus};
 use crate::store::{Store, StoreOptions};
 
+/// Where a tenant folder keeps its store (beside its `settings.json`); standalone
+/// `serve` and `import` use the same layout in their `--data-dir`.
+pub fn store_dir(tenant_dir: &Path) -> PathBuf {
+    tenant_dir.join("data")
+}
+
 /// One tenant's running state.
 pub struct Tenant {
     pub store: Arc<Store>,
@@ -95,7 +101,7 @@ pub struct TenantHealth {
 
 impl Tenant {
     pub fn open(dir: &Path, secrets: SecretMode, opts: StoreOptions) -> Result<Tenant, String> {
-        let store = Store::open_with(&dir.join("data"), opts).map_err(|e| e.to_string())?;
+        let store = Store::open_with(&store_dir(dir), opts).map_err(|e| e.to_string())?;
         Ok(Tenant {
             store: Arc::new(store),
             dir: dir.to_path_buf(),

@@ -166,6 +166,7 @@ fn check_config_lists_targets_and_rejects_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn imported_history_is_served_after_restart() {
+    arrowmon::scrape::tls::install_default_provider();
     let dir = tempfile::tempdir().unwrap();
     let om = dir.path().join("history.om");
     // 20 minutes of a counter at 15 s, offset 3 s from the minute grid.

@@ -2,7 +2,7 @@ import { DataSourceInstanceSettings, dateTime, ScopedVars, TimeRange, TypedVaria
 import { setTemplateSrv, TemplateSrv } from '@grafana/runtime';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 
-import { DataSource } from './datasource';
+import { DataSource, escapeRegex } from './datasource';
 import { Options, Query } from './types';
 
 interface FakeVariable {
@@ -106,6 +106,13 @@ describe('DataSource', () => {
   it('formats multi-value variables as a regex alternation in expr', () => {
     const out = ds.applyTemplateVariables({ refId: 'A', expr: 'up{instance=~"$instance"}' }, {});
     expect(out.expr).toBe('up{instance=~"(db1:9104|db2:9104)"}');
+  });
+
+  it('escapes regex characters in variable values as PromQL strings need them', () => {
+    // `10.0.0.1` must reach Prometheus as the regex `10\.0\.0\.1`, written in a
+    // double-quoted PromQL string as `10\\.0\\.0\\.1`.
+    expect(escapeRegex('10.0.0.1')).toBe('10\\\\.0\\\\.0\\\\.1');
+    expect(escapeRegex('a\\b')).toBe('a\\\\\\\\b');
   });
 
   it('keeps $__interval as a min step', () => {

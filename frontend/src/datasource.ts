@@ -37,9 +37,13 @@ function withoutBackendMacros(scopedVars: ScopedVars | undefined): ScopedVars {
   return vars;
 }
 
-/** Escapes the characters that are special in a PromQL (RE2) regex. */
+/**
+ * Escapes a variable value for use inside a double-quoted PromQL regex, as Grafana's
+ * Prometheus datasource does: the regex needs `\.`, and the PromQL string literal
+ * needs that backslash doubled, so the query text carries `\\.`.
+ */
 export function escapeRegex(value: string): string {
-  return value.replace(/[\\^$*+?.()|{}[\]]/g, '\\$&');
+  return value.replace(/\\/g, '\\\\\\\\').replace(/[$^*{}[\]'+?.()|]/g, '\\\\$&');
 }
 
 interface VariableLike {

@@ -351,7 +351,7 @@ fn heatmap_frames(ref_id: &str, plan: &Plan, series: &[crate::promql::Series]) -
         let Some(le) = s
             .labels
             .get("le")
-            .and_then(|v| crate::promql::functions::parse_go_float(v))
+            .and_then(crate::promql::functions::parse_go_float)
         else {
             continue;
         };
