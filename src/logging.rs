@@ -36,6 +36,13 @@ impl<S: Subscriber> Layer<S> for HclogLayer {
         if *meta.level() > self.min {
             return;
         }
+        // Debug lines of our own code only; the libraries' (h2, hyper) would flood
+        // Grafana's log with one line per frame.
+        let ours =
+            meta.target().starts_with("arrowmon") || meta.target().starts_with("gpx_arrowmon");
+        if *meta.level() > Level::INFO && !ours {
+            return;
+        }
         let mut fields = FieldCollector::default();
         event.record(&mut fields);
         let line = hclog_line(

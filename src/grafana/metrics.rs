@@ -9,56 +9,88 @@ use crate::tenant::Tenant;
 
 pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
     let mut out = String::new();
-    let families: [(&str, &str, &str); 4] = [
-        (
-            "arrowmon_samples_appended_total",
-            "counter",
-            "Samples appended to the store.",
-        ),
-        (
-            "arrowmon_active_series",
-            "gauge",
-            "Series in the in-memory head.",
-        ),
-        ("arrowmon_targets", "gauge", "Scrape targets by health."),
-        ("arrowmon_tenants", "gauge", "Datasource instances served."),
-    ];
-    for (name, kind, help) in families {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        match name {
-            "arrowmon_tenants" => {
-                let _ = writeln!(out, "{name} {}", tenants.len());
-            }
-            _ => {
-                for (tenant_name, t) in tenants {
-                    let tl = crate::labels::go_quote(tenant_name);
-                    match name {
-                        "arrowmon_samples_appended_total" => {
-                            let _ = writeln!(
-                                out,
-                                "{name}{{tenant={tl}}} {}",
-                                t.store.samples_appended()
-                            );
-                        }
-                        "arrowmon_active_series" => {
-                            let _ =
-                                writeln!(out, "{name}{{tenant={tl}}} {}", t.store.series_count());
-                        }
-                        _ => {
-                            let targets = t.targets().await;
-                            for (h, hn) in [
-                                (Health::Up, "up"),
-                                (Health::Down, "down"),
-                                (Health::Unknown, "unknown"),
-                            ] {
-                                let n = targets.iter().filter(|x| x.health == h).count();
-                                let _ = writeln!(out, "{name}{{health=\"{hn}\",tenant={tl}}} {n}");
-                            }
-                        }
-                    }
-                }
-            }
+    let _ = writeln!(
+        out,
+        "# HELP arrowmon_tenants Datasource instances served.\n# TYPE arrowmon_tenants gauge\narrowmon_tenants {}",
+        tenants.len()
+    );
+    // Per tenant: (name, type, help, value).
+    let mut rows: Vec<(&str, &str, &str, String, String)> = Vec::new();
+    for (tenant_name, t) in tenants {
+        let tl = crate::labels::go_quote(tenant_name);
+        let stats = t.store.stats();
+        let per_tenant: [(&str, &str, &str, u64); 7] = [
+            (
+                "arrowmon_samples_appended_total",
+                "counter",
+                "Samples appended to the store.",
+                t.store.samples_appended(),
+            ),
+            (
+                "arrowmon_active_series",
+                "gauge",
+                "Series in the in-memory head.",
+                t.store.series_count() as u64,
+            ),
+            (
+                "arrowmon_out_of_order_samples_total",
+                "counter",
+                "Samples refused as older than their series' newest.",
+                stats.out_of_order,
+            ),
+            (
+                "arrowmon_duplicate_samples_total",
+                "counter",
+                "Samples refused as another value at an existing timestamp.",
+                stats.duplicates,
+            ),
+            (
+                "arrowmon_blocks",
+                "gauge",
+                "Immutable blocks on disk.",
+                stats.blocks,
+            ),
+            (
+                "arrowmon_block_bytes",
+                "gauge",
+                "Bytes of the blocks on disk.",
+                stats.block_bytes,
+            ),
+            (
+                "arrowmon_storage_bytes",
+                "gauge",
+                "Bytes the store keeps on disk (WAL and blocks).",
+                dir_bytes(t.store.dir()),
+            ),
+        ];
+        for (name, kind, help, v) in per_tenant {
+            rows.push((name, kind, help, format!("{{tenant={tl}}}"), v.to_string()));
         }
+        let targets = t.targets().await;
+        for (h, hn) in [
+            (Health::Up, "up"),
+            (Health::Down, "down"),
+            (Health::Unknown, "unknown"),
+        ] {
+            let n = targets.iter().filter(|x| x.health == h).count();
+            rows.push((
+                "arrowmon_targets",
+                "gauge",
+                "Scrape targets by health.",
+                format!("{{health=\"{hn}\",tenant={tl}}}"),
+                n.to_string(),
+            ));
+        }
+    }
+    // One HELP/TYPE per family, its samples together.
+    rows.sort_by(|a, b| a.0.cmp(b.0));
+    let mut last = "";
+    for (name, kind, help, labels, value) in &rows {
+        if *name != last {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            last = name;
+        }
+        let _ = writeln!(out, "{name}{labels} {value}");
     }
     let name = "arrowmon_query_duration_seconds";
     let _ = writeln!(
@@ -83,4 +115,19 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
         );
     }
     out
+}
+
+/// Bytes of every file below `dir` (0 for what cannot be read).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
