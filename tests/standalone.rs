@@ -9,6 +9,25 @@ use std::time::Duration;
 use serde_json::Value;
 use support::*;
 
+/// `gpx_arrowmon serve` with a config, a data dir and a listen address.
+fn spawn_serve(
+    config: &std::path::Path,
+    data_dir: &std::path::Path,
+    listen: &str,
+) -> std::process::Child {
+    Command::new(binary())
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", listen])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -32,16 +51,7 @@ async fn serve_scrapes_and_answers_the_prometheus_api() {
     .unwrap();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--listen", &listen])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(&cfg, &dir.path().join("data"), &listen);
     let base = format!("http://{listen}");
     arrowmon::scrape::tls::install_default_provider();
     let client = reqwest::Client::new();
@@ -199,16 +209,7 @@ async fn imported_history_is_served_after_restart() {
     let cfg = dir.path().join("empty.yml");
     std::fs::write(&cfg, "scrape_configs: []\n").unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--listen", &listen])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(&cfg, &data, &listen);
     let url = format!(
         "http://{listen}/api/v1/query?query=rate(requests_total[5m])&time={}",
         t0 + 600
@@ -240,16 +241,7 @@ async fn promtool_queries_standalone_arrowmon() {
     let cfg = dir.path().join("scrape.yml");
     std::fs::write(&cfg, format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n")).unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--listen", &listen])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(&cfg, &dir.path().join("data"), &listen);
     let server = format!("http://{listen}");
     let start = now_ms() / 1000;
     let promtool = |args: Vec<String>| {
