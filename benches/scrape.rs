@@ -118,10 +118,10 @@ fn job(relabel: bool) -> ScrapeJob {
 /// One scrape's work: parse, label, relabel, append. Returns samples appended.
 fn scrape(body: &[u8], job: &ScrapeJob, cache: &mut ScrapeCache, store: &Store, ts: i64) -> usize {
     let target = &job.targets[0].labels;
-    let scraped =
-        parse_body(body, Format::PrometheusText, ts, target, job, cache).expect("valid body");
+    let scraped = parse_body(body, Format::PrometheusText, ts, target, job, cache, store)
+        .expect("valid body");
     let n = scraped.samples.len();
-    store.append(&scraped.samples);
+    store.append_refs(&scraped.samples);
     n
 }
 
@@ -177,6 +177,7 @@ fn bench(c: &mut Criterion) {
                     &job.targets[0].labels,
                     &job,
                     &mut cache,
+                    &store,
                 );
                 black_box(s.map(|s| s.samples.len()).unwrap_or(0));
                 best_parse = best_parse.min(t.elapsed());

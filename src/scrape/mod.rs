@@ -21,7 +21,7 @@ use crate::config::targets::resolve_groups;
 use crate::config::{Auth, DroppedTarget, ScrapeConfig, ScrapeJob, Target};
 use crate::labels::{Label, Labels, METRIC_NAME};
 use crate::promql::stale_nan;
-use crate::store::{AppendSample, Store};
+use crate::store::{AppendSample, RefSample, SeriesId, SeriesRef, Store};
 use exposition::{Entry, Format, MetadataCollector, MetricMetadata, Parser, ParserOptions};
 
 /// Milliseconds since the epoch, now.
@@ -347,11 +347,13 @@ const REPORT_SERIES: [&str; 5] = [
 pub struct ScrapeError(pub String);
 
 pub struct Scraped {
-    pub samples: Vec<AppendSample>,
+    pub samples: Vec<RefSample>,
     /// Samples in the body, before metric relabeling.
     pub scraped: usize,
+    /// Series this scrape created in the store.
+    pub series_added: u64,
     /// Series of the previous successful scrape that this one no longer has.
-    pub stale: Vec<Labels>,
+    pub stale: Vec<SeriesRef>,
     pub metadata: Vec<MetricMetadata>,
 }
 
@@ -386,28 +388,29 @@ impl ScrapeLoop {
         // The target went away: its series end here, its up and scrape_* series
         // too (Prometheus's reportStale).
         let ts = now_ms();
-        let mut gone = self.cache.fail();
+        let gone: Vec<RefSample> = self
+            .cache
+            .fail()
+            .into_iter()
+            .map(|series| stale_marker(series, ts))
+            .collect();
+        self.store.append_refs(&gone);
         let scraped_before = self
             .status
             .read()
             .map(|s| s.last_scrape_ms > 0)
             .unwrap_or(true);
         if scraped_before {
-            gone.extend(
-                REPORT_SERIES
-                    .iter()
-                    .map(|name| with_name(&self.target.labels, name)),
-            );
+            let reports: Vec<AppendSample> = REPORT_SERIES
+                .iter()
+                .map(|name| AppendSample {
+                    labels: with_name(&self.target.labels, name),
+                    timestamp_ms: ts,
+                    value: stale_nan(),
+                })
+                .collect();
+            self.store.append(&reports);
         }
-        let stale: Vec<AppendSample> = gone
-            .into_iter()
-            .map(|labels| AppendSample {
-                labels,
-                timestamp_ms: ts,
-                value: stale_nan(),
-            })
-            .collect();
-        self.store.append(&stale);
     }
 
     async fn scrape_once(&mut self) {
@@ -424,17 +427,13 @@ impl ScrapeLoop {
             ))),
         };
         let mut batch = Vec::new();
+        let mut series_added = 0;
         let (up, scraped_count, post_relabel, error) = match result {
             Ok(scraped) => {
                 let count = scraped.scraped;
                 let post = scraped.samples.len();
-                for gone in scraped.stale {
-                    batch.push(AppendSample {
-                        labels: gone,
-                        timestamp_ms: ts,
-                        value: stale_nan(),
-                    });
-                }
+                series_added = scraped.series_added;
+                batch.extend(scraped.stale.into_iter().map(|s| stale_marker(s, ts)));
                 batch.extend(scraped.samples);
                 self.status
                     .write()
@@ -444,18 +443,12 @@ impl ScrapeLoop {
             }
             Err(e) => {
                 // A failed scrape ends every series the target had, as in Prometheus.
-                for gone in self.cache.fail() {
-                    batch.push(AppendSample {
-                        labels: gone,
-                        timestamp_ms: ts,
-                        value: stale_nan(),
-                    });
-                }
+                batch.extend(self.cache.fail().into_iter().map(|s| stale_marker(s, ts)));
                 tracing::warn!(target_url = %self.target.url, error = %e, "scrape failed");
                 (0.0, 0, 0, e.0)
             }
         };
-        let outcome = self.store.append(&batch);
+        let outcome = self.store.append_refs(&batch);
         let report = |name: &str, value: f64| AppendSample {
             labels: with_name(&self.target.labels, name),
             timestamp_ms: ts,
@@ -466,7 +459,10 @@ impl ScrapeLoop {
             report("scrape_duration_seconds", duration.as_secs_f64()),
             report("scrape_samples_scraped", scraped_count as f64),
             report("scrape_samples_post_metric_relabeling", post_relabel as f64),
-            report("scrape_series_added", outcome.series_created as f64),
+            report(
+                "scrape_series_added",
+                (series_added + outcome.series_created) as f64,
+            ),
         ]);
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
         status.health = if up == 1.0 { Health::Up } else { Health::Down };
@@ -561,6 +557,7 @@ impl ScrapeLoop {
             &self.target.labels,
             &self.job,
             &mut self.cache,
+            &self.store,
         )
         .map_err(fail)
     }
@@ -606,10 +603,10 @@ fn sample_limit_error(limit: u64) -> String {
 }
 
 /// What one raw series (metric name and label text as written in the body)
-/// becomes: its labels after target labels and metric relabeling, or `None` when
-/// relabeling drops it.
+/// becomes: the store series of its labels after target labels and metric
+/// relabeling, or `None` when relabeling drops it.
 struct CacheEntry {
-    labels: Option<Labels>,
+    series: Option<SeriesRef>,
     /// The scrape that last saw it.
     seen: u64,
     /// Whether it was stored by the last successful scrape.
@@ -631,27 +628,27 @@ impl ScrapeCache {
     pub fn live_series(&self) -> usize {
         self.entries
             .values()
-            .filter(|e| e.live && e.labels.is_some())
+            .filter(|e| e.live && e.series.is_some())
             .count()
     }
 
     /// A scrape failed (or the target went away): every series of the last
     /// successful scrape ends. Returns them and forgets everything.
-    pub fn fail(&mut self) -> Vec<Labels> {
-        let mut out: Vec<Labels> = self
+    pub fn fail(&mut self) -> Vec<SeriesRef> {
+        let mut out: Vec<SeriesRef> = self
             .entries
             .drain()
             .filter(|(_, e)| e.live)
-            .filter_map(|(_, e)| e.labels)
+            .filter_map(|(_, e)| e.series)
             .collect();
-        out.sort();
-        out.dedup();
+        out.sort_by_key(SeriesRef::id);
+        out.dedup_by_key(|s| s.id());
         out
     }
 
     /// A scrape succeeded: marks what it saw as live, drops the rest, and returns
     /// the series that were live and are gone now.
-    fn finish(&mut self) -> Vec<Labels> {
+    fn finish(&mut self) -> Vec<SeriesRef> {
         let it = self.iteration;
         let mut gone = Vec::new();
         self.entries.retain(|_, e| {
@@ -660,8 +657,8 @@ impl ScrapeCache {
                 true
             } else {
                 if e.live {
-                    if let Some(l) = e.labels.take() {
-                        gone.push(l);
+                    if let Some(s) = e.series.take() {
+                        gone.push(s);
                     }
                 }
                 false
@@ -669,14 +666,14 @@ impl ScrapeCache {
         });
         if !gone.is_empty() {
             // Another spelling of the same series may still be there.
-            let current: HashSet<&Labels> = self
+            let current: HashSet<SeriesId> = self
                 .entries
                 .values()
-                .filter_map(|e| e.labels.as_ref())
+                .filter_map(|e| e.series.as_ref().map(SeriesRef::id))
                 .collect();
-            gone.retain(|l| !current.contains(l));
-            gone.sort();
-            gone.dedup();
+            gone.retain(|s| !current.contains(&s.id()));
+            gone.sort_by_key(SeriesRef::id);
+            gone.dedup_by_key(|s| s.id());
         }
         gone
     }
@@ -685,7 +682,8 @@ impl ScrapeCache {
 /// Parses a body into the samples to append: target labels attached
 /// (`honor_labels`), `metric_relabel_configs` applied, then the label limits and
 /// `sample_limit` checked on what is left, as Prometheus's scrape loop does. The
-/// cache carries what earlier scrapes of the same target learnt; on an error the
+/// cache carries what earlier scrapes of the same target learnt, down to the store
+/// series (a new series is created in `store` when first seen); on an error the
 /// caller ends the target's series with [`ScrapeCache::fail`].
 pub fn parse_body(
     body: &[u8],
@@ -694,6 +692,7 @@ pub fn parse_body(
     target_labels: &Labels,
     job: &ScrapeJob,
     cache: &mut ScrapeCache,
+    store: &Store,
 ) -> Result<Scraped, String> {
     cache.iteration += 1;
     let it = cache.iteration;
@@ -701,6 +700,7 @@ pub fn parse_body(
     let mut metadata = MetadataCollector::new();
     let mut samples = Vec::new();
     let mut scraped = 0usize;
+    let mut series_added = 0u64;
     let limits = &job.limits;
     let mut key = std::mem::take(&mut cache.key);
     loop {
@@ -721,25 +721,29 @@ pub fn parse_body(
         key.push(0xff);
         key.push(sample.metric_type() as u8);
         key.extend_from_slice(sample.raw_label_set().as_bytes());
-        let labels = match cache.entries.get_mut(key.as_slice()) {
+        let series = match cache.entries.get_mut(key.as_slice()) {
             Some(e) => {
                 e.seen = it;
-                e.labels.clone()
+                e.series.clone()
             }
             None => {
-                let labels = series_labels(&sample, target_labels, job)?;
+                let series = series_labels(&sample, target_labels, job)?.map(|labels| {
+                    let (series, created) = store.series_ref(&labels);
+                    series_added += created as u64;
+                    series
+                });
                 cache.entries.insert(
                     key.as_slice().into(),
                     CacheEntry {
-                        labels: labels.clone(),
+                        series: series.clone(),
                         seen: it,
                         live: false,
                     },
                 );
-                labels
+                series
             }
         };
-        let Some(labels) = labels else {
+        let Some(series) = series else {
             continue;
         };
         if limits.sample_limit > 0 && samples.len() as u64 >= limits.sample_limit {
@@ -749,8 +753,8 @@ pub fn parse_body(
             (true, Some(t)) => t,
             _ => ts,
         };
-        samples.push(AppendSample {
-            labels,
+        samples.push(RefSample {
+            series,
             timestamp_ms,
             value: sample.value,
         });
@@ -760,6 +764,7 @@ pub fn parse_body(
     Ok(Scraped {
         samples,
         scraped,
+        series_added,
         stale,
         metadata: metadata.finish(),
     })
@@ -790,6 +795,14 @@ fn series_labels(
     }
     check_label_limits(&labels, &job.limits).map_err(|e| format!("line {}: {e}", sample.line))?;
     Ok(Some(labels))
+}
+
+fn stale_marker(series: SeriesRef, ts: i64) -> RefSample {
+    RefSample {
+        series,
+        timestamp_ms: ts,
+        value: stale_nan(),
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -916,6 +929,8 @@ mod tests {
         let job = &cfg.jobs[0];
         let t = &job.targets[0].labels;
         let mut cache = ScrapeCache::default();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
         let s = parse_body(
             b"keep 1\ndrop_me 2\n",
             Format::PrometheusText,
@@ -923,13 +938,15 @@ mod tests {
             t,
             job,
             &mut cache,
+            &store,
         )
         .unwrap();
         assert_eq!((s.scraped, s.samples.len()), (2, 1));
         assert_eq!(
-            s.samples[0].labels,
+            s.samples[0].series.labels(),
             Labels::from_pairs([("__name__", "keep"), ("instance", "h:1"), ("job", "j")])
         );
+        assert_eq!(s.series_added, 1);
         // Cached: the same answer again, nothing stale; then a series goes away.
         let s = parse_body(
             b"keep 1\ndrop_me 2\nnew 3\n",
@@ -938,12 +955,23 @@ mod tests {
             t,
             job,
             &mut cache,
+            &store,
         )
         .unwrap();
         assert_eq!((s.scraped, s.samples.len(), s.stale.len()), (3, 2, 0));
-        let s = parse_body(b"new 3\n", Format::PrometheusText, 7, t, job, &mut cache).unwrap();
+        assert_eq!(s.series_added, 1);
+        let s = parse_body(
+            b"new 3\n",
+            Format::PrometheusText,
+            7,
+            t,
+            job,
+            &mut cache,
+            &store,
+        )
+        .unwrap();
         assert_eq!(s.stale.len(), 1);
-        assert_eq!(s.stale[0].metric_name(), Some("keep"));
+        assert_eq!(s.stale[0].labels().metric_name(), Some("keep"));
         // Two spellings of one series: the one that stays keeps it alive.
         let s = parse_body(
             b"m{a=\"1\",b=\"2\"} 1\nm{b=\"2\",a=\"1\"} 1\n",
@@ -952,6 +980,7 @@ mod tests {
             t,
             job,
             &mut cache,
+            &store,
         )
         .unwrap();
         assert_eq!(s.stale.len(), 1); // "new"
@@ -962,6 +991,7 @@ mod tests {
             t,
             job,
             &mut cache,
+            &store,
         )
         .unwrap();
         assert!(s.stale.is_empty(), "{:?}", s.stale);
@@ -975,6 +1005,7 @@ mod tests {
             t,
             job,
             &mut ScrapeCache::default(),
+            &store,
         )
         .err()
         .unwrap();

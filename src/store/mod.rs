@@ -32,7 +32,10 @@
 //!   spends 5–8 bytes on the short decimals exporters print and this 2–3.
 //!   A sample older than the series' newest goes to a small sorted out-of-order buffer
 //!   when it lies inside the tenant's out-of-order window; reads merge it in.
-//! - Appends: lookups under a read lock, creation under the write lock; then, under
+//! - Appends: the scraper resolves a series once ([`Store::series_ref`]) and keeps the
+//!   [`SeriesRef`] in its scrape cache, so a sample costs no label hashing or
+//!   comparison ([`Store::append`] by label set does the lookups itself: under a read
+//!   lock, creation under the write lock). Then, under
 //!   the WAL mutex, each sample is checked and appended under its series' own mutex
 //!   and encoded into one WAL record per batch. Holding the WAL mutex across a batch
 //!   keeps the WAL order equal to the apply order (the value encoding depends on it);
@@ -227,6 +230,37 @@ impl StoreOptions {
 #[derive(Clone, Debug)]
 pub struct AppendSample {
     pub labels: Labels,
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+/// A head series resolved once and appended to many times (the scrape cache keeps
+/// one per scraped series): appending through it skips hashing and comparing the
+/// label set. It stays valid when a cut removes the series: the next append
+/// re-creates it from its labels.
+#[derive(Clone)]
+pub struct SeriesRef(Arc<HeadSeries>);
+
+impl SeriesRef {
+    pub fn id(&self) -> SeriesId {
+        SeriesId(self.0.id)
+    }
+
+    pub fn labels(&self) -> Labels {
+        self.0.labels.clone()
+    }
+}
+
+impl std::fmt::Debug for SeriesRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SeriesRef({}, {})", self.0.id, self.0.labels)
+    }
+}
+
+/// One sample for a series resolved with [`Store::series_ref`].
+#[derive(Clone, Debug)]
+pub struct RefSample {
+    pub series: SeriesRef,
     pub timestamp_ms: i64,
     pub value: f64,
 }
@@ -748,19 +782,64 @@ impl Store {
     /// a stored timestamp with another value is a duplicate; with the same value it is
     /// ignored; below the head's lower bound it is out of bounds. As in Prometheus.
     pub fn append(&self, batch: &[AppendSample]) -> AppendOutcome {
-        let inner = &*self.inner;
         let mut out = AppendOutcome::default();
-        let hashes: Vec<u64> = batch.iter().map(|s| inner.hash(&s.labels)).collect();
-        let mut pending: Vec<usize> = (0..batch.len()).collect();
-        for _attempt in 0..4 {
-            let refs = self.resolve(batch, &hashes, &pending, &mut out);
-            pending = self.apply(batch, &pending, &refs, &mut out);
-            if pending.is_empty() {
+        let labels: Vec<&Labels> = batch.iter().map(|s| &s.labels).collect();
+        let refs = self.resolve(&labels, &mut out);
+        let resolved: Vec<RefSample> = refs
+            .into_iter()
+            .zip(batch)
+            .map(|(series, s)| RefSample {
+                series,
+                timestamp_ms: s.timestamp_ms,
+                value: s.value,
+            })
+            .collect();
+        self.append_resolved(&resolved, &mut out);
+        out
+    }
+
+    /// Appends samples of series resolved earlier with [`series_ref`](Self::series_ref);
+    /// the same rules as [`append`](Self::append), without hashing or comparing a
+    /// label set per sample.
+    pub fn append_refs(&self, batch: &[RefSample]) -> AppendOutcome {
+        let mut out = AppendOutcome::default();
+        self.append_resolved(batch, &mut out);
+        out
+    }
+
+    /// The series with these labels, created (and logged) if the head lacks it;
+    /// `true` when it was created.
+    pub fn series_ref(&self, labels: &Labels) -> (SeriesRef, bool) {
+        let mut out = AppendOutcome::default();
+        let series = self.resolve(&[labels], &mut out).pop();
+        let series =
+            series.unwrap_or_else(|| unreachable!("resolve returns one series per label set"));
+        (series, out.series_created > 0)
+    }
+
+    fn append_resolved(&self, batch: &[RefSample], out: &mut AppendOutcome) {
+        let inner = &*self.inner;
+        let mut retry = self.apply(batch, out);
+        for _attempt in 0..3 {
+            if retry.is_empty() {
                 break;
             }
+            // Series a cut removed since they were resolved: resolve them again.
+            let labels: Vec<Labels> = retry.iter().map(|s| s.series.labels()).collect();
+            let refs = self.resolve(&labels.iter().collect::<Vec<_>>(), out);
+            let again: Vec<RefSample> = refs
+                .into_iter()
+                .zip(&retry)
+                .map(|(series, s)| RefSample {
+                    series,
+                    timestamp_ms: s.timestamp_ms,
+                    value: s.value,
+                })
+                .collect();
+            retry = self.apply(&again, out);
         }
-        // Samples whose series kept vanishing under a concurrent cut (never in practice).
-        out.out_of_order += pending.len() as u64;
+        // Samples whose series kept vanishing under concurrent cuts (never in practice).
+        out.out_of_order += retry.len() as u64;
         inner
             .samples_appended
             .fetch_add(out.appended, Ordering::Relaxed);
@@ -770,43 +849,38 @@ impl Store {
         inner
             .duplicates
             .fetch_add(out.duplicates, Ordering::Relaxed);
-        out
     }
 
-    /// Finds or creates the series of `batch[i]` for each pending `i`.
-    fn resolve(
-        &self,
-        batch: &[AppendSample],
-        hashes: &[u64],
-        pending: &[usize],
-        out: &mut AppendOutcome,
-    ) -> Vec<Arc<HeadSeries>> {
+    /// Finds or creates the series of each label set.
+    fn resolve(&self, labels: &[&Labels], out: &mut AppendOutcome) -> Vec<SeriesRef> {
         let inner = &*self.inner;
+        let hashes: Vec<u64> = labels.iter().map(|l| inner.hash(l)).collect();
         let mut refs: Vec<Option<Arc<HeadSeries>>> = {
             let idx = read(&inner.index);
-            pending
+            labels
                 .iter()
-                .map(|&i| idx.get(hashes[i], &batch[i].labels).cloned())
+                .zip(&hashes)
+                .map(|(l, &h)| idx.get(h, l).cloned())
                 .collect()
         };
         if refs.iter().any(|r| r.is_none()) {
             let mut idx = write(&inner.index);
             let mut rec = vec![REC_SERIES];
-            for (k, &i) in pending.iter().enumerate() {
-                if refs[k].is_some() {
+            for (k, slot) in refs.iter_mut().enumerate() {
+                if slot.is_some() {
                     continue;
                 }
-                let s = match idx.get(hashes[i], &batch[i].labels) {
+                let s = match idx.get(hashes[k], labels[k]) {
                     Some(s) => s.clone(),
                     None => {
-                        let labels = inner.intern_labels(&batch[i].labels);
-                        let s = idx.insert(hashes[i], labels, None);
+                        let interned = inner.intern_labels(labels[k]);
+                        let s = idx.insert(hashes[k], interned, None);
                         wal::encode_series(&mut rec, s.id, &s.labels);
                         out.series_created += 1;
                         s
                     }
                 };
-                refs[k] = Some(s);
+                *slot = Some(s);
             }
             if rec.len() > 1 {
                 // Under the index lock, so no sample of these series can reach the WAL
@@ -815,18 +889,12 @@ impl Store {
                 inner.wal_write(&mut w, &rec, None);
             }
         }
-        refs.into_iter().flatten().collect()
+        refs.into_iter().flatten().map(SeriesRef).collect()
     }
 
     /// Applies the samples and logs them; returns those whose series was removed
     /// meanwhile (to be resolved again).
-    fn apply(
-        &self,
-        batch: &[AppendSample],
-        pending: &[usize],
-        refs: &[Arc<HeadSeries>],
-        out: &mut AppendOutcome,
-    ) -> Vec<usize> {
+    fn apply(&self, batch: &[RefSample], out: &mut AppendOutcome) -> Vec<RefSample> {
         let inner = &*self.inner;
         let mut retry = Vec::new();
         let range = inner.opts.block_range_ms;
@@ -839,17 +907,16 @@ impl Store {
         } else {
             i64::MAX
         };
-        let base_t = pending.first().map_or(0, |&i| batch[i].timestamp_ms);
-        let mut rec = Vec::with_capacity(16 + pending.len() * 8);
+        let base_t = batch.first().map_or(0, |s| s.timestamp_ms);
+        let mut rec = Vec::with_capacity(16 + batch.len() * 8);
         rec.push(REC_SAMPLES);
         wal::put_varint(&mut rec, base_t);
         let (mut prev_id, mut batch_max, mut n) = (0i64, i64::MIN, 0u64);
-        for (k, &i) in pending.iter().enumerate() {
-            let s = &batch[i];
-            let Some(series) = refs.get(k) else { continue };
+        for s in batch {
+            let series = &s.series.0;
             let mut d = series.lock();
             if d.removed {
-                retry.push(i);
+                retry.push(s.clone());
                 continue;
             }
             match d.append(s.timestamp_ms, s.value, min_valid, ooo_min, range) {
