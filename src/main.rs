@@ -271,7 +271,14 @@ fn import_openmetrics(file: &std::path::Path, data_dir: &std::path::Path) -> Res
     use arrowmon::scrape::exposition::{Entry, Format, Parser, ParserOptions};
     use arrowmon::store::{AppendSample, Store};
     let body = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let store = Store::open(&arrowmon::tenant::store_dir(data_dir)).map_err(|e| e.to_string())?;
+    // No background maintenance: a cut in the middle of the file would refuse the
+    // older samples of the series that come later in it.
+    let opts = arrowmon::store::StoreOptions {
+        background: false,
+        ..Default::default()
+    };
+    let store = Store::open_with(&arrowmon::tenant::store_dir(data_dir), opts)
+        .map_err(|e| e.to_string())?;
     let mut parser = Parser::new(&body, Format::OpenMetrics, ParserOptions::default());
     let mut batch = Vec::with_capacity(10_000);
     let mut total = 0u64;
@@ -310,7 +317,13 @@ fn import_openmetrics(file: &std::path::Path, data_dir: &std::path::Path) -> Res
         }
     }
     total += flush(&mut batch, &mut rejected);
-    store.flush().map_err(|e| e.to_string())?;
+    // Backfill becomes blocks, as promtool's does; only the block range still in
+    // progress stays in the head, so live appends after it are not refused.
+    store
+        .cut_before(arrowmon::scrape::now_ms())
+        .and_then(|()| store.compact())
+        .and_then(|()| store.flush())
+        .map_err(|e| e.to_string())?;
     if rejected > 0 {
         eprintln!("import: {rejected} samples out of order or duplicated were skipped");
     }

@@ -205,6 +205,13 @@ async fn imported_history_is_served_after_restart() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("imported 80 samples"));
+    // History from 2023 is written as a block, not left in the WAL.
+    let blocks: Vec<_> = std::fs::read_dir(arrowmon::tenant::store_dir(&data).join("blocks"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('b'))
+        .collect();
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
 
     let cfg = dir.path().join("empty.yml");
     std::fs::write(&cfg, "scrape_configs: []\n").unwrap();
