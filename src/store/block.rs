@@ -7,8 +7,8 @@
 //!   `labels` (binary, varint-length-prefixed name/value pairs), `mint`, `maxt`,
 //!   `batch` and `row` (where its samples start in `samples.arrow`), `count`,
 //!   `vmode` and `vscale` (how its values are encoded).
-//! - `samples.arrow`: record batches of ≤ [`BATCH_ROWS`] rows (a series never spans
-//!   two batches), columns `t` and `v`, both Int64:
+//! - `samples.arrow`: record batches of ≤ [`BATCH_ROWS`] rows and ≤ [`BATCH_SERIES`]
+//!   series (a series never spans two batches), columns `t` and `v`, both Int64:
 //!   - `t`: first timestamp, then the delta, then deltas-of-deltas. Regular scrapes
 //!     give runs of zeros and scrape jitter a few ms, which ZSTD packs into well
 //!     under a byte.
@@ -41,6 +41,10 @@ use crate::labels::{Label, Labels, Matcher};
 pub const BLOCK_FORMAT_VERSION: u32 = 1;
 /// Rows per sample record batch: the unit a query decompresses.
 pub const BATCH_ROWS: usize = 16 * 1024;
+/// Series per sample record batch. A light query reads one series per block, so in
+/// blocks of short series (freshly cut, lowered block range) batches stay small;
+/// series of a full 2 h block fill [`BATCH_ROWS`] first, so compaction is unaffected.
+pub const BATCH_SERIES: u32 = 64;
 const MAX_SCALE: u8 = 9;
 const ZSTD_LEVEL: i32 = 3;
 
@@ -304,6 +308,8 @@ pub struct BlockWriter {
     t_col: Vec<i64>,
     v_col: Vec<i64>,
     batch: u32,
+    /// Series in the batch being filled.
+    batch_series: u32,
     labels_col: Vec<Vec<u8>>,
     mint_col: Vec<i64>,
     maxt_col: Vec<i64>,
@@ -343,6 +349,7 @@ impl BlockWriter {
             t_col: Vec::new(),
             v_col: Vec::new(),
             batch: 0,
+            batch_series: 0,
             labels_col: Vec::new(),
             mint_col: Vec::new(),
             maxt_col: Vec::new(),
@@ -368,6 +375,7 @@ impl BlockWriter {
             .and_then(|b| self.samples.write(&b))
             .map_err(|source| BlockError::Arrow { path, source })?;
         self.batch += 1;
+        self.batch_series = 0;
         Ok(())
     }
 
@@ -377,7 +385,9 @@ impl BlockWriter {
         if ts.is_empty() {
             return Ok(());
         }
-        if !self.t_col.is_empty() && self.t_col.len() + ts.len() > BATCH_ROWS {
+        if !self.t_col.is_empty()
+            && (self.t_col.len() + ts.len() > BATCH_ROWS || self.batch_series >= BATCH_SERIES)
+        {
             self.flush_batch()?;
         }
         let row = self.t_col.len() as u32;
@@ -395,6 +405,7 @@ impl BlockWriter {
         self.mint_col.push(first);
         self.maxt_col.push(last);
         self.batch_col.push(self.batch);
+        self.batch_series += 1;
         self.row_col.push(row);
         self.count_col.push(ts.len() as u32);
         self.vmode_col.push(vmode);
