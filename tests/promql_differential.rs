@@ -1093,17 +1093,25 @@ fn instant_times() -> Vec<i64> {
 }
 
 /// Range windows: the whole data at 60 s, a stretch across node-4's gap and the batch
-/// workers' start at 15 s, the end of the data (and beyond) at 30 s, and its start
-/// (and before) at a step that does not divide the window.
+/// workers' start at 15 s, the end of the data (and beyond) at 30 s, its start (and
+/// before) at a step that does not divide the window, steps longer than the range
+/// selectors (windows that do not overlap) and steps shorter than the scrape interval.
 fn range_windows() -> Vec<Eval> {
-    [(0, 180, 60), (38, 72, 15), (150, 195, 30), (-20, 37, 45)]
-        .iter()
-        .map(|(from, to, step)| Eval::Range {
-            start: DATA_START_S + from * MINUTE,
-            end: DATA_START_S + to * MINUTE,
-            step: *step,
-        })
-        .collect()
+    [
+        (0, 180, 60),
+        (38, 72, 15),
+        (150, 195, 30),
+        (-20, 37, 45),
+        (-10, 250, 600),
+        (61, 69, 5),
+    ]
+    .iter()
+    .map(|(from, to, step)| Eval::Range {
+        start: DATA_START_S + from * MINUTE,
+        end: DATA_START_S + to * MINUTE,
+        step: *step,
+    })
+    .collect()
 }
 
 const COUNTERS: &[&str] = &[
@@ -1497,6 +1505,21 @@ fn expressions() -> Vec<String> {
     }
     for q in ["0", "1", "-0.5", "1.5"] {
         out.push(format!("histogram_quantile({q}, {})", buckets[1]));
+    }
+    // Every binary operator on vector/vector (one-to-one and many-to-one), vector/scalar
+    // and scalar/vector, comparisons also with bool.
+    let arithmetic = ["+", "-", "*", "/", "%", "^"].map(|op| op.to_string());
+    let comparison = ["==", "!=", ">", "<", ">=", "<="];
+    let comparison = comparison
+        .iter()
+        .flat_map(|op| [op.to_string(), format!("{op} bool")]);
+    for op in arithmetic.into_iter().chain(comparison) {
+        out.push(format!("node_load1 {op} (node_load1 offset 5m)"));
+        out.push(format!("node_load1 {op} 1.5"));
+        out.push(format!("1.5 {op} node_load1"));
+        out.push(format!(
+            r#"edge_values {op} on (instance) group_left edge_values{{kind="fraction"}}"#
+        ));
     }
     out.extend(HANDWRITTEN.iter().map(|s| s.to_string()));
     out
