@@ -81,7 +81,7 @@ impl ApiResponse {
 /// How a query error maps onto the Prometheus API: (HTTP status, errorType).
 pub fn query_error_status(e: &QueryError) -> (u16, &'static str) {
     match e {
-        QueryError::Parse { .. } => (400, "bad_data"),
+        QueryError::Parse { .. } | QueryError::InvalidRangeQueryType { .. } => (400, "bad_data"),
         QueryError::Timeout(_) => (503, "timeout"),
         QueryError::Storage(_) => (500, "internal"),
         _ => (422, "execution"),
@@ -301,7 +301,14 @@ where
         .map_err(|e| ApiResponse::error(500, "internal", &format!("query task failed: {e}")))?;
     res.map_err(|e| {
         let (status, kind) = query_error_status(&e);
-        ApiResponse::error(status, kind, &e.to_string())
+        // Prometheus refuses these before evaluation, as a bad `query` parameter.
+        let message = match e {
+            QueryError::Parse { .. } | QueryError::InvalidRangeQueryType { .. } => {
+                format!("invalid parameter \"query\": {e}")
+            }
+            _ => e.to_string(),
+        };
+        ApiResponse::error(status, kind, &message)
     })
 }
 
@@ -627,6 +634,12 @@ mod tests {
             })
             .0,
             400
+        );
+        assert_eq!(
+            query_error_status(&QueryError::InvalidRangeQueryType {
+                found: "range vector"
+            }),
+            (400, "bad_data")
         );
         assert_eq!(
             query_error_status(&QueryError::Execution("many-to-many".into())).0,

@@ -441,8 +441,14 @@ fn select_k(
         for g in group_order {
             let c = &mut cands[g];
             match op {
-                T_TOPK => c.sort_by(|a, b| desc_nan_last(a.1, b.1)),
-                T_BOTTOMK => c.sort_by(|a, b| asc_nan_last(a.1, b.1)),
+                T_TOPK => {
+                    *c = heap_select(c, kk, true);
+                    c.sort_by(|a, b| desc_nan_last(a.1, b.1));
+                }
+                T_BOTTOMK => {
+                    *c = heap_select(c, kk, false);
+                    c.sort_by(|a, b| asc_nan_last(a.1, b.1));
+                }
                 _ => {}
             }
             for &(si, v) in c.iter().take(kk) {
@@ -570,6 +576,64 @@ pub(crate) fn xxhash64(b: &[u8]) -> u64 {
     h ^ (h >> 32)
 }
 
+/// The `k` candidates `topk` (`top`) or `bottomk` keep, chosen the way Prometheus
+/// chooses them: a heap of up to `k` samples in input order, the weakest at the root,
+/// replaced only by a strictly better sample. Among equal values this decides which
+/// series stay, so a plain sort would keep different series than Prometheus on ties.
+fn heap_select(cands: &[(usize, f64)], k: usize, top: bool) -> Vec<(usize, f64)> {
+    // The heap order (Prometheus's vectorByValueHeap / vectorByReverseValueHeap): NaN
+    // is always "less", so it sits at the root and is evicted first.
+    let less = |a: f64, b: f64| a.is_nan() || if top { a < b } else { a > b };
+    let mut heap: Vec<(usize, f64)> = Vec::with_capacity(k.min(cands.len()));
+    for &c in cands {
+        if heap.len() < k {
+            heap.push(c);
+            let last = heap.len() - 1;
+            heap_up(&mut heap, last, &less);
+        } else {
+            let root = heap[0].1;
+            let better = if top { root < c.1 } else { root > c.1 };
+            if better || (root.is_nan() && !c.1.is_nan()) {
+                heap[0] = c;
+                heap_down(&mut heap, 0, &less);
+            }
+        }
+    }
+    heap
+}
+
+/// Go's `container/heap` `up`.
+fn heap_up(h: &mut [(usize, f64)], mut j: usize, less: &impl Fn(f64, f64) -> bool) {
+    while j > 0 {
+        let parent = (j - 1) / 2;
+        if !less(h[j].1, h[parent].1) {
+            break;
+        }
+        h.swap(parent, j);
+        j = parent;
+    }
+}
+
+/// Go's `container/heap` `down`.
+fn heap_down(h: &mut [(usize, f64)], mut i: usize, less: &impl Fn(f64, f64) -> bool) {
+    let n = h.len();
+    loop {
+        let left = 2 * i + 1;
+        if left >= n {
+            break;
+        }
+        let mut j = left;
+        if left + 1 < n && less(h[left + 1].1, h[left].1) {
+            j = left + 1;
+        }
+        if !less(h[j].1, h[i].1) {
+            break;
+        }
+        h.swap(i, j);
+        i = j;
+    }
+}
+
 fn desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
     use std::cmp::Ordering::*;
     match (a.is_nan(), b.is_nan()) {
@@ -661,6 +725,25 @@ mod tests {
         FORCE_STEP_MAJOR.with(|c| c.set(false));
         assert_eq!(a.passed, b.passed);
         assert_eq!(a.failed.len(), b.failed.len());
+    }
+
+    #[test]
+    fn topk_ties_keep_the_series_prometheus_keeps() {
+        // Inputs in series order; two series tie for the last place of topk(3).
+        let cands = [(0, -5.0), (1, -20.1), (2, -20.1), (3, -10.0)];
+        let mut kept: Vec<usize> = heap_select(&cands, 3, true).iter().map(|c| c.0).collect();
+        kept.sort();
+        // The heap evicts series 1 (its root) for series 3, and keeps series 2.
+        assert_eq!(kept, vec![0, 2, 3]);
+        let mut kept: Vec<usize> = heap_select(&[(0, 1.0), (1, 1.0), (2, 0.5)], 1, false)
+            .iter()
+            .map(|c| c.0)
+            .collect();
+        kept.sort();
+        assert_eq!(kept, vec![2]);
+        // NaN goes first when anything else is there.
+        let kept = heap_select(&[(0, f64::NAN), (1, 2.0), (2, 1.0)], 2, true);
+        assert!(kept.iter().all(|c| !c.1.is_nan()));
     }
 
     #[test]

@@ -355,15 +355,12 @@ impl Engine {
         }
         match expr.value_type() {
             parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
-            t => {
-                return exec_err(format!(
-                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
-                match t {
-                    parser::value::ValueType::Matrix => "range vector",
-                    _ => "string",
-                }
-            ))
+            parser::value::ValueType::Matrix => {
+                return Err(QueryError::InvalidRangeQueryType {
+                    found: "range vector",
+                })
             }
+            _ => return Err(QueryError::InvalidRangeQueryType { found: "string" }),
         }
         let mut ev = Ev::new(storage, &self.opts, start_ms, end_ms, step_ms);
         ev.query = text.to_string();
@@ -380,10 +377,9 @@ impl Engine {
                 vec![p]
             }
             other => {
-                return exec_err(format!(
-                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
-                other.type_name()
-            ))
+                return Err(QueryError::InvalidRangeQueryType {
+                    found: other.type_name(),
+                })
             }
         };
         let value = Value::Matrix(sorted_matrix(series));

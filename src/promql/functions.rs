@@ -1095,7 +1095,7 @@ fn instant_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Quer
                         continue;
                     }
                     ts.push(*t);
-                    vs.push(lo[i].max(hi[i].min(*x)));
+                    vs.push(go_max(lo[i], go_min(hi[i], *x)));
                 }
                 if !ts.is_empty() {
                     p.ts = ts;
@@ -1124,6 +1124,46 @@ fn instant_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Quer
         _ => Err(QueryError::Unsupported(format!(
             "function {name}() is not supported"
         ))),
+    }
+}
+
+/// Go's `math.Max`: +Inf wins over NaN, NaN over everything else, +0 over -0.
+/// Rust's `f64::max` returns the other operand for a NaN, so `clamp` of a NaN
+/// would give a bound instead of NaN.
+fn go_max(x: f64, y: f64) -> f64 {
+    if x == f64::INFINITY || y == f64::INFINITY {
+        f64::INFINITY
+    } else if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == 0.0 && y == 0.0 {
+        if x.is_sign_negative() {
+            y
+        } else {
+            x
+        }
+    } else if x > y {
+        x
+    } else {
+        y
+    }
+}
+
+/// Go's `math.Min`: -Inf wins over NaN, NaN over everything else, -0 over +0.
+fn go_min(x: f64, y: f64) -> f64 {
+    if x == f64::NEG_INFINITY || y == f64::NEG_INFINITY {
+        f64::NEG_INFINITY
+    } else if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == 0.0 && y == 0.0 {
+        if x.is_sign_negative() {
+            x
+        } else {
+            y
+        }
+    } else if x < y {
+        x
+    } else {
+        y
     }
 }
 
@@ -1384,6 +1424,18 @@ mod tests {
         assert_eq!(date_part("day_of_week", 0.0), 4.0);
         assert_eq!(date_part("days_in_month", 1_078_099_200.0), 31.0); // 2004-03-01
         assert_eq!(date_part("day_of_year", 1_078_099_200.0), 61.0);
+    }
+
+    #[test]
+    fn clamp_bounds_follow_go_min_max() {
+        // clamp(NaN, 0, +Inf) is NaN in Prometheus, not the bound.
+        assert!(go_max(0.0, go_min(f64::INFINITY, f64::NAN)).is_nan());
+        assert!(go_max(f64::NEG_INFINITY, go_min(0.0, f64::NAN)).is_nan());
+        assert_eq!(go_max(f64::INFINITY, f64::NAN), f64::INFINITY);
+        assert_eq!(go_min(f64::NEG_INFINITY, f64::NAN), f64::NEG_INFINITY);
+        assert!(go_max(-0.0, 0.0).is_sign_positive());
+        assert!(go_min(0.0, -0.0).is_sign_negative());
+        assert_eq!(go_max(1.0, go_min(5.0, 7.0)), 5.0);
     }
 
     #[test]

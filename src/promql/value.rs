@@ -90,6 +90,12 @@ pub enum QueryError {
         message: String,
         position: Option<usize>,
     },
+    /// A range query over an expression that is not a scalar or an instant vector.
+    /// Prometheus refuses it before evaluation, as a bad `query` parameter.
+    #[error(
+        "invalid expression type \"{found}\" for range query, must be Scalar or instant Vector"
+    )]
+    InvalidRangeQueryType { found: &'static str },
     /// The query is valid but its data makes it fail (many-to-many matching,
     /// duplicate series, invalid function arguments...).
     #[error("{0}")]
