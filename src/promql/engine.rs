@@ -1336,7 +1336,9 @@ mod tests {
         );
         assert!(matches!(
             e.range_query(&store(), "c_total[5m]", 0, 60_000, 15_000),
-            Err(QueryError::Execution(_))
+            Err(QueryError::InvalidRangeQueryType {
+                found: "range vector"
+            })
         ));
     }
 }
