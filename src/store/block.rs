@@ -518,7 +518,9 @@ pub struct Block {
     pub meta: BlockMeta,
     pub series: Vec<BlockSeries>,
     pub postings: Postings,
-    num_batches: usize,
+    /// `samples.arrow`, open for positional reads, and where each record batch lies
+    /// in it (read from the IPC footer once at open, not per query).
+    samples: SampleFile,
     /// Set when the block was replaced (compaction) or expired (retention): the
     /// directory is removed when the last reader lets go of it.
     pub delete_on_drop: std::sync::atomic::AtomicBool,
@@ -599,6 +601,102 @@ fn column<'a, T: Array + 'static>(
         .ok_or_else(|| corrupt(path, format!("column {name} missing or of the wrong type")))
 }
 
+/// A block's `samples.arrow`: an open file and the record batch positions of its
+/// IPC footer, so a query reads exactly the bytes of the batches it needs.
+struct SampleFile {
+    path: PathBuf,
+    file: File,
+    schema: Arc<Schema>,
+    version: arrow_ipc::MetadataVersion,
+    batches: Vec<arrow_ipc::Block>,
+}
+
+impl SampleFile {
+    fn open(path: &Path) -> Result<SampleFile, BlockError> {
+        use std::os::unix::fs::FileExt;
+        let file = File::open(path).map_err(io_err(path))?;
+        let len = file.metadata().map_err(io_err(path))?.len();
+        let arrow = |source| BlockError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut trailer = [0u8; 10];
+        if len < 10 + 8 {
+            return Err(corrupt(
+                path,
+                format!("{len} bytes: too short for an Arrow file"),
+            ));
+        }
+        file.read_exact_at(&mut trailer, len - 10)
+            .map_err(io_err(path))?;
+        let footer_len = arrow_ipc::reader::read_footer_length(trailer).map_err(arrow)? as u64;
+        if footer_len > len - 10 {
+            return Err(corrupt(
+                path,
+                format!("footer of {footer_len} bytes in a {len}-byte file"),
+            ));
+        }
+        let mut footer_buf = vec![0u8; footer_len as usize];
+        file.read_exact_at(&mut footer_buf, len - 10 - footer_len)
+            .map_err(io_err(path))?;
+        let footer = arrow_ipc::root_as_footer(&footer_buf)
+            .map_err(|e| corrupt(path, format!("unreadable IPC footer: {e}")))?;
+        let schema = footer
+            .schema()
+            .ok_or_else(|| corrupt(path, "IPC footer without a schema"))
+            .and_then(|s| arrow_ipc::convert::try_fb_to_schema(s).map_err(arrow))?;
+        if schema.fields() != samples_schema().fields() {
+            return Err(corrupt(path, format!("unexpected columns {schema:?}")));
+        }
+        let batches: Vec<arrow_ipc::Block> = footer
+            .recordBatches()
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_default();
+        for b in &batches {
+            let end = (b.offset() as u64)
+                .checked_add(b.metaDataLength() as u64)
+                .and_then(|e| e.checked_add(b.bodyLength() as u64));
+            if b.offset() < 0
+                || b.metaDataLength() < 0
+                || b.bodyLength() < 0
+                || end.is_none_or(|e| e > len)
+            {
+                return Err(corrupt(path, "record batch outside the file"));
+            }
+        }
+        Ok(SampleFile {
+            path: path.to_path_buf(),
+            file,
+            schema: Arc::new(schema),
+            version: footer.version(),
+            batches,
+        })
+    }
+
+    fn read_batch(&self, i: usize) -> Result<RecordBatch, BlockError> {
+        use std::os::unix::fs::FileExt;
+        let path = &self.path;
+        let b = self
+            .batches
+            .get(i)
+            .ok_or_else(|| corrupt(path, format!("no batch {i}")))?;
+        // Offsets and lengths were checked against the file size at open.
+        let len = b.metaDataLength() as usize + b.bodyLength() as usize;
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, b.offset() as u64)
+            .map_err(io_err(path))?;
+        let decoder = arrow_ipc::reader::FileDecoder::new(self.schema.clone(), self.version);
+        decoder
+            .read_record_batch(b, &arrow_buffer::Buffer::from_vec(buf))
+            .map_err(|source| BlockError::Arrow {
+                path: path.clone(),
+                source,
+            })?
+            .ok_or_else(|| corrupt(path, format!("batch {i} is not a record batch")))
+    }
+}
+
 impl Block {
     /// Opens a block: checks the version, both files' sizes and checksums, and loads
     /// the series table. `intern` shares label strings with the rest of the store.
@@ -660,13 +758,8 @@ impl Block {
             ));
         }
         let spath = dir.join("samples.arrow");
-        let f = File::open(&spath).map_err(io_err(&spath))?;
-        let samples =
-            FileReader::try_new(BufReader::new(f), None).map_err(|source| BlockError::Arrow {
-                path: spath.clone(),
-                source,
-            })?;
-        let num_batches = samples.num_batches();
+        let samples = SampleFile::open(&spath)?;
+        let num_batches = samples.batches.len();
         if let Some(s) = series.iter().find(|s| s.batch as usize >= num_batches) {
             return Err(corrupt(
                 &spath,
@@ -691,7 +784,7 @@ impl Block {
             meta,
             series,
             postings,
-            num_batches,
+            samples,
             delete_on_drop: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -726,12 +819,6 @@ impl Block {
             return Ok(());
         }
         let path = self.samples_path();
-        let arrow = |source| BlockError::Arrow {
-            path: path.clone(),
-            source,
-        };
-        let file = File::open(&path).map_err(io_err(&path))?;
-        let mut reader = FileReader::try_new(BufReader::new(file), None).map_err(arrow)?;
         let mut current: Option<(u32, RecordBatch)> = None;
         let (mut tbuf, mut vbuf) = (Vec::new(), Vec::new());
         for &id in ids {
@@ -740,15 +827,7 @@ impl Block {
                 .get(id as usize)
                 .ok_or_else(|| corrupt(&path, format!("no series {id}")))?;
             if current.as_ref().map(|c| c.0) != Some(s.batch) {
-                if s.batch as usize >= self.num_batches {
-                    return Err(corrupt(&path, format!("no batch {}", s.batch)));
-                }
-                reader.set_index(s.batch as usize).map_err(arrow)?;
-                let b = reader
-                    .next()
-                    .ok_or_else(|| corrupt(&path, format!("batch {} missing", s.batch)))?
-                    .map_err(arrow)?;
-                current = Some((s.batch, b));
+                current = Some((s.batch, self.samples.read_batch(s.batch as usize)?));
             }
             let Some((_, batch)) = &current else { continue };
             let t = column::<Int64Array>(batch, "t", &path)?.values();
