@@ -183,13 +183,15 @@ pub enum Auth {
 }
 
 /// `tls_config` of a job (Prometheus's common TLSConfig, the file-based subset).
-/// Files are read when the job's HTTP client is built.
+/// The files are read when a scrape client is built and again when they change
+/// (see `scrape::tls`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsConfig {
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
-    /// Name the server certificate is verified against instead of the target host.
+    /// The SNI sent and the name the server certificate is verified against,
+    /// instead of the target host.
     pub server_name: Option<String>,
     pub insecure_skip_verify: bool,
 }

@@ -112,13 +112,15 @@ impl ScrapeManager {
         let mut runners = Vec::new();
         for job in &config.jobs {
             let job = Arc::new(job.clone());
-            let client = tls::build_client(&job.tls);
-            if let Err(e) = &client {
-                tracing::warn!(job = %job.name, error = %e, "cannot build the scrape client; every scrape of this job fails");
+            let job_tls = Arc::new(tls::JobTls::new(job.tls.clone()));
+            // Built now so a bad tls_config is logged at start; scrapes build again
+            // once the files change.
+            if let Err(e) = job_tls.current() {
+                tracing::warn!(job = %job.name, error = %e, "cannot build the scrape client; scrapes of this job fail until the TLS files are fixed");
             }
             let mut runner = JobRunner {
                 job: job.clone(),
-                client,
+                job_tls,
                 store: store.clone(),
                 loops: HashMap::new(),
                 shared: Arc::new(RwLock::new(JobTargets::default())),
@@ -187,7 +189,7 @@ impl ScrapeManager {
 /// Owns one job's loops: starts and stops them as its targets change.
 struct JobRunner {
     job: Arc<ScrapeJob>,
-    client: Result<reqwest::Client, String>,
+    job_tls: Arc<tls::JobTls>,
     store: Arc<Store>,
     loops: HashMap<(Labels, String), RunningLoop>,
     shared: Arc<RwLock<JobTargets>>,
@@ -242,8 +244,8 @@ impl JobRunner {
             let (stop, stop_rx) = watch::channel(false);
             let scrape_loop = ScrapeLoop {
                 job: self.job.clone(),
+                client: tls::TargetClient::new(self.job_tls.clone(), &target.url),
                 target,
-                client: self.client.clone(),
                 store: self.store.clone(),
                 status: status.clone(),
                 cache: ScrapeCache::default(),
@@ -324,7 +326,8 @@ impl JobRunner {
 struct ScrapeLoop {
     job: Arc<ScrapeJob>,
     target: Target,
-    client: Result<reqwest::Client, String>,
+    /// Checks the TLS files before each scrape and makes a new client when they changed.
+    client: tls::TargetClient,
     store: Arc<Store>,
     status: Arc<RwLock<TargetStatus>>,
     /// Series of the recent scrapes: labels per raw series text, and which were
@@ -475,9 +478,10 @@ impl ScrapeLoop {
     async fn fetch_and_parse(&mut self, ts: i64) -> Result<Scraped, ScrapeError> {
         let url = &self.target.url;
         let fail = |what: String| ScrapeError(format!("{url}: {what}"));
-        let client = self.client.as_ref().map_err(|e| fail(e.clone()))?;
-        let mut req = client
-            .get(url)
+        let mut req = self
+            .client
+            .get()
+            .map_err(fail)?
             .header("Accept", exposition::ACCEPT_HEADER)
             .header("Accept-Encoding", exposition::ACCEPT_ENCODING_HEADER)
             .header(
