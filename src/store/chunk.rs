@@ -248,34 +248,48 @@ pub struct FrozenChunk {
 
 impl FrozenChunk {
     pub fn decode_range(&self, mint: i64, maxt: i64, ts: &mut Vec<i64>, vs: &mut Vec<f64>) {
-        let n = self.count as usize;
-        let mut c = super::wal::Cursor::new(&self.bytes);
-        let (Some(mode), Some(scale)) = (c.byte(), c.byte()) else {
-            return;
+        decode_frozen(&self.bytes, self.count, mint, maxt, ts, vs);
+    }
+}
+
+/// Decodes the samples with `mint <= t <= maxt` of a closed chunk's bytes onto
+/// `ts`/`vs`. Bytes that end early (damage the caller's checksum did not catch)
+/// stop the decoding rather than panic.
+pub fn decode_frozen(
+    bytes: &[u8],
+    count: u16,
+    mint: i64,
+    maxt: i64,
+    ts: &mut Vec<i64>,
+    vs: &mut Vec<f64>,
+) {
+    let n = count as usize;
+    let mut c = super::wal::Cursor::new(bytes);
+    let (Some(mode), Some(scale)) = (c.byte(), c.byte()) else {
+        return;
+    };
+    let (mut tcol, mut vcol) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let Some(t) = c.varint() else { return };
+        tcol.push(t);
+    }
+    for _ in 0..n {
+        let v = if mode == 0 {
+            super::wal::get_xor_value(&mut c, 0).map(|x| x as i64)
+        } else {
+            c.varint()
         };
-        let (mut tcol, mut vcol) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for _ in 0..n {
-            let Some(t) = c.varint() else { return };
-            tcol.push(t);
-        }
-        for _ in 0..n {
-            let v = if mode == 0 {
-                super::wal::get_xor_value(&mut c, 0).map(|x| x as i64)
-            } else {
-                c.varint()
-            };
-            let Some(v) = v else { return };
-            vcol.push(v);
-        }
-        let (mut t, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        super::block::decode_ts(&tcol, &mut t);
-        super::block::decode_values(&vcol, mode, scale, &mut v);
-        let lo = t.partition_point(|&x| x < mint);
-        let hi = t.partition_point(|&x| x <= maxt);
-        if lo < hi {
-            ts.extend_from_slice(&t[lo..hi]);
-            vs.extend_from_slice(&v[lo..hi]);
-        }
+        let Some(v) = v else { return };
+        vcol.push(v);
+    }
+    let (mut t, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    super::block::decode_ts(&tcol, &mut t);
+    super::block::decode_values(&vcol, mode, scale, &mut v);
+    let lo = t.partition_point(|&x| x < mint);
+    let hi = t.partition_point(|&x| x <= maxt);
+    if lo < hi {
+        ts.extend_from_slice(&t[lo..hi]);
+        vs.extend_from_slice(&v[lo..hi]);
     }
 }
 

@@ -110,6 +110,7 @@
 
 mod block;
 mod chunk;
+mod head_chunks;
 mod index;
 mod wal;
 
@@ -133,6 +134,7 @@ use crate::promql::{Series, Storage, StorageError};
 
 use block::{Block, BlockError, BlockWriter};
 use chunk::{FrozenChunk, XorChunk, CHUNK_SAMPLES};
+use head_chunks::{ChunkRef, HeadChunkError, HeadChunkFiles};
 use index::Postings;
 use wal::{Cursor, WalWriter, REC_SAMPLES, REC_SERIES};
 
@@ -158,6 +160,8 @@ pub enum StoreError {
     UnsupportedVersion { path: PathBuf, found: String },
     #[error("{0}")]
     Block(#[from] BlockError),
+    #[error("{0}")]
+    HeadChunk(#[from] HeadChunkError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -188,6 +192,9 @@ pub struct StoreOptions {
     pub out_of_order_window_ms: i64,
     /// WAL segment size before a new segment is started.
     pub wal_segment_bytes: u64,
+    /// Head chunk file size before a new one is started (at most 4 GiB). A cut
+    /// deletes whole files, so smaller ones free disk sooner.
+    pub head_chunk_segment_bytes: u64,
     /// How often the maintenance thread looks for blocks to cut, compact or expire.
     pub maintenance_interval: Duration,
     /// Run the syncer and maintenance threads (tests and benches may drive both by hand).
@@ -204,6 +211,7 @@ impl Default for StoreOptions {
             retention_bytes: 0,
             out_of_order_window_ms: 0,
             wal_segment_bytes: 64 << 20,
+            head_chunk_segment_bytes: 128 << 20,
             maintenance_interval: Duration::from_secs(10),
             background: true,
         }
@@ -267,13 +275,20 @@ enum Verdict {
     OutOfBounds,
 }
 
+/// The samples of one series in the head: the open chunk in memory, the closed ones
+/// in the head chunk files ([`head_chunks`]), out-of-order samples in a small buffer.
 struct SeriesData {
-    chunks: Vec<FrozenChunk>,
     open: Option<XorChunk>,
-    /// The open chunk is closed when a sample reaches this time (a block boundary).
-    open_end: i64,
+    /// The newest closed chunk; each closed chunk names the one before it.
+    closed: Option<ChunkRef>,
+    /// Oldest and newest timestamps of the closed chunks in the head. After a cut the
+    /// oldest is a lower bound (the cut's end): the chain is not read to find it.
+    closed_min_t: i64,
+    closed_max_t: i64,
+    /// Closed chunks no head chunk file took (a write error); kept in memory.
+    unwritten: Option<Box<Vec<FrozenChunk>>>,
     /// Accepted out-of-order samples, sorted by time.
-    ooo: Vec<(i64, f64)>,
+    ooo: Option<Box<Vec<(i64, f64)>>>,
     max_t: i64,
     /// Value of the last sample written to the WAL for this series, and its segment.
     wal_seg: u64,
@@ -282,13 +297,70 @@ struct SeriesData {
     removed: bool,
 }
 
+/// What a read copies under the series lock; the closed chunks it names are read
+/// from their files after the lock is released ([`HeadRead::finish`]).
+#[derive(Default)]
+struct HeadRead {
+    closed: Option<ChunkRef>,
+    /// Samples of the open chunk, newer than every closed chunk.
+    ts: Vec<i64>,
+    vs: Vec<f64>,
+    /// Out-of-order samples and unwritten chunks' samples, merged in by time.
+    extra: Vec<(i64, f64)>,
+}
+
+impl HeadRead {
+    fn is_empty(&self) -> bool {
+        self.closed.is_none() && self.ts.is_empty() && self.extra.is_empty()
+    }
+
+    /// Reads the closed chunks in `[mint, maxt]` and returns all samples in time order.
+    fn finish(
+        self,
+        files: &HeadChunkFiles,
+        snap: &head_chunks::Snapshot,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<(Vec<i64>, Vec<f64>), HeadChunkError> {
+        let HeadRead {
+            closed,
+            ts: open_ts,
+            vs: open_vs,
+            mut extra,
+        } = self;
+        let (mut ts, mut vs) = match closed {
+            None => (open_ts, open_vs),
+            Some(c) => {
+                let (mut ts, mut vs) = (Vec::new(), Vec::new());
+                files.read_chain(snap, c, mint, maxt, &mut ts, &mut vs)?;
+                ts.extend_from_slice(&open_ts);
+                vs.extend_from_slice(&open_vs);
+                (ts, vs)
+            }
+        };
+        if !extra.is_empty() {
+            extra.extend(ts.iter().copied().zip(vs.iter().copied()));
+            extra.sort_by_key(|s| s.0);
+            ts.clear();
+            vs.clear();
+            for (t, v) in extra {
+                ts.push(t);
+                vs.push(v);
+            }
+        }
+        Ok((ts, vs))
+    }
+}
+
 impl SeriesData {
     fn new() -> SeriesData {
         SeriesData {
-            chunks: Vec::new(),
             open: None,
-            open_end: i64::MIN,
-            ooo: Vec::new(),
+            closed: None,
+            closed_min_t: i64::MAX,
+            closed_max_t: i64::MIN,
+            unwritten: None,
+            ooo: None,
             max_t: i64::MIN,
             wal_seg: 0,
             wal_bits: 0,
@@ -296,32 +368,48 @@ impl SeriesData {
         }
     }
 
+    fn ooo(&self) -> &[(i64, f64)] {
+        self.ooo.as_deref().map_or(&[], |v| v.as_slice())
+    }
+
     fn min_t(&self) -> Option<i64> {
-        let c = self.chunks.first().map(|c| c.first_t).or_else(|| {
-            self.open
-                .as_ref()
-                .filter(|c| c.count() > 0)
-                .map(|c| c.first_t())
-        });
-        match (c, self.ooo.first()) {
-            (Some(a), Some(b)) => Some(a.min(b.0)),
-            (a, b) => a.or(b.map(|s| s.0)),
-        }
+        let closed = self.closed.map(|_| self.closed_min_t);
+        let unwritten = self
+            .unwritten
+            .as_ref()
+            .and_then(|u| u.first())
+            .map(|c| c.first_t);
+        let open = self
+            .open
+            .as_ref()
+            .filter(|c| c.count() > 0)
+            .map(|c| c.first_t());
+        let ooo = self.ooo().first().map(|s| s.0);
+        [closed, unwritten, open, ooo].into_iter().flatten().min()
     }
 
     fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.closed.is_none()
+            && self.unwritten.is_none()
             && self.open.as_ref().is_none_or(|c| c.count() == 0)
-            && self.ooo.is_empty()
+            && self.ooo.is_none()
     }
 
     /// Whether a stored sample has timestamp `t`; its value bits if so.
-    fn find(&self, t: i64) -> Option<u64> {
-        if let Ok(i) = self.ooo.binary_search_by_key(&t, |s| s.0) {
-            return Some(self.ooo[i].1.to_bits());
+    fn find(&self, t: i64, files: &HeadChunkFiles) -> Option<u64> {
+        let ooo = self.ooo();
+        if let Ok(i) = ooo.binary_search_by_key(&t, |s| s.0) {
+            return Some(ooo[i].1.to_bits());
         }
         let (mut ts, mut vs) = (Vec::new(), Vec::new());
-        for c in &self.chunks {
+        if let Some(c) = self.closed {
+            if self.closed_min_t <= t && t <= self.closed_max_t {
+                if let Err(e) = files.read_chain(&files.snapshot(), c, t, t, &mut ts, &mut vs) {
+                    tracing::error!(error = %e, "cannot read a head chunk to check an out-of-order sample against it");
+                }
+            }
+        }
+        for c in self.unwritten.iter().flat_map(|u| u.iter()) {
             if c.first_t <= t && t <= c.last_t {
                 c.decode_range(t, t, &mut ts, &mut vs);
             }
@@ -334,25 +422,55 @@ impl SeriesData {
         vs.first().map(|v| v.to_bits())
     }
 
+    /// Closes the open chunk into the head chunk files (into memory if they fail).
+    fn close_open(&mut self, files: &HeadChunkFiles) {
+        let Some(c) = self.open.take().filter(|c| c.count() > 0) else {
+            return;
+        };
+        let frozen = c.into_frozen();
+        let prev = self.closed;
+        match files.write(&frozen, prev, self.closed_max_t) {
+            Ok(r) => {
+                if prev.is_none() {
+                    self.closed_min_t = frozen.first_t;
+                }
+                self.closed = Some(r);
+                self.closed_max_t = frozen.last_t;
+            }
+            Err(_) => self
+                .unwritten
+                .get_or_insert_with(Default::default)
+                .push(frozen),
+        }
+    }
+
     /// Applies one sample. `ooo_min` is the oldest timestamp the out-of-order window
     /// admits (`i64::MAX` when there is no window; replay passes `i64::MIN`).
-    fn append(&mut self, t: i64, v: f64, min_valid: i64, ooo_min: i64, range: i64) -> Verdict {
+    fn append(
+        &mut self,
+        t: i64,
+        v: f64,
+        min_valid: i64,
+        ooo_min: i64,
+        range: i64,
+        files: &HeadChunkFiles,
+    ) -> Verdict {
         if t < min_valid {
             return Verdict::OutOfBounds;
         }
         if t > self.max_t {
+            // A chunk ends at the block boundary after its first sample, so a cut
+            // drops whole chunks.
             let roll = match &self.open {
                 None => true,
-                Some(c) => c.count() >= CHUNK_SAMPLES || t >= self.open_end,
+                Some(c) => {
+                    c.count() >= CHUNK_SAMPLES
+                        || t >= align_down(c.first_t(), range).saturating_add(range)
+                }
             };
             if roll {
-                if let Some(c) = self.open.take() {
-                    if c.count() > 0 {
-                        self.chunks.push(c.into_frozen());
-                    }
-                }
+                self.close_open(files);
                 self.open = Some(XorChunk::new());
-                self.open_end = align_down(t, range).saturating_add(range);
             }
             if let Some(c) = self.open.as_mut() {
                 c.append(t, v);
@@ -376,48 +494,61 @@ impl SeriesData {
         if t < ooo_min {
             return Verdict::OutOfOrder;
         }
-        match self.find(t) {
+        match self.find(t, files) {
             Some(bits) if bits == v.to_bits() => Verdict::Repeat,
             Some(_) => Verdict::Duplicate,
             None => {
-                let i = self.ooo.partition_point(|s| s.0 < t);
-                self.ooo.insert(i, (t, v));
+                let ooo = self.ooo.get_or_insert_with(Default::default);
+                let i = ooo.partition_point(|s| s.0 < t);
+                ooo.insert(i, (t, v));
                 Verdict::Appended
             }
         }
     }
 
-    /// Copies the samples in `[mint, maxt]`, in time order.
-    fn read(&self, mint: i64, maxt: i64, ts: &mut Vec<i64>, vs: &mut Vec<f64>) {
-        for c in &self.chunks {
+    /// Copies what is in memory of `[mint, maxt]` and names the closed chunks to read.
+    fn start_read(&self, mint: i64, maxt: i64) -> HeadRead {
+        let mut r = HeadRead::default();
+        if self.closed_max_t >= mint && self.closed_min_t <= maxt {
+            r.closed = self.closed;
+        }
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        for c in self.unwritten.iter().flat_map(|u| u.iter()) {
             if c.last_t >= mint && c.first_t <= maxt {
-                c.decode_range(mint, maxt, ts, vs);
+                c.decode_range(mint, maxt, &mut ts, &mut vs);
             }
         }
+        r.extra.extend(ts.into_iter().zip(vs));
         if let Some(c) = &self.open {
             if c.count() > 0 && c.last_t() >= mint && c.first_t() <= maxt {
-                c.decode_range(mint, maxt, ts, vs);
+                c.decode_range(mint, maxt, &mut r.ts, &mut r.vs);
             }
         }
-        let lo = self.ooo.partition_point(|s| s.0 < mint);
-        let hi = self.ooo.partition_point(|s| s.0 <= maxt);
-        if lo < hi {
-            let extra = &self.ooo[lo..hi];
-            let mut merged: Vec<(i64, f64)> = ts.iter().copied().zip(vs.iter().copied()).collect();
-            merged.extend_from_slice(extra);
-            merged.sort_by_key(|s| s.0);
-            ts.clear();
-            vs.clear();
-            for (t, v) in merged {
-                ts.push(t);
-                vs.push(v);
-            }
-        }
+        let ooo = self.ooo();
+        let lo = ooo.partition_point(|s| s.0 < mint);
+        let hi = ooo.partition_point(|s| s.0 <= maxt);
+        r.extra.extend_from_slice(&ooo[lo..hi]);
+        r
     }
 
-    /// Drops everything before `t` (now in a block).
+    /// Drops everything before `t` (now in a block). Chunks never cross a block
+    /// boundary, so what remains of the closed chain starts at `t` or later.
     fn truncate_before(&mut self, t: i64) {
-        self.chunks.retain(|c| c.last_t >= t);
+        if self.closed.is_some() {
+            if self.closed_max_t < t {
+                self.closed = None;
+                self.closed_min_t = i64::MAX;
+                self.closed_max_t = i64::MIN;
+            } else {
+                self.closed_min_t = self.closed_min_t.max(t);
+            }
+        }
+        if let Some(u) = self.unwritten.as_mut() {
+            u.retain(|c| c.last_t >= t);
+            if u.is_empty() {
+                self.unwritten = None;
+            }
+        }
         if self
             .open
             .as_ref()
@@ -425,9 +556,11 @@ impl SeriesData {
         {
             self.open = None;
         }
-        self.ooo.retain(|s| s.0 >= t);
-        if self.ooo.is_empty() {
-            self.ooo = Vec::new();
+        if let Some(o) = self.ooo.as_mut() {
+            o.retain(|s| s.0 >= t);
+            if o.is_empty() {
+                self.ooo = None;
+            }
         }
     }
 }
@@ -538,6 +671,8 @@ struct Inner {
     hasher: foldhash::fast::RandomState,
     interner: Mutex<HashSet<Arc<str>>>,
     index: RwLock<HeadIndex>,
+    /// Closed head chunks, on disk.
+    head_chunks: HeadChunkFiles,
     wal: Mutex<WalState>,
     /// Held for reading while head samples are copied, for writing while a cut moves
     /// the head's lower boundary; never while blocks are read.
@@ -639,6 +774,9 @@ impl Store {
         let blocks_dir = dir.join("blocks");
         std::fs::create_dir_all(&wal_dir).map_err(io_err(&wal_dir))?;
         std::fs::create_dir_all(&blocks_dir).map_err(io_err(&blocks_dir))?;
+        // Emptied: the head is rebuilt from the WAL.
+        let head_chunks =
+            HeadChunkFiles::open(&dir.join(head_chunks::DIR), opts.head_chunk_segment_bytes)?;
         let inner = Inner {
             dir: dir.to_path_buf(),
             wal_dir: wal_dir.clone(),
@@ -650,6 +788,7 @@ impl Store {
             hasher: Default::default(),
             interner: Mutex::new(HashSet::new()),
             index: RwLock::new(HeadIndex::default()),
+            head_chunks,
             wal: Mutex::new(WalState {
                 writer: None,
                 append_seq: 0,
@@ -852,7 +991,14 @@ impl Store {
                 retry.push(i);
                 continue;
             }
-            match d.append(s.timestamp_ms, s.value, min_valid, ooo_min, range) {
+            match d.append(
+                s.timestamp_ms,
+                s.value,
+                min_valid,
+                ooo_min,
+                range,
+                &inner.head_chunks,
+            ) {
                 Verdict::Appended => {
                     let id = series.id as i64;
                     wal::put_varint(&mut rec, id - prev_id);
@@ -923,30 +1069,56 @@ impl Store {
     }
 
     /// The series matching every matcher that have samples in `[mint, maxt]`, with
-    /// those samples from blocks and head in time order, sorted by labels.
+    /// those samples from blocks and head in time order, sorted by labels. A head
+    /// chunk that cannot be read is logged and its samples are left out; queries use
+    /// [`try_select`](Self::try_select), which fails instead.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
+        match self.try_select(matchers, mint, maxt) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the head; the query result is empty");
+                Vec::new()
+            }
+        }
+    }
+
+    /// [`select`](Self::select), failing with an error that names the file when a
+    /// head chunk cannot be read. A block that cannot be read is logged and left out.
+    pub fn try_select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Series>, StoreError> {
         let inner = &*self.inner;
         if mint > maxt {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        // Head first, under the head guard, with a consistent view of which blocks
-        // hold what is below the head.
-        let (blocks, head) = {
+        // What the head holds is noted under the head guard, with a consistent view of
+        // which blocks hold what is below the head; files are read after it is released.
+        let (blocks, reads, snap, head_min) = {
             let _g = read(&inner.head_guard);
             let blocks: Vec<Arc<Block>> = read(&inner.blocks).clone();
             let head_min = inner.head_min_t.load(Ordering::Acquire).max(mint);
-            let mut head = Vec::new();
+            let snap = inner.head_chunks.snapshot();
+            let mut reads = Vec::new();
             if head_min <= maxt {
                 for s in inner.head_matching(matchers) {
-                    let (mut ts, mut vs) = (Vec::new(), Vec::new());
-                    s.lock().read(head_min, maxt, &mut ts, &mut vs);
-                    if !ts.is_empty() {
-                        head.push((s, ts, vs));
+                    let r = s.lock().start_read(head_min, maxt);
+                    if !r.is_empty() {
+                        reads.push((s, r));
                     }
                 }
             }
-            (blocks, head)
+            (blocks, reads, snap, head_min)
         };
+        let mut head = Vec::with_capacity(reads.len());
+        for (s, r) in reads {
+            let (ts, vs) = r.finish(&inner.head_chunks, &snap, head_min, maxt)?;
+            if !ts.is_empty() {
+                head.push((s, ts, vs));
+            }
+        }
         let mut acc: BTreeMap<Labels, (Vec<i64>, Vec<f64>)> = BTreeMap::new();
         for b in &blocks {
             let ids = b.matching(matchers, mint, maxt);
@@ -971,20 +1143,21 @@ impl Store {
                 })
                 .collect();
             out.sort_by(|a, b| a.labels.cmp(&b.labels));
-            return out;
+            return Ok(out);
         }
         for (s, ts, vs) in head {
             let e = acc.entry(s.labels.clone()).or_default();
             e.0.extend_from_slice(&ts);
             e.1.extend_from_slice(&vs);
         }
-        acc.into_iter()
+        Ok(acc
+            .into_iter()
             .map(|(labels, (timestamps, values))| Series {
                 labels,
                 timestamps,
                 values,
             })
-            .collect()
+            .collect())
     }
 
     /// Label sets of the matching series with samples in the range.
@@ -1109,7 +1282,8 @@ impl Storage for Store {
         mint_ms: i64,
         maxt_ms: i64,
     ) -> Result<Vec<Series>, StorageError> {
-        Ok(Store::select(self, matchers, mint_ms, maxt_ms))
+        self.try_select(matchers, mint_ms, maxt_ms)
+            .map_err(|e| StorageError(e.to_string()))
     }
 }
 
@@ -1386,9 +1560,15 @@ impl Inner {
                         };
                         d.wal_seg = seg;
                         d.wal_bits = bits;
-                        if d.append(t, f64::from_bits(bits), min_valid, i64::MIN, range)
-                            == Verdict::Appended
-                        {
+                        let verdict = d.append(
+                            t,
+                            f64::from_bits(bits),
+                            min_valid,
+                            i64::MIN,
+                            range,
+                            &self.head_chunks,
+                        );
+                        if verdict == Verdict::Appended {
                             samples += 1;
                             maxt = maxt.max(t);
                         }
@@ -1431,6 +1611,8 @@ impl Inner {
 
     fn maintain(&self) -> Result<(), StoreError> {
         let _m = lock(&self.maintenance);
+        // Keeps the pending head chunks small, and retries writes that failed.
+        self.head_chunks.retry_pending();
         let range = self.opts.block_range_ms;
         let max_t = self.max_t.load(Ordering::Acquire);
         self.cut_until(|_, end| end.saturating_add(range / 2) <= max_t)?;
@@ -1483,13 +1665,23 @@ impl Inner {
         let tmp = self.blocks_dir.join(format!("{name}.tmp"));
         let fin = self.blocks_dir.join(&name);
         let mut writer = BlockWriter::create(&tmp)?;
-        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        // Nothing else deletes head chunk files while the maintenance lock is held.
+        let snap = self.head_chunks.snapshot();
         for s in &series {
-            ts.clear();
-            vs.clear();
-            s.lock().read(start, end - 1, &mut ts, &mut vs);
+            let r = s.lock().start_read(start, end - 1);
+            let (ts, vs) = match r.finish(&self.head_chunks, &snap, start, end - 1) {
+                Ok(got) => got,
+                Err(e) => {
+                    // The WAL still has these samples (it is truncated only after a
+                    // cut), so a restart rebuilds the head; until then the cut waits.
+                    drop(writer);
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    return Err(e.into());
+                }
+            };
             writer.push(&s.labels, &ts, &vs)?;
         }
+        drop(snap);
         let block = if writer.num_series() > 0 {
             writer.finish(start, end, 0, Vec::new())?;
             std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
@@ -1537,6 +1729,7 @@ impl Inner {
         }
         drop(series);
         drop(dead);
+        self.head_chunks.delete_before(end);
         self.truncate_wal(end)?;
         self.purge_interner();
         tracing::info!(
@@ -1872,6 +2065,111 @@ mod tests {
                 stale.to_bits()
             ]
         );
+    }
+
+    #[test]
+    fn closed_chunks_read_back_from_files_and_leave_with_the_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            block_range_ms: 100_000,
+            out_of_order_window_ms: 50_000,
+            head_chunk_segment_bytes: 16 << 10,
+            ..opts()
+        };
+        let chunk_dir = dir.path().join(head_chunks::DIR);
+        let files = || std::fs::read_dir(&chunk_dir).unwrap().count();
+        let store = Store::open_with(dir.path(), o.clone()).unwrap();
+        // 1000 samples a series: closed at 120 samples and at each 100 s boundary.
+        for k in 0..1000i64 {
+            let batch: Vec<AppendSample> = (0..30)
+                .map(|i| sample("m", &format!("j{i}"), k * 250 + 1, (k * 7 + i) as f64))
+                .collect();
+            store.append(&batch);
+        }
+        // An out-of-order sample between two closed chunks, checked against them.
+        let out = store.append(&[
+            sample("m", "j3", 200_001, 9.0),
+            sample("m", "j3", 200_002, 9.5),
+        ]);
+        assert_eq!((out.appended, out.duplicates), (1, 1));
+        assert!(files() >= 1);
+        let want = |lo: i64, hi: i64| -> Vec<i64> {
+            let mut t: Vec<i64> = (0..1000i64)
+                .map(|k| k * 250 + 1)
+                .chain([200_002])
+                .filter(|t| (lo..=hi).contains(t))
+                .collect();
+            t.sort();
+            t
+        };
+        let j3 = [Matcher::equal("job", "j3")];
+        for (lo, hi) in [
+            (0, 300_000),
+            (29_000, 31_000),
+            (99_000, 100_400),
+            (200_002, 200_002),
+        ] {
+            let got = store.try_select(&j3, lo, hi).unwrap();
+            assert_eq!(got[0].timestamps, want(lo, hi), "[{lo}, {hi}]");
+        }
+        let got = store.select(&j3, 0, 300_000);
+        assert_eq!(got[0].values[1], 10.0);
+        // Written out and read from the file, too.
+        store.maintain().unwrap();
+        assert_eq!(
+            store.select(&j3, 0, 300_000)[0].timestamps,
+            want(0, 300_000)
+        );
+        // A cut moves the oldest range into a block and deletes the files that
+        // held only it; every sample is still there once.
+        store.cut_before(200_000).unwrap();
+        let before = store.inner.head_chunks.size_bytes();
+        store.append(
+            &(0..30)
+                .map(|i| sample("m", &format!("j{i}"), 400_000, 1.0))
+                .collect::<Vec<_>>(),
+        );
+        store.cut_before(400_000).unwrap();
+        assert!(store.inner.head_chunks.size_bytes() < before);
+        assert_eq!(
+            store.select(&j3, 0, 500_000)[0].timestamps,
+            want(0, 300_000)
+                .into_iter()
+                .chain([400_000])
+                .collect::<Vec<_>>()
+        );
+        drop(store);
+        // At open the files are rebuilt from the WAL.
+        let store = Store::open_with(dir.path(), o).unwrap();
+        assert_eq!(
+            store.select(&j3, 0, 500_000)[0].timestamps,
+            want(0, 300_000)
+                .into_iter()
+                .chain([400_000])
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_damaged_head_chunk_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), opts()).unwrap();
+        for k in 0..500 {
+            store.append(&[sample("m", "a", k * 1000, k as f64)]);
+        }
+        store.maintain().unwrap();
+        let file = dir.path().join(head_chunks::DIR).join("00000001");
+        let len = std::fs::metadata(&file).unwrap().len();
+        assert!(len > 0);
+        std::fs::write(&file, vec![0xa5; len as usize]).unwrap();
+        let err = store.try_select(&[], 0, 1_000_000).unwrap_err().to_string();
+        assert!(err.contains(&file.display().to_string()), "{err}");
+        // Samples of the open chunk alone need no file.
+        let got = store.try_select(&[], 490_000, 1_000_000).unwrap();
+        assert_eq!(got[0].timestamps.len(), 10);
+        let via_trait = Storage::select(&store, &[], 0, 1_000_000).unwrap_err();
+        assert!(via_trait.to_string().contains("00000001"), "{via_trait}");
+        assert!(store.select(&[], 0, 1_000_000).is_empty());
     }
 
     #[test]
