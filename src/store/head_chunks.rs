@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::chunk::{decode_frozen, FrozenChunk};
+use super::chunk::{decode_range, FrozenChunk};
 
 /// The directory of the head chunk files, inside the store's directory.
 pub const DIR: &str = "chunks_head";
@@ -401,7 +401,7 @@ impl HeadChunkFiles {
             }
         }
         for (h, buf) in records.iter().rev() {
-            decode_frozen(&buf[HEADER_BYTES..], h.count, mint, maxt, ts, vs);
+            decode_range(&buf[HEADER_BYTES..], h.count, mint, maxt, ts, vs);
         }
         Ok(())
     }
@@ -410,14 +410,14 @@ impl HeadChunkFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::chunk::XorChunk;
+    use crate::store::chunk::OpenChunk;
 
     fn chunk(t0: i64, n: i64) -> FrozenChunk {
-        let mut c = XorChunk::new();
+        let mut c = OpenChunk::new();
         for i in 0..n {
             c.append(t0 + i * 10, (t0 + i) as f64);
         }
-        c.into_frozen()
+        c.close()
     }
 
     #[test]

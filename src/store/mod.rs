@@ -133,7 +133,7 @@ use crate::labels::{Labels, Matcher};
 use crate::promql::{Series, Storage, StorageError};
 
 use block::{Block, BlockError, BlockWriter};
-use chunk::{FrozenChunk, XorChunk, CHUNK_SAMPLES};
+use chunk::{FrozenChunk, OpenChunk, CHUNK_SAMPLES};
 use head_chunks::{ChunkRef, HeadChunkError, HeadChunkFiles};
 use index::Postings;
 use wal::{Cursor, WalWriter, REC_SAMPLES, REC_SERIES};
@@ -278,7 +278,7 @@ enum Verdict {
 /// The samples of one series in the head: the open chunk in memory, the closed ones
 /// in the head chunk files ([`head_chunks`]), out-of-order samples in a small buffer.
 struct SeriesData {
-    open: Option<XorChunk>,
+    open: Option<OpenChunk>,
     /// The newest closed chunk; each closed chunk names the one before it.
     closed: Option<ChunkRef>,
     /// Oldest and newest timestamps of the closed chunks in the head. After a cut the
@@ -427,7 +427,7 @@ impl SeriesData {
         let Some(c) = self.open.take().filter(|c| c.count() > 0) else {
             return;
         };
-        let frozen = c.into_frozen();
+        let frozen = c.close();
         let prev = self.closed;
         match files.write(&frozen, prev, self.closed_max_t) {
             Ok(r) => {
@@ -470,7 +470,7 @@ impl SeriesData {
             };
             if roll {
                 self.close_open(files);
-                self.open = Some(XorChunk::new());
+                self.open = Some(OpenChunk::new());
             }
             if let Some(c) = self.open.as_mut() {
                 c.append(t, v);
