@@ -285,16 +285,21 @@ struct SeriesData {
     /// oldest is a lower bound (the cut's end): the chain is not read to find it.
     closed_min_t: i64,
     closed_max_t: i64,
-    /// Closed chunks no head chunk file took (a write error); kept in memory.
-    unwritten: Option<Box<Vec<FrozenChunk>>>,
-    /// Accepted out-of-order samples, sorted by time.
-    ooo: Option<Box<Vec<(i64, f64)>>>,
-    max_t: i64,
+    /// Out-of-order samples and chunks no file took: few series have any.
+    rare: Option<Box<RareData>>,
     /// Value of the last sample written to the WAL for this series, and its segment.
     wal_seg: u64,
     wal_bits: u64,
     /// Set when the series was dropped from the index; appenders re-resolve.
     removed: bool,
+}
+
+#[derive(Default)]
+struct RareData {
+    /// Accepted out-of-order samples, sorted by time.
+    ooo: Vec<(i64, f64)>,
+    /// Closed chunks no head chunk file took (a write error); kept in memory.
+    unwritten: Vec<FrozenChunk>,
 }
 
 /// What a read copies under the series lock; the closed chunks it names are read
@@ -359,9 +364,7 @@ impl SeriesData {
             closed: None,
             closed_min_t: i64::MAX,
             closed_max_t: i64::MIN,
-            unwritten: None,
-            ooo: None,
-            max_t: i64::MIN,
+            rare: None,
             wal_seg: 0,
             wal_bits: 0,
             removed: false,
@@ -369,16 +372,25 @@ impl SeriesData {
     }
 
     fn ooo(&self) -> &[(i64, f64)] {
-        self.ooo.as_deref().map_or(&[], |v| v.as_slice())
+        self.rare.as_deref().map_or(&[], |r| r.ooo.as_slice())
+    }
+
+    fn unwritten(&self) -> &[FrozenChunk] {
+        self.rare.as_deref().map_or(&[], |r| r.unwritten.as_slice())
+    }
+
+    /// The newest sample's time (the open chunk's last: out-of-order samples are
+    /// older, and a cut that drops the open chunk drops everything before it).
+    fn max_t(&self) -> i64 {
+        self.open
+            .as_ref()
+            .filter(|c| c.count() > 0)
+            .map_or(i64::MIN, |c| c.last_t())
     }
 
     fn min_t(&self) -> Option<i64> {
         let closed = self.closed.map(|_| self.closed_min_t);
-        let unwritten = self
-            .unwritten
-            .as_ref()
-            .and_then(|u| u.first())
-            .map(|c| c.first_t);
+        let unwritten = self.unwritten().first().map(|c| c.first_t);
         let open = self
             .open
             .as_ref()
@@ -390,9 +402,8 @@ impl SeriesData {
 
     fn is_empty(&self) -> bool {
         self.closed.is_none()
-            && self.unwritten.is_none()
+            && self.rare.is_none()
             && self.open.as_ref().is_none_or(|c| c.count() == 0)
-            && self.ooo.is_none()
     }
 
     /// Whether a stored sample has timestamp `t`; its value bits if so.
@@ -409,7 +420,7 @@ impl SeriesData {
                 }
             }
         }
-        for c in self.unwritten.iter().flat_map(|u| u.iter()) {
+        for c in self.unwritten() {
             if c.first_t <= t && t <= c.last_t {
                 c.decode_range(t, t, &mut ts, &mut vs);
             }
@@ -438,8 +449,9 @@ impl SeriesData {
                 self.closed_max_t = frozen.last_t;
             }
             Err(_) => self
-                .unwritten
+                .rare
                 .get_or_insert_with(Default::default)
+                .unwritten
                 .push(frozen),
         }
     }
@@ -458,7 +470,8 @@ impl SeriesData {
         if t < min_valid {
             return Verdict::OutOfBounds;
         }
-        if t > self.max_t {
+        let max_t = self.max_t();
+        if t > max_t {
             // A chunk ends at the block boundary after its first sample, so a cut
             // drops whole chunks.
             let roll = match &self.open {
@@ -475,10 +488,9 @@ impl SeriesData {
             if let Some(c) = self.open.as_mut() {
                 c.append(t, v);
             }
-            self.max_t = t;
             return Verdict::Appended;
         }
-        if t == self.max_t {
+        if t == max_t {
             if let Some(c) = self
                 .open
                 .as_ref()
@@ -498,7 +510,7 @@ impl SeriesData {
             Some(bits) if bits == v.to_bits() => Verdict::Repeat,
             Some(_) => Verdict::Duplicate,
             None => {
-                let ooo = self.ooo.get_or_insert_with(Default::default);
+                let ooo = &mut self.rare.get_or_insert_with(Default::default).ooo;
                 let i = ooo.partition_point(|s| s.0 < t);
                 ooo.insert(i, (t, v));
                 Verdict::Appended
@@ -513,7 +525,7 @@ impl SeriesData {
             r.closed = self.closed;
         }
         let (mut ts, mut vs) = (Vec::new(), Vec::new());
-        for c in self.unwritten.iter().flat_map(|u| u.iter()) {
+        for c in self.unwritten() {
             if c.last_t >= mint && c.first_t <= maxt {
                 c.decode_range(mint, maxt, &mut ts, &mut vs);
             }
@@ -543,10 +555,11 @@ impl SeriesData {
                 self.closed_min_t = self.closed_min_t.max(t);
             }
         }
-        if let Some(u) = self.unwritten.as_mut() {
-            u.retain(|c| c.last_t >= t);
-            if u.is_empty() {
-                self.unwritten = None;
+        if let Some(r) = self.rare.as_mut() {
+            r.unwritten.retain(|c| c.last_t >= t);
+            r.ooo.retain(|s| s.0 >= t);
+            if r.unwritten.is_empty() && r.ooo.is_empty() {
+                self.rare = None;
             }
         }
         if self
@@ -555,12 +568,6 @@ impl SeriesData {
             .is_some_and(|c| c.count() > 0 && c.last_t() < t)
         {
             self.open = None;
-        }
-        if let Some(o) = self.ooo.as_mut() {
-            o.retain(|s| s.0 >= t);
-            if o.is_empty() {
-                self.ooo = None;
-            }
         }
     }
 }
@@ -1169,7 +1176,7 @@ impl Store {
             let head_min = inner.head_min_t.load(Ordering::Acquire).max(mint);
             for s in inner.head_matching(matchers) {
                 let d = s.lock();
-                let in_range = d.max_t >= head_min && d.min_t().is_some_and(|t| t <= maxt);
+                let in_range = d.max_t() >= head_min && d.min_t().is_some_and(|t| t <= maxt);
                 drop(d);
                 if in_range {
                     out.insert(s.labels.clone());
@@ -1706,7 +1713,7 @@ impl Inner {
             for s in &series {
                 let mut d = s.lock();
                 d.truncate_before(end);
-                if d.is_empty() && d.max_t < end {
+                if d.is_empty() && d.max_t() < end {
                     dead.push(s.clone());
                 }
             }
@@ -1717,7 +1724,7 @@ impl Inner {
             let mut ids = Vec::new();
             for s in &dead {
                 let mut d = s.lock();
-                if d.is_empty() && d.max_t < end {
+                if d.is_empty() && d.max_t() < end {
                     d.removed = true;
                     ids.push(s.id);
                     let h = self.hash(&s.labels);
