@@ -112,6 +112,7 @@ mod block;
 mod chunk;
 mod head_chunks;
 mod index;
+mod symbol;
 mod wal;
 
 pub use block::{BlockMeta, BLOCK_FORMAT_VERSION};
@@ -136,6 +137,7 @@ use block::{Block, BlockError, BlockWriter};
 use chunk::{FrozenChunk, OpenChunk, CHUNK_SAMPLES};
 use head_chunks::{ChunkRef, HeadChunkError, HeadChunkFiles};
 use index::Postings;
+use symbol::{Interner, SeriesLabels};
 use wal::{Cursor, WalWriter, REC_SAMPLES, REC_SERIES};
 
 /// The store layout version this code reads and writes.
@@ -578,13 +580,18 @@ fn align_down(t: i64, range: i64) -> i64 {
 
 struct HeadSeries {
     id: u32,
-    labels: Labels,
+    labels: SeriesLabels,
     data: Mutex<SeriesData>,
 }
 
 impl HeadSeries {
     fn lock(&self) -> std::sync::MutexGuard<'_, SeriesData> {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The series' label set (built from its interned strings).
+    fn labels(&self) -> Labels {
+        self.labels.to_labels()
     }
 }
 
@@ -603,7 +610,7 @@ impl HeadIndex {
             self.series
                 .get(*id as usize)
                 .and_then(|s| s.as_ref())
-                .filter(|s| &s.labels == labels)
+                .filter(|s| s.labels.eq_labels(labels))
         };
         if let Some(s) = self.by_hash.get(&hash).and_then(check) {
             return Some(s);
@@ -612,7 +619,7 @@ impl HeadIndex {
     }
 
     /// Inserts a series with a given id (from the WAL) or the next free one.
-    fn insert(&mut self, hash: u64, labels: Labels, id: Option<u32>) -> Arc<HeadSeries> {
+    fn insert(&mut self, hash: u64, labels: SeriesLabels, id: Option<u32>) -> Arc<HeadSeries> {
         let id = id.unwrap_or(self.series.len() as u32);
         if self.series.len() <= id as usize {
             self.series.resize(id as usize + 1, None);
@@ -622,7 +629,7 @@ impl HeadIndex {
             labels,
             data: Mutex::new(SeriesData::new()),
         });
-        self.postings.add(id, &s.labels);
+        self.postings.add_pairs(id, s.labels.pairs());
         match self.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(id);
@@ -676,7 +683,7 @@ struct Inner {
     opts: StoreOptions,
     /// Label-set hashing for the series map (foldhash: the append path hashes every sample).
     hasher: foldhash::fast::RandomState,
-    interner: Mutex<HashSet<Arc<str>>>,
+    interner: Mutex<Interner>,
     index: RwLock<HeadIndex>,
     /// Closed head chunks, on disk.
     head_chunks: HeadChunkFiles,
@@ -723,44 +730,24 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 impl Inner {
     fn hash(&self, labels: &Labels) -> u64 {
+        self.hash_pairs(labels.iter().map(|l| (&l.name, &l.value)))
+    }
+
+    fn hash_pairs<'a>(&self, pairs: impl Iterator<Item = (&'a Arc<str>, &'a Arc<str>)>) -> u64 {
         let mut h = self.hasher.build_hasher();
-        for l in labels {
-            l.name.as_bytes().hash(&mut h);
-            l.value.as_bytes().hash(&mut h);
+        for (name, value) in pairs {
+            name.as_bytes().hash(&mut h);
+            value.as_bytes().hash(&mut h);
         }
         h.finish()
     }
 
     fn intern(&self, s: &str) -> Arc<str> {
-        let mut set = lock(&self.interner);
-        match set.get(s) {
-            Some(a) => a.clone(),
-            None => {
-                let a: Arc<str> = Arc::from(s);
-                set.insert(a.clone());
-                a
-            }
-        }
+        lock(&self.interner).string(s)
     }
 
-    fn intern_labels(&self, labels: &Labels) -> Labels {
-        let mut set = lock(&self.interner);
-        let mut get = |s: &Arc<str>| match set.get(&**s) {
-            Some(a) => a.clone(),
-            None => {
-                set.insert(s.clone());
-                s.clone()
-            }
-        };
-        Labels::new(
-            labels
-                .iter()
-                .map(|l| crate::labels::Label {
-                    name: get(&l.name),
-                    value: get(&l.value),
-                })
-                .collect(),
-        )
+    fn intern_labels(&self, labels: &Labels) -> SeriesLabels {
+        lock(&self.interner).series_labels(labels)
     }
 }
 
@@ -793,7 +780,7 @@ impl Store {
                 ..opts
             },
             hasher: Default::default(),
-            interner: Mutex::new(HashSet::new()),
+            interner: Mutex::new(Interner::default()),
             index: RwLock::new(HeadIndex::default()),
             head_chunks,
             wal: Mutex::new(WalState {
@@ -947,7 +934,7 @@ impl Store {
                     None => {
                         let labels = inner.intern_labels(&batch[i].labels);
                         let s = idx.insert(hashes[i], labels, None);
-                        wal::encode_series(&mut rec, s.id, &s.labels);
+                        wal::encode_series(&mut rec, s.id, &batch[i].labels);
                         out.series_created += 1;
                         s
                     }
@@ -1144,7 +1131,7 @@ impl Store {
             let mut out: Vec<Series> = head
                 .into_iter()
                 .map(|(s, timestamps, values)| Series {
-                    labels: s.labels.clone(),
+                    labels: s.labels(),
                     timestamps,
                     values,
                 })
@@ -1153,7 +1140,7 @@ impl Store {
             return Ok(out);
         }
         for (s, ts, vs) in head {
-            let e = acc.entry(s.labels.clone()).or_default();
+            let e = acc.entry(s.labels()).or_default();
             e.0.extend_from_slice(&ts);
             e.1.extend_from_slice(&vs);
         }
@@ -1179,7 +1166,7 @@ impl Store {
                 let in_range = d.max_t() >= head_min && d.min_t().is_some_and(|t| t <= maxt);
                 drop(d);
                 if in_range {
-                    out.insert(s.labels.clone());
+                    out.insert(s.labels());
                 }
             }
             read(&inner.blocks).clone()
@@ -1528,7 +1515,7 @@ impl Inner {
                         let h = self.hash(&labels);
                         let exists = idx.series.get(id as usize).is_some_and(|s| s.is_some());
                         if !exists && idx.get(h, &labels).is_none() {
-                            idx.insert(h, labels, Some(id));
+                            idx.insert(h, self.intern_labels(&labels), Some(id));
                         }
                     }
                     ok
@@ -1686,7 +1673,7 @@ impl Inner {
                     return Err(e.into());
                 }
             };
-            writer.push(&s.labels, &ts, &vs)?;
+            writer.push(&s.labels(), &ts, &vs)?;
         }
         drop(snap);
         let block = if writer.num_series() > 0 {
@@ -1727,7 +1714,7 @@ impl Inner {
                 if d.is_empty() && d.max_t() < end {
                     d.removed = true;
                     ids.push(s.id);
-                    let h = self.hash(&s.labels);
+                    let h = self.hash_pairs(s.labels.pairs());
                     idx.remove(h, s.id);
                 }
             }
@@ -1765,7 +1752,7 @@ impl Inner {
             let mut out = Vec::new();
             let mut rec = vec![REC_SERIES];
             for s in idx.series.iter().flatten() {
-                wal::encode_series(&mut rec, s.id, &s.labels);
+                wal::encode_series(&mut rec, s.id, &s.labels());
                 if rec.len() > 1 << 20 {
                     out.push(std::mem::replace(&mut rec, vec![REC_SERIES]));
                 }
@@ -1791,7 +1778,7 @@ impl Inner {
     }
 
     fn purge_interner(&self) {
-        lock(&self.interner).retain(|s| Arc::strong_count(s) > 1);
+        lock(&self.interner).purge();
     }
 
     /// Merges the blocks of one complete aligned window; returns whether it did.
