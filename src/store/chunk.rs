@@ -307,6 +307,10 @@ pub fn decode_range(
     let (Some(mut t), Some(mut scale)) = (c.varint(), c.byte()) else {
         return;
     };
+    if t <= maxt {
+        ts.reserve(count as usize);
+        vs.reserve(count as usize);
+    }
     let (mut dt, mut x, mut dx, mut bits) = (0i64, 0i64, 0i64, 0u64);
     for i in 0..count {
         if i == 0 {

@@ -62,6 +62,14 @@ pub struct ChunkRef {
     len: NonZeroU32,
 }
 
+/// One series' closed chunks to read: the newest, and the time range wanted.
+#[derive(Clone, Copy, Debug)]
+pub struct ChainRead {
+    pub newest: ChunkRef,
+    pub mint: i64,
+    pub maxt: i64,
+}
+
 /// The header of a chunk record.
 #[derive(Clone, Copy, Debug)]
 pub struct ChunkHeader {
@@ -309,59 +317,71 @@ impl HeadChunkFiles {
             .sum()
     }
 
-    /// Reads one record into `buf` (header and payload) and returns its header.
-    pub fn read(
+    /// Appends the bytes `[start, end)` of segment `seq` onto `out`: from the file, or
+    /// for records not written yet from the pending buffer.
+    fn read_range(
         &self,
         snap: &Snapshot,
-        r: ChunkRef,
-        buf: &mut Vec<u8>,
-    ) -> Result<ChunkHeader, HeadChunkError> {
+        seq: u32,
+        start: u64,
+        end: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), HeadChunkError> {
         let list = &snap.0;
-        let Ok(i) = list.binary_search_by_key(&r.segment, |s| s.seq) else {
+        let Ok(i) = list.binary_search_by_key(&seq, |s| s.seq) else {
             return Err(HeadChunkError::Missing {
-                path: self.dir.join(format!("{:08}", r.segment)),
-                offset: r.offset,
+                path: self.dir.join(format!("{seq:08}")),
+                offset: start as u32,
             });
         };
         let seg = &list[i];
-        let len = r.len.get() as usize;
-        let end = r.offset as u64 + len as u64;
-        buf.clear();
-        buf.resize(len, 0);
-        let damaged = |reason| HeadChunkError::Damaged {
-            path: seg.path.clone(),
-            offset: r.offset,
-            reason,
-        };
-        let mut from_file = end <= seg.flushed.load(Ordering::Acquire);
-        if !from_file {
+        let base = out.len();
+        out.resize(base + (end - start) as usize, 0);
+        let mut file_end = end;
+        if end > seg.flushed.load(Ordering::Acquire) {
+            // What is still pending is copied under its lock; what was written before
+            // that moment is in the file for good.
             let pending = lock(&seg.pending);
             let flushed = seg.flushed.load(Ordering::Acquire);
-            if r.offset as u64 >= flushed {
-                let at = (r.offset as u64 - flushed) as usize;
-                let Some(src) = pending.get(at..at + len) else {
-                    return Err(damaged("record lies past the end of the segment"));
+            if end > flushed {
+                let from = start.max(flushed);
+                let src = pending.get((from - flushed) as usize..(end - flushed) as usize);
+                let Some(src) = src else {
+                    return Err(HeadChunkError::Damaged {
+                        path: seg.path.clone(),
+                        offset: start as u32,
+                        reason: "chunk lies past the end of the segment",
+                    });
                 };
-                buf.copy_from_slice(src);
-            } else {
-                from_file = true;
+                out[base + (from - start) as usize..].copy_from_slice(src);
+                file_end = from;
             }
         }
-        if from_file {
+        if file_end > start {
             seg.file
-                .read_exact_at(buf, r.offset as u64)
+                .read_exact_at(&mut out[base..base + (file_end - start) as usize], start)
                 .map_err(io_err(&seg.path))?;
         }
-        let le32 = |at: usize| u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
-        let le64 = |at: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&buf[at..at + 8]);
-            i64::from_le_bytes(b)
+        Ok(())
+    }
+
+    /// Checks a record's checksum and returns its header.
+    fn parse(&self, seq: u32, offset: u32, rec: &[u8]) -> Result<ChunkHeader, HeadChunkError> {
+        let damaged = |reason| HeadChunkError::Damaged {
+            path: self.dir.join(format!("{seq:08}")),
+            offset,
+            reason,
         };
-        if len < HEADER_BYTES {
+        if rec.len() < HEADER_BYTES {
             return Err(damaged("record shorter than its header"));
         }
-        if crc32fast::hash(&buf[4..]) != le32(0) {
+        let le32 = |at: usize| u32::from_le_bytes([rec[at], rec[at + 1], rec[at + 2], rec[at + 3]]);
+        let le64 = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&rec[at..at + 8]);
+            i64::from_le_bytes(b)
+        };
+        if crc32fast::hash(&rec[4..]) != le32(0) {
             return Err(damaged("checksum mismatch"));
         }
         let prev = NonZeroU32::new(le32(32)).map(|len| ChunkRef {
@@ -370,7 +390,7 @@ impl HeadChunkFiles {
             len,
         });
         Ok(ChunkHeader {
-            count: u16::from_le_bytes([buf[4], buf[5]]),
+            count: u16::from_le_bytes([rec[4], rec[5]]),
             first_t: le64(8),
             last_t: le64(16),
             prev,
@@ -378,32 +398,95 @@ impl HeadChunkFiles {
         })
     }
 
-    /// Appends the samples in `[mint, maxt]` of the chain of closed chunks ending at
-    /// `newest`, in time order.
+    /// Reads the closed chunks of many series at once and returns, for each request,
+    /// the samples in its range in time order. Each series' chain is walked back one
+    /// chunk per round; in a round the records are read in file order, and records
+    /// that lie close together (chunks closed at about the same time) with one
+    /// positional read, so a query over many series costs few system calls.
+    pub fn read_chains(
+        &self,
+        snap: &Snapshot,
+        reqs: &[ChainRead],
+    ) -> Result<Vec<(Vec<i64>, Vec<f64>)>, HeadChunkError> {
+        // Records further apart than this are read separately.
+        const GAP: u64 = 4096;
+        const MAX_READ: u64 = 1 << 20;
+        let mut round: Vec<(u32, ChunkRef)> = reqs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as u32, r.newest))
+            .collect();
+        // Bytes read per round, and the records found: (request, round, start, len, count).
+        let mut arenas: Vec<Vec<u8>> = Vec::new();
+        let mut found: Vec<(u32, u32, u32, u32, u16)> = Vec::new();
+        while !round.is_empty() {
+            round.sort_unstable_by_key(|(_, r)| (r.segment, r.offset));
+            let mut arena = Vec::new();
+            let mut next = Vec::new();
+            let mut i = 0;
+            while i < round.len() {
+                let seq = round[i].1.segment;
+                let start = round[i].1.offset as u64;
+                let mut end = start + round[i].1.len.get() as u64;
+                let mut j = i + 1;
+                while j < round.len() {
+                    let r = round[j].1;
+                    let r_end = r.offset as u64 + r.len.get() as u64;
+                    if r.segment != seq || r.offset as u64 > end + GAP || r_end - start > MAX_READ {
+                        break;
+                    }
+                    end = end.max(r_end);
+                    j += 1;
+                }
+                let base = arena.len();
+                self.read_range(snap, seq, start, end, &mut arena)?;
+                for &(req, r) in &round[i..j] {
+                    let at = base + (r.offset as u64 - start) as usize;
+                    let len = r.len.get() as usize;
+                    let h = self.parse(seq, r.offset, &arena[at..at + len])?;
+                    let want = &reqs[req as usize];
+                    if h.first_t <= want.maxt && h.last_t >= want.mint {
+                        let at = (at + HEADER_BYTES) as u32;
+                        let n = (len - HEADER_BYTES) as u32;
+                        found.push((req, arenas.len() as u32, at, n, h.count));
+                    }
+                    if let Some(p) = h.prev.filter(|_| h.prev_last_t >= want.mint) {
+                        next.push((req, p));
+                    }
+                }
+                i = j;
+            }
+            arenas.push(arena);
+            round = next;
+        }
+        // Per request, older rounds hold older chunks.
+        found.sort_unstable_by_key(|&(req, round, ..)| (req, std::cmp::Reverse(round)));
+        let mut out: Vec<(Vec<i64>, Vec<f64>)> = Vec::with_capacity(reqs.len());
+        out.resize_with(reqs.len(), Default::default);
+        for &(req, _, _, _, count) in &found {
+            let (ts, vs) = &mut out[req as usize];
+            ts.reserve(count as usize);
+            vs.reserve(count as usize);
+        }
+        for (req, round, at, n, count) in found {
+            let want = &reqs[req as usize];
+            let bytes = &arenas[round as usize][at as usize..(at + n) as usize];
+            let (ts, vs) = &mut out[req as usize];
+            decode_range(bytes, count, want.mint, want.maxt, ts, vs);
+        }
+        Ok(out)
+    }
+
+    /// The samples in `[mint, maxt]` of one chain, in time order.
     pub fn read_chain(
         &self,
         snap: &Snapshot,
         newest: ChunkRef,
         mint: i64,
         maxt: i64,
-        ts: &mut Vec<i64>,
-        vs: &mut Vec<f64>,
-    ) -> Result<(), HeadChunkError> {
-        // Newest first on the way back; decoded oldest first.
-        let mut records: Vec<(ChunkHeader, Vec<u8>)> = Vec::new();
-        let mut next = Some(newest);
-        while let Some(r) = next {
-            let mut buf = Vec::new();
-            let h = self.read(snap, r, &mut buf)?;
-            next = h.prev.filter(|_| h.prev_last_t >= mint);
-            if h.first_t <= maxt && h.last_t >= mint {
-                records.push((h, buf));
-            }
-        }
-        for (h, buf) in records.iter().rev() {
-            decode_range(&buf[HEADER_BYTES..], h.count, mint, maxt, ts, vs);
-        }
-        Ok(())
+    ) -> Result<(Vec<i64>, Vec<f64>), HeadChunkError> {
+        let req = ChainRead { newest, mint, maxt };
+        Ok(self.read_chains(snap, &[req])?.pop().unwrap_or_default())
     }
 }
 
@@ -439,10 +522,7 @@ mod tests {
             b_last = cb.last_t;
         }
         let snap = files.snapshot();
-        let (mut ts, mut vs) = (Vec::new(), Vec::new());
-        files
-            .read_chain(&snap, a.unwrap(), 1500, 3200, &mut ts, &mut vs)
-            .unwrap();
+        let (ts, vs) = files.read_chain(&snap, a.unwrap(), 1500, 3200).unwrap();
         let want: Vec<i64> = (1..=3)
             .flat_map(|k| (0..50).map(move |i| k * 1000 + i * 10))
             .filter(|&t| (1500..=3200).contains(&t))
@@ -453,12 +533,36 @@ mod tests {
         // through an older snapshot.
         files.retry_pending();
         files.delete_before(i64::MAX);
-        ts.clear();
-        vs.clear();
-        files
-            .read_chain(&snap, b.unwrap(), 199_000, i64::MAX, &mut ts, &mut vs)
+        let (ts, _) = files
+            .read_chain(&snap, b.unwrap(), 199_000, i64::MAX)
             .unwrap();
         assert_eq!(ts.len(), 20);
+        // Many chains at once read as each alone.
+        let reqs = [
+            ChainRead {
+                newest: a.unwrap(),
+                mint: 0,
+                maxt: i64::MAX,
+            },
+            ChainRead {
+                newest: b.unwrap(),
+                mint: 50_000,
+                maxt: 60_010,
+            },
+            ChainRead {
+                newest: a.unwrap(),
+                mint: 199_100,
+                maxt: 199_200,
+            },
+        ];
+        let got = files.read_chains(&snap, &reqs).unwrap();
+        for (r, (ts, vs)) in reqs.iter().zip(&got) {
+            let alone = files.read_chain(&snap, r.newest, r.mint, r.maxt).unwrap();
+            assert_eq!((ts, vs), (&alone.0, &alone.1));
+        }
+        assert_eq!(got[0].0.len(), 200 * 50);
+        assert_eq!(got[1].0.len(), 201);
+        assert_eq!(got[2].0.len(), 11);
     }
 
     #[test]
@@ -477,9 +581,8 @@ mod tests {
         assert!(first.flushed.load(Ordering::Acquire) > 0);
         first.file.write_all_at(&[0xff; 64], 100).unwrap();
         let snap = files.snapshot();
-        let (mut ts, mut vs) = (Vec::new(), Vec::new());
         let err = files
-            .read_chain(&snap, last.unwrap(), i64::MIN, i64::MAX, &mut ts, &mut vs)
+            .read_chain(&snap, last.unwrap(), i64::MIN, i64::MAX)
             .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(&first.path.display().to_string()), "{msg}");

@@ -135,7 +135,7 @@ use crate::promql::{Series, Storage, StorageError};
 
 use block::{Block, BlockError, BlockWriter};
 use chunk::{FrozenChunk, OpenChunk, CHUNK_SAMPLES};
-use head_chunks::{ChunkRef, HeadChunkError, HeadChunkFiles};
+use head_chunks::{ChainRead, ChunkRef, HeadChunkError, HeadChunkFiles};
 use index::Postings;
 use symbol::{Interner, SeriesLabels};
 use wal::{Cursor, WalWriter, REC_SAMPLES, REC_SERIES};
@@ -321,29 +321,21 @@ impl HeadRead {
         self.closed.is_none() && self.ts.is_empty() && self.extra.is_empty()
     }
 
-    /// Reads the closed chunks in `[mint, maxt]` and returns all samples in time order.
-    fn finish(
-        self,
-        files: &HeadChunkFiles,
-        snap: &head_chunks::Snapshot,
-        mint: i64,
-        maxt: i64,
-    ) -> Result<(Vec<i64>, Vec<f64>), HeadChunkError> {
+    /// All samples in time order, given those of the closed chunks.
+    fn finish(self, closed: (Vec<i64>, Vec<f64>)) -> (Vec<i64>, Vec<f64>) {
         let HeadRead {
-            closed,
+            closed: _,
             ts: open_ts,
             vs: open_vs,
             mut extra,
         } = self;
-        let (mut ts, mut vs) = match closed {
-            None => (open_ts, open_vs),
-            Some(c) => {
-                let (mut ts, mut vs) = (Vec::new(), Vec::new());
-                files.read_chain(snap, c, mint, maxt, &mut ts, &mut vs)?;
-                ts.extend_from_slice(&open_ts);
-                vs.extend_from_slice(&open_vs);
-                (ts, vs)
-            }
+        let (mut ts, mut vs) = if closed.0.is_empty() {
+            (open_ts, open_vs)
+        } else {
+            let (mut ts, mut vs) = closed;
+            ts.extend_from_slice(&open_ts);
+            vs.extend_from_slice(&open_vs);
+            (ts, vs)
         };
         if !extra.is_empty() {
             extra.extend(ts.iter().copied().zip(vs.iter().copied()));
@@ -355,8 +347,35 @@ impl HeadRead {
                 vs.push(v);
             }
         }
-        Ok((ts, vs))
+        (ts, vs)
     }
+}
+
+/// Finishes many head reads of `[mint, maxt]`, reading their closed chunks together
+/// (see [`HeadChunkFiles::read_chains`]); no lock is held.
+fn finish_reads(
+    files: &HeadChunkFiles,
+    snap: &head_chunks::Snapshot,
+    reads: Vec<HeadRead>,
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<(Vec<i64>, Vec<f64>)>, HeadChunkError> {
+    let reqs: Vec<ChainRead> = reads
+        .iter()
+        .filter_map(|r| r.closed)
+        .map(|newest| ChainRead { newest, mint, maxt })
+        .collect();
+    let mut closed = files.read_chains(snap, &reqs)?.into_iter();
+    Ok(reads
+        .into_iter()
+        .map(|r| {
+            let c = match r.closed {
+                Some(_) => closed.next().unwrap_or_default(),
+                None => Default::default(),
+            };
+            r.finish(c)
+        })
+        .collect())
 }
 
 impl SeriesData {
@@ -417,8 +436,11 @@ impl SeriesData {
         let (mut ts, mut vs) = (Vec::new(), Vec::new());
         if let Some(c) = self.closed {
             if self.closed_min_t <= t && t <= self.closed_max_t {
-                if let Err(e) = files.read_chain(&files.snapshot(), c, t, t, &mut ts, &mut vs) {
-                    tracing::error!(error = %e, "cannot read a head chunk to check an out-of-order sample against it");
+                match files.read_chain(&files.snapshot(), c, t, t) {
+                    Ok(got) => (ts, vs) = got,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read a head chunk to check an out-of-order sample against it")
+                    }
                 }
             }
         }
@@ -1106,13 +1128,14 @@ impl Store {
             }
             (blocks, reads, snap, head_min)
         };
-        let mut head = Vec::with_capacity(reads.len());
-        for (s, r) in reads {
-            let (ts, vs) = r.finish(&inner.head_chunks, &snap, head_min, maxt)?;
-            if !ts.is_empty() {
-                head.push((s, ts, vs));
-            }
-        }
+        let (series, reads): (Vec<Arc<HeadSeries>>, Vec<HeadRead>) = reads.into_iter().unzip();
+        let samples = finish_reads(&inner.head_chunks, &snap, reads, head_min, maxt)?;
+        let head: Vec<_> = series
+            .into_iter()
+            .zip(samples)
+            .filter(|(_, (ts, _))| !ts.is_empty())
+            .map(|(s, (ts, vs))| (s, ts, vs))
+            .collect();
         let mut acc: BTreeMap<Labels, (Vec<i64>, Vec<f64>)> = BTreeMap::new();
         for b in &blocks {
             let ids = b.matching(matchers, mint, maxt);
@@ -1661,9 +1684,14 @@ impl Inner {
         let mut writer = BlockWriter::create(&tmp)?;
         // Nothing else deletes head chunk files while the maintenance lock is held.
         let snap = self.head_chunks.snapshot();
-        for s in &series {
-            let r = s.lock().start_read(start, end - 1);
-            let (ts, vs) = match r.finish(&self.head_chunks, &snap, start, end - 1) {
+        // Some series at a time: their closed chunks are read together, and what is
+        // decoded at once stays small (a 2 h range is ~23 KB of samples a series).
+        for group in series.chunks(256) {
+            let reads: Vec<HeadRead> = group
+                .iter()
+                .map(|s| s.lock().start_read(start, end - 1))
+                .collect();
+            let samples = match finish_reads(&self.head_chunks, &snap, reads, start, end - 1) {
                 Ok(got) => got,
                 Err(e) => {
                     // The WAL still has these samples (it is truncated only after a
@@ -1673,7 +1701,9 @@ impl Inner {
                     return Err(e.into());
                 }
             };
-            writer.push(&s.labels(), &ts, &vs)?;
+            for (s, (ts, vs)) in group.iter().zip(samples) {
+                writer.push(&s.labels(), &ts, &vs)?;
+            }
         }
         drop(snap);
         let block = if writer.num_series() > 0 {
