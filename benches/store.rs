@@ -2,12 +2,15 @@
 //!
 //! `cargo bench --bench store` prints, before the criterion runs:
 //! - bytes/sample on disk of each block-format candidate on the same data,
-//! - memory per head series (process RSS delta ÷ series),
+//! - memory per head series (process RSS delta ÷ series) with 1 sample, 1 h and 3 h
+//!   (the most a head of the default 2 h block range holds) of samples,
 //! - WAL replay time,
 //!
 //! then measures append throughput and select latency (1 series × 24 h from blocks,
-//! 10k series × 1 h from the head). `STORE_BENCH_FIGURES=0` skips the figures;
-//! `STORE_BENCH_SERIES` scales the figure workloads (default 20000 series).
+//! 10k series × 1 h from the head). `STORE_BENCH_FIGURES=0` skips the figures,
+//! `STORE_BENCH_FORMATS=0` only the format comparison, `STORE_BENCH_CRITERION=0` the
+//! criterion runs; `STORE_BENCH_SERIES` scales the figure workloads (default 20000
+//! series).
 //!
 //! Data follows DESIGN.md's synthetic exporter model: counters are integers starting
 //! at a random value rising at a per-series rate of 0.01–500/s; gauges are a slow sine
@@ -468,8 +471,16 @@ fn memory_figures(series: usize) {
     ingest(&store, &data, 1, 719);
     let hour = rss_bytes();
     println!(
-        "memory: {series} head series with 1 h of samples (720/series): {:.0} bytes RSS/series (input labels of the generator included)",
+        "memory: {series} head series with 1 h of samples (720/series): {:.0} bytes RSS/series",
         (hour.saturating_sub(before)) as f64 / series as f64
+    );
+    // The most a head of the default 2 h block range holds: 1.5 ranges.
+    ingest(&store, &data, 720, 1440);
+    let peak = rss_bytes();
+    println!(
+        "memory: {series} head series with 3 h of samples (2160/series): {:.0} bytes RSS/series; head chunk files {:.2} bytes/sample",
+        (peak.saturating_sub(before)) as f64 / series as f64,
+        dir_size(&dir.path().join("chunks_head")) as f64 / (series as f64 * 2160.0)
     );
     store.flush().unwrap();
     let n = store.samples_appended();
@@ -570,7 +581,9 @@ fn main() {
         .unwrap_or(20_000);
     if std::env::var("STORE_BENCH_FIGURES").as_deref() != Ok("0") {
         memory_figures(series);
-        format_figures(series);
+        if std::env::var("STORE_BENCH_FORMATS").as_deref() != Ok("0") {
+            format_figures(series);
+        }
     }
     if std::env::var("STORE_BENCH_CRITERION").as_deref() == Ok("0") {
         return;

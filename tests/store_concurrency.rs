@@ -34,6 +34,8 @@ fn concurrent_appends_and_reads_see_gap_free_prefixes() {
                 maintenance_interval: Duration::from_millis(20),
                 wal_sync_interval: Duration::from_millis(10),
                 wal_segment_bytes: 512 << 10,
+                // Small head chunk files, so cuts delete them under running reads.
+                head_chunk_segment_bytes: 64 << 10,
                 ..StoreOptions::default()
             },
         )

@@ -118,7 +118,8 @@ fn decimal_scale(vs: &[f64]) -> Option<u8> {
             if i.abs() > 9.0e15 {
                 return None;
             }
-            if (i / p).to_bits() != v.to_bits() {
+            // Through i64, as stored: -0.0 comes back as 0.0, so it is no decimal.
+            if ((i as i64) as f64 / p).to_bits() != v.to_bits() {
                 continue 'scale;
             }
         }
@@ -876,6 +877,7 @@ mod tests {
             vec![1.0, f64::NAN, f64::from_bits(0x7ff0_0000_0000_0002), -0.0],
             vec![1e300, 1e-300, 5.5],
             vec![123456789.0, 123456789.5, 123456790.25],
+            vec![1.5, -0.0, 2.0],
         ];
         for vs in cases {
             let mut col = Vec::new();

@@ -1,229 +1,269 @@
-//! Gorilla-style compressed sample chunks for the head (Facebook's "Gorilla" paper,
-//! as Prometheus's XOR chunks): timestamps as delta-of-delta in variable-width
-//! buckets, values as the XOR with the previous value, leading/trailing zeros
-//! elided. Any f64 bit pattern round-trips exactly (staleness markers included).
+//! Head chunks: a series' samples as they arrive, a few bytes each. The same bytes
+//! are the open chunk in memory and, once closed, the record payload in a head chunk
+//! file ([`super::head_chunks`]), so closing a chunk does not re-encode it.
+//!
+//! Exporters print short decimals (counters as integers, gauges with a few digits),
+//! on which Gorilla's XOR encoding spends 4–8 bytes a sample. Here a value is scaled
+//! by a power of ten to an integer, and its delta-of-delta is written as a varint:
+//! 1–3 bytes. Timestamps are delta-of-delta varints too (1 byte under 64 ms of jitter).
+//! Any f64 bit pattern round-trips exactly: a value that is no decimal at the chunk's
+//! scale raises the scale or, failing that, is written as its XOR with the previous
+//! value; a chunk of many such values switches to XOR for the rest.
+//!
+//! ```text
+//! first sample:  varint t | mode: scale 0..=9, or XOR_MODE | value
+//! next samples:  varint dod(t) | value
+//! value, decimal mode:  uvarint(zigzag(dod(scaled)) << 1)
+//!                     | ESCAPE, then 1..=10 (the scale becomes n-1; a decimal value follows)
+//!                                 or 0 (one value as XOR) or XOR_MODE (XOR from here on)
+//! value, XOR mode:     trailing-zero byte | uvarint of the XOR'd bits (see wal::put_xor_value)
+//! ```
+
+use super::wal::{get_xor_value, Cursor};
 
 /// Samples per head chunk before it is closed (Prometheus uses 120).
 pub const CHUNK_SAMPLES: u16 = 120;
 
-#[derive(Default)]
-struct BitWriter {
-    bytes: Vec<u8>,
-    /// Bits still free in the last byte (0..8); 0 when the last byte is full.
-    free: u8,
-}
+const MAX_SCALE: u8 = 9;
+const POW10: [f64; MAX_SCALE as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+/// Scaled values stay below this, so every delta-of-delta fits its varint.
+const MAX_SCALED: i64 = 9_000_000_000_000_000;
+const XOR_MODE: u8 = 0xff;
+/// A value token of 1 (odd: no zigzag'd delta-of-delta shifted left is odd).
+const ESCAPE: u8 = 1;
+const ONE_XOR: u8 = 0;
+/// Values that are no decimal, in one chunk, before it switches to XOR mode.
+const XOR_AFTER: u8 = 3;
 
-impl BitWriter {
-    #[inline]
-    fn write_bit(&mut self, bit: bool) {
-        if self.free == 0 {
-            self.bytes.push(0);
-            self.free = 8;
-        }
-        if bit {
-            if let Some(last) = self.bytes.last_mut() {
-                *last |= 1 << (self.free - 1);
-            }
-        }
-        self.free -= 1;
+/// `v` as an integer at `scale`, if that round-trips bit-exactly (so not -0.0).
+#[inline]
+fn scaled(v: f64, scale: u8) -> Option<i64> {
+    let p = *POW10.get(scale as usize)?;
+    let i = (v * p).round();
+    if i.is_nan() || i.abs() > MAX_SCALED as f64 {
+        return None;
     }
-
-    /// Writes the low `n` bits of `v`, most significant first.
-    #[inline]
-    fn write_bits(&mut self, v: u64, mut n: u32) {
-        while n > 0 {
-            if self.free == 0 {
-                self.bytes.push(0);
-                self.free = 8;
-            }
-            let take = n.min(self.free as u32);
-            let shift = n - take;
-            let chunk = ((v >> shift) & ((1u64 << take) - 1)) as u8;
-            if let Some(last) = self.bytes.last_mut() {
-                *last |= chunk << (self.free as u32 - take);
-            }
-            self.free -= take as u8;
-            n -= take;
-        }
-    }
+    let x = i as i64;
+    ((x as f64 / p).to_bits() == v.to_bits()).then_some(x)
 }
 
-struct BitReader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+/// The smallest scale at which `v` is a decimal, at least `from`.
+fn scale_of(v: f64, from: u8) -> Option<(u8, i64)> {
+    (from..=MAX_SCALE).find_map(|s| scaled(v, s).map(|x| (s, x)))
 }
 
-impl BitReader<'_> {
-    #[inline]
-    fn read_bit(&mut self) -> Option<bool> {
-        let byte = *self.bytes.get(self.pos / 8)?;
-        let bit = byte & (0x80 >> (self.pos % 8)) != 0;
-        self.pos += 1;
-        Some(bit)
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+/// The bytes of one sample, built on the stack (at most 23 of them).
+struct Token {
+    b: [u8; 32],
+    n: usize,
+}
+
+impl Token {
+    fn new() -> Token {
+        Token { b: [0; 32], n: 0 }
     }
 
     #[inline]
-    fn read_bits(&mut self, mut n: u32) -> Option<u64> {
-        let mut out = 0u64;
-        while n > 0 {
-            let byte = *self.bytes.get(self.pos / 8)? as u64;
-            let avail = 8 - (self.pos % 8) as u32;
-            let take = n.min(avail);
-            let bits = (byte >> (avail - take)) & ((1u64 << take) - 1);
-            out = if take == 64 {
-                bits
-            } else {
-                (out << take) | bits
-            };
-            self.pos += take as usize;
-            n -= take;
+    fn byte(&mut self, x: u8) {
+        self.b[self.n] = x;
+        self.n += 1;
+    }
+
+    #[inline]
+    fn uvarint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
         }
-        Some(out)
+        self.byte(v as u8);
+    }
+
+    #[inline]
+    fn varint(&mut self, v: i64) {
+        self.uvarint(zigzag(v));
+    }
+
+    /// As [`super::wal::put_xor_value`].
+    #[inline]
+    fn xor(&mut self, prev: u64, v: u64) {
+        let x = prev ^ v;
+        if x == 0 {
+            self.byte(64);
+        } else {
+            let tz = x.trailing_zeros();
+            self.byte(tz as u8);
+            self.uvarint(x >> tz);
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.b[..self.n]
     }
 }
 
-/// An appendable chunk. Encoder state lives beside the bytes so appends are O(1).
-pub struct XorChunk {
-    bits: BitWriter,
+/// The chunk a series appends to. Its bytes grow by about a quarter at a time (not
+/// doubling), and the encoder's state lives beside them, so an append is O(1).
+pub struct OpenChunk {
+    buf: Box<[u8]>,
+    len: u32,
     count: u16,
-    first_t: i64,
+    /// Decimal scale, or `XOR_MODE`.
+    scale: u8,
+    /// Values written as XOR in decimal mode so far.
+    xor_values: u8,
     last_t: i64,
-    last_delta: i64,
-    last_v: u64,
-    leading: u8,
-    trailing: u8,
+    last_dt: i64,
+    /// Last decimal value (scaled) and its delta.
+    x: i64,
+    dx: i64,
+    last_bits: u64,
 }
 
-impl XorChunk {
-    pub fn new() -> XorChunk {
-        XorChunk {
-            bits: BitWriter::default(),
+impl OpenChunk {
+    pub fn new() -> OpenChunk {
+        OpenChunk {
+            buf: Box::default(),
+            len: 0,
             count: 0,
-            first_t: 0,
+            scale: 0,
+            xor_values: 0,
             last_t: 0,
-            last_delta: 0,
-            last_v: 0,
-            leading: 0xff,
-            trailing: 0,
+            last_dt: 0,
+            x: 0,
+            dx: 0,
+            last_bits: 0,
         }
     }
 
     pub fn count(&self) -> u16 {
         self.count
     }
+
+    /// Time of the first sample (meaningless while the chunk is empty).
     pub fn first_t(&self) -> i64 {
-        self.first_t
+        Cursor::new(self.bytes()).varint().unwrap_or(self.last_t)
     }
+
     pub fn last_t(&self) -> i64 {
         self.last_t
     }
+
     pub fn last_value_bits(&self) -> u64 {
-        self.last_v
+        self.last_bits
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
+    /// Appends `tail` to the bytes, growing them by a quarter (rounded to what the
+    /// allocator hands out anyway) when full.
+    fn put(&mut self, tail: &[u8]) {
+        let len = self.len as usize;
+        let need = len + tail.len();
+        if need > self.buf.len() {
+            let cap = self.buf.len();
+            // Sizes of 16k+8 bytes use an allocation to its end (glibc rounds
+            // requests plus an 8-byte header up to 16).
+            let grown = (cap + cap / 4 + 16).max(need);
+            let grown = (grown + 8).div_ceil(16) * 16 - 8;
+            let mut buf = vec![0u8; grown].into_boxed_slice();
+            buf[..len].copy_from_slice(&self.buf[..len]);
+            self.buf = buf;
+        }
+        self.buf[len..need].copy_from_slice(tail);
+        self.len = need as u32;
     }
 
     /// Appends a sample; the caller guarantees `t` is after the last one.
     pub fn append(&mut self, t: i64, v: f64) {
-        let v = v.to_bits();
-        match self.count {
-            0 => {
-                self.bits.write_bits(t as u64, 64);
-                self.bits.write_bits(v, 64);
-                self.first_t = t;
+        let bits = v.to_bits();
+        let mut tok = Token::new();
+        if self.count == 0 {
+            tok.varint(t);
+            match scale_of(v, 0) {
+                Some((s, x)) => {
+                    tok.byte(s);
+                    tok.varint(x);
+                    (self.scale, self.x) = (s, x);
+                }
+                None => {
+                    tok.byte(XOR_MODE);
+                    tok.xor(0, bits);
+                    self.scale = XOR_MODE;
+                }
             }
-            _ => {
-                let delta = t.wrapping_sub(self.last_t);
-                let dod = delta.wrapping_sub(self.last_delta);
-                self.write_dod(dod);
-                self.last_delta = delta;
-                self.write_value(v);
-            }
+        } else {
+            let dt = t.wrapping_sub(self.last_t);
+            tok.varint(dt.wrapping_sub(self.last_dt));
+            self.last_dt = dt;
+            self.encode_value(&mut tok, v, bits);
         }
+        self.put(tok.as_slice());
         self.last_t = t;
-        self.last_v = v;
+        self.last_bits = bits;
         self.count += 1;
     }
 
-    fn write_dod(&mut self, dod: i64) {
-        let w = &mut self.bits;
-        if dod == 0 {
-            w.write_bit(false);
-        } else if (-(1 << 13)..(1 << 13)).contains(&dod) {
-            w.write_bits(0b10, 2);
-            w.write_bits(dod as u64, 14);
-        } else if (-(1 << 16)..(1 << 16)).contains(&dod) {
-            w.write_bits(0b110, 3);
-            w.write_bits(dod as u64, 17);
-        } else if (-(1 << 19)..(1 << 19)).contains(&dod) {
-            w.write_bits(0b1110, 4);
-            w.write_bits(dod as u64, 20);
-        } else {
-            w.write_bits(0b1111, 4);
-            w.write_bits(dod as u64, 64);
-        }
-    }
-
-    fn write_value(&mut self, v: u64) {
-        let x = v ^ self.last_v;
-        let w = &mut self.bits;
-        if x == 0 {
-            w.write_bit(false);
+    fn encode_value(&mut self, tok: &mut Token, v: f64, bits: u64) {
+        if self.scale == XOR_MODE {
+            tok.xor(self.last_bits, bits);
             return;
         }
-        w.write_bit(true);
-        let leading = (x.leading_zeros() as u8).min(31);
-        let trailing = x.trailing_zeros() as u8;
-        if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
-            w.write_bit(false);
-            let sig = 64 - self.leading as u32 - self.trailing as u32;
-            w.write_bits(x >> self.trailing, sig);
-        } else {
-            w.write_bit(true);
-            let sig = 64 - leading as u32 - trailing as u32;
-            w.write_bits(leading as u64, 5);
-            // 64 significant bits are written as 0 in 6 bits.
-            w.write_bits((sig & 63) as u64, 6);
-            w.write_bits(x >> trailing, sig);
-            self.leading = leading;
-            self.trailing = trailing;
+        if let Some(x) = scaled(v, self.scale) {
+            self.put_decimal(tok, x);
+            return;
         }
-    }
-
-    /// The encoded bytes (self-describing given the sample count).
-    pub fn bytes(&self) -> &[u8] {
-        &self.bits.bytes
-    }
-
-    /// Closes the chunk. Its samples are re-encoded the way blocks store them
-    /// (delta-of-delta timestamps; values as scaled decimals' deltas when they are
-    /// short decimals, else XOR'd bits), as varints: exporter values are mostly short
-    /// decimals, on which XOR chunks spend 5–8 bytes per sample and this 2–3.
-    pub fn into_frozen(self) -> FrozenChunk {
-        let (mut ts, mut vs) = (
-            Vec::with_capacity(self.count as usize),
-            Vec::with_capacity(self.count as usize),
-        );
-        self.decode_range(i64::MIN, i64::MAX, &mut ts, &mut vs);
-        let (mut tcol, mut vcol) = (Vec::with_capacity(ts.len()), Vec::with_capacity(vs.len()));
-        super::block::encode_ts(&ts, &mut tcol);
-        let (mode, scale) = super::block::encode_values(&vs, &mut vcol);
-        let mut bytes = Vec::with_capacity(2 + ts.len() * 3);
-        bytes.push(mode);
-        bytes.push(scale);
-        for &t in &tcol {
-            super::wal::put_varint(&mut bytes, t);
-        }
-        for &v in &vcol {
-            if mode == 0 {
-                super::wal::put_xor_value(&mut bytes, 0, v as u64);
-            } else {
-                super::wal::put_varint(&mut bytes, v);
+        // A finer scale, if the state scales up with it.
+        if let Some((s, x)) = scale_of(v, self.scale + 1) {
+            let k = POW10[(s - self.scale) as usize] as i64;
+            let up = self
+                .x
+                .checked_mul(k)
+                .zip(self.dx.checked_mul(k))
+                .filter(|(x, dx)| x.abs() <= MAX_SCALED && dx.abs() <= 2 * MAX_SCALED);
+            if let Some((px, pdx)) = up {
+                tok.byte(ESCAPE);
+                tok.byte(s + 1);
+                (self.scale, self.x, self.dx) = (s, px, pdx);
+                self.put_decimal(tok, x);
+                return;
             }
         }
+        tok.byte(ESCAPE);
+        self.xor_values += 1;
+        if self.xor_values >= XOR_AFTER {
+            tok.byte(XOR_MODE);
+            self.scale = XOR_MODE;
+        } else {
+            tok.byte(ONE_XOR);
+        }
+        tok.xor(self.last_bits, bits);
+    }
+
+    fn put_decimal(&mut self, tok: &mut Token, x: i64) {
+        let dx = x.wrapping_sub(self.x);
+        tok.uvarint(zigzag(dx.wrapping_sub(self.dx)) << 1);
+        (self.x, self.dx) = (x, dx);
+    }
+
+    /// Closes the chunk: its bytes, trimmed, with the times a read needs.
+    pub fn close(self) -> FrozenChunk {
         FrozenChunk {
-            bytes: bytes.into_boxed_slice(),
-            count: ts.len() as u16,
-            first_t: self.first_t,
+            first_t: self.first_t(),
             last_t: self.last_t,
+            count: self.count,
+            bytes: self.bytes().into(),
         }
     }
 
@@ -232,9 +272,9 @@ impl XorChunk {
     }
 }
 
-impl Default for XorChunk {
+impl Default for OpenChunk {
     fn default() -> Self {
-        XorChunk::new()
+        OpenChunk::new()
     }
 }
 
@@ -248,40 +288,13 @@ pub struct FrozenChunk {
 
 impl FrozenChunk {
     pub fn decode_range(&self, mint: i64, maxt: i64, ts: &mut Vec<i64>, vs: &mut Vec<f64>) {
-        let n = self.count as usize;
-        let mut c = super::wal::Cursor::new(&self.bytes);
-        let (Some(mode), Some(scale)) = (c.byte(), c.byte()) else {
-            return;
-        };
-        let (mut tcol, mut vcol) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for _ in 0..n {
-            let Some(t) = c.varint() else { return };
-            tcol.push(t);
-        }
-        for _ in 0..n {
-            let v = if mode == 0 {
-                super::wal::get_xor_value(&mut c, 0).map(|x| x as i64)
-            } else {
-                c.varint()
-            };
-            let Some(v) = v else { return };
-            vcol.push(v);
-        }
-        let (mut t, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        super::block::decode_ts(&tcol, &mut t);
-        super::block::decode_values(&vcol, mode, scale, &mut v);
-        let lo = t.partition_point(|&x| x < mint);
-        let hi = t.partition_point(|&x| x <= maxt);
-        if lo < hi {
-            ts.extend_from_slice(&t[lo..hi]);
-            vs.extend_from_slice(&v[lo..hi]);
-        }
+        decode_range(&self.bytes, self.count, mint, maxt, ts, vs);
     }
 }
 
-/// Decodes the samples with `mint <= t <= maxt` onto `ts`/`vs`. A chunk is produced by
-/// this process only (head chunks are never read from disk), so a short buffer can only
-/// mean a bug; decoding then stops rather than panicking.
+/// Decodes the samples with `mint <= t <= maxt` onto `ts`/`vs`. Bytes that end early
+/// or make no sense (damage a checksum did not catch) stop the decoding; it never
+/// panics.
 pub fn decode_range(
     bytes: &[u8],
     count: u16,
@@ -290,37 +303,75 @@ pub fn decode_range(
     ts: &mut Vec<i64>,
     vs: &mut Vec<f64>,
 ) {
-    let mut r = BitReader { bytes, pos: 0 };
-    let (mut t, mut v) = match (r.read_bits(64), r.read_bits(64)) {
-        (Some(t), Some(v)) => (t as i64, v),
-        _ => return,
+    let mut c = Cursor::new(bytes);
+    let (Some(mut t), Some(mut scale)) = (c.varint(), c.byte()) else {
+        return;
     };
-    let (mut delta, mut leading, mut trailing) = (0i64, 0u32, 0u32);
+    if t <= maxt {
+        ts.reserve(count as usize);
+        vs.reserve(count as usize);
+    }
+    let (mut dt, mut x, mut dx, mut bits) = (0i64, 0i64, 0i64, 0u64);
     for i in 0..count {
-        if i > 0 {
-            let Some(dod) = read_dod(&mut r) else { return };
-            delta = delta.wrapping_add(dod);
-            t = t.wrapping_add(delta);
-            match r.read_bit() {
-                Some(false) => {}
-                Some(true) => {
-                    match r.read_bit() {
-                        Some(false) => {}
-                        Some(true) => {
-                            let (Some(l), Some(s)) = (r.read_bits(5), r.read_bits(6)) else {
+        if i == 0 {
+            if scale == XOR_MODE {
+                let Some(b) = get_xor_value(&mut c, 0) else {
+                    return;
+                };
+                bits = b;
+            } else {
+                let Some(p) = POW10.get(scale as usize) else {
+                    return;
+                };
+                let Some(v) = c.varint() else { return };
+                x = v;
+                bits = (x as f64 / p).to_bits();
+            }
+        } else {
+            let Some(dod) = c.varint() else { return };
+            dt = dt.wrapping_add(dod);
+            t = t.wrapping_add(dt);
+            if scale == XOR_MODE {
+                let Some(b) = get_xor_value(&mut c, bits) else {
+                    return;
+                };
+                bits = b;
+            } else {
+                let Some(tok) = c.uvarint() else { return };
+                // The decimal token to apply, if the value is a decimal.
+                let decimal = if tok != ESCAPE as u64 {
+                    Some(tok)
+                } else {
+                    match c.byte() {
+                        Some(kind @ (ONE_XOR | XOR_MODE)) => {
+                            if kind == XOR_MODE {
+                                scale = XOR_MODE;
+                            }
+                            let Some(b) = get_xor_value(&mut c, bits) else {
                                 return;
                             };
-                            let sig = if s == 0 { 64 } else { s as u32 };
-                            leading = l as u32;
-                            trailing = 64 - leading - sig;
+                            bits = b;
+                            None
                         }
-                        None => return,
+                        Some(n) if (1..=MAX_SCALE + 1).contains(&n) && n - 1 > scale => {
+                            let k = POW10[(n - 1 - scale) as usize] as i64;
+                            scale = n - 1;
+                            x = x.wrapping_mul(k);
+                            dx = dx.wrapping_mul(k);
+                            let Some(next) = c.uvarint() else { return };
+                            Some(next)
+                        }
+                        _ => return,
                     }
-                    let sig = 64 - leading - trailing;
-                    let Some(bits) = r.read_bits(sig) else { return };
-                    v ^= bits << trailing;
+                };
+                if let Some(tok) = decimal {
+                    if tok & 1 == 1 {
+                        return;
+                    }
+                    dx = dx.wrapping_add(unzigzag(tok >> 1));
+                    x = x.wrapping_add(dx);
+                    bits = (x as f64 / POW10[scale as usize]).to_bits();
                 }
-                None => return,
             }
         }
         if t > maxt {
@@ -328,40 +379,31 @@ pub fn decode_range(
         }
         if t >= mint {
             ts.push(t);
-            vs.push(f64::from_bits(v));
+            vs.push(f64::from_bits(bits));
         }
     }
-}
-
-#[inline]
-fn read_dod(r: &mut BitReader) -> Option<i64> {
-    let mut prefix = 0;
-    while prefix < 4 && r.read_bit()? {
-        prefix += 1;
-    }
-    let bits = match prefix {
-        0 => return Some(0),
-        1 => 14,
-        2 => 17,
-        3 => 20,
-        _ => 64,
-    };
-    let raw = r.read_bits(bits)?;
-    if bits == 64 {
-        return Some(raw as i64);
-    }
-    // Sign-extend.
-    let shift = 64 - bits;
-    Some(((raw << shift) as i64) >> shift)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn round_trip(samples: &[(i64, f64)]) -> OpenChunk {
+        let mut c = OpenChunk::new();
+        for &(t, v) in samples {
+            c.append(t, v);
+        }
+        let (mut ts, mut vs) = (vec![], vec![]);
+        c.decode_range(i64::MIN, i64::MAX, &mut ts, &mut vs);
+        assert_eq!(ts, samples.iter().map(|s| s.0).collect::<Vec<_>>());
+        let bits: Vec<u64> = vs.iter().map(|v| v.to_bits()).collect();
+        let want: Vec<u64> = samples.iter().map(|s| s.1.to_bits()).collect();
+        assert_eq!(bits, want, "{samples:?}");
+        c
+    }
+
     #[test]
     fn round_trips_every_bit_pattern() {
-        let mut c = XorChunk::new();
         let stale = f64::from_bits(0x7ff0_0000_0000_0002);
         let samples: Vec<(i64, f64)> = vec![
             (1000, 1.0),
@@ -375,47 +417,114 @@ mod tests {
             (200_000_001, 123456.789),
             (i64::MAX / 2, 3.0),
         ];
-        for &(t, v) in &samples {
-            c.append(t, v);
-        }
+        let c = round_trip(&samples);
         let (mut ts, mut vs) = (vec![], vec![]);
-        c.decode_range(i64::MIN, i64::MAX, &mut ts, &mut vs);
-        assert_eq!(ts, samples.iter().map(|s| s.0).collect::<Vec<_>>());
-        let bits: Vec<u64> = vs.iter().map(|v| v.to_bits()).collect();
-        assert_eq!(
-            bits,
-            samples.iter().map(|s| s.1.to_bits()).collect::<Vec<_>>()
-        );
-        let (mut ts, mut vs) = (vec![], vec![]);
-        let frozen = c.into_frozen();
+        let frozen = c.close();
         frozen.decode_range(6000, 16000, &mut ts, &mut vs);
         assert_eq!(ts, vec![6000, 11003, 16000]);
-        let (mut ts, mut vs) = (vec![], vec![]);
-        frozen.decode_range(i64::MIN, i64::MAX, &mut ts, &mut vs);
-        let bits: Vec<u64> = vs.iter().map(|v| v.to_bits()).collect();
-        assert_eq!(
-            bits,
-            samples.iter().map(|s| s.1.to_bits()).collect::<Vec<_>>()
-        );
-        // Short decimals freeze to a few bytes per sample.
-        let mut c = XorChunk::new();
-        for i in 0..120 {
-            c.append(
-                1_700_000_000_000 + i * 5000 + i % 3,
-                500.0 + (i as f64 * 0.37).sin().mul_add(20.0, 0.0).round() / 100.0,
-            );
+        assert_eq!(vs[2].to_bits(), (-0.0f64).to_bits());
+        // Each first value of another kind, and scale changes in between.
+        for first in [stale, -0.0, 0.1 + 0.2, 7.0, 7.25, f64::NAN, -1e20] {
+            let mut s = vec![(5, first)];
+            for (i, v) in [
+                1.5,
+                1.25,
+                3.0,
+                0.1 + 0.2,
+                -0.0,
+                1e-9,
+                4.125,
+                stale,
+                5.0,
+                6.0,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                s.push((10 + i as i64 * 7, v));
+            }
+            round_trip(&s);
         }
-        let f = c.into_frozen();
-        assert!(f.bytes.len() < 120 * 3, "{}", f.bytes.len());
+        // Extremes of the scaled range and of time.
+        round_trip(&[
+            (i64::MIN, 9.0e15),
+            (0, -9.0e15),
+            (i64::MAX, 8_999_999_999.999_999),
+        ]);
     }
 
     #[test]
-    fn regular_series_are_small() {
-        let mut c = XorChunk::new();
-        for i in 0..120 {
-            c.append(1_700_000_000_000 + i * 5000, 42.0);
+    fn exporter_values_cost_a_few_bytes() {
+        // A counter rising about 1234 per scrape and a gauge with 2 decimals, 5 s
+        // scrapes with a few ms of jitter.
+        let mut counter = OpenChunk::new();
+        let mut gauge = OpenChunk::new();
+        for i in 0..120i64 {
+            let t = 1_700_000_000_000 + i * 5000 + i % 3;
+            counter.append(t, (1_000_000_000 + i * 1234 + i % 2) as f64);
+            let g = 500.0 + ((i as f64 * 0.37).sin() * 2000.0).round() / 100.0;
+            gauge.append(t, g);
         }
-        // 16 bytes for the first sample, 17 bits for the second, then 2 bits each.
-        assert!(c.bytes().len() <= 16 + 3 + 30, "{}", c.bytes().len());
+        assert!(
+            counter.bytes().len() < 120 * 2 + 16,
+            "{}",
+            counter.bytes().len()
+        );
+        assert!(
+            gauge.bytes().len() < 120 * 3 + 16,
+            "{}",
+            gauge.bytes().len()
+        );
+        // Room for growth is a quarter, not double.
+        assert!(gauge.buf.len() < gauge.bytes().len() * 5 / 4 + 32);
+    }
+
+    #[test]
+    fn random_values_round_trip() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..300 {
+            let mut s = Vec::new();
+            let mut t = (next() % 1_000_000) as i64;
+            for _ in 0..(next() % 130) {
+                t += (next() % 20_000) as i64;
+                let v = match next() % 6 {
+                    0 => f64::from_bits(next()),
+                    1 => (next() % 10_000) as f64 / 100.0,
+                    2 => (next() % 1000) as f64,
+                    3 => -((next() % 1_000_000) as f64) / 1000.0,
+                    4 => s.last().map_or(1.0, |p: &(i64, f64)| p.1),
+                    _ => (next() % 7) as f64 * 1e12,
+                };
+                s.push((t, v));
+            }
+            round_trip(&s);
+        }
+    }
+
+    #[test]
+    fn damaged_bytes_stop_decoding_without_panic() {
+        let mut c = OpenChunk::new();
+        for i in 0..50 {
+            c.append(i * 1000, i as f64 * 0.5);
+        }
+        let bytes = c.bytes().to_vec();
+        for cut in 0..bytes.len() {
+            let (mut ts, mut vs) = (vec![], vec![]);
+            decode_range(&bytes[..cut], 50, i64::MIN, i64::MAX, &mut ts, &mut vs);
+            assert!(ts.len() < 50);
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] = 0xff;
+            let (mut ts, mut vs) = (vec![], vec![]);
+            decode_range(&b, 50, i64::MIN, i64::MAX, &mut ts, &mut vs);
+            assert_eq!(ts.len(), vs.len());
+        }
     }
 }

@@ -18,15 +18,24 @@ impl Postings {
     /// Adds a series. Ids must be added in increasing order so lists stay sorted
     /// without a sort (true for the head's monotonic ids and a block's ordinals).
     pub fn add(&mut self, id: u32, labels: &Labels) {
-        for l in labels {
-            let values = match self.by_name.get_mut(&l.name) {
+        self.add_pairs(id, labels.iter().map(|l| (&l.name, &l.value)));
+    }
+
+    /// [`add`](Self::add) with the label names and values given as pairs.
+    pub fn add_pairs<'a>(
+        &mut self,
+        id: u32,
+        pairs: impl Iterator<Item = (&'a Arc<str>, &'a Arc<str>)>,
+    ) {
+        for (name, value) in pairs {
+            let values = match self.by_name.get_mut(name) {
                 Some(v) => v,
-                None => self.by_name.entry(l.name.clone()).or_default(),
+                None => self.by_name.entry(name.clone()).or_default(),
             };
-            match values.get_mut(&l.value) {
+            match values.get_mut(value) {
                 Some(list) => push_sorted(list, id),
                 None => {
-                    values.insert(l.value.clone(), vec![id]);
+                    values.insert(value.clone(), vec![id]);
                 }
             }
         }

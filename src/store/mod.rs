@@ -113,7 +113,9 @@
 
 mod block;
 mod chunk;
+mod head_chunks;
 mod index;
+mod symbol;
 mod wal;
 
 pub use block::{BlockMeta, BLOCK_FORMAT_VERSION};
@@ -135,8 +137,10 @@ use crate::labels::{Labels, Matcher};
 use crate::promql::{Series, Storage, StorageError};
 
 use block::{Block, BlockError, BlockWriter};
-use chunk::{FrozenChunk, XorChunk, CHUNK_SAMPLES};
+use chunk::{FrozenChunk, OpenChunk, CHUNK_SAMPLES};
+use head_chunks::{ChainRead, ChunkRef, HeadChunkError, HeadChunkFiles};
 use index::Postings;
+use symbol::{Interner, SeriesLabels};
 use wal::{Cursor, WalWriter, REC_SAMPLES, REC_SERIES};
 
 /// The store layout version this code reads and writes.
@@ -161,6 +165,8 @@ pub enum StoreError {
     UnsupportedVersion { path: PathBuf, found: String },
     #[error("{0}")]
     Block(#[from] BlockError),
+    #[error("{0}")]
+    HeadChunk(#[from] HeadChunkError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -191,6 +197,9 @@ pub struct StoreOptions {
     pub out_of_order_window_ms: i64,
     /// WAL segment size before a new segment is started.
     pub wal_segment_bytes: u64,
+    /// Head chunk file size before a new one is started (at most 4 GiB). A cut
+    /// deletes whole files, so smaller ones free disk sooner.
+    pub head_chunk_segment_bytes: u64,
     /// How often the maintenance thread looks for blocks to cut, compact or expire.
     pub maintenance_interval: Duration,
     /// Run the syncer and maintenance threads (tests and benches may drive both by hand).
@@ -207,6 +216,7 @@ impl Default for StoreOptions {
             retention_bytes: 0,
             out_of_order_window_ms: 0,
             wal_segment_bytes: 64 << 20,
+            head_chunk_segment_bytes: 128 << 20,
             maintenance_interval: Duration::from_secs(10),
             background: true,
         }
@@ -247,13 +257,13 @@ impl SeriesRef {
     }
 
     pub fn labels(&self) -> Labels {
-        self.0.labels.clone()
+        self.0.labels()
     }
 }
 
 impl std::fmt::Debug for SeriesRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SeriesRef({}, {})", self.0.id, self.0.labels)
+        write!(f, "SeriesRef({}, {})", self.0.id, self.0.labels())
     }
 }
 
@@ -301,14 +311,18 @@ enum Verdict {
     OutOfBounds,
 }
 
+/// The samples of one series in the head: the open chunk in memory, the closed ones
+/// in the head chunk files ([`head_chunks`]), out-of-order samples in a small buffer.
 struct SeriesData {
-    chunks: Vec<FrozenChunk>,
-    open: Option<XorChunk>,
-    /// The open chunk is closed when a sample reaches this time (a block boundary).
-    open_end: i64,
-    /// Accepted out-of-order samples, sorted by time.
-    ooo: Vec<(i64, f64)>,
-    max_t: i64,
+    open: Option<OpenChunk>,
+    /// The newest closed chunk; each closed chunk names the one before it.
+    closed: Option<ChunkRef>,
+    /// Oldest and newest timestamps of the closed chunks in the head. After a cut the
+    /// oldest is a lower bound (the cut's end): the chain is not read to find it.
+    closed_min_t: i64,
+    closed_max_t: i64,
+    /// Out-of-order samples and chunks no file took: few series have any.
+    rare: Option<Box<RareData>>,
     /// Value of the last sample written to the WAL for this series, and its segment.
     wal_seg: u64,
     wal_bits: u64,
@@ -316,46 +330,155 @@ struct SeriesData {
     removed: bool,
 }
 
+#[derive(Default)]
+struct RareData {
+    /// Accepted out-of-order samples, sorted by time.
+    ooo: Vec<(i64, f64)>,
+    /// Closed chunks no head chunk file took (a write error); kept in memory.
+    unwritten: Vec<FrozenChunk>,
+}
+
+/// What a read copies under the series lock; the closed chunks it names are read
+/// from their files after the lock is released ([`HeadRead::finish`]).
+#[derive(Default)]
+struct HeadRead {
+    closed: Option<ChunkRef>,
+    /// Samples of the open chunk, newer than every closed chunk.
+    ts: Vec<i64>,
+    vs: Vec<f64>,
+    /// Out-of-order samples and unwritten chunks' samples, merged in by time.
+    extra: Vec<(i64, f64)>,
+}
+
+impl HeadRead {
+    fn is_empty(&self) -> bool {
+        self.closed.is_none() && self.ts.is_empty() && self.extra.is_empty()
+    }
+
+    /// All samples in time order, given those of the closed chunks.
+    fn finish(self, closed: (Vec<i64>, Vec<f64>)) -> (Vec<i64>, Vec<f64>) {
+        let HeadRead {
+            closed: _,
+            ts: open_ts,
+            vs: open_vs,
+            mut extra,
+        } = self;
+        let (mut ts, mut vs) = if closed.0.is_empty() {
+            (open_ts, open_vs)
+        } else {
+            let (mut ts, mut vs) = closed;
+            ts.extend_from_slice(&open_ts);
+            vs.extend_from_slice(&open_vs);
+            (ts, vs)
+        };
+        if !extra.is_empty() {
+            extra.extend(ts.iter().copied().zip(vs.iter().copied()));
+            extra.sort_by_key(|s| s.0);
+            ts.clear();
+            vs.clear();
+            for (t, v) in extra {
+                ts.push(t);
+                vs.push(v);
+            }
+        }
+        (ts, vs)
+    }
+}
+
+/// Finishes many head reads of `[mint, maxt]`, reading their closed chunks together
+/// (see [`HeadChunkFiles::read_chains`]); no lock is held.
+fn finish_reads(
+    files: &HeadChunkFiles,
+    snap: &head_chunks::Snapshot,
+    reads: Vec<HeadRead>,
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<(Vec<i64>, Vec<f64>)>, HeadChunkError> {
+    let reqs: Vec<ChainRead> = reads
+        .iter()
+        .filter_map(|r| r.closed)
+        .map(|newest| ChainRead { newest, mint, maxt })
+        .collect();
+    let mut closed = files.read_chains(snap, &reqs)?.into_iter();
+    Ok(reads
+        .into_iter()
+        .map(|r| {
+            let c = match r.closed {
+                Some(_) => closed.next().unwrap_or_default(),
+                None => Default::default(),
+            };
+            r.finish(c)
+        })
+        .collect())
+}
+
 impl SeriesData {
     fn new() -> SeriesData {
         SeriesData {
-            chunks: Vec::new(),
             open: None,
-            open_end: i64::MIN,
-            ooo: Vec::new(),
-            max_t: i64::MIN,
+            closed: None,
+            closed_min_t: i64::MAX,
+            closed_max_t: i64::MIN,
+            rare: None,
             wal_seg: 0,
             wal_bits: 0,
             removed: false,
         }
     }
 
+    fn ooo(&self) -> &[(i64, f64)] {
+        self.rare.as_deref().map_or(&[], |r| r.ooo.as_slice())
+    }
+
+    fn unwritten(&self) -> &[FrozenChunk] {
+        self.rare.as_deref().map_or(&[], |r| r.unwritten.as_slice())
+    }
+
+    /// The newest sample's time (the open chunk's last: out-of-order samples are
+    /// older, and a cut that drops the open chunk drops everything before it).
+    fn max_t(&self) -> i64 {
+        self.open
+            .as_ref()
+            .filter(|c| c.count() > 0)
+            .map_or(i64::MIN, |c| c.last_t())
+    }
+
     fn min_t(&self) -> Option<i64> {
-        let c = self.chunks.first().map(|c| c.first_t).or_else(|| {
-            self.open
-                .as_ref()
-                .filter(|c| c.count() > 0)
-                .map(|c| c.first_t())
-        });
-        match (c, self.ooo.first()) {
-            (Some(a), Some(b)) => Some(a.min(b.0)),
-            (a, b) => a.or(b.map(|s| s.0)),
-        }
+        let closed = self.closed.map(|_| self.closed_min_t);
+        let unwritten = self.unwritten().first().map(|c| c.first_t);
+        let open = self
+            .open
+            .as_ref()
+            .filter(|c| c.count() > 0)
+            .map(|c| c.first_t());
+        let ooo = self.ooo().first().map(|s| s.0);
+        [closed, unwritten, open, ooo].into_iter().flatten().min()
     }
 
     fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.closed.is_none()
+            && self.rare.is_none()
             && self.open.as_ref().is_none_or(|c| c.count() == 0)
-            && self.ooo.is_empty()
     }
 
     /// Whether a stored sample has timestamp `t`; its value bits if so.
-    fn find(&self, t: i64) -> Option<u64> {
-        if let Ok(i) = self.ooo.binary_search_by_key(&t, |s| s.0) {
-            return Some(self.ooo[i].1.to_bits());
+    fn find(&self, t: i64, files: &HeadChunkFiles) -> Option<u64> {
+        let ooo = self.ooo();
+        if let Ok(i) = ooo.binary_search_by_key(&t, |s| s.0) {
+            return Some(ooo[i].1.to_bits());
         }
         let (mut ts, mut vs) = (Vec::new(), Vec::new());
-        for c in &self.chunks {
+        if let Some(c) = self.closed {
+            if self.closed_min_t <= t && t <= self.closed_max_t {
+                match files.read_chain(&files.snapshot(), c, t, t) {
+                    Ok(got) => (ts, vs) = got,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read a head chunk to check an out-of-order sample against it")
+                    }
+                }
+            }
+        }
+        for c in self.unwritten() {
             if c.first_t <= t && t <= c.last_t {
                 c.decode_range(t, t, &mut ts, &mut vs);
             }
@@ -368,33 +491,64 @@ impl SeriesData {
         vs.first().map(|v| v.to_bits())
     }
 
+    /// Closes the open chunk into the head chunk files (into memory if they fail).
+    fn close_open(&mut self, files: &HeadChunkFiles) {
+        let Some(c) = self.open.take().filter(|c| c.count() > 0) else {
+            return;
+        };
+        let frozen = c.close();
+        let prev = self.closed;
+        match files.write(&frozen, prev, self.closed_max_t) {
+            Ok(r) => {
+                if prev.is_none() {
+                    self.closed_min_t = frozen.first_t;
+                }
+                self.closed = Some(r);
+                self.closed_max_t = frozen.last_t;
+            }
+            Err(_) => self
+                .rare
+                .get_or_insert_with(Default::default)
+                .unwritten
+                .push(frozen),
+        }
+    }
+
     /// Applies one sample. `ooo_min` is the oldest timestamp the out-of-order window
     /// admits (`i64::MAX` when there is no window; replay passes `i64::MIN`).
-    fn append(&mut self, t: i64, v: f64, min_valid: i64, ooo_min: i64, range: i64) -> Verdict {
+    fn append(
+        &mut self,
+        t: i64,
+        v: f64,
+        min_valid: i64,
+        ooo_min: i64,
+        range: i64,
+        files: &HeadChunkFiles,
+    ) -> Verdict {
         if t < min_valid {
             return Verdict::OutOfBounds;
         }
-        if t > self.max_t {
+        let max_t = self.max_t();
+        if t > max_t {
+            // A chunk ends at the block boundary after its first sample, so a cut
+            // drops whole chunks.
             let roll = match &self.open {
                 None => true,
-                Some(c) => c.count() >= CHUNK_SAMPLES || t >= self.open_end,
+                Some(c) => {
+                    c.count() >= CHUNK_SAMPLES
+                        || t >= align_down(c.first_t(), range).saturating_add(range)
+                }
             };
             if roll {
-                if let Some(c) = self.open.take() {
-                    if c.count() > 0 {
-                        self.chunks.push(c.into_frozen());
-                    }
-                }
-                self.open = Some(XorChunk::new());
-                self.open_end = align_down(t, range).saturating_add(range);
+                self.close_open(files);
+                self.open = Some(OpenChunk::new());
             }
             if let Some(c) = self.open.as_mut() {
                 c.append(t, v);
             }
-            self.max_t = t;
             return Verdict::Appended;
         }
-        if t == self.max_t {
+        if t == max_t {
             if let Some(c) = self
                 .open
                 .as_ref()
@@ -410,58 +564,68 @@ impl SeriesData {
         if t < ooo_min {
             return Verdict::OutOfOrder;
         }
-        match self.find(t) {
+        match self.find(t, files) {
             Some(bits) if bits == v.to_bits() => Verdict::Repeat,
             Some(_) => Verdict::Duplicate,
             None => {
-                let i = self.ooo.partition_point(|s| s.0 < t);
-                self.ooo.insert(i, (t, v));
+                let ooo = &mut self.rare.get_or_insert_with(Default::default).ooo;
+                let i = ooo.partition_point(|s| s.0 < t);
+                ooo.insert(i, (t, v));
                 Verdict::Appended
             }
         }
     }
 
-    /// Copies the samples in `[mint, maxt]`, in time order.
-    fn read(&self, mint: i64, maxt: i64, ts: &mut Vec<i64>, vs: &mut Vec<f64>) {
-        for c in &self.chunks {
+    /// Copies what is in memory of `[mint, maxt]` and names the closed chunks to read.
+    fn start_read(&self, mint: i64, maxt: i64) -> HeadRead {
+        let mut r = HeadRead::default();
+        if self.closed_max_t >= mint && self.closed_min_t <= maxt {
+            r.closed = self.closed;
+        }
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        for c in self.unwritten() {
             if c.last_t >= mint && c.first_t <= maxt {
-                c.decode_range(mint, maxt, ts, vs);
+                c.decode_range(mint, maxt, &mut ts, &mut vs);
             }
         }
+        r.extra.extend(ts.into_iter().zip(vs));
         if let Some(c) = &self.open {
             if c.count() > 0 && c.last_t() >= mint && c.first_t() <= maxt {
-                c.decode_range(mint, maxt, ts, vs);
+                c.decode_range(mint, maxt, &mut r.ts, &mut r.vs);
             }
         }
-        let lo = self.ooo.partition_point(|s| s.0 < mint);
-        let hi = self.ooo.partition_point(|s| s.0 <= maxt);
-        if lo < hi {
-            let extra = &self.ooo[lo..hi];
-            let mut merged: Vec<(i64, f64)> = ts.iter().copied().zip(vs.iter().copied()).collect();
-            merged.extend_from_slice(extra);
-            merged.sort_by_key(|s| s.0);
-            ts.clear();
-            vs.clear();
-            for (t, v) in merged {
-                ts.push(t);
-                vs.push(v);
-            }
-        }
+        let ooo = self.ooo();
+        let lo = ooo.partition_point(|s| s.0 < mint);
+        let hi = ooo.partition_point(|s| s.0 <= maxt);
+        r.extra.extend_from_slice(&ooo[lo..hi]);
+        r
     }
 
-    /// Drops everything before `t` (now in a block).
+    /// Drops everything before `t` (now in a block). Chunks never cross a block
+    /// boundary, so what remains of the closed chain starts at `t` or later.
     fn truncate_before(&mut self, t: i64) {
-        self.chunks.retain(|c| c.last_t >= t);
+        if self.closed.is_some() {
+            if self.closed_max_t < t {
+                self.closed = None;
+                self.closed_min_t = i64::MAX;
+                self.closed_max_t = i64::MIN;
+            } else {
+                self.closed_min_t = self.closed_min_t.max(t);
+            }
+        }
+        if let Some(r) = self.rare.as_mut() {
+            r.unwritten.retain(|c| c.last_t >= t);
+            r.ooo.retain(|s| s.0 >= t);
+            if r.unwritten.is_empty() && r.ooo.is_empty() {
+                self.rare = None;
+            }
+        }
         if self
             .open
             .as_ref()
             .is_some_and(|c| c.count() > 0 && c.last_t() < t)
         {
             self.open = None;
-        }
-        self.ooo.retain(|s| s.0 >= t);
-        if self.ooo.is_empty() {
-            self.ooo = Vec::new();
         }
     }
 }
@@ -472,13 +636,18 @@ fn align_down(t: i64, range: i64) -> i64 {
 
 struct HeadSeries {
     id: u32,
-    labels: Labels,
+    labels: SeriesLabels,
     data: Mutex<SeriesData>,
 }
 
 impl HeadSeries {
     fn lock(&self) -> std::sync::MutexGuard<'_, SeriesData> {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The series' label set (built from its interned strings).
+    fn labels(&self) -> Labels {
+        self.labels.to_labels()
     }
 }
 
@@ -497,7 +666,7 @@ impl HeadIndex {
             self.series
                 .get(*id as usize)
                 .and_then(|s| s.as_ref())
-                .filter(|s| &s.labels == labels)
+                .filter(|s| s.labels.eq_labels(labels))
         };
         if let Some(s) = self.by_hash.get(&hash).and_then(check) {
             return Some(s);
@@ -506,7 +675,7 @@ impl HeadIndex {
     }
 
     /// Inserts a series with a given id (from the WAL) or the next free one.
-    fn insert(&mut self, hash: u64, labels: Labels, id: Option<u32>) -> Arc<HeadSeries> {
+    fn insert(&mut self, hash: u64, labels: SeriesLabels, id: Option<u32>) -> Arc<HeadSeries> {
         let id = id.unwrap_or(self.series.len() as u32);
         if self.series.len() <= id as usize {
             self.series.resize(id as usize + 1, None);
@@ -516,7 +685,7 @@ impl HeadIndex {
             labels,
             data: Mutex::new(SeriesData::new()),
         });
-        self.postings.add(id, &s.labels);
+        self.postings.add_pairs(id, s.labels.pairs());
         match self.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(id);
@@ -570,8 +739,10 @@ struct Inner {
     opts: StoreOptions,
     /// Label-set hashing for the series map (foldhash: the append path hashes every sample).
     hasher: foldhash::fast::RandomState,
-    interner: Mutex<HashSet<Arc<str>>>,
+    interner: Mutex<Interner>,
     index: RwLock<HeadIndex>,
+    /// Closed head chunks, on disk.
+    head_chunks: HeadChunkFiles,
     wal: Mutex<WalState>,
     /// Held for reading while head samples are copied, for writing while a cut moves
     /// the head's lower boundary; never while blocks are read.
@@ -615,44 +786,24 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 impl Inner {
     fn hash(&self, labels: &Labels) -> u64 {
+        self.hash_pairs(labels.iter().map(|l| (&l.name, &l.value)))
+    }
+
+    fn hash_pairs<'a>(&self, pairs: impl Iterator<Item = (&'a Arc<str>, &'a Arc<str>)>) -> u64 {
         let mut h = self.hasher.build_hasher();
-        for l in labels {
-            l.name.as_bytes().hash(&mut h);
-            l.value.as_bytes().hash(&mut h);
+        for (name, value) in pairs {
+            name.as_bytes().hash(&mut h);
+            value.as_bytes().hash(&mut h);
         }
         h.finish()
     }
 
     fn intern(&self, s: &str) -> Arc<str> {
-        let mut set = lock(&self.interner);
-        match set.get(s) {
-            Some(a) => a.clone(),
-            None => {
-                let a: Arc<str> = Arc::from(s);
-                set.insert(a.clone());
-                a
-            }
-        }
+        lock(&self.interner).string(s)
     }
 
-    fn intern_labels(&self, labels: &Labels) -> Labels {
-        let mut set = lock(&self.interner);
-        let mut get = |s: &Arc<str>| match set.get(&**s) {
-            Some(a) => a.clone(),
-            None => {
-                set.insert(s.clone());
-                s.clone()
-            }
-        };
-        Labels::new(
-            labels
-                .iter()
-                .map(|l| crate::labels::Label {
-                    name: get(&l.name),
-                    value: get(&l.value),
-                })
-                .collect(),
-        )
+    fn intern_labels(&self, labels: &Labels) -> SeriesLabels {
+        lock(&self.interner).series_labels(labels)
     }
 }
 
@@ -673,6 +824,9 @@ impl Store {
         let blocks_dir = dir.join("blocks");
         std::fs::create_dir_all(&wal_dir).map_err(io_err(&wal_dir))?;
         std::fs::create_dir_all(&blocks_dir).map_err(io_err(&blocks_dir))?;
+        // Emptied: the head is rebuilt from the WAL.
+        let head_chunks =
+            HeadChunkFiles::open(&dir.join(head_chunks::DIR), opts.head_chunk_segment_bytes)?;
         let inner = Inner {
             dir: dir.to_path_buf(),
             wal_dir: wal_dir.clone(),
@@ -682,8 +836,9 @@ impl Store {
                 ..opts
             },
             hasher: Default::default(),
-            interner: Mutex::new(HashSet::new()),
+            interner: Mutex::new(Interner::default()),
             index: RwLock::new(HeadIndex::default()),
+            head_chunks,
             wal: Mutex::new(WalState {
                 writer: None,
                 append_seq: 0,
@@ -875,7 +1030,7 @@ impl Store {
                     None => {
                         let interned = inner.intern_labels(labels[k]);
                         let s = idx.insert(hashes[k], interned, None);
-                        wal::encode_series(&mut rec, s.id, &s.labels);
+                        wal::encode_series(&mut rec, s.id, labels[k]);
                         out.series_created += 1;
                         s
                     }
@@ -919,7 +1074,14 @@ impl Store {
                 retry.push(s.clone());
                 continue;
             }
-            match d.append(s.timestamp_ms, s.value, min_valid, ooo_min, range) {
+            match d.append(
+                s.timestamp_ms,
+                s.value,
+                min_valid,
+                ooo_min,
+                range,
+                &inner.head_chunks,
+            ) {
                 Verdict::Appended => {
                     let id = series.id as i64;
                     wal::put_varint(&mut rec, id - prev_id);
@@ -990,30 +1152,57 @@ impl Store {
     }
 
     /// The series matching every matcher that have samples in `[mint, maxt]`, with
-    /// those samples from blocks and head in time order, sorted by labels.
+    /// those samples from blocks and head in time order, sorted by labels. A head
+    /// chunk that cannot be read is logged and its samples are left out; queries use
+    /// [`try_select`](Self::try_select), which fails instead.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
+        match self.try_select(matchers, mint, maxt) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the head; the query result is empty");
+                Vec::new()
+            }
+        }
+    }
+
+    /// [`select`](Self::select), failing with an error that names the file when a
+    /// head chunk cannot be read. A block that cannot be read is logged and left out.
+    pub fn try_select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Series>, StoreError> {
         let inner = &*self.inner;
         if mint > maxt {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        // Head first, under the head guard, with a consistent view of which blocks
-        // hold what is below the head.
-        let (blocks, head) = {
+        // What the head holds is noted under the head guard, with a consistent view of
+        // which blocks hold what is below the head; files are read after it is released.
+        let (blocks, reads, snap, head_min) = {
             let _g = read(&inner.head_guard);
             let blocks: Vec<Arc<Block>> = read(&inner.blocks).clone();
             let head_min = inner.head_min_t.load(Ordering::Acquire).max(mint);
-            let mut head = Vec::new();
+            let snap = inner.head_chunks.snapshot();
+            let mut reads = Vec::new();
             if head_min <= maxt {
                 for s in inner.head_matching(matchers) {
-                    let (mut ts, mut vs) = (Vec::new(), Vec::new());
-                    s.lock().read(head_min, maxt, &mut ts, &mut vs);
-                    if !ts.is_empty() {
-                        head.push((s, ts, vs));
+                    let r = s.lock().start_read(head_min, maxt);
+                    if !r.is_empty() {
+                        reads.push((s, r));
                     }
                 }
             }
-            (blocks, head)
+            (blocks, reads, snap, head_min)
         };
+        let (series, reads): (Vec<Arc<HeadSeries>>, Vec<HeadRead>) = reads.into_iter().unzip();
+        let samples = finish_reads(&inner.head_chunks, &snap, reads, head_min, maxt)?;
+        let head: Vec<_> = series
+            .into_iter()
+            .zip(samples)
+            .filter(|(_, (ts, _))| !ts.is_empty())
+            .map(|(s, (ts, vs))| (s, ts, vs))
+            .collect();
         let mut acc: BTreeMap<Labels, (Vec<i64>, Vec<f64>)> = BTreeMap::new();
         for b in &blocks {
             let ids = b.matching(matchers, mint, maxt);
@@ -1032,26 +1221,27 @@ impl Store {
             let mut out: Vec<Series> = head
                 .into_iter()
                 .map(|(s, timestamps, values)| Series {
-                    labels: s.labels.clone(),
+                    labels: s.labels(),
                     timestamps,
                     values,
                 })
                 .collect();
             out.sort_by(|a, b| a.labels.cmp(&b.labels));
-            return out;
+            return Ok(out);
         }
         for (s, ts, vs) in head {
-            let e = acc.entry(s.labels.clone()).or_default();
+            let e = acc.entry(s.labels()).or_default();
             e.0.extend_from_slice(&ts);
             e.1.extend_from_slice(&vs);
         }
-        acc.into_iter()
+        Ok(acc
+            .into_iter()
             .map(|(labels, (timestamps, values))| Series {
                 labels,
                 timestamps,
                 values,
             })
-            .collect()
+            .collect())
     }
 
     /// Label sets of the matching series with samples in the range.
@@ -1063,10 +1253,10 @@ impl Store {
             let head_min = inner.head_min_t.load(Ordering::Acquire).max(mint);
             for s in inner.head_matching(matchers) {
                 let d = s.lock();
-                let in_range = d.max_t >= head_min && d.min_t().is_some_and(|t| t <= maxt);
+                let in_range = d.max_t() >= head_min && d.min_t().is_some_and(|t| t <= maxt);
                 drop(d);
                 if in_range {
-                    out.insert(s.labels.clone());
+                    out.insert(s.labels());
                 }
             }
             read(&inner.blocks).clone()
@@ -1176,7 +1366,8 @@ impl Storage for Store {
         mint_ms: i64,
         maxt_ms: i64,
     ) -> Result<Vec<Series>, StorageError> {
-        Ok(Store::select(self, matchers, mint_ms, maxt_ms))
+        self.try_select(matchers, mint_ms, maxt_ms)
+            .map_err(|e| StorageError(e.to_string()))
     }
 }
 
@@ -1414,7 +1605,7 @@ impl Inner {
                         let h = self.hash(&labels);
                         let exists = idx.series.get(id as usize).is_some_and(|s| s.is_some());
                         if !exists && idx.get(h, &labels).is_none() {
-                            idx.insert(h, labels, Some(id));
+                            idx.insert(h, self.intern_labels(&labels), Some(id));
                         }
                     }
                     ok
@@ -1453,9 +1644,15 @@ impl Inner {
                         };
                         d.wal_seg = seg;
                         d.wal_bits = bits;
-                        if d.append(t, f64::from_bits(bits), min_valid, i64::MIN, range)
-                            == Verdict::Appended
-                        {
+                        let verdict = d.append(
+                            t,
+                            f64::from_bits(bits),
+                            min_valid,
+                            i64::MIN,
+                            range,
+                            &self.head_chunks,
+                        );
+                        if verdict == Verdict::Appended {
                             samples += 1;
                             maxt = maxt.max(t);
                         }
@@ -1498,6 +1695,8 @@ impl Inner {
 
     fn maintain(&self) -> Result<(), StoreError> {
         let _m = lock(&self.maintenance);
+        // Keeps the pending head chunks small, and retries writes that failed.
+        self.head_chunks.retry_pending();
         let range = self.opts.block_range_ms;
         let max_t = self.max_t.load(Ordering::Acquire);
         self.cut_until(|_, end| end.saturating_add(range / 2) <= max_t)?;
@@ -1550,13 +1749,30 @@ impl Inner {
         let tmp = self.blocks_dir.join(format!("{name}.tmp"));
         let fin = self.blocks_dir.join(&name);
         let mut writer = BlockWriter::create(&tmp)?;
-        let (mut ts, mut vs) = (Vec::new(), Vec::new());
-        for s in &series {
-            ts.clear();
-            vs.clear();
-            s.lock().read(start, end - 1, &mut ts, &mut vs);
-            writer.push(&s.labels, &ts, &vs)?;
+        // Nothing else deletes head chunk files while the maintenance lock is held.
+        let snap = self.head_chunks.snapshot();
+        // Some series at a time: their closed chunks are read together, and what is
+        // decoded at once stays small (a 2 h range is ~23 KB of samples a series).
+        for group in series.chunks(256) {
+            let reads: Vec<HeadRead> = group
+                .iter()
+                .map(|s| s.lock().start_read(start, end - 1))
+                .collect();
+            let samples = match finish_reads(&self.head_chunks, &snap, reads, start, end - 1) {
+                Ok(got) => got,
+                Err(e) => {
+                    // The WAL still has these samples (it is truncated only after a
+                    // cut), so a restart rebuilds the head; until then the cut waits.
+                    drop(writer);
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    return Err(e.into());
+                }
+            };
+            for (s, (ts, vs)) in group.iter().zip(samples) {
+                writer.push(&s.labels(), &ts, &vs)?;
+            }
         }
+        drop(snap);
         let block = if writer.num_series() > 0 {
             writer.finish(start, end, 0, Vec::new())?;
             std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
@@ -1581,7 +1797,7 @@ impl Inner {
             for s in &series {
                 let mut d = s.lock();
                 d.truncate_before(end);
-                if d.is_empty() && d.max_t < end {
+                if d.is_empty() && d.max_t() < end {
                     dead.push(s.clone());
                 }
             }
@@ -1592,10 +1808,10 @@ impl Inner {
             let mut ids = Vec::new();
             for s in &dead {
                 let mut d = s.lock();
-                if d.is_empty() && d.max_t < end {
+                if d.is_empty() && d.max_t() < end {
                     d.removed = true;
                     ids.push(s.id);
-                    let h = self.hash(&s.labels);
+                    let h = self.hash_pairs(s.labels.pairs());
                     idx.remove(h, s.id);
                 }
             }
@@ -1604,6 +1820,7 @@ impl Inner {
         }
         drop(series);
         drop(dead);
+        self.head_chunks.delete_before(end);
         self.truncate_wal(end)?;
         self.purge_interner();
         tracing::info!(
@@ -1632,7 +1849,7 @@ impl Inner {
             let mut out = Vec::new();
             let mut rec = vec![REC_SERIES];
             for s in idx.series.iter().flatten() {
-                wal::encode_series(&mut rec, s.id, &s.labels);
+                wal::encode_series(&mut rec, s.id, &s.labels());
                 if rec.len() > 1 << 20 {
                     out.push(std::mem::replace(&mut rec, vec![REC_SERIES]));
                 }
@@ -1658,7 +1875,7 @@ impl Inner {
     }
 
     fn purge_interner(&self) {
-        lock(&self.interner).retain(|s| Arc::strong_count(s) > 1);
+        lock(&self.interner).purge();
     }
 
     /// Merges the blocks of one complete aligned window; returns whether it did.
@@ -1939,6 +2156,111 @@ mod tests {
                 stale.to_bits()
             ]
         );
+    }
+
+    #[test]
+    fn closed_chunks_read_back_from_files_and_leave_with_the_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            block_range_ms: 100_000,
+            out_of_order_window_ms: 50_000,
+            head_chunk_segment_bytes: 16 << 10,
+            ..opts()
+        };
+        let chunk_dir = dir.path().join(head_chunks::DIR);
+        let files = || std::fs::read_dir(&chunk_dir).unwrap().count();
+        let store = Store::open_with(dir.path(), o.clone()).unwrap();
+        // 1000 samples a series: closed at 120 samples and at each 100 s boundary.
+        for k in 0..1000i64 {
+            let batch: Vec<AppendSample> = (0..30)
+                .map(|i| sample("m", &format!("j{i}"), k * 250 + 1, (k * 7 + i) as f64))
+                .collect();
+            store.append(&batch);
+        }
+        // An out-of-order sample between two closed chunks, checked against them.
+        let out = store.append(&[
+            sample("m", "j3", 200_001, 9.0),
+            sample("m", "j3", 200_002, 9.5),
+        ]);
+        assert_eq!((out.appended, out.duplicates), (1, 1));
+        assert!(files() >= 1);
+        let want = |lo: i64, hi: i64| -> Vec<i64> {
+            let mut t: Vec<i64> = (0..1000i64)
+                .map(|k| k * 250 + 1)
+                .chain([200_002])
+                .filter(|t| (lo..=hi).contains(t))
+                .collect();
+            t.sort();
+            t
+        };
+        let j3 = [Matcher::equal("job", "j3")];
+        for (lo, hi) in [
+            (0, 300_000),
+            (29_000, 31_000),
+            (99_000, 100_400),
+            (200_002, 200_002),
+        ] {
+            let got = store.try_select(&j3, lo, hi).unwrap();
+            assert_eq!(got[0].timestamps, want(lo, hi), "[{lo}, {hi}]");
+        }
+        let got = store.select(&j3, 0, 300_000);
+        assert_eq!(got[0].values[1], 10.0);
+        // Written out and read from the file, too.
+        store.maintain().unwrap();
+        assert_eq!(
+            store.select(&j3, 0, 300_000)[0].timestamps,
+            want(0, 300_000)
+        );
+        // A cut moves the oldest range into a block and deletes the files that
+        // held only it; every sample is still there once.
+        store.cut_before(200_000).unwrap();
+        let before = store.inner.head_chunks.size_bytes();
+        store.append(
+            &(0..30)
+                .map(|i| sample("m", &format!("j{i}"), 400_000, 1.0))
+                .collect::<Vec<_>>(),
+        );
+        store.cut_before(400_000).unwrap();
+        assert!(store.inner.head_chunks.size_bytes() < before);
+        assert_eq!(
+            store.select(&j3, 0, 500_000)[0].timestamps,
+            want(0, 300_000)
+                .into_iter()
+                .chain([400_000])
+                .collect::<Vec<_>>()
+        );
+        drop(store);
+        // At open the files are rebuilt from the WAL.
+        let store = Store::open_with(dir.path(), o).unwrap();
+        assert_eq!(
+            store.select(&j3, 0, 500_000)[0].timestamps,
+            want(0, 300_000)
+                .into_iter()
+                .chain([400_000])
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_damaged_head_chunk_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), opts()).unwrap();
+        for k in 0..500 {
+            store.append(&[sample("m", "a", k * 1000, k as f64)]);
+        }
+        store.maintain().unwrap();
+        let file = dir.path().join(head_chunks::DIR).join("00000001");
+        let len = std::fs::metadata(&file).unwrap().len();
+        assert!(len > 0);
+        std::fs::write(&file, vec![0xa5; len as usize]).unwrap();
+        let err = store.try_select(&[], 0, 1_000_000).unwrap_err().to_string();
+        assert!(err.contains(&file.display().to_string()), "{err}");
+        // Samples of the open chunk alone need no file.
+        let got = store.try_select(&[], 490_000, 1_000_000).unwrap();
+        assert_eq!(got[0].timestamps.len(), 10);
+        let via_trait = Storage::select(&store, &[], 0, 1_000_000).unwrap_err();
+        assert!(via_trait.to_string().contains("00000001"), "{via_trait}");
+        assert!(store.select(&[], 0, 1_000_000).is_empty());
     }
 
     #[test]

@@ -50,6 +50,13 @@ impl<'a> Cursor<'a> {
     }
     #[inline]
     pub fn uvarint(&mut self) -> Option<u64> {
+        // Most varints of chunks and records are one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Some(b as u64);
+            }
+        }
         let mut out = 0u64;
         let mut shift = 0;
         loop {
