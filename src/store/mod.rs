@@ -135,7 +135,7 @@ use crate::promql::{Series, Storage, StorageError};
 
 use block::{Block, BlockError, BlockWriter};
 use chunk::{FrozenChunk, OpenChunk, CHUNK_SAMPLES};
-use head_chunks::{ChainRead, ChunkRef, HeadChunkError, HeadChunkFiles};
+use head_chunks::{ChainRead, ChunkRef, HeadChunkError, HeadChunkFiles, Samples};
 use index::Postings;
 use symbol::{Interner, SeriesLabels};
 use wal::{Cursor, WalWriter, REC_SAMPLES, REC_SERIES};
@@ -322,7 +322,7 @@ impl HeadRead {
     }
 
     /// All samples in time order, given those of the closed chunks.
-    fn finish(self, closed: (Vec<i64>, Vec<f64>)) -> (Vec<i64>, Vec<f64>) {
+    fn finish(self, closed: Samples) -> Samples {
         let HeadRead {
             closed: _,
             ts: open_ts,
@@ -359,7 +359,7 @@ fn finish_reads(
     reads: Vec<HeadRead>,
     mint: i64,
     maxt: i64,
-) -> Result<Vec<(Vec<i64>, Vec<f64>)>, HeadChunkError> {
+) -> Result<Vec<Samples>, HeadChunkError> {
     let reqs: Vec<ChainRead> = reads
         .iter()
         .filter_map(|r| r.closed)
