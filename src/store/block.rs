@@ -34,8 +34,9 @@ use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 
 use super::index::Postings;
+use super::symbol::SeriesLabels;
 use super::wal::{put_uvarint, Cursor};
-use crate::labels::{Label, Labels, Matcher};
+use crate::labels::{Labels, Matcher};
 
 /// The block format this code writes and reads.
 pub const BLOCK_FORMAT_VERSION: u32 = 1;
@@ -502,7 +503,7 @@ impl BlockWriter {
 // ---- reading ------------------------------------------------------------------------
 
 pub struct BlockSeries {
-    pub labels: Labels,
+    pub labels: SeriesLabels,
     pub mint: i64,
     pub maxt: i64,
     batch: u32,
@@ -701,7 +702,10 @@ impl SampleFile {
 impl Block {
     /// Opens a block: checks the version, both files' sizes and checksums, and loads
     /// the series table. `intern` shares label strings with the rest of the store.
-    pub fn open(dir: &Path, intern: &mut dyn FnMut(&str) -> Arc<str>) -> Result<Block, BlockError> {
+    pub fn open(
+        dir: &Path,
+        intern: &mut dyn FnMut(&[(&str, &str)]) -> SeriesLabels,
+    ) -> Result<Block, BlockError> {
         let meta = read_meta(dir)?;
         verify_file(dir, "series.arrow", meta.files.get("series.arrow"))?;
         verify_file(dir, "samples.arrow", meta.files.get("samples.arrow"))?;
@@ -726,18 +730,15 @@ impl Block {
             let vscale = column::<UInt8Array>(&batch, "vscale", &path)?;
             for i in 0..batch.num_rows() {
                 let mut c = Cursor::new(labels.value(i));
-                let mut ls = Vec::new();
+                let mut pairs = Vec::new();
                 while !c.at_end() {
                     let (Some(n), Some(v)) = (c.str(), c.str()) else {
                         return Err(corrupt(&path, format!("bad label set in row {i}")));
                     };
-                    ls.push(Label {
-                        name: intern(n),
-                        value: intern(v),
-                    });
+                    pairs.push((n, v));
                 }
                 series.push(BlockSeries {
-                    labels: Labels::new(ls),
+                    labels: intern(&pairs),
                     mint: mint.value(i),
                     maxt: maxt.value(i),
                     batch: bidx.value(i),
@@ -766,13 +767,14 @@ impl Block {
                 &spath,
                 format!(
                     "series {} points at batch {} of {num_batches}",
-                    s.labels, s.batch
+                    s.labels.to_labels(),
+                    s.batch
                 ),
             ));
         }
         let mut postings = Postings::default();
         for (i, s) in series.iter().enumerate() {
-            postings.add(i as u32, &s.labels);
+            postings.add_pairs(i as u32, s.labels.pairs());
         }
         let name = dir
             .file_name()
@@ -867,6 +869,7 @@ impl Block {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::symbol::Interner;
 
     #[test]
     fn transforms_round_trip_bit_exactly() {
@@ -911,7 +914,8 @@ mod tests {
         }
         let meta = w.finish(0, 5_000_000, 0, vec![]).unwrap();
         assert_eq!((meta.num_series, meta.num_samples), (50, 50_000));
-        let mut intern = |s: &str| Arc::<str>::from(s);
+        let mut interner = Interner::default();
+        let mut intern = |p: &[(&str, &str)]| interner.series_labels_from_pairs(p);
         let b = Block::open(&bdir, &mut intern).unwrap();
         let m = [Matcher::equal("i", "007")];
         let ids = b.matching(&m, 10_000, 20_000);
@@ -939,7 +943,8 @@ mod tests {
         w.push(&Labels::from_pairs([("a", "b")]), &[1, 2], &[1.0, 2.0])
             .unwrap();
         w.finish(0, 10, 0, vec![]).unwrap();
-        let mut intern = |s: &str| Arc::<str>::from(s);
+        let mut interner = Interner::default();
+        let mut intern = |p: &[(&str, &str)]| interner.series_labels_from_pairs(p);
         let samples = bdir.join("samples.arrow");
         let mut data = std::fs::read(&samples).unwrap();
         let mid = data.len() / 2;

@@ -62,6 +62,9 @@ pub struct ChunkRef {
     len: NonZeroU32,
 }
 
+/// Timestamps and values of one series, in time order.
+pub type Samples = (Vec<i64>, Vec<f64>);
+
 /// One series' closed chunks to read: the newest, and the time range wanted.
 #[derive(Clone, Copy, Debug)]
 pub struct ChainRead {
@@ -407,7 +410,7 @@ impl HeadChunkFiles {
         &self,
         snap: &Snapshot,
         reqs: &[ChainRead],
-    ) -> Result<Vec<(Vec<i64>, Vec<f64>)>, HeadChunkError> {
+    ) -> Result<Vec<Samples>, HeadChunkError> {
         // Records further apart than this are read separately.
         const GAP: u64 = 4096;
         const MAX_READ: u64 = 1 << 20;
@@ -461,7 +464,7 @@ impl HeadChunkFiles {
         }
         // Per request, older rounds hold older chunks.
         found.sort_unstable_by_key(|&(req, round, ..)| (req, std::cmp::Reverse(round)));
-        let mut out: Vec<(Vec<i64>, Vec<f64>)> = Vec::with_capacity(reqs.len());
+        let mut out: Vec<Samples> = Vec::with_capacity(reqs.len());
         out.resize_with(reqs.len(), Default::default);
         for &(req, _, _, _, count) in &found {
             let (ts, vs) = &mut out[req as usize];
@@ -484,7 +487,7 @@ impl HeadChunkFiles {
         newest: ChunkRef,
         mint: i64,
         maxt: i64,
-    ) -> Result<(Vec<i64>, Vec<f64>), HeadChunkError> {
+    ) -> Result<Samples, HeadChunkError> {
         let req = ChainRead { newest, mint, maxt };
         Ok(self.read_chains(snap, &[req])?.pop().unwrap_or_default())
     }

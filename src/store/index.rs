@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::labels::{Labels, MatchKind, Matcher};
+use crate::labels::{MatchKind, Matcher};
 
 #[derive(Default)]
 pub struct Postings {
@@ -17,7 +17,8 @@ pub struct Postings {
 impl Postings {
     /// Adds a series. Ids must be added in increasing order so lists stay sorted
     /// without a sort (true for the head's monotonic ids and a block's ordinals).
-    pub fn add(&mut self, id: u32, labels: &Labels) {
+    #[cfg(test)]
+    pub fn add(&mut self, id: u32, labels: &crate::labels::Labels) {
         self.add_pairs(id, labels.iter().map(|l| (&l.name, &l.value)));
     }
 
@@ -190,6 +191,7 @@ fn subtract(a: &[u32], b: &[u32]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::Labels;
 
     fn m(kind: MatchKind, n: &str, v: &str) -> Matcher {
         Matcher::new(kind, n, v).unwrap()

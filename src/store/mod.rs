@@ -12,13 +12,15 @@
 //! <dir>/wal/00000001 …        WAL segments (≤ 64 MiB each), a new one at every open
 //! <dir>/wal/checkpoint        series definitions of the head at the last WAL truncation
 //! <dir>/blocks/b<start>_<end>/  immutable blocks: meta.json, series.arrow, samples.arrow
+//! <dir>/chunks_head/00000001 …  closed head chunks (≤ 128 MiB each); emptied at open
 //! <dir>/damaged/              damaged blocks moved aside (never deleted by us)
 //! ```
 //!
 //! # Head (memory)
 //! - Label strings are interned store-wide (one `Arc<str>` per distinct string, shared
-//!   by the head and every loaded block), so a label set costs 32 bytes per label
-//!   plus the shared strings.
+//!   by the head and every loaded block). A head series holds its label set as thin
+//!   pointers to those strings ([`symbol`]): 16 bytes a label, where a [`Labels`]
+//!   costs 32; `Labels` are built on demand (select, series, cuts).
 //! - Series index: a hash of the label set → id (collisions kept in a side map), a
 //!   `Vec` slot per id, and an inverted index ([`index::Postings`]: label name → value
 //!   → sorted ids). `name="x"` is a hash lookup; `=~` walks the values of one label
@@ -26,10 +28,25 @@
 //!   subtract the values they reject, so a series lacking the label matches as
 //!   Prometheus says.
 //! - Samples per series live in chunks ([`chunk`]) of ≤ 120 samples, closed early at
-//!   a block-range boundary (so a cut drops whole chunks). The open chunk is
-//!   Gorilla-style (delta-of-delta timestamps, XOR'd values; O(1) append); a closed
-//!   chunk is re-encoded like a block column (see below) as varints, because XOR
-//!   spends 5–8 bytes on the short decimals exporters print and this 2–3.
+//!   a block-range boundary (so a cut drops whole chunks). Timestamps are
+//!   delta-of-delta varints; values are scaled by a power of ten to integers and
+//!   written as delta-of-delta varints, with escapes (a finer scale, XOR'd bits) that
+//!   keep any f64 exact: 2–3 bytes a sample on exporter data, where Gorilla's XOR
+//!   spends 5–8 on short decimals. Appends are O(1); open and closed chunks share
+//!   the encoding, so closing one copies no samples.
+//! - Only the open chunk is in memory. A closed chunk is appended to a head chunk
+//!   file ([`head_chunks`]): segments in `chunks_head/`, one record per chunk with a
+//!   CRC and a link to the series' previous chunk, so a series keeps one 12-byte
+//!   reference however many chunks it has. Reads walk the links back with
+//!   positional reads (pread, not mmap: page cache is not counted in the process's
+//!   RSS), a round of all selected series at a time in file order, so records that
+//!   lie together (chunks closed in the same scrape round) come in one read. The
+//!   files are not durable on their own: at open they are emptied and the head is
+//!   rebuilt from the WAL. A cut deletes the files whose chunks all end before it;
+//!   a reader holds a snapshot of the open files, so a file deleted under a query
+//!   stays readable to it. An unreadable or damaged chunk is an error naming the
+//!   file ([`Store::try_select`], the PromQL path), never a panic; a write that
+//!   fails keeps the chunk in memory.
 //!   A sample older than the series' newest goes to a small sorted out-of-order buffer
 //!   when it lies inside the tenant's out-of-order window; reads merge it in.
 //! - Appends: the scraper resolves a series once ([`Store::series_ref`]) and keeps the
@@ -40,8 +57,9 @@
 //!   and encoded into one WAL record per batch. Holding the WAL mutex across a batch
 //!   keeps the WAL order equal to the apply order (the value encoding depends on it);
 //!   reads never take it.
-//! - Readers take a head read guard only while copying head samples; blocks are read
-//!   from an `Arc` snapshot with no store lock held.
+//! - Readers take a head read guard only while copying open chunks and noting the
+//!   closed chunks to read; head chunk files and blocks are read from snapshots with
+//!   no store lock held.
 //!
 //! # WAL
 //! Segment files of frames `len u32 | crc32 u32 | payload` ([`wal`]). Records:
@@ -138,7 +156,7 @@ use crate::promql::{Series, Storage, StorageError};
 
 use block::{Block, BlockError, BlockWriter};
 use chunk::{FrozenChunk, OpenChunk, CHUNK_SAMPLES};
-use head_chunks::{ChainRead, ChunkRef, HeadChunkError, HeadChunkFiles};
+use head_chunks::{ChainRead, ChunkRef, HeadChunkError, HeadChunkFiles, Samples};
 use index::Postings;
 use symbol::{Interner, SeriesLabels};
 use wal::{Cursor, WalWriter, REC_SAMPLES, REC_SERIES};
@@ -356,7 +374,7 @@ impl HeadRead {
     }
 
     /// All samples in time order, given those of the closed chunks.
-    fn finish(self, closed: (Vec<i64>, Vec<f64>)) -> (Vec<i64>, Vec<f64>) {
+    fn finish(self, closed: Samples) -> Samples {
         let HeadRead {
             closed: _,
             ts: open_ts,
@@ -393,7 +411,7 @@ fn finish_reads(
     reads: Vec<HeadRead>,
     mint: i64,
     maxt: i64,
-) -> Result<Vec<(Vec<i64>, Vec<f64>)>, HeadChunkError> {
+) -> Result<Vec<Samples>, HeadChunkError> {
     let reqs: Vec<ChainRead> = reads
         .iter()
         .filter_map(|r| r.closed)
@@ -802,6 +820,10 @@ impl Inner {
         lock(&self.interner).string(s)
     }
 
+    fn intern_pairs(&self, pairs: &[(&str, &str)]) -> SeriesLabels {
+        lock(&self.interner).series_labels_from_pairs(pairs)
+    }
+
     fn intern_labels(&self, labels: &Labels) -> SeriesLabels {
         lock(&self.interner).series_labels(labels)
     }
@@ -1208,7 +1230,7 @@ impl Store {
             let ids = b.matching(matchers, mint, maxt);
             let res = b.read_series(&ids, mint, maxt, |id, ts, vs| {
                 if let Some(s) = b.series.get(id as usize) {
-                    let e = acc.entry(s.labels.clone()).or_default();
+                    let e = acc.entry(s.labels.to_labels()).or_default();
                     e.0.extend_from_slice(&ts);
                     e.1.extend_from_slice(&vs);
                 }
@@ -1264,7 +1286,7 @@ impl Store {
         for b in &blocks {
             for id in b.matching(matchers, mint, maxt) {
                 if let Some(s) = b.series.get(id as usize) {
-                    out.insert(s.labels.clone());
+                    out.insert(s.labels.to_labels());
                 }
             }
         }
@@ -1507,7 +1529,7 @@ impl Inner {
             if !path.is_dir() {
                 continue;
             }
-            let mut intern = |s: &str| self.intern(s);
+            let mut intern = |p: &[(&str, &str)]| self.intern_pairs(p);
             match Block::open(&path, &mut intern) {
                 Ok(b) => blocks.push(Arc::new(b)),
                 Err(e @ BlockError::UnknownVersion { .. }) => return Err(e.into()),
@@ -1777,7 +1799,7 @@ impl Inner {
             writer.finish(start, end, 0, Vec::new())?;
             std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
             wal::sync_dir(&self.blocks_dir).map_err(io_err(&self.blocks_dir))?;
-            let mut intern = |s: &str| self.intern(s);
+            let mut intern = |p: &[(&str, &str)]| self.intern_pairs(p);
             Some(Arc::new(Block::open(&fin, &mut intern)?))
         } else {
             drop(writer);
@@ -1917,7 +1939,7 @@ impl Inner {
         let mut cursors: Vec<BlockCursor> =
             group.iter().map(|b| BlockCursor::new(b.clone())).collect();
         loop {
-            let mut min: Option<Labels> = None;
+            let mut min: Option<SeriesLabels> = None;
             for c in cursors.iter_mut() {
                 if let Some(l) = c.peek()? {
                     if min.as_ref().is_none_or(|m| l < m) {
@@ -1935,13 +1957,13 @@ impl Inner {
                     }
                 }
             }
-            writer.push(&labels, &ts, &vs)?;
+            writer.push(&labels.to_labels(), &ts, &vs)?;
         }
         let sources: Vec<String> = group.iter().map(|b| b.name.clone()).collect();
         writer.finish(start, end, level, sources)?;
         std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
         wal::sync_dir(&self.blocks_dir).map_err(io_err(&self.blocks_dir))?;
-        let mut intern = |s: &str| self.intern(s);
+        let mut intern = |p: &[(&str, &str)]| self.intern_pairs(p);
         let merged = Arc::new(Block::open(&fin, &mut intern)?);
         {
             let mut blocks = write(&self.blocks);
@@ -2029,7 +2051,7 @@ impl BlockCursor {
         Ok(())
     }
 
-    fn peek(&mut self) -> Result<Option<&Labels>, StoreError> {
+    fn peek(&mut self) -> Result<Option<&SeriesLabels>, StoreError> {
         self.fill()?;
         Ok(self
             .buf

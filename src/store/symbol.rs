@@ -1,8 +1,8 @@
-//! Interned label strings for the head's series.
+//! Interned label strings for the series of the head and of the blocks.
 //!
 //! Every distinct label string is one `Arc<str>` store-wide (shared with the blocks'
-//! label sets). A head series holds its labels as [`SeriesLabels`]: thin pointers to
-//! those strings, 8 bytes each, so a label costs 16 bytes instead of the 32 of a
+//! label sets). A series holds its labels as [`SeriesLabels`]: thin pointers to those
+//! strings, 8 bytes each, so a label costs 16 bytes instead of the 32 of a
 //! [`Label`]'s two fat `Arc<str>`s. [`Labels`] are built from them on demand.
 
 use std::borrow::Borrow;
@@ -66,6 +66,17 @@ impl Interner {
         }
     }
 
+    fn symbol_of_str(&mut self, s: &str) -> Symbol {
+        match self.set.get(s) {
+            Some(sym) => sym.clone(),
+            None => {
+                let sym = Symbol(Arc::new(Arc::from(s)));
+                self.set.insert(sym.clone());
+                sym
+            }
+        }
+    }
+
     /// The symbol of `s`; a string seen for the first time is kept as given.
     fn symbol(&mut self, s: &Arc<str>) -> Symbol {
         match self.set.get(&**s) {
@@ -76,6 +87,17 @@ impl Interner {
                 sym
             }
         }
+    }
+
+    /// A label set given as (name, value) pairs already in [`Labels`]' order (as a
+    /// block stores them).
+    pub fn series_labels_from_pairs(&mut self, pairs: &[(&str, &str)]) -> SeriesLabels {
+        SeriesLabels(
+            pairs
+                .iter()
+                .flat_map(|(n, v)| [self.symbol_of_str(n), self.symbol_of_str(v)])
+                .collect(),
+        )
     }
 
     pub fn series_labels(&mut self, labels: &Labels) -> SeriesLabels {
@@ -95,8 +117,28 @@ impl Interner {
     }
 }
 
-/// A head series' label set: names and values alternating, in [`Labels`]' order.
+/// A series' label set: names and values alternating, in [`Labels`]' order, and
+/// ordered as those `Labels` are.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SeriesLabels(Box<[Symbol]>);
+
+impl Ord for SeriesLabels {
+    fn cmp(&self, other: &SeriesLabels) -> Ordering {
+        for ((an, av), (bn, bv)) in self.pairs().zip(other.pairs()) {
+            let o = an.cmp(bn).then_with(|| av.cmp(bv));
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        self.0.len().cmp(&other.0.len())
+    }
+}
+
+impl PartialOrd for SeriesLabels {
+    fn partial_cmp(&self, other: &SeriesLabels) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl SeriesLabels {
     pub fn pairs(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>)> {
@@ -123,17 +165,6 @@ impl SeriesLabels {
                     && (Arc::ptr_eq(v, &l.value) || **v == *l.value)
             })
     }
-
-    /// The order of the [`Labels`] these stand for.
-    pub fn cmp(&self, other: &SeriesLabels) -> Ordering {
-        for ((an, av), (bn, bv)) in self.pairs().zip(other.pairs()) {
-            let o = an.cmp(bn).then_with(|| av.cmp(bv));
-            if o != Ordering::Equal {
-                return o;
-            }
-        }
-        self.0.len().cmp(&other.0.len())
-    }
 }
 
 #[cfg(test)]
@@ -156,12 +187,15 @@ mod tests {
         assert_eq!(sa.cmp(&sb), a.cmp(&b));
         assert_eq!(sc.cmp(&sa), c.cmp(&a));
         assert_eq!(sa.cmp(&sa), Ordering::Equal);
+        let pairs = i.series_labels_from_pairs(&[("__name__", "up"), ("job", "node")]);
+        assert!(pairs == sa);
+        drop(pairs);
         // One string per distinct value, shared with what blocks get.
         let up = i.string("up");
         assert!(Arc::ptr_eq(&up, sa.pairs().next().unwrap().1));
         drop((sa, sb, a, b));
         i.purge();
-        assert!(i.set.get("node").is_none());
-        assert!(i.set.get("up").is_some());
+        assert!(!i.set.contains("node"));
+        assert!(i.set.contains("up"));
     }
 }
