@@ -699,13 +699,13 @@ impl SampleFile {
     }
 }
 
+/// Turns a block's (name, value) pairs into the store's interned label set.
+pub type InternLabels<'a> = dyn FnMut(&[(&str, &str)]) -> SeriesLabels + 'a;
+
 impl Block {
     /// Opens a block: checks the version, both files' sizes and checksums, and loads
     /// the series table. `intern` shares label strings with the rest of the store.
-    pub fn open(
-        dir: &Path,
-        intern: &mut dyn FnMut(&[(&str, &str)]) -> SeriesLabels,
-    ) -> Result<Block, BlockError> {
+    pub fn open(dir: &Path, intern: &mut InternLabels<'_>) -> Result<Block, BlockError> {
         let meta = read_meta(dir)?;
         verify_file(dir, "series.arrow", meta.files.get("series.arrow"))?;
         verify_file(dir, "samples.arrow", meta.files.get("samples.arrow"))?;
