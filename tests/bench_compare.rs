@@ -223,7 +223,7 @@ fn check_results(out: &Path, stdout: &str) {
             0.05,
             50.0,
         );
-        check_queries(&at("history.queries"), &h["queries"], 3, 6);
+        check_queries(&at("history.queries"), &h["queries"], 3, 7);
     }
 
     // Ratios for every headline figure that arrowmon has.
