@@ -152,7 +152,7 @@ use crate::labels::{Labels, Matcher};
 use crate::promql::{Series, Storage, StorageError};
 
 use block::{Block, BlockError, BlockWriter};
-use chunk::{FrozenChunk, OpenChunk, CHUNK_SAMPLES};
+use chunk::{FrozenChunk, OpenChunk, CHUNK_BYTES, CHUNK_SAMPLES};
 use head_chunks::{ChainRead, ChunkRef, HeadChunkError, HeadChunkFiles, Samples};
 use index::Postings;
 use symbol::{Interner, SeriesLabels};
@@ -380,8 +380,14 @@ fn finish_reads(
 ) -> Result<Vec<Samples>, HeadChunkError> {
     let reqs: Vec<ChainRead> = reads
         .iter()
-        .filter_map(|r| r.closed)
-        .map(|newest| ChainRead { newest, mint, maxt })
+        .filter_map(|r| {
+            r.closed.map(|newest| ChainRead {
+                newest,
+                mint,
+                maxt,
+                room_after: r.ts.len(),
+            })
+        })
         .collect();
     let mut closed = files.read_chains(snap, &reqs)?.into_iter();
     Ok(reads
@@ -515,12 +521,13 @@ impl SeriesData {
         let max_t = self.max_t();
         if t > max_t {
             // A chunk ends at the block boundary after its first sample, so a cut
-            // drops whole chunks.
+            // drops whole chunks (and its last sample is in its first one's range).
             let roll = match &self.open {
                 None => true,
                 Some(c) => {
                     c.count() >= CHUNK_SAMPLES
-                        || t >= align_down(c.first_t(), range).saturating_add(range)
+                        || c.bytes().len() >= CHUNK_BYTES
+                        || align_down(t, range) != align_down(c.last_t(), range)
                 }
             };
             if roll {
@@ -2119,7 +2126,7 @@ mod tests {
         let o = StoreOptions {
             block_range_ms: 100_000,
             out_of_order_window_ms: 50_000,
-            head_chunk_segment_bytes: 16 << 10,
+            head_chunk_segment_bytes: 4 << 10,
             ..opts()
         };
         let chunk_dir = dir.path().join(head_chunks::DIR);
