@@ -2204,6 +2204,34 @@ mod tests {
     }
 
     #[test]
+    fn chunks_stay_in_memory_when_no_head_chunk_file_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            block_range_ms: 1_000_000,
+            head_chunk_segment_bytes: 256,
+            ..opts()
+        };
+        let store = Store::open_with(dir.path(), o).unwrap();
+        let mut want = Vec::new();
+        for k in 0..300 {
+            if k == 100 {
+                // New head chunk files cannot be created from here on.
+                std::fs::remove_dir_all(dir.path().join(head_chunks::DIR)).unwrap();
+            }
+            store.append(&[sample("m", "a", k * 1000, k as f64 * 1.5)]);
+            want.push(k * 1000);
+        }
+        store.maintain().unwrap();
+        let got = store.try_select(&[], 0, i64::MAX).unwrap();
+        assert_eq!(got[0].timestamps, want);
+        assert_eq!(got[0].values[299], 448.5);
+        // And a cut writes them into a block.
+        store.cut_before(1_000_000).unwrap();
+        let got = store.try_select(&[], 0, i64::MAX).unwrap();
+        assert_eq!(got[0].timestamps, want);
+    }
+
+    #[test]
     fn a_damaged_head_chunk_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_with(dir.path(), opts()).unwrap();
