@@ -4,15 +4,19 @@
 //!
 //! Exporters print short decimals (counters as integers, gauges with a few digits),
 //! on which Gorilla's XOR encoding spends 4–8 bytes a sample. Here a value is scaled
-//! by a power of ten to an integer, and its delta-of-delta is written as a varint:
-//! 1–3 bytes. Timestamps are delta-of-delta varints too (1 byte under 64 ms of jitter).
-//! Any f64 bit pattern round-trips exactly: a value that is no decimal at the chunk's
-//! scale raises the scale or, failing that, is written as its XOR with the previous
-//! value; a chunk of many such values switches to XOR for the rest.
+//! by a power of ten to an integer, and its delta-of-delta is written as a varint.
+//! Timestamps are delta-of-delta too. A sample whose time and value both follow the
+//! trend within a few units (a steady counter, a constant, scrape jitter of a few ms)
+//! is one byte; others 2–4. Any f64 bit pattern round-trips exactly: a value that is
+//! no decimal at the chunk's scale raises the scale or, failing that, is written as
+//! its XOR with the previous value; a chunk of many such values switches to XOR for
+//! the rest.
 //!
 //! ```text
 //! first sample:  varint t | mode: scale 0..=9, or XOR_MODE | value
-//! next samples:  varint dod(t) | value
+//! next samples:  0b0xxx_xttt: zigzag(dod(t)) = ttt and zigzag(dod(scaled)) = xxxx
+//!                              (XOR mode: xxxx = 0, the value repeats)
+//!              | 0b1mzz_zzzz [uvarint]: zigzag(dod(t)) = zzzzzz, more bits follow if m | value
 //! value, decimal mode:  uvarint(zigzag(dod(scaled)) << 1)
 //!                     | ESCAPE, then 1..=10 (the scale becomes n-1; a decimal value follows)
 //!                                 or 0 (one value as XOR) or XOR_MODE (XOR from here on)
@@ -23,6 +27,11 @@ use super::wal::{get_xor_value, Cursor};
 
 /// Samples per head chunk before it is closed (Prometheus uses 120).
 pub const CHUNK_SAMPLES: u16 = 120;
+/// A chunk is closed once its bytes reach this, too: the open chunks are what the
+/// head keeps in memory, and every series' open chunk is near full at once (all
+/// close at a block boundary), so this bounds the head's memory for samples. Steady
+/// counters and constants (a byte a sample) still fill 120 samples.
+pub const CHUNK_BYTES: usize = 128;
 
 const MAX_SCALE: u8 = 9;
 const POW10: [f64; MAX_SCALE as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
@@ -91,6 +100,17 @@ impl Token {
     #[inline]
     fn varint(&mut self, v: i64) {
         self.uvarint(zigzag(v));
+    }
+
+    /// A zigzag'd timestamp delta-of-delta after the long-form flag: 6 bits in the
+    /// first byte, the rest as a uvarint.
+    #[inline]
+    fn time(&mut self, zt: u64) {
+        let more = if zt >= 64 { 0x40 } else { 0 };
+        self.byte(0x80 | more | (zt & 0x3f) as u8);
+        if zt >= 64 {
+            self.uvarint(zt >> 6);
+        }
     }
 
     /// As [`super::wal::put_xor_value`].
@@ -205,14 +225,39 @@ impl OpenChunk {
             }
         } else {
             let dt = t.wrapping_sub(self.last_t);
-            tok.varint(dt.wrapping_sub(self.last_dt));
+            let zt = zigzag(dt.wrapping_sub(self.last_dt));
             self.last_dt = dt;
-            self.encode_value(&mut tok, v, bits);
+            match self.short_value(zt, v, bits) {
+                Some(zx) => tok.byte((zt | zx << 3) as u8),
+                None => {
+                    tok.time(zt);
+                    self.encode_value(&mut tok, v, bits);
+                }
+            }
         }
         self.put(tok.as_slice());
         self.last_t = t;
         self.last_bits = bits;
         self.count += 1;
+    }
+
+    /// The 4-bit value part of a one-byte sample, if the sample fits one: its time
+    /// and value delta-of-deltas are small (the decimal state is then updated).
+    fn short_value(&mut self, zt: u64, v: f64, bits: u64) -> Option<u64> {
+        if zt >= 8 {
+            return None;
+        }
+        if self.scale == XOR_MODE {
+            return (bits == self.last_bits).then_some(0);
+        }
+        let x = scaled(v, self.scale)?;
+        let dx = x.wrapping_sub(self.x);
+        let zx = zigzag(dx.wrapping_sub(self.dx));
+        if zx >= 16 {
+            return None;
+        }
+        (self.x, self.dx) = (x, dx);
+        Some(zx)
     }
 
     fn encode_value(&mut self, tok: &mut Token, v: f64, bits: u64) {
@@ -328,8 +373,36 @@ pub fn decode_range(
                 bits = (x as f64 / p).to_bits();
             }
         } else {
-            let Some(dod) = c.varint() else { return };
-            dt = dt.wrapping_add(dod);
+            let Some(first) = c.byte() else { return };
+            if first < 0x80 {
+                // One byte: small time and value delta-of-deltas.
+                dt = dt.wrapping_add(unzigzag((first & 7) as u64));
+                t = t.wrapping_add(dt);
+                let zx = (first >> 3) as u64;
+                if scale == XOR_MODE {
+                    if zx != 0 {
+                        return;
+                    }
+                } else {
+                    dx = dx.wrapping_add(unzigzag(zx));
+                    x = x.wrapping_add(dx);
+                    bits = (x as f64 / POW10[scale as usize]).to_bits();
+                }
+                if t > maxt {
+                    return;
+                }
+                if t >= mint {
+                    ts.push(t);
+                    vs.push(f64::from_bits(bits));
+                }
+                continue;
+            }
+            let mut zt = (first & 0x3f) as u64;
+            if first & 0x40 != 0 {
+                let Some(more) = c.uvarint() else { return };
+                zt |= more << 6;
+            }
+            dt = dt.wrapping_add(unzigzag(zt));
             t = t.wrapping_add(dt);
             if scale == XOR_MODE {
                 let Some(b) = get_xor_value(&mut c, bits) else {

@@ -71,6 +71,9 @@ pub struct ChainRead {
     pub newest: ChunkRef,
     pub mint: i64,
     pub maxt: i64,
+    /// Samples the caller will append after these (the open chunk's), so the
+    /// result is allocated once.
+    pub room_after: usize,
 }
 
 /// The header of a chunk record.
@@ -466,10 +469,13 @@ impl HeadChunkFiles {
         found.sort_unstable_by_key(|&(req, round, ..)| (req, std::cmp::Reverse(round)));
         let mut out: Vec<Samples> = Vec::with_capacity(reqs.len());
         out.resize_with(reqs.len(), Default::default);
+        let mut sizes: Vec<usize> = reqs.iter().map(|r| r.room_after).collect();
         for &(req, _, _, _, count) in &found {
-            let (ts, vs) = &mut out[req as usize];
-            ts.reserve(count as usize);
-            vs.reserve(count as usize);
+            sizes[req as usize] += count as usize;
+        }
+        for ((ts, vs), n) in out.iter_mut().zip(sizes) {
+            ts.reserve_exact(n);
+            vs.reserve_exact(n);
         }
         for (req, round, at, n, count) in found {
             let want = &reqs[req as usize];
@@ -488,7 +494,12 @@ impl HeadChunkFiles {
         mint: i64,
         maxt: i64,
     ) -> Result<Samples, HeadChunkError> {
-        let req = ChainRead { newest, mint, maxt };
+        let req = ChainRead {
+            newest,
+            mint,
+            maxt,
+            room_after: 0,
+        };
         Ok(self.read_chains(snap, &[req])?.pop().unwrap_or_default())
     }
 }
@@ -546,16 +557,19 @@ mod tests {
                 newest: a.unwrap(),
                 mint: 0,
                 maxt: i64::MAX,
+                room_after: 0,
             },
             ChainRead {
                 newest: b.unwrap(),
                 mint: 50_000,
                 maxt: 60_010,
+                room_after: 0,
             },
             ChainRead {
                 newest: a.unwrap(),
                 mint: 199_100,
                 maxt: 199_200,
+                room_after: 0,
             },
         ];
         let got = files.read_chains(&snap, &reqs).unwrap();

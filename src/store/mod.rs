@@ -155,7 +155,7 @@ use crate::labels::{Labels, Matcher};
 use crate::promql::{Series, Storage, StorageError};
 
 use block::{Block, BlockError, BlockWriter};
-use chunk::{FrozenChunk, OpenChunk, CHUNK_SAMPLES};
+use chunk::{FrozenChunk, OpenChunk, CHUNK_BYTES, CHUNK_SAMPLES};
 use head_chunks::{ChainRead, ChunkRef, HeadChunkError, HeadChunkFiles, Samples};
 use index::Postings;
 use symbol::{Interner, SeriesLabels};
@@ -414,8 +414,14 @@ fn finish_reads(
 ) -> Result<Vec<Samples>, HeadChunkError> {
     let reqs: Vec<ChainRead> = reads
         .iter()
-        .filter_map(|r| r.closed)
-        .map(|newest| ChainRead { newest, mint, maxt })
+        .filter_map(|r| {
+            r.closed.map(|newest| ChainRead {
+                newest,
+                mint,
+                maxt,
+                room_after: r.ts.len(),
+            })
+        })
         .collect();
     let mut closed = files.read_chains(snap, &reqs)?.into_iter();
     Ok(reads
@@ -549,12 +555,13 @@ impl SeriesData {
         let max_t = self.max_t();
         if t > max_t {
             // A chunk ends at the block boundary after its first sample, so a cut
-            // drops whole chunks.
+            // drops whole chunks (and its last sample is in its first one's range).
             let roll = match &self.open {
                 None => true,
                 Some(c) => {
                     c.count() >= CHUNK_SAMPLES
-                        || t >= align_down(c.first_t(), range).saturating_add(range)
+                        || c.bytes().len() >= CHUNK_BYTES
+                        || align_down(t, range) != align_down(c.last_t(), range)
                 }
             };
             if roll {
@@ -2186,7 +2193,7 @@ mod tests {
         let o = StoreOptions {
             block_range_ms: 100_000,
             out_of_order_window_ms: 50_000,
-            head_chunk_segment_bytes: 16 << 10,
+            head_chunk_segment_bytes: 4 << 10,
             ..opts()
         };
         let chunk_dir = dir.path().join(head_chunks::DIR);
@@ -2261,6 +2268,34 @@ mod tests {
                 .chain([400_000])
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn chunks_stay_in_memory_when_no_head_chunk_file_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            block_range_ms: 1_000_000,
+            head_chunk_segment_bytes: 256,
+            ..opts()
+        };
+        let store = Store::open_with(dir.path(), o).unwrap();
+        let mut want = Vec::new();
+        for k in 0..300 {
+            if k == 100 {
+                // New head chunk files cannot be created from here on.
+                std::fs::remove_dir_all(dir.path().join(head_chunks::DIR)).unwrap();
+            }
+            store.append(&[sample("m", "a", k * 1000, k as f64 * 1.5)]);
+            want.push(k * 1000);
+        }
+        store.maintain().unwrap();
+        let got = store.try_select(&[], 0, i64::MAX).unwrap();
+        assert_eq!(got[0].timestamps, want);
+        assert_eq!(got[0].values[299], 448.5);
+        // And a cut writes them into a block.
+        store.cut_before(1_000_000).unwrap();
+        let got = store.try_select(&[], 0, i64::MAX).unwrap();
+        assert_eq!(got[0].timestamps, want);
     }
 
     #[test]
