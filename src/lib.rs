@@ -7,6 +7,7 @@
 pub mod api;
 pub mod config;
 pub mod grafana;
+pub mod import;
 pub mod labels;
 pub mod logging;
 pub mod promql;

@@ -107,13 +107,25 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Import {
             format: ImportFormat::Openmetrics { file, data_dir },
-        }) => match import_openmetrics(&file, &data_dir) {
-            Ok(n) => {
+        }) => match arrowmon::import::import_openmetrics(
+            &file,
+            &arrowmon::tenant::store_dir(&data_dir),
+        ) {
+            Ok(s) => {
                 println!(
-                    "imported {n} samples from {} into {}",
+                    "imported {} samples of {} series from {} into {} as {} blocks",
+                    s.samples,
+                    s.series,
                     file.display(),
-                    data_dir.display()
+                    data_dir.display(),
+                    s.blocks
                 );
+                if s.duplicates > 0 {
+                    println!(
+                        "{} samples repeated a timestamp of their series and were skipped",
+                        s.duplicates
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -262,70 +274,4 @@ fn promql_test(files: &[PathBuf], known: Option<PathBuf>) -> ExitCode {
         }
         ExitCode::from(1)
     }
-}
-
-/// Appends every sample of an OpenMetrics file to the store in `data_dir`, in
-/// batches, then makes it durable. Samples without a timestamp are refused: a
-/// backfill must say when each value was.
-fn import_openmetrics(file: &std::path::Path, data_dir: &std::path::Path) -> Result<u64, String> {
-    use arrowmon::scrape::exposition::{Entry, Format, Parser, ParserOptions};
-    use arrowmon::store::{AppendSample, Store};
-    let body = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    // No background maintenance: a cut in the middle of the file would refuse the
-    // older samples of the series that come later in it.
-    let opts = arrowmon::store::StoreOptions {
-        background: false,
-        ..Default::default()
-    };
-    let store = Store::open_with(&arrowmon::tenant::store_dir(data_dir), opts)
-        .map_err(|e| e.to_string())?;
-    let mut parser = Parser::new(&body, Format::OpenMetrics, ParserOptions::default());
-    let mut batch = Vec::with_capacity(10_000);
-    let mut total = 0u64;
-    let mut rejected = 0u64;
-    let flush = |batch: &mut Vec<AppendSample>, rejected: &mut u64| {
-        let out = store.append(batch);
-        *rejected += out.out_of_order + out.duplicates;
-        batch.clear();
-        out.appended
-    };
-    loop {
-        let entry = parser
-            .next()
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-        let Some(entry) = entry else { break };
-        let Entry::Sample(sample) = entry else {
-            continue;
-        };
-        let timestamp_ms = sample.timestamp_ms.ok_or_else(|| {
-            format!(
-                "{}: line {}: sample without a timestamp",
-                file.display(),
-                sample.line
-            )
-        })?;
-        let labels = sample
-            .to_labels()
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-        batch.push(AppendSample {
-            labels,
-            timestamp_ms,
-            value: sample.value,
-        });
-        if batch.len() == batch.capacity() {
-            total += flush(&mut batch, &mut rejected);
-        }
-    }
-    total += flush(&mut batch, &mut rejected);
-    // Backfill becomes blocks, as promtool's does; only the block range still in
-    // progress stays in the head, so live appends after it are not refused.
-    store
-        .cut_before(arrowmon::scrape::now_ms())
-        .and_then(|()| store.compact())
-        .and_then(|()| store.flush())
-        .map_err(|e| e.to_string())?;
-    if rejected > 0 {
-        eprintln!("import: {rejected} samples out of order or duplicated were skipped");
-    }
-    Ok(total)
 }

@@ -229,8 +229,41 @@ async fn imported_history_is_served_after_restart() {
         }
     })
     .await;
+    // A backfill while serve runs: its block is picked up at a maintenance pass.
+    let om2 = dir.path().join("more.om");
+    std::fs::write(
+        &om2,
+        format!("backfilled{{job=\"app\"}} 7 {}\n# EOF\n", t0 + 600),
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .args(["import", "openmetrics"])
+        .arg(&om2)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url2 = format!(
+        "http://{listen}/api/v1/query?query=backfilled&time={}",
+        t0 + 600
+    );
+    let picked: Value = eventually(Duration::from_secs(30), "the new block is served", || {
+        let url = url2.clone();
+        async move {
+            let r = reqwest::get(&url).await.ok()?;
+            let v: Value = serde_json::from_str(&r.text().await.ok()?).ok()?;
+            (v["data"]["result"][0]["value"][1] == "7").then_some(v)
+        }
+    })
+    .await;
     let _ = child.kill();
     let _ = child.wait();
+    assert_eq!(picked["data"]["result"][0]["metric"]["job"], "app");
     assert_eq!(v["status"], "success", "{v}");
     let rate: f64 = v["data"]["result"][0]["value"][1]
         .as_str()

@@ -71,6 +71,20 @@ pub struct BlockMeta {
     /// Blocks merged into this one; they are deleted if still present at open.
     pub sources: Vec<String>,
     pub files: BTreeMap<String, FileStat>,
+    /// Where the samples came from. Only blocks cut from the head move the head's
+    /// lower bound; imported blocks may overlap the head and each other.
+    #[serde(default)]
+    pub origin: BlockOrigin,
+}
+
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockOrigin {
+    /// Cut from the head, or compacted from blocks of which one was.
+    #[default]
+    Head,
+    /// Written by `import` (backfill), or compacted from imported blocks only.
+    Import,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -429,6 +443,7 @@ impl BlockWriter {
         range_end: i64,
         level: u32,
         sources: Vec<String>,
+        origin: BlockOrigin,
     ) -> Result<BlockMeta, BlockError> {
         self.flush_batch()?;
         let spath = self.dir.join("samples.arrow");
@@ -489,6 +504,7 @@ impl BlockWriter {
                 ("samples.arrow".to_string(), samples_stat),
                 ("series.arrow".to_string(), series_stat),
             ]),
+            origin,
         };
         let mpath = self.dir.join("meta.json");
         let text = serde_json::to_vec_pretty(&meta).map_err(|e| corrupt(&mpath, e.to_string()))?;
@@ -912,7 +928,9 @@ mod tests {
             w.push(&labels, &ts, &vs).unwrap();
             all.push((labels, ts, vs));
         }
-        let meta = w.finish(0, 5_000_000, 0, vec![]).unwrap();
+        let meta = w
+            .finish(0, 5_000_000, 0, vec![], BlockOrigin::Head)
+            .unwrap();
         assert_eq!((meta.num_series, meta.num_samples), (50, 50_000));
         let mut interner = Interner::default();
         let mut intern = |p: &[(&str, &str)]| interner.series_labels_from_pairs(p);
@@ -942,7 +960,7 @@ mod tests {
         let mut w = BlockWriter::create(&bdir).unwrap();
         w.push(&Labels::from_pairs([("a", "b")]), &[1, 2], &[1.0, 2.0])
             .unwrap();
-        w.finish(0, 10, 0, vec![]).unwrap();
+        w.finish(0, 10, 0, vec![], BlockOrigin::Head).unwrap();
         let mut interner = Interner::default();
         let mut intern = |p: &[(&str, &str)]| interner.series_labels_from_pairs(p);
         let samples = bdir.join("samples.arrow");

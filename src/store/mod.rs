@@ -72,9 +72,9 @@
 //! how many append batches are on disk. On open, the checkpoint then every segment is
 //! replayed; a short or CRC-failing frame ends that segment: it is logged with the
 //! file and offset, the file is cut there (everything before it kept) and replay goes
-//! on with the next segment. Samples older than the newest block's end are skipped
-//! (they are in blocks), so a crash between a cut and the WAL truncation duplicates
-//! nothing.
+//! on with the next segment. Samples older than the end of the newest block cut from
+//! the head are skipped (they are in blocks), so a crash between a cut and the WAL
+//! truncation duplicates nothing.
 //!
 //! # Blocks
 //! When the head spans 1.5 block ranges (default 2 h; [`StoreOptions::block_range_ms`]),
@@ -90,6 +90,14 @@
 //! damaged or half-written block is moved to `damaged/` with an error naming the file
 //! and the store runs on without it. A block of an unknown format version refuses the
 //! store (a newer arrowmon wrote it; guessing would lose data).
+//!
+//! Backfill ([`write_imported_block`], used by `import`) writes blocks of its own,
+//! marked `"origin": "import"`, without opening the store; an open store picks new
+//! block directories up at its next maintenance pass. Imported blocks may overlap
+//! each other, cut blocks and the head: they do not move the head's lower bound, and
+//! reads and compaction merge a series' samples from overlapping sources by time,
+//! keeping the first source's sample (blocks in range order, then the head) where
+//! two share a timestamp. Block directory names are never reused in a process.
 //!
 //! Compaction merges the blocks inside an aligned window of 3×, 9×, 27×… the block
 //! range (up to `max_block_range_ms`) into one, streaming series in label order; the
@@ -136,7 +144,7 @@ mod index;
 mod symbol;
 mod wal;
 
-pub use block::{BlockMeta, BLOCK_FORMAT_VERSION};
+pub use block::{BlockMeta, BlockOrigin, BLOCK_FORMAT_VERSION};
 
 /// The block column transforms, for the format comparison in benches/store.rs.
 #[doc(hidden)]
@@ -773,10 +781,14 @@ struct Inner {
     /// the head's lower boundary; never while blocks are read.
     head_guard: RwLock<()>,
     blocks: RwLock<Vec<Arc<Block>>>,
+    /// Every block name this process has loaded, written or seen listed as a
+    /// compaction source: a new block never takes one, and the scan for blocks
+    /// written by `import` skips them (a retired block's files outlive its readers).
+    block_names: Mutex<HashSet<String>>,
     maintenance: Mutex<()>,
     /// Appends below this are out of bounds (the start of the range not yet cut).
     min_valid_t: AtomicI64,
-    /// Head reads start here (the end of the newest block).
+    /// Head reads start here (the end of the newest block cut from the head).
     head_min_t: AtomicI64,
     max_t: AtomicI64,
     durable_seq: AtomicU64,
@@ -875,6 +887,7 @@ impl Store {
             }),
             head_guard: RwLock::new(()),
             blocks: RwLock::new(Vec::new()),
+            block_names: Mutex::new(HashSet::new()),
             maintenance: Mutex::new(()),
             min_valid_t: AtomicI64::new(i64::MIN),
             head_min_t: AtomicI64::new(i64::MIN),
@@ -1265,10 +1278,13 @@ impl Store {
         }
         Ok(acc
             .into_iter()
-            .map(|(labels, (timestamps, values))| Series {
-                labels,
-                timestamps,
-                values,
+            .map(|(labels, (mut timestamps, mut values))| {
+                merge_overlapping(&mut timestamps, &mut values);
+                Series {
+                    labels,
+                    timestamps,
+                    values,
+                }
             })
             .collect())
     }
@@ -1398,6 +1414,74 @@ impl Storage for Store {
         self.try_select(matchers, mint_ms, maxt_ms)
             .map_err(|e| StorageError(e.to_string()))
     }
+}
+
+/// Backfill: writes one time range of samples as a block of the store in `dir`
+/// (creating the store if new) without opening it, so it may run while `serve` has
+/// the store open; that store picks the block up at its next maintenance pass.
+/// Imported blocks may overlap the head and other blocks: reads merge them.
+///
+/// Series may come in any order, their samples in any time order; samples outside
+/// `[range_start, range_end)` are not accepted. Of samples with the same series and
+/// timestamp the first is kept. Returns the block's meta (`None` when there was
+/// nothing to write) and how many duplicates were dropped.
+pub fn write_imported_block(
+    dir: &Path,
+    range_start: i64,
+    range_end: i64,
+    mut series: Vec<(Labels, Vec<i64>, Vec<f64>)>,
+) -> Result<(Option<BlockMeta>, u64), StoreError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    check_version(dir)?;
+    let blocks_dir = dir.join("blocks");
+    std::fs::create_dir_all(&blocks_dir).map_err(io_err(&blocks_dir))?;
+    series.sort_by(|a, b| a.0.cmp(&b.0));
+    // The same label set twice (spelled differently in the input) is one series.
+    series.dedup_by(|next, kept| {
+        if next.0 != kept.0 {
+            return false;
+        }
+        kept.1.append(&mut next.1);
+        kept.2.append(&mut next.2);
+        true
+    });
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let (mut name, mut n) = (format!("b{range_start}_{range_end}_import{stamp}"), 1);
+    while blocks_dir.join(&name).exists() || blocks_dir.join(format!("{name}.tmp")).exists() {
+        n += 1;
+        name = format!("b{range_start}_{range_end}_import{stamp}_{n}");
+    }
+    let tmp = blocks_dir.join(format!("{name}.tmp"));
+    let fin = blocks_dir.join(&name);
+    let mut writer = BlockWriter::create(&tmp)?;
+    let mut duplicates = 0u64;
+    for (labels, mut ts, mut vs) in series {
+        if let Some(&t) = ts.iter().find(|&&t| t < range_start || t >= range_end) {
+            drop(writer);
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(StoreError::Block(BlockError::Corrupt {
+                path: fin,
+                reason: format!(
+                    "sample of {labels} at {t} lies outside the block range [{range_start}, {range_end})"
+                ),
+            }));
+        }
+        let before = ts.len();
+        merge_overlapping(&mut ts, &mut vs);
+        duplicates += (before - ts.len()) as u64;
+        writer.push(&labels, &ts, &vs)?;
+    }
+    if writer.num_series() == 0 {
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok((None, duplicates));
+    }
+    let meta = writer.finish(range_start, range_end, 0, Vec::new(), BlockOrigin::Import)?;
+    std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
+    wal::sync_dir(&blocks_dir).map_err(io_err(&blocks_dir))?;
+    Ok((Some(meta), duplicates))
 }
 
 fn check_version(dir: &Path) -> Result<(), StoreError> {
@@ -1533,14 +1617,8 @@ impl Inner {
                 self.move_aside(&path, "half-written block (its write never finished)");
                 continue;
             }
-            if !path.is_dir() {
-                continue;
-            }
-            let mut intern = |p: &[(&str, &str)]| self.intern_pairs(p);
-            match Block::open(&path, &mut intern) {
-                Ok(b) => blocks.push(Arc::new(b)),
-                Err(e @ BlockError::UnknownVersion { .. }) => return Err(e.into()),
-                Err(e) => self.move_aside(&path, &e.to_string()),
+            if let Some(b) = self.open_block(&path)? {
+                blocks.push(b);
             }
         }
         // Sources of a compaction that finished are leftovers of a crash: drop them.
@@ -1558,29 +1636,94 @@ impl Inner {
             }
         });
         blocks.sort_by_key(|b| b.meta.range_start);
-        // Overlapping blocks (should not happen): keep the first, move the other aside.
-        let mut kept: Vec<Arc<Block>> = Vec::new();
-        for b in blocks {
-            if kept
-                .last()
-                .is_some_and(|p| p.meta.range_end > b.meta.range_start)
-            {
-                let path = b.dir.clone();
-                drop(b);
-                self.move_aside(&path, "overlaps another block");
-                continue;
-            }
-            kept.push(b);
+        lock(&self.block_names).extend(sources);
+        // Blocks may overlap (imported ones); reads merge them. The head starts where
+        // the blocks cut from it end.
+        let head_end = blocks
+            .iter()
+            .filter(|b| b.meta.origin == BlockOrigin::Head)
+            .map(|b| b.meta.range_end)
+            .max();
+        if let Some(end) = head_end {
+            self.min_valid_t.store(end, Ordering::Release);
+            self.head_min_t.store(end, Ordering::Release);
         }
-        if let Some(last) = kept.last() {
-            self.min_valid_t
-                .store(last.meta.range_end, Ordering::Release);
-            self.head_min_t
-                .store(last.meta.range_end, Ordering::Release);
-            self.max_t.store(last.meta.maxt, Ordering::Release);
+        if let Some(maxt) = blocks.iter().map(|b| b.meta.maxt).max() {
+            self.max_t.store(maxt, Ordering::Release);
         }
-        *write(&self.blocks) = kept;
+        *write(&self.blocks) = blocks;
         Ok(())
+    }
+
+    /// Opens one block directory and notes its name; a damaged block is moved aside
+    /// (`None`), a block of an unknown format version refuses the store.
+    fn open_block(&self, path: &Path) -> Result<Option<Arc<Block>>, StoreError> {
+        if !path.is_dir() {
+            return Ok(None);
+        }
+        if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+            lock(&self.block_names).insert(name.to_string());
+        }
+        let mut intern = |p: &[(&str, &str)]| self.intern_pairs(p);
+        match Block::open(path, &mut intern) {
+            Ok(b) => Ok(Some(Arc::new(b))),
+            Err(e @ BlockError::UnknownVersion { .. }) => Err(e.into()),
+            Err(e) => {
+                self.move_aside(path, &e.to_string());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Picks up blocks that `import` wrote into the blocks directory while the store
+    /// was open.
+    fn load_new_blocks(&self) -> Result<(), StoreError> {
+        let dir = &self.blocks_dir;
+        let mut fresh: Vec<PathBuf> = {
+            let names = lock(&self.block_names);
+            std::fs::read_dir(dir)
+                .map_err(io_err(dir))?
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| !n.ends_with(".tmp") && !names.contains(n))
+                })
+                .map(|e| e.path())
+                .collect()
+        };
+        fresh.sort();
+        for path in fresh {
+            let Some(b) = self.open_block(&path)? else {
+                continue;
+            };
+            tracing::info!(
+                block = %b.dir.display(), series = b.meta.num_series, samples = b.meta.num_samples,
+                "new block picked up"
+            );
+            self.max_t.fetch_max(b.meta.maxt, Ordering::AcqRel);
+            let mut blocks = write(&self.blocks);
+            blocks.push(b);
+            blocks.sort_by_key(|b| b.meta.range_start);
+        }
+        Ok(())
+    }
+
+    /// A block directory name for `[start, end)` that no block has had.
+    fn fresh_block_name(&self, start: i64, end: i64) -> String {
+        let mut names = lock(&self.block_names);
+        let base = format!("b{start}_{end}");
+        let mut name = base.clone();
+        let mut n = 1;
+        while names.contains(&name)
+            || self.blocks_dir.join(&name).exists()
+            || self.blocks_dir.join(format!("{name}.tmp")).exists()
+        {
+            n += 1;
+            name = format!("{base}_{n}");
+        }
+        names.insert(name.clone());
+        name
     }
 
     /// Replays checkpoint and segments; returns the number for the next segment.
@@ -1724,6 +1867,7 @@ impl Inner {
 
     fn maintain(&self) -> Result<(), StoreError> {
         let _m = lock(&self.maintenance);
+        self.load_new_blocks()?;
         // Keeps the pending head chunks small, and retries writes that failed.
         self.head_chunks.retry_pending();
         let range = self.opts.block_range_ms;
@@ -1774,7 +1918,7 @@ impl Inner {
         let mut series: Vec<Arc<HeadSeries>> =
             read(&self.index).series.iter().flatten().cloned().collect();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        let name = format!("b{start}_{end}");
+        let name = self.fresh_block_name(start, end);
         let tmp = self.blocks_dir.join(format!("{name}.tmp"));
         let fin = self.blocks_dir.join(&name);
         let mut writer = BlockWriter::create(&tmp)?;
@@ -1803,7 +1947,7 @@ impl Inner {
         }
         drop(snap);
         let block = if writer.num_series() > 0 {
-            writer.finish(start, end, 0, Vec::new())?;
+            writer.finish(start, end, 0, Vec::new(), BlockOrigin::Head)?;
             std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
             wal::sync_dir(&self.blocks_dir).map_err(io_err(&self.blocks_dir))?;
             let mut intern = |p: &[(&str, &str)]| self.intern_pairs(p);
@@ -1938,7 +2082,12 @@ impl Inner {
         let start = group.iter().map(|b| b.meta.range_start).min().unwrap_or(0);
         let end = group.iter().map(|b| b.meta.range_end).max().unwrap_or(0);
         let level = group.iter().map(|b| b.meta.level).max().unwrap_or(0) + 1;
-        let name = format!("b{start}_{end}");
+        let origin = if group.iter().any(|b| b.meta.origin == BlockOrigin::Head) {
+            BlockOrigin::Head
+        } else {
+            BlockOrigin::Import
+        };
+        let name = self.fresh_block_name(start, end);
         let tmp = self.blocks_dir.join(format!("{name}.tmp"));
         let fin = self.blocks_dir.join(&name);
         let mut writer = BlockWriter::create(&tmp)?;
@@ -1964,10 +2113,11 @@ impl Inner {
                     }
                 }
             }
+            merge_overlapping(&mut ts, &mut vs);
             writer.push(&labels.to_labels(), &ts, &vs)?;
         }
         let sources: Vec<String> = group.iter().map(|b| b.name.clone()).collect();
-        writer.finish(start, end, level, sources)?;
+        writer.finish(start, end, level, sources, origin)?;
         std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
         wal::sync_dir(&self.blocks_dir).map_err(io_err(&self.blocks_dir))?;
         let mut intern = |p: &[(&str, &str)]| self.intern_pairs(p);
@@ -2017,6 +2167,21 @@ impl Inner {
             b.delete_on_drop.store(true, Ordering::Release);
         }
     }
+}
+
+/// One series' samples from sources that may overlap in time (imported blocks, the
+/// head), concatenated source by source: sorted by time, keeping the first source's
+/// sample where two have the same timestamp. Sources that do not overlap, the usual
+/// case, cost one pass.
+fn merge_overlapping(ts: &mut Vec<i64>, vs: &mut Vec<f64>) {
+    if ts.windows(2).all(|w| w[0] < w[1]) {
+        return;
+    }
+    let mut order: Vec<usize> = (0..ts.len()).collect();
+    order.sort_by_key(|&i| ts[i]);
+    order.dedup_by_key(|i| ts[*i]);
+    *vs = order.iter().map(|&i| vs[i]).collect();
+    *ts = order.iter().map(|&i| ts[i]).collect();
 }
 
 /// Skips an XOR-encoded value whose previous value is unknown.
@@ -2383,5 +2548,96 @@ mod tests {
             "{:?}",
             got[0].timestamps
         );
+    }
+
+    fn series_of(job: &str, ts: &[i64], v: f64) -> (Labels, Vec<i64>, Vec<f64>) {
+        let l = Labels::from_pairs([("__name__", "m"), ("job", job)]);
+        (l, ts.to_vec(), vec![v; ts.len()])
+    }
+
+    fn select_job(store: &Store, job: &str) -> (Vec<i64>, Vec<f64>) {
+        let got = store.select(&[Matcher::equal("job", job)], i64::MIN, i64::MAX);
+        assert_eq!(got.len(), 1, "{got:?}");
+        (got[0].timestamps.clone(), got[0].values.clone())
+    }
+
+    #[test]
+    fn imported_blocks_overlap_the_head_and_blocks_and_reads_merge_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            block_range_ms: 1000,
+            retention_ms: 0,
+            ..opts()
+        };
+        let store = Store::open_with(dir.path(), o.clone()).unwrap();
+        // Live data at 0, 200, …, 3800; the first two ranges cut into blocks.
+        for k in 0..20 {
+            store.append(&[sample("m", "a", k * 200, 1.0)]);
+        }
+        store.cut_before(2000).unwrap();
+        assert_eq!(store.blocks().len(), 2);
+        // A backfill over a cut range and over the head's range, with the same
+        // timestamp as stored samples in places, written while the store is open.
+        let (meta, dups) = write_imported_block(
+            dir.path(),
+            0,
+            1000,
+            vec![
+                series_of("a", &[100, 300, 200, 100], 2.0),
+                series_of("b", &[500], 2.0),
+            ],
+        )
+        .unwrap();
+        assert_eq!((meta.unwrap().origin, dups), (BlockOrigin::Import, 1));
+        write_imported_block(
+            dir.path(),
+            3000,
+            4000,
+            vec![series_of("a", &[3100, 3200], 2.0)],
+        )
+        .unwrap();
+        // Not seen before the next maintenance pass picks the blocks up.
+        assert!(store
+            .select(&[Matcher::equal("job", "b")], i64::MIN, i64::MAX)
+            .is_empty());
+        store.maintain().unwrap();
+        let expect_ts: Vec<i64> = {
+            let mut t: Vec<i64> = (0..20).map(|k| k * 200).chain([100, 300, 3100]).collect();
+            t.sort();
+            t
+        };
+        let check = |store: &Store| {
+            let (ts, vs) = select_job(store, "a");
+            assert_eq!(ts, expect_ts);
+            // Where both have a timestamp, one sample is kept: at 200 the cut block's
+            // (read first), at 3200 the imported block's (blocks are read before the head).
+            assert_eq!(vs.iter().filter(|&&v| v == 2.0).count(), 4);
+            assert_eq!(select_job(store, "b").0, vec![500]);
+        };
+        check(&store);
+        // The imported block did not move the head's lower bound: live samples in its
+        // range are still accepted, and survive a restart (the WAL replays them).
+        let out = store.append(&[sample("m", "a", 3900, 1.0)]);
+        assert_eq!(out.appended, 1);
+        drop(store);
+        let store = Store::open_with(dir.path(), o.clone()).unwrap();
+        let (ts, _) = select_job(&store, "a");
+        assert_eq!(ts.last(), Some(&3900));
+        assert_eq!(ts.len(), expect_ts.len() + 1);
+        // Cut and compact everything: one series per label set, in order, once.
+        store.append(&[sample("m", "a", 9000, 1.0)]);
+        store.cut_before(9000).unwrap();
+        store.compact().unwrap();
+        assert!(
+            store.blocks().iter().any(|b| b.level > 0),
+            "{:?}",
+            store.blocks()
+        );
+        let (ts, _) = select_job(&store, "a");
+        assert!(ts.windows(2).all(|w| w[0] < w[1]), "{ts:?}");
+        assert_eq!(ts.len(), expect_ts.len() + 2);
+        drop(store);
+        let store = Store::open_with(dir.path(), o).unwrap();
+        assert_eq!(select_job(&store, "a").0, ts);
     }
 }

@@ -1,0 +1,274 @@
+//! Backfill: `gpx_arrowmon import openmetrics FILE --data-dir DIR`.
+//!
+//! The samples of an OpenMetrics file with timestamps (what promtool's
+//! `tsdb create-blocks-from openmetrics` takes) are written straight into blocks, one
+//! per aligned block range, as promtool does: nothing goes through the WAL or the
+//! head, so a backfill of any age costs no memory in `serve` and is read like any
+//! other block. The blocks may overlap data the store already has; reads merge them.
+//! The store need not be closed: a running `serve` picks new blocks up at its next
+//! maintenance pass.
+//!
+//! The file is read in passes of whole block ranges, each holding at most
+//! [`PASS_SAMPLES`] samples in memory: the first pass checks every line and counts
+//! samples per range; each further pass collects the ranges it owns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use crate::labels::Labels;
+use crate::scrape::exposition::{Entry, Format, Parser, ParserOptions, Sample};
+use crate::store::{self, StoreOptions};
+
+/// Samples held in memory at once (16 bytes each while collected).
+const PASS_SAMPLES: u64 = 8_000_000;
+
+#[derive(Debug, Default, PartialEq)]
+pub struct ImportSummary {
+    pub samples: u64,
+    pub series: u64,
+    pub blocks: u64,
+    /// Samples dropped because their series already had one at that timestamp.
+    pub duplicates: u64,
+}
+
+/// Series of the file: their spelling in the file (name and raw label set) → index.
+#[derive(Default)]
+struct SeriesTable {
+    by_key: HashMap<String, u32>,
+    by_labels: HashMap<Labels, u32>,
+    labels: Vec<Labels>,
+    key: String,
+}
+
+impl SeriesTable {
+    fn id(&mut self, sample: &Sample<'_>, file: &Path) -> Result<u32, String> {
+        self.key.clear();
+        self.key.push_str(sample.name());
+        self.key.push('\0');
+        self.key.push_str(sample.raw_label_set());
+        if let Some(&id) = self.by_key.get(self.key.as_str()) {
+            return Ok(id);
+        }
+        let labels = sample
+            .to_labels()
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let next = self.labels.len() as u32;
+        let id = *self.by_labels.entry(labels.clone()).or_insert(next);
+        if id == next {
+            self.labels.push(labels);
+        }
+        self.by_key.insert(self.key.clone(), id);
+        Ok(id)
+    }
+}
+
+/// Calls `f` with every sample of the file, its series and timestamp.
+fn for_each_sample(
+    body: &[u8],
+    file: &Path,
+    table: &mut SeriesTable,
+    mut f: impl FnMut(u32, i64, f64),
+) -> Result<(), String> {
+    let mut parser = Parser::new(body, Format::OpenMetrics, ParserOptions::default());
+    while let Some(entry) = parser
+        .next()
+        .map_err(|e| format!("{}: {e}", file.display()))?
+    {
+        let Entry::Sample(sample) = entry else {
+            continue;
+        };
+        let t = sample.timestamp_ms.ok_or_else(|| {
+            format!(
+                "{}: line {}: sample without a timestamp (a backfill must say when each value was)",
+                file.display(),
+                sample.line
+            )
+        })?;
+        let id = table.id(&sample, file)?;
+        f(id, t, sample.value);
+    }
+    Ok(())
+}
+
+/// Imports `file` into the store directory `store_dir` as blocks.
+pub fn import_openmetrics(file: &Path, store_dir: &Path) -> Result<ImportSummary, String> {
+    import_in_passes(file, store_dir, PASS_SAMPLES)
+}
+
+fn import_in_passes(
+    file: &Path,
+    store_dir: &Path,
+    pass_samples: u64,
+) -> Result<ImportSummary, String> {
+    let body = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let range = StoreOptions::default().block_range_ms;
+    let mut table = SeriesTable::default();
+    let mut per_range: BTreeMap<i64, u64> = BTreeMap::new();
+    for_each_sample(&body, file, &mut table, |_, t, _| {
+        *per_range.entry(t.div_euclid(range)).or_default() += 1;
+    })?;
+    let mut summary = ImportSummary {
+        series: table.labels.len() as u64,
+        ..ImportSummary::default()
+    };
+    // Consecutive ranges, as many per pass as fit the budget (at least one).
+    let mut passes: Vec<Vec<i64>> = Vec::new();
+    let mut held = 0u64;
+    for (&r, &n) in &per_range {
+        match passes.last_mut() {
+            Some(p) if held + n <= pass_samples => {
+                p.push(r);
+                held += n;
+            }
+            _ => {
+                passes.push(vec![r]);
+                held = n;
+            }
+        }
+    }
+    for ranges in passes {
+        let (first, last) = (ranges[0], ranges[ranges.len() - 1]);
+        let slots: HashMap<i64, usize> = ranges.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+        let mut collected: Vec<HashMap<u32, (Vec<i64>, Vec<f64>)>> =
+            (0..ranges.len()).map(|_| HashMap::new()).collect();
+        for_each_sample(&body, file, &mut table, |id, t, v| {
+            let r = t.div_euclid(range);
+            if r < first || r > last {
+                return;
+            }
+            if let Some(&slot) = slots.get(&r) {
+                let e = collected[slot].entry(id).or_default();
+                e.0.push(t);
+                e.1.push(v);
+            }
+        })?;
+        for (r, series) in ranges.iter().zip(collected) {
+            let start = r * range;
+            let series: Vec<(Labels, Vec<i64>, Vec<f64>)> = series
+                .into_iter()
+                .map(|(id, (ts, vs))| (table.labels[id as usize].clone(), ts, vs))
+                .collect();
+            let n: u64 = series.iter().map(|s| s.1.len() as u64).sum();
+            let (meta, duplicates) =
+                store::write_imported_block(store_dir, start, start + range, series)
+                    .map_err(|e| e.to_string())?;
+            summary.duplicates += duplicates;
+            summary.samples += n - duplicates;
+            if let Some(meta) = meta {
+                summary.blocks += 1;
+                tracing::info!(
+                    start = meta.range_start,
+                    end = meta.range_end,
+                    series = meta.num_series,
+                    samples = meta.num_samples,
+                    "imported block written"
+                );
+            }
+        }
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::Matcher;
+    use crate::store::{Store, StoreOptions};
+
+    fn import(text: &str) -> (tempfile::TempDir, Result<ImportSummary, String>) {
+        import_with_budget(text, PASS_SAMPLES)
+    }
+
+    fn import_with_budget(
+        text: &str,
+        pass_samples: u64,
+    ) -> (tempfile::TempDir, Result<ImportSummary, String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("history.om");
+        std::fs::write(&file, text).unwrap();
+        let got = import_in_passes(&file, &dir.path().join("store"), pass_samples);
+        (dir, got)
+    }
+
+    #[test]
+    fn a_small_budget_reads_the_file_in_more_passes_to_the_same_blocks() {
+        let text: String = (0..6)
+            .flat_map(|r| (0..3).map(move |i| format!("m{{i=\"{i}\"}} {r} {}\n", r * 3600)))
+            .chain(["# EOF\n".to_string()])
+            .collect();
+        let open = |dir: &tempfile::TempDir| {
+            let o = StoreOptions {
+                background: false,
+                ..StoreOptions::default()
+            };
+            let store = Store::open_with(&dir.path().join("store"), o).unwrap();
+            let all = store.select(&[Matcher::equal("__name__", "m")], i64::MIN, i64::MAX);
+            (store.blocks().len(), all)
+        };
+        let (one, a) = import_with_budget(&text, PASS_SAMPLES);
+        let (many, b) = import_with_budget(&text, 4);
+        assert_eq!(a.unwrap(), b.unwrap());
+        let (blocks, series) = open(&one);
+        assert_eq!((blocks, series.len()), (3, 3));
+        assert_eq!(series[0].timestamps.len(), 6);
+        assert_eq!((blocks, series), open(&many));
+    }
+
+    #[test]
+    fn samples_become_one_block_per_range_in_time_order() {
+        // Two 2 h ranges; lines out of time order; one series spelled two ways; a
+        // repeated timestamp.
+        let text = "\
+# TYPE m gauge
+m{a=\"1\",b=\"2\"} 1 7300
+m{b=\"2\",a=\"1\"} 2 7200
+m{a=\"1\",b=\"2\"} 3 100
+m{a=\"1\",b=\"2\"} 4 100
+m{a=\"9\",b=\"2\"} 5 10.5
+# EOF
+";
+        let (dir, got) = import(text);
+        let got = got.unwrap();
+        assert_eq!(
+            got,
+            ImportSummary {
+                samples: 4,
+                series: 2,
+                blocks: 2,
+                duplicates: 1
+            }
+        );
+        let o = StoreOptions {
+            background: false,
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with(&dir.path().join("store"), o).unwrap();
+        let metas = store.blocks();
+        assert_eq!(
+            metas
+                .iter()
+                .map(|m| (m.range_start, m.range_end))
+                .collect::<Vec<_>>(),
+            vec![(0, 7_200_000), (7_200_000, 14_400_000)]
+        );
+        let s = store.select(&[Matcher::equal("a", "1")], i64::MIN, i64::MAX);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].timestamps, vec![100_000, 7_200_000, 7_300_000]);
+        assert_eq!(s[0].values, vec![3.0, 2.0, 1.0]);
+        let s = store.select(&[Matcher::equal("a", "9")], i64::MIN, i64::MAX);
+        assert_eq!(s[0].timestamps, vec![10_500]);
+        // Nothing went through the WAL.
+        assert_eq!(store.series_count(), 0);
+    }
+
+    #[test]
+    fn bad_lines_are_errors_naming_file_and_line_and_write_nothing() {
+        let (dir, got) = import("m 1 100\nm 2\n# EOF\n");
+        let e = got.unwrap_err();
+        assert!(e.contains("history.om") && e.contains("line 2"), "{e}");
+        assert!(!dir.path().join("store").exists());
+        let (_, got) = import("m 1 100\nm{ 2 200\n# EOF\n");
+        let e = got.unwrap_err();
+        assert!(e.contains("history.om") && e.contains("line 2"), "{e}");
+    }
+}
