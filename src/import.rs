@@ -31,6 +31,9 @@ pub struct ImportSummary {
     pub duplicates: u64,
 }
 
+/// One block range's samples by series: timestamps and values.
+type RangeSamples = HashMap<u32, (Vec<i64>, Vec<f64>)>;
+
 /// Series of the file: their spelling in the file (name and raw label set) → index.
 #[derive(Default)]
 struct SeriesTable {
@@ -129,8 +132,7 @@ fn import_in_passes(
     for ranges in passes {
         let (first, last) = (ranges[0], ranges[ranges.len() - 1]);
         let slots: HashMap<i64, usize> = ranges.iter().enumerate().map(|(i, &r)| (r, i)).collect();
-        let mut collected: Vec<HashMap<u32, (Vec<i64>, Vec<f64>)>> =
-            (0..ranges.len()).map(|_| HashMap::new()).collect();
+        let mut collected: Vec<RangeSamples> = (0..ranges.len()).map(|_| HashMap::new()).collect();
         for_each_sample(&body, file, &mut table, |id, t, v| {
             let r = t.div_euclid(range);
             if r < first || r > last {
