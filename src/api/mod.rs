@@ -48,19 +48,6 @@ impl ApiResponse {
         ApiResponse::json(200, json!({"status": "success", "data": data}))
     }
 
-    fn success_with_warnings(data: Value, warnings: &[String], infos: &[String]) -> ApiResponse {
-        let mut obj = Map::new();
-        obj.insert("status".into(), "success".into());
-        obj.insert("data".into(), data);
-        if !warnings.is_empty() {
-            obj.insert("warnings".into(), json!(warnings));
-        }
-        if !infos.is_empty() {
-            obj.insert("infos".into(), json!(infos));
-        }
-        ApiResponse::json(200, Value::Object(obj))
-    }
-
     /// An error in the Prometheus API's shape.
     pub fn error(status: u16, error_type: &str, message: &str) -> ApiResponse {
         ApiResponse::json(
@@ -328,11 +315,7 @@ async fn query(
         None => now_ms(),
     };
     let r = run_query(engine, tenant, move |e, s| e.instant_query(s, &expr, t)).await?;
-    Ok(ApiResponse::success_with_warnings(
-        result_json(&r.value),
-        &r.warnings,
-        &r.infos,
-    ))
+    Ok(query_success(&r.value, &r.warnings, &r.infos))
 }
 
 async fn query_range(
@@ -366,31 +349,90 @@ async fn query_range(
         e.range_query(s, &expr, start, end, step)
     })
     .await?;
-    Ok(ApiResponse::success_with_warnings(
-        result_json(&r.value),
-        &r.warnings,
-        &r.infos,
-    ))
+    Ok(query_success(&r.value, &r.warnings, &r.infos))
 }
 
 /// Prometheus writes sample values as strings in Go's shortest 'f' format.
 pub fn format_value(v: f64) -> String {
+    let mut out = String::new();
+    write_value(&mut out, v);
+    out
+}
+
+fn write_value(out: &mut String, v: f64) {
+    use std::fmt::Write;
     if v.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if v == f64::INFINITY {
-        "+Inf".into()
+        out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
+        out.push_str("-Inf");
     } else {
-        format!("{v}")
+        // The shortest round-trip digits, as Go's 'f' format has them: zmij's output
+        // without its ".0"; where it chose an exponent, std's plain decimal instead.
+        let mut buf = zmij::Buffer::new();
+        let s = buf.format_finite(v);
+        if s.contains('e') {
+            let _ = write!(out, "{v}");
+        } else {
+            out.push_str(s.strip_suffix(".0").unwrap_or(s));
+        }
     }
 }
 
-fn ts_json(t: i64) -> Value {
-    let secs = t as f64 / 1000.0;
-    serde_json::Number::from_f64(secs)
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
+/// A timestamp as Prometheus writes it: seconds, with up to three decimals for the
+/// milliseconds (`1435781451.781`, `1435781451`).
+fn write_timestamp(out: &mut String, t: i64) {
+    if t < 0 {
+        out.push('-');
+    }
+    let t = t.unsigned_abs();
+    out.push_str(itoa::Buffer::new().format(t / 1000));
+    let ms = (t % 1000) as usize;
+    if ms != 0 {
+        let digits = [
+            b'0' + (ms / 100) as u8,
+            b'0' + (ms / 10 % 10) as u8,
+            b'0' + (ms % 10) as u8,
+        ];
+        let keep = if ms % 100 == 0 {
+            1
+        } else if ms % 10 == 0 {
+            2
+        } else {
+            3
+        };
+        out.push('.');
+        out.extend(digits[..keep].iter().map(|&d| d as char));
+    }
+}
+
+fn write_json_str(out: &mut String, s: &str) {
+    // Serializing a str into a String cannot fail.
+    if let Ok(quoted) = serde_json::to_string(s) {
+        out.push_str(&quoted);
+    }
+}
+
+fn write_labels(out: &mut String, l: &Labels) {
+    out.push('{');
+    for (i, l) in l.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_str(out, &l.name);
+        out.push(':');
+        write_json_str(out, &l.value);
+    }
+    out.push('}');
+}
+
+fn write_point(out: &mut String, t: i64, v: f64) {
+    out.push('[');
+    write_timestamp(out, t);
+    out.push_str(",\"");
+    write_value(out, v);
+    out.push_str("\"]");
 }
 
 pub fn labels_json(l: &Labels) -> Value {
@@ -401,30 +443,78 @@ pub fn labels_json(l: &Labels) -> Value {
     )
 }
 
-fn result_json(v: &promql::Value) -> Value {
+/// A query's success response, written straight out: a wide range result has
+/// millions of points, too many to build as a JSON tree first.
+fn query_success(v: &promql::Value, warnings: &[String], infos: &[String]) -> ApiResponse {
+    let mut out = String::with_capacity(256);
+    out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":\"");
+    out.push_str(v.type_name());
+    out.push_str("\",\"result\":");
     match v {
-        promql::Value::Scalar { t, v } => {
-            json!({"resultType": "scalar", "result": [ts_json(*t), format_value(*v)]})
-        }
+        promql::Value::Scalar { t, v } => write_point(&mut out, *t, *v),
         promql::Value::String { t, v } => {
-            json!({"resultType": "string", "result": [ts_json(*t), v]})
+            out.push('[');
+            write_timestamp(&mut out, *t);
+            out.push(',');
+            write_json_str(&mut out, v);
+            out.push(']');
         }
-        promql::Value::Vector(samples) => json!({
-            "resultType": "vector",
-            "result": samples.iter().map(|s| json!({
-                "metric": labels_json(&s.labels),
-                "value": [ts_json(s.t), format_value(s.v)],
-            })).collect::<Vec<_>>(),
-        }),
-        promql::Value::Matrix(series) => json!({
-            "resultType": "matrix",
-            "result": series.iter().map(|s| json!({
-                "metric": labels_json(&s.labels),
-                "values": s.timestamps.iter().zip(&s.values)
-                    .map(|(t, v)| json!([ts_json(*t), format_value(*v)]))
-                    .collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        }),
+        promql::Value::Vector(samples) => {
+            out.push('[');
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                write_labels(&mut out, &s.labels);
+                out.push_str(",\"value\":");
+                write_point(&mut out, s.t, s.v);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        promql::Value::Matrix(series) => {
+            let points: usize = series.iter().map(|s| s.timestamps.len()).sum();
+            out.reserve(points * 36 + series.len() * 128);
+            out.push('[');
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                write_labels(&mut out, &s.labels);
+                out.push_str(",\"values\":[");
+                for (j, (t, v)) in s.timestamps.iter().zip(&s.values).enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    write_point(&mut out, *t, *v);
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    out.push('}');
+    for (key, list) in [("warnings", warnings), ("infos", infos)] {
+        if !list.is_empty() {
+            out.push_str(",\"");
+            out.push_str(key);
+            out.push_str("\":[");
+            for (i, w) in list.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json_str(&mut out, w);
+            }
+            out.push(']');
+        }
+    }
+    out.push('}');
+    ApiResponse {
+        status: 200,
+        content_type: "application/json",
+        body: out.into_bytes(),
     }
 }
 
@@ -590,6 +680,65 @@ mod tests {
         assert_eq!(format_value(f64::INFINITY), "+Inf");
         assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_value(1e21), "1000000000000000000000");
+        // The same digits as std's shortest formatting (Go's 'f' -1), across magnitudes.
+        let mut x = 1.234_567_890_123e-12_f64;
+        while x < 1e25 {
+            for v in [x, -x, x.trunc(), x * 3.0, (x * 100.0).round() / 100.0] {
+                assert_eq!(format_value(v), format!("{v}"), "{v:e}");
+            }
+            x *= 7.3;
+        }
+        assert_eq!(format_value(-0.0), "-0");
+        assert_eq!(format_value(5e-324), format!("{}", 5e-324));
+    }
+
+    #[test]
+    fn query_results_are_written_as_prometheus_writes_them() {
+        use crate::promql::{Sample, Series};
+        let labels = Labels::from_pairs([("__name__", "m"), ("path", "a\"b\\c\n")]);
+        let matrix = promql::Value::Matrix(vec![Series {
+            labels: labels.clone(),
+            timestamps: vec![1_435_781_451_781, 1_435_781_452_000, -1_500, 10],
+            values: vec![1.5, f64::NAN, f64::NEG_INFINITY, 1e21],
+        }]);
+        let r = query_success(&matrix, &["w \"1\"".to_string()], &[]);
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            v,
+            json!({"status": "success", "data": {"resultType": "matrix", "result": [{
+                "metric": {"__name__": "m", "path": "a\"b\\c\n"},
+                "values": [[1435781451.781, "1.5"], [1435781452, "NaN"], [-1.5, "-Inf"],
+                           [0.01, "1000000000000000000000"]],
+            }]}, "warnings": ["w \"1\""]})
+        );
+        // Whole seconds without a fraction, as Prometheus writes them.
+        assert!(std::str::from_utf8(&r.body)
+            .unwrap()
+            .contains("[1435781452,\"NaN\"]"));
+        let vector = promql::Value::Vector(vec![Sample {
+            labels,
+            t: 2_000,
+            v: 0.25,
+        }]);
+        let v: Value =
+            serde_json::from_slice(&query_success(&vector, &[], &["i".into()]).body).unwrap();
+        assert_eq!(v["data"]["result"][0]["value"], json!([2, "0.25"]));
+        assert_eq!(v["infos"], json!(["i"]));
+        let scalar = promql::Value::Scalar { t: 1_001, v: 2.0 };
+        let v: Value = serde_json::from_slice(&query_success(&scalar, &[], &[]).body).unwrap();
+        assert_eq!(
+            v["data"],
+            json!({"resultType": "scalar", "result": [1.001, "2"]})
+        );
+        let string = promql::Value::String {
+            t: 0,
+            v: "x\"".into(),
+        };
+        let v: Value = serde_json::from_slice(&query_success(&string, &[], &[]).body).unwrap();
+        assert_eq!(
+            v["data"],
+            json!({"resultType": "string", "result": [0, "x\""]})
+        );
     }
 
     #[test]

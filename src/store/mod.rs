@@ -1996,6 +1996,7 @@ impl Inner {
         self.head_chunks.delete_before(end);
         self.truncate_wal(end)?;
         self.purge_interner();
+        release_free_memory();
         tracing::info!(
             block = %fin.display(), start, end,
             series = block.as_ref().map_or(0, |b| b.meta.num_series),
@@ -2131,6 +2132,7 @@ impl Inner {
         for b in group {
             b.delete_on_drop.store(true, Ordering::Release);
         }
+        release_free_memory();
         tracing::info!(
             block = %fin.display(), sources = group.len(), samples = merged.meta.num_samples,
             bytes = merged.size_bytes(), ms = began.elapsed().as_millis() as u64,
@@ -2165,6 +2167,22 @@ impl Inner {
         for b in expired {
             tracing::info!(block = %b.dir.display(), "block deleted by retention");
             b.delete_on_drop.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Hands the memory a cut or compaction freed back to the OS. glibc keeps freed heap
+/// pages in its arenas for reuse, so without this the process's RSS ratchets up at
+/// every cut by the cut's transient buffers, and stays there.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim takes no pointers; it only returns glibc's free pages.
+        unsafe {
+            malloc_trim(0);
         }
     }
 }
