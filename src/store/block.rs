@@ -832,7 +832,7 @@ impl Block {
         ids: &[u32],
         mint: i64,
         maxt: i64,
-        mut f: impl FnMut(u32, Vec<i64>, Vec<f64>),
+        mut f: impl FnMut(u32, &[i64], &[f64]),
     ) -> Result<(), BlockError> {
         if ids.is_empty() {
             return Ok(());
@@ -865,7 +865,7 @@ impl Block {
             let a = tbuf.partition_point(|&x| x < mint);
             let b = tbuf.partition_point(|&x| x <= maxt);
             if a < b {
-                f(id, tbuf[a..b].to_vec(), vbuf[a..b].to_vec());
+                f(id, &tbuf[a..b], &vbuf[a..b]);
             }
         }
         Ok(())
@@ -938,8 +938,10 @@ mod tests {
         let m = [Matcher::equal("i", "007")];
         let ids = b.matching(&m, 10_000, 20_000);
         let mut got = Vec::new();
-        b.read_series(&ids, 10_000, 20_000, |id, t, v| got.push((id, t, v)))
-            .unwrap();
+        b.read_series(&ids, 10_000, 20_000, |id, t, v| {
+            got.push((id, t.to_vec(), v.to_vec()))
+        })
+        .unwrap();
         assert_eq!(got, vec![(7, vec![10_002, 15_000], vec![14.25, 21.25])]);
         // Every series, every sample.
         let ids = b.matching(&[], i64::MIN, i64::MAX);

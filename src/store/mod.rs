@@ -166,7 +166,7 @@ use block::{Block, BlockError, BlockWriter};
 use chunk::{FrozenChunk, OpenChunk, CHUNK_BYTES, CHUNK_SAMPLES};
 use head_chunks::{ChainRead, ChunkRef, HeadChunkError, HeadChunkFiles, Samples};
 use index::Postings;
-use symbol::{Interner, SeriesLabels};
+use symbol::{ByIdentity, Interner, SeriesLabels};
 use wal::{Cursor, WalWriter, REC_SAMPLES, REC_SERIES};
 
 /// The store layout version this code reads and writes.
@@ -1245,21 +1245,10 @@ impl Store {
             .filter(|(_, (ts, _))| !ts.is_empty())
             .map(|(s, (ts, vs))| (s, ts, vs))
             .collect();
-        let mut acc: BTreeMap<Labels, (Vec<i64>, Vec<f64>)> = BTreeMap::new();
-        for b in &blocks {
-            let ids = b.matching(matchers, mint, maxt);
-            let res = b.read_series(&ids, mint, maxt, |id, ts, vs| {
-                if let Some(s) = b.series.get(id as usize) {
-                    let e = acc.entry(s.labels.to_labels()).or_default();
-                    e.0.extend_from_slice(&ts);
-                    e.1.extend_from_slice(&vs);
-                }
-            });
-            if let Err(e) = res {
-                tracing::error!(block = %b.dir.display(), error = %e, "cannot read block; its data is left out of the result");
-            }
-        }
-        if acc.is_empty() {
+        if blocks
+            .iter()
+            .all(|b| b.meta.maxt < mint || b.meta.mint > maxt)
+        {
             let mut out: Vec<Series> = head
                 .into_iter()
                 .map(|(s, timestamps, values)| Series {
@@ -1271,22 +1260,48 @@ impl Store {
             out.sort_by(|a, b| a.labels.cmp(&b.labels));
             return Ok(out);
         }
-        for (s, ts, vs) in head {
-            let e = acc.entry(s.labels()).or_default();
-            e.0.extend_from_slice(&ts);
-            e.1.extend_from_slice(&vs);
+        // A series' parts from the blocks (in range order) and the head, found again by
+        // the identity of its interned label strings; labels are built once at the end.
+        let mut parts = SeriesParts::default();
+        for b in &blocks {
+            let ids = b.matching(matchers, mint, maxt);
+            let res = b.read_series(&ids, mint, maxt, |id, ts, vs| {
+                if let Some(s) = b.series.get(id as usize) {
+                    parts.add(&s.labels, ts, vs);
+                }
+            });
+            if let Err(e) = res {
+                tracing::error!(block = %b.dir.display(), error = %e, "cannot read block; its data is left out of the result");
+            }
         }
-        Ok(acc
+        for (s, ts, vs) in &head {
+            parts.add(&s.labels, ts, vs);
+        }
+        let mut out: Vec<Series> = parts
+            .acc
             .into_iter()
-            .map(|(labels, (mut timestamps, mut values))| {
+            .map(|(labels, mut timestamps, mut values)| {
                 merge_overlapping(&mut timestamps, &mut values);
                 Series {
-                    labels,
+                    labels: labels.to_labels(),
                     timestamps,
                     values,
                 }
             })
-            .collect())
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        // Equal label sets are the same strings while anything holds them; should two
+        // ever not be, they are still one series.
+        out.dedup_by(|next, kept| {
+            if next.labels != kept.labels {
+                return false;
+            }
+            kept.timestamps.append(&mut next.timestamps);
+            kept.values.append(&mut next.values);
+            merge_overlapping(&mut kept.timestamps, &mut kept.values);
+            true
+        });
+        Ok(out)
     }
 
     /// Label sets of the matching series with samples in the range.
@@ -2187,6 +2202,26 @@ fn release_free_memory() {
     }
 }
 
+/// A series' samples from several sources (blocks, the head), found again by the
+/// identity of its interned label strings.
+#[derive(Default)]
+struct SeriesParts<'a> {
+    index: HashMap<ByIdentity<'a>, usize, foldhash::fast::RandomState>,
+    acc: Vec<(&'a SeriesLabels, Vec<i64>, Vec<f64>)>,
+}
+
+impl<'a> SeriesParts<'a> {
+    fn add(&mut self, labels: &'a SeriesLabels, ts: &[i64], vs: &[f64]) {
+        let acc = &mut self.acc;
+        let i = *self.index.entry(ByIdentity(labels)).or_insert_with(|| {
+            acc.push((labels, Vec::new(), Vec::new()));
+            acc.len() - 1
+        });
+        acc[i].1.extend_from_slice(ts);
+        acc[i].2.extend_from_slice(vs);
+    }
+}
+
 /// One series' samples from sources that may overlap in time (imported blocks, the
 /// head), concatenated source by source: sorted by time, keeping the first source's
 /// sample where two have the same timestamp. Sources that do not overlap, the usual
@@ -2235,7 +2270,7 @@ impl BlockCursor {
             let buf = &mut self.buf;
             self.block
                 .read_series(&ids, i64::MIN, i64::MAX, |id, t, v| {
-                    buf.push_back((id, t, v))
+                    buf.push_back((id, t.to_vec(), v.to_vec()))
                 })?;
         }
         Ok(())

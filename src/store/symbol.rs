@@ -167,6 +167,33 @@ impl SeriesLabels {
     }
 }
 
+/// A label set compared and hashed by the identity of its interned strings: within
+/// one store, equal label sets are made of the same strings, so this finds a series
+/// again across blocks and the head without comparing any text.
+pub struct ByIdentity<'a>(pub &'a SeriesLabels);
+
+impl PartialEq for ByIdentity<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 .0.len() == other.0 .0.len()
+            && self
+                .0
+                 .0
+                .iter()
+                .zip(other.0 .0.iter())
+                .all(|(a, b)| Arc::ptr_eq(&a.0, &b.0))
+    }
+}
+
+impl Eq for ByIdentity<'_> {}
+
+impl Hash for ByIdentity<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        for s in self.0 .0.iter() {
+            h.write_usize(Arc::as_ptr(&s.0) as usize);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
