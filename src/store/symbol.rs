@@ -1,9 +1,11 @@
-//! Interned label strings for the series of the head and of the blocks.
+//! Interned label strings and label sets for the series of the head and the blocks.
 //!
-//! Every distinct label string is one `Arc<str>` store-wide (shared with the blocks'
-//! label sets). A series holds its labels as [`SeriesLabels`]: thin pointers to those
-//! strings, 8 bytes each, so a label costs 16 bytes instead of the 32 of a
-//! [`Label`]'s two fat `Arc<str>`s. [`Labels`] are built from them on demand.
+//! Every distinct label string is one `Arc<str>` store-wide. A label set is a
+//! [`SeriesLabels`]: thin pointers to those strings, 8 bytes each (a label costs 16
+//! bytes instead of the 32 of a [`Label`]'s two fat `Arc<str>`s), and every distinct
+//! label set is itself one shared allocation: the head's series and every block that
+//! holds the series point at the same one, so a block's series table costs a pointer
+//! per series for labels, not a copy. [`Labels`] are built from them on demand.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -47,10 +49,11 @@ impl Hash for Symbol {
     }
 }
 
-/// The store-wide set of label strings.
+/// The store-wide sets of label strings and of label sets.
 #[derive(Default)]
 pub struct Interner {
     set: HashSet<Symbol>,
+    series: HashSet<SeriesLabels>,
 }
 
 impl Interner {
@@ -92,35 +95,68 @@ impl Interner {
     /// A label set given as (name, value) pairs already in [`Labels`]' order (as a
     /// block stores them).
     pub fn series_labels_from_pairs(&mut self, pairs: &[(&str, &str)]) -> SeriesLabels {
-        SeriesLabels(
-            pairs
-                .iter()
-                .flat_map(|(n, v)| [self.symbol_of_str(n), self.symbol_of_str(v)])
-                .collect(),
-        )
+        let symbols: Vec<Symbol> = pairs
+            .iter()
+            .flat_map(|(n, v)| [self.symbol_of_str(n), self.symbol_of_str(v)])
+            .collect();
+        self.shared_set(symbols)
     }
 
     pub fn series_labels(&mut self, labels: &Labels) -> SeriesLabels {
-        SeriesLabels(
-            labels
-                .iter()
-                .flat_map(|l| [self.symbol(&l.name), self.symbol(&l.value)])
-                .collect(),
-        )
+        let symbols: Vec<Symbol> = labels
+            .iter()
+            .flat_map(|l| [self.symbol(&l.name), self.symbol(&l.value)])
+            .collect();
+        self.shared_set(symbols)
     }
 
-    /// Forgets the strings nothing else holds any more (neither a head series nor a
-    /// block's label sets).
+    fn shared_set(&mut self, symbols: Vec<Symbol>) -> SeriesLabels {
+        let set = SeriesLabels(symbols.into());
+        match self.series.get(&set) {
+            Some(shared) => shared.clone(),
+            None => {
+                self.series.insert(set.clone());
+                set
+            }
+        }
+    }
+
+    /// Forgets the label sets and strings nothing else holds any more (neither a
+    /// head series nor a block).
     pub fn purge(&mut self) {
+        self.series.retain(|s| Arc::strong_count(&s.0) > 1);
         self.set
             .retain(|s| Arc::strong_count(&s.0) > 1 || Arc::strong_count(s.shared()) > 1);
     }
 }
 
 /// A series' label set: names and values alternating, in [`Labels`]' order, and
-/// ordered as those `Labels` are.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SeriesLabels(Box<[Symbol]>);
+/// ordered as those `Labels` are. Cloning shares it. Equality and hashing go by the
+/// identity of the interned strings: equal sets are made of the same strings.
+#[derive(Clone)]
+pub struct SeriesLabels(Arc<[Symbol]>);
+
+impl PartialEq for SeriesLabels {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.len() == other.0.len()
+                && self
+                    .0
+                    .iter()
+                    .zip(other.0.iter())
+                    .all(|(a, b)| Arc::ptr_eq(&a.0, &b.0)))
+    }
+}
+
+impl Eq for SeriesLabels {}
+
+impl Hash for SeriesLabels {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        for s in self.0.iter() {
+            h.write_usize(Arc::as_ptr(&s.0) as usize);
+        }
+    }
+}
 
 impl Ord for SeriesLabels {
     fn cmp(&self, other: &SeriesLabels) -> Ordering {
@@ -167,20 +203,14 @@ impl SeriesLabels {
     }
 }
 
-/// A label set compared and hashed by the identity of its interned strings: within
-/// one store, equal label sets are made of the same strings, so this finds a series
-/// again across blocks and the head without comparing any text.
+/// A label set compared and hashed by the identity of its shared allocation: the
+/// head and the blocks hold one per distinct label set, so this finds a series again
+/// across them with one pointer.
 pub struct ByIdentity<'a>(pub &'a SeriesLabels);
 
 impl PartialEq for ByIdentity<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.0 .0.len() == other.0 .0.len()
-            && self
-                .0
-                 .0
-                .iter()
-                .zip(other.0 .0.iter())
-                .all(|(a, b)| Arc::ptr_eq(&a.0, &b.0))
+        Arc::ptr_eq(&self.0 .0, &other.0 .0)
     }
 }
 
@@ -188,9 +218,7 @@ impl Eq for ByIdentity<'_> {}
 
 impl Hash for ByIdentity<'_> {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        for s in self.0 .0.iter() {
-            h.write_usize(Arc::as_ptr(&s.0) as usize);
-        }
+        h.write_usize(Arc::as_ptr(&self.0 .0) as *const Symbol as usize);
     }
 }
 
@@ -220,9 +248,14 @@ mod tests {
         // One string per distinct value, shared with what blocks get.
         let up = i.string("up");
         assert!(Arc::ptr_eq(&up, sa.pairs().next().unwrap().1));
-        drop((sa, sb, a, b));
+        // One allocation per distinct label set.
+        let again = i.series_labels(&a);
+        assert!(Arc::ptr_eq(&again.0, &sa.0));
+        assert!(ByIdentity(&again) == ByIdentity(&sa) && ByIdentity(&sb) != ByIdentity(&sa));
+        drop((sa, sb, a, b, again));
         i.purge();
         assert!(!i.set.contains("node"));
         assert!(i.set.contains("up"));
+        assert_eq!(i.series.len(), 1);
     }
 }
