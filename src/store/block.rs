@@ -792,6 +792,7 @@ impl Block {
         for (i, s) in series.iter().enumerate() {
             postings.add_pairs(i as u32, s.labels.pairs());
         }
+        postings.shrink_to_fit();
         let name = dir
             .file_name()
             .and_then(|n| n.to_str())

@@ -43,6 +43,19 @@ impl Postings {
         push_sorted(&mut self.all, id);
     }
 
+    /// Drops the spare capacity the lists grew with (for postings that are complete,
+    /// as a block's are).
+    pub fn shrink_to_fit(&mut self) {
+        for values in self.by_name.values_mut() {
+            for list in values.values_mut() {
+                list.shrink_to_fit();
+            }
+            values.shrink_to_fit();
+        }
+        self.by_name.shrink_to_fit();
+        self.all.shrink_to_fit();
+    }
+
     /// Removes a set of ids (sorted) from every list; empty lists are dropped.
     pub fn remove(&mut self, dead: &[u32]) {
         if dead.is_empty() {
