@@ -1265,6 +1265,8 @@ impl Store {
         let mut parts = SeriesParts::default();
         for b in &blocks {
             let ids = b.matching(matchers, mint, maxt);
+            // Most series are in every block: room for them at the first.
+            parts.reserve(ids.len().max(head.len()));
             let res = b.read_series(&ids, mint, maxt, |id, ts, vs| {
                 if let Some(s) = b.series.get(id as usize) {
                     parts.add(&s.labels, ts, vs);
@@ -2188,7 +2190,8 @@ impl Inner {
 
 /// Hands the memory a cut or compaction freed back to the OS. glibc keeps freed heap
 /// pages in its arenas for reuse, so without this the process's RSS ratchets up at
-/// every cut by the cut's transient buffers, and stays there.
+/// every cut by the cut's transient buffers, and stays there. (Not after queries: the
+/// next heavy query would fault all its pages in again.)
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -2211,6 +2214,12 @@ struct SeriesParts<'a> {
 }
 
 impl<'a> SeriesParts<'a> {
+    fn reserve(&mut self, series: usize) {
+        let more = series.saturating_sub(self.acc.len());
+        self.index.reserve(more);
+        self.acc.reserve(more);
+    }
+
     fn add(&mut self, labels: &'a SeriesLabels, ts: &[i64], vs: &[f64]) {
         let acc = &mut self.acc;
         let i = *self.index.entry(ByIdentity(labels)).or_insert_with(|| {
