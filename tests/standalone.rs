@@ -174,6 +174,23 @@ fn check_config_lists_targets_and_rejects_errors() {
     );
 }
 
+/// Runs `gpx_arrowmon import openmetrics FILE --data-dir DIR`; its stdout.
+fn import_openmetrics(file: &std::path::Path, data: &std::path::Path) -> String {
+    let out = Command::new(binary())
+        .args(["import", "openmetrics"])
+        .arg(file)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn imported_history_is_served_after_restart() {
     arrowmon::scrape::tls::install_default_provider();
@@ -192,19 +209,8 @@ async fn imported_history_is_served_after_restart() {
     body.push_str("# EOF\n");
     std::fs::write(&om, body).unwrap();
     let data = dir.path().join("data");
-    let out = Command::new(binary())
-        .args(["import", "openmetrics"])
-        .arg(&om)
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 80 samples"));
+    let stdout = import_openmetrics(&om, &data);
+    assert!(stdout.contains("imported 80 samples"), "{stdout}");
     // History from 2023 is written as a block, not left in the WAL.
     let blocks: Vec<_> = std::fs::read_dir(arrowmon::tenant::store_dir(&data).join("blocks"))
         .unwrap()
@@ -236,18 +242,7 @@ async fn imported_history_is_served_after_restart() {
         format!("backfilled{{job=\"app\"}} 7 {}\n# EOF\n", t0 + 600),
     )
     .unwrap();
-    let out = Command::new(binary())
-        .args(["import", "openmetrics"])
-        .arg(&om2)
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import_openmetrics(&om2, &data);
     let url2 = format!(
         "http://{listen}/api/v1/query?query=backfilled&time={}",
         t0 + 600
