@@ -1288,12 +1288,14 @@ impl Store {
         let mut out: Vec<Series> = parts
             .acc
             .into_iter()
-            .map(|(labels, mut timestamps, mut values)| {
-                merge_overlapping(&mut timestamps, &mut values);
+            .map(|mut p| {
+                if p.overlap {
+                    merge_overlapping(&mut p.ts, &mut p.vs);
+                }
                 Series {
-                    labels: labels.to_labels(),
-                    timestamps,
-                    values,
+                    labels: p.labels.to_labels(),
+                    timestamps: p.ts,
+                    values: p.vs,
                 }
             })
             .collect();
@@ -2216,7 +2218,16 @@ fn release_free_memory() {
 #[derive(Default)]
 struct SeriesParts<'a> {
     index: HashMap<ByIdentity<'a>, usize, foldhash::fast::RandomState>,
-    acc: Vec<(&'a SeriesLabels, Vec<i64>, Vec<f64>)>,
+    acc: Vec<SeriesPart<'a>>,
+}
+
+struct SeriesPart<'a> {
+    labels: &'a SeriesLabels,
+    ts: Vec<i64>,
+    vs: Vec<f64>,
+    /// A later part started at or before the end of an earlier one (overlapping
+    /// sources): the samples need sorting.
+    overlap: bool,
 }
 
 impl<'a> SeriesParts<'a> {
@@ -2229,11 +2240,20 @@ impl<'a> SeriesParts<'a> {
     fn add(&mut self, labels: &'a SeriesLabels, ts: &[i64], vs: &[f64]) {
         let acc = &mut self.acc;
         let i = *self.index.entry(ByIdentity(labels)).or_insert_with(|| {
-            acc.push((labels, Vec::new(), Vec::new()));
+            acc.push(SeriesPart {
+                labels,
+                ts: Vec::new(),
+                vs: Vec::new(),
+                overlap: false,
+            });
             acc.len() - 1
         });
-        acc[i].1.extend_from_slice(ts);
-        acc[i].2.extend_from_slice(vs);
+        let p = &mut acc[i];
+        if let (Some(&last), Some(&first)) = (p.ts.last(), ts.first()) {
+            p.overlap |= first <= last;
+        }
+        p.ts.extend_from_slice(ts);
+        p.vs.extend_from_slice(vs);
     }
 }
 
