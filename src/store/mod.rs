@@ -158,6 +158,7 @@ pub mod format {
     pub use super::block::{encode_ts, encode_values};
 }
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -1245,45 +1246,26 @@ impl Store {
         };
         let (series, reads): (Vec<Arc<HeadSeries>>, Vec<HeadRead>) = reads.into_iter().unzip();
         let samples = finish_reads(&inner.head_chunks, &snap, reads, head_min, maxt)?;
-        let head: Vec<_> = series
-            .into_iter()
-            .zip(samples)
-            .filter(|(_, (ts, _))| !ts.is_empty())
-            .map(|(s, (ts, vs))| (s, ts, vs))
-            .collect();
-        if blocks
-            .iter()
-            .all(|b| b.meta.maxt < mint || b.meta.mint > maxt)
-        {
-            let mut out: Vec<Series> = head
-                .into_iter()
-                .map(|(s, timestamps, values)| Series {
-                    labels: s.labels(),
-                    timestamps,
-                    values,
-                })
-                .collect();
-            out.sort_by(|a, b| a.labels.cmp(&b.labels));
-            return Ok(out);
-        }
         // A series' parts from the blocks (in range order) and the head, found again by
-        // the identity of its interned label strings; labels are built once at the end.
+        // its shared label set; labels are built once at the end.
         let mut parts = SeriesParts::default();
         for b in &blocks {
             let ids = b.matching(matchers, mint, maxt);
             // Most series are in every block: room for them at the first.
-            parts.reserve(ids.len().max(head.len()));
+            parts.reserve(ids.len().max(series.len()));
             let res = b.read_series(&ids, mint, maxt, |id, ts, vs| {
                 if let Some(s) = b.series.get(id as usize) {
-                    parts.add(&s.labels, ts, vs);
+                    parts.add(&s.labels, ts.to_vec(), vs.to_vec());
                 }
             });
             if let Err(e) = res {
                 tracing::error!(block = %b.dir.display(), error = %e, "cannot read block; its data is left out of the result");
             }
         }
-        for (s, ts, vs) in &head {
-            parts.add(&s.labels, ts, vs);
+        for (s, (ts, vs)) in series.iter().zip(samples) {
+            if !ts.is_empty() {
+                parts.add(&s.labels, ts, vs);
+            }
         }
         let mut out: Vec<Series> = parts
             .acc
@@ -1300,17 +1282,6 @@ impl Store {
             })
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        // Equal label sets are the same strings while anything holds them; should two
-        // ever not be, they are still one series.
-        out.dedup_by(|next, kept| {
-            if next.labels != kept.labels {
-                return false;
-            }
-            kept.timestamps.append(&mut next.timestamps);
-            kept.values.append(&mut next.values);
-            merge_overlapping(&mut kept.timestamps, &mut kept.values);
-            true
-        });
         Ok(out)
     }
 
@@ -1470,22 +1441,19 @@ pub fn write_imported_block(
         kept.2.append(&mut next.2);
         true
     });
+    // The time keeps the name apart from the names of blocks compacted away, which a
+    // store that is open may still list as sources.
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let (mut name, mut n) = (format!("b{range_start}_{range_end}_import{stamp}"), 1);
-    while blocks_dir.join(&name).exists() || blocks_dir.join(format!("{name}.tmp")).exists() {
-        n += 1;
-        name = format!("b{range_start}_{range_end}_import{stamp}_{n}");
-    }
-    let tmp = blocks_dir.join(format!("{name}.tmp"));
+    let base = format!("b{range_start}_{range_end}_import{stamp}");
+    let name = unused_block_name(&blocks_dir, base, |_| false);
     let fin = blocks_dir.join(&name);
-    let mut writer = BlockWriter::create(&tmp)?;
+    let pending = PendingBlock::new(&blocks_dir, &name);
+    let mut writer = BlockWriter::create(&pending.tmp)?;
     let mut duplicates = 0u64;
     for (labels, mut ts, mut vs) in series {
         if let Some(&t) = ts.iter().find(|&&t| t < range_start || t >= range_end) {
-            drop(writer);
-            let _ = std::fs::remove_dir_all(&tmp);
             return Err(StoreError::Block(BlockError::Corrupt {
                 path: fin,
                 reason: format!(
@@ -1499,14 +1467,61 @@ pub fn write_imported_block(
         writer.push(&labels, &ts, &vs)?;
     }
     if writer.num_series() == 0 {
-        drop(writer);
-        let _ = std::fs::remove_dir_all(&tmp);
         return Ok((None, duplicates));
     }
     let meta = writer.finish(range_start, range_end, 0, Vec::new(), BlockOrigin::Import)?;
-    std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
-    wal::sync_dir(&blocks_dir).map_err(io_err(&blocks_dir))?;
+    pending.install(&fin)?;
     Ok((Some(meta), duplicates))
+}
+
+/// `base`, or `base_2`, `base_3`… : the first name with no directory (finished or
+/// half-written) in `blocks_dir` that `taken` does not claim.
+fn unused_block_name(blocks_dir: &Path, base: String, taken: impl Fn(&str) -> bool) -> String {
+    let mut name = base.clone();
+    let mut n = 1;
+    while taken(&name)
+        || blocks_dir.join(&name).exists()
+        || blocks_dir.join(format!("{name}.tmp")).exists()
+    {
+        n += 1;
+        name = format!("{base}_{n}");
+    }
+    name
+}
+
+/// A block being written under a temporary name (`<name>.tmp`): removed when dropped
+/// before [`install`](Self::install) renamed it into place, so a failed or empty
+/// write leaves nothing behind.
+struct PendingBlock {
+    tmp: PathBuf,
+    installed: bool,
+}
+
+impl PendingBlock {
+    fn new(blocks_dir: &Path, name: &str) -> PendingBlock {
+        PendingBlock {
+            tmp: blocks_dir.join(format!("{name}.tmp")),
+            installed: false,
+        }
+    }
+
+    /// Renames the finished block to `fin`, durably.
+    fn install(mut self, fin: &Path) -> Result<(), StoreError> {
+        std::fs::rename(&self.tmp, fin).map_err(io_err(fin))?;
+        self.installed = true;
+        if let Some(dir) = fin.parent() {
+            wal::sync_dir(dir).map_err(io_err(dir))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PendingBlock {
+    fn drop(&mut self) {
+        if !self.installed {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
 }
 
 fn check_version(dir: &Path) -> Result<(), StoreError> {
@@ -1737,16 +1752,9 @@ impl Inner {
     /// A block directory name for `[start, end)` that no block has had.
     fn fresh_block_name(&self, start: i64, end: i64) -> String {
         let mut names = lock(&self.block_names);
-        let base = format!("b{start}_{end}");
-        let mut name = base.clone();
-        let mut n = 1;
-        while names.contains(&name)
-            || self.blocks_dir.join(&name).exists()
-            || self.blocks_dir.join(format!("{name}.tmp")).exists()
-        {
-            n += 1;
-            name = format!("{base}_{n}");
-        }
+        let name = unused_block_name(&self.blocks_dir, format!("b{start}_{end}"), |n| {
+            names.contains(n)
+        });
         names.insert(name.clone());
         name
     }
@@ -1944,9 +1952,9 @@ impl Inner {
             read(&self.index).series.iter().flatten().cloned().collect();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         let name = self.fresh_block_name(start, end);
-        let tmp = self.blocks_dir.join(format!("{name}.tmp"));
         let fin = self.blocks_dir.join(&name);
-        let mut writer = BlockWriter::create(&tmp)?;
+        let pending = PendingBlock::new(&self.blocks_dir, &name);
+        let mut writer = BlockWriter::create(&pending.tmp)?;
         // Nothing else deletes head chunk files while the maintenance lock is held.
         let snap = self.head_chunks.snapshot();
         // Some series at a time: their closed chunks are read together, and what is
@@ -1956,16 +1964,9 @@ impl Inner {
                 .iter()
                 .map(|s| s.lock().start_read(start, end - 1))
                 .collect();
-            let samples = match finish_reads(&self.head_chunks, &snap, reads, start, end - 1) {
-                Ok(got) => got,
-                Err(e) => {
-                    // The WAL still has these samples (it is truncated only after a
-                    // cut), so a restart rebuilds the head; until then the cut waits.
-                    drop(writer);
-                    let _ = std::fs::remove_dir_all(&tmp);
-                    return Err(e.into());
-                }
-            };
+            // On an error the WAL still has these samples (it is truncated only after
+            // a cut), so a restart rebuilds the head; until then the cut waits.
+            let samples = finish_reads(&self.head_chunks, &snap, reads, start, end - 1)?;
             for (s, (ts, vs)) in group.iter().zip(samples) {
                 writer.push(&s.labels(), &ts, &vs)?;
             }
@@ -1973,13 +1974,10 @@ impl Inner {
         drop(snap);
         let block = if writer.num_series() > 0 {
             writer.finish(start, end, 0, Vec::new(), BlockOrigin::Head)?;
-            std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
-            wal::sync_dir(&self.blocks_dir).map_err(io_err(&self.blocks_dir))?;
+            pending.install(&fin)?;
             let mut intern = |p: &[(&str, &str)]| self.intern_pairs(p);
             Some(Arc::new(Block::open(&fin, &mut intern)?))
         } else {
-            drop(writer);
-            let _ = std::fs::remove_dir_all(&tmp);
             None
         };
         // Switch readers over: the block appears and the head boundary moves at once.
@@ -2114,9 +2112,9 @@ impl Inner {
             BlockOrigin::Import
         };
         let name = self.fresh_block_name(start, end);
-        let tmp = self.blocks_dir.join(format!("{name}.tmp"));
         let fin = self.blocks_dir.join(&name);
-        let mut writer = BlockWriter::create(&tmp)?;
+        let pending = PendingBlock::new(&self.blocks_dir, &name);
+        let mut writer = BlockWriter::create(&pending.tmp)?;
         // k-way merge in label order, one source batch at a time per block.
         let mut cursors: Vec<BlockCursor> =
             group.iter().map(|b| BlockCursor::new(b.clone())).collect();
@@ -2144,8 +2142,7 @@ impl Inner {
         }
         let sources: Vec<String> = group.iter().map(|b| b.name.clone()).collect();
         writer.finish(start, end, level, sources, origin)?;
-        std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
-        wal::sync_dir(&self.blocks_dir).map_err(io_err(&self.blocks_dir))?;
+        pending.install(&fin)?;
         let mut intern = |p: &[(&str, &str)]| self.intern_pairs(p);
         let merged = Arc::new(Block::open(&fin, &mut intern)?);
         {
@@ -2213,8 +2210,9 @@ fn release_free_memory() {
     }
 }
 
-/// A series' samples from several sources (blocks, the head), found again by the
-/// identity of its interned label strings.
+/// A series' samples from several sources (blocks, the head), found again by its
+/// label set: the interner gives each distinct label set one allocation, which the
+/// head and every block share, so the pointer identifies the series.
 #[derive(Default)]
 struct SeriesParts<'a> {
     index: HashMap<ByIdentity<'a>, usize, foldhash::fast::RandomState>,
@@ -2237,23 +2235,27 @@ impl<'a> SeriesParts<'a> {
         self.acc.reserve(more);
     }
 
-    fn add(&mut self, labels: &'a SeriesLabels, ts: &[i64], vs: &[f64]) {
-        let acc = &mut self.acc;
-        let i = *self.index.entry(ByIdentity(labels)).or_insert_with(|| {
-            acc.push(SeriesPart {
-                labels,
-                ts: Vec::new(),
-                vs: Vec::new(),
-                overlap: false,
-            });
-            acc.len() - 1
-        });
-        let p = &mut acc[i];
-        if let (Some(&last), Some(&first)) = (p.ts.last(), ts.first()) {
-            p.overlap |= first <= last;
+    /// Adds a part; the first part of a series is kept as given, not copied.
+    fn add(&mut self, labels: &'a SeriesLabels, ts: Vec<i64>, vs: Vec<f64>) {
+        match self.index.entry(ByIdentity(labels)) {
+            Entry::Vacant(e) => {
+                e.insert(self.acc.len());
+                self.acc.push(SeriesPart {
+                    labels,
+                    ts,
+                    vs,
+                    overlap: false,
+                });
+            }
+            Entry::Occupied(e) => {
+                let p = &mut self.acc[*e.get()];
+                if let (Some(&last), Some(&first)) = (p.ts.last(), ts.first()) {
+                    p.overlap |= first <= last;
+                }
+                p.ts.extend_from_slice(&ts);
+                p.vs.extend_from_slice(&vs);
+            }
         }
-        p.ts.extend_from_slice(ts);
-        p.vs.extend_from_slice(vs);
     }
 }
 
@@ -2647,6 +2649,22 @@ mod tests {
         let got = store.select(&[Matcher::equal("job", job)], i64::MIN, i64::MAX);
         assert_eq!(got.len(), 1, "{got:?}");
         (got[0].timestamps.clone(), got[0].values.clone())
+    }
+
+    #[test]
+    fn a_failed_or_empty_import_leaves_no_block_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let err =
+            write_imported_block(dir.path(), 0, 1000, vec![series_of("a", &[500, 1000], 1.0)])
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("outside the block range [0, 1000)"), "{err}");
+        let (meta, _) = write_imported_block(dir.path(), 0, 1000, Vec::new()).unwrap();
+        assert!(meta.is_none());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("blocks"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
