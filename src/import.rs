@@ -130,15 +130,10 @@ fn import_in_passes(
         }
     }
     for ranges in passes {
-        let (first, last) = (ranges[0], ranges[ranges.len() - 1]);
         let slots: HashMap<i64, usize> = ranges.iter().enumerate().map(|(i, &r)| (r, i)).collect();
         let mut collected: Vec<RangeSamples> = (0..ranges.len()).map(|_| HashMap::new()).collect();
         for_each_sample(&body, file, &mut table, |id, t, v| {
-            let r = t.div_euclid(range);
-            if r < first || r > last {
-                return;
-            }
-            if let Some(&slot) = slots.get(&r) {
+            if let Some(&slot) = slots.get(&t.div_euclid(range)) {
                 let e = collected[slot].entry(id).or_default();
                 e.0.push(t);
                 e.1.push(v);
@@ -150,13 +145,12 @@ fn import_in_passes(
                 .into_iter()
                 .map(|(id, (ts, vs))| (table.labels[id as usize].clone(), ts, vs))
                 .collect();
-            let n: u64 = series.iter().map(|s| s.1.len() as u64).sum();
             let (meta, duplicates) =
                 store::write_imported_block(store_dir, start, start + range, series)
                     .map_err(|e| e.to_string())?;
             summary.duplicates += duplicates;
-            summary.samples += n - duplicates;
             if let Some(meta) = meta {
+                summary.samples += meta.num_samples;
                 summary.blocks += 1;
                 tracing::info!(
                     start = meta.range_start,

@@ -388,23 +388,29 @@ fn write_timestamp(out: &mut String, t: i64) {
     }
     let t = t.unsigned_abs();
     out.push_str(itoa::Buffer::new().format(t / 1000));
-    let ms = (t % 1000) as usize;
+    let ms = t % 1000;
     if ms != 0 {
-        let digits = [
-            b'0' + (ms / 100) as u8,
-            b'0' + (ms / 10 % 10) as u8,
-            b'0' + (ms % 10) as u8,
-        ];
-        let keep = if ms % 100 == 0 {
-            1
-        } else if ms % 10 == 0 {
-            2
-        } else {
-            3
-        };
+        let digits = [ms / 100, ms / 10 % 10, ms % 10].map(|d| char::from(b'0' + d as u8));
+        let zeros = digits.iter().rev().take_while(|&&d| d == '0').count();
         out.push('.');
-        out.extend(digits[..keep].iter().map(|&d| d as char));
+        out.extend(&digits[..3 - zeros]);
     }
+}
+
+/// Writes `items` as a JSON array, each with `item`.
+fn write_array<T>(
+    out: &mut String,
+    items: impl IntoIterator<Item = T>,
+    mut item: impl FnMut(&mut String, T),
+) {
+    out.push('[');
+    for (i, x) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        item(out, x);
+    }
+    out.push(']');
 }
 
 fn write_json_str(out: &mut String, s: &str) {
@@ -459,40 +465,25 @@ fn query_success(v: &promql::Value, warnings: &[String], infos: &[String]) -> Ap
             write_json_str(&mut out, v);
             out.push(']');
         }
-        promql::Value::Vector(samples) => {
-            out.push('[');
-            for (i, s) in samples.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str("{\"metric\":");
-                write_labels(&mut out, &s.labels);
-                out.push_str(",\"value\":");
-                write_point(&mut out, s.t, s.v);
-                out.push('}');
-            }
-            out.push(']');
-        }
+        promql::Value::Vector(samples) => write_array(&mut out, samples, |out, s| {
+            out.push_str("{\"metric\":");
+            write_labels(out, &s.labels);
+            out.push_str(",\"value\":");
+            write_point(out, s.t, s.v);
+            out.push('}');
+        }),
         promql::Value::Matrix(series) => {
             let points: usize = series.iter().map(|s| s.timestamps.len()).sum();
             out.reserve(points * 36 + series.len() * 128);
-            out.push('[');
-            for (i, s) in series.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
+            write_array(&mut out, series, |out, s| {
                 out.push_str("{\"metric\":");
-                write_labels(&mut out, &s.labels);
-                out.push_str(",\"values\":[");
-                for (j, (t, v)) in s.timestamps.iter().zip(&s.values).enumerate() {
-                    if j > 0 {
-                        out.push(',');
-                    }
-                    write_point(&mut out, *t, *v);
-                }
-                out.push_str("]}");
-            }
-            out.push(']');
+                write_labels(out, &s.labels);
+                out.push_str(",\"values\":");
+                write_array(out, s.timestamps.iter().zip(&s.values), |out, (t, v)| {
+                    write_point(out, *t, *v)
+                });
+                out.push('}');
+            });
         }
     }
     out.push('}');
@@ -500,14 +491,8 @@ fn query_success(v: &promql::Value, warnings: &[String], infos: &[String]) -> Ap
         if !list.is_empty() {
             out.push_str(",\"");
             out.push_str(key);
-            out.push_str("\":[");
-            for (i, w) in list.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_json_str(&mut out, w);
-            }
-            out.push(']');
+            out.push_str("\":");
+            write_array(&mut out, list, |out, w| write_json_str(out, w));
         }
     }
     out.push('}');

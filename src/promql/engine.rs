@@ -887,8 +887,9 @@ impl<'a> Ev<'a> {
                 let len = s.timestamps.len();
                 // Room for a point at every step, the usual case; at most 8 steps per
                 // sample for a series that is there only part of the range.
-                p.ts.reserve(n.min(len.saturating_mul(8)));
-                p.vs.reserve(n.min(len.saturating_mul(8)));
+                let points = n.min(len.saturating_mul(8));
+                p.ts.reserve(points);
+                p.vs.reserve(points);
                 for i in 0..n {
                     let t = self.step_ts(i);
                     let r = t - off;
