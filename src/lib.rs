@@ -10,6 +10,7 @@ pub mod grafana;
 pub mod import;
 pub mod labels;
 pub mod logging;
+pub mod par;
 pub mod promql;
 pub mod proto;
 pub mod scrape;

@@ -6,6 +6,7 @@
 //! Selectors fetch their data once for the whole range and slide windows over it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp;
@@ -37,6 +38,9 @@ impl Pts {
         }
     }
 }
+
+/// One series' points: step timestamps and their values.
+pub(crate) type Points = (Vec<i64>, Vec<f64>);
 
 /// An evaluated node.
 pub(crate) enum Val {
@@ -654,6 +658,30 @@ impl<'a> Ev<'a> {
         Ok(())
     }
 
+    /// `f`'s points for each item, computed on every core when there is enough
+    /// `work` (samples touched). Fails on a timeout, and as soon as the points
+    /// produced, with what the query already holds, pass the sample limit. The caller
+    /// accounts the points it keeps with [`add_samples`](Self::add_samples).
+    pub fn map_points<T: Sync>(
+        &self,
+        items: &[T],
+        work: usize,
+        f: impl Fn(&T) -> Result<Points, QueryError> + Sync,
+    ) -> Result<Vec<Points>, QueryError> {
+        let produced = AtomicUsize::new(self.samples);
+        crate::par::map(items, work, |it| {
+            self.check_timeout()?;
+            let p = f(it)?;
+            let held = produced.fetch_add(p.0.len(), Ordering::Relaxed) + p.0.len();
+            if held > self.opts.max_samples {
+                return Err(QueryError::TooManySamples {
+                    limit: self.opts.max_samples,
+                });
+            }
+            Ok(p)
+        })
+    }
+
     /// Labels after a name-dropping operation: dropped now, or flagged for later.
     pub fn name_dropped(&self, l: &Labels) -> Labels {
         if self.delayed() {
@@ -871,43 +899,51 @@ impl<'a> Ev<'a> {
         let raw = self.select(vs, lo_ref - self.lookback + 1, hi_ref)?;
         let n = self.nsteps();
         let lookback = self.lookback;
-        let mut out = Vec::with_capacity(raw.len());
-        for s in raw {
-            let mut p = Pts::new(s.labels, false);
+        let work = raw.iter().map(|s| s.timestamps.len()).sum::<usize>() + raw.len() * n;
+        let points = self.map_points(&raw, work, |s| {
+            let (mut ts, mut vs) = (Vec::new(), Vec::new());
             if let Some(a) = at {
                 let r = a - off;
                 let j = s.timestamps.partition_point(|&t| t <= r);
                 if j > 0 && s.timestamps[j - 1] > r - lookback && !is_stale_nan(s.values[j - 1]) {
-                    let v = s.values[j - 1];
-                    p.ts = (0..n).map(|i| self.step_ts(i)).collect();
-                    p.vs = vec![v; n];
+                    ts = (0..n).map(|i| self.step_ts(i)).collect();
+                    vs = vec![s.values[j - 1]; n];
                 }
-            } else {
-                let mut j = 0;
-                let len = s.timestamps.len();
-                // Room for a point at every step, the usual case; at most 8 steps per
-                // sample for a series that is there only part of the range.
-                let points = n.min(len.saturating_mul(8));
-                p.ts.reserve(points);
-                p.vs.reserve(points);
-                for i in 0..n {
-                    let t = self.step_ts(i);
-                    let r = t - off;
-                    while j < len && s.timestamps[j] <= r {
-                        j += 1;
-                    }
-                    if j > 0 {
-                        let k = j - 1;
-                        if s.timestamps[k] > r - lookback && !is_stale_nan(s.values[k]) {
-                            p.ts.push(t);
-                            p.vs.push(s.values[k]);
-                        }
+                return Ok((ts, vs));
+            }
+            let mut j = 0;
+            let len = s.timestamps.len();
+            // Room for a point at every step, the usual case; at most 8 steps per
+            // sample for a series that is there only part of the range.
+            let points = n.min(len.saturating_mul(8));
+            ts.reserve(points);
+            vs.reserve(points);
+            for i in 0..n {
+                let t = self.step_ts(i);
+                let r = t - off;
+                while j < len && s.timestamps[j] <= r {
+                    j += 1;
+                }
+                if j > 0 {
+                    let k = j - 1;
+                    if s.timestamps[k] > r - lookback && !is_stale_nan(s.values[k]) {
+                        ts.push(t);
+                        vs.push(s.values[k]);
                     }
                 }
             }
-            if !p.ts.is_empty() {
-                self.add_samples(p.ts.len())?;
-                out.push(p);
+            Ok((ts, vs))
+        })?;
+        let mut out = Vec::with_capacity(raw.len());
+        for (s, (ts, vs)) in raw.into_iter().zip(points) {
+            if !ts.is_empty() {
+                self.add_samples(ts.len())?;
+                out.push(Pts {
+                    labels: s.labels,
+                    drop_name: false,
+                    ts,
+                    vs,
+                });
             }
         }
         Ok(out)
@@ -1093,7 +1129,7 @@ impl<'a> Ev<'a> {
     /// Slides the window of `arg` over the steps for one series, calling `f` with
     /// (step time, window end, window timestamps, window values) for each non-empty window.
     #[inline]
-    pub fn slide<F>(&self, arg: &RangeArg, s: &Pts, mut f: F) -> (Vec<i64>, Vec<f64>)
+    pub fn slide<F>(&self, arg: &RangeArg, s: &Pts, mut f: F) -> Points
     where
         F: FnMut(usize, i64, i64, &[i64], &[f64]) -> Option<f64>,
     {
@@ -1307,6 +1343,70 @@ mod tests {
         // Samples end at 300s; the 5m lookback keeps the last one until 599.999s.
         assert_eq!(m[0].timestamps.len(), 10);
         assert_eq!(*m[0].values.last().unwrap(), 20.0);
+    }
+
+    /// Enough series and samples that selectors and range functions run on every
+    /// core: each series' result must equal the one it gets when queried alone
+    /// (which stays on one thread), and the sample limit must still stop it.
+    #[test]
+    fn work_spread_over_cores_gives_single_series_answers() {
+        let mut st = MemStorage::new();
+        for i in 0..1500 {
+            let mut v = i as f64 * 10.0;
+            let samples: Vec<(i64, f64)> = (0..240)
+                .map(|k| {
+                    // A reset in every 7th series, so both rate paths run.
+                    v = if i % 7 == 0 && k == 120 {
+                        3.0
+                    } else {
+                        v + (i % 13) as f64
+                    };
+                    (k * 15_000 + 1_000, v)
+                })
+                .collect();
+            st.add_samples(
+                Labels::from_pairs([("__name__", "c_total"), ("i", &i.to_string())]),
+                &samples,
+            );
+        }
+        let e = Engine::new(EngineOptions::default());
+        let (start, end) = (300_000, 3_600_000);
+        for q in [
+            "rate(c_total[5m])",
+            "increase(c_total[2m])",
+            "c_total",
+            "max_over_time(c_total[1m])",
+        ] {
+            let Value::Matrix(all) = e.range_query(&st, q, start, end, 15_000).unwrap().value
+            else {
+                panic!("{q}: not a matrix")
+            };
+            assert_eq!(all.len(), 1500, "{q}");
+            for i in [0, 1, 7, 700, 1499] {
+                let one = q.replace("c_total", &format!("c_total{{i=\"{i}\"}}"));
+                let Value::Matrix(m) = e.range_query(&st, &one, start, end, 15_000).unwrap().value
+                else {
+                    panic!("{one}: not a matrix")
+                };
+                let got = all
+                    .iter()
+                    .find(|s| s.labels.get("i") == Some(&i.to_string()));
+                assert_eq!(Some(&m[0]), got, "{q} for series {i}");
+            }
+        }
+        let limited = Engine::new(EngineOptions {
+            max_samples: 100_000,
+            ..EngineOptions::default()
+        });
+        for q in ["rate(c_total[5m])", "c_total"] {
+            assert!(
+                matches!(
+                    limited.range_query(&st, q, start, end, 15_000),
+                    Err(QueryError::TooManySamples { limit: 100_000 })
+                ),
+                "{q}"
+            );
+        }
     }
 
     #[test]

@@ -7,8 +7,8 @@ use promql_parser::parser::{Call, Expr};
 
 use super::aggregate::go_fmt_v;
 use super::engine::{
-    drop_metric_name, exec_err, labels_with, merge_same_labels, source_pos, Ev, OutBuilder, Pts,
-    RangeArg, Val, DUPLICATE_LABELSET,
+    drop_metric_name, exec_err, labels_with, merge_same_labels, source_pos, Ev, OutBuilder, Points,
+    Pts, RangeArg, Val, DUPLICATE_LABELSET,
 };
 use super::value::QueryError;
 use crate::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
@@ -198,24 +198,36 @@ fn parse_hex_float(hex: &str) -> Option<f64> {
 // ---------------------------------------------------------------------------
 // Range-vector functions over one window.
 
-/// Prometheus's `extrapolatedRate` for floats.
+/// Which of Prometheus's three functions over `extrapolatedRate` is computed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Extrapolated {
+    Rate,
+    Increase,
+    Delta,
+}
+
+/// Prometheus's `extrapolatedRate` for floats. `may_reset` false promises that no
+/// value in `vs` is below its predecessor (the caller checked the whole series
+/// once), which skips the per-window search for counter resets.
+#[inline]
 pub fn extrapolated_rate(
     ts: &[i64],
     vs: &[f64],
     range_start: i64,
     range_end: i64,
     range_ms: i64,
-    is_counter: bool,
-    is_rate: bool,
+    kind: Extrapolated,
+    may_reset: bool,
 ) -> Option<f64> {
     if ts.len() < 2 {
         return None;
     }
+    let is_counter = kind != Extrapolated::Delta;
     let n1 = ts.len() - 1;
     let first_t = ts[0];
     let last_t = ts[n1];
     let mut result = vs[n1] - vs[0];
-    if is_counter {
+    if is_counter && may_reset {
         for i in 1..vs.len() {
             if vs[i] < vs[i - 1] {
                 result += vs[i - 1];
@@ -243,7 +255,7 @@ pub fn extrapolated_rate(
         duration_to_end = avg / 2.0;
     }
     let mut factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
-    if is_rate {
+    if kind == Extrapolated::Rate {
         factor /= range_ms as f64 / 1000.0;
     }
     Some(result * factor)
@@ -749,123 +761,20 @@ fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Q
         return absent_over_time(ev, &arg, args[midx]);
     }
     let keep_name = name == "last_over_time" || name == "first_over_time";
-    let range = arg.range;
-    let mut out: Vec<Pts> = Vec::with_capacity(arg.series.len());
-    let mut err: Option<QueryError> = None;
-    for s in &arg.series {
-        ev.check_timeout()?;
-        let (ts, vs) = match name {
-            "rate" => ev.slide(&arg, s, |_, _, r, t, v| {
-                extrapolated_rate(t, v, r - range, r, range, true, true)
-            }),
-            "increase" => ev.slide(&arg, s, |_, _, r, t, v| {
-                extrapolated_rate(t, v, r - range, r, range, true, false)
-            }),
-            "delta" => ev.slide(&arg, s, |_, _, r, t, v| {
-                extrapolated_rate(t, v, r - range, r, range, false, false)
-            }),
-            "irate" => ev.slide(&arg, s, |_, _, _, t, v| instant_value(t, v, true)),
-            "idelta" => ev.slide(&arg, s, |_, _, _, t, v| instant_value(t, v, false)),
-            "avg_over_time" => ev.slide(&arg, s, |_, _, _, _, v| Some(avg_over_time(v))),
-            "sum_over_time" => ev.slide(&arg, s, |_, _, _, _, v| Some(sum_over_time(v))),
-            "count_over_time" => ev.slide(&arg, s, |_, _, _, _, v| Some(v.len() as f64)),
-            "present_over_time" => ev.slide(&arg, s, |_, _, _, _, _| Some(1.0)),
-            "min_over_time" => ev.slide(&arg, s, |_, _, _, t, v| {
-                Some(compare_over_time(t, v, |c, m| c < m || m.is_nan(), false))
-            }),
-            "max_over_time" => ev.slide(&arg, s, |_, _, _, t, v| {
-                Some(compare_over_time(t, v, |c, m| c > m || m.is_nan(), false))
-            }),
-            "ts_of_min_over_time" => ev.slide(&arg, s, |_, _, _, t, v| {
-                Some(compare_over_time(t, v, |c, m| c <= m || m.is_nan(), true))
-            }),
-            "ts_of_max_over_time" => ev.slide(&arg, s, |_, _, _, t, v| {
-                Some(compare_over_time(t, v, |c, m| c >= m || m.is_nan(), true))
-            }),
-            "ts_of_first_over_time" => {
-                ev.slide(&arg, s, |_, _, _, t, _| Some(t[0] as f64 / 1000.0))
-            }
-            "ts_of_last_over_time" => ev.slide(&arg, s, |_, _, _, t, _| {
-                Some(t[t.len() - 1] as f64 / 1000.0)
-            }),
-            "stddev_over_time" => {
-                ev.slide(&arg, s, |_, _, _, _, v| Some(variance_over_time(v).sqrt()))
-            }
-            "stdvar_over_time" => ev.slide(&arg, s, |_, _, _, _, v| Some(variance_over_time(v))),
-            "last_over_time" => ev.slide(&arg, s, |_, _, _, _, v| Some(v[v.len() - 1])),
-            "first_over_time" => ev.slide(&arg, s, |_, _, _, _, v| Some(v[0])),
-            "changes" => ev.slide(&arg, s, |_, _, _, _, v| Some(changes(v))),
-            "resets" => ev.slide(&arg, s, |_, _, _, _, v| Some(resets(v))),
-            "mad_over_time" => ev.slide(&arg, s, |_, _, _, _, v| Some(mad(v))),
-            "deriv" => ev.slide(&arg, s, |_, _, _, t, v| {
-                if t.len() < 2 {
-                    None
-                } else {
-                    Some(linear_regression(t, v, t[0]).0)
-                }
-            }),
-            "predict_linear" => {
-                let d = &scalars[0];
-                ev.slide(&arg, s, |i, st, _, t, v| {
-                    if t.len() < 2 {
-                        None
-                    } else {
-                        let (slope, intercept) = linear_regression(t, v, st);
-                        Some(slope * d[i] + intercept)
-                    }
-                })
-            }
-            "quantile_over_time" => {
-                let q = &scalars[0];
-                let mut bad = None;
-                let r = ev.slide(&arg, s, |i, _, _, _, v| {
-                    if q[i].is_nan() || !(0.0..=1.0).contains(&q[i]) {
-                        bad = Some(q[i]);
-                    }
-                    let mut v = v.to_vec();
-                    Some(quantile(q[i], &mut v))
-                });
-                if let Some(b) = bad {
-                    let pos = source_pos(&ev.query, "quantile_over_time", Some(0));
-                    ev.warnings.push(format!(
-                        "PromQL warning: quantile value should be between 0 and 1, got {}{pos}",
-                        go_fmt_v(b)
-                    ));
-                }
-                r
-            }
-            "double_exponential_smoothing" => {
-                let (sf, tf) = (&scalars[0], &scalars[1]);
-                ev.slide(&arg, s, |i, _, _, _, v| {
-                    if err.is_some() {
-                        return None;
-                    }
-                    if sf[i] <= 0.0 || sf[i] >= 1.0 {
-                        err = Some(QueryError::Execution(format!(
-                            "invalid smoothing factor. Expected: 0 < sf < 1, got: {:.6}",
-                            sf[i]
-                        )));
-                        return None;
-                    }
-                    if tf[i] <= 0.0 || tf[i] >= 1.0 {
-                        err = Some(QueryError::Execution(format!(
-                            "invalid trend factor. Expected: 0 < tf < 1, got: {:.6}",
-                            tf[i]
-                        )));
-                        return None;
-                    }
-                    double_exponential_smoothing(v, sf[i], tf[i])
-                })
-            }
-            _ => {
-                return Err(QueryError::Unsupported(format!(
-                    "function {name}() is not supported"
-                )))
-            }
-        };
-        if let Some(e) = err.take() {
-            return Err(e);
+    let windows = match name {
+        "quantile_over_time" | "double_exponential_smoothing" => {
+            stateful_window_values(ev, name, &arg, &scalars)?
         }
+        _ => {
+            let work = arg.series.iter().map(|s| s.ts.len()).sum::<usize>()
+                + arg.series.len() * ev.nsteps();
+            ev.map_points(&arg.series, work, |s| {
+                window_values(ev, name, &arg, &scalars, s)
+            })?
+        }
+    };
+    let mut out: Vec<Pts> = Vec::with_capacity(arg.series.len());
+    for (s, (ts, vs)) in arg.series.iter().zip(windows) {
         if ts.is_empty() {
             continue;
         }
@@ -905,6 +814,151 @@ fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Q
         }
     }
     Ok(Val::Vector(out))
+}
+
+/// One series' points of a range function that keeps no state across series.
+fn window_values(
+    ev: &Ev,
+    name: &str,
+    arg: &RangeArg,
+    scalars: &[Vec<f64>],
+    s: &Pts,
+) -> Result<Points, QueryError> {
+    let range = arg.range;
+    Ok(match name {
+        "rate" | "increase" | "delta" => {
+            let kind = match name {
+                "rate" => Extrapolated::Rate,
+                "increase" => Extrapolated::Increase,
+                _ => Extrapolated::Delta,
+            };
+            // Most counters never reset: one look at the series spares every window
+            // its own search.
+            let may_reset = s.vs.windows(2).any(|w| w[1] < w[0]);
+            ev.slide(arg, s, |_, _, r, t, v| {
+                extrapolated_rate(t, v, r - range, r, range, kind, may_reset)
+            })
+        }
+        "irate" => ev.slide(arg, s, |_, _, _, t, v| instant_value(t, v, true)),
+        "idelta" => ev.slide(arg, s, |_, _, _, t, v| instant_value(t, v, false)),
+        "avg_over_time" => ev.slide(arg, s, |_, _, _, _, v| Some(avg_over_time(v))),
+        "sum_over_time" => ev.slide(arg, s, |_, _, _, _, v| Some(sum_over_time(v))),
+        "count_over_time" => ev.slide(arg, s, |_, _, _, _, v| Some(v.len() as f64)),
+        "present_over_time" => ev.slide(arg, s, |_, _, _, _, _| Some(1.0)),
+        "min_over_time" => ev.slide(arg, s, |_, _, _, t, v| {
+            Some(compare_over_time(t, v, |c, m| c < m || m.is_nan(), false))
+        }),
+        "max_over_time" => ev.slide(arg, s, |_, _, _, t, v| {
+            Some(compare_over_time(t, v, |c, m| c > m || m.is_nan(), false))
+        }),
+        "ts_of_min_over_time" => ev.slide(arg, s, |_, _, _, t, v| {
+            Some(compare_over_time(t, v, |c, m| c <= m || m.is_nan(), true))
+        }),
+        "ts_of_max_over_time" => ev.slide(arg, s, |_, _, _, t, v| {
+            Some(compare_over_time(t, v, |c, m| c >= m || m.is_nan(), true))
+        }),
+        "ts_of_first_over_time" => ev.slide(arg, s, |_, _, _, t, _| Some(t[0] as f64 / 1000.0)),
+        "ts_of_last_over_time" => {
+            ev.slide(arg, s, |_, _, _, t, _| Some(t[t.len() - 1] as f64 / 1000.0))
+        }
+        "stddev_over_time" => ev.slide(arg, s, |_, _, _, _, v| Some(variance_over_time(v).sqrt())),
+        "stdvar_over_time" => ev.slide(arg, s, |_, _, _, _, v| Some(variance_over_time(v))),
+        "last_over_time" => ev.slide(arg, s, |_, _, _, _, v| Some(v[v.len() - 1])),
+        "first_over_time" => ev.slide(arg, s, |_, _, _, _, v| Some(v[0])),
+        "changes" => ev.slide(arg, s, |_, _, _, _, v| Some(changes(v))),
+        "resets" => ev.slide(arg, s, |_, _, _, _, v| Some(resets(v))),
+        "mad_over_time" => ev.slide(arg, s, |_, _, _, _, v| Some(mad(v))),
+        "deriv" => ev.slide(arg, s, |_, _, _, t, v| {
+            if t.len() < 2 {
+                None
+            } else {
+                Some(linear_regression(t, v, t[0]).0)
+            }
+        }),
+        "predict_linear" => {
+            let d = &scalars[0];
+            ev.slide(arg, s, |i, st, _, t, v| {
+                if t.len() < 2 {
+                    None
+                } else {
+                    let (slope, intercept) = linear_regression(t, v, st);
+                    Some(slope * d[i] + intercept)
+                }
+            })
+        }
+        _ => {
+            return Err(QueryError::Unsupported(format!(
+                "function {name}() is not supported"
+            )))
+        }
+    })
+}
+
+/// The points of the range functions that carry state from window to window
+/// (an error, a warning), one series after another.
+fn stateful_window_values(
+    ev: &mut Ev,
+    name: &str,
+    arg: &RangeArg,
+    scalars: &[Vec<f64>],
+) -> Result<Vec<Points>, QueryError> {
+    let mut out = Vec::with_capacity(arg.series.len());
+    let mut held = ev.samples;
+    let mut bad_quantile = None;
+    for s in &arg.series {
+        ev.check_timeout()?;
+        let mut err = None;
+        let w = if name == "quantile_over_time" {
+            let q = &scalars[0];
+            ev.slide(arg, s, |i, _, _, _, v| {
+                if q[i].is_nan() || !(0.0..=1.0).contains(&q[i]) {
+                    bad_quantile = Some(q[i]);
+                }
+                let mut v = v.to_vec();
+                Some(quantile(q[i], &mut v))
+            })
+        } else {
+            let (sf, tf) = (&scalars[0], &scalars[1]);
+            ev.slide(arg, s, |i, _, _, _, v| {
+                if err.is_some() {
+                    return None;
+                }
+                if sf[i] <= 0.0 || sf[i] >= 1.0 {
+                    err = Some(QueryError::Execution(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {:.6}",
+                        sf[i]
+                    )));
+                    return None;
+                }
+                if tf[i] <= 0.0 || tf[i] >= 1.0 {
+                    err = Some(QueryError::Execution(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {:.6}",
+                        tf[i]
+                    )));
+                    return None;
+                }
+                double_exponential_smoothing(v, sf[i], tf[i])
+            })
+        };
+        if let Some(e) = err {
+            return Err(e);
+        }
+        held += w.0.len();
+        if held > ev.opts.max_samples {
+            return Err(QueryError::TooManySamples {
+                limit: ev.opts.max_samples,
+            });
+        }
+        out.push(w);
+    }
+    if let Some(b) = bad_quantile {
+        let pos = source_pos(&ev.query, "quantile_over_time", Some(0));
+        ev.warnings.push(format!(
+            "PromQL warning: quantile value should be between 0 and 1, got {}{pos}",
+            go_fmt_v(b)
+        ));
+    }
+    Ok(out)
 }
 
 fn absent_over_time(ev: &mut Ev, arg: &RangeArg, e: &Expr) -> Result<Val, QueryError> {
@@ -1355,18 +1409,38 @@ mod tests {
         let vs: Vec<f64> = (1..=5).map(|i| i as f64 * 10.0).collect();
         // increase over (0,50]: raw 40 over 40s, extrapolated to start (10s < 11s
         // threshold) but not below zero: zero point is 10s before first sample.
-        let inc = extrapolated_rate(&ts, &vs, 0, 50_000, 50_000, true, false).unwrap();
+        let inc =
+            extrapolated_rate(&ts, &vs, 0, 50_000, 50_000, Extrapolated::Increase, true).unwrap();
         assert!((inc - 50.0).abs() < 1e-9, "{inc}");
-        let rate = extrapolated_rate(&ts, &vs, 0, 50_000, 50_000, true, true).unwrap();
+        let rate =
+            extrapolated_rate(&ts, &vs, 0, 50_000, 50_000, Extrapolated::Rate, true).unwrap();
         assert!((rate - 1.0).abs() < 1e-9);
-        assert!(extrapolated_rate(&ts[..1], &vs[..1], 0, 50_000, 50_000, true, true).is_none());
+        assert!(extrapolated_rate(
+            &ts[..1],
+            &vs[..1],
+            0,
+            50_000,
+            50_000,
+            Extrapolated::Rate,
+            true
+        )
+        .is_none());
     }
 
     #[test]
     fn counter_resets_are_added_back() {
         let ts = [10_000, 20_000, 30_000];
         let vs = [10.0, 2.0, 4.0];
-        let d = extrapolated_rate(&ts, &vs, 10_000, 30_000, 20_000, true, false).unwrap();
+        let d = extrapolated_rate(
+            &ts,
+            &vs,
+            10_000,
+            30_000,
+            20_000,
+            Extrapolated::Increase,
+            true,
+        )
+        .unwrap();
         // raw: 4 - 10 + 10 = 4 over 20s, no extrapolation needed.
         assert!((d - 4.0).abs() < 1e-9, "{d}");
     }
