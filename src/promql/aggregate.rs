@@ -341,8 +341,14 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
                 ev.check_timeout()?;
             }
             let base = series_group[si] * n;
-            for (t, &f) in p.ts.iter().zip(&p.vs) {
-                let g = &mut cells[base + ev.step_idx(*t)];
+            // Points lie on the step grid in time order: walk it instead of dividing.
+            let (mut i, mut step_t) = (0, ev.start);
+            for (&t, &f) in p.ts.iter().zip(&p.vs) {
+                while step_t < t {
+                    step_t += ev.interval;
+                    i += 1;
+                }
+                let g = &mut cells[base + i];
                 if g.seen {
                     g.update(op, f, p.drop_name);
                 } else {

@@ -2,6 +2,7 @@
 //! matcher evaluation with Prometheus semantics over it. Used by the head (ids are
 //! `SeriesId`s) and by each block (ids are the block's series ordinals).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -91,8 +92,8 @@ impl Postings {
     /// subtraction of the values it rejects. With no positive matcher the result
     /// starts from every series.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<u32> {
-        let mut positive: Vec<Vec<u32>> = Vec::new();
-        let mut negative: Vec<Vec<u32>> = Vec::new();
+        let mut positive: Vec<Cow<[u32]>> = Vec::new();
+        let mut negative: Vec<Cow<[u32]>> = Vec::new();
         for m in matchers {
             if m.matches_empty() {
                 // e.g. job!="a", job="", job=~"a|", job!~"b": subtract what fails.
@@ -134,7 +135,9 @@ impl Postings {
         }
         positive.sort_by_key(|l| l.len());
         let mut result = match positive.split_first() {
-            Some((first, rest)) => rest.iter().fold(first.clone(), |acc, l| intersect(&acc, l)),
+            Some((first, rest)) => rest
+                .iter()
+                .fold(first.to_vec(), |acc, l| intersect(&acc, l)),
             None => self.all.clone(),
         };
         for n in &negative {
@@ -156,20 +159,45 @@ fn push_sorted(list: &mut Vec<u32>, id: u32) {
     }
 }
 
-fn union(lists: &[&Vec<u32>]) -> Vec<u32> {
+/// One list is borrowed as it is: an `=` matcher on a large list copies nothing.
+fn union<'a>(lists: &[&'a Vec<u32>]) -> Cow<'a, [u32]> {
     match lists {
-        [] => Vec::new(),
-        [one] => (*one).clone(),
+        [] => Cow::Borrowed(&[]),
+        [one] => Cow::Borrowed(one),
         _ => {
             let mut out: Vec<u32> = lists.iter().flat_map(|l| l.iter().copied()).collect();
             out.sort_unstable();
             out.dedup();
-            out
+            Cow::Owned(out)
         }
     }
 }
 
+/// `a ∩ b` for `a` no longer than `b`. A short `a` (one host's series) against a
+/// long `b` (every series of a metric) looks each id up by galloping through `b`
+/// instead of walking all of it.
 fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    if a.len().saturating_mul(16) < b.len() {
+        let mut out = Vec::with_capacity(a.len());
+        let mut rest = b;
+        for &x in a {
+            // Exponential then binary search for the first id >= x.
+            let mut hi = 1;
+            while hi < rest.len() && rest[hi] < x {
+                hi *= 2;
+            }
+            let lo = hi / 2;
+            let end = hi.min(rest.len());
+            let i = lo + rest[lo..end].partition_point(|&y| y < x);
+            rest = &rest[i..];
+            match rest.first() {
+                Some(&y) if y == x => out.push(x),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        return out;
+    }
     let mut out = Vec::with_capacity(a.len().min(b.len()));
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
@@ -223,6 +251,22 @@ mod tests {
             p.add(i as u32, l);
         }
         (p, sets)
+    }
+
+    #[test]
+    fn galloping_and_walking_intersections_agree() {
+        let long: Vec<u32> = (0..50_000).filter(|x| x % 3 != 0).collect();
+        for step in [1, 7, 97, 4999, 60_000] {
+            let short: Vec<u32> = (0..50_100).step_by(step).collect();
+            let want: Vec<u32> = short
+                .iter()
+                .copied()
+                .filter(|x| long.binary_search(x).is_ok())
+                .collect();
+            assert_eq!(intersect(&short, &long), want, "step {step}");
+        }
+        assert!(intersect(&[], &long).is_empty());
+        assert!(intersect(&[5], &[]).is_empty());
     }
 
     /// The index must agree with a brute-force scan for every matcher shape.
