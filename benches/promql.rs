@@ -1,5 +1,5 @@
 //! PromQL evaluation over the store: the heavy dashboard queries over 10k series × 1 h
-//! at 15 s step, data in a block as `import` writes it.
+//! at 15 s step, and one light panel query, data in a block as `import` writes it.
 //!
 //! `cargo bench --bench promql`. The data follow DESIGN.md's value model in shape:
 //! 5000 integer counters rising at 0.01–500/s (host × mode), 2000 gauges as a slow
@@ -127,6 +127,10 @@ fn main() {
         ),
         ("topk", "topk(5, bench_load)"),
         ("count_all", "count({__name__=~\"bench_.+\"})"),
+        (
+            "rate_one_host",
+            "rate(bench_cpu_seconds_total{host=\"h042\",mode=\"m3\"}[1m])",
+        ),
     ];
     let mut c = Criterion::default()
         .sample_size(10)

@@ -827,20 +827,20 @@ impl Block {
     }
 
     /// Reads the samples in `[mint, maxt]` of the given series ordinals (sorted),
-    /// calling `f(ordinal, ts, vs)` for each. Only the batches holding them are read.
+    /// handing `f(ordinal, ts, vs)` each series' columns, decoded straight into
+    /// vectors of their own. Only the batches holding them are read.
     pub fn read_series(
         &self,
         ids: &[u32],
         mint: i64,
         maxt: i64,
-        mut f: impl FnMut(u32, &[i64], &[f64]),
+        mut f: impl FnMut(u32, Vec<i64>, Vec<f64>),
     ) -> Result<(), BlockError> {
         if ids.is_empty() {
             return Ok(());
         }
         let path = self.samples_path();
         let mut current: Option<(u32, RecordBatch)> = None;
-        let (mut tbuf, mut vbuf) = (Vec::new(), Vec::new());
         for &id in ids {
             let s = self
                 .series
@@ -859,14 +859,18 @@ impl Block {
                     format!("rows {lo}..{hi} out of range in batch {}", s.batch),
                 ));
             };
-            tbuf.clear();
-            vbuf.clear();
-            decode_ts(tc, &mut tbuf);
-            decode_values(vc, s.vmode, s.vscale, &mut vbuf);
-            let a = tbuf.partition_point(|&x| x < mint);
-            let b = tbuf.partition_point(|&x| x <= maxt);
+            let (mut ts, mut vs) = (Vec::with_capacity(tc.len()), Vec::with_capacity(vc.len()));
+            decode_ts(tc, &mut ts);
+            decode_values(vc, s.vmode, s.vscale, &mut vs);
+            let a = ts.partition_point(|&x| x < mint);
+            let b = ts.partition_point(|&x| x <= maxt);
             if a < b {
-                f(id, &tbuf[a..b], &vbuf[a..b]);
+                // Usually the whole series is in range and nothing moves.
+                ts.truncate(b);
+                vs.truncate(b);
+                ts.drain(..a);
+                vs.drain(..a);
+                f(id, ts, vs);
             }
         }
         Ok(())
@@ -939,10 +943,8 @@ mod tests {
         let m = [Matcher::equal("i", "007")];
         let ids = b.matching(&m, 10_000, 20_000);
         let mut got = Vec::new();
-        b.read_series(&ids, 10_000, 20_000, |id, t, v| {
-            got.push((id, t.to_vec(), v.to_vec()))
-        })
-        .unwrap();
+        b.read_series(&ids, 10_000, 20_000, |id, t, v| got.push((id, t, v)))
+            .unwrap();
         assert_eq!(got, vec![(7, vec![10_002, 15_000], vec![14.25, 21.25])]);
         // Every series, every sample.
         let ids = b.matching(&[], i64::MIN, i64::MAX);

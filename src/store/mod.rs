@@ -1262,9 +1262,7 @@ impl Store {
                 (b.meta.num_samples as usize).saturating_mul(ids.len()) / b.series.len().max(1);
             let read = crate::par::map(&batches, work, |batch| {
                 let mut got = Vec::with_capacity(batch.len());
-                b.read_series(batch, mint, maxt, |id, ts, vs| {
-                    got.push((id, ts.to_vec(), vs.to_vec()));
-                })?;
+                b.read_series(batch, mint, maxt, |id, ts, vs| got.push((id, ts, vs)))?;
                 Ok::<_, BlockError>(got)
             });
             match read {
@@ -2325,7 +2323,7 @@ impl BlockCursor {
             let buf = &mut self.buf;
             self.block
                 .read_series(&ids, i64::MIN, i64::MAX, |id, t, v| {
-                    buf.push_back((id, t.to_vec(), v.to_vec()))
+                    buf.push_back((id, t, v))
                 })?;
         }
         Ok(())
