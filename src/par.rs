@@ -6,7 +6,7 @@
 //! more than it saves.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// Below this many samples touched, work stays on the calling thread.
 const MIN_PARALLEL_WORK: usize = 200_000;
@@ -20,19 +20,31 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// `items.iter().map(f).collect()`, in order, on all cores when `work` (roughly the
-/// samples the whole map touches) is large enough. The first error stops every
-/// thread at its next item and is returned; a panic in `f` is resumed on the caller.
-pub fn map<T, R, E, F>(items: &[T], work: usize, f: F) -> Result<Vec<R>, E>
+/// `items.into_iter().map(f).collect()`, in order, on all cores when `work` (roughly
+/// the samples the whole map touches) is large enough. Items are taken by value, so
+/// `f` can drop what it no longer needs while others are still being mapped. The
+/// first error stops every thread at its next item and is returned; a panic in `f`
+/// is resumed on the caller.
+pub fn map<T, R, E, F>(items: Vec<T>, work: usize, f: F) -> Result<Vec<R>, E>
 where
-    T: Sync,
+    T: Send,
     R: Send,
     E: Send,
-    F: Fn(&T) -> Result<R, E> + Sync,
+    F: Fn(T) -> Result<R, E> + Sync,
 {
-    let threads = cores().min(items.len().div_ceil(CHUNK_ITEMS));
+    let len = items.len();
+    let threads = cores().min(len.div_ceil(CHUNK_ITEMS));
     if work < MIN_PARALLEL_WORK || threads <= 1 {
-        return items.iter().map(f).collect();
+        return items.into_iter().map(f).collect();
+    }
+    let mut chunks: Vec<Mutex<Vec<T>>> = Vec::with_capacity(len.div_ceil(CHUNK_ITEMS));
+    let mut items = items.into_iter();
+    loop {
+        let chunk: Vec<T> = items.by_ref().take(CHUNK_ITEMS).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(Mutex::new(chunk));
     }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -40,11 +52,11 @@ where
         let mut done = Vec::new();
         loop {
             let c = next.fetch_add(1, Ordering::Relaxed);
-            let start = c * CHUNK_ITEMS;
-            if start >= items.len() {
+            let Some(slot) = chunks.get(c) else {
                 return Ok(done);
-            }
-            let chunk = &items[start..(start + CHUNK_ITEMS).min(items.len())];
+            };
+            // Each chunk is taken by exactly one thread: the lock is never contended.
+            let chunk = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
             let mut out = Vec::with_capacity(chunk.len());
             for it in chunk {
                 if failed.load(Ordering::Relaxed) {
@@ -73,13 +85,13 @@ where
         }
         all
     });
-    let mut chunks = Vec::with_capacity(items.len().div_ceil(CHUNK_ITEMS));
+    let mut done = Vec::with_capacity(chunks.len());
     for r in results {
-        chunks.extend(r?);
+        done.extend(r?);
     }
-    chunks.sort_unstable_by_key(|(c, _)| *c);
-    let mut out = Vec::with_capacity(items.len());
-    for (_, part) in chunks {
+    done.sort_unstable_by_key(|(c, _)| *c);
+    let mut out = Vec::with_capacity(len);
+    for (_, part) in done {
         out.extend(part);
     }
     Ok(out)
@@ -90,11 +102,11 @@ mod tests {
     #[test]
     fn keeps_order_and_stops_at_an_error() {
         let items: Vec<u64> = (0..10_000).collect();
-        let doubled = super::map(&items, usize::MAX, |&x| Ok::<_, String>(x * 2)).unwrap();
+        let doubled = super::map(items.clone(), usize::MAX, |x| Ok::<_, String>(x * 2)).unwrap();
         assert_eq!(doubled, items.iter().map(|x| x * 2).collect::<Vec<_>>());
-        let small = super::map(&items[..3], 0, |&x| Ok::<_, String>(x + 1)).unwrap();
+        let small = super::map(items[..3].to_vec(), 0, |x| Ok::<_, String>(x + 1)).unwrap();
         assert_eq!(small, vec![1, 2, 3]);
-        let err = super::map(&items, usize::MAX, |&x| {
+        let err = super::map(items, usize::MAX, |x| {
             if x == 7_000 {
                 Err(format!("bad item {x}"))
             } else {

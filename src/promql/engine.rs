@@ -662,17 +662,18 @@ impl<'a> Ev<'a> {
     /// `work` (samples touched). Fails on a timeout, and as soon as the points
     /// produced, with what the query already holds, pass the sample limit. The caller
     /// accounts the points it keeps with [`add_samples`](Self::add_samples).
-    pub fn map_points<T: Sync>(
+    pub fn map_points<T: Send, R: Send>(
         &self,
-        items: &[T],
+        items: Vec<T>,
         work: usize,
-        f: impl Fn(&T) -> Result<Points, QueryError> + Sync,
-    ) -> Result<Vec<Points>, QueryError> {
+        f: impl Fn(T) -> Result<(R, Points), QueryError> + Sync,
+    ) -> Result<Vec<(R, Points)>, QueryError> {
         let produced = AtomicUsize::new(self.samples);
         crate::par::map(items, work, |it| {
             self.check_timeout()?;
             let p = f(it)?;
-            let held = produced.fetch_add(p.0.len(), Ordering::Relaxed) + p.0.len();
+            let n = p.1 .0.len();
+            let held = produced.fetch_add(n, Ordering::Relaxed) + n;
             if held > self.opts.max_samples {
                 return Err(QueryError::TooManySamples {
                     limit: self.opts.max_samples,
@@ -900,7 +901,8 @@ impl<'a> Ev<'a> {
         let n = self.nsteps();
         let lookback = self.lookback;
         let work = raw.iter().map(|s| s.timestamps.len()).sum::<usize>() + raw.len() * n;
-        let points = self.map_points(&raw, work, |s| {
+        // Each series' samples are dropped as soon as its points are taken.
+        let points = self.map_points(raw, work, |s| {
             let (mut ts, mut vs) = (Vec::new(), Vec::new());
             if let Some(a) = at {
                 let r = a - off;
@@ -909,7 +911,7 @@ impl<'a> Ev<'a> {
                     ts = (0..n).map(|i| self.step_ts(i)).collect();
                     vs = vec![s.values[j - 1]; n];
                 }
-                return Ok((ts, vs));
+                return Ok((s.labels, (ts, vs)));
             }
             let mut j = 0;
             let len = s.timestamps.len();
@@ -932,14 +934,14 @@ impl<'a> Ev<'a> {
                     }
                 }
             }
-            Ok((ts, vs))
+            Ok((s.labels, (ts, vs)))
         })?;
-        let mut out = Vec::with_capacity(raw.len());
-        for (s, (ts, vs)) in raw.into_iter().zip(points) {
+        let mut out = Vec::with_capacity(points.len());
+        for (labels, (ts, vs)) in points {
             if !ts.is_empty() {
                 self.add_samples(ts.len())?;
                 out.push(Pts {
-                    labels: s.labels,
+                    labels,
                     drop_name: false,
                     ts,
                     vs,

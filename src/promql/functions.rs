@@ -768,9 +768,12 @@ fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Q
         _ => {
             let work = arg.series.iter().map(|s| s.ts.len()).sum::<usize>()
                 + arg.series.len() * ev.nsteps();
-            ev.map_points(&arg.series, work, |s| {
-                window_values(ev, name, &arg, &scalars, s)
+            ev.map_points(arg.series.iter().collect(), work, |s| {
+                Ok(((), window_values(ev, name, &arg, &scalars, s)?))
             })?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
         }
     };
     let mut out: Vec<Pts> = Vec::with_capacity(arg.series.len());

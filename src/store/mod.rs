@@ -1260,7 +1260,7 @@ impl Store {
                 .collect();
             let work =
                 (b.meta.num_samples as usize).saturating_mul(ids.len()) / b.series.len().max(1);
-            let read = crate::par::map(&batches, work, |batch| {
+            let read = crate::par::map(batches, work, |batch| {
                 let mut got = Vec::with_capacity(batch.len());
                 b.read_series(batch, mint, maxt, |id, ts, vs| got.push((id, ts, vs)))?;
                 Ok::<_, BlockError>(got)
