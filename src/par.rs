@@ -11,11 +11,12 @@ use std::sync::{Mutex, OnceLock};
 /// Below this many samples touched, work stays on the calling thread.
 const MIN_PARALLEL_WORK: usize = 200_000;
 
-/// Items handed to a thread at a time: small enough to even out a thread that is
-/// descheduled on a busy machine, large enough that taking a chunk costs nothing.
+/// Most items handed to a thread at a time: small enough to even out a thread that
+/// is descheduled on a busy machine, large enough that taking a chunk costs nothing.
 const CHUNK_ITEMS: usize = 64;
 
-fn cores() -> usize {
+/// The cores work is spread over.
+pub fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
@@ -33,14 +34,16 @@ where
     F: Fn(T) -> Result<R, E> + Sync,
 {
     let len = items.len();
-    let threads = cores().min(len.div_ceil(CHUNK_ITEMS));
+    // A few large items (say, ranges of groups) go one at a time.
+    let chunk_items = (len / (cores() * 8)).clamp(1, CHUNK_ITEMS);
+    let threads = cores().min(len.div_ceil(chunk_items));
     if work < MIN_PARALLEL_WORK || threads <= 1 {
         return items.into_iter().map(f).collect();
     }
-    let mut chunks: Vec<Mutex<Vec<T>>> = Vec::with_capacity(len.div_ceil(CHUNK_ITEMS));
+    let mut chunks: Vec<Mutex<Vec<T>>> = Vec::with_capacity(len.div_ceil(chunk_items));
     let mut items = items.into_iter();
     loop {
-        let chunk: Vec<T> = items.by_ref().take(CHUNK_ITEMS).collect();
+        let chunk: Vec<T> = items.by_ref().take(chunk_items).collect();
         if chunk.is_empty() {
             break;
         }

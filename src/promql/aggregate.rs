@@ -335,27 +335,46 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
     if op != T_QUANTILE && ngroups.saturating_mul(n) <= series_major_cells() {
         // Few (group, step) cells: accumulate series by series over whole columns.
         // Within a cell, series are still added in input order, as Prometheus does.
+        // Groups are independent: each thread takes a range of groups and walks the
+        // series in input order, so every cell sees its series in the same order.
         let mut cells = vec![Group::default(); ngroups * n];
-        for (si, p) in input.iter().enumerate() {
-            if si % 1024 == 0 {
-                ev.check_timeout()?;
-            }
-            let base = series_group[si] * n;
-            // Points lie on the step grid in time order: walk it instead of dividing.
-            let (mut i, mut step_t) = (0, ev.start);
-            for (&t, &f) in p.ts.iter().zip(&p.vs) {
-                while step_t < t {
-                    step_t += ev.interval;
-                    i += 1;
+        let ranges = ngroups.min(crate::par::cores() * 4).max(1);
+        let per_range = ngroups.div_ceil(ranges).max(1);
+        let parts: Vec<(usize, &mut [Group])> = cells
+            .chunks_mut(per_range * n)
+            .enumerate()
+            .map(|(k, c)| (k * per_range, c))
+            .collect();
+        let points: usize = input.iter().map(|p| p.ts.len()).sum();
+        let work = if ngroups > 1 { points } else { 0 };
+        let ev_ref = &*ev;
+        crate::par::map(parts, work, |(first, cells)| {
+            let groups = first..first + cells.len() / n;
+            for (si, p) in input.iter().enumerate() {
+                if si % 1024 == 0 {
+                    ev_ref.check_timeout()?;
                 }
-                let g = &mut cells[base + i];
-                if g.seen {
-                    g.update(op, f, p.drop_name);
-                } else {
-                    g.init(op, f, p.drop_name);
+                if !groups.contains(&series_group[si]) {
+                    continue;
+                }
+                let base = (series_group[si] - first) * n;
+                // Points lie on the step grid in time order: walk it, not divide.
+                let (mut i, mut step_t) = (0, ev_ref.start);
+                for (&t, &f) in p.ts.iter().zip(&p.vs) {
+                    while step_t < t {
+                        step_t += ev_ref.interval;
+                        i += 1;
+                    }
+                    let g = &mut cells[base + i];
+                    if g.seen {
+                        g.update(op, f, p.drop_name);
+                    } else {
+                        g.init(op, f, p.drop_name);
+                    }
                 }
             }
-        }
+            Ok::<_, QueryError>(())
+        })?;
         for (gi, o) in out.iter_mut().enumerate() {
             for i in 0..n {
                 let g = &mut cells[gi * n + i];

@@ -1367,7 +1367,11 @@ mod tests {
                 })
                 .collect();
             st.add_samples(
-                Labels::from_pairs([("__name__", "c_total"), ("i", &i.to_string())]),
+                Labels::from_pairs([
+                    ("__name__", "c_total"),
+                    ("i", &i.to_string()),
+                    ("g", &(i % 5).to_string()),
+                ]),
                 &samples,
             );
         }
@@ -1395,6 +1399,24 @@ mod tests {
                     .find(|s| s.labels.get("i") == Some(&i.to_string()));
                 assert_eq!(Some(&m[0]), got, "{q} for series {i}");
             }
+        }
+        // Aggregations split by group across cores add each cell's series in the
+        // same order as the one-step-at-a-time path (forced here) does.
+        for q in [
+            "sum by (g) (rate(c_total[5m]))",
+            "avg by (g) (c_total)",
+            "count by (g) (c_total)",
+            "stddev by (g) (c_total)",
+        ] {
+            let spread = e.range_query(&st, q, start, end, 15_000).unwrap().value;
+            crate::promql::aggregate::FORCE_STEP_MAJOR.with(|c| c.set(true));
+            let one = e.range_query(&st, q, start, end, 15_000).unwrap().value;
+            crate::promql::aggregate::FORCE_STEP_MAJOR.with(|c| c.set(false));
+            let (Value::Matrix(a), Value::Matrix(b)) = (spread, one) else {
+                panic!("{q}: not matrices")
+            };
+            assert_eq!(a.len(), 5, "{q}");
+            assert_eq!(a, b, "{q}");
         }
         let limited = Engine::new(EngineOptions {
             max_samples: 100_000,
