@@ -869,12 +869,10 @@ impl<'a> Ev<'a> {
     ) -> Result<Vec<super::storage::Series>, QueryError> {
         let sets = Self::selector_matchers(vs)?;
         if sets.len() == 1 {
-            let mut v = self.storage.select(&sets[0], mint, maxt)?;
-            // Result order (topk, sort ties, `or`) follows series order, which
-            // Prometheus's storage gives sorted by labels.
-            if !v.windows(2).all(|w| w[0].labels <= w[1].labels) {
-                v.sort_by(|a, b| a.labels.cmp(&b.labels));
-            }
+            let v = self.storage.select(&sets[0], mint, maxt)?;
+            // Result order (topk, sort ties, `or`) follows series order, which the
+            // storage gives sorted by labels, as Prometheus's does.
+            debug_assert!(v.windows(2).all(|w| w[0].labels < w[1].labels));
             return Ok(v);
         }
         let mut all: Vec<super::storage::Series> = Vec::new();

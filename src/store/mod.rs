@@ -1249,7 +1249,7 @@ impl Store {
         // A series' parts from the blocks (in range order) and the head, found again by
         // its shared label set; labels are built once at the end.
         let mut parts = SeriesParts::default();
-        for b in &blocks {
+        for (source, b) in blocks.iter().enumerate() {
             let ids = b.matching(matchers, mint, maxt);
             // Most series are in every block: room for them at the first.
             parts.reserve(ids.len().max(series.len()));
@@ -1269,7 +1269,7 @@ impl Store {
                 Ok(read) => {
                     for (id, ts, vs) in read.into_iter().flatten() {
                         if let Some(s) = b.series.get(id as usize) {
-                            parts.add(&s.labels, ts, vs);
+                            parts.add(&s.labels, ts, vs, source == 0);
                         }
                     }
                 }
@@ -1280,24 +1280,26 @@ impl Store {
         }
         for (s, (ts, vs)) in series.iter().zip(samples) {
             if !ts.is_empty() {
-                parts.add(&s.labels, ts, vs);
+                // Head series come in id order, not label order.
+                parts.add(&s.labels, ts, vs, false);
             }
         }
-        let mut out: Vec<Series> = parts
-            .acc
-            .into_iter()
-            .map(|mut p| {
-                if p.overlap {
-                    merge_overlapping(&mut p.ts, &mut p.vs);
-                }
-                Series {
-                    labels: p.labels.to_labels(),
-                    timestamps: p.ts,
-                    values: p.vs,
-                }
+        let sorted = parts.sorted;
+        // Joining a series' parts and building its labels are its own: on every core.
+        let work = parts.samples;
+        let joined = crate::par::map(parts.acc, work, |p| {
+            let labels = p.labels.to_labels();
+            let (ts, vs) = p.join();
+            Ok::<_, StoreError>(Series {
+                labels,
+                timestamps: ts,
+                values: vs,
             })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        });
+        let mut out = joined?;
+        if !sorted {
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
         Ok(out)
     }
 
@@ -2229,19 +2231,31 @@ fn release_free_memory() {
 /// A series' samples from several sources (blocks, the head), found again by its
 /// label set: the interner gives each distinct label set one allocation, which the
 /// head and every block share, so the pointer identifies the series.
-#[derive(Default)]
 struct SeriesParts<'a> {
     index: HashMap<ByIdentity<'a>, usize, foldhash::fast::RandomState>,
     acc: Vec<SeriesPart<'a>>,
+    /// `acc` is in label order: every series came from the first block, whose series
+    /// are sorted by labels.
+    sorted: bool,
+    samples: usize,
 }
 
+impl Default for SeriesParts<'_> {
+    fn default() -> Self {
+        SeriesParts {
+            index: HashMap::default(),
+            acc: Vec::new(),
+            sorted: true,
+            samples: 0,
+        }
+    }
+}
+
+/// A series' samples as its sources gave them, joined once at the end.
 struct SeriesPart<'a> {
     labels: &'a SeriesLabels,
-    ts: Vec<i64>,
-    vs: Vec<f64>,
-    /// A later part started at or before the end of an earlier one (overlapping
-    /// sources): the samples need sorting.
-    overlap: bool,
+    first: (Vec<i64>, Vec<f64>),
+    rest: Vec<(Vec<i64>, Vec<f64>)>,
 }
 
 impl<'a> SeriesParts<'a> {
@@ -2251,27 +2265,49 @@ impl<'a> SeriesParts<'a> {
         self.acc.reserve(more);
     }
 
-    /// Adds a part; the first part of a series is kept as given, not copied.
-    fn add(&mut self, labels: &'a SeriesLabels, ts: Vec<i64>, vs: Vec<f64>) {
+    /// Adds a part, kept as given; `in_label_order` says the caller adds series in
+    /// label order and this is the first source.
+    fn add(&mut self, labels: &'a SeriesLabels, ts: Vec<i64>, vs: Vec<f64>, in_label_order: bool) {
+        self.samples += ts.len();
         match self.index.entry(ByIdentity(labels)) {
             Entry::Vacant(e) => {
                 e.insert(self.acc.len());
+                self.sorted &= in_label_order;
                 self.acc.push(SeriesPart {
                     labels,
-                    ts,
-                    vs,
-                    overlap: false,
+                    first: (ts, vs),
+                    rest: Vec::new(),
                 });
             }
-            Entry::Occupied(e) => {
-                let p = &mut self.acc[*e.get()];
-                if let (Some(&last), Some(&first)) = (p.ts.last(), ts.first()) {
-                    p.overlap |= first <= last;
-                }
-                p.ts.extend_from_slice(&ts);
-                p.vs.extend_from_slice(&vs);
-            }
+            Entry::Occupied(e) => self.acc[*e.get()].rest.push((ts, vs)),
         }
+    }
+}
+
+impl SeriesPart<'_> {
+    /// The parts in source order as one pair of columns, in time order.
+    fn join(self) -> (Vec<i64>, Vec<f64>) {
+        let (mut ts, mut vs) = self.first;
+        if self.rest.is_empty() {
+            return (ts, vs);
+        }
+        let total = ts.len() + self.rest.iter().map(|r| r.0.len()).sum::<usize>();
+        ts.reserve_exact(total - ts.len());
+        vs.reserve_exact(total - vs.len());
+        // A later part that starts at or before the end of an earlier one (overlapping
+        // sources) needs sorting.
+        let mut overlap = false;
+        for (t, v) in self.rest {
+            if let (Some(&last), Some(&first)) = (ts.last(), t.first()) {
+                overlap |= first <= last;
+            }
+            ts.extend_from_slice(&t);
+            vs.extend_from_slice(&v);
+        }
+        if overlap {
+            merge_overlapping(&mut ts, &mut vs);
+        }
+        (ts, vs)
     }
 }
 
@@ -2711,6 +2747,21 @@ mod tests {
         assert!(part
             .iter()
             .all(|s| s.timestamps.len() == 10 || s.timestamps.len() == 11));
+        // A series only in the head, and one only in a later block, still come back
+        // in label order.
+        store.append(&[sample("m", "a", 5_000, 1.0)]);
+        write_imported_block(
+            dir.path(),
+            1000,
+            2000,
+            vec![series_of("j1234x", &[1500], 1.0)],
+        )
+        .unwrap();
+        store.maintain().unwrap();
+        let all = store.select(&[Matcher::equal("__name__", "m")], 0, 10_000);
+        assert_eq!(all.len(), 3002);
+        assert!(all.windows(2).all(|w| w[0].labels < w[1].labels));
+        assert_eq!(all[0].labels.get("job"), Some("a"));
     }
 
     #[test]
