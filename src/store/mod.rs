@@ -158,7 +158,6 @@ pub mod format {
     pub use super::block::{encode_ts, encode_values};
 }
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -1246,13 +1245,11 @@ impl Store {
         };
         let (series, reads): (Vec<Arc<HeadSeries>>, Vec<HeadRead>) = reads.into_iter().unzip();
         let samples = finish_reads(&inner.head_chunks, &snap, reads, head_min, maxt)?;
-        // A series' parts from the blocks (in range order) and the head, found again by
-        // its shared label set; labels are built once at the end.
+        // A series' parts from the blocks (in range order) and the head, matched by the
+        // identity of its shared label set; labels are built once at the end.
         let mut parts = SeriesParts::default();
-        for (source, b) in blocks.iter().enumerate() {
+        for b in &blocks {
             let ids = b.matching(matchers, mint, maxt);
-            // Most series are in every block: room for them at the first.
-            parts.reserve(ids.len().max(series.len()));
             // Batches decompress and decode independently, on every core; a batch is
             // never split between two threads.
             let batches: Vec<&[u32]> = ids
@@ -1267,40 +1264,40 @@ impl Store {
             });
             match read {
                 Ok(read) => {
-                    for (id, ts, vs) in read.into_iter().flatten() {
-                        if let Some(s) = b.series.get(id as usize) {
-                            parts.add(&s.labels, ts, vs, source == 0);
-                        }
-                    }
+                    // A block's series are in label order.
+                    parts.add_sorted(
+                        read.into_iter()
+                            .flatten()
+                            .filter_map(|(id, ts, vs)| {
+                                b.series.get(id as usize).map(|s| (&s.labels, (ts, vs)))
+                            })
+                            .collect(),
+                    );
                 }
                 Err(e) => {
                     tracing::error!(block = %b.dir.display(), error = %e, "cannot read block; its data is left out of the result");
                 }
             }
         }
-        for (s, (ts, vs)) in series.iter().zip(samples) {
-            if !ts.is_empty() {
-                // Head series come in id order, not label order.
-                parts.add(&s.labels, ts, vs, false);
-            }
-        }
-        let sorted = parts.sorted;
+        parts.add_unsorted(
+            series
+                .iter()
+                .zip(samples)
+                .filter(|(_, (ts, _))| !ts.is_empty())
+                .map(|(s, p)| (&s.labels, p))
+                .collect(),
+        );
         // Joining a series' parts and building its labels are its own: on every core.
         let work = parts.samples;
-        let joined = crate::par::map(parts.acc, work, |p| {
+        crate::par::map(parts.acc, work, |p| {
             let labels = p.labels.to_labels();
             let (ts, vs) = p.join();
-            Ok::<_, StoreError>(Series {
+            Ok(Series {
                 labels,
                 timestamps: ts,
                 values: vs,
             })
-        });
-        let mut out = joined?;
-        if !sorted {
-            out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        }
-        Ok(out)
+        })
     }
 
     /// Label sets of the matching series with samples in the range.
@@ -2231,24 +2228,11 @@ fn release_free_memory() {
 /// A series' samples from several sources (blocks, the head), found again by its
 /// label set: the interner gives each distinct label set one allocation, which the
 /// head and every block share, so the pointer identifies the series.
+#[derive(Default)]
 struct SeriesParts<'a> {
-    index: HashMap<ByIdentity<'a>, usize, foldhash::fast::RandomState>,
+    /// In label order.
     acc: Vec<SeriesPart<'a>>,
-    /// `acc` is in label order: every series came from the first block, whose series
-    /// are sorted by labels.
-    sorted: bool,
     samples: usize,
-}
-
-impl Default for SeriesParts<'_> {
-    fn default() -> Self {
-        SeriesParts {
-            index: HashMap::default(),
-            acc: Vec::new(),
-            sorted: true,
-            samples: 0,
-        }
-    }
 }
 
 /// A series' samples as its sources gave them, joined once at the end.
@@ -2258,33 +2242,78 @@ struct SeriesPart<'a> {
     rest: Vec<(Vec<i64>, Vec<f64>)>,
 }
 
+type SourcePart<'a> = (&'a SeriesLabels, (Vec<i64>, Vec<f64>));
+
 impl<'a> SeriesParts<'a> {
-    fn reserve(&mut self, series: usize) {
-        let more = series.saturating_sub(self.acc.len());
-        self.index.reserve(more);
-        self.acc.reserve(more);
+    /// Adds the parts of a source whose series are in label order (a block), merging
+    /// them with the series so far. A series in consecutive blocks has the same label
+    /// set allocation in each, so the walk compares pointers, and compares labels only
+    /// where the blocks' series differ.
+    fn add_sorted(&mut self, parts: Vec<SourcePart<'a>>) {
+        self.samples += parts.iter().map(|p| p.1 .0.len()).sum::<usize>();
+        if self.acc.is_empty() {
+            self.acc = parts.into_iter().map(SeriesPart::new).collect();
+            return;
+        }
+        let old = std::mem::take(&mut self.acc);
+        let mut merged = Vec::with_capacity(old.len().max(parts.len()));
+        let mut old = old.into_iter().peekable();
+        let mut new = parts.into_iter().peekable();
+        loop {
+            let order = match (old.peek(), new.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(o), Some(n)) if std::ptr::eq(o.labels, n.0) => std::cmp::Ordering::Equal,
+                (Some(o), Some(n)) => o.labels.cmp(n.0),
+            };
+            match order {
+                std::cmp::Ordering::Less => merged.extend(old.next()),
+                std::cmp::Ordering::Greater => merged.extend(new.next().map(SeriesPart::new)),
+                std::cmp::Ordering::Equal => {
+                    if let (Some(mut o), Some((_, p))) = (old.next(), new.next()) {
+                        o.rest.push(p);
+                        merged.push(o);
+                    }
+                }
+            }
+        }
+        self.acc = merged;
     }
 
-    /// Adds a part, kept as given; `in_label_order` says the caller adds series in
-    /// label order and this is the first source.
-    fn add(&mut self, labels: &'a SeriesLabels, ts: Vec<i64>, vs: Vec<f64>, in_label_order: bool) {
-        self.samples += ts.len();
-        match self.index.entry(ByIdentity(labels)) {
-            Entry::Vacant(e) => {
-                e.insert(self.acc.len());
-                self.sorted &= in_label_order;
-                self.acc.push(SeriesPart {
-                    labels,
-                    first: (ts, vs),
-                    rest: Vec::new(),
-                });
+    /// Adds the parts of a source in no particular order (the head).
+    fn add_unsorted(&mut self, parts: Vec<SourcePart<'a>>) {
+        if parts.is_empty() {
+            return;
+        }
+        self.samples += parts.iter().map(|p| p.1 .0.len()).sum::<usize>();
+        let mut index: HashMap<ByIdentity<'a>, usize, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(self.acc.len(), Default::default());
+        for (i, p) in self.acc.iter().enumerate() {
+            index.insert(ByIdentity(p.labels), i);
+        }
+        let before = self.acc.len();
+        for (labels, p) in parts {
+            match index.get(&ByIdentity(labels)) {
+                Some(&i) => self.acc[i].rest.push(p),
+                None => self.acc.push(SeriesPart::new((labels, p))),
             }
-            Entry::Occupied(e) => self.acc[*e.get()].rest.push((ts, vs)),
+        }
+        if self.acc.len() > before {
+            self.acc.sort_by(|a, b| a.labels.cmp(b.labels));
         }
     }
 }
 
-impl SeriesPart<'_> {
+impl<'a> SeriesPart<'a> {
+    fn new((labels, first): SourcePart<'a>) -> SeriesPart<'a> {
+        SeriesPart {
+            labels,
+            first,
+            rest: Vec::new(),
+        }
+    }
+
     /// The parts in source order as one pair of columns, in time order.
     fn join(self) -> (Vec<i64>, Vec<f64>) {
         let (mut ts, mut vs) = self.first;
