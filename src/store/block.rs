@@ -518,15 +518,35 @@ impl BlockWriter {
 
 // ---- reading ------------------------------------------------------------------------
 
+/// One row of a block's series table, as kept in memory for the block's life: every
+/// live block holds one per series, so it is kept to 24 bytes. Times are offsets
+/// from the block's `mint`, the sample batch is found from [`Block::batch_starts`]
+/// (a series never spans two batches, and batches hold consecutive series), and the
+/// row within a batch fits 16 bits because a batch holds at most [`BATCH_ROWS`] rows
+/// whenever a series does not start it.
 pub struct BlockSeries {
     pub labels: SeriesLabels,
-    pub mint: i64,
-    pub maxt: i64,
-    batch: u32,
-    row: u32,
+    /// `mint - block mint`, rounded down to `u32::MAX` (blocks spanning 49+ days).
+    mint_off: u32,
+    /// `maxt - block mint`; `u32::MAX` stands for the block's `maxt` (rounded up).
+    maxt_off: u32,
     count: u32,
+    row: u16,
     vmode: u8,
     vscale: u8,
+}
+
+impl BlockSeries {
+    /// Whether the series may have samples in `[mint, maxt]` (exact unless the
+    /// block spans more than `u32::MAX` ms, when it may say yes wrongly).
+    fn overlaps(&self, meta: &BlockMeta, mint: i64, maxt: i64) -> bool {
+        let s_mint = meta.mint.saturating_add(self.mint_off as i64);
+        let s_maxt = match self.maxt_off {
+            u32::MAX => meta.maxt,
+            off => meta.mint.saturating_add(off as i64),
+        };
+        s_maxt >= mint && s_mint <= maxt
+    }
 }
 
 /// An open, verified block: its meta, its series table and inverted index in memory.
@@ -535,6 +555,8 @@ pub struct Block {
     pub name: String,
     pub meta: BlockMeta,
     pub series: Vec<BlockSeries>,
+    /// The first series ordinal of each sample batch.
+    batch_starts: Vec<u32>,
     pub postings: Postings,
     /// `samples.arrow`, open for positional reads, and where each record batch lies
     /// in it (read from the IPC footer once at open, not per query).
@@ -734,8 +756,10 @@ impl Block {
         };
         let reader = FileReader::try_new(BufReader::new(f), None).map_err(arrow)?;
         let mut series = Vec::with_capacity(meta.num_series as usize);
+        let mut batch_starts: Vec<u32> = Vec::new();
         for batch in reader {
             let batch = batch.map_err(arrow)?;
+            let mut pairs = Vec::new();
             let labels = column::<BinaryArray>(&batch, "labels", &path)?;
             let mint = column::<Int64Array>(&batch, "mint", &path)?;
             let maxt = column::<Int64Array>(&batch, "maxt", &path)?;
@@ -745,20 +769,47 @@ impl Block {
             let vmode = column::<UInt8Array>(&batch, "vmode", &path)?;
             let vscale = column::<UInt8Array>(&batch, "vscale", &path)?;
             for i in 0..batch.num_rows() {
+                let ordinal = series.len();
                 let mut c = Cursor::new(labels.value(i));
-                let mut pairs = Vec::new();
+                pairs.clear();
                 while !c.at_end() {
                     let (Some(n), Some(v)) = (c.str(), c.str()) else {
                         return Err(corrupt(&path, format!("bad label set in row {i}")));
                     };
                     pairs.push((n, v));
                 }
+                // The writer fills batches with consecutive series: batch numbers
+                // start at 0 and rise by one, which lets memory keep one entry a batch.
+                let b = bidx.value(i) as usize;
+                if b == batch_starts.len() {
+                    batch_starts.push(ordinal as u32);
+                } else if b + 1 != batch_starts.len() {
+                    return Err(corrupt(
+                        &path,
+                        format!(
+                            "series {ordinal} is in batch {b} after batch {}",
+                            batch_starts.len() as i64 - 1
+                        ),
+                    ));
+                }
+                // Offsets out of u32 round outward: mint down, maxt up to the block's.
+                let off =
+                    |t: i64| u32::try_from(t.saturating_sub(meta.mint).max(0)).unwrap_or(u32::MAX);
+                let (s_mint, s_maxt) = (mint.value(i), maxt.value(i));
+                let row = u16::try_from(row.value(i)).map_err(|_| {
+                    corrupt(
+                        &path,
+                        format!(
+                            "series {ordinal} starts at row {} of its batch",
+                            row.value(i)
+                        ),
+                    )
+                })?;
                 series.push(BlockSeries {
                     labels: intern(&pairs),
-                    mint: mint.value(i),
-                    maxt: maxt.value(i),
-                    batch: bidx.value(i),
-                    row: row.value(i),
+                    mint_off: off(s_mint),
+                    maxt_off: off(s_maxt),
+                    row,
                     count: count.value(i),
                     vmode: vmode.value(i),
                     vscale: vscale.value(i),
@@ -778,21 +829,22 @@ impl Block {
         let spath = dir.join("samples.arrow");
         let samples = SampleFile::open(&spath)?;
         let num_batches = samples.batches.len();
-        if let Some(s) = series.iter().find(|s| s.batch as usize >= num_batches) {
+        if batch_starts.len() > num_batches {
             return Err(corrupt(
                 &spath,
                 format!(
                     "series {} points at batch {} of {num_batches}",
-                    s.labels.to_labels(),
-                    s.batch
+                    batch_starts[num_batches],
+                    batch_starts.len() - 1
                 ),
             ));
         }
-        let mut postings = Postings::default();
+        batch_starts.shrink_to_fit();
+        let mut postings = Postings::dense();
         for (i, s) in series.iter().enumerate() {
             postings.add_pairs(i as u32, s.labels.pairs());
         }
-        postings.shrink_to_fit();
+        postings.freeze();
         let name = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -803,6 +855,7 @@ impl Block {
             name,
             meta,
             series,
+            batch_starts,
             postings,
             samples,
             delete_on_drop: std::sync::atomic::AtomicBool::new(false),
@@ -820,8 +873,9 @@ impl Block {
         }
         let mut ids = self.postings.select(matchers);
         ids.retain(|&i| {
-            let s = &self.series[i as usize];
-            s.maxt >= mint && s.mint <= maxt
+            self.series
+                .get(i as usize)
+                .is_some_and(|s| s.overlaps(&self.meta, mint, maxt))
         });
         ids
     }
@@ -846,8 +900,9 @@ impl Block {
                 .series
                 .get(id as usize)
                 .ok_or_else(|| corrupt(&path, format!("no series {id}")))?;
-            if current.as_ref().map(|c| c.0) != Some(s.batch) {
-                current = Some((s.batch, self.samples.read_batch(s.batch as usize)?));
+            let bi = self.batch_of(id as usize);
+            if current.as_ref().map(|c| c.0) != Some(bi) {
+                current = Some((bi, self.samples.read_batch(bi as usize)?));
             }
             let Some((_, batch)) = &current else { continue };
             let t = column::<Int64Array>(batch, "t", &path)?.values();
@@ -856,7 +911,7 @@ impl Block {
             let (Some(tc), Some(vc)) = (t.get(lo..hi), v.get(lo..hi)) else {
                 return Err(corrupt(
                     &path,
-                    format!("rows {lo}..{hi} out of range in batch {}", s.batch),
+                    format!("rows {lo}..{hi} out of range in batch {bi}"),
                 ));
             };
             tbuf.clear();
@@ -874,7 +929,11 @@ impl Block {
 
     /// The sample batch holding series `i`.
     pub fn batch_of(&self, i: usize) -> u32 {
-        self.series.get(i).map_or(u32::MAX, |s| s.batch)
+        if i >= self.series.len() {
+            return u32::MAX;
+        }
+        // batch_starts[0] is 0 whenever there is a series, so this is ≥ 1.
+        (self.batch_starts.partition_point(|&s| s as usize <= i) as u32).saturating_sub(1)
     }
 
     /// Total size of the block's files.
@@ -954,6 +1013,46 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 50);
+    }
+
+    #[test]
+    fn series_table_rows_stay_small() {
+        // Every live block holds one per series.
+        assert_eq!(std::mem::size_of::<BlockSeries>(), 24);
+    }
+
+    #[test]
+    fn series_times_beyond_u32_offsets_round_outward() {
+        let meta = |mint, maxt| BlockMeta {
+            format_version: BLOCK_FORMAT_VERSION,
+            range_start: 0,
+            range_end: 0,
+            mint,
+            maxt,
+            num_series: 1,
+            num_samples: 1,
+            level: 0,
+            sources: vec![],
+            files: BTreeMap::new(),
+            origin: BlockOrigin::Head,
+        };
+        let mut interner = Interner::default();
+        let mut s = |mint_off, maxt_off| BlockSeries {
+            labels: interner.series_labels_from_pairs(&[("a", "b")]),
+            mint_off,
+            maxt_off,
+            count: 1,
+            row: 0,
+            vmode: 0,
+            vscale: 0,
+        };
+        let long = meta(0, 10 * u32::MAX as i64);
+        // maxt past u32 stands for the block's maxt: overlaps what lies before it.
+        let far = s(u32::MAX, u32::MAX);
+        assert!(far.overlaps(&long, 9 * u32::MAX as i64, 9 * u32::MAX as i64));
+        assert!(!far.overlaps(&long, 0, 1000));
+        let near = s(10, 20);
+        assert!(near.overlaps(&long, 15, 15) && !near.overlaps(&long, 21, 30));
     }
 
     #[test]
