@@ -3,7 +3,8 @@
 //!
 //! Layout of a block directory `blocks/b<mint>_<maxt>/`:
 //! - `meta.json`: [`BlockMeta`].
-//! - `series.arrow`: one record batch, one row per series, sorted by labels:
+//! - `series.arrow`: record batches of ≤ [`SERIES_BATCH_ROWS`] rows (older blocks:
+//!   one batch), one row per series, sorted by labels:
 //!   `labels` (binary, varint-length-prefixed name/value pairs), `mint`, `maxt`,
 //!   `batch` and `row` (where its samples start in `samples.arrow`), `count`,
 //!   `vmode` and `vscale` (how its values are encoded).
@@ -46,6 +47,10 @@ pub const BATCH_ROWS: usize = 16 * 1024;
 /// blocks of short series (freshly cut, lowered block range) batches stay small;
 /// series of a full 2 h block fill [`BATCH_ROWS`] first, so compaction is unaffected.
 pub const BATCH_SERIES: u32 = 64;
+/// Rows per series-table record batch. The writer and [`Block::open`] hold one
+/// batch at a time, so a cut or compaction of many series does not hold every
+/// series' label bytes at once (the process's peak RSS).
+pub const SERIES_BATCH_ROWS: usize = 8192;
 const MAX_SCALE: u8 = 9;
 const ZSTD_LEVEL: i32 = 3;
 
@@ -321,12 +326,16 @@ impl HashingWriter {
 pub struct BlockWriter {
     dir: PathBuf,
     samples: FileWriter<HashingWriter>,
+    series: FileWriter<HashingWriter>,
+    num_series: usize,
     t_col: Vec<i64>,
     v_col: Vec<i64>,
     batch: u32,
     /// Series in the batch being filled.
     batch_series: u32,
-    labels_col: Vec<Vec<u8>>,
+    /// The label bytes of the series of the pending series batch, back to back.
+    labels_col: Vec<u8>,
+    labels_offsets: Vec<i32>,
     mint_col: Vec<i64>,
     maxt_col: Vec<i64>,
     batch_col: Vec<u32>,
@@ -359,14 +368,30 @@ impl BlockWriter {
             path: path.clone(),
             source,
         })?;
+        let spath = dir.join("series.arrow");
+        let series = FileWriter::try_new_with_options(
+            HashingWriter::create(&spath)?,
+            &series_schema(),
+            ipc_options().map_err(|source| BlockError::Arrow {
+                path: spath.clone(),
+                source,
+            })?,
+        )
+        .map_err(|source| BlockError::Arrow {
+            path: spath.clone(),
+            source,
+        })?;
         Ok(BlockWriter {
             dir: dir.to_path_buf(),
             samples,
+            series,
+            num_series: 0,
             t_col: Vec::new(),
             v_col: Vec::new(),
             batch: 0,
             batch_series: 0,
             labels_col: Vec::new(),
+            labels_offsets: vec![0],
             mint_col: Vec::new(),
             maxt_col: Vec::new(),
             batch_col: Vec::new(),
@@ -409,14 +434,21 @@ impl BlockWriter {
         let row = self.t_col.len() as u32;
         encode_ts(ts, &mut self.t_col);
         let (vmode, vscale) = encode_values(vs, &mut self.v_col);
-        let mut lb = Vec::new();
+        let lb = &mut self.labels_col;
         for l in labels {
-            put_uvarint(&mut lb, l.name.len() as u64);
+            put_uvarint(lb, l.name.len() as u64);
             lb.extend_from_slice(l.name.as_bytes());
-            put_uvarint(&mut lb, l.value.len() as u64);
+            put_uvarint(lb, l.value.len() as u64);
             lb.extend_from_slice(l.value.as_bytes());
         }
-        self.labels_col.push(lb);
+        let end = i32::try_from(lb.len()).map_err(|_| {
+            corrupt(
+                &self.dir.join("series.arrow"),
+                "label bytes of one series batch exceed 2 GiB",
+            )
+        })?;
+        self.labels_offsets.push(end);
+        self.num_series += 1;
         let (first, last) = (ts[0], ts[ts.len() - 1]);
         self.mint_col.push(first);
         self.maxt_col.push(last);
@@ -429,11 +461,46 @@ impl BlockWriter {
         self.mint = self.mint.min(first);
         self.maxt = self.maxt.max(last);
         self.num_samples += ts.len() as u64;
+        if self.mint_col.len() >= SERIES_BATCH_ROWS {
+            self.flush_series()?;
+        }
         Ok(())
     }
 
     pub fn num_series(&self) -> usize {
-        self.labels_col.len()
+        self.num_series
+    }
+
+    /// Writes the pending rows of the series table as one record batch.
+    fn flush_series(&mut self) -> Result<(), BlockError> {
+        if self.mint_col.is_empty() {
+            return Ok(());
+        }
+        let path = self.dir.join("series.arrow");
+        let offsets = arrow_buffer::OffsetBuffer::new(arrow_buffer::ScalarBuffer::from(
+            std::mem::replace(&mut self.labels_offsets, vec![0]),
+        ));
+        let values = arrow_buffer::Buffer::from_vec(std::mem::take(&mut self.labels_col));
+        let arrow = |source| BlockError::Arrow {
+            path: path.clone(),
+            source,
+        };
+        let labels = BinaryArray::try_new(offsets, values, None).map_err(arrow)?;
+        let batch = RecordBatch::try_new(
+            series_schema(),
+            vec![
+                Arc::new(labels),
+                Arc::new(Int64Array::from(std::mem::take(&mut self.mint_col))),
+                Arc::new(Int64Array::from(std::mem::take(&mut self.maxt_col))),
+                Arc::new(UInt32Array::from(std::mem::take(&mut self.batch_col))),
+                Arc::new(UInt32Array::from(std::mem::take(&mut self.row_col))),
+                Arc::new(UInt32Array::from(std::mem::take(&mut self.count_col))),
+                Arc::new(UInt8Array::from(std::mem::take(&mut self.vmode_col))),
+                Arc::new(UInt8Array::from(std::mem::take(&mut self.vscale_col))),
+            ],
+        )
+        .map_err(arrow)?;
+        self.series.write(&batch).map_err(arrow)
     }
 
     /// Writes the series table and `meta.json`, fsynced. Returns the meta.
@@ -446,6 +513,7 @@ impl BlockWriter {
         origin: BlockOrigin,
     ) -> Result<BlockMeta, BlockError> {
         self.flush_batch()?;
+        self.flush_series()?;
         let spath = self.dir.join("samples.arrow");
         self.samples.finish().map_err(|source| BlockError::Arrow {
             path: spath.clone(),
@@ -465,30 +533,8 @@ impl BlockWriter {
             path: path.clone(),
             source,
         };
-        let labels: BinaryArray = self.labels_col.iter().map(|b| Some(b.as_slice())).collect();
-        let batch = RecordBatch::try_new(
-            series_schema(),
-            vec![
-                Arc::new(labels),
-                Arc::new(Int64Array::from(self.mint_col)),
-                Arc::new(Int64Array::from(self.maxt_col)),
-                Arc::new(UInt32Array::from(self.batch_col)),
-                Arc::new(UInt32Array::from(self.row_col)),
-                Arc::new(UInt32Array::from(self.count_col)),
-                Arc::new(UInt8Array::from(self.vmode_col)),
-                Arc::new(UInt8Array::from(self.vscale_col)),
-            ],
-        )
-        .map_err(arrow)?;
-        let mut w = FileWriter::try_new_with_options(
-            HashingWriter::create(&path)?,
-            &series_schema(),
-            ipc_options().map_err(arrow)?,
-        )
-        .map_err(arrow)?;
-        w.write(&batch).map_err(arrow)?;
-        w.finish().map_err(arrow)?;
-        let series_stat = w.into_inner().map_err(arrow)?.finish(&path)?;
+        self.series.finish().map_err(arrow)?;
+        let series_stat = self.series.into_inner().map_err(arrow)?.finish(&path)?;
 
         let meta = BlockMeta {
             format_version: BLOCK_FORMAT_VERSION,
@@ -496,7 +542,7 @@ impl BlockWriter {
             range_end,
             mint: self.mint,
             maxt: self.maxt,
-            num_series: self.labels_col.len() as u64,
+            num_series: self.num_series as u64,
             num_samples: self.num_samples,
             level,
             sources,
@@ -1013,6 +1059,35 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 50);
+    }
+
+    #[test]
+    fn series_table_spans_several_record_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let bdir = dir.path().join("b");
+        let mut w = BlockWriter::create(&bdir).unwrap();
+        let n = 2 * SERIES_BATCH_ROWS + 5;
+        for i in 0..n {
+            let labels = Labels::from_pairs([("__name__", "m"), ("i", &format!("{i:06}"))]);
+            w.push(&labels, &[i as i64, i as i64 + 10], &[1.0, i as f64])
+                .unwrap();
+        }
+        let meta = w.finish(0, 100_000, 0, vec![], BlockOrigin::Head).unwrap();
+        assert_eq!(meta.num_series, n as u64);
+        let mut interner = Interner::default();
+        let mut intern = |p: &[(&str, &str)]| interner.series_labels_from_pairs(p);
+        let b = Block::open(&bdir, &mut intern).unwrap();
+        let last = format!("{:06}", n - 1);
+        let ids = b.matching(&[Matcher::equal("i", &last)], i64::MIN, i64::MAX);
+        assert_eq!(ids, vec![n as u32 - 1]);
+        let mut got = Vec::new();
+        b.read_series(&ids, i64::MIN, i64::MAX, |_, t, v| {
+            got.push((t.to_vec(), v.to_vec()))
+        })
+        .unwrap();
+        let t = (n - 1) as i64;
+        assert_eq!(got, vec![(vec![t, t + 10], vec![1.0, t as f64])]);
+        assert_eq!(b.matching(&[], 5, 5).len(), 6);
     }
 
     #[test]
