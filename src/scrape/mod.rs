@@ -751,12 +751,13 @@ impl ScrapeCache {
     }
 
     /// Reclaims the arena bytes of dropped entries once they are half of it, and
-    /// the spare room the arena and the table grew with once the target's series
-    /// have settled (growth by doubling leaves up to half of each unused).
+    /// most of the spare room the arena and the table grew with (growth by
+    /// doubling leaves up to half of each unused).
     fn compact(&mut self) {
         let arena_len = self.arena.len();
         if self.dead_bytes > 4096 && self.dead_bytes * 2 >= arena_len {
-            let mut arena = Vec::with_capacity(arena_len - self.dead_bytes);
+            let live = arena_len - self.dead_bytes;
+            let mut arena = Vec::with_capacity(live + live / 16);
             for e in self.entries.iter_mut() {
                 let at = arena.len() as u32;
                 arena.extend_from_slice(Self::key_of(&self.arena, e));
@@ -765,7 +766,8 @@ impl ScrapeCache {
             self.arena = arena;
             self.dead_bytes = 0;
         } else if self.arena.capacity() - arena_len > arena_len / 8 + 4096 {
-            self.arena.shrink_to_fit();
+            // A little room stays, so a few new series do not regrow it by doubling.
+            self.arena.shrink_to(arena_len + arena_len / 16);
         }
         if self.entries.capacity() > self.entries.len() * 2 + 64 {
             let (arena, hasher) = (&self.arena, &self.hasher);
