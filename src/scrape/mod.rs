@@ -610,9 +610,13 @@ fn sample_limit_error(limit: u64) -> String {
 /// becomes: the store series of its labels after target labels and metric
 /// relabeling, or `None` when relabeling drops it.
 struct CacheEntry {
+    /// Where its key lies in the cache's arena.
+    key_at: u32,
+    key_len: u32,
     series: Option<SeriesRef>,
-    /// The scrape that last saw it.
-    seen: u64,
+    /// The scrape that last saw it (wrapping: only compared with the current one,
+    /// and entries not seen by a scrape are dropped at its end).
+    seen: u32,
     /// Whether it was stored by the last successful scrape.
     live: bool,
 }
@@ -620,20 +624,77 @@ struct CacheEntry {
 /// Prometheus's scrape cache: a series seen before skips label building,
 /// relabeling and limit checks; and the cache knows which series the last
 /// successful scrape had, for staleness markers.
+///
+/// It holds an entry for every series of the target, so it is kept small: the keys
+/// lie back to back in one arena (an allocation each would cost its header and
+/// rounding on top of the key), and the table holds 24-byte entries that point
+/// into it.
 #[derive(Default)]
 pub struct ScrapeCache {
-    entries: HashMap<Box<[u8]>, CacheEntry, foldhash::fast::RandomState>,
-    iteration: u64,
+    entries: hashbrown::HashTable<CacheEntry>,
+    arena: Vec<u8>,
+    /// Arena bytes of dropped entries, reclaimed once they are half of it.
+    dead_bytes: usize,
+    hasher: foldhash::fast::RandomState,
+    iteration: u32,
     key: Vec<u8>,
 }
+
+/// The most arena bytes a target's keys may take (offsets are 32 bits); far above
+/// what the body size limit lets through in practice.
+const MAX_CACHE_KEY_BYTES: usize = u32::MAX as usize;
 
 impl ScrapeCache {
     /// Series stored by the last successful scrape.
     pub fn live_series(&self) -> usize {
         self.entries
-            .values()
+            .iter()
             .filter(|e| e.live && e.series.is_some())
             .count()
+    }
+
+    fn key_of<'a>(arena: &'a [u8], e: &CacheEntry) -> &'a [u8] {
+        let at = e.key_at as usize;
+        arena.get(at..at + e.key_len as usize).unwrap_or_default()
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
+    /// The entry of `key`, marked seen by this scrape.
+    fn seen(&mut self, key: &[u8]) -> Option<&CacheEntry> {
+        let hash = self.hash(key);
+        let (arena, it) = (&self.arena, self.iteration);
+        let e = self
+            .entries
+            .find_mut(hash, |e| Self::key_of(arena, e) == key)?;
+        e.seen = it;
+        Some(e)
+    }
+
+    fn insert(&mut self, key: &[u8], series: Option<SeriesRef>) -> Result<(), String> {
+        if self.arena.len() + key.len() > MAX_CACHE_KEY_BYTES {
+            return Err(format!(
+                "the scrape cache's series keys exceed {MAX_CACHE_KEY_BYTES} bytes"
+            ));
+        }
+        let hash = self.hash(key);
+        let entry = CacheEntry {
+            key_at: self.arena.len() as u32,
+            key_len: key.len() as u32,
+            series,
+            seen: self.iteration,
+            live: false,
+        };
+        self.arena.extend_from_slice(key);
+        let (arena, hasher) = (&self.arena, &self.hasher);
+        self.entries.insert_unique(hash, entry, |e| {
+            use std::hash::BuildHasher;
+            hasher.hash_one(Self::key_of(arena, e))
+        });
+        Ok(())
     }
 
     /// A scrape failed (or the target went away): every series of the last
@@ -642,9 +703,12 @@ impl ScrapeCache {
         let mut out: Vec<SeriesRef> = self
             .entries
             .drain()
-            .filter(|(_, e)| e.live)
-            .filter_map(|(_, e)| e.series)
+            .filter(|e| e.live)
+            .filter_map(|e| e.series)
             .collect();
+        self.entries.shrink_to_fit(|_| 0);
+        self.arena = Vec::new();
+        self.dead_bytes = 0;
         out.sort_by_key(SeriesRef::id);
         out.dedup_by_key(|s| s.id());
         out
@@ -655,11 +719,13 @@ impl ScrapeCache {
     fn finish(&mut self) -> Vec<SeriesRef> {
         let it = self.iteration;
         let mut gone = Vec::new();
-        self.entries.retain(|_, e| {
+        let mut dead = 0;
+        self.entries.retain(|e| {
             if e.seen == it {
                 e.live = true;
                 true
             } else {
+                dead += e.key_len as usize;
                 if e.live {
                     if let Some(s) = e.series.take() {
                         gone.push(s);
@@ -668,11 +734,13 @@ impl ScrapeCache {
                 false
             }
         });
+        self.dead_bytes += dead;
+        self.compact();
         if !gone.is_empty() {
             // Another spelling of the same series may still be there.
             let current: HashSet<SeriesId> = self
                 .entries
-                .values()
+                .iter()
                 .filter_map(|e| e.series.as_ref().map(SeriesRef::id))
                 .collect();
             gone.retain(|s| !current.contains(&s.id()));
@@ -680,6 +748,34 @@ impl ScrapeCache {
             gone.dedup_by_key(|s| s.id());
         }
         gone
+    }
+
+    /// Reclaims the arena bytes of dropped entries once they are half of it, and
+    /// most of the spare room the arena and the table grew with (growth by
+    /// doubling leaves up to half of each unused).
+    fn compact(&mut self) {
+        let arena_len = self.arena.len();
+        if self.dead_bytes > 4096 && self.dead_bytes * 2 >= arena_len {
+            let live = arena_len - self.dead_bytes;
+            let mut arena = Vec::with_capacity(live + live / 16);
+            for e in self.entries.iter_mut() {
+                let at = arena.len() as u32;
+                arena.extend_from_slice(Self::key_of(&self.arena, e));
+                e.key_at = at;
+            }
+            self.arena = arena;
+            self.dead_bytes = 0;
+        } else if self.arena.capacity() - arena_len > arena_len / 8 + 4096 {
+            // A little room stays, so a few new series do not regrow it by doubling.
+            self.arena.shrink_to(arena_len + arena_len / 16);
+        }
+        if self.entries.capacity() > self.entries.len() * 2 + 64 {
+            let (arena, hasher) = (&self.arena, &self.hasher);
+            self.entries.shrink_to_fit(|e| {
+                use std::hash::BuildHasher;
+                hasher.hash_one(Self::key_of(arena, e))
+            });
+        }
     }
 }
 
@@ -698,8 +794,7 @@ pub fn parse_body(
     cache: &mut ScrapeCache,
     store: &Store,
 ) -> Result<Scraped, String> {
-    cache.iteration += 1;
-    let it = cache.iteration;
+    cache.iteration = cache.iteration.wrapping_add(1);
     let mut parser = Parser::new(body, format, ParserOptions::default());
     let mut metadata = MetadataCollector::new();
     let mut samples = Vec::new();
@@ -725,25 +820,15 @@ pub fn parse_body(
         key.push(0xff);
         key.push(sample.metric_type() as u8);
         key.extend_from_slice(sample.raw_label_set().as_bytes());
-        let series = match cache.entries.get_mut(key.as_slice()) {
-            Some(e) => {
-                e.seen = it;
-                e.series.clone()
-            }
+        let series = match cache.seen(&key) {
+            Some(e) => e.series.clone(),
             None => {
                 let series = series_labels(&sample, target_labels, job)?.map(|labels| {
                     let (series, created) = store.series_ref(&labels);
                     series_added += created as u64;
                     series
                 });
-                cache.entries.insert(
-                    key.as_slice().into(),
-                    CacheEntry {
-                        series: series.clone(),
-                        seen: it,
-                        live: false,
-                    },
-                );
+                cache.insert(&key, series.clone())?;
                 series
             }
         };
@@ -921,6 +1006,55 @@ mod tests {
             c.feed(&body[split..]);
             assert_eq!(c.samples, 3, "split at {split}");
         }
+    }
+
+    #[test]
+    fn cache_arena_drops_the_keys_of_gone_series() {
+        let cfg = ScrapeConfig::parse(
+            "scrape_configs:\n  - job_name: j\n    static_configs:\n      - targets: ['h:1']\n",
+            &crate::config::SecretSource::File,
+        )
+        .unwrap();
+        let job = &cfg.jobs[0];
+        let t = &job.targets[0].labels;
+        let mut cache = ScrapeCache::default();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let body = |set: &str| -> Vec<u8> {
+            (0..200)
+                .map(|i| format!("some_fairly_long_metric_name{{set=\"{set}\",i=\"{i}\"}} 1\n"))
+                .collect::<String>()
+                .into_bytes()
+        };
+        let live_key_bytes =
+            |c: &ScrapeCache| -> usize { c.entries.iter().map(|e| e.key_len as usize).sum() };
+        let (a, b) = (body("a"), body("b"));
+        for (ts, (body, stale)) in [(&a, 0), (&b, 200), (&a, 200), (&a, 0)]
+            .into_iter()
+            .enumerate()
+        {
+            let s = parse_body(
+                body,
+                Format::PrometheusText,
+                ts as i64,
+                t,
+                job,
+                &mut cache,
+                &store,
+            )
+            .unwrap();
+            assert_eq!((s.samples.len(), s.stale.len()), (200, stale));
+            // The gone series' keys are reclaimed, the live ones still found.
+            assert_eq!(cache.arena.len(), live_key_bytes(&cache));
+            assert_eq!(cache.dead_bytes, 0);
+        }
+        assert_eq!(cache.live_series(), 200);
+        for e in cache.entries.iter() {
+            let key = ScrapeCache::key_of(&cache.arena, e);
+            assert!(key.starts_with(b"some_fairly_long_metric_name"));
+        }
+        assert_eq!(cache.fail().len(), 200);
+        assert!(cache.arena.is_empty() && cache.entries.is_empty());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Layout of a block directory `blocks/b<mint>_<maxt>/`:
 //! - `meta.json`: [`BlockMeta`].
-//! - `series.arrow`: one record batch, one row per series, sorted by labels:
+//! - `series.arrow`: record batches of ≤ [`SERIES_BATCH_ROWS`] rows (older blocks:
+//!   one batch), one row per series, sorted by labels:
 //!   `labels` (binary, varint-length-prefixed name/value pairs), `mint`, `maxt`,
 //!   `batch` and `row` (where its samples start in `samples.arrow`), `count`,
 //!   `vmode` and `vscale` (how its values are encoded).
@@ -46,6 +47,10 @@ pub const BATCH_ROWS: usize = 16 * 1024;
 /// blocks of short series (freshly cut, lowered block range) batches stay small;
 /// series of a full 2 h block fill [`BATCH_ROWS`] first, so compaction is unaffected.
 pub const BATCH_SERIES: u32 = 64;
+/// Rows per series-table record batch. The writer and [`Block::open`] hold one
+/// batch at a time, so a cut or compaction of many series does not hold every
+/// series' label bytes at once (the process's peak RSS).
+pub const SERIES_BATCH_ROWS: usize = 8192;
 const MAX_SCALE: u8 = 9;
 const ZSTD_LEVEL: i32 = 3;
 
@@ -321,12 +326,16 @@ impl HashingWriter {
 pub struct BlockWriter {
     dir: PathBuf,
     samples: FileWriter<HashingWriter>,
+    series: FileWriter<HashingWriter>,
+    num_series: usize,
     t_col: Vec<i64>,
     v_col: Vec<i64>,
     batch: u32,
     /// Series in the batch being filled.
     batch_series: u32,
-    labels_col: Vec<Vec<u8>>,
+    /// The label bytes of the series of the pending series batch, back to back.
+    labels_col: Vec<u8>,
+    labels_offsets: Vec<i32>,
     mint_col: Vec<i64>,
     maxt_col: Vec<i64>,
     batch_col: Vec<u32>,
@@ -359,14 +368,30 @@ impl BlockWriter {
             path: path.clone(),
             source,
         })?;
+        let spath = dir.join("series.arrow");
+        let series = FileWriter::try_new_with_options(
+            HashingWriter::create(&spath)?,
+            &series_schema(),
+            ipc_options().map_err(|source| BlockError::Arrow {
+                path: spath.clone(),
+                source,
+            })?,
+        )
+        .map_err(|source| BlockError::Arrow {
+            path: spath.clone(),
+            source,
+        })?;
         Ok(BlockWriter {
             dir: dir.to_path_buf(),
             samples,
+            series,
+            num_series: 0,
             t_col: Vec::new(),
             v_col: Vec::new(),
             batch: 0,
             batch_series: 0,
             labels_col: Vec::new(),
+            labels_offsets: vec![0],
             mint_col: Vec::new(),
             maxt_col: Vec::new(),
             batch_col: Vec::new(),
@@ -409,14 +434,21 @@ impl BlockWriter {
         let row = self.t_col.len() as u32;
         encode_ts(ts, &mut self.t_col);
         let (vmode, vscale) = encode_values(vs, &mut self.v_col);
-        let mut lb = Vec::new();
+        let lb = &mut self.labels_col;
         for l in labels {
-            put_uvarint(&mut lb, l.name.len() as u64);
+            put_uvarint(lb, l.name.len() as u64);
             lb.extend_from_slice(l.name.as_bytes());
-            put_uvarint(&mut lb, l.value.len() as u64);
+            put_uvarint(lb, l.value.len() as u64);
             lb.extend_from_slice(l.value.as_bytes());
         }
-        self.labels_col.push(lb);
+        let end = i32::try_from(lb.len()).map_err(|_| {
+            corrupt(
+                &self.dir.join("series.arrow"),
+                "label bytes of one series batch exceed 2 GiB",
+            )
+        })?;
+        self.labels_offsets.push(end);
+        self.num_series += 1;
         let (first, last) = (ts[0], ts[ts.len() - 1]);
         self.mint_col.push(first);
         self.maxt_col.push(last);
@@ -429,11 +461,46 @@ impl BlockWriter {
         self.mint = self.mint.min(first);
         self.maxt = self.maxt.max(last);
         self.num_samples += ts.len() as u64;
+        if self.mint_col.len() >= SERIES_BATCH_ROWS {
+            self.flush_series()?;
+        }
         Ok(())
     }
 
     pub fn num_series(&self) -> usize {
-        self.labels_col.len()
+        self.num_series
+    }
+
+    /// Writes the pending rows of the series table as one record batch.
+    fn flush_series(&mut self) -> Result<(), BlockError> {
+        if self.mint_col.is_empty() {
+            return Ok(());
+        }
+        let path = self.dir.join("series.arrow");
+        let offsets = arrow_buffer::OffsetBuffer::new(arrow_buffer::ScalarBuffer::from(
+            std::mem::replace(&mut self.labels_offsets, vec![0]),
+        ));
+        let values = arrow_buffer::Buffer::from_vec(std::mem::take(&mut self.labels_col));
+        let arrow = |source| BlockError::Arrow {
+            path: path.clone(),
+            source,
+        };
+        let labels = BinaryArray::try_new(offsets, values, None).map_err(arrow)?;
+        let batch = RecordBatch::try_new(
+            series_schema(),
+            vec![
+                Arc::new(labels),
+                Arc::new(Int64Array::from(std::mem::take(&mut self.mint_col))),
+                Arc::new(Int64Array::from(std::mem::take(&mut self.maxt_col))),
+                Arc::new(UInt32Array::from(std::mem::take(&mut self.batch_col))),
+                Arc::new(UInt32Array::from(std::mem::take(&mut self.row_col))),
+                Arc::new(UInt32Array::from(std::mem::take(&mut self.count_col))),
+                Arc::new(UInt8Array::from(std::mem::take(&mut self.vmode_col))),
+                Arc::new(UInt8Array::from(std::mem::take(&mut self.vscale_col))),
+            ],
+        )
+        .map_err(arrow)?;
+        self.series.write(&batch).map_err(arrow)
     }
 
     /// Writes the series table and `meta.json`, fsynced. Returns the meta.
@@ -446,6 +513,7 @@ impl BlockWriter {
         origin: BlockOrigin,
     ) -> Result<BlockMeta, BlockError> {
         self.flush_batch()?;
+        self.flush_series()?;
         let spath = self.dir.join("samples.arrow");
         self.samples.finish().map_err(|source| BlockError::Arrow {
             path: spath.clone(),
@@ -465,30 +533,8 @@ impl BlockWriter {
             path: path.clone(),
             source,
         };
-        let labels: BinaryArray = self.labels_col.iter().map(|b| Some(b.as_slice())).collect();
-        let batch = RecordBatch::try_new(
-            series_schema(),
-            vec![
-                Arc::new(labels),
-                Arc::new(Int64Array::from(self.mint_col)),
-                Arc::new(Int64Array::from(self.maxt_col)),
-                Arc::new(UInt32Array::from(self.batch_col)),
-                Arc::new(UInt32Array::from(self.row_col)),
-                Arc::new(UInt32Array::from(self.count_col)),
-                Arc::new(UInt8Array::from(self.vmode_col)),
-                Arc::new(UInt8Array::from(self.vscale_col)),
-            ],
-        )
-        .map_err(arrow)?;
-        let mut w = FileWriter::try_new_with_options(
-            HashingWriter::create(&path)?,
-            &series_schema(),
-            ipc_options().map_err(arrow)?,
-        )
-        .map_err(arrow)?;
-        w.write(&batch).map_err(arrow)?;
-        w.finish().map_err(arrow)?;
-        let series_stat = w.into_inner().map_err(arrow)?.finish(&path)?;
+        self.series.finish().map_err(arrow)?;
+        let series_stat = self.series.into_inner().map_err(arrow)?.finish(&path)?;
 
         let meta = BlockMeta {
             format_version: BLOCK_FORMAT_VERSION,
@@ -496,7 +542,7 @@ impl BlockWriter {
             range_end,
             mint: self.mint,
             maxt: self.maxt,
-            num_series: self.labels_col.len() as u64,
+            num_series: self.num_series as u64,
             num_samples: self.num_samples,
             level,
             sources,
@@ -518,15 +564,35 @@ impl BlockWriter {
 
 // ---- reading ------------------------------------------------------------------------
 
+/// One row of a block's series table, as kept in memory for the block's life: every
+/// live block holds one per series, so it is kept to 24 bytes. Times are offsets
+/// from the block's `mint`, the sample batch is found from [`Block::batch_starts`]
+/// (a series never spans two batches, and batches hold consecutive series), and the
+/// row within a batch fits 16 bits because a batch holds at most [`BATCH_ROWS`] rows
+/// whenever a series does not start it.
 pub struct BlockSeries {
     pub labels: SeriesLabels,
-    pub mint: i64,
-    pub maxt: i64,
-    batch: u32,
-    row: u32,
+    /// `mint - block mint`, rounded down to `u32::MAX` (blocks spanning 49+ days).
+    mint_off: u32,
+    /// `maxt - block mint`; `u32::MAX` stands for the block's `maxt` (rounded up).
+    maxt_off: u32,
     count: u32,
+    row: u16,
     vmode: u8,
     vscale: u8,
+}
+
+impl BlockSeries {
+    /// Whether the series may have samples in `[mint, maxt]` (exact unless the
+    /// block spans more than `u32::MAX` ms, when it may say yes wrongly).
+    fn overlaps(&self, meta: &BlockMeta, mint: i64, maxt: i64) -> bool {
+        let s_mint = meta.mint.saturating_add(self.mint_off as i64);
+        let s_maxt = match self.maxt_off {
+            u32::MAX => meta.maxt,
+            off => meta.mint.saturating_add(off as i64),
+        };
+        s_maxt >= mint && s_mint <= maxt
+    }
 }
 
 /// An open, verified block: its meta, its series table and inverted index in memory.
@@ -535,6 +601,8 @@ pub struct Block {
     pub name: String,
     pub meta: BlockMeta,
     pub series: Vec<BlockSeries>,
+    /// The first series ordinal of each sample batch.
+    batch_starts: Vec<u32>,
     pub postings: Postings,
     /// `samples.arrow`, open for positional reads, and where each record batch lies
     /// in it (read from the IPC footer once at open, not per query).
@@ -734,8 +802,10 @@ impl Block {
         };
         let reader = FileReader::try_new(BufReader::new(f), None).map_err(arrow)?;
         let mut series = Vec::with_capacity(meta.num_series as usize);
+        let mut batch_starts: Vec<u32> = Vec::new();
         for batch in reader {
             let batch = batch.map_err(arrow)?;
+            let mut pairs = Vec::new();
             let labels = column::<BinaryArray>(&batch, "labels", &path)?;
             let mint = column::<Int64Array>(&batch, "mint", &path)?;
             let maxt = column::<Int64Array>(&batch, "maxt", &path)?;
@@ -745,20 +815,47 @@ impl Block {
             let vmode = column::<UInt8Array>(&batch, "vmode", &path)?;
             let vscale = column::<UInt8Array>(&batch, "vscale", &path)?;
             for i in 0..batch.num_rows() {
+                let ordinal = series.len();
                 let mut c = Cursor::new(labels.value(i));
-                let mut pairs = Vec::new();
+                pairs.clear();
                 while !c.at_end() {
                     let (Some(n), Some(v)) = (c.str(), c.str()) else {
                         return Err(corrupt(&path, format!("bad label set in row {i}")));
                     };
                     pairs.push((n, v));
                 }
+                // The writer fills batches with consecutive series: batch numbers
+                // start at 0 and rise by one, which lets memory keep one entry a batch.
+                let b = bidx.value(i) as usize;
+                if b == batch_starts.len() {
+                    batch_starts.push(ordinal as u32);
+                } else if b + 1 != batch_starts.len() {
+                    return Err(corrupt(
+                        &path,
+                        format!(
+                            "series {ordinal} is in batch {b} after batch {}",
+                            batch_starts.len() as i64 - 1
+                        ),
+                    ));
+                }
+                // Offsets out of u32 round outward: mint down, maxt up to the block's.
+                let off =
+                    |t: i64| u32::try_from(t.saturating_sub(meta.mint).max(0)).unwrap_or(u32::MAX);
+                let (s_mint, s_maxt) = (mint.value(i), maxt.value(i));
+                let row = u16::try_from(row.value(i)).map_err(|_| {
+                    corrupt(
+                        &path,
+                        format!(
+                            "series {ordinal} starts at row {} of its batch",
+                            row.value(i)
+                        ),
+                    )
+                })?;
                 series.push(BlockSeries {
                     labels: intern(&pairs),
-                    mint: mint.value(i),
-                    maxt: maxt.value(i),
-                    batch: bidx.value(i),
-                    row: row.value(i),
+                    mint_off: off(s_mint),
+                    maxt_off: off(s_maxt),
+                    row,
                     count: count.value(i),
                     vmode: vmode.value(i),
                     vscale: vscale.value(i),
@@ -778,21 +875,22 @@ impl Block {
         let spath = dir.join("samples.arrow");
         let samples = SampleFile::open(&spath)?;
         let num_batches = samples.batches.len();
-        if let Some(s) = series.iter().find(|s| s.batch as usize >= num_batches) {
+        if batch_starts.len() > num_batches {
             return Err(corrupt(
                 &spath,
                 format!(
                     "series {} points at batch {} of {num_batches}",
-                    s.labels.to_labels(),
-                    s.batch
+                    batch_starts[num_batches],
+                    batch_starts.len() - 1
                 ),
             ));
         }
-        let mut postings = Postings::default();
+        batch_starts.shrink_to_fit();
+        let mut postings = Postings::dense();
         for (i, s) in series.iter().enumerate() {
             postings.add_pairs(i as u32, s.labels.pairs());
         }
-        postings.shrink_to_fit();
+        postings.freeze();
         let name = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -803,6 +901,7 @@ impl Block {
             name,
             meta,
             series,
+            batch_starts,
             postings,
             samples,
             delete_on_drop: std::sync::atomic::AtomicBool::new(false),
@@ -820,8 +919,9 @@ impl Block {
         }
         let mut ids = self.postings.select(matchers);
         ids.retain(|&i| {
-            let s = &self.series[i as usize];
-            s.maxt >= mint && s.mint <= maxt
+            self.series
+                .get(i as usize)
+                .is_some_and(|s| s.overlaps(&self.meta, mint, maxt))
         });
         ids
     }
@@ -846,8 +946,9 @@ impl Block {
                 .series
                 .get(id as usize)
                 .ok_or_else(|| corrupt(&path, format!("no series {id}")))?;
-            if current.as_ref().map(|c| c.0) != Some(s.batch) {
-                current = Some((s.batch, self.samples.read_batch(s.batch as usize)?));
+            let bi = self.batch_of(id as usize);
+            if current.as_ref().map(|c| c.0) != Some(bi) {
+                current = Some((bi, self.samples.read_batch(bi as usize)?));
             }
             let Some((_, batch)) = &current else { continue };
             let t = column::<Int64Array>(batch, "t", &path)?.values();
@@ -856,7 +957,7 @@ impl Block {
             let (Some(tc), Some(vc)) = (t.get(lo..hi), v.get(lo..hi)) else {
                 return Err(corrupt(
                     &path,
-                    format!("rows {lo}..{hi} out of range in batch {}", s.batch),
+                    format!("rows {lo}..{hi} out of range in batch {bi}"),
                 ));
             };
             let (mut ts, mut vs) = (Vec::with_capacity(tc.len()), Vec::with_capacity(vc.len()));
@@ -878,7 +979,11 @@ impl Block {
 
     /// The sample batch holding series `i`.
     pub fn batch_of(&self, i: usize) -> u32 {
-        self.series.get(i).map_or(u32::MAX, |s| s.batch)
+        if i >= self.series.len() {
+            return u32::MAX;
+        }
+        // batch_starts[0] is 0 whenever there is a series, so this is ≥ 1.
+        (self.batch_starts.partition_point(|&s| s as usize <= i) as u32).saturating_sub(1)
     }
 
     /// Total size of the block's files.
@@ -956,6 +1061,75 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 50);
+    }
+
+    #[test]
+    fn series_table_spans_several_record_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let bdir = dir.path().join("b");
+        let mut w = BlockWriter::create(&bdir).unwrap();
+        let n = 2 * SERIES_BATCH_ROWS + 5;
+        for i in 0..n {
+            let labels = Labels::from_pairs([("__name__", "m"), ("i", &format!("{i:06}"))]);
+            w.push(&labels, &[i as i64, i as i64 + 10], &[1.0, i as f64])
+                .unwrap();
+        }
+        let meta = w.finish(0, 100_000, 0, vec![], BlockOrigin::Head).unwrap();
+        assert_eq!(meta.num_series, n as u64);
+        let mut interner = Interner::default();
+        let mut intern = |p: &[(&str, &str)]| interner.series_labels_from_pairs(p);
+        let b = Block::open(&bdir, &mut intern).unwrap();
+        let last = format!("{:06}", n - 1);
+        let ids = b.matching(&[Matcher::equal("i", &last)], i64::MIN, i64::MAX);
+        assert_eq!(ids, vec![n as u32 - 1]);
+        let mut got = Vec::new();
+        b.read_series(&ids, i64::MIN, i64::MAX, |_, t, v| {
+            got.push((t.to_vec(), v.to_vec()))
+        })
+        .unwrap();
+        let t = (n - 1) as i64;
+        assert_eq!(got, vec![(vec![t, t + 10], vec![1.0, t as f64])]);
+        assert_eq!(b.matching(&[], 5, 5).len(), 6);
+    }
+
+    #[test]
+    fn series_table_rows_stay_small() {
+        // Every live block holds one per series.
+        assert_eq!(std::mem::size_of::<BlockSeries>(), 24);
+    }
+
+    #[test]
+    fn series_times_beyond_u32_offsets_round_outward() {
+        let meta = |mint, maxt| BlockMeta {
+            format_version: BLOCK_FORMAT_VERSION,
+            range_start: 0,
+            range_end: 0,
+            mint,
+            maxt,
+            num_series: 1,
+            num_samples: 1,
+            level: 0,
+            sources: vec![],
+            files: BTreeMap::new(),
+            origin: BlockOrigin::Head,
+        };
+        let mut interner = Interner::default();
+        let mut s = |mint_off, maxt_off| BlockSeries {
+            labels: interner.series_labels_from_pairs(&[("a", "b")]),
+            mint_off,
+            maxt_off,
+            count: 1,
+            row: 0,
+            vmode: 0,
+            vscale: 0,
+        };
+        let long = meta(0, 10 * u32::MAX as i64);
+        // maxt past u32 stands for the block's maxt: overlaps what lies before it.
+        let far = s(u32::MAX, u32::MAX);
+        assert!(far.overlaps(&long, 9 * u32::MAX as i64, 9 * u32::MAX as i64));
+        assert!(!far.overlaps(&long, 0, 1000));
+        let near = s(10, 20);
+        assert!(near.overlaps(&long, 15, 15) && !near.overlaps(&long, 21, 30));
     }
 
     #[test]

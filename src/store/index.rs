@@ -10,12 +10,95 @@ use crate::labels::{MatchKind, Matcher};
 
 #[derive(Default)]
 pub struct Postings {
-    by_name: HashMap<Arc<str>, HashMap<Arc<str>, Vec<u32>>>,
-    /// Every id, sorted.
-    all: Vec<u32>,
+    by_name: HashMap<Arc<str>, HashMap<Arc<str>, PostingList>>,
+    all: AllIds,
+}
+
+/// The sorted ids of one label value.
+pub enum PostingList {
+    /// As built; the head's lists, which change.
+    Open(Vec<u32>),
+    /// Frozen ([`Postings::freeze`], a block's): the first id and then the gaps, as
+    /// LEB128 varints. Ids in a block are label-sorted ordinals, so the gaps are
+    /// small: about a byte an id where a `u32` takes four, in every live block.
+    Packed(Box<[u8]>),
+}
+
+impl PostingList {
+    /// The ids, decoded if packed.
+    pub fn ids(&self) -> Cow<'_, [u32]> {
+        match self {
+            PostingList::Open(v) => Cow::Borrowed(v),
+            PostingList::Packed(b) => {
+                let mut out = Vec::with_capacity(b.len());
+                let (mut id, mut shift, mut gap) = (0u32, 0u32, 0u32);
+                for &byte in b.iter() {
+                    gap |= ((byte & 0x7f) as u32).checked_shl(shift).unwrap_or(0);
+                    if byte & 0x80 != 0 {
+                        shift += 7;
+                        continue;
+                    }
+                    id = id.wrapping_add(gap);
+                    out.push(id);
+                    (shift, gap) = (0, 0);
+                }
+                Cow::Owned(out)
+            }
+        }
+    }
+
+    fn pack(ids: &[u32]) -> Box<[u8]> {
+        let mut out = Vec::with_capacity(ids.len() + 4);
+        let mut prev = 0u32;
+        for &id in ids {
+            // Sorted lists give gaps ≥ 0; wrapping keeps any list exact anyway.
+            let mut gap = id.wrapping_sub(prev);
+            prev = id;
+            while gap >= 0x80 {
+                out.push((gap as u8) | 0x80);
+                gap >>= 7;
+            }
+            out.push(gap as u8);
+        }
+        out.into_boxed_slice()
+    }
+
+    fn open_mut(&mut self) -> &mut Vec<u32> {
+        if let PostingList::Packed(_) = self {
+            *self = PostingList::Open(self.ids().into_owned());
+        }
+        match self {
+            PostingList::Open(v) => v,
+            // Made open just above.
+            PostingList::Packed(_) => unreachable!(),
+        }
+    }
+}
+
+/// Every id, for selections without a positive matcher.
+enum AllIds {
+    /// Sorted; the head's ids have holes where series were removed.
+    Listed(Vec<u32>),
+    /// `0..n`: a block's ordinals, kept as a count, not a list (4 bytes a series
+    /// in every live block).
+    Dense(u32),
+}
+
+impl Default for AllIds {
+    fn default() -> Self {
+        AllIds::Listed(Vec::new())
+    }
 }
 
 impl Postings {
+    /// Postings whose ids will be exactly `0..n`, added in order (a block's).
+    pub fn dense() -> Postings {
+        Postings {
+            by_name: HashMap::new(),
+            all: AllIds::Dense(0),
+        }
+    }
+
     /// Adds a series. Ids must be added in increasing order so lists stay sorted
     /// without a sort (true for the head's monotonic ids and a block's ordinals).
     #[cfg(test)]
@@ -35,26 +118,40 @@ impl Postings {
                 None => self.by_name.entry(name.clone()).or_default(),
             };
             match values.get_mut(value) {
-                Some(list) => push_sorted(list, id),
+                Some(list) => push_sorted(list.open_mut(), id),
                 None => {
-                    values.insert(value.clone(), vec![id]);
+                    values.insert(value.clone(), PostingList::Open(vec![id]));
                 }
             }
         }
-        push_sorted(&mut self.all, id);
+        match &mut self.all {
+            AllIds::Listed(list) => push_sorted(list, id),
+            AllIds::Dense(n) if *n == id => *n += 1,
+            AllIds::Dense(n) => {
+                // Not 0..n after all: list them.
+                let mut list: Vec<u32> = (0..*n).collect();
+                push_sorted(&mut list, id);
+                self.all = AllIds::Listed(list);
+            }
+        }
     }
 
-    /// Drops the spare capacity the lists grew with (for postings that are complete,
-    /// as a block's are).
-    pub fn shrink_to_fit(&mut self) {
+    /// Packs every list and drops the spare capacity the maps grew with, for
+    /// postings that are complete (a block's): selecting from them decodes the lists
+    /// it touches; adding or removing unpacks them again.
+    pub fn freeze(&mut self) {
         for values in self.by_name.values_mut() {
             for list in values.values_mut() {
-                list.shrink_to_fit();
+                if let PostingList::Open(ids) = list {
+                    *list = PostingList::Packed(PostingList::pack(ids));
+                }
             }
             values.shrink_to_fit();
         }
         self.by_name.shrink_to_fit();
-        self.all.shrink_to_fit();
+        if let AllIds::Listed(list) = &mut self.all {
+            list.shrink_to_fit();
+        }
     }
 
     /// Removes a set of ids (sorted) from every list; empty lists are dropped.
@@ -68,19 +165,24 @@ impl Postings {
         };
         for values in self.by_name.values_mut() {
             for list in values.values_mut() {
-                keep(list);
+                keep(list.open_mut());
             }
-            values.retain(|_, l| !l.is_empty());
+            values.retain(|_, l| !l.ids().is_empty());
         }
         self.by_name.retain(|_, v| !v.is_empty());
-        keep(&mut self.all);
+        if let AllIds::Dense(n) = self.all {
+            self.all = AllIds::Listed((0..n).collect());
+        }
+        if let AllIds::Listed(list) = &mut self.all {
+            keep(list);
+        }
     }
 
     pub fn label_names(&self) -> impl Iterator<Item = &Arc<str>> {
         self.by_name.keys()
     }
 
-    pub fn values(&self, name: &str) -> impl Iterator<Item = (&Arc<str>, &Vec<u32>)> {
+    pub fn values(&self, name: &str) -> impl Iterator<Item = (&Arc<str>, &PostingList)> {
         self.by_name.get(name).into_iter().flat_map(|m| m.iter())
     }
 
@@ -97,40 +199,42 @@ impl Postings {
         for m in matchers {
             if m.matches_empty() {
                 // e.g. job!="a", job="", job=~"a|", job!~"b": subtract what fails.
-                let rejected: Vec<&Vec<u32>> = match m.kind {
+                let rejected: Vec<Cow<[u32]>> = match m.kind {
                     MatchKind::NotEqual => self
                         .by_name
                         .get(m.name.as_str())
                         .and_then(|v| v.get(m.value.as_str()))
+                        .map(PostingList::ids)
                         .into_iter()
                         .collect(),
                     _ => self
                         .values(&m.name)
                         .filter(|(v, _)| !m.matches(v))
-                        .map(|(_, l)| l)
+                        .map(|(_, l)| l.ids())
                         .collect(),
                 };
                 if !rejected.is_empty() {
-                    negative.push(union(&rejected));
+                    negative.push(union(rejected));
                 }
             } else {
-                let accepted: Vec<&Vec<u32>> = match m.kind {
+                let accepted: Vec<Cow<[u32]>> = match m.kind {
                     MatchKind::Equal => self
                         .by_name
                         .get(m.name.as_str())
                         .and_then(|v| v.get(m.value.as_str()))
+                        .map(PostingList::ids)
                         .into_iter()
                         .collect(),
                     _ => self
                         .values(&m.name)
                         .filter(|(v, _)| m.matches(v))
-                        .map(|(_, l)| l)
+                        .map(|(_, l)| l.ids())
                         .collect(),
                 };
                 if accepted.is_empty() {
                     return Vec::new();
                 }
-                positive.push(union(&accepted));
+                positive.push(union(accepted));
             }
         }
         positive.sort_by_key(|l| l.len());
@@ -138,7 +242,10 @@ impl Postings {
             Some((first, rest)) => rest
                 .iter()
                 .fold(first.to_vec(), |acc, l| intersect(&acc, l)),
-            None => self.all.clone(),
+            None => match &self.all {
+                AllIds::Listed(list) => list.clone(),
+                AllIds::Dense(n) => (0..*n).collect(),
+            },
         };
         for n in &negative {
             result = subtract(&result, n);
@@ -159,11 +266,11 @@ fn push_sorted(list: &mut Vec<u32>, id: u32) {
     }
 }
 
-/// One list is borrowed as it is: an `=` matcher on a large list copies nothing.
-fn union<'a>(lists: &[&'a Vec<u32>]) -> Cow<'a, [u32]> {
-    match lists {
-        [] => Cow::Borrowed(&[]),
-        [one] => Cow::Borrowed(one),
+/// One list is passed on as it is: an `=` matcher on a head list copies nothing.
+fn union(mut lists: Vec<Cow<'_, [u32]>>) -> Cow<'_, [u32]> {
+    match lists.len() {
+        0 => Cow::Borrowed(&[]),
+        1 => lists.pop().unwrap_or(Cow::Borrowed(&[])),
         _ => {
             let mut out: Vec<u32> = lists.iter().flat_map(|l| l.iter().copied()).collect();
             out.sort_unstable();
@@ -307,6 +414,57 @@ mod tests {
                 .collect();
             assert_eq!(p.select(&ms), want, "{ms:?}");
         }
+    }
+
+    #[test]
+    fn dense_ids_select_like_listed_ones() {
+        let (listed, sets) = index();
+        let mut dense = Postings::dense();
+        for (i, l) in sets.iter().enumerate() {
+            dense.add(i as u32, l);
+        }
+        assert!(matches!(dense.all, AllIds::Dense(5)));
+        for ms in [vec![], vec![m(MatchKind::NotEqual, "job", "node")]] {
+            assert_eq!(dense.select(&ms), listed.select(&ms));
+        }
+        // An id out of order turns the count back into a list.
+        dense.add(7, &sets[0]);
+        assert_eq!(dense.select(&[]), vec![0, 1, 2, 3, 4, 7]);
+        dense.remove(&[1]);
+        assert_eq!(dense.select(&[]), vec![0, 2, 3, 4, 7]);
+    }
+
+    #[test]
+    fn frozen_postings_select_like_open_ones() {
+        use MatchKind::*;
+        let (open, _) = index();
+        let (mut frozen, sets) = index();
+        frozen.freeze();
+        for ms in [
+            vec![Matcher::equal("__name__", "up")],
+            vec![m(Regex, "job", "node|")],
+            vec![m(NotEqual, "job", "node")],
+            vec![
+                Matcher::equal("__name__", "cpu"),
+                m(Regex, "mode", "user.x"),
+            ],
+            vec![],
+        ] {
+            assert_eq!(frozen.select(&ms), open.select(&ms), "{ms:?}");
+        }
+        // Gaps of every varint length, and changes after freezing.
+        let ids = [0, 1, 127, 128, 300, 16_384, 2_097_152, u32::MAX - 1];
+        let mut p = Postings::default();
+        for &id in &ids {
+            p.add(id, &sets[0]);
+        }
+        p.freeze();
+        assert_eq!(p.select(&[Matcher::equal("job", "node")]), ids);
+        p.remove(&[128]);
+        p.add(u32::MAX, &sets[0]);
+        let mut want: Vec<u32> = ids.iter().copied().filter(|&i| i != 128).collect();
+        want.push(u32::MAX);
+        assert_eq!(p.select(&[Matcher::equal("job", "node")]), want);
     }
 
     #[test]

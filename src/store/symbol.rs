@@ -111,7 +111,7 @@ impl Interner {
     }
 
     fn shared_set(&mut self, symbols: Vec<Symbol>) -> SeriesLabels {
-        let set = SeriesLabels(symbols.into());
+        let set = SeriesLabels(ThinSymbols::new(symbols));
         match self.series.get(&set) {
             Some(shared) => shared.clone(),
             None => {
@@ -124,7 +124,7 @@ impl Interner {
     /// Forgets the label sets and strings nothing else holds any more (neither a
     /// head series nor a block).
     pub fn purge(&mut self) {
-        self.series.retain(|s| Arc::strong_count(&s.0) > 1);
+        self.series.retain(|s| s.0.strong_count() > 1);
         self.set
             .retain(|s| Arc::strong_count(&s.0) > 1 || Arc::strong_count(s.shared()) > 1);
     }
@@ -133,12 +133,17 @@ impl Interner {
 /// A series' label set: names and values alternating, in [`Labels`]' order, and
 /// ordered as those `Labels` are. Cloning shares it. Equality and hashing go by the
 /// identity of the interned strings: equal sets are made of the same strings.
+///
+/// A thin pointer (8 bytes, where an `Arc<[Symbol]>` takes 16): the head, the
+/// interner and every live block hold one per series, so the 8 bytes count several
+/// times over. The allocation is a count and a length followed by the symbols
+/// ([`ThinSymbols`]).
 #[derive(Clone)]
-pub struct SeriesLabels(Arc<[Symbol]>);
+pub struct SeriesLabels(ThinSymbols);
 
 impl PartialEq for SeriesLabels {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        self.0.ptr_eq(&other.0)
             || (self.0.len() == other.0.len()
                 && self
                     .0
@@ -154,6 +159,136 @@ impl Hash for SeriesLabels {
     fn hash<H: Hasher>(&self, h: &mut H) {
         for s in self.0.iter() {
             h.write_usize(Arc::as_ptr(&s.0) as usize);
+        }
+    }
+}
+
+/// A shared, immutable `[Symbol]` behind one thin pointer: like `Arc<[Symbol]>`,
+/// with the length in the allocation instead of in the pointer (and no weak count).
+pub struct ThinSymbols(std::ptr::NonNull<ThinHeader>);
+
+#[repr(C)]
+struct ThinHeader {
+    count: std::sync::atomic::AtomicUsize,
+    len: usize,
+}
+
+// SAFETY: the symbols are immutable once built and `Symbol` (an `Arc`) is Send and
+// Sync; the count is atomic, as an `Arc`'s.
+unsafe impl Send for ThinSymbols {}
+unsafe impl Sync for ThinSymbols {}
+
+impl ThinSymbols {
+    /// The allocation of `len` symbols and where they start in it.
+    fn layout(len: usize) -> (std::alloc::Layout, usize) {
+        use std::alloc::Layout;
+        // Overflows only past isize::MAX bytes of symbols, which could not exist.
+        let (layout, offset) = Layout::new::<ThinHeader>()
+            .extend(Layout::array::<Symbol>(len).expect("label set too large"))
+            .expect("label set too large");
+        (layout.pad_to_align(), offset)
+    }
+
+    fn new(symbols: Vec<Symbol>) -> ThinSymbols {
+        let len = symbols.len();
+        let (layout, offset) = Self::layout(len);
+        // SAFETY: the layout is never zero-sized (it holds the header); the header
+        // and each symbol are written once into their place in the new allocation
+        // before the pointer is used, and the symbols are moved (the Vec's buffer is
+        // freed without dropping them).
+        unsafe {
+            let p = std::alloc::alloc(layout);
+            let Some(header) = std::ptr::NonNull::new(p as *mut ThinHeader) else {
+                std::alloc::handle_alloc_error(layout)
+            };
+            header.as_ptr().write(ThinHeader {
+                count: std::sync::atomic::AtomicUsize::new(1),
+                len,
+            });
+            let data = p.add(offset) as *mut Symbol;
+            for (i, s) in symbols.into_iter().enumerate() {
+                data.add(i).write(s);
+            }
+            ThinSymbols(header)
+        }
+    }
+
+    fn header(&self) -> &ThinHeader {
+        // SAFETY: the pointer is to a live allocation while any ThinSymbols holds it.
+        unsafe { self.0.as_ref() }
+    }
+
+    fn as_slice(&self) -> &[Symbol] {
+        let len = self.header().len;
+        let (_, offset) = Self::layout(len);
+        // SAFETY: `len` initialised symbols start at `offset` (see `new`) and live as
+        // long as the allocation, which outlives `&self`.
+        unsafe {
+            std::slice::from_raw_parts(
+                (self.0.as_ptr() as *const u8).add(offset) as *const Symbol,
+                len,
+            )
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.header().len
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, Symbol> {
+        self.as_slice().iter()
+    }
+
+    fn ptr_eq(&self, other: &ThinSymbols) -> bool {
+        self.0 == other.0
+    }
+
+    fn as_ptr(&self) -> *const ThinHeader {
+        self.0.as_ptr()
+    }
+
+    /// Holders of this allocation (as `Arc::strong_count`).
+    fn strong_count(&self) -> usize {
+        self.header()
+            .count
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Clone for ThinSymbols {
+    fn clone(&self) -> Self {
+        // Relaxed, as in `Arc::clone`: a new holder comes from an existing one.
+        let old = self
+            .header()
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if old > isize::MAX as usize {
+            // As `Arc`: a leaked-clone loop must not wrap the count.
+            std::process::abort();
+        }
+        ThinSymbols(self.0)
+    }
+}
+
+impl Drop for ThinSymbols {
+    fn drop(&mut self) {
+        use std::sync::atomic::{fence, Ordering};
+        if self.header().count.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        // As in `Arc::drop`: see every other holder's use before freeing.
+        fence(Ordering::Acquire);
+        let len = self.header().len;
+        let (layout, offset) = Self::layout(len);
+        // SAFETY: this was the last holder: the symbols are dropped once and the
+        // allocation is freed with the layout it was made with.
+        unsafe {
+            let p = self.0.as_ptr() as *mut u8;
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                p.add(offset) as *mut Symbol,
+                len,
+            ));
+            std::alloc::dealloc(p, layout);
         }
     }
 }
@@ -179,6 +314,7 @@ impl PartialOrd for SeriesLabels {
 impl SeriesLabels {
     pub fn pairs(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>)> {
         self.0
+            .as_slice()
             .chunks_exact(2)
             .map(|p| (p[0].shared(), p[1].shared()))
     }
@@ -210,7 +346,7 @@ pub struct ByIdentity<'a>(pub &'a SeriesLabels);
 
 impl PartialEq for ByIdentity<'_> {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0 .0, &other.0 .0)
+        self.0 .0.ptr_eq(&other.0 .0)
     }
 }
 
@@ -218,7 +354,7 @@ impl Eq for ByIdentity<'_> {}
 
 impl Hash for ByIdentity<'_> {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        h.write_usize(Arc::as_ptr(&self.0 .0) as *const Symbol as usize);
+        h.write_usize(self.0 .0.as_ptr() as usize);
     }
 }
 
@@ -250,12 +386,40 @@ mod tests {
         assert!(Arc::ptr_eq(&up, sa.pairs().next().unwrap().1));
         // One allocation per distinct label set.
         let again = i.series_labels(&a);
-        assert!(Arc::ptr_eq(&again.0, &sa.0));
+        assert!(again.0.ptr_eq(&sa.0));
         assert!(ByIdentity(&again) == ByIdentity(&sa) && ByIdentity(&sb) != ByIdentity(&sa));
         drop((sa, sb, a, b, again));
         i.purge();
         assert!(!i.set.contains("node"));
         assert!(i.set.contains("up"));
         assert_eq!(i.series.len(), 1);
+    }
+
+    #[test]
+    fn thin_symbols_share_and_free() {
+        let mut i = Interner::default();
+        let a = i.series_labels(&Labels::from_pairs([("a", "1"), ("b", "2")]));
+        assert_eq!(std::mem::size_of::<SeriesLabels>(), 8);
+        assert_eq!(a.0.len(), 4);
+        let b = a.clone();
+        // The interner's, a's and b's.
+        assert_eq!(a.0.strong_count(), 3);
+        let sym = a.0.as_slice()[1].clone();
+        drop(a);
+        assert_eq!(b.0.strong_count(), 2);
+        drop(b);
+        i.purge();
+        assert!(i.series.is_empty());
+        // The symbols went with the set: only `sym` holds "1" now.
+        assert_eq!(Arc::strong_count(&sym.0), 2);
+        let empty = i.series_labels(&Labels::new(vec![]));
+        assert_eq!(empty.pairs().count(), 0);
+        // Shared across threads.
+        let c = i.series_labels(&Labels::from_pairs([("x", "y")]));
+        let t = std::thread::spawn({
+            let c = c.clone();
+            move || c.to_labels()
+        });
+        assert_eq!(t.join().unwrap(), c.to_labels());
     }
 }
