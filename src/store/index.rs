@@ -21,7 +21,55 @@ pub enum PostingList {
     /// Frozen ([`Postings::freeze`], a block's): the first id and then the gaps, as
     /// LEB128 varints. Ids in a block are label-sorted ordinals, so the gaps are
     /// small: about a byte an id where a `u32` takes four, in every live block.
-    Packed(Box<[u8]>),
+    Packed(PackedIds),
+}
+
+/// Gap-encoded ids, with a skip entry every [`SKIP`] ids so that a few ids can be
+/// looked up without decoding the whole list.
+pub struct PackedIds {
+    bytes: Box<[u8]>,
+    /// For the ids from `(k + 1) * SKIP` on: the id before them and where their
+    /// gaps start in `bytes`.
+    skips: Box<[(u32, u32)]>,
+}
+
+const SKIP: usize = 128;
+
+impl PackedIds {
+    /// Decodes from byte `pos` with `id` the id before, calling `f` with each id
+    /// until it returns false.
+    fn decode_from(&self, mut pos: usize, mut id: u32, mut f: impl FnMut(u32) -> bool) {
+        let (mut shift, mut gap) = (0u32, 0u32);
+        while let Some(&byte) = self.bytes.get(pos) {
+            pos += 1;
+            gap |= ((byte & 0x7f) as u32).checked_shl(shift).unwrap_or(0);
+            if byte & 0x80 != 0 {
+                shift += 7;
+                continue;
+            }
+            id = id.wrapping_add(gap);
+            if !f(id) {
+                return;
+            }
+            (shift, gap) = (0, 0);
+        }
+    }
+
+    /// Whether `x` is in the list: a binary search of the skips, then at most
+    /// [`SKIP`] gaps decoded.
+    fn contains(&self, x: u32) -> bool {
+        let k = self.skips.partition_point(|s| s.0 < x);
+        let (id, pos) = match k {
+            0 => (0, 0),
+            _ => self.skips[k - 1],
+        };
+        let mut found = false;
+        self.decode_from(pos as usize, id, |id| {
+            found = id == x;
+            id < x
+        });
+        found
+    }
 }
 
 impl PostingList {
@@ -29,28 +77,25 @@ impl PostingList {
     pub fn ids(&self) -> Cow<'_, [u32]> {
         match self {
             PostingList::Open(v) => Cow::Borrowed(v),
-            PostingList::Packed(b) => {
-                let mut out = Vec::with_capacity(b.len());
-                let (mut id, mut shift, mut gap) = (0u32, 0u32, 0u32);
-                for &byte in b.iter() {
-                    gap |= ((byte & 0x7f) as u32).checked_shl(shift).unwrap_or(0);
-                    if byte & 0x80 != 0 {
-                        shift += 7;
-                        continue;
-                    }
-                    id = id.wrapping_add(gap);
+            PostingList::Packed(p) => {
+                let mut out = Vec::with_capacity(p.bytes.len());
+                p.decode_from(0, 0, |id| {
                     out.push(id);
-                    (shift, gap) = (0, 0);
-                }
+                    true
+                });
                 Cow::Owned(out)
             }
         }
     }
 
-    fn pack(ids: &[u32]) -> Box<[u8]> {
+    fn pack(ids: &[u32]) -> PackedIds {
         let mut out = Vec::with_capacity(ids.len() + 4);
+        let mut skips = Vec::new();
         let mut prev = 0u32;
-        for &id in ids {
+        for (i, &id) in ids.iter().enumerate() {
+            if i > 0 && i % SKIP == 0 {
+                skips.push((prev, out.len() as u32));
+            }
             // Sorted lists give gaps ≥ 0; wrapping keeps any list exact anyway.
             let mut gap = id.wrapping_sub(prev);
             prev = id;
@@ -60,7 +105,18 @@ impl PostingList {
             }
             out.push(gap as u8);
         }
-        out.into_boxed_slice()
+        PackedIds {
+            bytes: out.into_boxed_slice(),
+            skips: skips.into_boxed_slice(),
+        }
+    }
+
+    /// Roughly how many ids (bytes, for a packed list: at least one a id).
+    fn size(&self) -> usize {
+        match self {
+            PostingList::Open(v) => v.len(),
+            PostingList::Packed(p) => p.bytes.len(),
+        }
     }
 
     fn open_mut(&mut self) -> &mut Vec<u32> {
@@ -194,7 +250,7 @@ impl Postings {
     /// subtraction of the values it rejects. With no positive matcher the result
     /// starts from every series.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<u32> {
-        let mut positive: Vec<Cow<[u32]>> = Vec::new();
+        let mut positive: Vec<Candidate> = Vec::new();
         let mut negative: Vec<Cow<[u32]>> = Vec::new();
         for m in matchers {
             if m.matches_empty() {
@@ -217,31 +273,55 @@ impl Postings {
                     negative.push(union(rejected));
                 }
             } else {
-                let accepted: Vec<Cow<[u32]>> = match m.kind {
+                let mut accepted: Vec<&PostingList> = match m.kind {
                     MatchKind::Equal => self
                         .by_name
                         .get(m.name.as_str())
                         .and_then(|v| v.get(m.value.as_str()))
-                        .map(PostingList::ids)
                         .into_iter()
                         .collect(),
                     _ => self
                         .values(&m.name)
                         .filter(|(v, _)| m.matches(v))
-                        .map(|(_, l)| l.ids())
+                        .map(|(_, l)| l)
                         .collect(),
                 };
-                if accepted.is_empty() {
-                    return Vec::new();
-                }
-                positive.push(union(accepted));
+                positive.push(match accepted.len() {
+                    0 => return Vec::new(),
+                    // Left as it is: a short list may only need lookups in it.
+                    1 => match accepted.pop() {
+                        Some(l) => Candidate::List(l),
+                        None => return Vec::new(),
+                    },
+                    _ => Candidate::Ids(
+                        union(accepted.into_iter().map(PostingList::ids).collect()).into_owned(),
+                    ),
+                });
             }
         }
-        positive.sort_by_key(|l| l.len());
+        positive.sort_by_key(|c| match c {
+            Candidate::List(l) => l.size(),
+            Candidate::Ids(v) => v.len(),
+        });
         let mut result = match positive.split_first() {
-            Some((first, rest)) => rest
-                .iter()
-                .fold(first.to_vec(), |acc, l| intersect(&acc, l)),
+            Some((first, rest)) => {
+                let first = match first {
+                    Candidate::List(l) => l.ids().into_owned(),
+                    Candidate::Ids(v) => v.clone(),
+                };
+                rest.iter().fold(first, |mut acc, c| match c {
+                    // A few ids against a long packed list (one host's series against a
+                    // metric's in a block): look each up instead of decoding the list.
+                    Candidate::List(PostingList::Packed(p))
+                        if acc.len().saturating_mul(64) < p.bytes.len() =>
+                    {
+                        acc.retain(|&x| p.contains(x));
+                        acc
+                    }
+                    Candidate::List(l) => intersect(&acc, &l.ids()),
+                    Candidate::Ids(v) => intersect(&acc, v),
+                })
+            }
             None => match &self.all {
                 AllIds::Listed(list) => list.clone(),
                 AllIds::Dense(n) => (0..*n).collect(),
@@ -252,6 +332,13 @@ impl Postings {
         }
         result
     }
+}
+
+/// The ids a positive matcher selects: one value's list as it is, or the union of
+/// several.
+enum Candidate<'a> {
+    List(&'a PostingList),
+    Ids(Vec<u32>),
 }
 
 #[inline]
@@ -358,6 +445,26 @@ mod tests {
             p.add(i as u32, l);
         }
         (p, sets)
+    }
+
+    #[test]
+    fn packed_lists_answer_lookups_through_their_skips() {
+        let ids: Vec<u32> = (0..5000u32)
+            .map(|i| i * 3 + (i % 7) * (i % 2) * 1000)
+            .collect();
+        let mut ids = ids;
+        ids.sort_unstable();
+        ids.dedup();
+        let p = PostingList::pack(&ids);
+        assert!(!p.skips.is_empty());
+        let list = PostingList::Packed(p);
+        assert_eq!(&*list.ids(), &ids[..]);
+        let PostingList::Packed(p) = &list else {
+            unreachable!()
+        };
+        for x in 0..ids[ids.len() - 1] + 10 {
+            assert_eq!(p.contains(x), ids.binary_search(&x).is_ok(), "{x}");
+        }
     }
 
     #[test]

@@ -60,6 +60,12 @@
 //! - Readers take a head read guard only while copying open chunks and noting the
 //!   closed chunks to read; head chunk files and blocks are read from snapshots with
 //!   no store lock held.
+//! - A large select decodes a block's record batches on every core ([`crate::par`]),
+//!   each series straight into its own columns. A block's series are in label order,
+//!   so each block's list is merged into the series so far by one walk that compares
+//!   label set identities (the same allocation in every block) and compares labels
+//!   only where the lists differ; the head's series are matched by a hash of that
+//!   identity. A series' parts are joined once, at their final size, on every core.
 //!
 //! # WAL
 //! Segment files of frames `len u32 | crc32 u32 | payload` ([`wal`]). Records:
