@@ -39,8 +39,10 @@ impl Pts {
     }
 }
 
-/// One series' points: step timestamps and their values.
-pub(crate) type Points = (Vec<i64>, Vec<f64>);
+pub(crate) use super::value::Points;
+
+/// One series' samples: timestamps and values.
+pub(crate) type Window<'a> = (&'a [i64], &'a [f64]);
 
 /// An evaluated node.
 pub(crate) enum Val {
@@ -860,32 +862,66 @@ impl<'a> Ev<'a> {
         Ok(sets)
     }
 
-    /// Fetches series for a selector in `[mint, maxt]`.
+    /// A selector's series in `[mint, maxt]`, each turned into points by `f` as it is
+    /// read, sorted by labels; series without points are left out. The query's
+    /// timeout and sample limit apply to the points produced.
+    pub fn select_points(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        f: impl Fn(&[i64], &[f64]) -> Result<Points, QueryError> + Sync,
+    ) -> Result<Vec<(Labels, Points)>, QueryError> {
+        let produced = AtomicUsize::new(self.samples);
+        let limited = |ts: &[i64], vs: &[f64]| {
+            self.check_timeout()?;
+            let p = f(ts, vs)?;
+            let n = p.0.len();
+            if n == 0 {
+                return Ok(None);
+            }
+            if produced.fetch_add(n, Ordering::Relaxed) + n > self.opts.max_samples {
+                return Err(QueryError::TooManySamples {
+                    limit: self.opts.max_samples,
+                });
+            }
+            Ok(Some(p))
+        };
+        let sets = Self::selector_matchers(vs)?;
+        if sets.len() == 1 {
+            // Result order (topk, sort ties, `or`) follows series order, which the
+            // storage gives sorted by labels, as Prometheus's does.
+            return self.storage.select_points(&sets[0], mint, maxt, &limited);
+        }
+        let mut all = Vec::new();
+        let mut seen: HashMap<Labels, ()> = HashMap::new();
+        for set in &sets {
+            for (labels, p) in self.storage.select_points(set, mint, maxt, &limited)? {
+                if seen.insert(labels.clone(), ()).is_none() {
+                    all.push((labels, p));
+                }
+            }
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
+    }
+
+    /// A selector's series with their samples in `[mint, maxt]`.
     fn select(
         &mut self,
         vs: &VectorSelector,
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<super::storage::Series>, QueryError> {
-        let sets = Self::selector_matchers(vs)?;
-        if sets.len() == 1 {
-            let v = self.storage.select(&sets[0], mint, maxt)?;
-            // Result order (topk, sort ties, `or`) follows series order, which the
-            // storage gives sorted by labels, as Prometheus's does.
-            debug_assert!(v.windows(2).all(|w| w[0].labels < w[1].labels));
-            return Ok(v);
-        }
-        let mut all: Vec<super::storage::Series> = Vec::new();
-        let mut seen: HashMap<Labels, ()> = HashMap::new();
-        for set in &sets {
-            for s in self.storage.select(set, mint, maxt)? {
-                if seen.insert(s.labels.clone(), ()).is_none() {
-                    all.push(s);
-                }
-            }
-        }
-        all.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(all)
+        let got = self.select_points(vs, mint, maxt, |ts, vs| Ok((ts.to_vec(), vs.to_vec())))?;
+        Ok(got
+            .into_iter()
+            .map(|(labels, (timestamps, values))| super::storage::Series {
+                labels,
+                timestamps,
+                values,
+            })
+            .collect())
     }
 
     pub fn eval_vector_selector(&mut self, vs: &VectorSelector) -> Result<Vec<Pts>, QueryError> {
@@ -895,24 +931,22 @@ impl<'a> Ev<'a> {
             Some(a) => (a - off, a - off),
             None => (self.start - off, self.end - off),
         };
-        let raw = self.select(vs, lo_ref - self.lookback + 1, hi_ref)?;
         let n = self.nsteps();
         let lookback = self.lookback;
-        let work = raw.iter().map(|s| s.timestamps.len()).sum::<usize>() + raw.len() * n;
-        // Each series' samples are dropped as soon as its points are taken.
-        let points = self.map_points(raw, work, |s| {
+        // Each series' points are taken as soon as its samples are read.
+        let points = self.select_points(vs, lo_ref - lookback + 1, hi_ref, |st, sv| {
             let (mut ts, mut vs) = (Vec::new(), Vec::new());
             if let Some(a) = at {
                 let r = a - off;
-                let j = s.timestamps.partition_point(|&t| t <= r);
-                if j > 0 && s.timestamps[j - 1] > r - lookback && !is_stale_nan(s.values[j - 1]) {
+                let j = st.partition_point(|&t| t <= r);
+                if j > 0 && st[j - 1] > r - lookback && !is_stale_nan(sv[j - 1]) {
                     ts = (0..n).map(|i| self.step_ts(i)).collect();
-                    vs = vec![s.values[j - 1]; n];
+                    vs = vec![sv[j - 1]; n];
                 }
-                return Ok((s.labels, (ts, vs)));
+                return Ok((ts, vs));
             }
             let mut j = 0;
-            let len = s.timestamps.len();
+            let len = st.len();
             // Room for a point at every step, the usual case; at most 8 steps per
             // sample for a series that is there only part of the range.
             let points = n.min(len.saturating_mul(8));
@@ -921,30 +955,28 @@ impl<'a> Ev<'a> {
             for i in 0..n {
                 let t = self.step_ts(i);
                 let r = t - off;
-                while j < len && s.timestamps[j] <= r {
+                while j < len && st[j] <= r {
                     j += 1;
                 }
                 if j > 0 {
                     let k = j - 1;
-                    if s.timestamps[k] > r - lookback && !is_stale_nan(s.values[k]) {
+                    if st[k] > r - lookback && !is_stale_nan(sv[k]) {
                         ts.push(t);
-                        vs.push(s.values[k]);
+                        vs.push(sv[k]);
                     }
                 }
             }
-            Ok((s.labels, (ts, vs)))
+            Ok((ts, vs))
         })?;
         let mut out = Vec::with_capacity(points.len());
         for (labels, (ts, vs)) in points {
-            if !ts.is_empty() {
-                self.add_samples(ts.len())?;
-                out.push(Pts {
-                    labels,
-                    drop_name: false,
-                    ts,
-                    vs,
-                });
-            }
+            self.add_samples(ts.len())?;
+            out.push(Pts {
+                labels,
+                drop_name: false,
+                ts,
+                vs,
+            });
         }
         Ok(out)
     }
@@ -983,7 +1015,9 @@ impl<'a> Ev<'a> {
         Ok(out)
     }
 
-    pub fn eval_matrix_selector(&mut self, ms: &MatrixSelector) -> Result<RangeArg, QueryError> {
+    /// A matrix selector's window (its series still empty) and the time range its
+    /// samples are selected from.
+    pub fn matrix_window(&self, ms: &MatrixSelector) -> Result<(RangeArg, i64, i64), QueryError> {
         let vs = &ms.vs;
         let off = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
@@ -992,42 +1026,40 @@ impl<'a> Ev<'a> {
             Some(a) => (a - off, a - off),
             None => (self.start - off, self.end - off),
         };
-        let raw = self.select(vs, lo_ref - range + 1, hi_ref)?;
-        let mut series = Vec::with_capacity(raw.len());
+        let arg = RangeArg {
+            series: Vec::new(),
+            range,
+            offset: off,
+            at,
+            matchers: Self::selector_matchers(vs)?.into_iter().next(),
+        };
+        Ok((arg, lo_ref - range + 1, hi_ref))
+    }
+
+    pub fn eval_matrix_selector(&mut self, ms: &MatrixSelector) -> Result<RangeArg, QueryError> {
+        let (mut arg, mint, maxt) = self.matrix_window(ms)?;
+        let raw = self.select(&ms.vs, mint, maxt)?;
         let mut total = 0;
-        for s in raw {
-            let mut p = Pts::new(s.labels, false);
-            if s.values.iter().any(|v| is_stale_nan(*v)) {
-                p.ts.reserve(s.timestamps.len());
-                p.vs.reserve(s.values.len());
-                for (t, v) in s.timestamps.into_iter().zip(s.values) {
-                    if !is_stale_nan(v) {
-                        p.ts.push(t);
-                        p.vs.push(v);
-                    }
-                }
-            } else {
-                // Range functions never see staleness markers; without any, the
-                // columns are used as they are.
-                p.ts = s.timestamps;
-                p.vs = s.values;
-            }
-            total += p.ts.len();
-            series.push(p);
-        }
+        arg.series = raw
+            .into_iter()
+            .map(|s| {
+                let mut p = Pts::new(s.labels, false);
+                (p.ts, p.vs) = if s.values.iter().any(|v| is_stale_nan(*v)) {
+                    without_stale(&s.timestamps, &s.values)
+                } else {
+                    // Without staleness markers the columns are used as they are.
+                    (s.timestamps, s.values)
+                };
+                total += p.ts.len();
+                p
+            })
+            .collect();
         // An instant query holds all loaded samples at once; a range query holds
         // one window per series at a time (charged by the caller per output point).
         if self.start == self.end {
             self.add_samples(total)?;
         }
-        let matchers = Self::selector_matchers(vs)?.into_iter().next();
-        Ok(RangeArg {
-            series,
-            range,
-            offset: off,
-            at,
-            matchers,
-        })
+        Ok(arg)
     }
 
     /// Evaluates a subquery's inner expression on its own step grid.
@@ -1129,7 +1161,7 @@ impl<'a> Ev<'a> {
     /// Slides the window of `arg` over the steps for one series, calling `f` with
     /// (step time, window end, window timestamps, window values) for each non-empty window.
     #[inline]
-    pub fn slide<F>(&self, arg: &RangeArg, s: &Pts, mut f: F) -> Points
+    pub fn slide<F>(&self, arg: &RangeArg, (sts, svs): Window<'_>, mut f: F) -> Points
     where
         F: FnMut(usize, i64, i64, &[i64], &[f64]) -> Option<f64>,
     {
@@ -1137,26 +1169,26 @@ impl<'a> Ev<'a> {
         let mut ots = Vec::new();
         let mut ovs = Vec::new();
         let (mut lo, mut hi) = (0usize, 0usize);
-        let len = s.ts.len();
+        let len = sts.len();
         for i in 0..n {
             let t = self.step_ts(i);
             let r = arg.at.unwrap_or(t) - arg.offset;
             if arg.at.is_some() {
-                lo = s.ts.partition_point(|&x| x <= r - arg.range);
-                hi = s.ts.partition_point(|&x| x <= r);
+                lo = sts.partition_point(|&x| x <= r - arg.range);
+                hi = sts.partition_point(|&x| x <= r);
             } else {
-                while lo < len && s.ts[lo] <= r - arg.range {
+                while lo < len && sts[lo] <= r - arg.range {
                     lo += 1;
                 }
                 if hi < lo {
                     hi = lo;
                 }
-                while hi < len && s.ts[hi] <= r {
+                while hi < len && sts[hi] <= r {
                     hi += 1;
                 }
             }
             if hi > lo {
-                if let Some(v) = f(i, t, r, &s.ts[lo..hi], &s.vs[lo..hi]) {
+                if let Some(v) = f(i, t, r, &sts[lo..hi], &svs[lo..hi]) {
                     ots.push(t);
                     ovs.push(v);
                 }
@@ -1164,6 +1196,15 @@ impl<'a> Ev<'a> {
         }
         (ots, ovs)
     }
+}
+
+/// A series' samples without its staleness markers, which range functions never see.
+pub(crate) fn without_stale(ts: &[i64], vs: &[f64]) -> Points {
+    ts.iter()
+        .zip(vs)
+        .filter(|(_, v)| !is_stale_nan(**v))
+        .map(|(t, v)| (*t, *v))
+        .unzip()
 }
 
 /// Merges series with equal label sets whose points do not overlap; overlapping

@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 
-use promql_parser::parser::{Call, Expr};
+use promql_parser::parser::{Call, Expr, MatrixSelector};
 
 use super::aggregate::go_fmt_v;
 use super::engine::{
-    drop_metric_name, exec_err, labels_with, merge_same_labels, source_pos, Ev, OutBuilder, Points,
-    Pts, RangeArg, Val, DUPLICATE_LABELSET,
+    drop_metric_name, exec_err, labels_with, merge_same_labels, source_pos, without_stale, Ev,
+    OutBuilder, Points, Pts, RangeArg, Val, Window, DUPLICATE_LABELSET,
 };
+use super::storage::is_stale_nan;
 use super::value::QueryError;
 use crate::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
 
@@ -756,34 +757,77 @@ fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Q
             scalars.push(ev.eval_scalar(a)?);
         }
     }
+    let stateful = matches!(name, "quantile_over_time" | "double_exponential_smoothing");
+    // A range query's stateless function of a plain selector takes each series'
+    // points as soon as its samples are read, never holding every series' samples.
+    // An instant query holds them all anyway (and is charged for them).
+    if let (Some(ms), false, false) = (
+        plain_matrix_selector(args[midx]),
+        stateful || name == "absent_over_time",
+        ev.start == ev.end,
+    ) {
+        let (arg, mint, maxt) = ev.matrix_window(ms)?;
+        let ev_ref = &*ev;
+        let got = ev_ref.select_points(&ms.vs, mint, maxt, |ts, vs| {
+            if vs.iter().any(|v| is_stale_nan(*v)) {
+                let (ts, vs) = without_stale(ts, vs);
+                window_values(ev_ref, name, &arg, &scalars, (&ts, &vs))
+            } else {
+                window_values(ev_ref, name, &arg, &scalars, (ts, vs))
+            }
+        })?;
+        let results = got.into_iter().map(|(labels, p)| (labels, false, p));
+        return range_function_result(ev, name, results);
+    }
     let arg = ev.eval_range_arg(args[midx])?;
     if name == "absent_over_time" {
         return absent_over_time(ev, &arg, args[midx]);
     }
-    let keep_name = name == "last_over_time" || name == "first_over_time";
-    let windows = match name {
-        "quantile_over_time" | "double_exponential_smoothing" => {
-            stateful_window_values(ev, name, &arg, &scalars)?
-        }
-        _ => {
-            let work = arg.series.iter().map(|s| s.ts.len()).sum::<usize>()
-                + arg.series.len() * ev.nsteps();
-            ev.map_points(arg.series.iter().collect(), work, |s| {
-                Ok(((), window_values(ev, name, &arg, &scalars, s)?))
-            })?
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect()
-        }
+    let windows = if stateful {
+        stateful_window_values(ev, name, &arg, &scalars)?
+    } else {
+        let work =
+            arg.series.iter().map(|s| s.ts.len()).sum::<usize>() + arg.series.len() * ev.nsteps();
+        ev.map_points(arg.series.iter().collect(), work, |s| {
+            Ok(((), window_values(ev, name, &arg, &scalars, (&s.ts, &s.vs))?))
+        })?
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
     };
-    let mut out: Vec<Pts> = Vec::with_capacity(arg.series.len());
-    for (s, (ts, vs)) in arg.series.iter().zip(windows) {
+    let results = arg
+        .series
+        .into_iter()
+        .zip(windows)
+        .map(|(s, p)| (s.labels, s.drop_name, p));
+    range_function_result(ev, name, results)
+}
+
+/// A matrix selector, possibly in parentheses.
+fn plain_matrix_selector(e: &Expr) -> Option<&MatrixSelector> {
+    match e {
+        Expr::MatrixSelector(ms) => Some(ms),
+        Expr::Paren(p) => plain_matrix_selector(&p.expr),
+        _ => None,
+    }
+}
+
+/// A range function's output series from each input series' (labels, whether
+/// `__name__` is to be dropped, points).
+fn range_function_result(
+    ev: &mut Ev,
+    name: &str,
+    results: impl Iterator<Item = (Labels, bool, Points)>,
+) -> Result<Val, QueryError> {
+    let keep_name = name == "last_over_time" || name == "first_over_time";
+    let mut out: Vec<Pts> = Vec::with_capacity(results.size_hint().0);
+    for (labels, drop_name, (ts, vs)) in results {
         if ts.is_empty() {
             continue;
         }
         ev.add_samples(ts.len())?;
         if name == "rate" || name == "increase" {
-            if let Some(m) = s.labels.metric_name() {
+            if let Some(m) = labels.metric_name() {
                 if !["_total", "_sum", "_count", "_bucket"]
                     .iter()
                     .any(|suf| m.ends_with(suf))
@@ -797,13 +841,13 @@ fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Q
             }
         }
         let labels = if keep_name {
-            s.labels.clone()
+            labels
         } else {
-            ev.name_dropped(&s.labels)
+            ev.name_dropped(&labels)
         };
         out.push(Pts {
             labels,
-            drop_name: !keep_name || s.drop_name,
+            drop_name: !keep_name || drop_name,
             ts,
             vs,
         });
@@ -825,7 +869,7 @@ fn window_values(
     name: &str,
     arg: &RangeArg,
     scalars: &[Vec<f64>],
-    s: &Pts,
+    s: Window<'_>,
 ) -> Result<Points, QueryError> {
     let range = arg.range;
     Ok(match name {
@@ -837,7 +881,7 @@ fn window_values(
             };
             // Most counters never reset: one look at the series spares every window
             // its own search.
-            let may_reset = s.vs.windows(2).any(|w| w[1] < w[0]);
+            let may_reset = s.1.windows(2).any(|w| w[1] < w[0]);
             ev.slide(arg, s, |_, _, r, t, v| {
                 extrapolated_rate(t, v, r - range, r, range, kind, may_reset)
             })
@@ -908,8 +952,9 @@ fn stateful_window_values(
     let mut out = Vec::with_capacity(arg.series.len());
     let mut held = ev.samples;
     let mut bad_quantile = None;
-    for s in &arg.series {
+    for p in &arg.series {
         ev.check_timeout()?;
+        let s = (&p.ts[..], &p.vs[..]);
         let mut err = None;
         let w = if name == "quantile_over_time" {
             let q = &scalars[0];
@@ -968,7 +1013,7 @@ fn absent_over_time(ev: &mut Ev, arg: &RangeArg, e: &Expr) -> Result<Val, QueryE
     let n = ev.nsteps();
     let mut present = vec![false; n];
     for s in &arg.series {
-        let (ts, _) = ev.slide(arg, s, |_, _, _, _, _| Some(1.0));
+        let (ts, _) = ev.slide(arg, (&s.ts, &s.vs), |_, _, _, _, _| Some(1.0));
         for t in ts {
             present[ev.step_idx(t)] = true;
         }

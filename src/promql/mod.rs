@@ -46,5 +46,7 @@ pub mod testscript;
 pub mod value;
 
 pub use engine::{parse_expr, Engine};
-pub use storage::{is_stale_nan, stale_nan, MemStorage, Series, Storage, StorageError};
-pub use value::{EngineOptions, QueryError, QueryResult, Sample, Value};
+pub use storage::{
+    is_stale_nan, stale_nan, MemStorage, Series, SeriesPoints, Storage, StorageError,
+};
+pub use value::{EngineOptions, Points, QueryError, QueryResult, Sample, Value};

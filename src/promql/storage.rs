@@ -1,6 +1,7 @@
 //! The read interface the engine evaluates over, and an in-memory implementation
 //! used by the test-script runner and unit tests.
 
+use super::value::{Points, QueryError};
 use crate::labels::{Labels, Matcher};
 
 /// The NaN bit pattern Prometheus uses as a staleness marker.
@@ -29,6 +30,11 @@ pub struct Series {
 #[error("storage error: {0}")]
 pub struct StorageError(pub String);
 
+/// A series' points computed from its samples (timestamps, values), or `None` for
+/// none; an error stops the selection.
+pub type SeriesPoints<'a> =
+    dyn Fn(&[i64], &[f64]) -> Result<Option<Points>, QueryError> + Sync + 'a;
+
 /// What the engine needs from a store.
 pub trait Storage: Send + Sync {
     /// All series matching every matcher, with their samples `mint_ms <= t <= maxt_ms`
@@ -39,6 +45,25 @@ pub trait Storage: Send + Sync {
         mint_ms: i64,
         maxt_ms: i64,
     ) -> Result<Vec<Series>, StorageError>;
+
+    /// [`select`](Self::select) with each series' samples turned into points by `f`
+    /// as soon as they are read, so a store need not hold every series' samples at
+    /// once: the selectors of heavy queries use this. Series `f` gives `None` for are
+    /// left out.
+    fn select_points(
+        &self,
+        matchers: &[Matcher],
+        mint_ms: i64,
+        maxt_ms: i64,
+        f: &SeriesPoints<'_>,
+    ) -> Result<Vec<(Labels, Points)>, QueryError> {
+        let series = self.select(matchers, mint_ms, maxt_ms)?;
+        let work = series.iter().map(|s| s.timestamps.len()).sum();
+        let got = crate::par::map(series, work, |s| {
+            Ok::<_, QueryError>(f(&s.timestamps, &s.values)?.map(|p| (s.labels, p)))
+        })?;
+        Ok(got.into_iter().flatten().collect())
+    }
 }
 
 /// A simple in-memory store: a sorted list of series.

@@ -122,6 +122,9 @@ fn parse_message(message: &str, position: &Option<usize>) -> String {
     }
 }
 
+/// One series' points: step timestamps and their values.
+pub type Points = (Vec<i64>, Vec<f64>);
+
 impl From<super::storage::StorageError> for QueryError {
     fn from(e: super::storage::StorageError) -> Self {
         QueryError::Storage(e.to_string())

@@ -908,10 +908,6 @@ impl Block {
         })
     }
 
-    pub fn samples_path(&self) -> PathBuf {
-        self.dir.join("samples.arrow")
-    }
-
     /// Ordinals of the series matching `matchers` with samples in `[mint, maxt]`.
     pub fn matching(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<u32> {
         if self.meta.maxt < mint || self.meta.mint > maxt {
@@ -926,9 +922,8 @@ impl Block {
         ids
     }
 
-    /// Reads the samples in `[mint, maxt]` of the given series ordinals (sorted),
-    /// handing `f(ordinal, ts, vs)` each series' columns, decoded straight into
-    /// vectors of their own. Only the batches holding them are read.
+    /// Calls `f` with each series' samples in `[mint, maxt]`, for series ids in
+    /// ascending order; series without samples there are skipped.
     pub fn read_series(
         &self,
         ids: &[u32],
@@ -936,43 +931,68 @@ impl Block {
         maxt: i64,
         mut f: impl FnMut(u32, Vec<i64>, Vec<f64>),
     ) -> Result<(), BlockError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let path = self.samples_path();
-        let mut current: Option<(u32, RecordBatch)> = None;
+        let mut batch = None;
         for &id in ids {
-            let s = self
-                .series
-                .get(id as usize)
-                .ok_or_else(|| corrupt(&path, format!("no series {id}")))?;
-            let bi = self.batch_of(id as usize);
-            if current.as_ref().map(|c| c.0) != Some(bi) {
-                current = Some((bi, self.samples.read_batch(bi as usize)?));
-            }
-            let Some((_, batch)) = &current else { continue };
-            let t = column::<Int64Array>(batch, "t", &path)?.values();
-            let v = column::<Int64Array>(batch, "v", &path)?.values();
-            let (lo, hi) = (s.row as usize, s.row as usize + s.count as usize);
-            let (Some(tc), Some(vc)) = (t.get(lo..hi), v.get(lo..hi)) else {
-                return Err(corrupt(
-                    &path,
-                    format!("rows {lo}..{hi} out of range in batch {bi}"),
-                ));
-            };
-            let (mut ts, mut vs) = (Vec::with_capacity(tc.len()), Vec::with_capacity(vc.len()));
-            decode_ts(tc, &mut ts);
-            decode_values(vc, s.vmode, s.vscale, &mut vs);
-            let a = ts.partition_point(|&x| x < mint);
-            let b = ts.partition_point(|&x| x <= maxt);
-            if a < b {
-                // Usually the whole series is in range and nothing moves.
-                ts.truncate(b);
-                vs.truncate(b);
-                ts.drain(..a);
-                vs.drain(..a);
+            let count = self.series.get(id as usize).map_or(0, |s| s.count as usize);
+            let (mut ts, mut vs) = (Vec::with_capacity(count), Vec::with_capacity(count));
+            self.append_series(id, mint, maxt, &mut batch, &mut ts, &mut vs)?;
+            if !ts.is_empty() {
                 f(id, ts, vs);
             }
+        }
+        Ok(())
+    }
+
+    /// Appends series `id`'s samples in `[mint, maxt]` to `ts` and `vs`. `batch` keeps
+    /// the sample batch last decompressed: reading series in ascending id order, one
+    /// decompression serves every series of a batch.
+    pub fn append_series(
+        &self,
+        id: u32,
+        mint: i64,
+        maxt: i64,
+        batch: &mut Option<(u32, RecordBatch)>,
+        ts: &mut Vec<i64>,
+        vs: &mut Vec<f64>,
+    ) -> Result<(), BlockError> {
+        let path = &self.samples.path;
+        let s = self
+            .series
+            .get(id as usize)
+            .ok_or_else(|| corrupt(path, format!("no series {id}")))?;
+        let bi = self.batch_of(id as usize);
+        let current = match batch {
+            Some((b, current)) if *b == bi => current,
+            _ => &batch.insert((bi, self.samples.read_batch(bi as usize)?)).1,
+        };
+        // The columns are `t` and `v`, in that order: checked when the file was opened.
+        let int64 = |i: usize| {
+            current
+                .columns()
+                .get(i)
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .map(|a| a.values())
+                .ok_or_else(|| corrupt(path, format!("batch {bi}: column {i} is not Int64")))
+        };
+        let (t, v) = (int64(0)?, int64(1)?);
+        let (lo, hi) = (s.row as usize, s.row as usize + s.count as usize);
+        let (Some(tc), Some(vc)) = (t.get(lo..hi), v.get(lo..hi)) else {
+            return Err(corrupt(
+                path,
+                format!("rows {lo}..{hi} out of range in batch {bi}"),
+            ));
+        };
+        let start = ts.len();
+        decode_ts(tc, ts);
+        decode_values(vc, s.vmode, s.vscale, vs);
+        let a = start + ts[start..].partition_point(|&x| x < mint);
+        let b = start + ts[start..].partition_point(|&x| x <= maxt);
+        // Usually the whole series is in range and nothing moves.
+        ts.truncate(b);
+        vs.truncate(b);
+        if a > start {
+            ts.drain(start..a);
+            vs.drain(start..a);
         }
         Ok(())
     }

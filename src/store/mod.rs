@@ -180,7 +180,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::labels::{Labels, Matcher};
-use crate::promql::{Series, Storage, StorageError};
+use crate::promql::{Points, QueryError, Series, SeriesPoints, Storage, StorageError};
 
 use block::{Block, BlockError, BlockWriter};
 use chunk::{FrozenChunk, OpenChunk, CHUNK_BYTES, CHUNK_SAMPLES};
@@ -1235,6 +1235,39 @@ impl Store {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Series>, StoreError> {
+        let got = self.select_map(matchers, mint, maxt, |ts, vs| {
+            Ok::<_, StoreError>(Some((ts.to_vec(), vs.to_vec())))
+        })?;
+        Ok(got
+            .into_iter()
+            .map(|(labels, (timestamps, values))| Series {
+                labels,
+                timestamps,
+                values,
+            })
+            .collect())
+    }
+
+    /// `f` of each matching series' samples in `[mint, maxt]` (blocks and head in
+    /// time order, staleness markers included), in label order; series without
+    /// samples there, and those `f` gives `None` for, are left out. The samples are
+    /// assembled series by series in buffers that are reused, so a query over many
+    /// series never holds all their samples at once; series are spread over the
+    /// cores. The first error of `f` stops the selection; a head chunk that cannot
+    /// be read fails it; a block that cannot be read is logged and its samples are
+    /// left out.
+    pub fn select_map<R, E, F>(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        f: F,
+    ) -> Result<Vec<(Labels, R)>, E>
+    where
+        R: Send,
+        E: Send + From<StoreError>,
+        F: Fn(&[i64], &[f64]) -> Result<Option<R>, E> + Sync,
+    {
         let inner = &*self.inner;
         if mint > maxt {
             return Ok(Vec::new());
@@ -1258,60 +1291,80 @@ impl Store {
             (blocks, reads, snap, head_min)
         };
         let (series, reads): (Vec<Arc<HeadSeries>>, Vec<HeadRead>) = reads.into_iter().unzip();
-        let samples = finish_reads(&inner.head_chunks, &snap, reads, head_min, maxt)?;
-        // A series' parts from the blocks (in range order) and the head, matched by the
-        // identity of its shared label set; labels are built once at the end.
-        let mut parts = SeriesParts::default();
-        for b in &blocks {
+        let head = finish_reads(&inner.head_chunks, &snap, reads, head_min, maxt)
+            .map_err(|e| E::from(e.into()))?;
+        let mut plan = SelectPlan::default();
+        for (bi, b) in blocks.iter().enumerate() {
             let ids = b.matching(matchers, mint, maxt);
-            // Batches decompress and decode independently, on every core; a batch is
-            // never split between two threads.
-            let batches: Vec<&[u32]> = ids
-                .chunk_by(|x, y| b.batch_of(*x as usize) == b.batch_of(*y as usize))
-                .collect();
-            let work =
+            plan.work +=
                 (b.meta.num_samples as usize).saturating_mul(ids.len()) / b.series.len().max(1);
-            let read = crate::par::map(batches, work, |batch| {
-                let mut got = Vec::with_capacity(batch.len());
-                b.read_series(batch, mint, maxt, |id, ts, vs| got.push((id, ts, vs)))?;
-                Ok::<_, BlockError>(got)
-            });
-            match read {
-                Ok(read) => {
-                    // A block's series are in label order.
-                    parts.add_sorted(
-                        read.into_iter()
-                            .flatten()
-                            .filter_map(|(id, ts, vs)| {
-                                b.series.get(id as usize).map(|s| (&s.labels, (ts, vs)))
-                            })
-                            .collect(),
-                    );
+            plan.add_block(bi as u32, b, &ids);
+        }
+        plan.add_head(&series, &head);
+        let plan = &plan;
+        let failed: Vec<std::sync::atomic::AtomicBool> =
+            blocks.iter().map(|_| Default::default()).collect();
+        // Contiguous runs of series, a few per core: each run keeps one decompressed
+        // batch per block, which serves all of that block's series in the run.
+        let runs = plan.series.len().min(crate::par::cores() * 8).max(1);
+        let per_run = plan.series.len().div_ceil(runs).max(1);
+        let ranges: Vec<std::ops::Range<usize>> = (0..plan.series.len())
+            .step_by(per_run)
+            .map(|s| s..(s + per_run).min(plan.series.len()))
+            .collect();
+        let done = crate::par::map(ranges, plan.work, |range| {
+            let mut batches: Vec<Option<(u32, arrow_array::RecordBatch)>> =
+                blocks.iter().map(|_| None).collect();
+            let (mut ts, mut vs): (Vec<i64>, Vec<f64>) = (Vec::new(), Vec::new());
+            let mut out = Vec::new();
+            for sel in &plan.series[range] {
+                ts.clear();
+                vs.clear();
+                let mut overlap = false;
+                let mut add = |ts: &mut Vec<i64>, start: usize| {
+                    if let (Some(first), Some(last)) = (ts.get(start), start.checked_sub(1)) {
+                        overlap |= *first <= ts[last];
+                    }
+                };
+                for &(bi, id) in plan.parts(sel) {
+                    let b = bi as usize;
+                    if failed[b].load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let start = ts.len();
+                    if let Err(e) =
+                        blocks[b].append_series(id, mint, maxt, &mut batches[b], &mut ts, &mut vs)
+                    {
+                        ts.truncate(start);
+                        vs.truncate(start);
+                        if !failed[b].swap(true, Ordering::Relaxed) {
+                            tracing::error!(block = %blocks[b].dir.display(), error = %e, "cannot read block; its data is left out of the result");
+                        }
+                        continue;
+                    }
+                    add(&mut ts, start);
                 }
-                Err(e) => {
-                    tracing::error!(block = %b.dir.display(), error = %e, "cannot read block; its data is left out of the result");
+                if let Some((hts, hvs)) = sel.head.and_then(|h| head.get(h as usize)) {
+                    let start = ts.len();
+                    ts.extend_from_slice(hts);
+                    vs.extend_from_slice(hvs);
+                    add(&mut ts, start);
+                }
+                if ts.is_empty() {
+                    continue;
+                }
+                // A later source that starts at or before the end of an earlier one
+                // (an imported block overlapping others) needs sorting.
+                if overlap {
+                    merge_overlapping(&mut ts, &mut vs);
+                }
+                if let Some(r) = f(&ts, &vs)? {
+                    out.push((sel.labels.to_labels(), r));
                 }
             }
-        }
-        parts.add_unsorted(
-            series
-                .iter()
-                .zip(samples)
-                .filter(|(_, (ts, _))| !ts.is_empty())
-                .map(|(s, p)| (&s.labels, p))
-                .collect(),
-        );
-        // Joining a series' parts and building its labels are its own: on every core.
-        let work = parts.samples;
-        crate::par::map(parts.acc, work, |p| {
-            let labels = p.labels.to_labels();
-            let (ts, vs) = p.join();
-            Ok(Series {
-                labels,
-                timestamps: ts,
-                values: vs,
-            })
-        })
+            Ok::<_, E>(out)
+        })?;
+        Ok(done.into_iter().flatten().collect())
     }
 
     /// Label sets of the matching series with samples in the range.
@@ -1438,6 +1491,23 @@ impl Storage for Store {
     ) -> Result<Vec<Series>, StorageError> {
         self.try_select(matchers, mint_ms, maxt_ms)
             .map_err(|e| StorageError(e.to_string()))
+    }
+
+    fn select_points(
+        &self,
+        matchers: &[Matcher],
+        mint_ms: i64,
+        maxt_ms: i64,
+        f: &SeriesPoints<'_>,
+    ) -> Result<Vec<(Labels, Points)>, QueryError> {
+        self.select_map(matchers, mint_ms, maxt_ms, f)
+    }
+}
+
+/// How a store failure shows in a query.
+impl From<StoreError> for QueryError {
+    fn from(e: StoreError) -> QueryError {
+        QueryError::from(StorageError(e.to_string()))
     }
 }
 
@@ -2239,40 +2309,49 @@ fn release_free_memory() {
     }
 }
 
-/// A series' samples from several sources (blocks, the head), found again by its
-/// label set: the interner gives each distinct label set one allocation, which the
-/// head and every block share, so the pointer identifies the series.
+/// Where each selected series' samples are, in label order: its parts in the blocks
+/// (in block time order) and in the head. A series is found again across sources by
+/// its label set: the interner gives each distinct label set one allocation, which
+/// the head and every block share, so the pointer identifies the series.
 #[derive(Default)]
-struct SeriesParts<'a> {
-    /// In label order.
-    acc: Vec<SeriesPart<'a>>,
-    samples: usize,
+struct SelectPlan<'a> {
+    series: Vec<SelectedSeries<'a>>,
+    /// Block parts, each series' in a list linked through `next`.
+    parts: Vec<PartLink>,
+    /// Samples the blocks' parts hold, roughly.
+    work: usize,
 }
 
-/// A series' samples as its sources gave them, joined once at the end.
-struct SeriesPart<'a> {
+struct SelectedSeries<'a> {
     labels: &'a SeriesLabels,
-    first: (Vec<i64>, Vec<f64>),
-    rest: Vec<(Vec<i64>, Vec<f64>)>,
+    /// First and last of its block parts in [`SelectPlan::parts`].
+    first: u32,
+    last: u32,
+    /// Its samples in the head, an index into the head's reads.
+    head: Option<u32>,
 }
 
-type SourcePart<'a> = (&'a SeriesLabels, (Vec<i64>, Vec<f64>));
+#[derive(Clone, Copy)]
+struct PartLink {
+    /// Block index and series ordinal in the block.
+    part: (u32, u32),
+    next: u32,
+}
 
-impl<'a> SeriesParts<'a> {
-    /// Adds the parts of a source whose series are in label order (a block), merging
-    /// them with the series so far. A series in consecutive blocks has the same label
-    /// set allocation in each, so the walk compares pointers, and compares labels only
-    /// where the blocks' series differ.
-    fn add_sorted(&mut self, parts: Vec<SourcePart<'a>>) {
-        self.samples += parts.iter().map(|p| p.1 .0.len()).sum::<usize>();
-        if self.acc.is_empty() {
-            self.acc = parts.into_iter().map(SeriesPart::new).collect();
-            return;
-        }
-        let old = std::mem::take(&mut self.acc);
-        let mut merged = Vec::with_capacity(old.len().max(parts.len()));
+const NO_PART: u32 = u32::MAX;
+
+impl<'a> SelectPlan<'a> {
+    /// Merges a block's matching series (in label order, as a block keeps them) into
+    /// the series so far: one walk comparing label-set pointers, and labels only
+    /// where the two lists differ.
+    fn add_block(&mut self, bi: u32, block: &'a Block, ids: &[u32]) {
+        let old = std::mem::take(&mut self.series);
+        let mut merged = Vec::with_capacity(old.len().max(ids.len()));
         let mut old = old.into_iter().peekable();
-        let mut new = parts.into_iter().peekable();
+        let mut new = ids
+            .iter()
+            .filter_map(|&id| block.series.get(id as usize).map(|s| (&s.labels, id)))
+            .peekable();
         loop {
             let order = match (old.peek(), new.peek()) {
                 (None, None) => break,
@@ -2285,74 +2364,79 @@ impl<'a> SeriesParts<'a> {
             };
             match order {
                 std::cmp::Ordering::Less => merged.extend(old.next()),
-                std::cmp::Ordering::Greater => merged.extend(new.next().map(SeriesPart::new)),
+                std::cmp::Ordering::Greater => {
+                    if let Some((labels, id)) = new.next() {
+                        let p = self.push_part(NO_PART, (bi, id));
+                        merged.push(SelectedSeries {
+                            labels,
+                            first: p,
+                            last: p,
+                            head: None,
+                        });
+                    }
+                }
                 std::cmp::Ordering::Equal => {
-                    if let (Some(mut o), Some((_, p))) = (old.next(), new.next()) {
-                        o.rest.push(p);
+                    if let (Some(mut o), Some((_, id))) = (old.next(), new.next()) {
+                        o.last = self.push_part(o.last, (bi, id));
                         merged.push(o);
                     }
                 }
             }
         }
-        self.acc = merged;
+        self.series = merged;
     }
 
-    /// Adds the parts of a source in no particular order (the head).
-    fn add_unsorted(&mut self, parts: Vec<SourcePart<'a>>) {
-        if parts.is_empty() {
+    fn push_part(&mut self, after: u32, part: (u32, u32)) -> u32 {
+        let p = self.parts.len() as u32;
+        self.parts.push(PartLink {
+            part,
+            next: NO_PART,
+        });
+        if let Some(prev) = self.parts.get_mut(after as usize) {
+            prev.next = p;
+        }
+        p
+    }
+
+    /// Adds the head's series (in no particular order), found by hash.
+    fn add_head(&mut self, series: &'a [Arc<HeadSeries>], samples: &[Samples]) {
+        self.work += samples.iter().map(|s| s.0.len()).sum::<usize>();
+        if series.is_empty() {
             return;
         }
-        self.samples += parts.iter().map(|p| p.1 .0.len()).sum::<usize>();
         let mut index: HashMap<ByIdentity<'a>, usize, foldhash::fast::RandomState> =
-            HashMap::with_capacity_and_hasher(self.acc.len(), Default::default());
-        for (i, p) in self.acc.iter().enumerate() {
-            index.insert(ByIdentity(p.labels), i);
+            HashMap::with_capacity_and_hasher(self.series.len(), Default::default());
+        for (i, s) in self.series.iter().enumerate() {
+            index.insert(ByIdentity(s.labels), i);
         }
-        let before = self.acc.len();
-        for (labels, p) in parts {
-            match index.get(&ByIdentity(labels)) {
-                Some(&i) => self.acc[i].rest.push(p),
-                None => self.acc.push(SeriesPart::new((labels, p))),
+        let before = self.series.len();
+        for (h, (s, (ts, _))) in series.iter().zip(samples).enumerate() {
+            if ts.is_empty() {
+                continue;
+            }
+            match index.get(&ByIdentity(&s.labels)) {
+                Some(&i) => self.series[i].head = Some(h as u32),
+                None => self.series.push(SelectedSeries {
+                    labels: &s.labels,
+                    first: NO_PART,
+                    last: NO_PART,
+                    head: Some(h as u32),
+                }),
             }
         }
-        if self.acc.len() > before {
-            self.acc.sort_by(|a, b| a.labels.cmp(b.labels));
-        }
-    }
-}
-
-impl<'a> SeriesPart<'a> {
-    fn new((labels, first): SourcePart<'a>) -> SeriesPart<'a> {
-        SeriesPart {
-            labels,
-            first,
-            rest: Vec::new(),
+        if self.series.len() > before {
+            self.series.sort_by(|a, b| a.labels.cmp(b.labels));
         }
     }
 
-    /// The parts in source order as one pair of columns, in time order.
-    fn join(self) -> (Vec<i64>, Vec<f64>) {
-        let (mut ts, mut vs) = self.first;
-        if self.rest.is_empty() {
-            return (ts, vs);
-        }
-        let total = ts.len() + self.rest.iter().map(|r| r.0.len()).sum::<usize>();
-        ts.reserve_exact(total - ts.len());
-        vs.reserve_exact(total - vs.len());
-        // A later part that starts at or before the end of an earlier one (overlapping
-        // sources) needs sorting.
-        let mut overlap = false;
-        for (t, v) in self.rest {
-            if let (Some(&last), Some(&first)) = (ts.last(), t.first()) {
-                overlap |= first <= last;
-            }
-            ts.extend_from_slice(&t);
-            vs.extend_from_slice(&v);
-        }
-        if overlap {
-            merge_overlapping(&mut ts, &mut vs);
-        }
-        (ts, vs)
+    /// A series' block parts in block time order.
+    fn parts(&self, s: &SelectedSeries) -> impl Iterator<Item = &(u32, u32)> + '_ {
+        let mut p = s.first;
+        std::iter::from_fn(move || {
+            let link = self.parts.get(p as usize)?;
+            p = link.next;
+            Some(&link.part)
+        })
     }
 }
 
