@@ -237,7 +237,7 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
     let n = ev.nsteps();
 
     // Map series to groups once.
-    let mut gindex: HashMap<Labels, usize> = HashMap::new();
+    let mut gindex: HashMap<Labels, usize, foldhash::fast::RandomState> = HashMap::default();
     let mut glabels: Vec<Labels> = Vec::new();
     let mut series_group: Vec<usize> = Vec::with_capacity(input.len());
     for p in &input {

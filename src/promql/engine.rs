@@ -1166,8 +1166,11 @@ impl<'a> Ev<'a> {
         F: FnMut(usize, i64, i64, &[i64], &[f64]) -> Option<f64>,
     {
         let n = self.nsteps();
-        let mut ots = Vec::new();
-        let mut ovs = Vec::new();
+        // Room for a point at every step, the usual case; at most 8 steps per
+        // sample for a series that is there only part of the range.
+        let room = n.min(sts.len().saturating_mul(8));
+        let mut ots = Vec::with_capacity(room);
+        let mut ovs = Vec::with_capacity(room);
         let (mut lo, mut hi) = (0usize, 0usize);
         let len = sts.len();
         for i in 0..n {
@@ -1200,11 +1203,14 @@ impl<'a> Ev<'a> {
 
 /// A series' samples without its staleness markers, which range functions never see.
 pub(crate) fn without_stale(ts: &[i64], vs: &[f64]) -> Points {
-    ts.iter()
-        .zip(vs)
-        .filter(|(_, v)| !is_stale_nan(**v))
-        .map(|(t, v)| (*t, *v))
-        .unzip()
+    let (mut ots, mut ovs) = (Vec::with_capacity(ts.len()), Vec::with_capacity(vs.len()));
+    for (&t, &v) in ts.iter().zip(vs) {
+        if !is_stale_nan(v) {
+            ots.push(t);
+            ovs.push(v);
+        }
+    }
+    (ots, ovs)
 }
 
 /// Merges series with equal label sets whose points do not overlap; overlapping
