@@ -870,10 +870,10 @@ impl<'a> Ev<'a> {
         vs: &VectorSelector,
         mint: i64,
         maxt: i64,
-        f: impl Fn(&[i64], &[f64]) -> Result<Points, QueryError> + Sync,
+        f: impl Fn(&mut Vec<i64>, &mut Vec<f64>) -> Result<Points, QueryError> + Sync,
     ) -> Result<Vec<(Labels, Points)>, QueryError> {
         let produced = AtomicUsize::new(self.samples);
-        let limited = |ts: &[i64], vs: &[f64]| {
+        let limited = |ts: &mut Vec<i64>, vs: &mut Vec<f64>| {
             self.check_timeout()?;
             let p = f(ts, vs)?;
             let n = p.0.len();
@@ -913,7 +913,9 @@ impl<'a> Ev<'a> {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<super::storage::Series>, QueryError> {
-        let got = self.select_points(vs, mint, maxt, |ts, vs| Ok((ts.to_vec(), vs.to_vec())))?;
+        let got = self.select_points(vs, mint, maxt, |ts, vs| {
+            Ok((std::mem::take(ts), std::mem::take(vs)))
+        })?;
         Ok(got
             .into_iter()
             .map(|(labels, (timestamps, values))| super::storage::Series {
@@ -1042,16 +1044,15 @@ impl<'a> Ev<'a> {
         let mut total = 0;
         arg.series = raw
             .into_iter()
-            .map(|s| {
-                let mut p = Pts::new(s.labels, false);
-                (p.ts, p.vs) = if s.values.iter().any(|v| is_stale_nan(*v)) {
-                    without_stale(&s.timestamps, &s.values)
-                } else {
-                    // Without staleness markers the columns are used as they are.
-                    (s.timestamps, s.values)
-                };
-                total += p.ts.len();
-                p
+            .map(|mut s| {
+                remove_stale(&mut s.timestamps, &mut s.values);
+                total += s.timestamps.len();
+                Pts {
+                    labels: s.labels,
+                    drop_name: false,
+                    ts: s.timestamps,
+                    vs: s.values,
+                }
             })
             .collect();
         // An instant query holds all loaded samples at once; a range query holds
@@ -1201,16 +1202,21 @@ impl<'a> Ev<'a> {
     }
 }
 
-/// A series' samples without its staleness markers, which range functions never see.
-pub(crate) fn without_stale(ts: &[i64], vs: &[f64]) -> Points {
-    let (mut ots, mut ovs) = (Vec::with_capacity(ts.len()), Vec::with_capacity(vs.len()));
-    for (&t, &v) in ts.iter().zip(vs) {
-        if !is_stale_nan(v) {
-            ots.push(t);
-            ovs.push(v);
+/// Removes a series' staleness markers, which range functions never see.
+pub(crate) fn remove_stale(ts: &mut Vec<i64>, vs: &mut Vec<f64>) {
+    let Some(first) = vs.iter().position(|v| is_stale_nan(*v)) else {
+        return;
+    };
+    let mut kept = first;
+    for i in first + 1..vs.len().min(ts.len()) {
+        if !is_stale_nan(vs[i]) {
+            ts[kept] = ts[i];
+            vs[kept] = vs[i];
+            kept += 1;
         }
     }
-    (ots, ovs)
+    ts.truncate(kept);
+    vs.truncate(kept);
 }
 
 /// Merges series with equal label sets whose points do not overlap; overlapping

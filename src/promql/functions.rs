@@ -7,10 +7,9 @@ use promql_parser::parser::{Call, Expr, MatrixSelector};
 
 use super::aggregate::go_fmt_v;
 use super::engine::{
-    drop_metric_name, exec_err, labels_with, merge_same_labels, source_pos, without_stale, Ev,
+    drop_metric_name, exec_err, labels_with, merge_same_labels, remove_stale, source_pos, Ev,
     OutBuilder, Points, Pts, RangeArg, Val, Window, DUPLICATE_LABELSET,
 };
-use super::storage::is_stale_nan;
 use super::value::QueryError;
 use crate::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
 
@@ -769,12 +768,8 @@ fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Q
         let (arg, mint, maxt) = ev.matrix_window(ms)?;
         let ev_ref = &*ev;
         let got = ev_ref.select_points(&ms.vs, mint, maxt, |ts, vs| {
-            if vs.iter().any(|v| is_stale_nan(*v)) {
-                let (ts, vs) = without_stale(ts, vs);
-                window_values(ev_ref, name, &arg, &scalars, (&ts, &vs))
-            } else {
-                window_values(ev_ref, name, &arg, &scalars, (ts, vs))
-            }
+            remove_stale(ts, vs);
+            window_values(ev_ref, name, &arg, &scalars, (ts, vs))
         })?;
         let results = got.into_iter().map(|(labels, p)| (labels, false, p));
         return range_function_result(ev, name, results);
@@ -853,7 +848,8 @@ fn range_function_result(
         });
     }
     if !ev.delayed() && out.len() > 1 {
-        let mut seen = std::collections::HashSet::with_capacity(out.len());
+        let mut seen: std::collections::HashSet<_, foldhash::fast::RandomState> =
+            std::collections::HashSet::with_capacity_and_hasher(out.len(), Default::default());
         for p in &out {
             if !seen.insert(&p.labels) {
                 return exec_err(DUPLICATE_LABELSET);

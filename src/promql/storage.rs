@@ -30,10 +30,10 @@ pub struct Series {
 #[error("storage error: {0}")]
 pub struct StorageError(pub String);
 
-/// A series' points computed from its samples (timestamps, values), or `None` for
-/// none; an error stops the selection.
+/// A series' points computed from its samples (timestamps, values), which it may
+/// change or take, or `None` for none; an error stops the selection.
 pub type SeriesPoints<'a> =
-    dyn Fn(&[i64], &[f64]) -> Result<Option<Points>, QueryError> + Sync + 'a;
+    dyn Fn(&mut Vec<i64>, &mut Vec<f64>) -> Result<Option<Points>, QueryError> + Sync + 'a;
 
 /// What the engine needs from a store.
 pub trait Storage: Send + Sync {
@@ -59,8 +59,8 @@ pub trait Storage: Send + Sync {
     ) -> Result<Vec<(Labels, Points)>, QueryError> {
         let series = self.select(matchers, mint_ms, maxt_ms)?;
         let work = series.iter().map(|s| s.timestamps.len()).sum();
-        let got = crate::par::map(series, work, |s| {
-            Ok::<_, QueryError>(f(&s.timestamps, &s.values)?.map(|p| (s.labels, p)))
+        let got = crate::par::map(series, work, |mut s| {
+            Ok::<_, QueryError>(f(&mut s.timestamps, &mut s.values)?.map(|p| (s.labels, p)))
         })?;
         Ok(got.into_iter().flatten().collect())
     }

@@ -1236,7 +1236,7 @@ impl Store {
         maxt: i64,
     ) -> Result<Vec<Series>, StoreError> {
         let got = self.select_map(matchers, mint, maxt, |ts, vs| {
-            Ok::<_, StoreError>(Some((ts.to_vec(), vs.to_vec())))
+            Ok::<_, StoreError>(Some((std::mem::take(ts), std::mem::take(vs))))
         })?;
         Ok(got
             .into_iter()
@@ -1251,9 +1251,9 @@ impl Store {
     /// `f` of each matching series' samples in `[mint, maxt]` (blocks and head in
     /// time order, staleness markers included), in label order; series without
     /// samples there, and those `f` gives `None` for, are left out. The samples are
-    /// assembled series by series in buffers that are reused, so a query over many
-    /// series never holds all their samples at once; series are spread over the
-    /// cores. The first error of `f` stops the selection; a head chunk that cannot
+    /// assembled series by series in buffers that are reused (`f` may change them or
+    /// take them), so a query over many series never holds all their samples at
+    /// once; series are spread over the cores. The first error of `f` stops the selection; a head chunk that cannot
     /// be read fails it; a block that cannot be read is logged and its samples are
     /// left out.
     pub fn select_map<R, E, F>(
@@ -1266,7 +1266,7 @@ impl Store {
     where
         R: Send,
         E: Send + From<StoreError>,
-        F: Fn(&[i64], &[f64]) -> Result<Option<R>, E> + Sync,
+        F: Fn(&mut Vec<i64>, &mut Vec<f64>) -> Result<Option<R>, E> + Sync,
     {
         let inner = &*self.inner;
         if mint > maxt {
@@ -1358,7 +1358,7 @@ impl Store {
                 if overlap {
                     merge_overlapping(&mut ts, &mut vs);
                 }
-                if let Some(r) = f(&ts, &vs)? {
+                if let Some(r) = f(&mut ts, &mut vs)? {
                     out.push((sel.labels.to_labels(), r));
                 }
             }
