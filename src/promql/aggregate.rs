@@ -335,46 +335,67 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
     if op != T_QUANTILE && ngroups.saturating_mul(n) <= series_major_cells() {
         // Few (group, step) cells: accumulate series by series over whole columns.
         // Within a cell, series are still added in input order, as Prometheus does.
-        // Groups are independent: each thread takes a range of groups and walks the
-        // series in input order, so every cell sees its series in the same order.
         let mut cells = vec![Group::default(); ngroups * n];
-        let ranges = ngroups.min(crate::par::cores() * 4).max(1);
-        let per_range = ngroups.div_ceil(ranges).max(1);
-        let parts: Vec<(usize, &mut [Group])> = cells
-            .chunks_mut(per_range * n)
-            .enumerate()
-            .map(|(k, c)| (k * per_range, c))
-            .collect();
         let points: usize = input.iter().map(|p| p.ts.len()).sum();
-        let work = if ngroups > 1 { points } else { 0 };
         let ev_ref = &*ev;
-        crate::par::map(parts, work, |(first, cells)| {
-            let groups = first..first + cells.len() / n;
-            for (si, p) in input.iter().enumerate() {
-                if si % 1024 == 0 {
-                    ev_ref.check_timeout()?;
-                }
-                if !groups.contains(&series_group[si]) {
-                    continue;
-                }
-                let base = (series_group[si] - first) * n;
-                // Points lie on the step grid in time order: walk it, not divide.
-                let (mut i, mut step_t) = (0, ev_ref.start);
-                for (&t, &f) in p.ts.iter().zip(&p.vs) {
-                    while step_t < t {
-                        step_t += ev_ref.interval;
-                        i += 1;
+        if matches!(op, T_COUNT | T_GROUP) && ngroups < crate::par::cores() {
+            // Fewer groups than cores (`count` of everything): counting comes out the
+            // same in any order, so ranges of series count on their own and add up.
+            let per_range = input.len().div_ceil(crate::par::cores() * 4).max(1);
+            let ranges: Vec<std::ops::Range<usize>> = (0..input.len())
+                .step_by(per_range)
+                .map(|s| s..(s + per_range).min(input.len()))
+                .collect();
+            let counted = crate::par::map(ranges, points, |range| {
+                let mut own = vec![Group::default(); ngroups * n];
+                for si in range {
+                    if si % 1024 == 0 {
+                        ev_ref.check_timeout()?;
                     }
-                    let g = &mut cells[base + i];
-                    if g.seen {
-                        g.update(op, f, p.drop_name);
-                    } else {
-                        g.init(op, f, p.drop_name);
+                    let base = series_group[si] * n;
+                    add_to_cells(&mut own[base..base + n], op, &input[si], ev_ref);
+                }
+                Ok::<_, QueryError>(own)
+            })?;
+            for own in counted {
+                for (c, o) in cells.iter_mut().zip(own) {
+                    match (c.seen, o.seen) {
+                        (_, false) => {}
+                        (false, true) => *c = o,
+                        (true, true) => {
+                            c.count += o.count;
+                            c.drop_name |= o.drop_name;
+                        }
                     }
                 }
             }
-            Ok::<_, QueryError>(())
-        })?;
+        } else {
+            // Groups are independent: each thread takes a range of groups and walks
+            // the series in input order, so every cell sees its series in the same
+            // order.
+            let ranges = ngroups.min(crate::par::cores() * 4).max(1);
+            let per_range = ngroups.div_ceil(ranges).max(1);
+            let parts: Vec<(usize, &mut [Group])> = cells
+                .chunks_mut(per_range * n)
+                .enumerate()
+                .map(|(k, c)| (k * per_range, c))
+                .collect();
+            let work = if ngroups > 1 { points } else { 0 };
+            crate::par::map(parts, work, |(first, cells)| {
+                let groups = first..first + cells.len() / n;
+                for (si, p) in input.iter().enumerate() {
+                    if si % 1024 == 0 {
+                        ev_ref.check_timeout()?;
+                    }
+                    if !groups.contains(&series_group[si]) {
+                        continue;
+                    }
+                    let base = (series_group[si] - first) * n;
+                    add_to_cells(&mut cells[base..base + n], op, p, ev_ref);
+                }
+                Ok::<_, QueryError>(())
+            })?;
+        }
         for (gi, o) in out.iter_mut().enumerate() {
             for i in 0..n {
                 let g = &mut cells[gi * n + i];
@@ -425,6 +446,25 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
     let total: usize = out.iter().map(|p| p.ts.len()).sum();
     ev.add_samples(total)?;
     Ok(Val::Vector(out))
+}
+
+/// Adds a series' points to its group's cells, one cell a step: points lie on the
+/// step grid in time order, so the grid is walked, not divided.
+#[inline]
+fn add_to_cells(cells: &mut [Group], op: u16, p: &Pts, ev: &Ev) {
+    let (mut i, mut step_t) = (0, ev.start);
+    for (&t, &f) in p.ts.iter().zip(&p.vs) {
+        while step_t < t {
+            step_t += ev.interval;
+            i += 1;
+        }
+        let Some(g) = cells.get_mut(i) else { return };
+        if g.seen {
+            g.update(op, f, p.drop_name);
+        } else {
+            g.init(op, f, p.drop_name);
+        }
+    }
 }
 
 fn select_k(

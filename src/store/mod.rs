@@ -1291,8 +1291,6 @@ impl Store {
             (blocks, reads, snap, head_min)
         };
         let (series, reads): (Vec<Arc<HeadSeries>>, Vec<HeadRead>) = reads.into_iter().unzip();
-        let head = finish_reads(&inner.head_chunks, &snap, reads, head_min, maxt)
-            .map_err(|e| E::from(e.into()))?;
         let mut plan = SelectPlan::default();
         for (bi, b) in blocks.iter().enumerate() {
             let ids = b.matching(matchers, mint, maxt);
@@ -1300,19 +1298,31 @@ impl Store {
                 (b.meta.num_samples as usize).saturating_mul(ids.len()) / b.series.len().max(1);
             plan.add_block(bi as u32, b, &ids);
         }
-        plan.add_head(&series, &head);
+        plan.add_head(&series, &reads);
+        // Contiguous runs of series, a few per core: each run keeps one decompressed
+        // batch per block, which serves all of that block's series in the run, and
+        // reads its series' closed head chunks together.
+        let runs = plan.series.len().min(crate::par::cores() * 8).max(1);
+        let per_run = plan.series.len().div_ceil(runs).max(1);
+        let mut reads: Vec<Option<HeadRead>> = reads.into_iter().map(Some).collect();
+        let items: Vec<(std::ops::Range<usize>, Vec<HeadRead>)> = (0..plan.series.len())
+            .step_by(per_run)
+            .map(|s| {
+                let range = s..(s + per_run).min(plan.series.len());
+                let run_reads = plan.series[range.clone()]
+                    .iter()
+                    .filter_map(|sel| sel.head.and_then(|h| reads.get_mut(h as usize)?.take()))
+                    .collect();
+                (range, run_reads)
+            })
+            .collect();
         let plan = &plan;
         let failed: Vec<std::sync::atomic::AtomicBool> =
             blocks.iter().map(|_| Default::default()).collect();
-        // Contiguous runs of series, a few per core: each run keeps one decompressed
-        // batch per block, which serves all of that block's series in the run.
-        let runs = plan.series.len().min(crate::par::cores() * 8).max(1);
-        let per_run = plan.series.len().div_ceil(runs).max(1);
-        let ranges: Vec<std::ops::Range<usize>> = (0..plan.series.len())
-            .step_by(per_run)
-            .map(|s| s..(s + per_run).min(plan.series.len()))
-            .collect();
-        let done = crate::par::map(ranges, plan.work, |range| {
+        let done = crate::par::map(items, plan.work, |(range, run_reads)| {
+            let head = finish_reads(&inner.head_chunks, &snap, run_reads, head_min, maxt)
+                .map_err(|e| E::from(e.into()))?;
+            let mut head = head.into_iter();
             let mut batches: Vec<Option<(u32, arrow_array::RecordBatch)>> =
                 blocks.iter().map(|_| None).collect();
             let (mut ts, mut vs): (Vec<i64>, Vec<f64>) = (Vec::new(), Vec::new());
@@ -1344,10 +1354,10 @@ impl Store {
                     }
                     add(&mut ts, start);
                 }
-                if let Some((hts, hvs)) = sel.head.and_then(|h| head.get(h as usize)) {
+                if let Some((hts, hvs)) = sel.head.and_then(|_| head.next()) {
                     let start = ts.len();
-                    ts.extend_from_slice(hts);
-                    vs.extend_from_slice(hvs);
+                    ts.extend_from_slice(&hts);
+                    vs.extend_from_slice(&hvs);
                     add(&mut ts, start);
                 }
                 if ts.is_empty() {
@@ -2399,8 +2409,11 @@ impl<'a> SelectPlan<'a> {
     }
 
     /// Adds the head's series (in no particular order), found by hash.
-    fn add_head(&mut self, series: &'a [Arc<HeadSeries>], samples: &[Samples]) {
-        self.work += samples.iter().map(|s| s.0.len()).sum::<usize>();
+    fn add_head(&mut self, series: &'a [Arc<HeadSeries>], reads: &[HeadRead]) {
+        self.work += reads
+            .iter()
+            .map(|r| r.ts.len() + r.closed.map_or(0, |_| CHUNK_SAMPLES as usize))
+            .sum::<usize>();
         if series.is_empty() {
             return;
         }
@@ -2410,10 +2423,7 @@ impl<'a> SelectPlan<'a> {
             index.insert(ByIdentity(s.labels), i);
         }
         let before = self.series.len();
-        for (h, (s, (ts, _))) in series.iter().zip(samples).enumerate() {
-            if ts.is_empty() {
-                continue;
-            }
+        for (h, s) in series.iter().enumerate() {
             match index.get(&ByIdentity(&s.labels)) {
                 Some(&i) => self.series[i].head = Some(h as u32),
                 None => self.series.push(SelectedSeries {
