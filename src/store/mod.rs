@@ -2904,6 +2904,46 @@ mod tests {
     }
 
     #[test]
+    fn series_in_blocks_and_head_come_back_whole_from_every_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            block_range_ms: 1000,
+            ..opts()
+        };
+        let store = Store::open_with(dir.path(), o).unwrap();
+        // 1500 series × 400 samples: enough work for the selection to run on every
+        // core; blocks are cut below the head, which keeps closed chunks too.
+        let jobs: Vec<String> = (0..1500).map(|i| format!("j{i:04}")).collect();
+        for k in 0..400i64 {
+            let batch: Vec<AppendSample> = jobs
+                .iter()
+                .enumerate()
+                .map(|(i, job)| sample("m", job, k * 10, (k * i as i64) as f64))
+                .collect();
+            store.append(&batch);
+            // Two cuts, too few for a compaction: a series has parts in two blocks.
+            if k == 150 || k == 260 {
+                store.maintain().unwrap();
+            }
+        }
+        assert_eq!(store.blocks().len(), 2, "{:?}", store.blocks());
+        for (mint, maxt) in [(0, 4000), (995, 3333)] {
+            let all = store.select(&[Matcher::equal("__name__", "m")], mint, maxt);
+            assert_eq!(all.len(), jobs.len());
+            for (i, s) in all.iter().enumerate() {
+                assert_eq!(s.labels.get("job"), Some(jobs[i].as_str()));
+                let want: Vec<i64> = (0..400i64)
+                    .map(|k| k * 10)
+                    .filter(|t| (mint..=maxt).contains(t))
+                    .collect();
+                assert_eq!(s.timestamps, want, "{}", jobs[i]);
+                let vals: Vec<f64> = want.iter().map(|t| (t / 10 * i as i64) as f64).collect();
+                assert_eq!(s.values, vals, "{}", jobs[i]);
+            }
+        }
+    }
+
+    #[test]
     fn imported_blocks_overlap_the_head_and_blocks_and_reads_merge_them() {
         let dir = tempfile::tempdir().unwrap();
         let o = StoreOptions {
