@@ -664,25 +664,30 @@ impl<'a> Ev<'a> {
     /// `work` (samples touched). Fails on a timeout, and as soon as the points
     /// produced, with what the query already holds, pass the sample limit. The caller
     /// accounts the points it keeps with [`add_samples`](Self::add_samples).
-    pub fn map_points<T: Send, R: Send>(
+    pub fn map_points<T: Send>(
         &self,
         items: Vec<T>,
         work: usize,
-        f: impl Fn(T) -> Result<(R, Points), QueryError> + Sync,
-    ) -> Result<Vec<(R, Points)>, QueryError> {
+        f: impl Fn(T) -> Result<Points, QueryError> + Sync,
+    ) -> Result<Vec<Points>, QueryError> {
         let produced = AtomicUsize::new(self.samples);
         crate::par::map(items, work, |it| {
             self.check_timeout()?;
             let p = f(it)?;
-            let n = p.1 .0.len();
-            let held = produced.fetch_add(n, Ordering::Relaxed) + n;
-            if held > self.opts.max_samples {
-                return Err(QueryError::TooManySamples {
-                    limit: self.opts.max_samples,
-                });
-            }
+            self.charge(&produced, p.0.len())?;
             Ok(p)
         })
+    }
+
+    /// Adds `n` points to those a parallel map has produced (`produced`, which starts
+    /// at what the query already holds); fails past the sample limit.
+    fn charge(&self, produced: &AtomicUsize, n: usize) -> Result<(), QueryError> {
+        if produced.fetch_add(n, Ordering::Relaxed) + n > self.opts.max_samples {
+            return Err(QueryError::TooManySamples {
+                limit: self.opts.max_samples,
+            });
+        }
+        Ok(())
     }
 
     /// Labels after a name-dropping operation: dropped now, or flagged for later.
@@ -876,15 +881,10 @@ impl<'a> Ev<'a> {
         let limited = |ts: &mut Vec<i64>, vs: &mut Vec<f64>| {
             self.check_timeout()?;
             let p = f(ts, vs)?;
-            let n = p.0.len();
-            if n == 0 {
+            if p.0.is_empty() {
                 return Ok(None);
             }
-            if produced.fetch_add(n, Ordering::Relaxed) + n > self.opts.max_samples {
-                return Err(QueryError::TooManySamples {
-                    limit: self.opts.max_samples,
-                });
-            }
+            self.charge(&produced, p.0.len())?;
             Ok(Some(p))
         };
         let sets = Self::selector_matchers(vs)?;

@@ -784,11 +784,8 @@ fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Q
         let work =
             arg.series.iter().map(|s| s.ts.len()).sum::<usize>() + arg.series.len() * ev.nsteps();
         ev.map_points(arg.series.iter().collect(), work, |s| {
-            Ok(((), window_values(ev, name, &arg, &scalars, (&s.ts, &s.vs))?))
+            window_values(ev, name, &arg, &scalars, (&s.ts, &s.vs))
         })?
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect()
     };
     let results = arg
         .series
