@@ -21,7 +21,7 @@
 //!   by the head and every loaded block). A head series holds its label set as thin
 //!   pointers to those strings ([`symbol`]): 16 bytes a label, where a [`Labels`]
 //!   costs 32; `Labels` are built on demand (select, series, cuts).
-//! - Series index: a hash of the label set → id (collisions kept in a side map), a
+//! - Series index: a hash table of ids keyed by their label set's hash, a
 //!   `Vec` slot per id, and an inverted index ([`index::Postings`]: label name → value
 //!   → sorted ids). `name="x"` is a hash lookup; `=~` walks the values of one label
 //!   name, never the series; `!=`/`!~` and matchers that match the empty string
@@ -713,24 +713,48 @@ impl HeadSeries {
 #[derive(Default)]
 struct HeadIndex {
     series: Vec<Option<Arc<HeadSeries>>>,
-    by_hash: HashMap<u64, u32>,
-    collisions: HashMap<u64, Vec<u32>>,
+    /// Ids by the hash of their label set: 5 bytes a slot (a `HashMap<u64, u32>`
+    /// took 17, with a side map for colliding hashes). The hashes are not kept: a
+    /// lookup compares the labels of each candidate, and growing the table hashes
+    /// the series' labels again.
+    by_hash: hashbrown::HashTable<u32>,
+    /// The store's label-set hasher ([`Inner::hash_pairs`]), for that rehashing.
+    hasher: foldhash::fast::RandomState,
     postings: Postings,
     live: usize,
 }
 
+/// The hash of a label set given as (name, value) pairs, as the head index keys it.
+fn hash_label_pairs<'a>(
+    hasher: &foldhash::fast::RandomState,
+    pairs: impl Iterator<Item = (&'a Arc<str>, &'a Arc<str>)>,
+) -> u64 {
+    let mut h = hasher.build_hasher();
+    for (name, value) in pairs {
+        name.as_bytes().hash(&mut h);
+        value.as_bytes().hash(&mut h);
+    }
+    h.finish()
+}
+
 impl HeadIndex {
-    fn get(&self, hash: u64, labels: &Labels) -> Option<&Arc<HeadSeries>> {
-        let check = |id: &u32| {
-            self.series
-                .get(*id as usize)
-                .and_then(|s| s.as_ref())
-                .filter(|s| s.labels.eq_labels(labels))
-        };
-        if let Some(s) = self.by_hash.get(&hash).and_then(check) {
-            return Some(s);
+    fn new(hasher: foldhash::fast::RandomState) -> HeadIndex {
+        HeadIndex {
+            hasher,
+            ..Default::default()
         }
-        self.collisions.get(&hash)?.iter().find_map(check)
+    }
+
+    fn series(&self, id: u32) -> Option<&Arc<HeadSeries>> {
+        self.series.get(id as usize).and_then(|s| s.as_ref())
+    }
+
+    fn get(&self, hash: u64, labels: &Labels) -> Option<&Arc<HeadSeries>> {
+        let id = self.by_hash.find(hash, |&id| {
+            self.series(id)
+                .is_some_and(|s| s.labels.eq_labels(labels))
+        })?;
+        self.series(*id)
     }
 
     /// Inserts a series with a given id (from the WAL) or the next free one.
@@ -746,40 +770,24 @@ impl HeadIndex {
             data: Mutex::new(SeriesData::new()),
         });
         self.postings.add_pairs(id, s.labels.pairs());
-        match self.by_hash.entry(hash) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(id);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.collisions.entry(hash).or_default().push(id)
-            }
-        }
         self.series[id as usize] = Some(s.clone());
+        let (series, hasher) = (&self.series, &self.hasher);
+        self.by_hash.insert_unique(hash, id, |&other| {
+            // Every id in the table has its series (removal takes it out first).
+            let slot = series.get(other as usize).and_then(|s| s.as_ref());
+            slot.map_or(0, |s| hash_label_pairs(hasher, s.labels.pairs()))
+        });
         self.live += 1;
         s
     }
 
     fn remove(&mut self, hash: u64, id: u32) {
+        if let Ok(entry) = self.by_hash.find_entry(hash, |&other| other == id) {
+            entry.remove();
+        }
         if let Some(slot) = self.series.get_mut(id as usize) {
             if slot.take().is_some() {
                 self.live -= 1;
-            }
-        }
-        if self.by_hash.get(&hash) == Some(&id) {
-            self.by_hash.remove(&hash);
-            // Promote a colliding series, if any.
-            if let Some(list) = self.collisions.get_mut(&hash) {
-                if let Some(other) = list.pop() {
-                    self.by_hash.insert(hash, other);
-                }
-                if list.is_empty() {
-                    self.collisions.remove(&hash);
-                }
-            }
-        } else if let Some(list) = self.collisions.get_mut(&hash) {
-            list.retain(|&x| x != id);
-            if list.is_empty() {
-                self.collisions.remove(&hash);
             }
         }
     }
@@ -854,12 +862,7 @@ impl Inner {
     }
 
     fn hash_pairs<'a>(&self, pairs: impl Iterator<Item = (&'a Arc<str>, &'a Arc<str>)>) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        for (name, value) in pairs {
-            name.as_bytes().hash(&mut h);
-            value.as_bytes().hash(&mut h);
-        }
-        h.finish()
+        hash_label_pairs(&self.hasher, pairs)
     }
 
     fn intern(&self, s: &str) -> Arc<str> {
@@ -895,6 +898,7 @@ impl Store {
         // Emptied: the head is rebuilt from the WAL.
         let head_chunks =
             HeadChunkFiles::open(&dir.join(head_chunks::DIR), opts.head_chunk_segment_bytes)?;
+        let hasher = foldhash::fast::RandomState::default();
         let inner = Inner {
             dir: dir.to_path_buf(),
             wal_dir: wal_dir.clone(),
@@ -903,9 +907,9 @@ impl Store {
                 block_range_ms: opts.block_range_ms.max(1),
                 ..opts
             },
-            hasher: Default::default(),
+            hasher: hasher.clone(),
             interner: Mutex::new(Interner::default()),
-            index: RwLock::new(HeadIndex::default()),
+            index: RwLock::new(HeadIndex::new(hasher)),
             head_chunks,
             wal: Mutex::new(WalState {
                 writer: None,
