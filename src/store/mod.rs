@@ -593,8 +593,9 @@ impl SeriesData {
                 }
             };
             if roll {
+                let previous_len = self.open.as_ref().map_or(0, |c| c.bytes().len());
                 self.close_open(files);
-                self.open = Some(OpenChunk::new());
+                self.open = Some(OpenChunk::with_capacity(previous_len));
             }
             if let Some(c) = self.open.as_mut() {
                 c.append(t, v);
