@@ -1738,6 +1738,17 @@ impl Inner {
 
     /// Opens one block directory and notes its name; a damaged block is moved aside
     /// (`None`), a block of an unknown format version refuses the store.
+    /// Points a new block's postings at those of a live block with the same series
+    /// (the newest first: consecutive blocks of a steady set of series have them), so
+    /// each live block holds its own series table but not its own postings.
+    fn share_postings(&self, block: &mut Block) {
+        for other in read(&self.blocks).iter().rev() {
+            if block.share_postings(other) {
+                return;
+            }
+        }
+    }
+
     fn open_block(&self, path: &Path) -> Result<Option<Arc<Block>>, StoreError> {
         if !path.is_dir() {
             return Ok(None);
@@ -1747,7 +1758,10 @@ impl Inner {
         }
         let mut intern = |p: &[(&str, &str)]| self.intern_pairs(p);
         match Block::open(path, &mut intern) {
-            Ok(b) => Ok(Some(Arc::new(b))),
+            Ok(mut b) => {
+                self.share_postings(&mut b);
+                Ok(Some(Arc::new(b)))
+            }
             Err(e @ BlockError::UnknownVersion { .. }) => Err(e.into()),
             Err(e) => {
                 self.move_aside(path, &e.to_string());
@@ -2017,7 +2031,9 @@ impl Inner {
             writer.finish(start, end, 0, Vec::new(), BlockOrigin::Head)?;
             pending.install(&fin)?;
             let mut intern = |p: &[(&str, &str)]| self.intern_pairs(p);
-            Some(Arc::new(Block::open(&fin, &mut intern)?))
+            let mut b = Block::open(&fin, &mut intern)?;
+            self.share_postings(&mut b);
+            Some(Arc::new(b))
         } else {
             None
         };
@@ -2188,7 +2204,10 @@ impl Inner {
         writer.finish(start, end, level, sources, origin)?;
         pending.install(&fin)?;
         let mut intern = |p: &[(&str, &str)]| self.intern_pairs(p);
-        let merged = Arc::new(Block::open(&fin, &mut intern)?);
+        let mut merged = Block::open(&fin, &mut intern)?;
+        // Usually the sources' series, whose postings then live on in the new block.
+        self.share_postings(&mut merged);
+        let merged = Arc::new(merged);
         {
             let mut blocks = write(&self.blocks);
             blocks.retain(|b| !group.iter().any(|g| Arc::ptr_eq(b, g)));
