@@ -2071,9 +2071,15 @@ impl Inner {
             ids.sort_unstable();
             idx.postings.remove(&ids);
         }
-        // The head's lists change little once its series exist: packed, they take
-        // about a byte an id instead of four plus what they grew by.
-        write(&self.index).postings.freeze();
+        {
+            // The head's lists change little once its series exist: packed, they
+            // take about a byte an id instead of four plus what they grew by.
+            let mut idx = write(&self.index);
+            idx.postings.freeze();
+            // Likewise the slots, which grew by doubling (a little room stays).
+            let slots = idx.series.len();
+            idx.series.shrink_to(slots + slots / 16);
+        }
         drop(series);
         drop(dead);
         self.head_chunks.delete_before(end);
