@@ -752,8 +752,7 @@ impl HeadIndex {
 
     fn get(&self, hash: u64, labels: &Labels) -> Option<&Arc<HeadSeries>> {
         let id = self.by_hash.find(hash, |&id| {
-            self.series(id)
-                .is_some_and(|s| s.labels.eq_labels(labels))
+            self.series(id).is_some_and(|s| s.labels.eq_labels(labels))
         })?;
         self.series(*id)
     }
@@ -1897,7 +1896,11 @@ impl Inner {
                             continue;
                         };
                         let mut d = series.lock();
-                        let prev = if d.wal_seg == seg as u32 { d.wal_bits } else { 0 };
+                        let prev = if d.wal_seg == seg as u32 {
+                            d.wal_bits
+                        } else {
+                            0
+                        };
                         let Some(bits) = wal::get_xor_value(&mut c, prev) else {
                             ok = false;
                             break;
