@@ -608,93 +608,93 @@ fn sample_limit_error(limit: u64) -> String {
 
 /// What one raw series (metric name and label text as written in the body)
 /// becomes: the store series of its labels after target labels and metric
-/// relabeling, or `None` when relabeling drops it.
+/// relabeling, or `None` when relabeling drops it. 24 bytes.
 struct CacheEntry {
-    /// Where its key lies in the cache's arena.
-    key_at: u32,
-    key_len: u32,
-    series: Option<SeriesRef>,
+    /// The key's fingerprint: the high 64 bits of its 128-bit hash (also the
+    /// table's hash) and 31 more bits, below the `LIVE` flag in `check_live`.
+    hash: u64,
+    check_live: u32,
     /// The scrape that last saw it (wrapping: only compared with the current one,
     /// and entries not seen by a scrape are dropped at its end).
     seen: u32,
-    /// Whether it was stored by the last successful scrape.
-    live: bool,
+    series: Option<SeriesRef>,
+}
+
+/// In `CacheEntry::check_live`: the series was stored by the last successful scrape.
+const LIVE: u32 = 1 << 31;
+
+impl CacheEntry {
+    fn live(&self) -> bool {
+        self.check_live & LIVE != 0
+    }
 }
 
 /// Prometheus's scrape cache: a series seen before skips label building,
 /// relabeling and limit checks; and the cache knows which series the last
 /// successful scrape had, for staleness markers.
 ///
-/// It holds an entry for every series of the target, so it is kept small: the keys
-/// lie back to back in one arena (an allocation each would cost its header and
-/// rounding on top of the key), and the table holds 24-byte entries that point
-/// into it.
-#[derive(Default)]
+/// It holds an entry for every series of the target, so it is kept small: an
+/// entry keeps a 95-bit fingerprint of its key (a seeded XXH3-128) instead of the
+/// key's text (about 60 bytes of exposition a series, the most of what the cache
+/// held). Two distinct keys of one target share a fingerprint with a chance of
+/// about n²/2⁹⁶ (below 10⁻¹⁶ for a million series); the seed is random per cache,
+/// so no body can be made to collide on purpose across processes, and a collision
+/// could only mix two series of the same target, which that exporter could
+/// write anyway.
 pub struct ScrapeCache {
     entries: hashbrown::HashTable<CacheEntry>,
-    arena: Vec<u8>,
-    /// Arena bytes of dropped entries, reclaimed once they are half of it.
-    dead_bytes: usize,
-    hasher: foldhash::fast::RandomState,
+    seed: u64,
     iteration: u32,
     key: Vec<u8>,
 }
 
-/// The most arena bytes a target's keys may take (offsets are 32 bits); far above
-/// what the body size limit lets through in practice.
-const MAX_CACHE_KEY_BYTES: usize = u32::MAX as usize;
+impl Default for ScrapeCache {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        ScrapeCache {
+            entries: hashbrown::HashTable::new(),
+            seed: std::collections::hash_map::RandomState::new().hash_one(0u8),
+            iteration: 0,
+            key: Vec::new(),
+        }
+    }
+}
 
 impl ScrapeCache {
     /// Series stored by the last successful scrape.
     pub fn live_series(&self) -> usize {
         self.entries
             .iter()
-            .filter(|e| e.live && e.series.is_some())
+            .filter(|e| e.live() && e.series.is_some())
             .count()
     }
 
-    fn key_of<'a>(arena: &'a [u8], e: &CacheEntry) -> &'a [u8] {
-        let at = e.key_at as usize;
-        arena.get(at..at + e.key_len as usize).unwrap_or_default()
-    }
-
-    fn hash(&self, key: &[u8]) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(key)
+    /// The table hash and the 31 check bits of `key`.
+    fn fingerprint(&self, key: &[u8]) -> (u64, u32) {
+        let h = twox_hash::XxHash3_128::oneshot_with_seed(self.seed, key);
+        ((h >> 64) as u64, h as u32 & !LIVE)
     }
 
     /// The entry of `key`, marked seen by this scrape.
     fn seen(&mut self, key: &[u8]) -> Option<&CacheEntry> {
-        let hash = self.hash(key);
-        let (arena, it) = (&self.arena, self.iteration);
+        let (hash, check) = self.fingerprint(key);
+        let it = self.iteration;
         let e = self
             .entries
-            .find_mut(hash, |e| Self::key_of(arena, e) == key)?;
+            .find_mut(hash, |e| e.hash == hash && e.check_live & !LIVE == check)?;
         e.seen = it;
         Some(e)
     }
 
-    fn insert(&mut self, key: &[u8], series: Option<SeriesRef>) -> Result<(), String> {
-        if self.arena.len() + key.len() > MAX_CACHE_KEY_BYTES {
-            return Err(format!(
-                "the scrape cache's series keys exceed {MAX_CACHE_KEY_BYTES} bytes"
-            ));
-        }
-        let hash = self.hash(key);
+    fn insert(&mut self, key: &[u8], series: Option<SeriesRef>) {
+        let (hash, check) = self.fingerprint(key);
         let entry = CacheEntry {
-            key_at: self.arena.len() as u32,
-            key_len: key.len() as u32,
-            series,
+            hash,
+            check_live: check,
             seen: self.iteration,
-            live: false,
+            series,
         };
-        self.arena.extend_from_slice(key);
-        let (arena, hasher) = (&self.arena, &self.hasher);
-        self.entries.insert_unique(hash, entry, |e| {
-            use std::hash::BuildHasher;
-            hasher.hash_one(Self::key_of(arena, e))
-        });
-        Ok(())
+        self.entries.insert_unique(hash, entry, |e| e.hash);
     }
 
     /// A scrape failed (or the target went away): every series of the last
@@ -703,12 +703,10 @@ impl ScrapeCache {
         let mut out: Vec<SeriesRef> = self
             .entries
             .drain()
-            .filter(|e| e.live)
+            .filter(|e| e.live())
             .filter_map(|e| e.series)
             .collect();
-        self.entries.shrink_to_fit(|_| 0);
-        self.arena = Vec::new();
-        self.dead_bytes = 0;
+        self.entries.shrink_to_fit(|e| e.hash);
         out.sort_by_key(SeriesRef::id);
         out.dedup_by_key(|s| s.id());
         out
@@ -719,14 +717,12 @@ impl ScrapeCache {
     fn finish(&mut self) -> Vec<SeriesRef> {
         let it = self.iteration;
         let mut gone = Vec::new();
-        let mut dead = 0;
         self.entries.retain(|e| {
             if e.seen == it {
-                e.live = true;
+                e.check_live |= LIVE;
                 true
             } else {
-                dead += e.key_len as usize;
-                if e.live {
+                if e.live() {
                     if let Some(s) = e.series.take() {
                         gone.push(s);
                     }
@@ -734,8 +730,11 @@ impl ScrapeCache {
                 false
             }
         });
-        self.dead_bytes += dead;
-        self.compact();
+        // Most of the spare room the table grew with (growth by doubling leaves up
+        // to half of it unused).
+        if self.entries.capacity() > self.entries.len() * 2 + 64 {
+            self.entries.shrink_to_fit(|e| e.hash);
+        }
         if !gone.is_empty() {
             // Another spelling of the same series may still be there.
             let current: HashSet<SeriesId> = self
@@ -748,34 +747,6 @@ impl ScrapeCache {
             gone.dedup_by_key(|s| s.id());
         }
         gone
-    }
-
-    /// Reclaims the arena bytes of dropped entries once they are half of it, and
-    /// most of the spare room the arena and the table grew with (growth by
-    /// doubling leaves up to half of each unused).
-    fn compact(&mut self) {
-        let arena_len = self.arena.len();
-        if self.dead_bytes > 4096 && self.dead_bytes * 2 >= arena_len {
-            let live = arena_len - self.dead_bytes;
-            let mut arena = Vec::with_capacity(live + live / 16);
-            for e in self.entries.iter_mut() {
-                let at = arena.len() as u32;
-                arena.extend_from_slice(Self::key_of(&self.arena, e));
-                e.key_at = at;
-            }
-            self.arena = arena;
-            self.dead_bytes = 0;
-        } else if self.arena.capacity() - arena_len > arena_len / 8 + 4096 {
-            // A little room stays, so a few new series do not regrow it by doubling.
-            self.arena.shrink_to(arena_len + arena_len / 16);
-        }
-        if self.entries.capacity() > self.entries.len() * 2 + 64 {
-            let (arena, hasher) = (&self.arena, &self.hasher);
-            self.entries.shrink_to_fit(|e| {
-                use std::hash::BuildHasher;
-                hasher.hash_one(Self::key_of(arena, e))
-            });
-        }
     }
 }
 
@@ -828,7 +799,7 @@ pub fn parse_body(
                     series_added += created as u64;
                     series
                 });
-                cache.insert(&key, series.clone())?;
+                cache.insert(&key, series.clone());
                 series
             }
         };
@@ -1009,7 +980,7 @@ mod tests {
     }
 
     #[test]
-    fn cache_arena_drops_the_keys_of_gone_series() {
+    fn cache_drops_the_entries_of_gone_series() {
         let cfg = ScrapeConfig::parse(
             "scrape_configs:\n  - job_name: j\n    static_configs:\n      - targets: ['h:1']\n",
             &crate::config::SecretSource::File,
@@ -1026,9 +997,8 @@ mod tests {
                 .collect::<String>()
                 .into_bytes()
         };
-        let live_key_bytes =
-            |c: &ScrapeCache| -> usize { c.entries.iter().map(|e| e.key_len as usize).sum() };
         let (a, b) = (body("a"), body("b"));
+        let mut ids = Vec::new();
         for (ts, (body, stale)) in [(&a, 0), (&b, 200), (&a, 200), (&a, 0)]
             .into_iter()
             .enumerate()
@@ -1044,17 +1014,19 @@ mod tests {
             )
             .unwrap();
             assert_eq!((s.samples.len(), s.stale.len()), (200, stale));
-            // The gone series' keys are reclaimed, the live ones still found.
-            assert_eq!(cache.arena.len(), live_key_bytes(&cache));
-            assert_eq!(cache.dead_bytes, 0);
+            // The gone series' entries are dropped, the live ones still found.
+            assert_eq!(cache.entries.len(), 200);
+            ids.push(s.samples.iter().map(|r| r.series.id()).collect::<Vec<_>>());
         }
+        // Each sample line finds its own series again, not another one's.
+        assert_eq!(ids[2], ids[3]);
+        let distinct: HashSet<SeriesId> = ids[3].iter().copied().collect();
+        assert_eq!(distinct.len(), 200);
+        assert!(ids[0].iter().all(|id| distinct.contains(id)));
         assert_eq!(cache.live_series(), 200);
-        for e in cache.entries.iter() {
-            let key = ScrapeCache::key_of(&cache.arena, e);
-            assert!(key.starts_with(b"some_fairly_long_metric_name"));
-        }
         assert_eq!(cache.fail().len(), 200);
-        assert!(cache.arena.is_empty() && cache.entries.is_empty());
+        assert!(cache.entries.is_empty());
+        assert_eq!(std::mem::size_of::<CacheEntry>(), 24);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 
 use super::index::Postings;
-use super::symbol::SeriesLabels;
+use super::symbol::{ByIdentity, SeriesLabels};
 use super::wal::{put_uvarint, Cursor};
 use crate::labels::{Labels, Matcher};
 
@@ -565,33 +565,53 @@ impl BlockWriter {
 // ---- reading ------------------------------------------------------------------------
 
 /// One row of a block's series table, as kept in memory for the block's life: every
-/// live block holds one per series, so it is kept to 24 bytes. Times are offsets
-/// from the block's `mint`, the sample batch is found from [`Block::batch_starts`]
-/// (a series never spans two batches, and batches hold consecutive series), and the
-/// row within a batch fits 16 bits because a batch holds at most [`BATCH_ROWS`] rows
-/// whenever a series does not start it.
+/// live block holds one per series, so it is kept to 16 bytes (its time span is
+/// beside it, in [`Block::spans`]). The sample batch is found from
+/// [`Block::batch_starts`] (a series never spans two batches, and batches hold
+/// consecutive series), and the row within a batch fits 16 bits because a batch
+/// holds at most [`BATCH_ROWS`] rows whenever a series does not start it.
 pub struct BlockSeries {
     pub labels: SeriesLabels,
-    /// `mint - block mint`, rounded down to `u32::MAX` (blocks spanning 49+ days).
-    mint_off: u32,
-    /// `maxt - block mint`; `u32::MAX` stands for the block's `maxt` (rounded up).
-    maxt_off: u32,
     count: u32,
     row: u16,
     vmode: u8,
     vscale: u8,
 }
 
-impl BlockSeries {
-    /// Whether the series may have samples in `[mint, maxt]` (exact unless the
-    /// block spans more than `u32::MAX` ms, when it may say yes wrongly).
-    fn overlaps(&self, meta: &BlockMeta, mint: i64, maxt: i64) -> bool {
-        let s_mint = meta.mint.saturating_add(self.mint_off as i64);
-        let s_maxt = match self.maxt_off {
-            u32::MAX => meta.maxt,
-            off => meta.mint.saturating_add(off as i64),
-        };
-        s_maxt >= mint && s_mint <= maxt
+/// Where in its block a series has samples, in 255ths of the block's time span,
+/// rounded outward: 2 bytes a series in every live block, where exact offsets took
+/// 8. A series may thus be taken for one with samples in a range it misses by less
+/// than a 255th of the block (28 s of a 2 h block); reads find no samples there and
+/// leave it out, and the series API lists it, as Prometheus's chunk-granular index
+/// may.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SeriesSpan {
+    first: u8,
+    last: u8,
+}
+
+impl SeriesSpan {
+    /// The 255th of the block's span: every offset in the block fits 255 of them.
+    fn granule(meta: &BlockMeta) -> i128 {
+        (meta.maxt as i128 - meta.mint as i128).max(0) / 255 + 1
+    }
+
+    fn new(meta: &BlockMeta, s_mint: i64, s_maxt: i64) -> SeriesSpan {
+        let (g, base) = (Self::granule(meta), meta.mint as i128);
+        let first = (s_mint as i128 - base).div_euclid(g);
+        let last = (s_maxt as i128 - base + g - 1).div_euclid(g);
+        SeriesSpan {
+            first: first.clamp(0, 255) as u8,
+            last: last.clamp(0, 255) as u8,
+        }
+    }
+
+    /// Whether the series may have samples in `[mint, maxt]`.
+    fn overlaps(self, meta: &BlockMeta, mint: i64, maxt: i64) -> bool {
+        let (g, base) = (Self::granule(meta), meta.mint as i128);
+        let lo = base + self.first as i128 * g;
+        let hi = base + self.last as i128 * g;
+        hi >= mint as i128 && lo <= maxt as i128
     }
 }
 
@@ -601,9 +621,13 @@ pub struct Block {
     pub name: String,
     pub meta: BlockMeta,
     pub series: Vec<BlockSeries>,
+    /// Each series' time span, by ordinal.
+    spans: Box<[SeriesSpan]>,
     /// The first series ordinal of each sample batch.
     batch_starts: Vec<u32>,
-    pub postings: Postings,
+    /// Shared with another live block that has the same series in the same order
+    /// ([`Block::share_postings`]): consecutive blocks usually do.
+    pub postings: Arc<Postings>,
     /// `samples.arrow`, open for positional reads, and where each record batch lies
     /// in it (read from the IPC footer once at open, not per query).
     samples: SampleFile,
@@ -802,6 +826,7 @@ impl Block {
         };
         let reader = FileReader::try_new(BufReader::new(f), None).map_err(arrow)?;
         let mut series = Vec::with_capacity(meta.num_series as usize);
+        let mut spans = Vec::with_capacity(meta.num_series as usize);
         let mut batch_starts: Vec<u32> = Vec::new();
         for batch in reader {
             let batch = batch.map_err(arrow)?;
@@ -838,10 +863,7 @@ impl Block {
                         ),
                     ));
                 }
-                // Offsets out of u32 round outward: mint down, maxt up to the block's.
-                let off =
-                    |t: i64| u32::try_from(t.saturating_sub(meta.mint).max(0)).unwrap_or(u32::MAX);
-                let (s_mint, s_maxt) = (mint.value(i), maxt.value(i));
+                spans.push(SeriesSpan::new(&meta, mint.value(i), maxt.value(i)));
                 let row = u16::try_from(row.value(i)).map_err(|_| {
                     corrupt(
                         &path,
@@ -853,8 +875,6 @@ impl Block {
                 })?;
                 series.push(BlockSeries {
                     labels: intern(&pairs),
-                    mint_off: off(s_mint),
-                    maxt_off: off(s_maxt),
                     row,
                     count: count.value(i),
                     vmode: vmode.value(i),
@@ -901,8 +921,9 @@ impl Block {
             name,
             meta,
             series,
+            spans: spans.into_boxed_slice(),
             batch_starts,
-            postings,
+            postings: Arc::new(postings),
             samples,
             delete_on_drop: std::sync::atomic::AtomicBool::new(false),
         })
@@ -915,11 +936,27 @@ impl Block {
         }
         let mut ids = self.postings.select(matchers);
         ids.retain(|&i| {
-            self.series
+            self.spans
                 .get(i as usize)
                 .is_some_and(|s| s.overlaps(&self.meta, mint, maxt))
         });
         ids
+    }
+
+    /// Takes `other`'s postings if it has the same series in the same order (the
+    /// same label set allocations), dropping its own: postings depend on nothing
+    /// else. Returns whether it did.
+    pub fn share_postings(&mut self, other: &Block) -> bool {
+        let same = self.series.len() == other.series.len()
+            && self
+                .series
+                .iter()
+                .zip(&other.series)
+                .all(|(a, b)| ByIdentity(&a.labels) == ByIdentity(&b.labels));
+        if same {
+            self.postings = other.postings.clone();
+        }
+        same
     }
 
     /// Calls `f` with each series' samples in `[mint, maxt]`, for series ids in
@@ -1109,17 +1146,25 @@ mod tests {
         .unwrap();
         let t = (n - 1) as i64;
         assert_eq!(got, vec![(vec![t, t + 10], vec![1.0, t as f64])]);
-        assert_eq!(b.matching(&[], 5, 5).len(), 6);
+        // Series 0-5 span t=5. Spans are kept in 255ths of the block (65 ms here),
+        // so series that start within one of it may be listed too; reading them
+        // finds the one sample at t=5 (series 5's).
+        let ids = b.matching(&[], 5, 5);
+        assert!(ids.starts_with(&[0, 1, 2, 3, 4, 5]) && ids.len() <= 6 + 65);
+        let mut with_samples = 0;
+        b.read_series(&ids, 5, 5, |_, _, _| with_samples += 1)
+            .unwrap();
+        assert_eq!(with_samples, 1);
     }
 
     #[test]
     fn series_table_rows_stay_small() {
         // Every live block holds one per series.
-        assert_eq!(std::mem::size_of::<BlockSeries>(), 24);
+        assert_eq!(std::mem::size_of::<BlockSeries>(), 16);
     }
 
     #[test]
-    fn series_times_beyond_u32_offsets_round_outward() {
+    fn series_spans_round_outward() {
         let meta = |mint, maxt| BlockMeta {
             format_version: BLOCK_FORMAT_VERSION,
             range_start: 0,
@@ -1133,23 +1178,55 @@ mod tests {
             files: BTreeMap::new(),
             origin: BlockOrigin::Head,
         };
+        // A 2 h block: granules of 28,236 ms.
+        let block = meta(7_200_000, 14_399_999);
+        let whole = SeriesSpan::new(&block, 7_200_000, 14_399_999);
+        assert_eq!((whole.first, whole.last), (0, 255));
+        assert!(whole.overlaps(&block, 14_399_999, i64::MAX));
+        assert!(whole.overlaps(&block, i64::MIN, 7_200_000));
+        // Samples from 10:00 to 20:00 into the block: yes inside, and within a
+        // granule outside; no further out.
+        let s = SeriesSpan::new(&block, 7_800_000, 8_400_000);
+        assert!(s.overlaps(&block, 8_000_000, 8_000_000));
+        assert!(s.overlaps(&block, 7_795_000, 7_795_000));
+        assert!(s.overlaps(&block, 8_410_000, 9_000_000));
+        assert!(!s.overlaps(&block, 7_200_000, 7_700_000));
+        assert!(!s.overlaps(&block, 8_500_000, 9_000_000));
+        // Exact at any span, never overflowing.
+        let all = meta(i64::MIN, i64::MAX);
+        let far = SeriesSpan::new(&all, i64::MAX - 5, i64::MAX);
+        assert!(far.overlaps(&all, i64::MAX, i64::MAX));
+        assert!(!far.overlaps(&all, 0, 1000));
+        let one = meta(5, 5);
+        let s = SeriesSpan::new(&one, 5, 5);
+        assert!(s.overlaps(&one, 5, 5) && !s.overlaps(&one, 6, 9) && !s.overlaps(&one, 0, 4));
+    }
+
+    #[test]
+    fn blocks_with_the_same_series_share_postings() {
+        let dir = tempfile::tempdir().unwrap();
         let mut interner = Interner::default();
-        let mut s = |mint_off, maxt_off| BlockSeries {
-            labels: interner.series_labels_from_pairs(&[("a", "b")]),
-            mint_off,
-            maxt_off,
-            count: 1,
-            row: 0,
-            vmode: 0,
-            vscale: 0,
+        let mut open = |name: &str, hosts: &[&str], t0: i64| {
+            let bdir = dir.path().join(name);
+            let mut w = BlockWriter::create(&bdir).unwrap();
+            for h in hosts {
+                let labels = Labels::from_pairs([("__name__", "up"), ("host", h)]);
+                w.push(&labels, &[t0, t0 + 5], &[1.0, 2.0]).unwrap();
+            }
+            w.finish(t0, t0 + 10, 0, vec![], BlockOrigin::Head).unwrap();
+            let mut intern = |p: &[(&str, &str)]| interner.series_labels_from_pairs(p);
+            Block::open(&bdir, &mut intern).unwrap()
         };
-        let long = meta(0, 10 * u32::MAX as i64);
-        // maxt past u32 stands for the block's maxt: overlaps what lies before it.
-        let far = s(u32::MAX, u32::MAX);
-        assert!(far.overlaps(&long, 9 * u32::MAX as i64, 9 * u32::MAX as i64));
-        assert!(!far.overlaps(&long, 0, 1000));
-        let near = s(10, 20);
-        assert!(near.overlaps(&long, 15, 15) && !near.overlaps(&long, 21, 30));
+        let a = open("a", &["h1", "h2", "h3"], 0);
+        let mut b = open("b", &["h1", "h2", "h3"], 10);
+        let mut c = open("c", &["h1", "h3", "h4"], 20);
+        let mut d = open("d", &["h1", "h2"], 30);
+        assert!(b.share_postings(&a) && Arc::ptr_eq(&a.postings, &b.postings));
+        assert!(!c.share_postings(&a) && !d.share_postings(&a));
+        let m = [Matcher::equal("host", "h2")];
+        assert_eq!(b.matching(&m, 10, 20), vec![1]);
+        assert_eq!(c.matching(&[Matcher::equal("host", "h4")], 20, 30), vec![2]);
+        assert_eq!(d.matching(&m, 30, 40), vec![1]);
     }
 
     #[test]

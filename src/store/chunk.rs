@@ -131,6 +131,12 @@ impl Token {
     }
 }
 
+/// `n` rounded up to a size that uses a glibc allocation to its end (requests plus
+/// an 8-byte header are rounded up to 16).
+fn malloc_size(n: usize) -> usize {
+    (n + 8).div_ceil(16) * 16 - 8
+}
+
 /// The chunk a series appends to. Its bytes grow by about a quarter at a time (not
 /// doubling), and the encoder's state lives beside them, so an append is O(1).
 pub struct OpenChunk {
@@ -165,6 +171,18 @@ impl OpenChunk {
         }
     }
 
+    /// An empty chunk whose bytes start with room for `bytes` (rounded to what the
+    /// allocator hands out anyway): the size of the series' previous chunk, which
+    /// the next one usually matches, so it is not grown a quarter at a time past
+    /// it with up to a quarter unused.
+    pub fn with_capacity(bytes: usize) -> OpenChunk {
+        let mut c = OpenChunk::new();
+        if bytes > 0 {
+            c.buf = vec![0u8; malloc_size(bytes)].into_boxed_slice();
+        }
+        c
+    }
+
     pub fn count(&self) -> u16 {
         self.count
     }
@@ -193,10 +211,7 @@ impl OpenChunk {
         let need = len + tail.len();
         if need > self.buf.len() {
             let cap = self.buf.len();
-            // Sizes of 16k+8 bytes use an allocation to its end (glibc rounds
-            // requests plus an 8-byte header up to 16).
-            let grown = (cap + cap / 4 + 16).max(need);
-            let grown = (grown + 8).div_ceil(16) * 16 - 8;
+            let grown = malloc_size((cap + cap / 4 + 16).max(need));
             let mut buf = vec![0u8; grown].into_boxed_slice();
             buf[..len].copy_from_slice(&self.buf[..len]);
             self.buf = buf;
@@ -524,6 +539,21 @@ mod tests {
             (0, -9.0e15),
             (i64::MAX, 8_999_999_999.999_999),
         ]);
+    }
+
+    #[test]
+    fn a_chunk_sized_like_the_previous_one_takes_its_samples_without_growing() {
+        let samples: Vec<(i64, f64)> = (0..120).map(|i| (i * 5000, i as f64 * 1.5)).collect();
+        let first = round_trip(&samples);
+        let mut next = OpenChunk::with_capacity(first.bytes().len());
+        let room = next.buf.len();
+        assert!(room >= first.bytes().len() && (room + 8) % 16 == 0);
+        for &(t, v) in &samples {
+            next.append(t, v);
+        }
+        assert_eq!(next.buf.len(), room);
+        assert_eq!(next.bytes(), first.bytes());
+        assert!(OpenChunk::with_capacity(0).buf.is_empty());
     }
 
     #[test]

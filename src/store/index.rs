@@ -88,7 +88,7 @@ impl PostingList {
         }
     }
 
-    fn pack(ids: &[u32]) -> PackedIds {
+    fn pack_ids(ids: &[u32]) -> PackedIds {
         let mut out = Vec::with_capacity(ids.len() + 4);
         let mut skips = Vec::new();
         let mut prev = 0u32;
@@ -119,6 +119,36 @@ impl PostingList {
         }
     }
 
+    /// Packs an open list (see [`Postings::freeze`]).
+    fn pack(&mut self) {
+        if let PostingList::Open(ids) = self {
+            *self = PostingList::Packed(PostingList::pack_ids(ids));
+        }
+    }
+
+    /// Removes the ids of `dead` (sorted); a packed list is packed again only if it
+    /// held any of them.
+    fn remove(&mut self, dead: &[u32]) {
+        let is_dead = |id: &u32| dead.binary_search(id).is_ok();
+        match self {
+            PostingList::Open(ids) => {
+                ids.retain(|id| !is_dead(id));
+                ids.shrink_to_fit();
+            }
+            PostingList::Packed(_) => {
+                let kept: Option<Vec<u32>> = {
+                    let ids = self.ids();
+                    ids.iter()
+                        .any(is_dead)
+                        .then(|| ids.iter().copied().filter(|id| !is_dead(id)).collect())
+                };
+                if let Some(kept) = kept {
+                    *self = PostingList::Packed(PostingList::pack_ids(&kept));
+                }
+            }
+        }
+    }
+
     fn open_mut(&mut self) -> &mut Vec<u32> {
         if let PostingList::Packed(_) = self {
             *self = PostingList::Open(self.ids().into_owned());
@@ -134,7 +164,7 @@ impl PostingList {
 /// Every id, for selections without a positive matcher.
 enum AllIds {
     /// Sorted; the head's ids have holes where series were removed.
-    Listed(Vec<u32>),
+    Listed(PostingList),
     /// `0..n`: a block's ordinals, kept as a count, not a list (4 bytes a series
     /// in every live block).
     Dense(u32),
@@ -142,7 +172,7 @@ enum AllIds {
 
 impl Default for AllIds {
     fn default() -> Self {
-        AllIds::Listed(Vec::new())
+        AllIds::Listed(PostingList::Open(Vec::new()))
     }
 }
 
@@ -181,56 +211,53 @@ impl Postings {
             }
         }
         match &mut self.all {
-            AllIds::Listed(list) => push_sorted(list, id),
+            AllIds::Listed(list) => push_sorted(list.open_mut(), id),
             AllIds::Dense(n) if *n == id => *n += 1,
             AllIds::Dense(n) => {
                 // Not 0..n after all: list them.
                 let mut list: Vec<u32> = (0..*n).collect();
                 push_sorted(&mut list, id);
-                self.all = AllIds::Listed(list);
+                self.all = AllIds::Listed(PostingList::Open(list));
             }
         }
     }
 
-    /// Packs every list and drops the spare capacity the maps grew with, for
-    /// postings that are complete (a block's): selecting from them decodes the lists
-    /// it touches; adding or removing unpacks them again.
+    /// Packs every list and drops the spare capacity the maps grew with: a block's
+    /// postings once complete, the head's at each cut (a packed list takes about a
+    /// byte an id where an open one takes four and what it grew by). Selecting
+    /// decodes the lists it touches; adding to a list opens it again (the head's
+    /// lists of a new series' labels, until the next cut packs them).
     pub fn freeze(&mut self) {
         for values in self.by_name.values_mut() {
             for list in values.values_mut() {
-                if let PostingList::Open(ids) = list {
-                    *list = PostingList::Packed(PostingList::pack(ids));
-                }
+                list.pack();
             }
             values.shrink_to_fit();
         }
         self.by_name.shrink_to_fit();
         if let AllIds::Listed(list) = &mut self.all {
-            list.shrink_to_fit();
+            list.pack();
         }
     }
 
-    /// Removes a set of ids (sorted) from every list; empty lists are dropped.
+    /// Removes a set of ids (sorted) from every list; empty lists are dropped. A
+    /// packed list stays packed.
     pub fn remove(&mut self, dead: &[u32]) {
         if dead.is_empty() {
             return;
         }
-        let keep = |list: &mut Vec<u32>| {
-            list.retain(|id| dead.binary_search(id).is_err());
-            list.shrink_to_fit();
-        };
         for values in self.by_name.values_mut() {
             for list in values.values_mut() {
-                keep(list.open_mut());
+                list.remove(dead);
             }
-            values.retain(|_, l| !l.ids().is_empty());
+            values.retain(|_, l| l.size() > 0);
         }
         self.by_name.retain(|_, v| !v.is_empty());
         if let AllIds::Dense(n) = self.all {
-            self.all = AllIds::Listed((0..n).collect());
+            self.all = AllIds::Listed(PostingList::Open((0..n).collect()));
         }
         if let AllIds::Listed(list) = &mut self.all {
-            keep(list);
+            list.remove(dead);
         }
     }
 
@@ -323,7 +350,7 @@ impl Postings {
                 })
             }
             None => match &self.all {
-                AllIds::Listed(list) => list.clone(),
+                AllIds::Listed(list) => list.ids().into_owned(),
                 AllIds::Dense(n) => (0..*n).collect(),
             },
         };
@@ -455,7 +482,7 @@ mod tests {
         let mut ids = ids;
         ids.sort_unstable();
         ids.dedup();
-        let p = PostingList::pack(&ids);
+        let p = PostingList::pack_ids(&ids);
         assert!(!p.skips.is_empty());
         let list = PostingList::Packed(p);
         assert_eq!(&*list.ids(), &ids[..]);

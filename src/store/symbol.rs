@@ -167,10 +167,12 @@ impl Hash for SeriesLabels {
 /// with the length in the allocation instead of in the pointer (and no weak count).
 pub struct ThinSymbols(std::ptr::NonNull<ThinHeader>);
 
+/// 8 bytes, so a label set of 6 labels (12 symbols) is a 104-byte request: glibc's
+/// 112-byte chunk, where two `usize`s took its 128-byte one.
 #[repr(C)]
 struct ThinHeader {
-    count: std::sync::atomic::AtomicUsize,
-    len: usize,
+    count: std::sync::atomic::AtomicU32,
+    len: u32,
 }
 
 // SAFETY: the symbols are immutable once built and `Symbol` (an `Arc`) is Send and
@@ -191,6 +193,8 @@ impl ThinSymbols {
 
     fn new(symbols: Vec<Symbol>) -> ThinSymbols {
         let len = symbols.len();
+        // A label set is far below this (the scrape's label limits, a WAL record's size).
+        assert!(len <= u32::MAX as usize, "label set too large");
         let (layout, offset) = Self::layout(len);
         // SAFETY: the layout is never zero-sized (it holds the header); the header
         // and each symbol are written once into their place in the new allocation
@@ -202,8 +206,8 @@ impl ThinSymbols {
                 std::alloc::handle_alloc_error(layout)
             };
             header.as_ptr().write(ThinHeader {
-                count: std::sync::atomic::AtomicUsize::new(1),
-                len,
+                count: std::sync::atomic::AtomicU32::new(1),
+                len: len as u32,
             });
             let data = p.add(offset) as *mut Symbol;
             for (i, s) in symbols.into_iter().enumerate() {
@@ -219,7 +223,7 @@ impl ThinSymbols {
     }
 
     fn as_slice(&self) -> &[Symbol] {
-        let len = self.header().len;
+        let len = self.header().len as usize;
         let (_, offset) = Self::layout(len);
         // SAFETY: `len` initialised symbols start at `offset` (see `new`) and live as
         // long as the allocation, which outlives `&self`.
@@ -232,7 +236,7 @@ impl ThinSymbols {
     }
 
     fn len(&self) -> usize {
-        self.header().len
+        self.header().len as usize
     }
 
     fn iter(&self) -> std::slice::Iter<'_, Symbol> {
@@ -251,7 +255,7 @@ impl ThinSymbols {
     fn strong_count(&self) -> usize {
         self.header()
             .count
-            .load(std::sync::atomic::Ordering::Acquire)
+            .load(std::sync::atomic::Ordering::Acquire) as usize
     }
 }
 
@@ -262,7 +266,7 @@ impl Clone for ThinSymbols {
             .header()
             .count
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if old > isize::MAX as usize {
+        if old > i32::MAX as u32 {
             // As `Arc`: a leaked-clone loop must not wrap the count.
             std::process::abort();
         }
@@ -278,7 +282,7 @@ impl Drop for ThinSymbols {
         }
         // As in `Arc::drop`: see every other holder's use before freeing.
         fence(Ordering::Acquire);
-        let len = self.header().len;
+        let len = self.header().len as usize;
         let (layout, offset) = Self::layout(len);
         // SAFETY: this was the last holder: the symbols are dropped once and the
         // allocation is freed with the layout it was made with.
@@ -400,6 +404,8 @@ mod tests {
         let mut i = Interner::default();
         let a = i.series_labels(&Labels::from_pairs([("a", "1"), ("b", "2")]));
         assert_eq!(std::mem::size_of::<SeriesLabels>(), 8);
+        // Six labels: a 104-byte request, glibc's 112-byte chunk.
+        assert_eq!(ThinSymbols::layout(12).0.size(), 104);
         assert_eq!(a.0.len(), 4);
         let b = a.clone();
         // The interner's, a's and b's.
