@@ -171,7 +171,10 @@
 //! predecessor's size, and malloc keeps one arena ([`limit_malloc_arenas`]):
 //! the same 200k-series run holds 626 bytes RSS per series 244–491 s in, where the
 //! previous build side by side held 852 (peak 150 MB against 198 MB; CPU 44.4 s
-//! against 46.2 s in 491 s).
+//! against 46.2 s in 491 s). The store bench (no scrape cache, default arenas)
+//! gives 432, 579 and 597 bytes, where the previous build's, run in the same
+//! window, gave 481, 621 and 631; its replay, each run alone at 20k series, 4.4 M
+//! samples/s against 3.6.
 
 mod block;
 mod chunk;
