@@ -1332,8 +1332,14 @@ impl Store {
         // Contiguous runs of series, a few per core: each run keeps one decompressed
         // batch per block, which serves all of that block's series in the run, and
         // reads its series' closed head chunks together.
-        let runs = plan.series.len().min(crate::par::cores() * 8).max(1);
-        let per_run = plan.series.len().div_ceil(runs).max(1);
+        // A run of fewer series than RUN_MIN_SERIES would decompress its blocks'
+        // batches again for too few series (a light panel query is one run).
+        const RUN_MIN_SERIES: usize = 512;
+        let per_run = plan
+            .series
+            .len()
+            .div_ceil(crate::par::cores() * 8)
+            .max(RUN_MIN_SERIES);
         let mut reads: Vec<Option<HeadRead>> = reads.into_iter().map(Some).collect();
         let items: Vec<(std::ops::Range<usize>, Vec<HeadRead>)> = (0..plan.series.len())
             .step_by(per_run)
