@@ -916,14 +916,7 @@ impl<'a> Ev<'a> {
         let got = self.select_points(vs, mint, maxt, |ts, vs| {
             Ok((std::mem::take(ts), std::mem::take(vs)))
         })?;
-        Ok(got
-            .into_iter()
-            .map(|(labels, (timestamps, values))| super::storage::Series {
-                labels,
-                timestamps,
-                values,
-            })
-            .collect())
+        Ok(got.into_iter().map(super::storage::Series::from).collect())
     }
 
     pub fn eval_vector_selector(&mut self, vs: &VectorSelector) -> Result<Vec<Pts>, QueryError> {

@@ -26,6 +26,16 @@ pub struct Series {
     pub values: Vec<f64>,
 }
 
+impl From<(Labels, Points)> for Series {
+    fn from((labels, (timestamps, values)): (Labels, Points)) -> Series {
+        Series {
+            labels,
+            timestamps,
+            values,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("storage error: {0}")]
 pub struct StorageError(pub String);

@@ -979,18 +979,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn cache_drops_the_entries_of_gone_series() {
-        let cfg = ScrapeConfig::parse(
-            "scrape_configs:\n  - job_name: j\n    static_configs:\n      - targets: ['h:1']\n",
-            &crate::config::SecretSource::File,
-        )
-        .unwrap();
-        let job = &cfg.jobs[0];
-        let t = &job.targets[0].labels;
-        let mut cache = ScrapeCache::default();
+    /// A scrape config of one target, an empty scrape cache and a store in a fresh
+    /// directory (kept alive by the returned guard).
+    fn one_target_setup(yaml: &str) -> (ScrapeConfig, ScrapeCache, tempfile::TempDir, Store) {
+        let cfg = ScrapeConfig::parse(yaml, &crate::config::SecretSource::File).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
+        (cfg, ScrapeCache::default(), dir, store)
+    }
+
+    #[test]
+    fn cache_drops_the_entries_of_gone_series() {
+        let (cfg, mut cache, _dir, store) = one_target_setup(
+            "scrape_configs:\n  - job_name: j\n    static_configs:\n      - targets: ['h:1']\n",
+        );
+        let job = &cfg.jobs[0];
+        let t = &job.targets[0].labels;
         let body = |set: &str| -> Vec<u8> {
             (0..200)
                 .map(|i| format!("some_fairly_long_metric_name{{set=\"{set}\",i=\"{i}\"}} 1\n"))
@@ -1031,16 +1035,11 @@ mod tests {
 
     #[test]
     fn parse_body_relabels_and_counts() {
-        let cfg = ScrapeConfig::parse(
+        let (cfg, mut cache, _dir, store) = one_target_setup(
             "scrape_configs:\n  - job_name: j\n    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: drop.*\n        action: drop\n      - target_label: __name__\n        source_labels: [kill]\n        regex: 'yes'\n        replacement: ''\n    static_configs:\n      - targets: ['h:1']\n",
-            &crate::config::SecretSource::File,
-        )
-        .unwrap();
+        );
         let job = &cfg.jobs[0];
         let t = &job.targets[0].labels;
-        let mut cache = ScrapeCache::default();
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
         let s = parse_body(
             b"keep 1\ndrop_me 2\n",
             Format::PrometheusText,

@@ -1268,14 +1268,7 @@ impl Store {
         let got = self.select_map(matchers, mint, maxt, |ts, vs| {
             Ok::<_, StoreError>(Some((std::mem::take(ts), std::mem::take(vs))))
         })?;
-        Ok(got
-            .into_iter()
-            .map(|(labels, (timestamps, values))| Series {
-                labels,
-                timestamps,
-                values,
-            })
-            .collect())
+        Ok(got.into_iter().map(Series::from).collect())
     }
 
     /// `f` of each matching series' samples in `[mint, maxt]` (blocks and head in
@@ -1366,8 +1359,10 @@ impl Store {
             for sel in &plan.series[range] {
                 ts.clear();
                 vs.clear();
+                // Whether a later source starts at or before the end of an earlier one
+                // (an imported block overlapping others): then the samples need sorting.
                 let mut overlap = false;
-                let mut add = |ts: &mut Vec<i64>, start: usize| {
+                let mut note_overlap = |ts: &[i64], start: usize| {
                     if let (Some(first), Some(last)) = (ts.get(start), start.checked_sub(1)) {
                         overlap |= *first <= ts[last];
                     }
@@ -1388,19 +1383,17 @@ impl Store {
                         }
                         continue;
                     }
-                    add(&mut ts, start);
+                    note_overlap(&ts, start);
                 }
                 if let Some((hts, hvs)) = sel.head.and_then(|_| head.next()) {
                     let start = ts.len();
                     ts.extend_from_slice(&hts);
                     vs.extend_from_slice(&hvs);
-                    add(&mut ts, start);
+                    note_overlap(&ts, start);
                 }
                 if ts.is_empty() {
                     continue;
                 }
-                // A later source that starts at or before the end of an earlier one
-                // (an imported block overlapping others) needs sorting.
                 if overlap {
                     merge_overlapping(&mut ts, &mut vs);
                 }
