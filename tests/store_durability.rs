@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrowmon::labels::{Labels, Matcher};
-use arrowmon::store::{AppendSample, Store, StoreOptions};
+use arrowmon::store::{AppendSample, Store, StoreOptions, BLOCK_FORMAT_VERSION};
 
 const CHILD_DIR: &str = "ARROWMON_DURABILITY_CHILD_DIR";
 const SERIES: usize = 40;
@@ -292,4 +292,56 @@ fn unknown_store_version_is_refused_with_a_clear_message() {
         err.contains("arrowmon-store.json") && err.contains("99"),
         "{err}"
     );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Every series of a store with its samples, values as bits (NaN compares).
+fn contents(store: &Store) -> Vec<(Labels, Vec<i64>, Vec<u64>)> {
+    store
+        .select(&[], i64::MIN, i64::MAX)
+        .into_iter()
+        .map(|s| {
+            let bits = s.values.iter().map(|v| v.to_bits()).collect();
+            (s.labels, s.timestamps, bits)
+        })
+        .collect()
+}
+
+/// tests/data/store-format-1 is what `import` wrote from tests/data/store-format-1.om
+/// when blocks kept their samples as Int64 columns (format 1). Stores hold such
+/// blocks until compaction or retention replaces them, so they must still read
+/// exactly as a fresh import of the same file does.
+#[test]
+fn blocks_of_format_1_read_as_a_fresh_import_does() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    copy_dir(&data.join("store-format-1"), &old);
+    arrowmon::import::import_openmetrics(&data.join("store-format-1.om"), &new).unwrap();
+
+    let old = Store::open_with(&old, quiet_opts()).unwrap();
+    let new = Store::open_with(&new, quiet_opts()).unwrap();
+    let versions =
+        |s: &Store| -> Vec<u32> { s.blocks().iter().map(|b| b.format_version).collect() };
+    assert_eq!(versions(&old), [1, 1]);
+    assert_eq!(versions(&new), [BLOCK_FORMAT_VERSION; 2]);
+    let got = contents(&old);
+    // Three series, 225 samples, with NaN, ±Inf, -0 and long fractions among them.
+    assert_eq!(got.len(), 3);
+    assert_eq!(got.iter().map(|s| s.1.len()).sum::<usize>(), 225);
+    let odd: Vec<f64> = got[0].2.iter().map(|&b| f64::from_bits(b)).collect();
+    assert!(odd.iter().any(|v| v.is_nan()) && odd.contains(&f64::INFINITY));
+    assert!(odd.iter().any(|v| v.to_bits() == (-0.0f64).to_bits()));
+    assert_eq!(got, contents(&new));
 }

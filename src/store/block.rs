@@ -6,19 +6,27 @@
 //! - `series.arrow`: record batches of ≤ [`SERIES_BATCH_ROWS`] rows (older blocks:
 //!   one batch), one row per series, sorted by labels:
 //!   `labels` (binary, varint-length-prefixed name/value pairs), `mint`, `maxt`,
-//!   `batch` and `row` (where its samples start in `samples.arrow`), `count`,
+//!   `batch` and `row` (its row in that batch of `samples.arrow`; in format 1 the
+//!   row of its first sample), `count`,
 //!   `vmode` and `vscale` (how its values are encoded).
-//! - `samples.arrow`: record batches of ≤ [`BATCH_ROWS`] rows and ≤ [`BATCH_SERIES`]
-//!   series (a series never spans two batches), columns `t` and `v`, both Int64:
-//!   - `t`: first timestamp, then the delta, then deltas-of-deltas. Regular scrapes
-//!     give runs of zeros and scrape jitter a few ms, which ZSTD packs into well
-//!     under a byte.
+//! - `samples.arrow`: record batches of ≤ [`BATCH_ROWS`] samples and ≤ [`BATCH_SERIES`]
+//!   series (a series never spans two batches), one row per series, columns `t` and
+//!   `v`, both Binary: each a series' transformed samples as varints.
+//!   - `t`: first timestamp, then the delta, then deltas-of-deltas (zigzag varints).
+//!     Regular scrapes give runs of zero bytes and scrape jitter a few small ones,
+//!     which ZSTD packs into well under a byte.
 //!   - `v`: when every value of the series is a decimal with ≤ 9 fractional digits
 //!     that round-trips bit-exactly as `int / 10^scale` (counters, gauges printed
 //!     with few decimals: almost all exporter output), the scaled integers as deltas
 //!     (`vmode` 1, gauges) or deltas-of-deltas (`vmode` 2, steady counters), whichever
-//!     is smaller; otherwise (NaN, staleness markers, ±Inf, -0, long fractions) the
-//!     raw bits XOR the previous value's bits (`vmode` 0), bit-exact.
+//!     is smaller, as zigzag varints; otherwise (NaN, staleness markers, ±Inf, -0,
+//!     long fractions) the raw bits XOR the previous value's bits (`vmode` 0) as
+//!     unsigned varints, bit-exact.
+//!
+//!   Format 1 (still read, no longer written) kept the same transformed integers as
+//!   Int64 columns, one row per sample: 16 bytes a sample for ZSTD to decompress,
+//!   where varints are 2–3, and up to twice the size on disk (see the table in
+//!   the store's module doc).
 //!
 //! A query reads `series.arrow` once at open (the block's inverted index lives in
 //! memory) and then only the sample batches of the series it selects.
@@ -36,12 +44,14 @@ use arrow_schema::{ArrowError, DataType, Field, Schema};
 
 use super::index::Postings;
 use super::symbol::{ByIdentity, SeriesLabels};
-use super::wal::{put_uvarint, Cursor};
+use super::wal::{put_uvarint, put_varint, Cursor};
 use crate::labels::{Labels, Matcher};
 
-/// The block format this code writes and reads.
-pub const BLOCK_FORMAT_VERSION: u32 = 1;
-/// Rows per sample record batch: the unit a query decompresses.
+/// The block format this code writes.
+pub const BLOCK_FORMAT_VERSION: u32 = 2;
+/// The oldest block format this code reads.
+pub const OLDEST_BLOCK_FORMAT: u32 = 1;
+/// Samples per sample record batch: a batch is the unit a query decompresses.
 pub const BATCH_ROWS: usize = 16 * 1024;
 /// Series per sample record batch. A light query reads one series per block, so in
 /// blocks of short series (freshly cut, lowered block range) batches stay small;
@@ -104,8 +114,8 @@ pub enum BlockError {
     #[error("{path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error(
-        "{path}: block format version {found} is not supported (this arrowmon reads version {BLOCK_FORMAT_VERSION}); \
-         it was written by a newer arrowmon"
+        "{path}: block format version {found} is not supported (this arrowmon reads versions \
+         {OLDEST_BLOCK_FORMAT} to {BLOCK_FORMAT_VERSION}); it was written by a newer arrowmon"
     )]
     UnknownVersion { path: PathBuf, found: u32 },
 }
@@ -167,20 +177,15 @@ pub fn encode_ts(ts: &[i64], out: &mut Vec<i64>) {
     }
 }
 
-pub(super) fn decode_ts(col: &[i64], out: &mut Vec<i64>) {
-    let (mut t, mut d) = (0i64, 0i64);
-    for (i, &x) in col.iter().enumerate() {
-        match i {
-            0 => t = x,
-            1 => {
-                d = x;
-                t = t.wrapping_add(d);
-            }
-            _ => {
-                d = d.wrapping_add(x);
-                t = t.wrapping_add(d);
-            }
-        }
+pub(super) fn decode_ts(mut col: impl Iterator<Item = i64>, out: &mut Vec<i64>) {
+    let Some(mut t) = col.next() else { return };
+    out.push(t);
+    let Some(mut d) = col.next() else { return };
+    t = t.wrapping_add(d);
+    out.push(t);
+    for x in col {
+        d = d.wrapping_add(x);
+        t = t.wrapping_add(d);
         out.push(t);
     }
 }
@@ -228,41 +233,183 @@ pub fn encode_values(vs: &[f64], out: &mut Vec<i64>) -> (u8, u8) {
     }
 }
 
-pub(super) fn decode_values(col: &[i64], vmode: u8, vscale: u8, out: &mut Vec<f64>) {
-    match vmode {
-        0 => {
-            let mut prev = 0u64;
-            for &x in col {
-                prev ^= x as u64;
-                out.push(f64::from_bits(prev));
-            }
+pub(super) fn decode_values(
+    mut col: impl Iterator<Item = i64>,
+    vmode: u8,
+    vscale: u8,
+    out: &mut Vec<f64>,
+) {
+    if vmode == 0 {
+        let mut prev = 0u64;
+        for x in col {
+            prev ^= x as u64;
+            out.push(f64::from_bits(prev));
         }
-        _ => {
-            let p = 10f64.powi(vscale.min(MAX_SCALE) as i32);
-            let (mut x, mut d) = (0i64, 0i64);
-            for (i, &c) in col.iter().enumerate() {
-                if i == 0 {
-                    x = c;
-                } else if vmode == 1 || i == 1 {
-                    d = c;
-                    x = x.wrapping_add(d);
-                } else {
-                    d = d.wrapping_add(c);
-                    x = x.wrapping_add(d);
+        return;
+    }
+    // Division, not multiplication by 1/p: it is what round-trips bit-exactly.
+    let p = 10f64.powi(vscale.min(MAX_SCALE) as i32);
+    let Some(mut x) = col.next() else { return };
+    out.push(x as f64 / p);
+    if vmode == 1 {
+        for d in col {
+            x = x.wrapping_add(d);
+            out.push(x as f64 / p);
+        }
+        return;
+    }
+    let Some(mut d) = col.next() else { return };
+    x = x.wrapping_add(d);
+    out.push(x as f64 / p);
+    for dd in col {
+        d = d.wrapping_add(dd);
+        x = x.wrapping_add(d);
+        out.push(x as f64 / p);
+    }
+}
+
+/// Appends a transformed column as varints: zigzag for the signed deltas, plain for
+/// XOR'd bits (`vmode` 0), whose sign bit is just another bit.
+fn put_varints(col: &[i64], zigzag: bool, out: &mut Vec<u8>) {
+    for &x in col {
+        if zigzag {
+            put_varint(out, x);
+        } else {
+            put_uvarint(out, x as u64);
+        }
+    }
+}
+
+/// Reads back what [`put_varints`] wrote: at most `left` values (the series table's
+/// count). It ends early at the end of the bytes or at a malformed varint, so the
+/// reader checks [`Varints::complete`] afterwards.
+struct Varints<'a, const ZIGZAG: bool> {
+    bytes: &'a [u8],
+    pos: usize,
+    left: usize,
+}
+
+impl<'a, const ZIGZAG: bool> Varints<'a, ZIGZAG> {
+    fn new(bytes: &'a [u8], count: usize) -> Self {
+        Varints {
+            bytes,
+            pos: 0,
+            left: count,
+        }
+    }
+
+    /// A varint of more than one byte (or the end). With 8 bytes at hand it is
+    /// decoded without a branch per byte: gauges mix lengths, which a byte loop
+    /// mispredicts. Out of line, so the one-byte path inlines into the decoders.
+    #[inline(never)]
+    fn long_uvarint(&mut self) -> Option<u64> {
+        if let Some(word) = self
+            .bytes
+            .get(self.pos..)
+            .and_then(|b| b.first_chunk::<8>())
+        {
+            let w = u64::from_le_bytes(*word);
+            let stops = !w & 0x8080_8080_8080_8080;
+            if stops != 0 {
+                // Up to and including the first byte without a continuation bit.
+                let x = w & (stops ^ (stops - 1)) & 0x7f7f_7f7f_7f7f_7f7f;
+                let mut u = 0;
+                for k in 0..8 {
+                    u |= (x >> k) & (0x7f << (7 * k));
                 }
-                out.push(x as f64 / p);
+                self.pos += (stops.trailing_zeros() / 8 + 1) as usize;
+                return Some(u);
             }
         }
+        let (mut u, mut shift) = (0u64, 0u32);
+        loop {
+            let b = *self.bytes.get(self.pos)?;
+            self.pos += 1;
+            u |= ((b & 0x7f) as u64) << shift;
+            if b < 0x80 {
+                return Some(u);
+            }
+            shift += 7;
+            if shift > 63 {
+                return None;
+            }
+        }
+    }
+
+    /// Whether every promised value was read and every byte used.
+    fn complete(&self) -> bool {
+        self.left == 0 && self.pos == self.bytes.len()
+    }
+}
+
+impl<const ZIGZAG: bool> Iterator for Varints<'_, ZIGZAG> {
+    type Item = i64;
+    // The hot loop of a block read: kept small enough to inline into the decoders.
+    #[inline(always)]
+    fn next(&mut self) -> Option<i64> {
+        if self.left == 0 {
+            return None;
+        }
+        let u = match self.bytes.get(self.pos) {
+            // Timestamps and steady counters: almost every varint is one byte.
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                b as u64
+            }
+            _ => self.long_uvarint()?,
+        };
+        self.left -= 1;
+        Some(if ZIGZAG {
+            ((u >> 1) as i64) ^ -((u & 1) as i64)
+        } else {
+            u as i64
+        })
     }
 }
 
 // ---- writing ------------------------------------------------------------------------
 
-fn samples_schema() -> Arc<Schema> {
+fn samples_schema(format_version: u32) -> Arc<Schema> {
+    let column = if format_version == 1 {
+        DataType::Int64
+    } else {
+        DataType::Binary
+    };
     Arc::new(Schema::new(vec![
-        Field::new("t", DataType::Int64, false),
-        Field::new("v", DataType::Int64, false),
+        Field::new("t", column.clone(), false),
+        Field::new("v", column, false),
     ]))
+}
+
+/// A Binary column being filled, one value at a time.
+#[derive(Default)]
+struct BinaryColumn {
+    bytes: Vec<u8>,
+    offsets: Vec<i32>,
+}
+
+impl BinaryColumn {
+    /// Ends the current value. Errs when the column outgrows Arrow's 32-bit offsets.
+    fn end_value(&mut self) -> Result<(), std::num::TryFromIntError> {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        self.offsets.push(i32::try_from(self.bytes.len())?);
+        Ok(())
+    }
+
+    fn take(&mut self) -> BinaryArray {
+        let mut offsets = std::mem::take(&mut self.offsets);
+        if offsets.is_empty() {
+            offsets.push(0);
+        }
+        // Offsets start at 0 and never decrease: end_value pushes lengths as they grow.
+        BinaryArray::new(
+            arrow_buffer::OffsetBuffer::new(arrow_buffer::ScalarBuffer::from(offsets)),
+            arrow_buffer::Buffer::from_vec(std::mem::take(&mut self.bytes)),
+            None,
+        )
+    }
 }
 
 fn series_schema() -> Arc<Schema> {
@@ -328,14 +475,16 @@ pub struct BlockWriter {
     samples: FileWriter<HashingWriter>,
     series: FileWriter<HashingWriter>,
     num_series: usize,
-    t_col: Vec<i64>,
-    v_col: Vec<i64>,
+    t_col: BinaryColumn,
+    v_col: BinaryColumn,
+    /// One series' transformed timestamps or values, before they become varints.
+    transformed: Vec<i64>,
     batch: u32,
-    /// Series in the batch being filled.
+    /// Series and samples in the batch being filled.
     batch_series: u32,
-    /// The label bytes of the series of the pending series batch, back to back.
-    labels_col: Vec<u8>,
-    labels_offsets: Vec<i32>,
+    batch_samples: usize,
+    /// The label sets of the pending series-table batch.
+    labels_col: BinaryColumn,
     mint_col: Vec<i64>,
     maxt_col: Vec<i64>,
     batch_col: Vec<u32>,
@@ -361,7 +510,7 @@ impl BlockWriter {
         let opts = ipc_options().map_err(arrow)?;
         let samples = FileWriter::try_new_with_options(
             HashingWriter::create(&path)?,
-            &samples_schema(),
+            &samples_schema(BLOCK_FORMAT_VERSION),
             opts,
         )
         .map_err(|source| BlockError::Arrow {
@@ -386,12 +535,13 @@ impl BlockWriter {
             samples,
             series,
             num_series: 0,
-            t_col: Vec::new(),
-            v_col: Vec::new(),
+            t_col: BinaryColumn::default(),
+            v_col: BinaryColumn::default(),
+            transformed: Vec::new(),
             batch: 0,
             batch_series: 0,
-            labels_col: Vec::new(),
-            labels_offsets: vec![0],
+            batch_samples: 0,
+            labels_col: BinaryColumn::default(),
             mint_col: Vec::new(),
             maxt_col: Vec::new(),
             batch_col: Vec::new(),
@@ -406,17 +556,20 @@ impl BlockWriter {
     }
 
     fn flush_batch(&mut self) -> Result<(), BlockError> {
-        if self.t_col.is_empty() {
+        if self.batch_series == 0 {
             return Ok(());
         }
         let path = self.dir.join("samples.arrow");
-        let t = Int64Array::from(std::mem::take(&mut self.t_col));
-        let v = Int64Array::from(std::mem::take(&mut self.v_col));
-        RecordBatch::try_new(samples_schema(), vec![Arc::new(t), Arc::new(v)])
-            .and_then(|b| self.samples.write(&b))
-            .map_err(|source| BlockError::Arrow { path, source })?;
+        let (t, v) = (self.t_col.take(), self.v_col.take());
+        RecordBatch::try_new(
+            samples_schema(BLOCK_FORMAT_VERSION),
+            vec![Arc::new(t), Arc::new(v)],
+        )
+        .and_then(|b| self.samples.write(&b))
+        .map_err(|source| BlockError::Arrow { path, source })?;
         self.batch += 1;
         self.batch_series = 0;
+        self.batch_samples = 0;
         Ok(())
     }
 
@@ -426,28 +579,39 @@ impl BlockWriter {
         if ts.is_empty() {
             return Ok(());
         }
-        if !self.t_col.is_empty()
-            && (self.t_col.len() + ts.len() > BATCH_ROWS || self.batch_series >= BATCH_SERIES)
+        if self.batch_series > 0
+            && (self.batch_samples + ts.len() > BATCH_ROWS || self.batch_series >= BATCH_SERIES)
         {
             self.flush_batch()?;
         }
-        let row = self.t_col.len() as u32;
-        encode_ts(ts, &mut self.t_col);
-        let (vmode, vscale) = encode_values(vs, &mut self.v_col);
-        let lb = &mut self.labels_col;
+        let too_big = |file: &str, what: &'static str| {
+            let path = self.dir.join(file);
+            move |_| corrupt(&path, format!("{what} of one record batch exceed 2 GiB"))
+        };
+        let row = self.batch_series;
+        self.transformed.clear();
+        encode_ts(ts, &mut self.transformed);
+        put_varints(&self.transformed, true, &mut self.t_col.bytes);
+        self.t_col
+            .end_value()
+            .map_err(too_big("samples.arrow", "timestamps"))?;
+        self.transformed.clear();
+        let (vmode, vscale) = encode_values(vs, &mut self.transformed);
+        put_varints(&self.transformed, vmode != 0, &mut self.v_col.bytes);
+        self.v_col
+            .end_value()
+            .map_err(too_big("samples.arrow", "values"))?;
+        let lb = &mut self.labels_col.bytes;
         for l in labels {
             put_uvarint(lb, l.name.len() as u64);
             lb.extend_from_slice(l.name.as_bytes());
             put_uvarint(lb, l.value.len() as u64);
             lb.extend_from_slice(l.value.as_bytes());
         }
-        let end = i32::try_from(lb.len()).map_err(|_| {
-            corrupt(
-                &self.dir.join("series.arrow"),
-                "label bytes of one series batch exceed 2 GiB",
-            )
-        })?;
-        self.labels_offsets.push(end);
+        self.labels_col
+            .end_value()
+            .map_err(too_big("series.arrow", "label sets"))?;
+        self.batch_samples += ts.len();
         self.num_series += 1;
         let (first, last) = (ts[0], ts[ts.len() - 1]);
         self.mint_col.push(first);
@@ -477,15 +641,11 @@ impl BlockWriter {
             return Ok(());
         }
         let path = self.dir.join("series.arrow");
-        let offsets = arrow_buffer::OffsetBuffer::new(arrow_buffer::ScalarBuffer::from(
-            std::mem::replace(&mut self.labels_offsets, vec![0]),
-        ));
-        let values = arrow_buffer::Buffer::from_vec(std::mem::take(&mut self.labels_col));
         let arrow = |source| BlockError::Arrow {
             path: path.clone(),
             source,
         };
-        let labels = BinaryArray::try_new(offsets, values, None).map_err(arrow)?;
+        let labels = self.labels_col.take();
         let batch = RecordBatch::try_new(
             series_schema(),
             vec![
@@ -568,11 +728,13 @@ impl BlockWriter {
 /// live block holds one per series, so it is kept to 16 bytes (its time span is
 /// beside it, in [`Block::spans`]). The sample batch is found from
 /// [`Block::batch_starts`] (a series never spans two batches, and batches hold
-/// consecutive series), and the row within a batch fits 16 bits because a batch
-/// holds at most [`BATCH_ROWS`] rows whenever a series does not start it.
+/// consecutive series).
 pub struct BlockSeries {
     pub labels: SeriesLabels,
     count: u32,
+    /// Where its samples start in its batch: the series' row (format 2, below
+    /// [`BATCH_SERIES`]), or the sample row (format 1, 16 bits because a batch holds
+    /// at most [`BATCH_ROWS`] rows whenever a series does not start it).
     row: u16,
     vmode: u8,
     vscale: u8,
@@ -659,7 +821,7 @@ pub fn read_meta(dir: &Path) -> Result<BlockMeta, BlockError> {
         format_version: u32,
     }
     let v: Version = serde_json::from_slice(&text).map_err(|e| corrupt(&path, e.to_string()))?;
-    if v.format_version != BLOCK_FORMAT_VERSION {
+    if !(OLDEST_BLOCK_FORMAT..=BLOCK_FORMAT_VERSION).contains(&v.format_version) {
         return Err(BlockError::UnknownVersion {
             path,
             found: v.format_version,
@@ -722,7 +884,7 @@ struct SampleFile {
 }
 
 impl SampleFile {
-    fn open(path: &Path) -> Result<SampleFile, BlockError> {
+    fn open(path: &Path, format_version: u32) -> Result<SampleFile, BlockError> {
         use std::os::unix::fs::FileExt;
         let file = File::open(path).map_err(io_err(path))?;
         let len = file.metadata().map_err(io_err(path))?.len();
@@ -755,7 +917,7 @@ impl SampleFile {
             .schema()
             .ok_or_else(|| corrupt(path, "IPC footer without a schema"))
             .and_then(|s| arrow_ipc::convert::try_fb_to_schema(s).map_err(arrow))?;
-        if schema.fields() != samples_schema().fields() {
+        if schema.fields() != samples_schema(format_version).fields() {
             return Err(corrupt(path, format!("unexpected columns {schema:?}")));
         }
         let batches: Vec<arrow_ipc::Block> = footer
@@ -893,7 +1055,7 @@ impl Block {
             ));
         }
         let spath = dir.join("samples.arrow");
-        let samples = SampleFile::open(&spath)?;
+        let samples = SampleFile::open(&spath, meta.format_version)?;
         let num_batches = samples.batches.len();
         if batch_starts.len() > num_batches {
             return Err(corrupt(
@@ -1002,26 +1164,61 @@ impl Block {
             Some((b, current)) if *b == bi => current,
             _ => &batch.insert((bi, self.samples.read_batch(bi as usize)?)).1,
         };
-        // The columns are `t` and `v`, in that order: checked when the file was opened.
-        let int64 = |i: usize| {
-            current
-                .columns()
-                .get(i)
-                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-                .map(|a| a.values())
-                .ok_or_else(|| corrupt(path, format!("batch {bi}: column {i} is not Int64")))
-        };
-        let (t, v) = (int64(0)?, int64(1)?);
-        let (lo, hi) = (s.row as usize, s.row as usize + s.count as usize);
-        let (Some(tc), Some(vc)) = (t.get(lo..hi), v.get(lo..hi)) else {
-            return Err(corrupt(
-                path,
-                format!("rows {lo}..{hi} out of range in batch {bi}"),
-            ));
-        };
+        // The columns are `t` and `v`, in that order, of the block's format's type:
+        // checked when the file was opened.
+        fn sample_column<A: Array + 'static>(batch: &RecordBatch, i: usize) -> Option<&A> {
+            batch.columns().get(i)?.as_any().downcast_ref::<A>()
+        }
+        let bad_column = || corrupt(path, format!("batch {bi}: unexpected column types"));
         let start = ts.len();
-        decode_ts(tc, ts);
-        decode_values(vc, s.vmode, s.vscale, vs);
+        if self.meta.format_version == 1 {
+            let t = sample_column::<Int64Array>(current, 0).ok_or_else(bad_column)?;
+            let v = sample_column::<Int64Array>(current, 1).ok_or_else(bad_column)?;
+            let (lo, hi) = (s.row as usize, s.row as usize + s.count as usize);
+            let (Some(tc), Some(vc)) = (t.values().get(lo..hi), v.values().get(lo..hi)) else {
+                return Err(corrupt(
+                    path,
+                    format!("rows {lo}..{hi} out of range in batch {bi}"),
+                ));
+            };
+            decode_ts(tc.iter().copied(), ts);
+            decode_values(vc.iter().copied(), s.vmode, s.vscale, vs);
+        } else {
+            let t = sample_column::<BinaryArray>(current, 0).ok_or_else(bad_column)?;
+            let v = sample_column::<BinaryArray>(current, 1).ok_or_else(bad_column)?;
+            let row = s.row as usize;
+            if row >= t.len() || row >= v.len() {
+                return Err(corrupt(
+                    path,
+                    format!("row {row} out of range in batch {bi}"),
+                ));
+            }
+            let count = s.count as usize;
+            ts.reserve(count);
+            vs.reserve(count);
+            let mut tc = Varints::<true>::new(t.value(row), count);
+            decode_ts(&mut tc, ts);
+            let values_whole = if s.vmode == 0 {
+                let mut vc = Varints::<false>::new(v.value(row), count);
+                decode_values(&mut vc, s.vmode, s.vscale, vs);
+                vc.complete()
+            } else {
+                let mut vc = Varints::<true>::new(v.value(row), count);
+                decode_values(&mut vc, s.vmode, s.vscale, vs);
+                vc.complete()
+            };
+            if !tc.complete() || !values_whole {
+                ts.truncate(start);
+                vs.truncate(start);
+                return Err(corrupt(
+                    path,
+                    format!(
+                        "batch {bi}, row {row}: samples do not decode to the {} the series table lists",
+                        s.count
+                    ),
+                ));
+            }
+        }
         let a = start + ts[start..].partition_point(|&x| x < mint);
         let b = start + ts[start..].partition_point(|&x| x <= maxt);
         // Usually the whole series is in range and nothing moves.
@@ -1069,7 +1266,7 @@ mod tests {
             let mut col = Vec::new();
             let (mode, scale) = encode_values(&vs, &mut col);
             let mut out = Vec::new();
-            decode_values(&col, mode, scale, &mut out);
+            decode_values(col.iter().copied(), mode, scale, &mut out);
             let a: Vec<u64> = vs.iter().map(|v| v.to_bits()).collect();
             let b: Vec<u64> = out.iter().map(|v| v.to_bits()).collect();
             assert_eq!(a, b, "mode {mode} scale {scale}");
@@ -1078,8 +1275,49 @@ mod tests {
         let mut col = Vec::new();
         encode_ts(&ts, &mut col);
         let mut out = Vec::new();
-        decode_ts(&col, &mut out);
+        decode_ts(col.iter().copied(), &mut out);
         assert_eq!(ts, out);
+    }
+
+    #[test]
+    fn varints_round_trip_at_every_length_and_position() {
+        let mut vals: Vec<i64> = vec![0, 1, -1, 63, -64, 64, 127, 128, i64::MIN, i64::MAX];
+        for k in 0..64 {
+            vals.extend([1i64 << k, (1i64 << k) - 1, -(1i64 << k), !(1i64 << k)]);
+        }
+        // Every suffix, so each value is read with 8 bytes at hand and near the end.
+        for zigzag in [true, false] {
+            for skip in 0..vals.len() {
+                let col = &vals[skip..];
+                let mut bytes = Vec::new();
+                put_varints(col, zigzag, &mut bytes);
+                let got: Vec<i64> = if zigzag {
+                    let mut v = Varints::<true>::new(&bytes, col.len());
+                    let got = v.by_ref().collect();
+                    assert!(v.complete());
+                    got
+                } else {
+                    let mut v = Varints::<false>::new(&bytes, col.len());
+                    let got = v.by_ref().collect();
+                    assert!(v.complete());
+                    got
+                };
+                assert_eq!(got, col, "zigzag {zigzag}, from {skip}");
+            }
+        }
+        // Too few bytes, too many, an 11-byte varint: never complete, never a panic.
+        let mut bytes = Vec::new();
+        put_varints(&[300, 5], true, &mut bytes);
+        let mut short = Varints::<true>::new(&bytes[..bytes.len() - 1], 2);
+        assert_eq!(short.by_ref().count(), 1);
+        assert!(!short.complete());
+        let mut long = Varints::<true>::new(&bytes, 1);
+        assert_eq!(long.by_ref().count(), 1);
+        assert!(!long.complete());
+        let endless = [0xffu8; 16];
+        let mut bad = Varints::<false>::new(&endless, 1);
+        assert_eq!(bad.next(), None);
+        assert!(!bad.complete());
     }
 
     #[test]
@@ -1118,6 +1356,45 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 50);
+    }
+
+    #[test]
+    fn samples_that_do_not_match_the_series_table_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let bdir = dir.path().join("b");
+        let mut w = BlockWriter::create(&bdir).unwrap();
+        for i in 0..3 {
+            let labels = Labels::from_pairs([("i", format!("{i}").as_str())]);
+            w.push(&labels, &[1000, 2000, 3000], &[1.5, 2.5, f64::NAN])
+                .unwrap();
+        }
+        w.finish(0, 10_000, 0, vec![], BlockOrigin::Head).unwrap();
+        let mut interner = Interner::default();
+        let mut intern = |p: &[(&str, &str)]| interner.series_labels_from_pairs(p);
+        let mut b = Block::open(&bdir, &mut intern).unwrap();
+        // As if the series table of a checksummed block disagreed with its samples.
+        b.series[1].count = 4;
+        b.series[2].count = 2;
+        let mut batch = None;
+        for id in [1, 2] {
+            let (mut ts, mut vs) = (vec![7], vec![7.0]);
+            let err = b
+                .append_series(id, i64::MIN, i64::MAX, &mut batch, &mut ts, &mut vs)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("samples.arrow") && err.contains(&format!("row {id}")),
+                "{err}"
+            );
+            // What the caller had is kept; nothing half-decoded is left behind.
+            assert_eq!((ts, vs), (vec![7], vec![7.0]));
+        }
+        let (mut ts, mut vs) = (vec![], vec![]);
+        b.append_series(0, i64::MIN, i64::MAX, &mut batch, &mut ts, &mut vs)
+            .unwrap();
+        assert_eq!(ts, [1000, 2000, 3000]);
+        assert_eq!(&vs[..2], [1.5, 2.5]);
+        assert!(vs[2].is_nan());
     }
 
     #[test]
@@ -1252,11 +1529,9 @@ mod tests {
 
         let meta = bdir.join("meta.json");
         let text = std::fs::read_to_string(&meta).unwrap();
-        std::fs::write(
-            &meta,
-            text.replace("\"format_version\": 1", "\"format_version\": 7"),
-        )
-        .unwrap();
+        let version = format!("\"format_version\": {BLOCK_FORMAT_VERSION}");
+        assert!(text.contains(&version), "{text}");
+        std::fs::write(&meta, text.replace(&version, "\"format_version\": 7")).unwrap();
         let err = Block::open(&bdir, &mut intern).err().unwrap();
         assert!(
             matches!(err, BlockError::UnknownVersion { found: 7, .. }),
