@@ -240,8 +240,10 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    // Taken over before the log line that says it serves, which scripts wait for.
+    let signalled = grafana::wait_for_signal();
     tracing::info!(%listen, data_dir = %data_dir.display(), "arrowmon serving");
-    arrowmon::api::http::serve(listener, tenant.clone(), engine, grafana::wait_for_signal())
+    arrowmon::api::http::serve(listener, tenant.clone(), engine, signalled)
         .await
         .map_err(|e| e.to_string())?;
     tenant.shutdown().await;

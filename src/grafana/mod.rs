@@ -208,6 +208,8 @@ pub async fn serve_plugin(folders: PluginFolders) -> Result<(), String> {
         });
     }
 
+    // Before the handshake: Grafana may ask the process to stop as soon as it has read it.
+    let signalled = wait_for_signal();
     // The handshake: core protocol 1, app protocol 2, tcp, address, grpc.
     {
         let mut out = std::io::stdout().lock();
@@ -220,7 +222,7 @@ pub async fn serve_plugin(folders: PluginFolders) -> Result<(), String> {
         async move {
             tokio::select! {
                 _ = shutdown_rx.wait_for(|v| *v) => {}
-                _ = wait_for_signal() => tracing::info!("signal received, shutting down"),
+                _ = signalled => tracing::info!("signal received, shutting down"),
                 _ = conns.all_closed.notified() => tracing::info!("Grafana closed the connection, shutting down"),
             }
         }
@@ -240,26 +242,33 @@ pub async fn serve_plugin(folders: PluginFolders) -> Result<(), String> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn wait_for_signal() {
+/// Takes over SIGTERM and SIGINT at once, so one that arrives before the returned
+/// future is first polled is kept, not left to kill the process; the future resolves
+/// on the first of them. Call it inside the runtime.
+pub fn wait_for_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (
+        let streams = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+        );
+        async move {
+            match streams {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
+                _ => std::future::pending::<()>().await,
             }
-            _ => std::future::pending::<()>().await,
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
