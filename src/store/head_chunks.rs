@@ -219,12 +219,19 @@ impl HeadChunkFiles {
         })
     }
 
-    /// Starts a new segment (writing out the current one's pending records).
-    fn rotate(&self, w: &mut Writer) -> Result<(), HeadChunkError> {
+    /// Ends the current segment (writing out its pending records): the next write
+    /// starts a new one.
+    fn end_current(&self, w: &mut Writer) {
         if let Some(old) = w.current.take() {
             let mut pending = lock(&old.pending);
             self.flush_pending(&old, &mut pending);
         }
+        w.size = 0;
+    }
+
+    /// Starts a new segment.
+    fn rotate(&self, w: &mut Writer) -> Result<(), HeadChunkError> {
+        self.end_current(w);
         let seq = w.next_seq;
         let path = self.dir.join(format!("{seq:08}"));
         let file = OpenOptions::new()
@@ -288,10 +295,15 @@ impl HeadChunkFiles {
         }
     }
 
-    /// Deletes the segments whose chunks all end before `t` (now in blocks). The
-    /// current segment is kept.
+    /// Deletes the segments whose chunks all end before `t` (now in blocks), and
+    /// ends the current one, so that it can go at a later cut: otherwise a file
+    /// would live until it reached the segment size, holding chunks of many cuts
+    /// ago (all of them, for a small head).
     pub fn delete_before(&self, t: i64) {
-        let w = lock(&self.writer);
+        let mut w = lock(&self.writer);
+        if w.size > 0 {
+            self.end_current(&mut w);
+        }
         let current = w.current.as_ref().map(|s| s.seq);
         let mut segments = self.segments.write().unwrap_or_else(|e| e.into_inner());
         let (gone, kept): (Vec<Arc<Segment>>, Vec<Arc<Segment>>) = segments
@@ -580,6 +592,38 @@ mod tests {
         assert_eq!(got[0].0.len(), 200 * 50);
         assert_eq!(got[1].0.len(), 201);
         assert_eq!(got[2].0.len(), 11);
+    }
+
+    #[test]
+    fn each_cut_ends_the_file_so_a_later_cut_deletes_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = HeadChunkFiles::open(&tmp.path().join(DIR), 1 << 20).unwrap();
+        let (mut newest, mut last_t) = (None, i64::MIN);
+        let mut write_until = |end: i64| {
+            while last_t < end {
+                let c = chunk(last_t.max(0) + 10, 10);
+                newest = Some(files.write(&c, newest, last_t).unwrap());
+                last_t = c.last_t;
+            }
+            newest.unwrap()
+        };
+        write_until(10_000);
+        // A cut at 5000: no file ends before it, but the current one is ended.
+        files.delete_before(5_000);
+        let first = files.size_bytes();
+        assert!(first > 0);
+        write_until(20_000);
+        assert_eq!(files.snapshot().0.len(), 2);
+        let both = files.size_bytes();
+        // The next cut deletes the first file, though far from its size limit.
+        files.delete_before(15_000);
+        assert_eq!(files.snapshot().0.len(), 1);
+        assert_eq!(files.size_bytes(), both - first);
+        let newest = write_until(25_000);
+        let (ts, _) = files
+            .read_chain(&files.snapshot(), newest, 15_000, i64::MAX)
+            .unwrap();
+        assert_eq!((ts[0], *ts.last().unwrap()), (15_000, last_t));
     }
 
     #[test]
