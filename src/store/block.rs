@@ -289,30 +289,26 @@ fn put_varints(col: &[i64], zigzag: bool, out: &mut Vec<u8>) {
 /// count). It ends early at the end of the bytes or at a malformed varint, so the
 /// reader checks [`Varints::complete`] afterwards.
 struct Varints<'a, const ZIGZAG: bool> {
-    bytes: &'a [u8],
-    pos: usize,
+    bytes: Cursor<'a>,
     left: usize,
 }
 
 impl<'a, const ZIGZAG: bool> Varints<'a, ZIGZAG> {
     fn new(bytes: &'a [u8], count: usize) -> Self {
         Varints {
-            bytes,
-            pos: 0,
+            bytes: Cursor::new(bytes),
             left: count,
         }
     }
 
     /// A varint of more than one byte (or the end). With 8 bytes at hand it is
-    /// decoded without a branch per byte: gauges mix lengths, which a byte loop
-    /// mispredicts. Out of line, so the one-byte path inlines into the decoders.
+    /// decoded without a branch per byte: gauges mix lengths, which the cursor's
+    /// byte loop mispredicts. Out of line, so the one-byte path inlines into the
+    /// decoders.
     #[inline(never)]
     fn long_uvarint(&mut self) -> Option<u64> {
-        if let Some(word) = self
-            .bytes
-            .get(self.pos..)
-            .and_then(|b| b.first_chunk::<8>())
-        {
+        let c = &mut self.bytes;
+        if let Some(word) = c.buf.get(c.pos..).and_then(|b| b.first_chunk::<8>()) {
             let w = u64::from_le_bytes(*word);
             let stops = !w & 0x8080_8080_8080_8080;
             if stops != 0 {
@@ -322,28 +318,16 @@ impl<'a, const ZIGZAG: bool> Varints<'a, ZIGZAG> {
                 for k in 0..8 {
                     u |= (x >> k) & (0x7f << (7 * k));
                 }
-                self.pos += (stops.trailing_zeros() / 8 + 1) as usize;
+                c.pos += (stops.trailing_zeros() / 8 + 1) as usize;
                 return Some(u);
             }
         }
-        let (mut u, mut shift) = (0u64, 0u32);
-        loop {
-            let b = *self.bytes.get(self.pos)?;
-            self.pos += 1;
-            u |= ((b & 0x7f) as u64) << shift;
-            if b < 0x80 {
-                return Some(u);
-            }
-            shift += 7;
-            if shift > 63 {
-                return None;
-            }
-        }
+        c.uvarint()
     }
 
     /// Whether every promised value was read and every byte used.
     fn complete(&self) -> bool {
-        self.left == 0 && self.pos == self.bytes.len()
+        self.left == 0 && self.bytes.at_end()
     }
 }
 
@@ -355,10 +339,11 @@ impl<const ZIGZAG: bool> Iterator for Varints<'_, ZIGZAG> {
         if self.left == 0 {
             return None;
         }
-        let u = match self.bytes.get(self.pos) {
+        let c = &mut self.bytes;
+        let u = match c.buf.get(c.pos) {
             // Timestamps and steady counters: almost every varint is one byte.
             Some(&b) if b < 0x80 => {
-                self.pos += 1;
+                c.pos += 1;
                 b as u64
             }
             _ => self.long_uvarint()?,
