@@ -46,6 +46,14 @@ impl Labels {
         Labels(out)
     }
 
+    /// A label set from labels already sorted by name, with no empty values and no
+    /// name twice (as the store keeps them).
+    pub fn from_sorted(labels: Vec<Label>) -> Labels {
+        debug_assert!(labels.windows(2).all(|w| w[0].name < w[1].name));
+        debug_assert!(labels.iter().all(|l| !l.value.is_empty()));
+        Labels(labels)
+    }
+
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Labels {
         Labels::new(pairs.into_iter().map(|(n, v)| Label::new(n, v)).collect())
     }

@@ -8,33 +8,16 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::engine::{exec_err, source_pos, Ev, OutBuilder, Pts, Val};
-use super::functions::{kahan_inc, quantile};
+use super::engine::{exec_err, grouping_labels, source_pos, Ev, Grouping, OutBuilder, Pts, Val};
+use super::functions::{kahan_inc, quantile, selects_directly};
 use super::value::QueryError;
-use crate::labels::{Label, Labels, METRIC_NAME};
+use crate::labels::{Label, Labels};
 
 /// The output labels of a series' group (also its grouping key).
-fn group_labels(l: &Labels, without: bool, grouping: &[String]) -> Labels {
-    if without {
-        Labels::new(
-            l.iter()
-                .filter(|x| &*x.name != METRIC_NAME && !grouping.iter().any(|g| *g == *x.name))
-                .cloned()
-                .collect(),
-        )
-    } else if grouping.is_empty() {
-        Labels::empty()
-    } else {
-        Labels::new(
-            l.iter()
-                .filter(|x| grouping.iter().any(|g| *g == *x.name))
-                .cloned()
-                .collect(),
-        )
-    }
+fn group_labels(l: &Labels, g: &Grouping) -> Labels {
+    grouping_labels(l, g, false)
 }
 
-/// Go's `%v` for a float64 (`strconv.FormatFloat(f, 'g', -1, 64)` with Go's exponent form).
 pub(crate) fn go_fmt_v(f: f64) -> String {
     if f.is_nan() {
         return "NaN".into();
@@ -224,7 +207,11 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
             grouping.sort();
         }
         let input = ev.eval_vector(&a.expr)?;
-        return count_values(ev, input, &label, without, &grouping);
+        let g = Grouping {
+            without,
+            names: grouping,
+        };
+        return count_values(ev, input, &label, &g);
     }
     let param: Option<Vec<f64>> = match op {
         T_TOPK | T_BOTTOMK | T_QUANTILE | T_LIMITK | T_LIMIT_RATIO => match a.param.as_deref() {
@@ -233,7 +220,22 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
         },
         _ => None,
     };
-    let input = ev.eval_vector(&a.expr)?;
+    let g = Grouping {
+        without,
+        names: grouping,
+    };
+    // An argument that selects series straight from the store keeps only their
+    // grouping labels: these aggregations never output an argument's own labels.
+    if matches!(
+        op,
+        T_SUM | T_AVG | T_COUNT | T_GROUP | T_MIN | T_MAX | T_STDDEV | T_STDVAR
+    ) && selects_directly(ev, &a.expr)
+    {
+        ev.grouping = Some(g.clone());
+    }
+    let input = ev.eval_vector(&a.expr);
+    ev.grouping = None;
+    let input = input?;
     let n = ev.nsteps();
 
     // Map series to groups once.
@@ -241,7 +243,7 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
     let mut glabels: Vec<Labels> = Vec::new();
     let mut series_group: Vec<usize> = Vec::with_capacity(input.len());
     for p in &input {
-        let gl = group_labels(&p.labels, without, &grouping);
+        let gl = group_labels(&p.labels, &g);
         let next = glabels.len();
         let g = *gindex.entry(gl.clone()).or_insert_with(|| {
             glabels.push(gl);
@@ -723,8 +725,7 @@ fn count_values(
     ev: &mut Ev,
     input: Vec<Pts>,
     label: &str,
-    without: bool,
-    grouping: &[String],
+    g: &Grouping,
 ) -> Result<Val, QueryError> {
     let n = ev.nsteps();
     let mut cur = vec![0usize; input.len()];
@@ -747,7 +748,7 @@ fn count_values(
                 .collect();
             lv.push(Label::new(label, go_fmt_f(p.vs[c])));
             let metric = Labels::new(lv);
-            let gl = group_labels(&metric, without, grouping);
+            let gl = group_labels(&metric, g);
             match idx.get(&gl) {
                 Some(&k) => counts[k].1 += 1.0,
                 None => {
@@ -825,13 +826,22 @@ mod tests {
     #[test]
     fn grouping_labels() {
         let l = Labels::from_pairs([("__name__", "x"), ("a", "1"), ("b", "2")]);
+        let by = |without| Grouping {
+            without,
+            names: vec!["a".to_string()],
+        };
         assert_eq!(
-            group_labels(&l, false, &["a".to_string()]),
+            group_labels(&l, &by(false)),
             Labels::from_pairs([("a", "1")])
         );
         assert_eq!(
-            group_labels(&l, true, &["a".to_string()]),
+            group_labels(&l, &by(true)),
             Labels::from_pairs([("b", "2")])
         );
+        let all = Grouping {
+            without: false,
+            names: vec![],
+        };
+        assert_eq!(group_labels(&l, &all), Labels::empty());
     }
 }

@@ -14,7 +14,7 @@ use promql_parser::parser::{
     self, AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
 
-use super::storage::{is_stale_nan, Storage};
+use super::storage::{is_stale_nan, LabelsView, Storage};
 use super::value::{EngineOptions, QueryError, QueryResult, Sample, Series, Value};
 use crate::labels::{Label, Labels, MatchKind, Matcher, METRIC_NAME};
 
@@ -90,6 +90,20 @@ pub(crate) fn drop_metric_name(l: &Labels) -> Labels {
 }
 
 /// Prometheus's `labels.String()`: `{__name__="x", a="b"}`.
+/// The grouping labels of a series (after a name-dropping operation, if `drop_name`).
+pub(crate) fn grouping_labels(labels: &dyn LabelsView, g: &Grouping, drop_name: bool) -> Labels {
+    let mut kept = Vec::new();
+    labels.for_each_label(&mut |name, value| {
+        if g.keeps(name) && !(drop_name && is_metadata_label(name)) {
+            kept.push(Label {
+                name: name.clone(),
+                value: value.clone(),
+            });
+        }
+    });
+    Labels::from_sorted(kept)
+}
+
 pub(crate) fn go_labels_string(l: &Labels) -> String {
     let mut s = String::from("{");
     for (i, x) in l.iter().enumerate() {
@@ -584,6 +598,28 @@ pub(crate) struct Ev<'a> {
     pub infos: Vec<String>,
     /// The query text, for annotation positions.
     pub query: String,
+    /// Set by an aggregation whose argument is a selector (or a range function of
+    /// one) for that selector: its series need only their grouping labels.
+    pub grouping: Option<Grouping>,
+}
+
+/// An aggregation's grouping: the labels `by` keeps (or `without` drops), sorted.
+#[derive(Clone, Debug)]
+pub(crate) struct Grouping {
+    pub without: bool,
+    pub names: Vec<String>,
+}
+
+impl Grouping {
+    /// Whether a label of an argument series is part of its group's labels.
+    #[inline]
+    pub fn keeps(&self, name: &str) -> bool {
+        if self.without {
+            name != METRIC_NAME && !self.names.iter().any(|g| g == name)
+        } else {
+            self.names.iter().any(|g| g == name)
+        }
+    }
 }
 
 /// A range-vector argument of a function: its series (staleness markers removed)
@@ -621,6 +657,7 @@ impl<'a> Ev<'a> {
             warnings: Vec::new(),
             infos: Vec::new(),
             query: String::new(),
+            grouping: None,
         }
     }
 
@@ -868,26 +905,40 @@ impl<'a> Ev<'a> {
     }
 
     /// A selector's series in `[mint, maxt]`, each turned into points by `f` as it is
-    /// read, sorted by labels; series without points are left out. The query's
-    /// timeout and sample limit apply to the points produced.
+    /// read, sorted by labels; series without points are left out. Each keeps its
+    /// whole label set, or with `grouping` only its grouping labels (after `__name__`
+    /// is dropped, if `drop_name`). The query's timeout and sample limit apply to the
+    /// points produced.
     pub fn select_points(
         &self,
         vs: &VectorSelector,
         mint: i64,
         maxt: i64,
-        f: impl Fn(&mut Vec<i64>, &mut Vec<f64>) -> Result<Points, QueryError> + Sync,
+        grouping: Option<&Grouping>,
+        drop_name: bool,
+        f: impl Fn(&dyn LabelsView, &mut Vec<i64>, &mut Vec<f64>) -> Result<Points, QueryError> + Sync,
     ) -> Result<Vec<(Labels, Points)>, QueryError> {
         let produced = AtomicUsize::new(self.samples);
-        let limited = |ts: &mut Vec<i64>, vs: &mut Vec<f64>| {
+        let sets = Self::selector_matchers(vs)?;
+        // Alternatives are merged by whole label sets, grouped once merged.
+        let (grouping, grouped_after) = if sets.len() == 1 {
+            (grouping, None)
+        } else {
+            (None, grouping)
+        };
+        let limited = |labels: &dyn LabelsView, ts: &mut Vec<i64>, vs: &mut Vec<f64>| {
             self.check_timeout()?;
-            let p = f(ts, vs)?;
+            let p = f(labels, ts, vs)?;
             if p.0.is_empty() {
                 return Ok(None);
             }
             self.charge(&produced, p.0.len())?;
-            Ok(Some(p))
+            let kept = match grouping {
+                Some(g) => grouping_labels(labels, g, drop_name),
+                None => labels.to_labels(),
+            };
+            Ok(Some((kept, p)))
         };
-        let sets = Self::selector_matchers(vs)?;
         if sets.len() == 1 {
             // Result order (topk, sort ties, `or`) follows series order, which the
             // storage gives sorted by labels, as Prometheus's does.
@@ -903,6 +954,11 @@ impl<'a> Ev<'a> {
             }
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(g) = grouped_after {
+            for (labels, _) in all.iter_mut() {
+                *labels = grouping_labels(&*labels, g, drop_name);
+            }
+        }
         Ok(all)
     }
 
@@ -913,13 +969,14 @@ impl<'a> Ev<'a> {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<super::storage::Series>, QueryError> {
-        let got = self.select_points(vs, mint, maxt, |ts, vs| {
+        let got = self.select_points(vs, mint, maxt, None, false, |_, ts, vs| {
             Ok((std::mem::take(ts), std::mem::take(vs)))
         })?;
         Ok(got.into_iter().map(super::storage::Series::from).collect())
     }
 
     pub fn eval_vector_selector(&mut self, vs: &VectorSelector) -> Result<Vec<Pts>, QueryError> {
+        let grouping = self.grouping.take();
         let off = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
         let (lo_ref, hi_ref) = match at {
@@ -929,40 +986,47 @@ impl<'a> Ev<'a> {
         let n = self.nsteps();
         let lookback = self.lookback;
         // Each series' points are taken as soon as its samples are read.
-        let points = self.select_points(vs, lo_ref - lookback + 1, hi_ref, |st, sv| {
-            let (mut ts, mut vs) = (Vec::new(), Vec::new());
-            if let Some(a) = at {
-                let r = a - off;
-                let j = st.partition_point(|&t| t <= r);
-                if j > 0 && st[j - 1] > r - lookback && !is_stale_nan(sv[j - 1]) {
-                    ts = (0..n).map(|i| self.step_ts(i)).collect();
-                    vs = vec![sv[j - 1]; n];
+        let points = self.select_points(
+            vs,
+            lo_ref - lookback + 1,
+            hi_ref,
+            grouping.as_ref(),
+            false,
+            |_, st, sv| {
+                let (mut ts, mut vs) = (Vec::new(), Vec::new());
+                if let Some(a) = at {
+                    let r = a - off;
+                    let j = st.partition_point(|&t| t <= r);
+                    if j > 0 && st[j - 1] > r - lookback && !is_stale_nan(sv[j - 1]) {
+                        ts = (0..n).map(|i| self.step_ts(i)).collect();
+                        vs = vec![sv[j - 1]; n];
+                    }
+                    return Ok((ts, vs));
                 }
-                return Ok((ts, vs));
-            }
-            let mut j = 0;
-            let len = st.len();
-            // Room for a point at every step, the usual case; at most 8 steps per
-            // sample for a series that is there only part of the range.
-            let points = n.min(len.saturating_mul(8));
-            ts.reserve(points);
-            vs.reserve(points);
-            for i in 0..n {
-                let t = self.step_ts(i);
-                let r = t - off;
-                while j < len && st[j] <= r {
-                    j += 1;
-                }
-                if j > 0 {
-                    let k = j - 1;
-                    if st[k] > r - lookback && !is_stale_nan(sv[k]) {
-                        ts.push(t);
-                        vs.push(sv[k]);
+                let mut j = 0;
+                let len = st.len();
+                // Room for a point at every step, the usual case; at most 8 steps per
+                // sample for a series that is there only part of the range.
+                let points = n.min(len.saturating_mul(8));
+                ts.reserve(points);
+                vs.reserve(points);
+                for i in 0..n {
+                    let t = self.step_ts(i);
+                    let r = t - off;
+                    while j < len && st[j] <= r {
+                        j += 1;
+                    }
+                    if j > 0 {
+                        let k = j - 1;
+                        if st[k] > r - lookback && !is_stale_nan(sv[k]) {
+                            ts.push(t);
+                            vs.push(sv[k]);
+                        }
                     }
                 }
-            }
-            Ok((ts, vs))
-        })?;
+                Ok((ts, vs))
+            },
+        )?;
         let mut out = Vec::with_capacity(points.len());
         for (labels, (ts, vs)) in points {
             self.add_samples(ts.len())?;
@@ -1557,6 +1621,91 @@ mod more_tests {
         match e.instant_query(&store(), q, 60_000).unwrap().value {
             Value::Vector(v) => v,
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Series for aggregations over counters, histograms and gauges, 10 minutes at
+    /// 15 s, a counter reset in each counter.
+    fn grouping_store() -> MemStorage {
+        let mut s = MemStorage::new();
+        let mut add = |pairs: &[(&str, &str)], f: &dyn Fn(i64) -> f64| {
+            let samples: Vec<(i64, f64)> = (0..40).map(|k| (k * 15_000 + 1_000, f(k))).collect();
+            s.add_samples(Labels::from_pairs(pairs.iter().copied()), &samples);
+        };
+        for (inst, scale) in [("1", 1.0), ("2", 3.0)] {
+            for (le, share) in [("0.1", 0.25), ("1", 0.75), ("+Inf", 1.0)] {
+                add(
+                    &[("__name__", "h_bucket"), ("inst", inst), ("le", le)],
+                    &|k| ((k % 25) as f64) * scale * share * 7.0,
+                );
+            }
+            // Same labels but the name: a name-dropping function of both collides.
+            for name in ["c_total", "d_total"] {
+                add(&[("__name__", name), ("inst", inst), ("job", "j")], &|k| {
+                    ((k % 30) as f64) * scale + 0.1
+                });
+            }
+            add(
+                &[
+                    ("__name__", "g"),
+                    ("inst", inst),
+                    ("job", "j"),
+                    ("mode", "m"),
+                ],
+                &|k| (k as f64 * 0.37 * scale).sin() * 1e3,
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn aggregations_of_selectors_keep_only_grouping_labels_with_the_same_results() {
+        // `or` with a metric that does not exist changes nothing but takes the
+        // argument off the grouped selection path.
+        let general = |q: &str, arg: &str| q.replace("ARG", &format!("({arg} or nothing)"));
+        let engine = Engine::new(EngineOptions::default());
+        let store = grouping_store();
+        let cases = [
+            ("sum by (le) (ARG)", "rate(h_bucket[1m])"),
+            (
+                "histogram_quantile(0.9, sum by (le) (ARG))",
+                "rate(h_bucket[1m])",
+            ),
+            ("count(ARG)", "{__name__=~\"h_bucket|g\"}"),
+            ("count by (__name__) (ARG)", "{__name__=~\"h_bucket|g\"}"),
+            ("sum by (__name__) (ARG)", "rate(c_total[1m])"),
+            (
+                "sum by (__name__, inst) (ARG)",
+                "last_over_time(c_total[1m])",
+            ),
+            ("max without (inst) (ARG)", "g"),
+            ("min by (job) (ARG)", "g{inst=\"1\" or inst=\"2\"}"),
+            ("avg by (mode) (ARG)", "irate(c_total[1m])"),
+            ("stddev(ARG)", "increase(c_total{job=\"j\"}[2m])"),
+            ("stdvar by (inst) (ARG)", "deriv(g[2m])"),
+            ("group by (inst) (ARG)", "changes(g[5m])"),
+            ("sum(ARG)", "rate({__name__=~\"c_total|d_total\"}[1m])"),
+            (
+                "sum by (job) (ARG)",
+                "rate({__name__=\"c_total\" or __name__=\"d_total\"}[1m])",
+            ),
+        ];
+        for (q, arg) in cases {
+            let direct = q.replace("ARG", arg);
+            let a = engine.range_query(&store, &direct, 60_000, 600_000, 15_000);
+            let b = engine.range_query(&store, &general(q, arg), 60_000, 600_000, 15_000);
+            match (a, b) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a.value, b.value, "{direct}");
+                    assert_eq!(a.infos, b.infos, "{direct}");
+                    assert!(
+                        !matches!(&a.value, Value::Matrix(m) if m.is_empty()),
+                        "{direct}"
+                    );
+                }
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{direct}"),
+                (a, b) => panic!("{direct}: {a:?} against {b:?}"),
+            }
         }
     }
 

@@ -1,15 +1,16 @@
 //! PromQL functions. Range-vector functions run over window slices of one series'
 //! columns; instant-vector functions map whole value columns.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use promql_parser::parser::{Call, Expr, MatrixSelector};
+use promql_parser::parser::{Call, Expr, MatrixSelector, VectorSelector};
 
 use super::aggregate::go_fmt_v;
 use super::engine::{
     drop_metric_name, exec_err, labels_with, merge_same_labels, remove_stale, source_pos, Ev,
     OutBuilder, Points, Pts, RangeArg, Val, Window, DUPLICATE_LABELSET,
 };
+use super::storage::LabelsView;
 use super::value::QueryError;
 use crate::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
 
@@ -756,24 +757,41 @@ fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Q
             scalars.push(ev.eval_scalar(a)?);
         }
     }
-    let stateful = matches!(name, "quantile_over_time" | "double_exponential_smoothing");
-    // A range query's stateless function of a plain selector takes each series'
-    // points as soon as its samples are read, never holding every series' samples.
-    // An instant query holds them all anyway (and is charged for them).
-    if let (Some(ms), false, false) = (
-        plain_matrix_selector(args[midx]),
-        stateful || name == "absent_over_time",
-        ev.start == ev.end,
-    ) {
+    // Taken first: it is meant for this function's own selector only.
+    let grouping = ev.grouping.take();
+    if let (Some(ms), true) = (plain_matrix_selector(args[midx]), streams_series(ev, name)) {
         let (arg, mint, maxt) = ev.matrix_window(ms)?;
         let ev_ref = &*ev;
-        let got = ev_ref.select_points(&ms.vs, mint, maxt, |ts, vs| {
-            remove_stale(ts, vs);
-            window_values(ev_ref, name, &arg, &scalars, (ts, vs))
-        })?;
+        // Metric names that do not look like counters, for the annotation.
+        let not_counters = std::sync::Mutex::new(BTreeSet::new());
+        let got = ev_ref.select_points(
+            &ms.vs,
+            mint,
+            maxt,
+            grouping.as_ref(),
+            !keeps_name(name) && !ev_ref.delayed(),
+            |labels, ts, vs| {
+                remove_stale(ts, vs);
+                let p = window_values(ev_ref, name, &arg, &scalars, (ts, vs))?;
+                if !p.0.is_empty() {
+                    if let Some(m) = not_counter_name(name, labels) {
+                        not_counters
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(m);
+                    }
+                }
+                Ok(p)
+            },
+        )?;
+        for m in not_counters.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            not_counter_info(ev, name, &m);
+        }
         let results = got.into_iter().map(|(labels, p)| (labels, false, p));
-        return range_function_result(ev, name, results);
+        // Grouping labels are not the series' own: different series share them.
+        return range_function_result(ev, name, results, grouping.is_none(), false);
     }
+    let stateful = matches!(name, "quantile_over_time" | "double_exponential_smoothing");
     let arg = ev.eval_range_arg(args[midx])?;
     if name == "absent_over_time" {
         return absent_over_time(ev, &arg, args[midx]);
@@ -792,7 +810,60 @@ fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Q
         .into_iter()
         .zip(windows)
         .map(|(s, p)| (s.labels, s.drop_name, p));
-    range_function_result(ev, name, results)
+    range_function_result(ev, name, results, true, true)
+}
+
+/// Whether a range query evaluates this range function of a plain selector series
+/// by series as their samples are read, never holding every series' samples. An
+/// instant query holds them all anyway (and is charged for them); functions that
+/// carry state from series to series hold them too.
+fn streams_series(ev: &Ev, name: &str) -> bool {
+    ev.start != ev.end
+        && !matches!(
+            name,
+            "quantile_over_time" | "double_exponential_smoothing" | "absent_over_time"
+        )
+}
+
+/// Whether a range function's result keeps the metric name.
+fn keeps_name(name: &str) -> bool {
+    name == "last_over_time" || name == "first_over_time"
+}
+
+/// Whether an aggregation's argument `e` takes its series straight from a selector
+/// (itself, or a one-argument range function of it evaluated series by series), so
+/// that its series need only carry their grouping labels. A name-dropping function
+/// must then select one metric name: two series that differ only in their names
+/// are an error it could no longer see.
+pub(crate) fn selects_directly(ev: &Ev, e: &Expr) -> bool {
+    match e {
+        Expr::Paren(p) => selects_directly(ev, &p.expr),
+        Expr::VectorSelector(_) => true,
+        Expr::Call(c) if c.args.args.len() == 1 && RANGE_FUNCTIONS.contains(&c.func.name) => {
+            let name = c.func.name;
+            match plain_matrix_selector(&c.args.args[0]) {
+                Some(ms) if streams_series(ev, name) => {
+                    keeps_name(name) || ev.delayed() || selects_one_name(&ms.vs)
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Whether a selector can only select series of one metric name.
+fn selects_one_name(vs: &VectorSelector) -> bool {
+    let Ok(sets) = Ev::selector_matchers(vs) else {
+        return false;
+    };
+    let name_of = |set: &[Matcher]| {
+        set.iter()
+            .find(|m| m.name == METRIC_NAME && m.kind == MatchKind::Equal)
+            .map(|m| m.value.clone())
+    };
+    let first = sets.first().and_then(|s| name_of(s));
+    first.is_some() && sets.iter().all(|s| name_of(s) == first)
 }
 
 /// A matrix selector, possibly in parentheses.
@@ -804,35 +875,59 @@ fn plain_matrix_selector(e: &Expr) -> Option<&MatrixSelector> {
     }
 }
 
+/// The metric name of a series a `rate` or `increase` is taken of, when the name
+/// does not end like a counter's.
+fn not_counter_name(name: &str, labels: &dyn LabelsView) -> Option<String> {
+    if name != "rate" && name != "increase" {
+        return None;
+    }
+    let mut metric = None;
+    labels.for_each_label(&mut |n, v| {
+        if &**n == METRIC_NAME {
+            metric = Some(v.clone());
+        }
+    });
+    let m = metric?;
+    let counter_like = ["_total", "_sum", "_count", "_bucket"]
+        .iter()
+        .any(|suf| m.ends_with(suf));
+    (!counter_like).then(|| m.to_string())
+}
+
+/// The annotation for a `rate` or `increase` of a metric that may not be a counter.
+fn not_counter_info(ev: &mut Ev, name: &str, metric: &str) {
+    let pos = source_pos(&ev.query, name, Some(0));
+    ev.infos.push(format!(
+        "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {}{pos}",
+        crate::labels::go_quote(metric)
+    ));
+}
+
 /// A range function's output series from each input series' (labels, whether
-/// `__name__` is to be dropped, points).
+/// `__name__` is to be dropped, points). `own_labels`: the labels are the series'
+/// own (not only its grouping labels), so names are dropped here and series left
+/// with the same labels are an error. `check_names`: the metric names are still to
+/// be checked for the counter annotation.
 fn range_function_result(
     ev: &mut Ev,
     name: &str,
     results: impl Iterator<Item = (Labels, bool, Points)>,
+    own_labels: bool,
+    check_names: bool,
 ) -> Result<Val, QueryError> {
-    let keep_name = name == "last_over_time" || name == "first_over_time";
+    let keep_name = keeps_name(name);
     let mut out: Vec<Pts> = Vec::with_capacity(results.size_hint().0);
     for (labels, drop_name, (ts, vs)) in results {
         if ts.is_empty() {
             continue;
         }
         ev.add_samples(ts.len())?;
-        if name == "rate" || name == "increase" {
-            if let Some(m) = labels.metric_name() {
-                if !["_total", "_sum", "_count", "_bucket"]
-                    .iter()
-                    .any(|suf| m.ends_with(suf))
-                {
-                    let pos = source_pos(&ev.query, name, Some(0));
-                    ev.infos.push(format!(
-                        "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {}{pos}",
-                        crate::labels::go_quote(m)
-                    ));
-                }
+        if check_names {
+            if let Some(m) = not_counter_name(name, &labels) {
+                not_counter_info(ev, name, &m);
             }
         }
-        let labels = if keep_name {
+        let labels = if keep_name || !own_labels {
             labels
         } else {
             ev.name_dropped(&labels)
@@ -844,7 +939,7 @@ fn range_function_result(
             vs,
         });
     }
-    if !ev.delayed() && out.len() > 1 {
+    if own_labels && !ev.delayed() && out.len() > 1 {
         let mut seen: std::collections::HashSet<_, foldhash::fast::RandomState> =
             std::collections::HashSet::with_capacity_and_hasher(out.len(), Default::default());
         for p in &out {

@@ -47,6 +47,6 @@ pub mod value;
 
 pub use engine::{parse_expr, Engine};
 pub use storage::{
-    is_stale_nan, stale_nan, MemStorage, Series, SeriesPoints, Storage, StorageError,
+    is_stale_nan, stale_nan, LabelsView, MemStorage, Series, SeriesPoints, Storage, StorageError,
 };
 pub use value::{EngineOptions, Points, QueryError, QueryResult, Sample, Value};

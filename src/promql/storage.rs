@@ -2,6 +2,8 @@
 //! used by the test-script runner and unit tests.
 
 use super::value::{Points, QueryError};
+use std::sync::Arc;
+
 use crate::labels::{Labels, Matcher};
 
 /// The NaN bit pattern Prometheus uses as a staleness marker.
@@ -40,10 +42,38 @@ impl From<(Labels, Points)> for Series {
 #[error("storage error: {0}")]
 pub struct StorageError(pub String);
 
-/// A series' points computed from its samples (timestamps, values), which it may
-/// change or take, or `None` for none; an error stops the selection.
-pub type SeriesPoints<'a> =
-    dyn Fn(&mut Vec<i64>, &mut Vec<f64>) -> Result<Option<Points>, QueryError> + Sync + 'a;
+/// A selected series' label set as the storage holds it, read without copying it:
+/// an aggregation keeps only its grouping labels, and building every series' whole
+/// label set only to drop most of it costs more than the query's arithmetic.
+pub trait LabelsView {
+    /// Each label, in name order.
+    fn for_each_label(&self, f: &mut dyn FnMut(&Arc<str>, &Arc<str>));
+    /// The whole label set.
+    fn to_labels(&self) -> Labels;
+}
+
+impl LabelsView for Labels {
+    fn for_each_label(&self, f: &mut dyn FnMut(&Arc<str>, &Arc<str>)) {
+        for l in self {
+            f(&l.name, &l.value);
+        }
+    }
+
+    fn to_labels(&self) -> Labels {
+        self.clone()
+    }
+}
+
+/// A series' labels to keep and points, computed from its label set and samples
+/// (timestamps, values), which it may change or take; `None` leaves the series out,
+/// an error stops the selection.
+pub type SeriesPoints<'a> = dyn Fn(
+        &dyn LabelsView,
+        &mut Vec<i64>,
+        &mut Vec<f64>,
+    ) -> Result<Option<(Labels, Points)>, QueryError>
+    + Sync
+    + 'a;
 
 /// What the engine needs from a store.
 pub trait Storage: Send + Sync {
@@ -56,8 +86,8 @@ pub trait Storage: Send + Sync {
         maxt_ms: i64,
     ) -> Result<Vec<Series>, StorageError>;
 
-    /// [`select`](Self::select) with each series' samples turned into points by `f`
-    /// as soon as they are read, so a store need not hold every series' samples at
+    /// [`select`](Self::select) with each series turned into labels and points by `f`
+    /// as soon as it is read, so a store need not hold every series' samples at
     /// once: the selectors of heavy queries use this. Series `f` gives `None` for are
     /// left out.
     fn select_points(
@@ -70,7 +100,7 @@ pub trait Storage: Send + Sync {
         let series = self.select(matchers, mint_ms, maxt_ms)?;
         let work = series.iter().map(|s| s.timestamps.len()).sum();
         let got = crate::par::map(series, work, |mut s| {
-            Ok::<_, QueryError>(f(&mut s.timestamps, &mut s.values)?.map(|p| (s.labels, p)))
+            f(&s.labels, &mut s.timestamps, &mut s.values)
         })?;
         Ok(got.into_iter().flatten().collect())
     }

@@ -1001,6 +1001,16 @@ impl Block {
                     };
                     pairs.push((n, v));
                 }
+                // Readers take a stored set as it is: sorted, no name twice, no
+                // empty value.
+                if pairs.windows(2).any(|w| w[0].0 >= w[1].0)
+                    || pairs.iter().any(|p| p.1.is_empty())
+                {
+                    return Err(corrupt(
+                        &path,
+                        format!("label set of row {i} is not sorted by name, repeats a name or has an empty value"),
+                    ));
+                }
                 // The writer fills batches with consecutive series: batch numbers
                 // start at 0 and rise by one, which lets memory keep one entry a batch.
                 let b = bidx.value(i) as usize;

@@ -1274,31 +1274,34 @@ impl Store {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Series>, StoreError> {
-        let got = self.select_map(matchers, mint, maxt, |ts, vs| {
-            Ok::<_, StoreError>(Some((std::mem::take(ts), std::mem::take(vs))))
+        let got = self.select_map(matchers, mint, maxt, |labels, ts, vs| {
+            Ok::<_, StoreError>(Some((
+                labels.to_labels(),
+                (std::mem::take(ts), std::mem::take(vs)),
+            )))
         })?;
         Ok(got.into_iter().map(Series::from).collect())
     }
 
-    /// `f` of each matching series' samples in `[mint, maxt]` (blocks and head in
-    /// time order, staleness markers included), in label order; series without
-    /// samples there, and those `f` gives `None` for, are left out. The samples are
-    /// assembled series by series in buffers that are reused (`f` may change them or
-    /// take them), so a query over many series never holds all their samples at
-    /// once; series are spread over the cores. The first error of `f` stops the selection; a head chunk that cannot
-    /// be read fails it; a block that cannot be read is logged and its samples are
-    /// left out.
+    /// `f` of each matching series' label set and samples in `[mint, maxt]` (blocks
+    /// and head in time order, staleness markers included), in label order; series
+    /// without samples there, and those `f` gives `None` for, are left out. The
+    /// samples are assembled series by series in buffers that are reused (`f` may
+    /// change them or take them), so a query over many series never holds all their
+    /// samples at once; series are spread over the cores. The first error of `f`
+    /// stops the selection; a head chunk that cannot be read fails it; a block that
+    /// cannot be read is logged and its samples are left out.
     pub fn select_map<R, E, F>(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
         f: F,
-    ) -> Result<Vec<(Labels, R)>, E>
+    ) -> Result<Vec<R>, E>
     where
         R: Send,
         E: Send + From<StoreError>,
-        F: Fn(&mut Vec<i64>, &mut Vec<f64>) -> Result<Option<R>, E> + Sync,
+        F: Fn(&SeriesLabels, &mut Vec<i64>, &mut Vec<f64>) -> Result<Option<R>, E> + Sync,
     {
         let inner = &*self.inner;
         if mint > maxt {
@@ -1406,8 +1409,8 @@ impl Store {
                 if overlap {
                     merge_overlapping(&mut ts, &mut vs);
                 }
-                if let Some(r) = f(&mut ts, &mut vs)? {
-                    out.push((sel.labels.to_labels(), r));
+                if let Some(r) = f(sel.labels, &mut ts, &mut vs)? {
+                    out.push(r);
                 }
             }
             Ok::<_, E>(out)
@@ -1548,7 +1551,9 @@ impl Storage for Store {
         maxt_ms: i64,
         f: &SeriesPoints<'_>,
     ) -> Result<Vec<(Labels, Points)>, QueryError> {
-        self.select_map(matchers, mint_ms, maxt_ms, f)
+        self.select_map(matchers, mint_ms, maxt_ms, |labels, ts, vs| {
+            f(labels, ts, vs)
+        })
     }
 }
 

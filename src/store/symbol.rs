@@ -324,7 +324,8 @@ impl SeriesLabels {
     }
 
     pub fn to_labels(&self) -> Labels {
-        Labels::new(
+        // Stored sets are sorted, without empty values or repeated names.
+        Labels::from_sorted(
             self.pairs()
                 .map(|(n, v)| Label {
                     name: n.clone(),
@@ -340,6 +341,18 @@ impl SeriesLabels {
                 (Arc::ptr_eq(n, &l.name) || **n == *l.name)
                     && (Arc::ptr_eq(v, &l.value) || **v == *l.value)
             })
+    }
+}
+
+impl crate::promql::LabelsView for SeriesLabels {
+    fn for_each_label(&self, f: &mut dyn FnMut(&Arc<str>, &Arc<str>)) {
+        for (n, v) in self.pairs() {
+            f(n, v);
+        }
+    }
+
+    fn to_labels(&self) -> Labels {
+        SeriesLabels::to_labels(self)
     }
 }
 
