@@ -286,6 +286,7 @@ where
         .await
         .inspect(|_| tenant.query_latency.observe(started.elapsed()))
         .map_err(|e| ApiResponse::error(500, "internal", &format!("query task failed: {e}")))?;
+    crate::store::after_query(started.elapsed());
     res.map_err(|e| {
         let (status, kind) = query_error_status(&e);
         // Prometheus refuses these before evaluation, as a bad `query` parameter.

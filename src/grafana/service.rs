@@ -100,6 +100,7 @@ impl Plugin {
         })
         .await;
         tenant.query_latency.observe(started.elapsed());
+        crate::store::after_query(started.elapsed());
         let result = match result {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
