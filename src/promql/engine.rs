@@ -4,6 +4,9 @@
 //! Every instant-vector node yields a list of [`Pts`]: a series with one point per step
 //! at which it has a value, timestamps on the step grid. Scalars are dense per step.
 //! Selectors fetch their data once for the whole range and slide windows over it.
+//! A selector that an aggregation takes straight (`sum by (le) (rate(x[1m]))`) keeps
+//! only the grouping labels of each series ([`Ev::grouping`]): the aggregation never
+//! outputs the others, and copying every series' labels cost more than its sums.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
