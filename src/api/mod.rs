@@ -281,12 +281,12 @@ where
     let engine = engine.clone();
     let store = tenant.store.clone();
     let started = std::time::Instant::now();
+    let _running = crate::store::RunningQuery::begin();
     // Evaluation is CPU work: keep it off the async workers.
     let res = tokio::task::spawn_blocking(move || f(&engine, &*store))
         .await
         .inspect(|_| tenant.query_latency.observe(started.elapsed()))
         .map_err(|e| ApiResponse::error(500, "internal", &format!("query task failed: {e}")))?;
-    crate::store::after_query(started.elapsed());
     res.map_err(|e| {
         let (status, kind) = query_error_status(&e);
         // Prometheus refuses these before evaluation, as a bad `query` parameter.

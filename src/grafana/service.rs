@@ -91,6 +91,7 @@ impl Plugin {
         let store = tenant.store.clone();
         let p = plan.clone();
         let started = std::time::Instant::now();
+        let _running = crate::store::RunningQuery::begin();
         let result = tokio::task::spawn_blocking(move || {
             if p.range {
                 engine.range_query(&*store, &p.expr, p.start_ms, p.end_ms, p.step_ms)
@@ -100,7 +101,6 @@ impl Plugin {
         })
         .await;
         tenant.query_latency.observe(started.elapsed());
-        crate::store::after_query(started.elapsed());
         let result = match result {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {

@@ -2427,36 +2427,77 @@ pub fn limit_malloc_arenas() -> bool {
     }
 }
 
-/// To call after each query, with how long it took. glibc returns the top of its
+/// A query being evaluated, from `begin` until dropped. glibc returns the top of its
 /// main arena by itself but keeps what a heavy query freed in the other: after a
-/// count over 200k series RSS stood at twice its steady value. After a heavy query
-/// (a tenth of a second or more) the free memory of every arena is handed back, on
-/// a thread of its own so that the query's answer does not wait (it walks the
-/// arenas' free lists under their locks), one such thread at a time.
-pub fn after_query(took: std::time::Duration) {
-    static RELEASING: AtomicBool = AtomicBool::new(false);
-    if took < std::time::Duration::from_millis(100) || RELEASING.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let release = || {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        {
-            unsafe extern "C" {
-                fn malloc_trim(pad: usize) -> i32;
-            }
-            // SAFETY: malloc_trim takes no pointers; it only returns unused pages.
-            unsafe {
-                malloc_trim(0);
-            }
+/// count over 200k series RSS stood at twice its steady value. Once a heavy query
+/// (a tenth of a second or more) has ended and no query has run for a second (a
+/// dashboard's queries come together), the free memory of every arena is handed
+/// back on a thread of its own. Not sooner: that walks the arenas' free lists under
+/// their locks, and a query right after a heavy one took 20 ms instead of 2.
+pub struct RunningQuery {
+    started: std::time::Instant,
+}
+
+static QUERIES_RUNNING: AtomicU64 = AtomicU64::new(0);
+/// When the last query ended, in ms after the first query began.
+static LAST_QUERY_END: AtomicU64 = AtomicU64::new(0);
+static RELEASE_SCHEDULED: AtomicBool = AtomicBool::new(false);
+
+fn since_first_query() -> u64 {
+    static FIRST: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    FIRST
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+impl RunningQuery {
+    pub fn begin() -> RunningQuery {
+        QUERIES_RUNNING.fetch_add(1, Ordering::AcqRel);
+        RunningQuery {
+            started: std::time::Instant::now(),
         }
-        RELEASING.store(false, Ordering::Release);
-    };
-    if std::thread::Builder::new()
-        .name("release-memory".into())
-        .spawn(release)
-        .is_err()
-    {
-        RELEASING.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for RunningQuery {
+    fn drop(&mut self) {
+        LAST_QUERY_END.store(since_first_query(), Ordering::Release);
+        QUERIES_RUNNING.fetch_sub(1, Ordering::AcqRel);
+        if self.started.elapsed() < std::time::Duration::from_millis(100)
+            || RELEASE_SCHEDULED.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        const IDLE_MS: u64 = 1000;
+        let release = || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(IDLE_MS));
+                let idle =
+                    since_first_query().saturating_sub(LAST_QUERY_END.load(Ordering::Acquire));
+                if QUERIES_RUNNING.load(Ordering::Acquire) == 0 && idle >= IDLE_MS {
+                    break;
+                }
+            }
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            {
+                unsafe extern "C" {
+                    fn malloc_trim(pad: usize) -> i32;
+                }
+                // SAFETY: malloc_trim takes no pointers; it only returns unused pages.
+                unsafe {
+                    malloc_trim(0);
+                }
+            }
+            RELEASE_SCHEDULED.store(false, Ordering::Release);
+        };
+        if std::thread::Builder::new()
+            .name("release-memory".into())
+            .spawn(release)
+            .is_err()
+        {
+            RELEASE_SCHEDULED.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -2663,6 +2704,31 @@ impl BlockCursor {
 mod tests {
     use super::*;
     use crate::labels::MatchKind;
+
+    #[test]
+    fn free_memory_is_released_only_once_queries_have_stopped() {
+        let heavy = || {
+            let mut q = RunningQuery::begin();
+            q.started -= std::time::Duration::from_millis(200);
+            q
+        };
+        let scheduled = || RELEASE_SCHEDULED.load(Ordering::Acquire);
+        // A light query schedules nothing.
+        drop(RunningQuery::begin());
+        assert!(!scheduled());
+        // A heavy one does, but the release waits while another query runs.
+        let running = RunningQuery::begin();
+        drop(heavy());
+        assert!(scheduled());
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        assert!(scheduled(), "released while a query was running");
+        drop(running);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while scheduled() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(!scheduled(), "not released after the queries stopped");
+    }
 
     #[test]
     fn malloc_arenas_are_capped_unless_the_environment_says() {
