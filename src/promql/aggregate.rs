@@ -18,6 +18,7 @@ fn group_labels(l: &Labels, g: &Grouping) -> Labels {
     grouping_labels(l, g, false)
 }
 
+/// Go's `%v` for a float64 (`strconv.FormatFloat(f, 'g', -1, 64)` with Go's exponent form).
 pub(crate) fn go_fmt_v(f: f64) -> String {
     if f.is_nan() {
         return "NaN".into();

@@ -92,7 +92,6 @@ pub(crate) fn drop_metric_name(l: &Labels) -> Labels {
     )
 }
 
-/// Prometheus's `labels.String()`: `{__name__="x", a="b"}`.
 /// The grouping labels of a series (after a name-dropping operation, if `drop_name`).
 pub(crate) fn grouping_labels(labels: &dyn LabelsView, g: &Grouping, drop_name: bool) -> Labels {
     let mut kept = Vec::new();
@@ -107,6 +106,7 @@ pub(crate) fn grouping_labels(labels: &dyn LabelsView, g: &Grouping, drop_name: 
     Labels::from_sorted(kept)
 }
 
+/// Prometheus's `labels.String()`: `{__name__="x", a="b"}`.
 pub(crate) fn go_labels_string(l: &Labels) -> String {
     let mut s = String::from("{");
     for (i, x) in l.iter().enumerate() {

@@ -747,6 +747,8 @@ fn absent_labels_from(ms: &[Matcher]) -> Labels {
 }
 
 fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, QueryError> {
+    // Taken first: it is meant for this function's own selector only.
+    let grouping = ev.grouping.take();
     let midx = args
         .iter()
         .position(|a| matches!(a, Expr::MatrixSelector(_) | Expr::Subquery(_)))
@@ -757,8 +759,6 @@ fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Q
             scalars.push(ev.eval_scalar(a)?);
         }
     }
-    // Taken first: it is meant for this function's own selector only.
-    let grouping = ev.grouping.take();
     if let (Some(ms), true) = (plain_matrix_selector(args[midx]), streams_series(ev, name)) {
         let (arg, mint, maxt) = ev.matrix_window(ms)?;
         let ev_ref = &*ev;

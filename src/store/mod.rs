@@ -177,7 +177,7 @@
 //! of each key instead of its text, the head's postings are packed at each cut and
 //! its hash table holds 4-byte ids, a block's series row is 16 bytes and live
 //! blocks of the same series share postings, an open chunk starts at its
-//! predecessor's size, and malloc keeps one arena (two since, see [`limit_malloc_arenas`]):
+//! predecessor's size, and malloc kept one arena (two now, see [`limit_malloc_arenas`]):
 //! the same 200k-series run holds 626 bytes RSS per series 244–491 s in, where the
 //! previous build side by side held 852 (peak 150 MB against 198 MB; CPU 44.4 s
 //! against 46.2 s in 491 s). The store bench (no scrape cache, default arenas)
