@@ -881,17 +881,19 @@ fn not_counter_name(name: &str, labels: &dyn LabelsView) -> Option<String> {
     if name != "rate" && name != "increase" {
         return None;
     }
-    let mut metric = None;
+    // Only the rare offending name is copied: every series of a metric shares its
+    // name's allocation, whose reference count the query's threads would contend on.
+    let mut not_counter = None;
     labels.for_each_label(&mut |n, v| {
-        if &**n == METRIC_NAME {
-            metric = Some(v.clone());
+        if &**n == METRIC_NAME
+            && !["_total", "_sum", "_count", "_bucket"]
+                .iter()
+                .any(|suf| v.ends_with(suf))
+        {
+            not_counter = Some(v.to_string());
         }
     });
-    let m = metric?;
-    let counter_like = ["_total", "_sum", "_count", "_bucket"]
-        .iter()
-        .any(|suf| m.ends_with(suf));
-    (!counter_like).then(|| m.to_string())
+    not_counter
 }
 
 /// The annotation for a `rate` or `increase` of a metric that may not be a counter.

@@ -1,9 +1,9 @@
 //! The read interface the engine evaluates over, and an in-memory implementation
 //! used by the test-script runner and unit tests.
 
-use super::value::{Points, QueryError};
 use std::sync::Arc;
 
+use super::value::{Points, QueryError};
 use crate::labels::{Labels, Matcher};
 
 /// The NaN bit pattern Prometheus uses as a staleness marker.
