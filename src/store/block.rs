@@ -868,8 +868,7 @@ fn column<'a, T: Array + 'static>(
 struct SampleFile {
     path: PathBuf,
     file: File,
-    schema: Arc<Schema>,
-    version: arrow_ipc::MetadataVersion,
+    format_version: u32,
     batches: Vec<arrow_ipc::Block>,
 }
 
@@ -929,33 +928,182 @@ impl SampleFile {
         Ok(SampleFile {
             path: path.to_path_buf(),
             file,
-            schema: Arc::new(schema),
-            version: footer.version(),
+            format_version,
             batches,
         })
     }
 
-    fn read_batch(&self, i: usize) -> Result<RecordBatch, BlockError> {
+    /// Reads batch `i` into `into`: its `t` and `v` buffers, decompressed. `limit`
+    /// bounds each buffer's stated uncompressed length, so a damaged length prefix is
+    /// an error rather than a huge allocation.
+    fn load_batch(&self, i: u32, limit: usize, into: &mut SampleBatch) -> Result<(), BlockError> {
         use std::os::unix::fs::FileExt;
         let path = &self.path;
+        into.index = None;
         let b = self
             .batches
-            .get(i)
+            .get(i as usize)
             .ok_or_else(|| corrupt(path, format!("no batch {i}")))?;
         // Offsets and lengths were checked against the file size at open.
-        let len = b.metaDataLength() as usize + b.bodyLength() as usize;
-        let mut buf = vec![0u8; len];
+        let meta_len = b.metaDataLength() as usize;
+        into.raw.resize(meta_len + b.bodyLength() as usize, 0);
         self.file
-            .read_exact_at(&mut buf, b.offset() as u64)
+            .read_exact_at(&mut into.raw, b.offset() as u64)
             .map_err(io_err(path))?;
-        let decoder = arrow_ipc::reader::FileDecoder::new(self.schema.clone(), self.version);
-        decoder
-            .read_record_batch(b, &arrow_buffer::Buffer::from_vec(buf))
-            .map_err(|source| BlockError::Arrow {
-                path: path.clone(),
-                source,
-            })?
-            .ok_or_else(|| corrupt(path, format!("batch {i} is not a record batch")))
+        let bad = |what: String| corrupt(path, format!("batch {i}: {what}"));
+        let (meta, body) = into.raw.split_at(meta_len);
+        // An IPC message: the continuation marker and length (or, in the oldest
+        // layout, only the length), then the flatbuffer.
+        let message = if meta.starts_with(&[0xff; 4]) {
+            meta.get(8..)
+        } else {
+            meta.get(4..)
+        };
+        let message = arrow_ipc::root_as_message(message.unwrap_or_default())
+            .map_err(|e| bad(format!("unreadable IPC message: {e}")))?;
+        let batch = message
+            .header_as_record_batch()
+            .ok_or_else(|| bad("not a record batch".into()))?;
+        let compressed = match batch.compression().map(|c| c.codec()) {
+            None => false,
+            Some(arrow_ipc::CompressionType::ZSTD) => true,
+            Some(other) => return Err(bad(format!("compressed with {other:?}, not ZSTD"))),
+        };
+        let buffers = batch
+            .buffers()
+            .ok_or_else(|| bad("no buffer list".into()))?;
+        // Each column's buffers in IPC order: validity, then (Binary) offsets, then
+        // values. The validity buffers are empty: the columns have no nulls.
+        let SampleBatch { t, v, .. } = into;
+        t.offsets.clear();
+        v.offsets.clear();
+        let wanted = if self.format_version == 1 {
+            vec![(1, &mut t.values), (3, &mut v.values)]
+        } else {
+            vec![
+                (1, &mut t.offsets),
+                (2, &mut t.values),
+                (4, &mut v.offsets),
+                (5, &mut v.values),
+            ]
+        };
+        for (k, out) in wanted {
+            let desc = (k < buffers.len()).then(|| buffers.get(k)).ok_or_else(|| {
+                bad(format!(
+                    "{} buffers, not enough for two columns",
+                    buffers.len()
+                ))
+            })?;
+            let src = (desc.offset() as usize)
+                .checked_add(desc.length() as usize)
+                .and_then(|end| body.get(desc.offset() as usize..end))
+                .ok_or_else(|| bad(format!("buffer {k} lies outside the batch")))?;
+            decompress_buffer(src, compressed, limit, out)
+                .map_err(|e| bad(format!("buffer {k}: {e}")))?;
+        }
+        into.rows =
+            usize::try_from(batch.length()).map_err(|_| bad("negative row count".into()))?;
+        into.index = Some(i);
+        Ok(())
+    }
+}
+
+/// A sample batch as a query reads it: its `t` and `v` columns' buffers,
+/// decompressed into memory kept from the batch read before. Arrow's own decoder
+/// would create a ZSTD context for every batch (a CPUID, which a virtual machine
+/// traps, and some 100 KB of tables), allocate every buffer anew and check every
+/// row's offsets, where a light query reads one row of each batch it decompresses.
+#[derive(Default)]
+pub struct SampleBatch {
+    /// The batch loaded, if any.
+    index: Option<u32>,
+    rows: usize,
+    t: ColumnBuffers,
+    v: ColumnBuffers,
+    /// The batch as read from the file.
+    raw: Vec<u8>,
+}
+
+/// A column's buffers: Binary (format 2) offsets (little-endian i32) and bytes, or
+/// Int64 (format 1) values (little-endian) with no offsets.
+#[derive(Default)]
+struct ColumnBuffers {
+    offsets: Vec<u8>,
+    values: Vec<u8>,
+}
+
+impl ColumnBuffers {
+    /// Row `row`'s bytes of a Binary column.
+    fn binary_value(&self, row: usize) -> Option<&[u8]> {
+        let offset = |r: usize| {
+            let b = self.offsets.get(r * 4..r * 4 + 4)?;
+            usize::try_from(i32::from_le_bytes(b.try_into().ok()?)).ok()
+        };
+        self.values.get(offset(row)?..offset(row + 1)?)
+    }
+
+    /// Rows `lo..hi` of an Int64 column.
+    fn int64_values(&self, lo: usize, hi: usize) -> Option<impl Iterator<Item = i64> + '_> {
+        let bytes = self.values.get(lo.checked_mul(8)?..hi.checked_mul(8)?)?;
+        Some(
+            bytes
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())),
+        )
+    }
+}
+
+thread_local! {
+    /// The thread's ZSTD decompression context, kept between batches and queries.
+    static ZSTD: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// An IPC body buffer into `out`: as stored, or (compressed) its 8-byte
+/// little-endian uncompressed length (-1: stored as is) and a ZSTD frame.
+fn decompress_buffer(
+    src: &[u8],
+    compressed: bool,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    out.clear();
+    if src.is_empty() {
+        return Ok(());
+    }
+    if !compressed {
+        out.extend_from_slice(src);
+        return Ok(());
+    }
+    let (prefix, frame) = src
+        .split_first_chunk::<8>()
+        .ok_or("shorter than its length prefix")?;
+    match i64::from_le_bytes(*prefix) {
+        0 => Ok(()),
+        -1 => {
+            out.extend_from_slice(frame);
+            Ok(())
+        }
+        n if n > 0 && n as u64 <= limit as u64 => {
+            out.reserve(n as usize);
+            ZSTD.with(|z| {
+                let mut z = z.borrow_mut();
+                let z = match &mut *z {
+                    Some(z) => z,
+                    empty => empty.insert(
+                        zstd::bulk::Decompressor::new()
+                            .map_err(|e| format!("no ZSTD context: {e}"))?,
+                    ),
+                };
+                z.decompress_to_buffer(frame, out)
+                    .map_err(|e| format!("ZSTD: {e}"))
+            })?;
+            if out.len() as u64 != n as u64 {
+                return Err(format!("{} bytes decompressed, {n} stated", out.len()));
+            }
+            Ok(())
+        }
+        n => Err(format!("stated uncompressed length {n} is out of bounds")),
     }
 }
 
@@ -1130,7 +1278,7 @@ impl Block {
         maxt: i64,
         mut f: impl FnMut(u32, Vec<i64>, Vec<f64>),
     ) -> Result<(), BlockError> {
-        let mut batch = None;
+        let mut batch = SampleBatch::default();
         for &id in ids {
             let count = self.series.get(id as usize).map_or(0, |s| s.count as usize);
             let (mut ts, mut vs) = (Vec::with_capacity(count), Vec::with_capacity(count));
@@ -1150,7 +1298,7 @@ impl Block {
         id: u32,
         mint: i64,
         maxt: i64,
-        batch: &mut Option<(u32, RecordBatch)>,
+        batch: &mut SampleBatch,
         ts: &mut Vec<i64>,
         vs: &mut Vec<f64>,
     ) -> Result<(), BlockError> {
@@ -1160,50 +1308,41 @@ impl Block {
             .get(id as usize)
             .ok_or_else(|| corrupt(path, format!("no series {id}")))?;
         let bi = self.batch_of(id as usize);
-        let current = match batch {
-            Some((b, current)) if *b == bi => current,
-            _ => &batch.insert((bi, self.samples.read_batch(bi as usize)?)).1,
-        };
-        // The columns are `t` and `v`, in that order, of the block's format's type:
-        // checked when the file was opened.
-        fn sample_column<A: Array + 'static>(batch: &RecordBatch, i: usize) -> Option<&A> {
-            batch.columns().get(i)?.as_any().downcast_ref::<A>()
+        if batch.index != Some(bi) {
+            self.samples
+                .load_batch(bi, self.batch_bytes_limit(bi), batch)?;
         }
-        let bad_column = || corrupt(path, format!("batch {bi}: unexpected column types"));
         let start = ts.len();
+        let count = s.count as usize;
         if self.meta.format_version == 1 {
-            let t = sample_column::<Int64Array>(current, 0).ok_or_else(bad_column)?;
-            let v = sample_column::<Int64Array>(current, 1).ok_or_else(bad_column)?;
-            let (lo, hi) = (s.row as usize, s.row as usize + s.count as usize);
-            let (Some(tc), Some(vc)) = (t.values().get(lo..hi), v.values().get(lo..hi)) else {
+            let (lo, hi) = (s.row as usize, s.row as usize + count);
+            let (Some(tc), Some(vc)) = (batch.t.int64_values(lo, hi), batch.v.int64_values(lo, hi))
+            else {
                 return Err(corrupt(
                     path,
                     format!("rows {lo}..{hi} out of range in batch {bi}"),
                 ));
             };
-            decode_ts(tc.iter().copied(), ts);
-            decode_values(vc.iter().copied(), s.vmode, s.vscale, vs);
+            decode_ts(tc, ts);
+            decode_values(vc, s.vmode, s.vscale, vs);
         } else {
-            let t = sample_column::<BinaryArray>(current, 0).ok_or_else(bad_column)?;
-            let v = sample_column::<BinaryArray>(current, 1).ok_or_else(bad_column)?;
             let row = s.row as usize;
-            if row >= t.len() || row >= v.len() {
+            let (Some(t), Some(v)) = (batch.t.binary_value(row), batch.v.binary_value(row)) else {
                 return Err(corrupt(
                     path,
-                    format!("row {row} out of range in batch {bi}"),
+                    format!("row {row} of {} out of range in batch {bi}", batch.rows),
                 ));
-            }
-            let count = s.count as usize;
+            };
             ts.reserve(count);
             vs.reserve(count);
-            let mut tc = Varints::<true>::new(t.value(row), count);
+            let mut tc = Varints::<true>::new(t, count);
             decode_ts(&mut tc, ts);
             let values_whole = if s.vmode == 0 {
-                let mut vc = Varints::<false>::new(v.value(row), count);
+                let mut vc = Varints::<false>::new(v, count);
                 decode_values(&mut vc, s.vmode, s.vscale, vs);
                 vc.complete()
             } else {
-                let mut vc = Varints::<true>::new(v.value(row), count);
+                let mut vc = Varints::<true>::new(v, count);
                 decode_values(&mut vc, s.vmode, s.vscale, vs);
                 vc.complete()
             };
@@ -1229,6 +1368,22 @@ impl Block {
             vs.drain(start..a);
         }
         Ok(())
+    }
+
+    /// The most bytes a buffer of sample batch `bi` can hold: ten (the longest
+    /// varint) a sample, plus the Binary offsets.
+    fn batch_bytes_limit(&self, bi: u32) -> usize {
+        let first = self
+            .batch_starts
+            .get(bi as usize)
+            .map_or(0, |&s| s as usize);
+        let end = self
+            .batch_starts
+            .get(bi as usize + 1)
+            .map_or(self.series.len(), |&s| s as usize);
+        let series = self.series.get(first..end).unwrap_or_default();
+        let samples: usize = series.iter().map(|s| s.count as usize).sum();
+        10 * samples + 4 * (series.len() + 1) + 64
     }
 
     /// The sample batch holding series `i`.
@@ -1359,6 +1514,36 @@ mod tests {
     }
 
     #[test]
+    fn sample_buffers_with_a_wrong_stated_length_are_an_error() {
+        let frame = zstd::bulk::compress(&[7u8; 1000], 3).unwrap();
+        let buffer = |len: i64, body: &[u8]| [&len.to_le_bytes()[..], body].concat();
+        let mut out = vec![1, 2, 3];
+        decompress_buffer(&buffer(1000, &frame), true, 2000, &mut out).unwrap();
+        assert_eq!(out, [7u8; 1000]);
+        decompress_buffer(&buffer(-1, b"as is"), true, 10, &mut out).unwrap();
+        assert_eq!(out, b"as is");
+        decompress_buffer(&buffer(0, b""), true, 10, &mut out).unwrap();
+        assert!(out.is_empty());
+        // A length beyond what the batch's samples can take is not allocated.
+        let err = decompress_buffer(&buffer(1 << 40, &frame), true, 2000, &mut out).unwrap_err();
+        assert!(err.contains("out of bounds"), "{err}");
+        let err = decompress_buffer(&buffer(-2, &frame), true, 2000, &mut out).unwrap_err();
+        assert!(err.contains("out of bounds"), "{err}");
+        // A frame that holds fewer or more bytes than stated.
+        let err = decompress_buffer(&buffer(1500, &frame), true, 2000, &mut out).unwrap_err();
+        assert!(
+            err.contains("1000 bytes decompressed, 1500 stated"),
+            "{err}"
+        );
+        let err = decompress_buffer(&buffer(999, &frame), true, 2000, &mut out).unwrap_err();
+        assert!(err.contains("1000 bytes decompressed, 999 stated"), "{err}");
+        let err = decompress_buffer(&buffer(999, &frame), true, 2000, &mut Vec::new()).unwrap_err();
+        assert!(err.contains("ZSTD"), "{err}");
+        let err = decompress_buffer(&frame[..5], true, 2000, &mut out).unwrap_err();
+        assert!(err.contains("prefix"), "{err}");
+    }
+
+    #[test]
     fn samples_that_do_not_match_the_series_table_are_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let bdir = dir.path().join("b");
@@ -1375,7 +1560,7 @@ mod tests {
         // As if the series table of a checksummed block disagreed with its samples.
         b.series[1].count = 4;
         b.series[2].count = 2;
-        let mut batch = None;
+        let mut batch = SampleBatch::default();
         for id in [1, 2] {
             let (mut ts, mut vs) = (vec![7], vec![7.0]);
             let err = b

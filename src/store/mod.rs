@@ -1364,8 +1364,8 @@ impl Store {
             let head = finish_reads(&inner.head_chunks, &snap, run_reads, head_min, maxt)
                 .map_err(|e| E::from(e.into()))?;
             let mut head = head.into_iter();
-            let mut batches: Vec<Option<(u32, arrow_array::RecordBatch)>> =
-                blocks.iter().map(|_| None).collect();
+            let mut batches: Vec<block::SampleBatch> =
+                blocks.iter().map(|_| Default::default()).collect();
             let (mut ts, mut vs): (Vec<i64>, Vec<f64>) = (Vec::new(), Vec::new());
             let mut out = Vec::new();
             for sel in &plan.series[range] {
