@@ -278,26 +278,22 @@ impl Postings {
     /// starts from every series.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<u32> {
         let mut positive: Vec<Candidate> = Vec::new();
-        let mut negative: Vec<Cow<[u32]>> = Vec::new();
+        // Lists of values a matcher rejects, subtracted from the result one by one.
+        let mut rejected: Vec<&PostingList> = Vec::new();
         for m in matchers {
             if m.matches_empty() {
                 // e.g. job!="a", job="", job=~"a|", job!~"b": subtract what fails.
-                let rejected: Vec<Cow<[u32]>> = match m.kind {
-                    MatchKind::NotEqual => self
-                        .by_name
-                        .get(m.name.as_str())
-                        .and_then(|v| v.get(m.value.as_str()))
-                        .map(PostingList::ids)
-                        .into_iter()
-                        .collect(),
-                    _ => self
-                        .values(&m.name)
-                        .filter(|(v, _)| !m.matches(v))
-                        .map(|(_, l)| l.ids())
-                        .collect(),
-                };
-                if !rejected.is_empty() {
-                    negative.push(union(rejected));
+                match m.kind {
+                    MatchKind::NotEqual => rejected.extend(
+                        self.by_name
+                            .get(m.name.as_str())
+                            .and_then(|v| v.get(m.value.as_str())),
+                    ),
+                    _ => rejected.extend(
+                        self.values(&m.name)
+                            .filter(|(v, _)| !m.matches(v))
+                            .map(|(_, l)| l),
+                    ),
                 }
             } else {
                 let mut accepted: Vec<&PostingList> = match m.kind {
@@ -354,8 +350,15 @@ impl Postings {
                 AllIds::Dense(n) => (0..*n).collect(),
             },
         };
-        for n in &negative {
-            result = subtract(&result, n);
+        for l in rejected {
+            match l {
+                // A metric's few series against a long list (mode!="idle" against
+                // every idle CPU series of a block): look each up.
+                PostingList::Packed(p) if result.len().saturating_mul(64) < p.bytes.len() => {
+                    result.retain(|&x| !p.contains(x))
+                }
+                l => result = subtract(&result, &l.ids()),
+            }
         }
         result
     }
@@ -394,6 +397,18 @@ fn union(mut lists: Vec<Cow<'_, [u32]>>) -> Cow<'_, [u32]> {
     }
 }
 
+/// The first index of `rest` whose id is `>= x`, found by galloping: exponential then
+/// binary search, so that a few ids walk a long list in a few steps each.
+fn seek(rest: &[u32], x: u32) -> usize {
+    let mut hi = 1;
+    while hi < rest.len() && rest[hi] < x {
+        hi *= 2;
+    }
+    let lo = hi / 2;
+    let end = hi.min(rest.len());
+    lo + rest[lo..end].partition_point(|&y| y < x)
+}
+
 /// `a ∩ b` for `a` no longer than `b`. A short `a` (one host's series) against a
 /// long `b` (every series of a metric) looks each id up by galloping through `b`
 /// instead of walking all of it.
@@ -402,15 +417,7 @@ fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
         let mut out = Vec::with_capacity(a.len());
         let mut rest = b;
         for &x in a {
-            // Exponential then binary search for the first id >= x.
-            let mut hi = 1;
-            while hi < rest.len() && rest[hi] < x {
-                hi *= 2;
-            }
-            let lo = hi / 2;
-            let end = hi.min(rest.len());
-            let i = lo + rest[lo..end].partition_point(|&y| y < x);
-            rest = &rest[i..];
+            rest = &rest[seek(rest, x)..];
             match rest.first() {
                 Some(&y) if y == x => out.push(x),
                 Some(_) => {}
@@ -435,21 +442,18 @@ fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
     out
 }
 
+/// `a \ b`, galloping through `b` like [`intersect`].
 fn subtract(a: &[u32], b: &[u32]) -> Vec<u32> {
     let mut out = Vec::with_capacity(a.len());
-    let mut j = 0;
+    let mut rest = b;
     for &x in a {
-        while j < b.len() && b[j] < x {
-            j += 1;
+        rest = &rest[seek(rest, x)..];
+        if rest.first() != Some(&x) {
+            out.push(x);
         }
-        if j < b.len() && b[j] == x {
-            continue;
-        }
-        out.push(x);
     }
     out
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,6 +551,78 @@ mod tests {
                 .map(|(i, _)| i as u32)
                 .collect();
             assert_eq!(p.select(&ms), want, "{ms:?}");
+        }
+    }
+
+    /// Few series against long lists of rejected values: the lookups in packed lists
+    /// and the galloping subtraction agree with a scan.
+    #[test]
+    fn negative_matchers_against_long_lists_agree_with_brute_force() {
+        use MatchKind::*;
+        let modes = ["idle", "user", "system", "iowait"];
+        let sets: Vec<Labels> = (0..20_000)
+            .map(|i| {
+                let name = if i % 499 == 0 {
+                    "node_cpu"
+                } else {
+                    "synth_cpu"
+                };
+                Labels::from_pairs([
+                    ("__name__", name),
+                    ("cpu", &(i % 7).to_string()),
+                    ("mode", modes[i % 4]),
+                ])
+            })
+            .collect();
+        let mut open = Postings::default();
+        for (i, l) in sets.iter().enumerate() {
+            open.add(i as u32, l);
+        }
+        let mut frozen = Postings::dense();
+        for (i, l) in sets.iter().enumerate() {
+            frozen.add(i as u32, l);
+        }
+        frozen.freeze();
+        for name in ["node_cpu", "synth_cpu"] {
+            for ms in [
+                vec![
+                    Matcher::equal("__name__", name),
+                    m(NotEqual, "mode", "idle"),
+                ],
+                vec![
+                    Matcher::equal("__name__", name),
+                    m(NotRegex, "mode", "idle|user"),
+                ],
+                vec![
+                    Matcher::equal("__name__", name),
+                    m(NotEqual, "mode", "idle"),
+                    m(NotEqual, "cpu", "3"),
+                ],
+                vec![
+                    Matcher::equal("__name__", name),
+                    m(NotEqual, "mode", "none"),
+                ],
+            ] {
+                let want: Vec<u32> = sets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| ms.iter().all(|m| m.matches_labels(l)))
+                    .map(|(i, _)| i as u32)
+                    .collect();
+                assert!(!want.is_empty(), "{ms:?}");
+                assert_eq!(open.select(&ms), want, "open {ms:?}");
+                assert_eq!(frozen.select(&ms), want, "frozen {ms:?}");
+            }
+        }
+        let long: Vec<u32> = (0..50_000).filter(|x| x % 3 != 0).collect();
+        for step in [1, 7, 97, 4999] {
+            let short: Vec<u32> = (0..50_100).step_by(step).collect();
+            let want: Vec<u32> = short
+                .iter()
+                .copied()
+                .filter(|x| long.binary_search(x).is_err())
+                .collect();
+            assert_eq!(subtract(&short, &long), want, "step {step}");
         }
     }
 
