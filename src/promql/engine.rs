@@ -147,7 +147,27 @@ pub struct Engine {
 }
 
 /// Parses a query with promql-parser, mapping its error to [`QueryError::Parse`].
+/// Recent parses are kept: a dashboard sends the same queries on every refresh, and
+/// parsing a one-line query takes 50–150 µs, a tenth of a light panel's time.
 pub fn parse_expr(query: &str) -> Result<Expr, QueryError> {
+    /// Distinct queries kept; when full, the map starts over.
+    const KEPT: usize = 512;
+    static PARSED: std::sync::Mutex<Option<HashMap<String, Expr>>> = std::sync::Mutex::new(None);
+    let parsed = || PARSED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = parsed().as_ref().and_then(|m| m.get(query)) {
+        return Ok(e.clone());
+    }
+    let e = parse_uncached(query)?;
+    let mut m = parsed();
+    let m = m.get_or_insert_with(HashMap::new);
+    if m.len() >= KEPT {
+        m.clear();
+    }
+    m.insert(query.to_string(), e.clone());
+    Ok(e)
+}
+
+fn parse_uncached(query: &str) -> Result<Expr, QueryError> {
     // A panic inside the parser must not take the process down.
     let parsed = std::panic::catch_unwind(|| parser::parse(query)).unwrap_or_else(|_| {
         Err("internal parser error (the query could not be parsed)".to_string())
@@ -1431,6 +1451,27 @@ mod tests {
             );
         }
         s
+    }
+
+    #[test]
+    fn kept_parses_are_the_parser_s_and_errors_are_not_kept() {
+        for q in [
+            "sum by (job) (rate(c_total{job!=\"a\"}[1m] offset 5m))",
+            "histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))",
+        ] {
+            let fresh = parse_uncached(q).unwrap();
+            assert_eq!(parse_expr(q).unwrap(), fresh);
+            assert_eq!(parse_expr(q).unwrap(), fresh, "from the kept parses");
+        }
+        for _ in 0..2 {
+            let err = parse_expr("sum(rate(x[5m])").unwrap_err().to_string();
+            assert!(err.contains("unclosed"), "{err}");
+        }
+        // More distinct queries than are kept: each still parses to itself.
+        for i in 0..1100 {
+            let q = format!("up{{job=\"j{i}\"}}");
+            assert_eq!(parse_expr(&q).unwrap(), parse_uncached(&q).unwrap());
+        }
     }
 
     #[test]
