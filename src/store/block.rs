@@ -769,6 +769,9 @@ impl SeriesSpan {
 
 /// An open, verified block: its meta, its series table and inverted index in memory.
 pub struct Block {
+    /// Which block this is, among every block the process opens: no two take the
+    /// same, also when one replaces another under the same name.
+    pub uid: u64,
     pub dir: PathBuf,
     pub name: String,
     pub meta: BlockMeta,
@@ -1226,7 +1229,9 @@ impl Block {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
+        static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(Block {
+            uid: NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             dir: dir.to_path_buf(),
             name,
             meta,

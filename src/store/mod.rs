@@ -189,6 +189,7 @@ mod block;
 mod chunk;
 mod head_chunks;
 mod index;
+mod series_cache;
 mod symbol;
 mod wal;
 
@@ -214,6 +215,7 @@ use block::{Block, BlockError, BlockWriter};
 use chunk::{FrozenChunk, OpenChunk, CHUNK_BYTES, CHUNK_SAMPLES};
 use head_chunks::{ChainRead, ChunkRef, HeadChunkError, HeadChunkFiles, Samples};
 use index::Postings;
+use series_cache::{SeriesCache, SERIES_CACHE_BYTES};
 use symbol::{ByIdentity, Interner, SeriesLabels};
 use wal::{Cursor, WalWriter, REC_SAMPLES, REC_SERIES};
 
@@ -844,6 +846,8 @@ struct Inner {
     /// the head's lower boundary; never while blocks are read.
     head_guard: RwLock<()>,
     blocks: RwLock<Vec<Arc<Block>>>,
+    /// Block series light queries read, decoded.
+    series_cache: SeriesCache,
     /// Every block name this process has loaded, written or seen listed as a
     /// compaction source: a new block never takes one, and the scan for blocks
     /// written by `import` skips them (a retired block's files outlive its readers).
@@ -946,6 +950,7 @@ impl Store {
             }),
             head_guard: RwLock::new(()),
             blocks: RwLock::new(Vec::new()),
+            series_cache: SeriesCache::new(SERIES_CACHE_BYTES),
             block_names: Mutex::new(HashSet::new()),
             maintenance: Mutex::new(()),
             min_valid_t: AtomicI64::new(i64::MIN),
@@ -1340,6 +1345,8 @@ impl Store {
         // A run of fewer series than RUN_MIN_SERIES would decompress its blocks'
         // batches again for too few series (a light panel query is one run).
         const RUN_MIN_SERIES: usize = 512;
+        // A selection that is one run is light: its block series go through the cache.
+        let light = plan.series.len() <= RUN_MIN_SERIES;
         let per_run = plan
             .series
             .len()
@@ -1385,9 +1392,14 @@ impl Store {
                         continue;
                     }
                     let start = ts.len();
-                    if let Err(e) =
-                        blocks[b].append_series(id, mint, maxt, &mut batches[b], &mut ts, &mut vs)
-                    {
+                    let (block, batch) = (&blocks[b], &mut batches[b]);
+                    let read = if light {
+                        let cached = inner.series_cache.series(block, id, batch);
+                        cached.map(|d| d.append(mint, maxt, &mut ts, &mut vs))
+                    } else {
+                        block.append_series(id, mint, maxt, batch, &mut ts, &mut vs)
+                    };
+                    if let Err(e) = read {
                         ts.truncate(start);
                         vs.truncate(start);
                         if !failed[b].swap(true, Ordering::Relaxed) {
@@ -3017,8 +3029,14 @@ mod tests {
                 store.append(&batch(k));
                 if k % 10 == 0 {
                     store.maintain().unwrap();
+                    // A light read goes through the series cache: what it kept of
+                    // blocks that cuts and compactions replace is never served.
+                    let got = store.select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX);
+                    let want: Vec<i64> = (0..=k).map(|k| k * 100).collect();
+                    assert_eq!(got[0].timestamps, want);
                 }
             }
+            assert!(store.inner.series_cache.bytes() > 0);
             store.maintain().unwrap();
             let metas = store.blocks();
             assert!(
