@@ -66,6 +66,9 @@
 //!   label set identities (the same allocation in every block) and compares labels
 //!   only where the lists differ; the head's series are matched by a hash of that
 //!   identity. A series' parts are joined once, at their final size, on every core.
+//! - A light select (at most 512 series, a dashboard panel) takes block series from
+//!   a small cache of decoded samples ([`series_cache`]), so a refresh does not
+//!   decompress again the batches it read before.
 //!
 //! # WAL
 //! Segment files of frames `len u32 | crc32 u32 | payload` ([`wal`]). Records:
