@@ -73,6 +73,21 @@ impl PackedIds {
 }
 
 impl PostingList {
+    /// The ids of `ids` that are in the list (`in_list`), or that are not. A few ids
+    /// against a long packed list (one host's series against a metric's in a block,
+    /// a dozen CPU series against every idle one) are looked up instead of decoding
+    /// the list.
+    fn filter(&self, mut ids: Vec<u32>, in_list: bool) -> Vec<u32> {
+        match self {
+            PostingList::Packed(p) if ids.len().saturating_mul(64) < p.bytes.len() => {
+                ids.retain(|&x| p.contains(x) == in_list);
+                ids
+            }
+            l if in_list => intersect(&ids, &l.ids()),
+            l => subtract(&ids, &l.ids()),
+        }
+    }
+
     /// The ids, decoded if packed.
     pub fn ids(&self) -> Cow<'_, [u32]> {
         match self {
@@ -332,16 +347,8 @@ impl Postings {
                     Candidate::List(l) => l.ids().into_owned(),
                     Candidate::Ids(v) => v.clone(),
                 };
-                rest.iter().fold(first, |mut acc, c| match c {
-                    // A few ids against a long packed list (one host's series against a
-                    // metric's in a block): look each up instead of decoding the list.
-                    Candidate::List(PostingList::Packed(p))
-                        if acc.len().saturating_mul(64) < p.bytes.len() =>
-                    {
-                        acc.retain(|&x| p.contains(x));
-                        acc
-                    }
-                    Candidate::List(l) => intersect(&acc, &l.ids()),
+                rest.iter().fold(first, |acc, c| match c {
+                    Candidate::List(l) => l.filter(acc, true),
                     Candidate::Ids(v) => intersect(&acc, v),
                 })
             }
@@ -351,14 +358,7 @@ impl Postings {
             },
         };
         for l in rejected {
-            match l {
-                // A metric's few series against a long list (mode!="idle" against
-                // every idle CPU series of a block): look each up.
-                PostingList::Packed(p) if result.len().saturating_mul(64) < p.bytes.len() => {
-                    result.retain(|&x| !p.contains(x))
-                }
-                l => result = subtract(&result, &l.ids()),
-            }
+            result = l.filter(result, false);
         }
         result
     }
