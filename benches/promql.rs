@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use arrowmon::labels::Labels;
+use arrowmon::model::labels::Labels;
 use arrowmon::promql::Engine;
 use arrowmon::store::{write_imported_block, Store, StoreOptions};
 use criterion::Criterion;

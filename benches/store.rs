@@ -28,7 +28,7 @@ use arrow_array::{Float64Array, Int64Array, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
 use criterion::Criterion;
 
-use arrowmon::labels::{Labels, Matcher};
+use arrowmon::model::labels::{Labels, Matcher};
 use arrowmon::store::{format, AppendSample, Store, StoreOptions};
 
 const STEP: i64 = 5000;

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use crate::labels::Labels;
+use crate::model::labels::Labels;
 use crate::scrape::exposition::{Entry, Format, Parser, ParserOptions, Sample};
 use crate::store::{self, StoreOptions};
 
@@ -168,7 +168,7 @@ fn import_in_passes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::Matcher;
+    use crate::model::labels::Matcher;
     use crate::store::{Store, StoreOptions};
 
     fn import(text: &str) -> (tempfile::TempDir, Result<ImportSummary, String>) {

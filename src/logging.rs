@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::model::time::format_rfc3339_micros;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -115,7 +116,7 @@ fn hclog_line(
     obj.insert("@level".into(), level.into());
     obj.insert("@message".into(), message.into());
     obj.insert("@module".into(), module.into());
-    obj.insert("@timestamp".into(), rfc3339_micros(now).into());
+    obj.insert("@timestamp".into(), hclog_time(now).into());
     for (k, v) in extra {
         obj.entry(k).or_insert(v);
     }
@@ -124,46 +125,15 @@ fn hclog_line(
     line
 }
 
-/// Formats a time as hclog does: `2006-01-02T15:04:05.000000Z` (UTC).
-pub fn rfc3339_micros(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (y, m, day) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60,
-        d.subsec_micros()
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// A time as hclog writes it: `2006-01-02T15:04:05.000000Z` (UTC).
+fn hclog_time(t: SystemTime) -> String {
+    let us = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros();
+    format_rfc3339_micros(i64::try_from(us).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn timestamp_matches_hclog_layout() {
-        let t = UNIX_EPOCH + Duration::from_micros(1_764_160_999_123_456);
-        assert_eq!(rfc3339_micros(t), "2025-11-26T12:43:19.123456Z");
-        assert_eq!(rfc3339_micros(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
-    }
 
     #[test]
     fn line_is_json_with_hclog_keys() {

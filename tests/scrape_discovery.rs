@@ -8,7 +8,7 @@ mod scrape_common;
 use std::process::Command;
 use std::time::Duration;
 
-use arrowmon::labels::{Labels, Matcher};
+use arrowmon::model::labels::{Labels, Matcher};
 use scrape_common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

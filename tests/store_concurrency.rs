@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrowmon::labels::{Labels, Matcher};
+use arrowmon::model::labels::{Labels, Matcher};
 use arrowmon::store::{AppendSample, Store, StoreOptions};
 
 const APPENDERS: usize = 3;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arrowmon::labels::{Labels, Matcher};
+use arrowmon::model::labels::{Labels, Matcher};
 use arrowmon::store::{AppendSample, Store, StoreOptions, BLOCK_FORMAT_VERSION};
 
 const CHILD_DIR: &str = "ARROWMON_DURABILITY_CHILD_DIR";

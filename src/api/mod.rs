@@ -10,7 +10,8 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use crate::config::{ScrapeConfig, SecretSource};
-use crate::labels::{Labels, MatchKind, Matcher};
+use crate::model::labels::{Labels, MatchKind, Matcher};
+use crate::model::number::write_go_float_f;
 use crate::promql::{self, Engine, QueryError};
 use crate::scrape::{now_ms, Health};
 use crate::tenant::Tenant;
@@ -274,7 +275,7 @@ async fn run_query<F>(
     f: F,
 ) -> Result<promql::QueryResult, ApiResponse>
 where
-    F: FnOnce(&Engine, &dyn promql::Storage) -> Result<promql::QueryResult, QueryError>
+    F: FnOnce(&Engine, &dyn crate::model::Storage) -> Result<promql::QueryResult, QueryError>
         + Send
         + 'static,
 {
@@ -353,34 +354,6 @@ async fn query_range(
     Ok(query_success(&r.value, &r.warnings, &r.infos))
 }
 
-/// Prometheus writes sample values as strings in Go's shortest 'f' format.
-pub fn format_value(v: f64) -> String {
-    let mut out = String::new();
-    write_value(&mut out, v);
-    out
-}
-
-fn write_value(out: &mut String, v: f64) {
-    use std::fmt::Write;
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v == f64::INFINITY {
-        out.push_str("+Inf");
-    } else if v == f64::NEG_INFINITY {
-        out.push_str("-Inf");
-    } else {
-        // The shortest round-trip digits, as Go's 'f' format has them: zmij's output
-        // without its ".0"; where it chose an exponent, std's plain decimal instead.
-        let mut buf = zmij::Buffer::new();
-        let s = buf.format_finite(v);
-        if s.contains('e') {
-            let _ = write!(out, "{v}");
-        } else {
-            out.push_str(s.strip_suffix(".0").unwrap_or(s));
-        }
-    }
-}
-
 /// A timestamp as Prometheus writes it: seconds, with up to three decimals for the
 /// milliseconds (`1435781451.781`, `1435781451`).
 fn write_timestamp(out: &mut String, t: i64) {
@@ -438,7 +411,7 @@ fn write_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
     write_timestamp(out, t);
     out.push_str(",\"");
-    write_value(out, v);
+    write_go_float_f(out, v);
     out.push_str("\"]");
 }
 
@@ -542,7 +515,7 @@ fn selector_matchers(text: &str) -> Result<Vec<Matcher>, String> {
     }
     let mut out = Vec::new();
     if let Some(name) = &vs.name {
-        out.push(Matcher::equal(crate::labels::METRIC_NAME, name));
+        out.push(Matcher::equal(crate::model::labels::METRIC_NAME, name));
     }
     for m in &vs.matchers.matchers {
         let kind = match m.op {
@@ -635,7 +608,7 @@ async fn targets(tenant: &Tenant) -> ApiResponse {
                 "scrapeUrl": t.url,
                 "globalUrl": t.url,
                 "lastError": t.last_error,
-                "lastScrape": if t.last_scrape_ms > 0 { time::format_rfc3339_ms(t.last_scrape_ms) } else { "0001-01-01T00:00:00Z".to_string() },
+                "lastScrape": if t.last_scrape_ms > 0 { crate::model::time::format_rfc3339_ms(t.last_scrape_ms) } else { "0001-01-01T00:00:00Z".to_string() },
                 "lastScrapeDuration": t.last_duration.as_secs_f64(),
                 "health": match t.health { Health::Up => "up", Health::Down => "down", Health::Unknown => "unknown" },
                 "scrapeInterval": crate::config::format_duration(t.interval),
@@ -659,28 +632,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_are_formatted_as_prometheus_does() {
-        assert_eq!(format_value(1.0), "1");
-        assert_eq!(format_value(0.25), "0.25");
-        assert_eq!(format_value(f64::NAN), "NaN");
-        assert_eq!(format_value(f64::INFINITY), "+Inf");
-        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(format_value(1e21), "1000000000000000000000");
-        // The same digits as std's shortest formatting (Go's 'f' -1), across magnitudes.
-        let mut x = 1.234_567_890_123e-12_f64;
-        while x < 1e25 {
-            for v in [x, -x, x.trunc(), x * 3.0, (x * 100.0).round() / 100.0] {
-                assert_eq!(format_value(v), format!("{v}"), "{v:e}");
-            }
-            x *= 7.3;
-        }
-        assert_eq!(format_value(-0.0), "-0");
-        assert_eq!(format_value(5e-324), format!("{}", 5e-324));
-    }
-
-    #[test]
     fn query_results_are_written_as_prometheus_writes_them() {
-        use crate::promql::{Sample, Series};
+        use crate::model::Series;
+        use crate::promql::Sample;
         let labels = Labels::from_pairs([("__name__", "m"), ("path", "a\"b\\c\n")]);
         let matrix = promql::Value::Matrix(vec![Series {
             labels: labels.clone(),

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::labels::Labels;
+use crate::model::labels::Labels;
 pub use duration::{format_duration, parse_duration};
 pub use relabel::{RelabelAction, RelabelConfig};
 pub use targets::{DroppedTarget, FileSdConfig, Target, TargetGroup};

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use md5::{Digest, Md5};
 use serde::Deserialize;
 
-use crate::labels::{Label, Labels};
+use crate::model::labels::{Label, Labels};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RelabelAction {
@@ -178,7 +178,7 @@ pub const DEFAULT_REPLACEMENT: &str = "$1";
 
 /// Go's `%q` for the printable strings that appear in config errors.
 fn go_q(s: &str) -> String {
-    crate::labels::go_quote(s)
+    crate::model::labels::go_quote(s)
 }
 
 /// Label names as Prometheus 3 validates them by default (UTF-8 validation).

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::labels::{Label, Labels};
+use crate::model::labels::{Label, Labels};
 
 use super::relabel::{process_builder, LabelBuilder};
 use super::{format_duration, parse_duration, ScrapeJob};
@@ -80,7 +80,7 @@ pub fn check_target_address(addr: &str) -> Result<(), String> {
     if addr.contains('/') {
         return Err(format!(
             "{} is not a valid hostname",
-            crate::labels::go_quote(addr)
+            crate::model::labels::go_quote(addr)
         ));
     }
     Ok(())
@@ -193,8 +193,8 @@ pub fn populate_labels(
     if timeout > interval {
         return Err(format!(
             "scrape timeout cannot be greater than scrape interval ({} > {})",
-            crate::labels::go_quote(&timeout_s),
-            crate::labels::go_quote(&interval_s)
+            crate::model::labels::go_quote(&timeout_s),
+            crate::model::labels::go_quote(&interval_s)
         ));
     }
     lb.retain(|l| !l.name.starts_with(META_LABEL_PREFIX));
@@ -206,7 +206,7 @@ pub fn populate_labels(
         // Upstream fails the scrape later with an unsupported-protocol error.
         return Err(format!(
             "unsupported scheme {} (http or https)",
-            crate::labels::go_quote(scheme)
+            crate::model::labels::go_quote(scheme)
         ));
     }
     let internal = lb.labels();

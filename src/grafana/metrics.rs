@@ -17,7 +17,7 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
     // Per tenant: (name, type, help, value).
     let mut rows: Vec<(&str, &str, &str, String, String)> = Vec::new();
     for (tenant_name, t) in tenants {
-        let tl = crate::labels::go_quote(tenant_name);
+        let tl = crate::model::labels::go_quote(tenant_name);
         let stats = t.store.stats();
         let per_tenant: [(&str, &str, &str, u64); 7] = [
             (
@@ -98,7 +98,7 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
         "# HELP {name} Time to evaluate a query.\n# TYPE {name} histogram"
     );
     for (tenant_name, t) in tenants {
-        let tl = crate::labels::go_quote(tenant_name);
+        let tl = crate::model::labels::go_quote(tenant_name);
         let (cumulative, sum) = t.query_latency.snapshot();
         let bounds = crate::tenant::LatencyHistogram::BOUNDS
             .iter()

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::frames::{Column, Field, Frame};
 use super::interval;
-use crate::labels::Labels;
+use crate::model::labels::Labels;
 use crate::promql::{QueryResult, Value};
 
 /// The panel query, as Grafana's Prometheus datasource writes it.
@@ -344,21 +344,21 @@ static EMPTY_LABELS: Labels = Labels::empty_const();
 /// (labels without `le`), one frame with Time and one field per bucket, ordered by
 /// `le`, each holding that bucket's own count (the cumulative count minus the
 /// bucket below it).
-fn heatmap_frames(ref_id: &str, plan: &Plan, series: &[crate::promql::Series]) -> Vec<Frame> {
+fn heatmap_frames(ref_id: &str, plan: &Plan, series: &[crate::model::Series]) -> Vec<Frame> {
     use std::collections::BTreeMap;
-    let mut groups: BTreeMap<Labels, Vec<(f64, &crate::promql::Series)>> = BTreeMap::new();
+    let mut groups: BTreeMap<Labels, Vec<(f64, &crate::model::Series)>> = BTreeMap::new();
     for s in series {
         let Some(le) = s
             .labels
             .get("le")
-            .and_then(crate::promql::functions::parse_go_float)
+            .and_then(|le| crate::model::number::parse_go_float(le.as_bytes()))
         else {
             continue;
         };
         let key = Labels::new(
             s.labels
                 .iter()
-                .filter(|l| &*l.name != "le" && &*l.name != crate::labels::METRIC_NAME)
+                .filter(|l| &*l.name != "le" && &*l.name != crate::model::labels::METRIC_NAME)
                 .cloned()
                 .collect(),
         );
@@ -373,7 +373,7 @@ fn heatmap_frames(ref_id: &str, plan: &Plan, series: &[crate::promql::Series]) -
             .collect();
         times.sort_unstable();
         times.dedup();
-        let at = |s: &crate::promql::Series, t: i64| {
+        let at = |s: &crate::model::Series, t: i64| {
             s.timestamps.binary_search(&t).ok().map(|i| s.values[i])
         };
         let mut fields = vec![Field {
@@ -434,8 +434,8 @@ fn heatmap_frames(ref_id: &str, plan: &Plan, series: &[crate::promql::Series]) -
 mod tests {
     use super::*;
 
-    fn series(pairs: &[(&str, &str)], values: &[f64]) -> crate::promql::Series {
-        crate::promql::Series {
+    fn series(pairs: &[(&str, &str)], values: &[f64]) -> crate::model::Series {
+        crate::model::Series {
             labels: Labels::from_pairs(pairs.iter().copied()),
             timestamps: (0..values.len() as i64).map(|i| i * 1000).collect(),
             values: values.to_vec(),

@@ -11,54 +11,12 @@ use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 use super::engine::{exec_err, grouping_labels, source_pos, Ev, Grouping, OutBuilder, Pts, Val};
 use super::functions::{kahan_inc, quantile, selects_directly};
 use super::value::QueryError;
-use crate::labels::{Label, Labels};
+use crate::model::labels::{Label, Labels};
+use crate::model::number::{format_go_float_f, format_go_float_g};
 
 /// The output labels of a series' group (also its grouping key).
 fn group_labels(l: &Labels, g: &Grouping) -> Labels {
     grouping_labels(l, g, false)
-}
-
-/// Go's `%v` for a float64 (`strconv.FormatFloat(f, 'g', -1, 64)` with Go's exponent form).
-pub(crate) fn go_fmt_v(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() {
-            "-0".into()
-        } else {
-            "0".into()
-        };
-    }
-    let e = format!("{f:e}");
-    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if !(-4..6).contains(&exp) {
-        return format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
-    }
-    format!("{f}")
-}
-
-/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`.
-pub(crate) fn go_fmt_f(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f.is_infinite() {
-        if f > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }
-    } else {
-        format!("{f}")
-    }
 }
 
 fn f2i64(f: f64) -> i64 {
@@ -200,7 +158,7 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
         if label.is_empty() {
             return exec_err(format!(
                 "invalid label name {}",
-                crate::labels::go_quote(&label)
+                crate::model::labels::go_quote(&label)
             ));
         }
         if !without {
@@ -278,12 +236,15 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
             }
             let min = k.iter().copied().fold(f64::INFINITY, f64::min);
             if min <= i64::MIN as f64 {
-                return exec_err(format!("Scalar value {} underflows int64", go_fmt_v(min)));
+                return exec_err(format!(
+                    "Scalar value {} underflows int64",
+                    format_go_float_g(min)
+                ));
             }
             if max_eff >= i64::MAX as f64 {
                 return exec_err(format!(
                     "Scalar value {} overflows int64",
-                    go_fmt_v(max_eff)
+                    format_go_float_g(max_eff)
                 ));
             }
             return select_k(ev, op, &input, &series_group, glabels.len(), &k);
@@ -319,7 +280,7 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
                 if bad {
                     ev.warnings.push(format!(
                         "PromQL warning: quantile value should be between 0 and 1, got {}{pos}",
-                        go_fmt_v(v)
+                        format_go_float_g(v)
                     ));
                 }
             }
@@ -577,71 +538,7 @@ pub(crate) fn prometheus_labels_hash(l: &Labels) -> u64 {
         put(&x.name);
         put(&x.value);
     }
-    xxhash64(&buf)
-}
-
-/// xxHash64 with seed 0 (as `github.com/cespare/xxhash/v2`'s `Sum64`).
-pub(crate) fn xxhash64(b: &[u8]) -> u64 {
-    const P1: u64 = 11_400_714_785_074_694_791;
-    const P2: u64 = 14_029_467_366_897_019_727;
-    const P3: u64 = 1_609_587_929_392_839_161;
-    const P4: u64 = 9_650_029_242_287_828_579;
-    const P5: u64 = 2_870_177_450_012_600_261;
-    fn round(acc: u64, input: u64) -> u64 {
-        acc.wrapping_add(input.wrapping_mul(P2))
-            .rotate_left(31)
-            .wrapping_mul(P1)
-    }
-    fn merge(acc: u64, val: u64) -> u64 {
-        (acc ^ round(0, val)).wrapping_mul(P1).wrapping_add(P4)
-    }
-    let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
-    let n = b.len();
-    let mut i = 0;
-    let mut h = if n >= 32 {
-        let (mut v1, mut v2, mut v3, mut v4) =
-            (P1.wrapping_add(P2), P2, 0u64, 0u64.wrapping_sub(P1));
-        while i + 32 <= n {
-            v1 = round(v1, u64_at(i));
-            v2 = round(v2, u64_at(i + 8));
-            v3 = round(v3, u64_at(i + 16));
-            v4 = round(v4, u64_at(i + 24));
-            i += 32;
-        }
-        let mut h = v1
-            .rotate_left(1)
-            .wrapping_add(v2.rotate_left(7))
-            .wrapping_add(v3.rotate_left(12))
-            .wrapping_add(v4.rotate_left(18));
-        h = merge(h, v1);
-        h = merge(h, v2);
-        h = merge(h, v3);
-        merge(h, v4)
-    } else {
-        P5
-    };
-    h = h.wrapping_add(n as u64);
-    while i + 8 <= n {
-        h ^= round(0, u64_at(i));
-        h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
-        i += 8;
-    }
-    if i + 4 <= n {
-        let k = u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4])) as u64;
-        h ^= k.wrapping_mul(P1);
-        h = h.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
-        i += 4;
-    }
-    while i < n {
-        h ^= (b[i] as u64).wrapping_mul(P5);
-        h = h.rotate_left(11).wrapping_mul(P1);
-        i += 1;
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(P2);
-    h ^= h >> 29;
-    h = h.wrapping_mul(P3);
-    h ^ (h >> 32)
+    twox_hash::XxHash64::oneshot(0, &buf)
 }
 
 /// The `k` candidates `topk` (`top`) or `bottomk` keep, chosen the way Prometheus
@@ -747,7 +644,7 @@ fn count_values(
                 .filter(|l| &*l.name != label)
                 .cloned()
                 .collect();
-            lv.push(Label::new(label, go_fmt_f(p.vs[c])));
+            lv.push(Label::new(label, format_go_float_f(p.vs[c])));
             let metric = Labels::new(lv);
             let gl = group_labels(&metric, g);
             match idx.get(&gl) {
@@ -770,22 +667,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn go_float_formatting() {
-        assert_eq!(go_fmt_f(1.5), "1.5");
-        assert_eq!(go_fmt_f(f64::INFINITY), "+Inf");
-        assert_eq!(go_fmt_f(100.0), "100");
-        assert_eq!(go_fmt_v(9.3e18), "9.3e+18");
-        assert_eq!(go_fmt_v(12345.0), "12345");
-    }
-
-    #[test]
     fn both_aggregation_paths_agree_on_the_corpus() {
-        let dir = std::env::var("PROMQL_TESTDATA")
-            .unwrap_or_else(|_| "/work/shared/promql-testdata".to_string());
-        let path = std::path::Path::new(&dir).join("aggregators.test");
-        if !path.exists() {
-            return;
-        }
+        // Prometheus's corpus lives beside the repository (docs/design.md, "Reference data
+        // outside the repository").
+        let dir = std::env::var_os("PROMQL_TESTDATA")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/promql-testdata")
+            });
+        let path = dir.join("aggregators.test");
+        assert!(
+            path.is_file(),
+            "Prometheus's PromQL corpus is missing: {} not found (set PROMQL_TESTDATA)",
+            path.display()
+        );
         let a = crate::promql::testscript::run_file(&path);
         FORCE_STEP_MAJOR.with(|c| c.set(true));
         let b = crate::promql::testscript::run_file(&path);
@@ -814,12 +709,12 @@ mod tests {
     }
 
     #[test]
-    fn xxhash_known_values() {
-        // Reference values of xxHash64 (seed 0).
-        assert_eq!(xxhash64(b""), 0xef46db3751d8e999);
-        assert_eq!(xxhash64(b"a"), 0xd24ec4f1a98c6e5b);
+    fn series_hash_is_xxhash64_as_prometheus_has_it() {
+        // Reference values of xxHash64 with seed 0 (cespare/xxhash's Sum64).
+        assert_eq!(twox_hash::XxHash64::oneshot(0, b""), 0xef46db3751d8e999);
+        assert_eq!(twox_hash::XxHash64::oneshot(0, b"a"), 0xd24ec4f1a98c6e5b);
         assert_eq!(
-            xxhash64(b"Nobody inspects the spammish repetition"),
+            twox_hash::XxHash64::oneshot(0, b"Nobody inspects the spammish repetition"),
             0xfbcea83c8a378bf1
         );
     }

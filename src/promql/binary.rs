@@ -14,7 +14,7 @@ use super::engine::{
     OutBuilder, Pts, Val,
 };
 use super::value::QueryError;
-use crate::labels::{Label, Labels, METRIC_NAME};
+use crate::model::labels::{Label, Labels, METRIC_NAME};
 
 fn is_comparison(op: u16) -> bool {
     matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)

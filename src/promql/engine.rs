@@ -17,9 +17,10 @@ use promql_parser::parser::{
     self, AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
 
-use super::storage::{is_stale_nan, LabelsView, Storage};
-use super::value::{EngineOptions, QueryError, QueryResult, Sample, Series, Value};
-use crate::labels::{Label, Labels, MatchKind, Matcher, METRIC_NAME};
+use super::value::{EngineOptions, QueryError, QueryResult, Sample, Value};
+use crate::model::labels::{Label, Labels, MatchKind, Matcher, METRIC_NAME};
+use crate::model::Series;
+use crate::model::{is_stale_nan, LabelsView, SelectError, Storage};
 
 /// A series of an evaluated instant vector (or of a range vector, for `Val::Range`).
 #[derive(Clone, Debug, Default)]
@@ -42,7 +43,7 @@ impl Pts {
     }
 }
 
-pub(crate) use super::value::Points;
+pub(crate) use crate::model::Points;
 
 /// One series' samples: timestamps and values.
 pub(crate) type Window<'a> = (&'a [i64], &'a [f64]);
@@ -115,7 +116,7 @@ pub(crate) fn go_labels_string(l: &Labels) -> String {
         }
         s.push_str(&x.name);
         s.push('=');
-        s.push_str(&crate::labels::go_quote(&x.value));
+        s.push_str(&crate::model::labels::go_quote(&x.value));
     }
     s.push('}');
     s
@@ -949,7 +950,7 @@ impl<'a> Ev<'a> {
         } else {
             (None, grouping)
         };
-        let limited = |labels: &dyn LabelsView, ts: &mut Vec<i64>, vs: &mut Vec<f64>| {
+        let points = |labels: &dyn LabelsView, ts: &mut Vec<i64>, vs: &mut Vec<f64>| {
             self.check_timeout()?;
             let p = f(labels, ts, vs)?;
             if p.0.is_empty() {
@@ -962,15 +963,18 @@ impl<'a> Ev<'a> {
             };
             Ok(Some((kept, p)))
         };
+        let limited = |labels: &dyn LabelsView, ts: &mut Vec<i64>, vs: &mut Vec<f64>| {
+            points(labels, ts, vs).map_err(|e: QueryError| SelectError::from(e))
+        };
         if sets.len() == 1 {
             // Result order (topk, sort ties, `or`) follows series order, which the
             // storage gives sorted by labels, as Prometheus's does.
-            return self.storage.select_points(&sets[0], mint, maxt, &limited);
+            return Ok(self.storage.select_with(&sets[0], mint, maxt, &limited)?);
         }
         let mut all = Vec::new();
         let mut seen: HashMap<Labels, ()> = HashMap::new();
         for set in &sets {
-            for (labels, p) in self.storage.select_points(set, mint, maxt, &limited)? {
+            for (labels, p) in self.storage.select_with(set, mint, maxt, &limited)? {
                 if seen.insert(labels.clone(), ()).is_none() {
                     all.push((labels, p));
                 }
@@ -991,11 +995,11 @@ impl<'a> Ev<'a> {
         vs: &VectorSelector,
         mint: i64,
         maxt: i64,
-    ) -> Result<Vec<super::storage::Series>, QueryError> {
+    ) -> Result<Vec<Series>, QueryError> {
         let got = self.select_points(vs, mint, maxt, None, false, |_, ts, vs| {
             Ok((std::mem::take(ts), std::mem::take(vs)))
         })?;
-        Ok(got.into_iter().map(super::storage::Series::from).collect())
+        Ok(got.into_iter().map(Series::from).collect())
     }
 
     pub fn eval_vector_selector(&mut self, vs: &VectorSelector) -> Result<Vec<Pts>, QueryError> {
@@ -1438,7 +1442,7 @@ pub(crate) fn labels_with(base: &Labels, set: &[(&str, &str)], del: &[&str]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::promql::storage::MemStorage;
+    use crate::model::MemStorage;
 
     fn store() -> MemStorage {
         let mut s = MemStorage::new();
@@ -1627,7 +1631,7 @@ mod tests {
 #[cfg(test)]
 mod more_tests {
     use super::*;
-    use crate::promql::storage::MemStorage;
+    use crate::model::MemStorage;
 
     fn store() -> MemStorage {
         let mut s = MemStorage::new();
@@ -1801,7 +1805,7 @@ mod more_tests {
 #[cfg(test)]
 mod robustness_tests {
     use super::*;
-    use crate::promql::storage::MemStorage;
+    use crate::model::MemStorage;
 
     #[test]
     fn odd_queries_give_results_or_clean_errors() {
@@ -1811,7 +1815,7 @@ mod robustness_tests {
             &[
                 (0, 1.0),
                 (10_000, f64::NAN),
-                (20_000, crate::promql::stale_nan()),
+                (20_000, crate::model::stale_nan()),
                 (30_000, 4.0),
             ],
         );
@@ -1879,7 +1883,7 @@ mod robustness_tests {
 #[cfg(test)]
 mod name_dropping_tests {
     use super::*;
-    use crate::promql::storage::MemStorage;
+    use crate::model::MemStorage;
 
     fn store() -> MemStorage {
         let mut s = MemStorage::new();

@@ -5,14 +5,15 @@ use std::collections::{BTreeSet, HashMap};
 
 use promql_parser::parser::{Call, Expr, MatrixSelector, VectorSelector};
 
-use super::aggregate::go_fmt_v;
 use super::engine::{
     drop_metric_name, exec_err, labels_with, merge_same_labels, remove_stale, source_pos, Ev,
     OutBuilder, Points, Pts, RangeArg, Val, Window, DUPLICATE_LABELSET,
 };
-use super::storage::LabelsView;
 use super::value::QueryError;
-use crate::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
+use crate::model::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
+use crate::model::number::{format_go_float_g, parse_go_float};
+use crate::model::time::civil_from_days;
+use crate::model::LabelsView;
 
 // ---------------------------------------------------------------------------
 // Numeric helpers shared with aggregations.
@@ -144,56 +145,6 @@ pub fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> (f64, bool) {
         rank -= buckets[b - 1].count;
     }
     (start + (end - start) * (rank / count), forced)
-}
-
-/// Go's `strconv.ParseFloat` for the values we meet in labels and test files.
-pub fn parse_go_float(s: &str) -> Option<f64> {
-    let t = s.trim();
-    if t.is_empty() {
-        return None;
-    }
-    let lower = t.to_ascii_lowercase();
-    let (neg, body) = match lower.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, lower.strip_prefix('+').unwrap_or(&lower)),
-    };
-    let v = match body {
-        "inf" | "infinity" => f64::INFINITY,
-        "nan" => f64::NAN,
-        _ => {
-            if let Some(hex) = body.strip_prefix("0x") {
-                if hex.contains('p') || hex.contains('.') {
-                    parse_hex_float(hex)?
-                } else {
-                    u64::from_str_radix(&hex.replace('_', ""), 16).ok()? as f64
-                }
-            } else {
-                if body.contains("inf") || body.contains("nan") || body.contains('_') {
-                    return None;
-                }
-                body.parse::<f64>().ok()?
-            }
-        }
-    };
-    Some(if neg { -v } else { v })
-}
-
-fn parse_hex_float(hex: &str) -> Option<f64> {
-    let (mant, exp) = match hex.split_once('p') {
-        Some((m, e)) => (m, e.parse::<i32>().ok()?),
-        None => (hex, 0),
-    };
-    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
-    let mut v = 0f64;
-    for c in int.chars() {
-        v = v * 16.0 + c.to_digit(16)? as f64;
-    }
-    let mut scale = 1.0 / 16.0;
-    for c in frac.chars() {
-        v += c.to_digit(16)? as f64 * scale;
-        scale /= 16.0;
-    }
-    Some(v * 2f64.powi(exp))
 }
 
 // ---------------------------------------------------------------------------
@@ -741,7 +692,7 @@ fn absent_labels_from(ms: &[Matcher]) -> Labels {
     }
     Labels::new(
         set.into_iter()
-            .filter_map(|(n, v)| v.map(|v| crate::labels::Label::new(n, v)))
+            .filter_map(|(n, v)| v.map(|v| crate::model::labels::Label::new(n, v)))
             .collect(),
     )
 }
@@ -901,7 +852,7 @@ fn not_counter_info(ev: &mut Ev, name: &str, metric: &str) {
     let pos = source_pos(&ev.query, name, Some(0));
     ev.infos.push(format!(
         "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {}{pos}",
-        crate::labels::go_quote(metric)
+        crate::model::labels::go_quote(metric)
     ));
 }
 
@@ -1093,7 +1044,7 @@ fn stateful_window_values(
         let pos = source_pos(&ev.query, "quantile_over_time", Some(0));
         ev.warnings.push(format!(
             "PromQL warning: quantile value should be between 0 and 1, got {}{pos}",
-            go_fmt_v(b)
+            format_go_float_g(b)
         ));
     }
     Ok(out)
@@ -1132,20 +1083,6 @@ fn finish_instant_fn(ev: &mut Ev, mut v: Vec<Pts>) -> Result<Val, QueryError> {
         v = merge_same_labels(v)?;
     }
     Ok(Val::Vector(v))
-}
-
-/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 fn is_leap(y: i64) -> bool {
@@ -1436,7 +1373,7 @@ fn histogram_quantile(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
     let mut bad_le: Vec<(String, String)> = Vec::new();
     for p in &v {
         let le = p.labels.get("le").unwrap_or("");
-        match parse_go_float(le) {
+        match parse_go_float(le.as_bytes()) {
             None => {
                 let name = if delayed {
                     p.labels.metric_name().unwrap_or("").to_string()
@@ -1466,8 +1403,8 @@ fn histogram_quantile(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
     for (le, name) in bad_le {
         ev.warnings.push(format!(
             "PromQL warning: bucket label \"le\" is missing or has a malformed value of {} for metric name {}{pos1}",
-            crate::labels::go_quote(&le),
-            crate::labels::go_quote(&name)
+            crate::model::labels::go_quote(&le),
+            crate::model::labels::go_quote(&name)
         ));
     }
     let n = ev.nsteps();
@@ -1504,7 +1441,7 @@ fn histogram_quantile(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
         if *f {
             ev.infos.push(format!(
                 "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {}{pos1}",
-                crate::labels::go_quote(&group_names[g])
+                crate::model::labels::go_quote(&group_names[g])
             ));
         }
     }
@@ -1520,7 +1457,7 @@ fn histogram_quantile(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
     for x in bad_q {
         ev.warnings.push(format!(
             "PromQL warning: quantile value should be between 0 and 1, got {}{pos0}",
-            go_fmt_v(x)
+            format_go_float_g(x)
         ));
     }
     let mut series = out.series;
@@ -1648,13 +1585,5 @@ mod tests {
         assert!(go_max(-0.0, 0.0).is_sign_positive());
         assert!(go_min(0.0, -0.0).is_sign_negative());
         assert_eq!(go_max(1.0, go_min(5.0, 7.0)), 5.0);
-    }
-
-    #[test]
-    fn go_floats() {
-        assert_eq!(parse_go_float("+Inf"), Some(f64::INFINITY));
-        assert_eq!(parse_go_float("0x10"), Some(16.0));
-        assert_eq!(parse_go_float("1e3"), Some(1000.0));
-        assert!(parse_go_float("abc").is_none());
     }
 }

@@ -7,9 +7,9 @@ use std::collections::{HashMap, HashSet};
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
 use super::engine::{duration_ms, exec_err, go_labels_string, Ev, OutBuilder, Pts, Val};
-use super::storage::is_stale_nan;
 use super::value::QueryError;
-use crate::labels::{Label, Labels, MatchKind, Matcher, METRIC_NAME};
+use crate::model::is_stale_nan;
+use crate::model::labels::{Label, Labels, MatchKind, Matcher, METRIC_NAME};
 
 const TARGET_INFO: &str = "target_info";
 const IDENTIFYING: [&str; 2] = ["instance", "job"];

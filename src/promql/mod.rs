@@ -22,8 +22,8 @@
 //!   names the limit.
 //!
 //! ```
-//! use arrowmon::labels::Labels;
-//! use arrowmon::promql::{Engine, EngineOptions, MemStorage, Value};
+//! use arrowmon::model::{Labels, MemStorage};
+//! use arrowmon::promql::{Engine, EngineOptions, Value};
 //!
 //! let mut s = MemStorage::new();
 //! s.add_samples(
@@ -41,12 +41,8 @@ pub mod binary;
 pub mod engine;
 pub mod functions;
 pub mod info;
-pub mod storage;
 pub mod testscript;
 pub mod value;
 
 pub use engine::{parse_expr, Engine};
-pub use storage::{
-    is_stale_nan, stale_nan, LabelsView, MemStorage, Series, SeriesPoints, Storage, StorageError,
-};
-pub use value::{EngineOptions, Points, QueryError, QueryResult, Sample, Value};
+pub use value::{EngineOptions, QueryError, QueryResult, Sample, Value};

@@ -20,10 +20,10 @@ use std::time::Duration;
 use promql_parser::parser::{AtModifier, Expr};
 
 use super::engine::{parse_expr, Engine};
-use super::functions::parse_go_float;
-use super::storage::{is_stale_nan, stale_nan, MemStorage};
 use super::value::{EngineOptions, QueryError, QueryResult, Value};
-use crate::labels::{Label, Labels, METRIC_NAME};
+use crate::model::labels::{Label, Labels, METRIC_NAME};
+use crate::model::number::parse_go_float;
+use crate::model::{is_stale_nan, stale_nan, MemStorage};
 
 /// A failed case.
 #[derive(Clone, Debug, PartialEq)]
@@ -319,11 +319,77 @@ fn parse_series_desc(s: &str) -> Result<(Labels, &str), String> {
 /// One item of a value sequence: Some(value) or None for an omitted slot.
 type SeqVal = Option<f64>;
 
+/// A value of a series description, as the PromQL parser reads numbers: Go's
+/// `strconv.ParseInt(s, 0, 64)` (so `0x1f`, `0o17`, `017`, `0b101`), else
+/// `strconv.ParseFloat`.
 fn parse_number(s: &str) -> Option<f64> {
     if s == "stale" {
         return Some(stale_nan());
     }
-    parse_go_float(s)
+    parse_go_int(s)
+        .map(|i| i as f64)
+        .or_else(|| parse_go_float(s.as_bytes()))
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`: optional sign, base from the prefix (`0x`,
+/// `0o`, `0b`, a lone leading `0` for octal, else decimal), underscores only as
+/// separators between digits (or after the prefix).
+fn parse_go_int(s: &str) -> Option<i64> {
+    let (negative, unsigned) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = unsigned.to_ascii_lowercase();
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    if lower.contains('_') && !underscores_separate_digits(&lower) {
+        return None;
+    }
+    let digits: String = digits.chars().filter(|&c| c != '_').collect();
+    if digits.is_empty() || digits.starts_with(['+', '-']) {
+        return None;
+    }
+    let magnitude = u64::from_str_radix(&digits, radix).ok()?;
+    if negative {
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
+    }
+}
+
+/// Go's `underscoreOK` for an unsigned, lower-cased number: every underscore
+/// follows a digit or the base prefix and is followed by a digit.
+fn underscores_separate_digits(s: &str) -> bool {
+    let b = s.as_bytes();
+    let hex = b.len() >= 2 && b[0] == b'0' && b[1] == b'x';
+    let prefixed = b.len() >= 2 && b[0] == b'0' && matches!(b[1], b'b' | b'o' | b'x');
+    // What came last: '^' nothing, '0' a digit (or the prefix), '_' an underscore.
+    let mut saw = if prefixed { b'0' } else { b'^' };
+    for &c in &b[if prefixed { 2 } else { 0 }..] {
+        if c.is_ascii_digit() || (hex && c.is_ascii_hexdigit()) {
+            saw = b'0';
+        } else if c == b'_' {
+            if saw != b'0' {
+                return false;
+            }
+            saw = b'_';
+        } else if saw == b'_' {
+            return false;
+        } else {
+            saw = b'!';
+        }
+    }
+    saw != b'_'
 }
 
 /// Expands a value sequence (`1 2 _ 3+4x2 _x3 stale`). Errors mention native histograms.
@@ -1169,7 +1235,7 @@ fn compare_instant(v: &Value, x: &Expectations, t: i64) -> Result<(), String> {
 }
 
 fn compare_matrix(
-    m: &[super::value::Series],
+    m: &[crate::model::Series],
     x: &Expectations,
     start: i64,
     step: i64,
@@ -1392,6 +1458,31 @@ mod tests {
         assert_eq!(parse_duration_ms("0"), Some(0));
         assert_eq!(parse_duration_ms("10s"), Some(10_000));
         assert_eq!(parse_duration_ms("1d"), Some(86_400_000));
+    }
+
+    #[test]
+    fn numbers_read_as_the_promql_parser_reads_them() {
+        let cases: &[(&str, f64)] = &[
+            ("0x10", 16.0),
+            ("-0x10", -16.0),
+            ("017", 15.0),
+            ("0o17", 15.0),
+            ("0b101", 5.0),
+            ("1_000", 1000.0),
+            ("0x_ff", 255.0),
+            ("0", 0.0),
+            ("1e3", 1000.0),
+            ("1.5", 1.5),
+            ("+Inf", f64::INFINITY),
+            ("9223372036854775808", 9.223372036854776e18),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_number(s), Some(*want), "{s}");
+        }
+        for s in ["abc", "1__0", "_1", "0x", "1_"] {
+            assert_eq!(parse_number(s), None, "{s}");
+        }
+        assert!(is_stale_nan(parse_number("stale").unwrap()));
     }
 
     #[test]

@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use crate::labels::Labels;
-
-pub use super::storage::Series;
+use crate::model::{Labels, SelectError, Series, StorageError};
 
 /// One sample of an instant vector.
 #[derive(Clone, Debug, PartialEq)]
@@ -122,11 +120,27 @@ fn parse_message(message: &str, position: &Option<usize>) -> String {
     }
 }
 
-/// One series' points: step timestamps and their values.
-pub type Points = (Vec<i64>, Vec<f64>);
-
-impl From<super::storage::StorageError> for QueryError {
-    fn from(e: super::storage::StorageError) -> Self {
+impl From<StorageError> for QueryError {
+    fn from(e: StorageError) -> Self {
         QueryError::Storage(e.to_string())
+    }
+}
+
+/// A selection stopped by the engine's own function gives back the engine's error.
+impl From<SelectError> for QueryError {
+    fn from(e: SelectError) -> Self {
+        match e {
+            SelectError::Storage(e) => e.into(),
+            SelectError::Stopped(e) => match e.downcast::<QueryError>() {
+                Ok(q) => *q,
+                Err(other) => QueryError::Execution(other.to_string()),
+            },
+        }
+    }
+}
+
+impl From<QueryError> for SelectError {
+    fn from(e: QueryError) -> Self {
+        SelectError::Stopped(Box::new(e))
     }
 }

@@ -46,7 +46,7 @@ mod parser;
 mod tests;
 
 pub use body::{decode_body, BodyError};
-pub use float::{format_openmetrics_float, parse_value, NORMAL_NAN_BITS};
+pub use float::{format_openmetrics_float, parse_value};
 pub use metadata::{MetadataCollector, MetricMetadata};
 pub use parser::{Entry, Exemplar, LabelIter, ParseError, Parser, ParserOptions, Sample};
 

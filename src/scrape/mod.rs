@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 use crate::config::relabel;
 use crate::config::targets::resolve_groups;
 use crate::config::{Auth, DroppedTarget, ScrapeConfig, ScrapeJob, Target};
-use crate::labels::{Label, Labels, METRIC_NAME};
-use crate::promql::stale_nan;
+use crate::model::labels::{Label, Labels, METRIC_NAME};
+use crate::model::stale_nan;
 use crate::store::{AppendSample, RefSample, SeriesId, SeriesRef, Store};
 use exposition::{Entry, Format, MetadataCollector, MetricMetadata, Parser, ParserOptions};
 

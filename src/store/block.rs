@@ -45,7 +45,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema};
 use super::index::Postings;
 use super::symbol::{ByIdentity, SeriesLabels};
 use super::wal::{put_uvarint, put_varint, Cursor};
-use crate::labels::{Labels, Matcher};
+use crate::model::labels::{Labels, Matcher};
 
 /// The block format this code writes.
 pub const BLOCK_FORMAT_VERSION: u32 = 2;

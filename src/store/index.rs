@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::labels::{MatchKind, Matcher};
+use crate::model::labels::{MatchKind, Matcher};
 
 #[derive(Default)]
 pub struct Postings {
@@ -203,7 +203,7 @@ impl Postings {
     /// Adds a series. Ids must be added in increasing order so lists stay sorted
     /// without a sort (true for the head's monotonic ids and a block's ordinals).
     #[cfg(test)]
-    pub fn add(&mut self, id: u32, labels: &crate::labels::Labels) {
+    pub fn add(&mut self, id: u32, labels: &crate::model::labels::Labels) {
         self.add_pairs(id, labels.iter().map(|l| (&l.name, &l.value)));
     }
 
@@ -457,7 +457,7 @@ fn subtract(a: &[u32], b: &[u32]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::Labels;
+    use crate::model::labels::Labels;
 
     fn m(kind: MatchKind, n: &str, v: &str) -> Matcher {
         Matcher::new(kind, n, v).unwrap()

@@ -211,8 +211,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::labels::{Labels, Matcher};
-use crate::promql::{Points, QueryError, Series, SeriesPoints, Storage, StorageError};
+use crate::model::labels::{Labels, Matcher};
+use crate::model::{Points, SelectError, SelectFn, Series, Storage, StorageError};
 
 use block::{Block, BlockError, BlockWriter};
 use chunk::{FrozenChunk, OpenChunk, CHUNK_BYTES, CHUNK_SAMPLES};
@@ -1559,23 +1559,23 @@ impl Storage for Store {
             .map_err(|e| StorageError(e.to_string()))
     }
 
-    fn select_points(
+    fn select_with(
         &self,
         matchers: &[Matcher],
         mint_ms: i64,
         maxt_ms: i64,
-        f: &SeriesPoints<'_>,
-    ) -> Result<Vec<(Labels, Points)>, QueryError> {
+        f: &SelectFn<'_>,
+    ) -> Result<Vec<(Labels, Points)>, SelectError> {
         self.select_map(matchers, mint_ms, maxt_ms, |labels, ts, vs| {
             f(labels, ts, vs)
         })
     }
 }
 
-/// How a store failure shows in a query.
-impl From<StoreError> for QueryError {
-    fn from(e: StoreError) -> QueryError {
-        QueryError::from(StorageError(e.to_string()))
+/// How a store failure shows to a reader of the [`Storage`] interface.
+impl From<StoreError> for SelectError {
+    fn from(e: StoreError) -> SelectError {
+        SelectError::Storage(StorageError(e.to_string()))
     }
 }
 
@@ -2718,7 +2718,7 @@ impl BlockCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::MatchKind;
+    use crate::model::labels::MatchKind;
 
     #[test]
     fn free_memory_is_released_only_once_queries_have_stopped() {
@@ -2855,7 +2855,7 @@ mod tests {
             block_range_ms: 100,
             ..opts()
         };
-        let stale = crate::promql::stale_nan();
+        let stale = crate::model::stale_nan();
         {
             let store = Store::open_with(dir.path(), o.clone()).unwrap();
             store.append(&[sample("x", "a", 1, 1.0), sample("x", "a", 2, stale)]);

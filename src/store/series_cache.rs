@@ -125,7 +125,7 @@ impl SeriesCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::Labels;
+    use crate::model::labels::Labels;
     use crate::store::block::{BlockOrigin, BlockWriter};
     use crate::store::symbol::Interner;
 

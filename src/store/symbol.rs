@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crate::labels::{Label, Labels};
+use crate::model::labels::{Label, Labels};
 
 /// One interned string: a thin pointer to the shared `Arc<str>`.
 #[derive(Clone)]
@@ -344,7 +344,7 @@ impl SeriesLabels {
     }
 }
 
-impl crate::promql::LabelsView for SeriesLabels {
+impl crate::model::LabelsView for SeriesLabels {
     fn for_each_label(&self, f: &mut dyn FnMut(&Arc<str>, &Arc<str>)) {
         for (n, v) in self.pairs() {
             f(n, v);

@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::labels::{Label, Labels};
+use crate::model::labels::{Label, Labels};
 
 pub const REC_SERIES: u8 = 1;
 pub const REC_SAMPLES: u8 = 2;

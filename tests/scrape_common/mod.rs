@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrowmon::config::{ScrapeConfig, SecretSource};
-use arrowmon::labels::{Labels, MatchKind, Matcher};
-use arrowmon::promql::{Series, Storage};
+use arrowmon::model::labels::{Labels, MatchKind, Matcher};
+use arrowmon::model::{Series, Storage};
 use arrowmon::scrape::{ScrapeManager, TargetStatus};
 use arrowmon::store::Store;
 
@@ -110,7 +110,7 @@ impl Harness {
 }
 
 pub fn is_stale(v: f64) -> bool {
-    v.to_bits() == arrowmon::promql::stale_nan().to_bits()
+    v.to_bits() == arrowmon::model::stale_nan().to_bits()
 }
 
 /// An exporter answering every GET with `body()` (text format 0.0.4).

@@ -5,16 +5,9 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// The NaN bit pattern Prometheus stores for a scraped NaN (`value.NormalNaN`, which
-/// is also what Go's `math.NaN()` returns). Distinct from the staleness marker
-/// (`0x7ff0000000000002`), so a target that exposes NaN never reads as stale.
-pub const NORMAL_NAN_BITS: u64 = 0x7ff8_0000_0000_0001;
-
-/// The canonical NaN of a scraped value.
-#[inline]
-pub fn normal_nan() -> f64 {
-    f64::from_bits(NORMAL_NAN_BITS)
-}
+use crate::model::number::{parse_go_float, write_go_float_g, StackBuf};
+#[cfg(test)]
+use crate::model::NORMAL_NAN_BITS;
 
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -26,80 +19,15 @@ const POW10: [f64; 23] = [
 /// hex floats and no digit separators). `NaN`, `Inf`, `+Inf`, `-Inf`, `infinity` are
 /// accepted case-insensitively; a signed NaN is not (Go rejects it); a finite literal
 /// that overflows to infinity is an error (Go's `ErrRange`). NaN comes back as
-/// [`NORMAL_NAN_BITS`].
+/// [`crate::model::NORMAL_NAN_BITS`].
 pub fn parse_value(s: &[u8]) -> Option<f64> {
     if let Some(v) = fast_decimal(s) {
         return Some(v);
     }
+    if s.iter().any(|&c| matches!(c, b'p' | b'P' | b'_')) {
+        return None;
+    }
     parse_go_float(s)
-}
-
-/// Go's `strconv.ParseFloat` for decimal syntax (no hex, no underscores).
-pub fn parse_go_float(s: &[u8]) -> Option<f64> {
-    let (first, rest) = s.split_first()?;
-    let unsigned = if *first == b'+' || *first == b'-' {
-        rest
-    } else {
-        s
-    };
-    match unsigned.first() {
-        Some(b'n' | b'N') => {
-            // Go accepts "nan" in any case, but never with a sign.
-            return (unsigned.len() == s.len() && s.eq_ignore_ascii_case(b"nan")).then(normal_nan);
-        }
-        Some(b'i' | b'I') => {
-            if unsigned.eq_ignore_ascii_case(b"inf") || unsigned.eq_ignore_ascii_case(b"infinity") {
-                return Some(if *first == b'-' {
-                    f64::NEG_INFINITY
-                } else {
-                    f64::INFINITY
-                });
-            }
-            return None;
-        }
-        _ => {}
-    }
-    // Go's decimal grammar: digits [. digits] | . digits, then [eE][+-]digits.
-    let mut i = 0;
-    let mut mantissa_digits = 0;
-    while i < unsigned.len() && unsigned[i].is_ascii_digit() {
-        i += 1;
-        mantissa_digits += 1;
-    }
-    if i < unsigned.len() && unsigned[i] == b'.' {
-        i += 1;
-        while i < unsigned.len() && unsigned[i].is_ascii_digit() {
-            i += 1;
-            mantissa_digits += 1;
-        }
-    }
-    if mantissa_digits == 0 {
-        return None;
-    }
-    if i < unsigned.len() && (unsigned[i] == b'e' || unsigned[i] == b'E') {
-        i += 1;
-        if i < unsigned.len() && (unsigned[i] == b'+' || unsigned[i] == b'-') {
-            i += 1;
-        }
-        let exp_start = i;
-        while i < unsigned.len() && unsigned[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == exp_start {
-            return None;
-        }
-    }
-    if i != unsigned.len() {
-        return None;
-    }
-    // The grammar above is ASCII and a subset of what Rust's parser accepts.
-    let text = std::str::from_utf8(s).ok()?;
-    let v: f64 = text.parse().ok()?;
-    // Go reports overflow to infinity as ErrRange; Prometheus fails the line.
-    if v.is_infinite() {
-        return None;
-    }
-    Some(v)
 }
 
 /// Exact fast path for the common shapes `123` and `123.456` (at most 15 significant
@@ -157,56 +85,15 @@ pub fn parse_i64_digits(s: &[u8]) -> Option<i64> {
     Some(v)
 }
 
-/// A fixed buffer that `write!` can fill without allocating.
-struct StackBuf {
-    buf: [u8; 40],
-    len: usize,
-}
-
-impl std::fmt::Write for StackBuf {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        if end > self.buf.len() {
-            return Err(std::fmt::Error);
-        }
-        self.buf[self.len..end].copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-impl StackBuf {
-    fn new() -> StackBuf {
-        StackBuf {
-            buf: [0; 40],
-            len: 0,
-        }
-    }
-    fn push(&mut self, b: u8) {
-        if self.len < self.buf.len() {
-            self.buf[self.len] = b;
-            self.len += 1;
-        }
-    }
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-/// Writes `f` as Prometheus's `FormatOpenMetricsFloat` does into `out`.
+/// Writes `f` as Prometheus's `FormatOpenMetricsFloat` does: Go's 'g' form with
+/// ".0" added to integers, and `1.0`, `0.0`, `-1.0` spelled out.
 fn write_openmetrics_float(f: f64, out: &mut StackBuf) {
-    let special: Option<&str> = if f == 1.0 {
+    let special = if f == 1.0 {
         Some("1.0")
     } else if f == 0.0 {
         Some("0.0")
     } else if f == -1.0 {
         Some("-1.0")
-    } else if f.is_nan() {
-        Some("NaN")
-    } else if f == f64::INFINITY {
-        Some("+Inf")
-    } else if f == f64::NEG_INFINITY {
-        Some("-Inf")
     } else {
         None
     };
@@ -214,70 +101,11 @@ fn write_openmetrics_float(f: f64, out: &mut StackBuf) {
         let _ = out.write_str(s);
         return;
     }
-    // Rust's `{:e}` gives the shortest round-tripping digits, as Go's shortest mode
-    // does; lay them out with Go's %g rules (exponent < -4 or >= 6 → %e form).
-    let mut sci = StackBuf::new();
-    if write!(sci, "{:e}", f.abs()).is_err() {
+    if write_go_float_g(out, f).is_err() {
         return;
     }
-    let sci = sci.as_bytes();
-    let Some(e_pos) = sci.iter().position(|&c| c == b'e') else {
-        return;
-    };
-    let mut digits = StackBuf::new();
-    for &c in &sci[..e_pos] {
-        if c != b'.' {
-            digits.push(c);
-        }
-    }
-    let digits = digits.as_bytes();
-    let exp: i32 = std::str::from_utf8(&sci[e_pos + 1..])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    if f < 0.0 {
-        out.push(b'-');
-    }
-    if !(-4..6).contains(&exp) {
-        out.push(digits[0]);
-        if digits.len() > 1 {
-            out.push(b'.');
-            for &d in &digits[1..] {
-                out.push(d);
-            }
-        }
-        out.push(b'e');
-        out.push(if exp < 0 { b'-' } else { b'+' });
-        let a = exp.unsigned_abs();
-        if a < 10 {
-            out.push(b'0');
-        }
-        let _ = write!(out, "{a}");
-        return;
-    }
-    // %f form with exactly the significant digits.
-    let dp = exp + 1; // position of the decimal point relative to digits[0]
-    if dp <= 0 {
-        out.push(b'0');
-        out.push(b'.');
-        for _ in 0..(-dp) {
-            out.push(b'0');
-        }
-        for &d in digits {
-            out.push(d);
-        }
-    } else {
-        let dp = dp as usize;
-        for i in 0..dp.max(digits.len()) {
-            if i == dp {
-                out.push(b'.');
-            }
-            out.push(digits.get(i).copied().unwrap_or(b'0'));
-        }
-    }
-    if !out.as_bytes().iter().any(|&c| c == b'.' || c == b'e') {
-        out.push(b'.');
-        out.push(b'0');
+    if f.is_finite() && !out.as_bytes().iter().any(|&c| c == b'.' || c == b'e') {
+        let _ = out.write_str(".0");
     }
 }
 

@@ -5,9 +5,10 @@
 
 use std::borrow::Cow;
 
-use super::float::{normal_nan, normalize_float_label, parse_i64_digits, parse_value};
+use super::float::{normalize_float_label, parse_i64_digits, parse_value};
 use super::{Format, MetricType};
-use crate::labels::{Label, Labels, METRIC_NAME};
+use crate::model::labels::{Label, Labels, METRIC_NAME};
+use crate::model::normal_nan;
 
 /// A malformed exposition: 1-based line and column (in characters) and what was
 /// expected there. The scrape loop prefixes the target URL.

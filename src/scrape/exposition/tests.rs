@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::NORMAL_NAN_BITS;
 
 /// Renders every entry of a body on one line each, for compact assertions.
 fn render(body: &str, format: Format, opts: ParserOptions) -> Result<Vec<String>, ParseError> {

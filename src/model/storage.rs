@@ -1,24 +1,12 @@
-//! The read interface the engine evaluates over, and an in-memory implementation
-//! used by the test-script runner and unit tests.
+//! The read interface a store offers and the query engine evaluates over, and an
+//! in-memory implementation for the test-script runner and unit tests.
 
 use std::sync::Arc;
 
-use super::value::{Points, QueryError};
-use crate::labels::{Labels, Matcher};
+use super::labels::{Labels, Matcher};
 
-/// The NaN bit pattern Prometheus uses as a staleness marker.
-pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
-
-/// A staleness marker value.
-pub fn stale_nan() -> f64 {
-    f64::from_bits(STALE_NAN_BITS)
-}
-
-/// Whether `v` is the staleness marker (not just any NaN).
-#[inline]
-pub fn is_stale_nan(v: f64) -> bool {
-    v.to_bits() == STALE_NAN_BITS
-}
+/// One series' points: timestamps (milliseconds) and their values.
+pub type Points = (Vec<i64>, Vec<f64>);
 
 /// One series with its samples in `[mint, maxt]`, sorted by time.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -38,9 +26,21 @@ impl From<(Labels, Points)> for Series {
     }
 }
 
+/// A store could not read what a selection asked for; the message names the file.
 #[derive(Debug, thiserror::Error)]
 #[error("storage error: {0}")]
 pub struct StorageError(pub String);
+
+/// Why a selection with a function ([`Storage::select_with`]) ended without a result.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The function stopped the selection with its own error (a query limit, say),
+    /// which the caller takes back out.
+    #[error("{0}")]
+    Stopped(Box<dyn std::error::Error + Send + Sync>),
+}
 
 /// A selected series' label set as the storage holds it, read without copying it:
 /// an aggregation keeps only its grouping labels, and building every series' whole
@@ -67,11 +67,11 @@ impl LabelsView for Labels {
 /// A series' labels to keep and points, computed from its label set and samples
 /// (timestamps, values), which it may change or take; `None` leaves the series out,
 /// an error stops the selection.
-pub type SeriesPoints<'a> = dyn Fn(
+pub type SelectFn<'a> = dyn Fn(
         &dyn LabelsView,
         &mut Vec<i64>,
         &mut Vec<f64>,
-    ) -> Result<Option<(Labels, Points)>, QueryError>
+    ) -> Result<Option<(Labels, Points)>, SelectError>
     + Sync
     + 'a;
 
@@ -90,13 +90,13 @@ pub trait Storage: Send + Sync {
     /// as soon as it is read, so a store need not hold every series' samples at
     /// once: the selectors of heavy queries use this. Series `f` gives `None` for are
     /// left out.
-    fn select_points(
+    fn select_with(
         &self,
         matchers: &[Matcher],
         mint_ms: i64,
         maxt_ms: i64,
-        f: &SeriesPoints<'_>,
-    ) -> Result<Vec<(Labels, Points)>, QueryError> {
+        f: &SelectFn<'_>,
+    ) -> Result<Vec<(Labels, Points)>, SelectError> {
         let series = self.select(matchers, mint_ms, maxt_ms)?;
         let work = series.iter().map(|s| s.timestamps.len()).sum();
         let got = crate::par::map(series, work, |mut s| {
@@ -181,7 +181,7 @@ impl Storage for MemStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::MatchKind;
+    use crate::model::labels::MatchKind;
 
     #[test]
     fn select_filters_by_matchers_and_time() {
@@ -201,6 +201,5 @@ mod tests {
         let r = s.select(&m, 5, 20).unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].timestamps, vec![10, 20]);
-        assert!(is_stale_nan(stale_nan()) && !is_stale_nan(f64::NAN));
     }
 }
