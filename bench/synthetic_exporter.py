@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Synthetic exporter and history generator for bench/compare.
 
-Value model (DESIGN.md, "Performance bar"):
+Value model (docs/design.md, "Synthetic value model"):
   - counters are integers that start at a random value and rise at a
     per-series rate drawn uniformly from 0.01-500 per second;
   - gauges are a slow sine (offset 0-1000, amplitude 1-100, period 1-60 min,

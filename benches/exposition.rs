@@ -1,7 +1,7 @@
 //! Parse throughput of the exposition parser on a synthetic 100k-series body, in the
 //! text format and in OpenMetrics.
 //!
-//! Value model (DESIGN.md's synthetic exporter, minus time evolution since one body
+//! Value model (docs/design.md's synthetic exporter, minus time evolution since one body
 //! is parsed repeatedly): counters are integers, gauges are printed with 2 decimals,
 //! one classic histogram family with 11 buckets has integer bucket counts and a `_sum`
 //! with 3 decimals; labels host/device/cpu/mode. Series: 8 counter families x 50 hosts

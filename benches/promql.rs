@@ -1,7 +1,7 @@
 //! PromQL evaluation over the store: the heavy dashboard queries over 10k series × 1 h
 //! at 15 s step, and one light panel query, data in a block as `import` writes it.
 //!
-//! `cargo bench --bench promql`. The data follow DESIGN.md's value model in shape:
+//! `cargo bench --bench promql`. The data follow docs/design.md's value model in shape:
 //! 5000 integer counters rising at 0.01–500/s (host × mode), 2000 gauges as a slow
 //! sine with 2 decimals (host × device), and an 11-bucket classic histogram for 250
 //! hosts (2750 buckets plus `_sum` and `_count`); one sample every 15 s for 65 min.

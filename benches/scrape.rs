@@ -5,7 +5,7 @@
 //!
 //! Recorded bodies: `scripts/record-fixtures.sh target/fixtures` (or set
 //! `ARROWMON_FIXTURES` to the folder it wrote); without them only the synthetic body
-//! is measured. Synthetic body: DESIGN.md's value model without time evolution
+//! is measured. Synthetic body: docs/design.md's value model without time evolution
 //! (integer counters, 2-decimal gauges, one 11-bucket classic histogram with a
 //! 3-decimal `_sum`; labels host/device/cpu/mode): 25,600 counters, 32,800 gauges,
 //! 41,600 histogram series = 100,000 samples.

@@ -12,7 +12,7 @@
 //! criterion runs; `STORE_BENCH_SERIES` scales the figure workloads (default 20000
 //! series).
 //!
-//! Data follows DESIGN.md's synthetic exporter model: counters are integers starting
+//! Data follows docs/design.md's synthetic exporter model: counters are integers starting
 //! at a random value rising at a per-series rate of 0.01–500/s; gauges are a slow sine
 //! (offset 0–1000, amplitude 1–100, period 1–60 min, random phase) plus 1% noise,
 //! printed with 2 decimals; one classic histogram family with 11 integer buckets and

@@ -149,7 +149,7 @@ pub struct Engine {
 
 /// Parses a query with promql-parser, mapping its error to [`QueryError::Parse`].
 /// Recent parses are kept: a dashboard sends the same queries on every refresh, and
-/// parsing a one-line query takes 50–150 µs, a tenth of a light panel's time.
+/// parsing is a noticeable share of a light panel's time (docs/performance.md).
 pub fn parse_expr(query: &str) -> Result<Expr, QueryError> {
     /// Distinct queries kept; when full, the map starts over.
     const KEPT: usize = 512;

@@ -25,8 +25,8 @@
 //!
 //!   Format 1 (still read, no longer written) kept the same transformed integers as
 //!   Int64 columns, one row per sample: 16 bytes a sample for ZSTD to decompress,
-//!   where varints are 2–3, and up to twice the size on disk (see the table in
-//!   the store's module doc).
+//!   where varints are 2–3, and up to twice the size on disk (see
+//!   docs/performance.md).
 //!
 //! A query reads `series.arrow` once at open (the block's inverted index lives in
 //! memory) and then only the sample batches of the series it selects.
@@ -57,11 +57,9 @@ pub const BATCH_ROWS: usize = 16 * 1024;
 /// block range); series of a full 2 h block fill [`BATCH_ROWS`] first. A heavy
 /// query pays a fixed cost a batch (a read, four ZSTD frames' entropy tables); a
 /// light one decompresses a whole batch for each series it reads, once (the series
-/// cache keeps what it decoded). Measured when each batch also cost a ZSTD context
-/// and Arrow arrays, side by side with 64, scraping the same 200k series into 40 s blocks, 512 took a
-/// `histogram_quantile` over 4 minutes from 164 to 136 ms and `count` from 1.64 to
-/// 1.35 s, but a 5-series `rate` from 2.3 to 3.1 ms; 256 took them from 150 to
-/// 125 ms, from 1.29 to 1.03 s, and from 1.90 to 2.05 ms.
+/// cache keeps what it decoded). Larger batches speed heavy queries and slow light
+/// ones; 256 gained most of the heavy queries' gain for a small cost to light ones
+/// (see docs/performance.md).
 pub const BATCH_SERIES: u32 = 256;
 /// Rows per series-table record batch. The writer and [`Block::open`] hold one
 /// batch at a time, so a cut or compaction of many series does not hold every

@@ -117,76 +117,12 @@
 //! Retention deletes whole blocks older than `retention_ms` (relative to the newest
 //! sample) and the oldest blocks while blocks exceed `retention_bytes`.
 //!
-//! # Measured
-//! `STORE_BENCH_SERIES=5000 cargo bench --bench store` (benches/store.rs), on the
-//! shared 2-core dev machine at load average 5–7, so absolute times are pessimistic.
-//! Data: DESIGN.md's synthetic exporter model (counters, sine+noise gauges with 2
-//! decimals, an 11-bucket histogram), labels host/device/cpu/mode, 5 s scrapes with
-//! 0–3 ms timestamp jitter; 5000 series × 6 h = 21.6 M samples, cut into 2 h blocks
-//! and compacted into one.
-//!
-//! | block format candidate (same samples) | bytes/sample |
-//! |---|---|
-//! | **Arrow IPC + ZSTD(3), transformed columns as varints, a Binary row a series (format 2, this store; whole block dir)** | **0.44** |
-//! | Arrow IPC + ZSTD(3), transformed columns as Int64, a row a sample (format 1; samples only) | 0.83 |
-//! | Arrow IPC + LZ4, transformed Int64 columns | 1.88 |
-//! | Arrow IPC + ZSTD(3), raw series/t/f64 columns | 3.26 |
-//! | Arrow IPC + LZ4, raw columns | 6.32 |
-//! | Parquet ZSTD(3), t DELTA_BINARY_PACKED, v BYTE_STREAM_SPLIT (raw f64) | 2.25 |
-//! | Parquet ZSTD(3), t DELTA_BINARY_PACKED, v PLAIN | 2.70 |
-//! | Parquet ZSTD(3), transformed columns DELTA_BINARY_PACKED | 0.58 |
-//!
-//! The column transform matters far more than the container, and then the width
-//! of what ZSTD sees: format 1 handed it 16 bytes a sample, mostly zero bytes of
-//! small integers; format 2 hands it the same integers as varints, 2–3 bytes a
-//! sample, and is half the size (smaller than Parquet's DELTA_BINARY_PACKED over
-//! the same integers, without the `parquet` crate in the tree). A query also
-//! decompresses a sixth of the bytes; decoding varints then costs about what ZSTD
-//! saved, so the gain is on disk. (Parquet rows: `--features format-comparison`,
-//! measured with format 1; the others re-measured with format 2, same data.)
-//! `bench/compare`'s imported history (20k series × 2 h at 15 s, no jitter): 0.98
-//! bytes a sample in format 1, 0.71 in format 2, where VictoriaMetrics, stopped
-//! cleanly so that its in-memory parts are on disk, holds 0.90 (data and indexdb).
-//!
-//! Other figures of the same run: append 0.7–0.8 M samples/s in `Store::append` on
-//! one thread (WAL encoding included); WAL 6.9 bytes/sample; replay 2.9 M
-//! samples/s (3.6 M samples, 5000 series in 1.25 s); select 1 series × 24 h from
-//! blocks 0.41 ms, 10k series × 1 h 248 ms from the head and 136 ms from a block.
-//! Memory, then: 886 bytes RSS per head series with one sample, 4.5 KB with an hour
-//! of samples. Closed head chunks have since moved to head chunk files and label
-//! sets are shared: `STORE_BENCH_FORMATS=0 STORE_BENCH_CRITERION=0
-//! STORE_BENCH_SERIES=100000 cargo bench --bench store` now gives 448 bytes RSS per
-//! head series after one scrape, 587 with 1 h and 598 with 3 h of samples (head
-//! chunk files 2.45 bytes/sample). A block costs about 70 bytes per series in memory
-//! (its series table and postings; the label set is the head's), so a whole process
-//! scraping 200k series with 1-minute blocks (several blocks at once) held 1,060–1,140
-//! bytes RSS per series 4–5 minutes in, where it held 1,770 before label sets were
-//! shared and cuts returned their buffers (`malloc_trim`).
-//! Since then label sets are thin pointers, a block's series table is 24 bytes a
-//! series and its postings are packed gaps (about 30 bytes a series a block in
-//! all), the scrape cache keeps its keys in one arena per target, and the series
-//! table is written and read in batches (no ~250-byte-a-series spike at each cut or
-//! compaction): the store bench gives 476, 615 and 625 bytes (was 487, 626, 637 in
-//! the same session), and 200k series over 10 targets at 5 s with `--block-range
-//! 40s` hold 842 bytes RSS per series 250–300 s in, where the previous build, side
-//! by side on the same exporter, held 1,095 (peak 874 against 1,378).
-//! Then heaptrack of `serve` (100k series) showed the live heap per series: the
-//! head series' `Arc` 160 B (a 176-byte chunk), its label set 110, the scrape
-//! cache's key text 67 and its table 41, blocks' series tables 24 and postings 8
-//! each per live block, head postings 39, the head's hash map 22, hyper's read
-//! buffers 4 MB in all (about 418 KB per keep-alive connection, fixed by hyper),
-//! and RSS stood well above the live heap (glibc arenas). Now a head series is a
-//! 160-byte chunk, a 6-label set 112, the scrape cache keeps a 95-bit fingerprint
-//! of each key instead of its text, the head's postings are packed at each cut and
-//! its hash table holds 4-byte ids, a block's series row is 16 bytes and live
-//! blocks of the same series share postings, an open chunk starts at its
-//! predecessor's size, and malloc kept one arena (two now, see [`limit_malloc_arenas`]):
-//! the same 200k-series run holds 626 bytes RSS per series 244–491 s in, where the
-//! previous build side by side held 852 (peak 150 MB against 198 MB; CPU 44.4 s
-//! against 46.2 s in 491 s). The store bench (no scrape cache, default arenas)
-//! gives 432, 579 and 597 bytes, where the previous build's, run in the same
-//! window, gave 481, 621 and 631; its replay, each run alone at 20k series, 4.4 M
-//! samples/s against 3.6.
+//! # Measurements
+//! The block format, the head chunk encoding and the memory layout of a head series
+//! were chosen by measurement: the column transform (scaled decimals as delta
+//! varints) matters far more than the container, and a block of varints is about
+//! half the size of one of Int64 columns. The figures, their history and the
+//! commands that reproduce them are in docs/performance.md.
 
 mod block;
 mod chunk;
@@ -2413,12 +2349,10 @@ fn release_free_memory() {
 /// it first thing in `main`. By default glibc gives threads that allocate at the
 /// same time arenas of their own (up to 8 per core), and each keeps the free memory
 /// of what its threads allocated (scrape bodies, cut and query buffers) apart from
-/// the others': scraping 200k series with `--block-range 40s`, one arena held about
-/// 50 bytes of RSS per series less than the default, two about 17. One arena is
-/// not enough: a heavy query's threads each allocate a buffer a series and the
-/// query's thread frees them, and on one arena every such call waits on its lock.
-/// Beside the same scrapes, two arenas against one: histogram_quantile over 17k
-/// series 146 -> 90 ms, count over 200k 1154 -> 868 ms. Small allocations still
+/// the others', which costs RSS per series. One arena is not enough: a heavy query's
+/// threads each allocate a buffer a series and the query's thread frees them, and on
+/// one arena every such call waits on its lock; two keep most of the memory saving
+/// without that wait (figures in docs/performance.md). Small allocations still
 /// come from each thread's own cache without an arena's lock. Returns whether the
 /// cap was set.
 pub fn limit_malloc_arenas() -> bool {
@@ -2443,12 +2377,13 @@ pub fn limit_malloc_arenas() -> bool {
 }
 
 /// A query being evaluated, from `begin` until dropped. glibc returns the top of its
-/// main arena by itself but keeps what a heavy query freed in the other: after a
-/// count over 200k series RSS stood at twice its steady value. Once a heavy query
+/// main arena by itself but keeps what a heavy query freed in the other, so RSS
+/// stays well above its steady value after a heavy query. Once a heavy query
 /// (a tenth of a second or more) has ended and no query has run for a second (a
 /// dashboard's queries come together), the free memory of every arena is handed
 /// back on a thread of its own. Not sooner: that walks the arenas' free lists under
-/// their locks, and a query right after a heavy one took 20 ms instead of 2.
+/// their locks, and a query arriving meanwhile would wait on them (figures in
+/// docs/performance.md).
 pub struct RunningQuery {
     started: std::time::Instant,
 }
