@@ -8,7 +8,10 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::engine::{exec_err, grouping_labels, source_pos, Ev, Grouping, OutBuilder, Pts, Val};
+use super::evaluator::{
+    exec_err, grouping_labels, source_pos, EvalSeries, EvalValue, Evaluator, Grouping,
+    SeriesCollector,
+};
 use super::functions::{kahan_inc, quantile, selects_directly};
 use super::value::QueryError;
 use crate::model::labels::{Label, Labels};
@@ -138,7 +141,10 @@ impl Group {
     }
 }
 
-pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, QueryError> {
+pub(crate) fn eval_aggregate(
+    ev: &mut Evaluator,
+    a: &AggregateExpr,
+) -> Result<EvalValue, QueryError> {
     let op = a.op.id();
     let (without, mut grouping): (bool, Vec<String>) = match &a.modifier {
         None => (false, Vec::new()),
@@ -229,7 +235,7 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
                 max_no_nan
             };
             if max_eff < 1.0 {
-                return Ok(Val::Vector(Vec::new()));
+                return Ok(EvalValue::Vector(Vec::new()));
             }
             if k.iter().any(|x| x.is_nan()) {
                 return exec_err("Parameter value is NaN");
@@ -252,7 +258,7 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
         T_LIMIT_RATIO => {
             let r = param.unwrap_or_default();
             if r.iter().all(|x| *x == 0.0) {
-                return Ok(Val::Vector(Vec::new()));
+                return Ok(EvalValue::Vector(Vec::new()));
             }
             if r.iter().any(|x| x.is_nan()) {
                 return exec_err("Ratio value is NaN");
@@ -294,7 +300,10 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
     ) {
         return exec_err(format!("unsupported aggregation operator {}", a.op));
     }
-    let mut out: Vec<Pts> = glabels.iter().map(|l| Pts::new(l.clone(), false)).collect();
+    let mut out: Vec<EvalSeries> = glabels
+        .iter()
+        .map(|l| EvalSeries::new(l.clone(), false))
+        .collect();
     let ngroups = glabels.len();
     if op != T_QUANTILE && ngroups.saturating_mul(n) <= series_major_cells() {
         // Few (group, step) cells: accumulate series by series over whole columns.
@@ -406,16 +415,16 @@ pub(crate) fn eval_aggregate(ev: &mut Ev, a: &AggregateExpr) -> Result<Val, Quer
             }
         }
     }
-    let out: Vec<Pts> = out.into_iter().filter(|p| !p.ts.is_empty()).collect();
+    let out: Vec<EvalSeries> = out.into_iter().filter(|p| !p.ts.is_empty()).collect();
     let total: usize = out.iter().map(|p| p.ts.len()).sum();
     ev.add_samples(total)?;
-    Ok(Val::Vector(out))
+    Ok(EvalValue::Vector(out))
 }
 
 /// Adds a series' points to its group's cells, one cell a step: points lie on the
 /// step grid in time order, so the grid is walked, not divided.
 #[inline]
-fn add_to_cells(cells: &mut [Group], op: u16, p: &Pts, ev: &Ev) {
+fn add_to_cells(cells: &mut [Group], op: u16, p: &EvalSeries, ev: &Evaluator) {
     let (mut i, mut step_t) = (0, ev.start);
     for (&t, &f) in p.ts.iter().zip(&p.vs) {
         while step_t < t {
@@ -432,17 +441,17 @@ fn add_to_cells(cells: &mut [Group], op: u16, p: &Pts, ev: &Ev) {
 }
 
 fn select_k(
-    ev: &mut Ev,
+    ev: &mut Evaluator,
     op: u16,
-    input: &[Pts],
+    input: &[EvalSeries],
     series_group: &[usize],
     ngroups: usize,
     k: &[f64],
-) -> Result<Val, QueryError> {
+) -> Result<EvalValue, QueryError> {
     let n = ev.nsteps();
     let mut cur = vec![0usize; input.len()];
     let mut cands: Vec<Vec<(usize, f64)>> = vec![Vec::new(); ngroups];
-    let mut out = OutBuilder::new();
+    let mut out = SeriesCollector::new();
     for (i, kf) in k.iter().enumerate().take(n) {
         let t = ev.step_ts(i);
         for c in cands.iter_mut() {
@@ -488,18 +497,22 @@ fn select_k(
     }
     let total: usize = out.series.iter().map(|p| p.ts.len()).sum();
     ev.add_samples(total)?;
-    Ok(Val::Vector(out.series))
+    Ok(EvalValue::Vector(out.series))
 }
 
 /// `limit_ratio`: keeps a series when its label-set hash, scaled to [0, 1), falls
 /// below the ratio (or, for a negative ratio, at or above `1 + ratio`), as Prometheus's
 /// `HashRatioSampler` does with its default (`stringlabels`) label hash.
-fn limit_ratio(ev: &mut Ev, input: &[Pts], ratio: &[f64]) -> Result<Val, QueryError> {
+fn limit_ratio(
+    ev: &mut Evaluator,
+    input: &[EvalSeries],
+    ratio: &[f64],
+) -> Result<EvalValue, QueryError> {
     let offsets: Vec<f64> = input
         .iter()
         .map(|p| prometheus_labels_hash(&p.labels) as f64 / u64::MAX as f64)
         .collect();
-    let mut out = OutBuilder::new();
+    let mut out = SeriesCollector::new();
     let mut cur = vec![0usize; input.len()];
     for (i, &r) in ratio.iter().enumerate().take(ev.nsteps()) {
         let t = ev.step_ts(i);
@@ -517,7 +530,7 @@ fn limit_ratio(ev: &mut Ev, input: &[Pts], ratio: &[f64]) -> Result<Val, QueryEr
             }
         }
     }
-    Ok(Val::Vector(out.finish()))
+    Ok(EvalValue::Vector(out.finish()))
 }
 
 /// Prometheus's `labels.Labels.Hash()` for its default `stringlabels` encoding:
@@ -620,14 +633,14 @@ fn asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
 }
 
 fn count_values(
-    ev: &mut Ev,
-    input: Vec<Pts>,
+    ev: &mut Evaluator,
+    input: Vec<EvalSeries>,
     label: &str,
     g: &Grouping,
-) -> Result<Val, QueryError> {
+) -> Result<EvalValue, QueryError> {
     let n = ev.nsteps();
     let mut cur = vec![0usize; input.len()];
-    let mut out = OutBuilder::new();
+    let mut out = SeriesCollector::new();
     for i in 0..n {
         let t = ev.step_ts(i);
         let mut counts: Vec<(Labels, f64)> = Vec::new();
@@ -659,7 +672,7 @@ fn count_values(
             out.push(l, false, t, c)?;
         }
     }
-    Ok(Val::Vector(out.series))
+    Ok(EvalValue::Vector(out.series))
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
-use super::engine::{
-    drop_metric_name, exec_err, go_labels_string, is_metadata_label, merge_same_labels, Ev,
-    OutBuilder, Pts, Val,
+use super::evaluator::{
+    drop_metric_name, exec_err, go_labels_string, is_metadata_label, merge_same_labels, EvalSeries,
+    EvalValue, Evaluator, SeriesCollector,
 };
 use super::value::QueryError;
 use crate::model::labels::{Label, Labels, METRIC_NAME};
@@ -68,21 +68,25 @@ fn elem_binop(op: u16, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
-pub(crate) fn eval_binary(ev: &mut Ev, b: &BinaryExpr) -> Result<Val, QueryError> {
+pub(crate) fn eval_binary(ev: &mut Evaluator, b: &BinaryExpr) -> Result<EvalValue, QueryError> {
     let op = b.op.id();
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
     let lhs = ev.eval(&b.lhs)?;
     let rhs = ev.eval(&b.rhs)?;
     match (lhs, rhs) {
-        (Val::Scalar(l), Val::Scalar(r)) => Ok(Val::Scalar(
+        (EvalValue::Scalar(l), EvalValue::Scalar(r)) => Ok(EvalValue::Scalar(
             l.iter()
                 .zip(&r)
                 .map(|(&a, &c)| scalar_binop(op, a, c))
                 .collect(),
         )),
-        (Val::Vector(l), Val::Scalar(r)) => vector_scalar(ev, op, l, &r, false, return_bool),
-        (Val::Scalar(l), Val::Vector(r)) => vector_scalar(ev, op, r, &l, true, return_bool),
-        (Val::Vector(l), Val::Vector(r)) => {
+        (EvalValue::Vector(l), EvalValue::Scalar(r)) => {
+            vector_scalar(ev, op, l, &r, false, return_bool)
+        }
+        (EvalValue::Scalar(l), EvalValue::Vector(r)) => {
+            vector_scalar(ev, op, r, &l, true, return_bool)
+        }
+        (EvalValue::Vector(l), EvalValue::Vector(r)) => {
             let m = Matching::from(b.modifier.as_ref());
             match op {
                 T_LAND | T_LOR | T_LUNLESS => set_op(ev, op, l, r, &m),
@@ -98,13 +102,13 @@ pub(crate) fn eval_binary(ev: &mut Ev, b: &BinaryExpr) -> Result<Val, QueryError
 }
 
 fn vector_scalar(
-    ev: &mut Ev,
+    ev: &mut Evaluator,
     op: u16,
-    v: Vec<Pts>,
+    v: Vec<EvalSeries>,
     s: &[f64],
     swap: bool,
     return_bool: bool,
-) -> Result<Val, QueryError> {
+) -> Result<EvalValue, QueryError> {
     let rename = changes_metric_schema(op) || return_bool;
     let mut out = Vec::with_capacity(v.len());
     for mut p in v {
@@ -140,7 +144,7 @@ fn vector_scalar(
     if rename && !ev.delayed() {
         out = merge_same_labels(out)?;
     }
-    Ok(Val::Vector(out))
+    Ok(EvalValue::Vector(out))
 }
 
 /// How two vectors' series are matched.
@@ -222,9 +226,9 @@ impl Matching {
 }
 
 /// Assigns each series of both sides a signature ordinal.
-fn signatures(m: &Matching, l: &[Pts], r: &[Pts]) -> (Vec<usize>, Vec<usize>, usize) {
+fn signatures(m: &Matching, l: &[EvalSeries], r: &[EvalSeries]) -> (Vec<usize>, Vec<usize>, usize) {
     let mut map: HashMap<Labels, usize> = HashMap::new();
-    let mut sig = |p: &Pts| {
+    let mut sig = |p: &EvalSeries| {
         let k = m.match_labels(&p.labels);
         let n = map.len();
         *map.entry(k).or_insert(n)
@@ -235,7 +239,7 @@ fn signatures(m: &Matching, l: &[Pts], r: &[Pts]) -> (Vec<usize>, Vec<usize>, us
 }
 
 /// The indexes of the series that have a point at `t`, advancing the cursors.
-fn gather(v: &[Pts], cur: &mut [usize], t: i64, out: &mut Vec<usize>) {
+fn gather(v: &[EvalSeries], cur: &mut [usize], t: i64, out: &mut Vec<usize>) {
     out.clear();
     for (i, p) in v.iter().enumerate() {
         let c = cur[i];
@@ -245,17 +249,28 @@ fn gather(v: &[Pts], cur: &mut [usize], t: i64, out: &mut Vec<usize>) {
     }
 }
 
-fn set_op(ev: &mut Ev, op: u16, l: Vec<Pts>, r: Vec<Pts>, m: &Matching) -> Result<Val, QueryError> {
+fn set_op(
+    ev: &mut Evaluator,
+    op: u16,
+    l: Vec<EvalSeries>,
+    r: Vec<EvalSeries>,
+    m: &Matching,
+) -> Result<EvalValue, QueryError> {
     let (lsig, rsig, nsig) = signatures(m, &l, &r);
     let n = ev.nsteps();
     let (mut lc, mut rc) = (vec![0usize; l.len()], vec![0usize; r.len()]);
     let mut mark = vec![usize::MAX; nsig];
     let (mut li, mut ri) = (Vec::new(), Vec::new());
-    let mut out = OutBuilder::new();
+    let mut out = SeriesCollector::new();
     // Output series of each input series (outputs keep input labels).
     let mut lout = vec![usize::MAX; l.len()];
     let mut rout = vec![usize::MAX; r.len()];
-    let emit = |out: &mut OutBuilder, cache: &mut [usize], p: &Pts, i: usize, t: i64, v: f64| {
+    let emit = |out: &mut SeriesCollector,
+                cache: &mut [usize],
+                p: &EvalSeries,
+                i: usize,
+                t: i64,
+                v: f64| {
         if cache[i] == usize::MAX {
             cache[i] = out.index_of(&p.labels, p.drop_name);
         }
@@ -308,20 +323,20 @@ fn set_op(ev: &mut Ev, op: u16, l: Vec<Pts>, r: Vec<Pts>, m: &Matching) -> Resul
             rc[j] += 1;
         }
     }
-    Ok(Val::Vector(out.finish()))
+    Ok(EvalValue::Vector(out.finish()))
 }
 
 fn vector_binop(
-    ev: &mut Ev,
+    ev: &mut Evaluator,
     op: u16,
-    l: Vec<Pts>,
-    r: Vec<Pts>,
+    l: Vec<EvalSeries>,
+    r: Vec<EvalSeries>,
     m: &Matching,
     return_bool: bool,
-) -> Result<Val, QueryError> {
+) -> Result<EvalValue, QueryError> {
     let (lsig, rsig, nsig) = signatures(m, &l, &r);
     if let Some(v) = static_pairs(ev, op, &l, &r, &lsig, &rsig, nsig, m, return_bool)? {
-        return Ok(Val::Vector(v));
+        return Ok(EvalValue::Vector(v));
     }
     let n = ev.nsteps();
     let (mut lc, mut rc) = (vec![0usize; l.len()], vec![0usize; r.len()]);
@@ -338,7 +353,7 @@ fn vector_binop(
         matched: vec![usize::MAX; nsig],
         last_insert: Vec::new(),
         metric_cache: HashMap::new(),
-        out: OutBuilder::new(),
+        out: SeriesCollector::new(),
     };
     let none_fill = m.fill_lhs.is_none() && m.fill_rhs.is_none();
     for step in 0..n {
@@ -442,7 +457,7 @@ fn vector_binop(
             rc[j] += 1;
         }
     }
-    Ok(Val::Vector(st.out.finish()))
+    Ok(EvalValue::Vector(st.out.finish()))
 }
 
 /// Fast path when the pairing of series cannot change between steps: no fill
@@ -451,16 +466,16 @@ fn vector_binop(
 /// column. Returns None when the general per-step path is needed.
 #[allow(clippy::too_many_arguments)]
 fn static_pairs(
-    ev: &mut Ev,
+    ev: &mut Evaluator,
     op: u16,
-    l: &[Pts],
-    r: &[Pts],
+    l: &[EvalSeries],
+    r: &[EvalSeries],
     lsig: &[usize],
     rsig: &[usize],
     nsig: usize,
     m: &Matching,
     return_bool: bool,
-) -> Result<Option<Vec<Pts>>, QueryError> {
+) -> Result<Option<Vec<EvalSeries>>, QueryError> {
     if m.fill_lhs.is_some() || m.fill_rhs.is_some() {
         return Ok(None);
     }
@@ -487,7 +502,7 @@ fn static_pairs(
         }
     }
     // One output series per pair; a label collision falls back to the general path.
-    let mut out: Vec<Pts> = Vec::new();
+    let mut out: Vec<EvalSeries> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut collided = false;
     let delayed = ev.delayed();
@@ -534,7 +549,7 @@ fn static_pairs(
         if index.insert(metric.clone(), out.len()).is_some() {
             collided = true;
         }
-        out.push(Pts {
+        out.push(EvalSeries {
             labels: metric,
             drop_name: return_bool,
             ts,
@@ -579,7 +594,7 @@ struct BinState<'a> {
     last_insert: Vec<(usize, usize)>,
     /// (many index, one index) -> output series index.
     metric_cache: HashMap<(usize, usize), usize>,
-    out: OutBuilder,
+    out: SeriesCollector,
 }
 
 /// One matched pair (Prometheus's `doBinOp`).

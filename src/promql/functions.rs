@@ -5,9 +5,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use promql_parser::parser::{Call, Expr, MatrixSelector, VectorSelector};
 
-use super::engine::{
-    drop_metric_name, exec_err, labels_with, merge_same_labels, remove_stale, source_pos, Ev,
-    OutBuilder, Points, Pts, RangeArg, Val, Window, DUPLICATE_LABELSET,
+use super::evaluator::{
+    drop_metric_name, exec_err, labels_with, merge_same_labels, remove_stale, source_pos,
+    EvalSeries, EvalValue, Evaluator, Points, RangeArg, SeriesCollector, Window,
+    DUPLICATE_LABELSET,
 };
 use super::value::QueryError;
 use crate::model::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
@@ -436,7 +437,7 @@ const RANGE_FUNCTIONS: &[&str] = &[
     "ts_of_min_over_time",
 ];
 
-pub(crate) fn eval_call(ev: &mut Ev, c: &Call) -> Result<Val, QueryError> {
+pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call) -> Result<EvalValue, QueryError> {
     let name = c.func.name;
     let args: Vec<&Expr> = c.args.args.iter().map(|a| unwrap_parens(a)).collect();
     if RANGE_FUNCTIONS.contains(&name) {
@@ -445,22 +446,26 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call) -> Result<Val, QueryError> {
     match name {
         "time" => {
             let n = ev.nsteps();
-            Ok(Val::Scalar(
+            Ok(EvalValue::Scalar(
                 (0..n).map(|i| ev.step_ts(i) as f64 / 1000.0).collect(),
             ))
         }
-        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; ev.nsteps()])),
-        "start" => Ok(Val::Scalar(vec![
+        "pi" => Ok(EvalValue::Scalar(vec![std::f64::consts::PI; ev.nsteps()])),
+        "start" => Ok(EvalValue::Scalar(vec![
             ev.query_start as f64 / 1000.0;
             ev.nsteps()
         ])),
-        "end" => Ok(Val::Scalar(vec![ev.query_end as f64 / 1000.0; ev.nsteps()])),
-        "range" => Ok(Val::Scalar(vec![
-            (ev.query_end - ev.query_start) as f64
+        "end" => Ok(EvalValue::Scalar(vec![
+            ev.query_end as f64 / 1000.0;
+            ev.nsteps()
+        ])),
+        "range" => Ok(EvalValue::Scalar(vec![
+            (ev.query_end - ev.query_start)
+                as f64
                 / 1000.0;
             ev.nsteps()
         ])),
-        "step" => Ok(Val::Scalar(vec![
+        "step" => Ok(EvalValue::Scalar(vec![
             ev.query_step as f64 / 1000.0;
             ev.nsteps()
         ])),
@@ -485,18 +490,18 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call) -> Result<Val, QueryError> {
                         .collect(),
                 });
             }
-            Ok(Val::Scalar(
+            Ok(EvalValue::Scalar(
                 acc.unwrap_or_else(|| vec![f64::NAN; ev.nsteps()]),
             ))
         }
         "vector" => {
             let s = ev.eval_scalar(args[0])?;
-            let mut p = Pts::new(Labels::empty(), false);
+            let mut p = EvalSeries::new(Labels::empty(), false);
             for (i, v) in s.into_iter().enumerate() {
                 p.ts.push(ev.step_ts(i));
                 p.vs.push(v);
             }
-            Ok(Val::Vector(vec![p]))
+            Ok(EvalValue::Vector(vec![p]))
         }
         "scalar" => {
             let v = ev.eval_vector(args[0])?;
@@ -515,7 +520,7 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call) -> Result<Val, QueryError> {
                     out[i] = f64::NAN;
                 }
             }
-            Ok(Val::Scalar(out))
+            Ok(EvalValue::Scalar(out))
         }
         "absent" => {
             let v = ev.eval_vector(args[0])?;
@@ -527,14 +532,18 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call) -> Result<Val, QueryError> {
                 }
             }
             let labels = absent_labels(args[0])?;
-            let mut p = Pts::new(labels, false);
+            let mut p = EvalSeries::new(labels, false);
             for (i, pr) in present.iter().enumerate() {
                 if !pr {
                     p.ts.push(ev.step_ts(i));
                     p.vs.push(1.0);
                 }
             }
-            Ok(Val::Vector(if p.ts.is_empty() { vec![] } else { vec![p] }))
+            Ok(EvalValue::Vector(if p.ts.is_empty() {
+                vec![]
+            } else {
+                vec![p]
+            }))
         }
         "timestamp" => {
             let v = match args[0] {
@@ -576,7 +585,7 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call) -> Result<Val, QueryError> {
                     }
                 });
             }
-            Ok(Val::Vector(v))
+            Ok(EvalValue::Vector(v))
         }
         "sort_by_label" | "sort_by_label_desc" => {
             sort_in_range_warning(ev, name);
@@ -603,7 +612,7 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call) -> Result<Val, QueryError> {
                     o
                 }
             });
-            Ok(Val::Vector(v))
+            Ok(EvalValue::Vector(v))
         }
         "histogram_quantile" => histogram_quantile(ev, &args),
         // These only read native histogram samples, which this engine does not have.
@@ -620,7 +629,7 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call) -> Result<Val, QueryError> {
     }
 }
 
-fn sort_in_range_warning(ev: &mut Ev, name: &str) {
+fn sort_in_range_warning(ev: &mut Evaluator, name: &str) {
     if ev.query_start != ev.query_end {
         let pos = source_pos(&ev.query, name, None);
         ev.warnings.push(format!(
@@ -667,7 +676,7 @@ fn absent_labels(e: &Expr) -> Result<Labels, QueryError> {
         Expr::MatrixSelector(ms) => &ms.vs,
         _ => return Ok(Labels::empty()),
     };
-    let ms: Vec<Matcher> = Ev::selector_matchers(vs)?
+    let ms: Vec<Matcher> = Evaluator::selector_matchers(vs)?
         .into_iter()
         .next()
         .unwrap_or_default();
@@ -697,7 +706,11 @@ fn absent_labels_from(ms: &[Matcher]) -> Labels {
     )
 }
 
-fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, QueryError> {
+fn eval_range_function(
+    ev: &mut Evaluator,
+    name: &str,
+    args: &[&Expr],
+) -> Result<EvalValue, QueryError> {
     // Taken first: it is meant for this function's own selector only.
     let grouping = ev.grouping.take();
     let midx = args
@@ -768,7 +781,7 @@ fn eval_range_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Q
 /// by series as their samples are read, never holding every series' samples. An
 /// instant query holds them all anyway (and is charged for them); functions that
 /// carry state from series to series hold them too.
-fn streams_series(ev: &Ev, name: &str) -> bool {
+fn streams_series(ev: &Evaluator, name: &str) -> bool {
     ev.start != ev.end
         && !matches!(
             name,
@@ -786,7 +799,7 @@ fn keeps_name(name: &str) -> bool {
 /// that its series need only carry their grouping labels. A name-dropping function
 /// must then select one metric name: two series that differ only in their names
 /// are an error it could no longer see.
-pub(crate) fn selects_directly(ev: &Ev, e: &Expr) -> bool {
+pub(crate) fn selects_directly(ev: &Evaluator, e: &Expr) -> bool {
     match e {
         Expr::Paren(p) => selects_directly(ev, &p.expr),
         Expr::VectorSelector(_) => true,
@@ -805,7 +818,7 @@ pub(crate) fn selects_directly(ev: &Ev, e: &Expr) -> bool {
 
 /// Whether a selector can only select series of one metric name.
 fn selects_one_name(vs: &VectorSelector) -> bool {
-    let Ok(sets) = Ev::selector_matchers(vs) else {
+    let Ok(sets) = Evaluator::selector_matchers(vs) else {
         return false;
     };
     let name_of = |set: &[Matcher]| {
@@ -848,7 +861,7 @@ fn not_counter_name(name: &str, labels: &dyn LabelsView) -> Option<String> {
 }
 
 /// The annotation for a `rate` or `increase` of a metric that may not be a counter.
-fn not_counter_info(ev: &mut Ev, name: &str, metric: &str) {
+fn not_counter_info(ev: &mut Evaluator, name: &str, metric: &str) {
     let pos = source_pos(&ev.query, name, Some(0));
     ev.infos.push(format!(
         "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {}{pos}",
@@ -862,14 +875,14 @@ fn not_counter_info(ev: &mut Ev, name: &str, metric: &str) {
 /// with the same labels are an error. `check_names`: the metric names are still to
 /// be checked for the counter annotation.
 fn range_function_result(
-    ev: &mut Ev,
+    ev: &mut Evaluator,
     name: &str,
     results: impl Iterator<Item = (Labels, bool, Points)>,
     own_labels: bool,
     check_names: bool,
-) -> Result<Val, QueryError> {
+) -> Result<EvalValue, QueryError> {
     let keep_name = keeps_name(name);
-    let mut out: Vec<Pts> = Vec::with_capacity(results.size_hint().0);
+    let mut out: Vec<EvalSeries> = Vec::with_capacity(results.size_hint().0);
     for (labels, drop_name, (ts, vs)) in results {
         if ts.is_empty() {
             continue;
@@ -885,7 +898,7 @@ fn range_function_result(
         } else {
             ev.name_dropped(&labels)
         };
-        out.push(Pts {
+        out.push(EvalSeries {
             labels,
             drop_name: !keep_name || drop_name,
             ts,
@@ -901,12 +914,12 @@ fn range_function_result(
             }
         }
     }
-    Ok(Val::Vector(out))
+    Ok(EvalValue::Vector(out))
 }
 
 /// One series' points of a range function that keeps no state across series.
 fn window_values(
-    ev: &Ev,
+    ev: &Evaluator,
     name: &str,
     arg: &RangeArg,
     scalars: &[Vec<f64>],
@@ -985,7 +998,7 @@ fn window_values(
 /// The points of the range functions that carry state from window to window
 /// (an error, a warning), one series after another.
 fn stateful_window_values(
-    ev: &mut Ev,
+    ev: &mut Evaluator,
     name: &str,
     arg: &RangeArg,
     scalars: &[Vec<f64>],
@@ -1050,7 +1063,7 @@ fn stateful_window_values(
     Ok(out)
 }
 
-fn absent_over_time(ev: &mut Ev, arg: &RangeArg, e: &Expr) -> Result<Val, QueryError> {
+fn absent_over_time(ev: &mut Evaluator, arg: &RangeArg, e: &Expr) -> Result<EvalValue, QueryError> {
     let n = ev.nsteps();
     let mut present = vec![false; n];
     for s in &arg.series {
@@ -1063,18 +1076,22 @@ fn absent_over_time(ev: &mut Ev, arg: &RangeArg, e: &Expr) -> Result<Val, QueryE
         Expr::MatrixSelector(_) => absent_labels_from(arg.matchers.as_deref().unwrap_or(&[])),
         _ => Labels::empty(),
     };
-    let mut p = Pts::new(labels, true);
+    let mut p = EvalSeries::new(labels, true);
     for (i, pr) in present.iter().enumerate() {
         if !pr {
             p.ts.push(ev.step_ts(i));
             p.vs.push(1.0);
         }
     }
-    Ok(Val::Vector(if p.ts.is_empty() { vec![] } else { vec![p] }))
+    Ok(EvalValue::Vector(if p.ts.is_empty() {
+        vec![]
+    } else {
+        vec![p]
+    }))
 }
 
 /// Name dropping and duplicate check shared by instant-vector functions.
-fn finish_instant_fn(ev: &mut Ev, mut v: Vec<Pts>) -> Result<Val, QueryError> {
+fn finish_instant_fn(ev: &mut Evaluator, mut v: Vec<EvalSeries>) -> Result<EvalValue, QueryError> {
     for p in v.iter_mut() {
         p.labels = ev.name_dropped(&p.labels);
         p.drop_name = true;
@@ -1082,7 +1099,7 @@ fn finish_instant_fn(ev: &mut Ev, mut v: Vec<Pts>) -> Result<Val, QueryError> {
     if !ev.delayed() {
         v = merge_same_labels(v)?;
     }
-    Ok(Val::Vector(v))
+    Ok(EvalValue::Vector(v))
 }
 
 fn is_leap(y: i64) -> bool {
@@ -1177,7 +1194,11 @@ const DATE_FUNCTIONS: &[&str] = &[
     "days_in_month",
 ];
 
-fn instant_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, QueryError> {
+fn instant_function(
+    ev: &mut Evaluator,
+    name: &str,
+    args: &[&Expr],
+) -> Result<EvalValue, QueryError> {
     if let Some(f) = simple_fn(name) {
         let mut v = ev.eval_vector(args[0])?;
         for p in v.iter_mut() {
@@ -1189,13 +1210,13 @@ fn instant_function(ev: &mut Ev, name: &str, args: &[&Expr]) -> Result<Val, Quer
     }
     if DATE_FUNCTIONS.contains(&name) {
         if args.is_empty() {
-            let mut p = Pts::new(Labels::empty(), false);
+            let mut p = EvalSeries::new(Labels::empty(), false);
             for i in 0..ev.nsteps() {
                 let t = ev.step_ts(i);
                 p.ts.push(t);
                 p.vs.push(date_part(name, (t / 1000) as f64));
             }
-            return Ok(Val::Vector(vec![p]));
+            return Ok(EvalValue::Vector(vec![p]));
         }
         let mut v = ev.eval_vector(args[0])?;
         for p in v.iter_mut() {
@@ -1300,7 +1321,7 @@ fn is_valid_label_name(s: &str) -> bool {
     !s.is_empty()
 }
 
-fn label_replace(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
+fn label_replace(ev: &mut Evaluator, args: &[&Expr]) -> Result<EvalValue, QueryError> {
     let dst = string_arg(args[1])?;
     let repl = string_arg(args[2])?;
     let src = string_arg(args[3])?;
@@ -1327,10 +1348,10 @@ fn label_replace(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
             }
         }
     }
-    Ok(Val::Vector(merge_same_labels(v)?))
+    Ok(EvalValue::Vector(merge_same_labels(v)?))
 }
 
-fn label_join(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
+fn label_join(ev: &mut Evaluator, args: &[&Expr]) -> Result<EvalValue, QueryError> {
     let dst = string_arg(args[1])?;
     let sep = string_arg(args[2])?;
     let mut srcs = Vec::new();
@@ -1358,10 +1379,10 @@ fn label_join(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
             p.drop_name = false;
         }
     }
-    Ok(Val::Vector(merge_same_labels(v)?))
+    Ok(EvalValue::Vector(merge_same_labels(v)?))
 }
 
-fn histogram_quantile(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
+fn histogram_quantile(ev: &mut Evaluator, args: &[&Expr]) -> Result<EvalValue, QueryError> {
     let q = ev.eval_scalar(args[0])?;
     let v = ev.eval_vector(args[1])?;
     // Per input series: its bucket bound and group (all labels but `le`).
@@ -1410,7 +1431,7 @@ fn histogram_quantile(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
     let n = ev.nsteps();
     let mut cur = vec![0usize; v.len()];
     let mut buckets: Vec<Vec<Bucket>> = vec![Vec::new(); group_labels.len()];
-    let mut out = OutBuilder::new();
+    let mut out = SeriesCollector::new();
     let mut forced: Vec<bool> = vec![false; group_labels.len()];
     for (i, &qi) in q.iter().enumerate().take(n) {
         let t = ev.step_ts(i);
@@ -1470,7 +1491,7 @@ fn histogram_quantile(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
     for p in series.iter_mut() {
         p.labels = drop_metric_name(&p.labels);
     }
-    Ok(Val::Vector(series))
+    Ok(EvalValue::Vector(series))
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet};
 
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
-use super::engine::{duration_ms, exec_err, go_labels_string, Ev, OutBuilder, Pts, Val};
+use super::evaluator::{
+    duration_ms, exec_err, go_labels_string, EvalSeries, EvalValue, Evaluator, SeriesCollector,
+};
 use super::value::QueryError;
 use crate::model::is_stale_nan;
 use crate::model::labels::{Label, Labels, MatchKind, Matcher, METRIC_NAME};
@@ -17,7 +19,7 @@ const IDENTIFYING: [&str; 2] = ["instance", "job"];
 /// The reference time of the first selector in `e` as (fixed @ time, total offset):
 /// subquery `@`/offsets on the path and the selector's own modifiers, as Prometheus
 /// uses them to look up the info series.
-fn first_selector_time(ev: &Ev, e: &Expr) -> (Option<i64>, i64) {
+fn first_selector_time(ev: &Evaluator, e: &Expr) -> (Option<i64>, i64) {
     fn off_ms(o: &Option<Offset>) -> i64 {
         match o {
             None => 0,
@@ -25,7 +27,7 @@ fn first_selector_time(ev: &Ev, e: &Expr) -> (Option<i64>, i64) {
             Some(Offset::Neg(d)) => -duration_ms(d),
         }
     }
-    fn find(ev: &Ev, e: &Expr, at: Option<i64>, off: i64) -> Option<(Option<i64>, i64)> {
+    fn find(ev: &Evaluator, e: &Expr, at: Option<i64>, off: i64) -> Option<(Option<i64>, i64)> {
         let sel = |a: &Option<AtModifier>, o: &Option<Offset>| match ev.at_ms(a) {
             Some(t) => (Some(t), off_ms(o)),
             None => (at, off + off_ms(o)),
@@ -55,7 +57,7 @@ fn first_selector_time(ev: &Ev, e: &Expr) -> (Option<i64>, i64) {
     find(ev, e, None, 0).unwrap_or((None, 0))
 }
 
-pub(crate) fn eval_info(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> {
+pub(crate) fn eval_info(ev: &mut Evaluator, args: &[&Expr]) -> Result<EvalValue, QueryError> {
     let mat = ev.eval_vector(args[0])?;
     // Data label matchers by label name; info metric name matchers.
     let mut data: Vec<(String, Vec<Matcher>)> = Vec::new();
@@ -64,7 +66,7 @@ pub(crate) fn eval_info(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> 
         let Expr::VectorSelector(vs) = args[1] else {
             return exec_err("info(): second argument must be a label selector");
         };
-        let sets = Ev::selector_matchers(vs)?;
+        let sets = Evaluator::selector_matchers(vs)?;
         for m in sets.into_iter().next().unwrap_or_default() {
             if m.name == METRIC_NAME {
                 name_matchers.push(m.clone());
@@ -135,7 +137,7 @@ pub(crate) fn eval_info(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> 
     }
 
     // Info series evaluated per step, value = timestamp of the sample used.
-    let mut info: Vec<Pts> = Vec::new();
+    let mut info: Vec<EvalSeries> = Vec::new();
     if !id_values.is_empty() {
         let (at, off) = first_selector_time(ev, args[0]);
         let (start, end) = match at {
@@ -145,7 +147,7 @@ pub(crate) fn eval_info(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> 
         let mint = start - off - (ev.lookback - 1);
         let maxt = end - off;
         for s in ev.storage.select(&info_matchers, mint, maxt)? {
-            let mut p = Pts::new(s.labels, false);
+            let mut p = EvalSeries::new(s.labels, false);
             for i in 0..ev.nsteps() {
                 let t = ev.step_ts(i);
                 let r = at.unwrap_or(t) - off;
@@ -190,7 +192,7 @@ pub(crate) fn eval_info(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> 
         .collect();
     let all_match_empty = data.iter().all(|(_, ms)| ms.iter().all(|m| m.matches("")));
 
-    let mut out = OutBuilder::new();
+    let mut out = SeriesCollector::new();
     let (mut bc, mut ic) = (vec![0usize; mat.len()], vec![0usize; info.len()]);
     for step in 0..ev.nsteps() {
         ev.check_timeout()?;
@@ -276,5 +278,5 @@ pub(crate) fn eval_info(ev: &mut Ev, args: &[&Expr]) -> Result<Val, QueryError> 
             }
         }
     }
-    Ok(Val::Vector(out.finish()))
+    Ok(EvalValue::Vector(out.finish()))
 }

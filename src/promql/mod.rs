@@ -39,6 +39,7 @@
 pub mod aggregate;
 pub mod binary;
 pub mod engine;
+mod evaluator;
 pub mod functions;
 pub mod info;
 pub mod testscript;

@@ -759,7 +759,7 @@ impl Runner {
         };
         let mut found = false;
         walk(&e, &mut |vs| {
-            let Ok(sets) = super::engine::Ev::selector_matchers(vs) else {
+            let Ok(sets) = super::evaluator::Evaluator::selector_matchers(vs) else {
                 return;
             };
             for set in sets {
