@@ -3,38 +3,11 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
-
-/// `gpx_arrowmon serve` with a config, a data dir and a listen address.
-fn spawn_serve(
-    config: &std::path::Path,
-    data_dir: &std::path::Path,
-    listen: &str,
-) -> std::process::Child {
-    Command::new(binary())
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--listen", listen])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_scrapes_and_answers_the_prometheus_api() {
@@ -146,11 +119,7 @@ fn check_config_lists_targets_and_rejects_errors() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yml");
     std::fs::write(&good, "scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:9100']\n").unwrap();
-    let out = Command::new(binary())
-        .arg("check-config")
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = check_config(&good);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("http://127.0.0.1:9100/metrics"), "{text}");
@@ -161,11 +130,7 @@ fn check_config_lists_targets_and_rejects_errors() {
         "scrape_configs:\n  - job_name: node\n    metric_path: /x\n",
     )
     .unwrap();
-    let out = Command::new(binary())
-        .arg("check-config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check_config(&bad);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
