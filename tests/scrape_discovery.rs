@@ -3,13 +3,12 @@
 //! relabeling shapes the stored series; `check-config` prints the relabeled
 //! targets and the dropped ones.
 
-mod scrape_common;
+mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use arrowmon::labels::{Labels, Matcher};
-use scrape_common::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_sd_targets_are_relabeled_and_follow_file_changes() {
@@ -195,11 +194,7 @@ scrape_configs:
 "#,
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_gpx_arrowmon"))
-        .arg("check-config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = check_config(&cfg);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -228,11 +223,7 @@ scrape_configs:
         "scrape_configs:\n  - job_name: j\n    relabel_configs:\n      - action: hashmod\n        target_label: x\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_gpx_arrowmon"))
-        .arg("check-config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = check_config(&cfg);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -256,22 +247,8 @@ async fn api_targets_reports_discovered_and_dropped_targets() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gpx_arrowmon"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--listen", &listen])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = spawn_serve(&cfg, &dir.path().join("data"), &listen);
     let url = format!("http://{listen}/api/v1/targets");
     let mut body = serde_json::Value::Null;
     for _ in 0..100 {
