@@ -5,15 +5,13 @@
 //! be equal label for label, apart from the known 2.42-vs-3 differences listed in
 //! [`KNOWN_DIFFERENCES`], each normalised away with its reason.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// Differences between Prometheus 2.42 and Prometheus 3 (whose semantics arrowmon
 /// follows) that show in these exporters' series, and how each is normalised.

@@ -1,16 +1,14 @@
 //! The demo: `docker-compose.yml` and the `Dockerfile` checked statically (no Docker
 //! engine runs here), and the no-Docker demo `scripts/demo.sh` run for a bounded time.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::Value;
 use serde_norway::Value as Yaml;
-use support::*;
 
 fn compose() -> Yaml {
     let text = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();

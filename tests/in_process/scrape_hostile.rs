@@ -2,16 +2,14 @@
 //! failed scrape (`up` = 0, the reason kept for the health check), never unbounded
 //! memory, a stuck loop or a panic; and the loop goes on scraping afterwards.
 
-mod support;
-
 use std::future::Future;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use arrowmon::scrape::Health;
-use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

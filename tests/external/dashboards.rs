@@ -5,15 +5,13 @@
 //! Grafana-host harness against the real topology and returns data and the same
 //! series (label sets) as a real `prometheus` scraping the same targets at the same time.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 const DS_TYPE: &str = PLUGIN_ID;
 

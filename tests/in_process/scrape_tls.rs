@@ -3,15 +3,13 @@
 //! client certificate signed by the same CA, and its certificate names only
 //! `arrowmon.test`, so reaching it as 127.0.0.1 needs `server_name`.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use support::*;
 use tokio::io::AsyncWriteExt;
 
 /// A CA made here; it signs server and client certificates.

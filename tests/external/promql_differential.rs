@@ -18,16 +18,14 @@
 //! that cannot show it, a query rewritten into 2.42's equivalent, or a narrowly
 //! accepted difference).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// Start of the generated data: 2023-11-14T22:00:00Z, long past, so both servers run
 /// with retention that keeps everything.
