@@ -1,40 +1,12 @@
 //! Standalone mode: `gpx_arrowmon serve` scrapes and answers the Prometheus HTTP API
-//! without Grafana; `check-config` validates a scrape config.
+//! without Grafana; `check-config` validates a scrape config. Prometheus's promtool
+//! against it is in tests/external/standalone.rs.
 
-mod support;
-
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
-
-/// `gpx_arrowmon serve` with a config, a data dir and a listen address.
-fn spawn_serve(
-    config: &std::path::Path,
-    data_dir: &std::path::Path,
-    listen: &str,
-) -> std::process::Child {
-    Command::new(binary())
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--listen", listen])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_scrapes_and_answers_the_prometheus_api() {
@@ -146,11 +118,7 @@ fn check_config_lists_targets_and_rejects_errors() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yml");
     std::fs::write(&good, "scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:9100']\n").unwrap();
-    let out = Command::new(binary())
-        .arg("check-config")
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = check_config(&good);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("http://127.0.0.1:9100/metrics"), "{text}");
@@ -161,11 +129,7 @@ fn check_config_lists_targets_and_rejects_errors() {
         "scrape_configs:\n  - job_name: node\n    metric_path: /x\n",
     )
     .unwrap();
-    let out = Command::new(binary())
-        .arg("check-config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check_config(&bad);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -266,61 +230,4 @@ async fn imported_history_is_served_after_restart() {
         .parse()
         .unwrap();
     assert!((rate - 2.0).abs() < 1e-9, "rate {rate}");
-}
-
-/// Prometheus's own client tool talks to standalone arrowmon as to a Prometheus.
-#[tokio::test(flavor = "multi_thread")]
-async fn promtool_queries_standalone_arrowmon() {
-    let target = serve_metrics("# TYPE jobs_total counter\njobs_total{kind=\"a\"} 7\n").await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("scrape.yml");
-    std::fs::write(&cfg, format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n")).unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut child = spawn_serve(&cfg, &dir.path().join("data"), &listen);
-    let server = format!("http://{listen}");
-    let start = now_ms() / 1000;
-    let promtool = |args: Vec<String>| {
-        let out = Command::new("promtool")
-            .args(&args)
-            .output()
-            .expect("promtool (scripts/install-deps.sh installs the prometheus package)");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
-    let (ok, stdout, _) = eventually(Duration::from_secs(15), "promtool instant query", || {
-        let r = promtool(vec![
-            "query".into(),
-            "instant".into(),
-            server.clone(),
-            "jobs_total".into(),
-        ]);
-        async move { (r.0 && r.1.contains("jobs_total")).then_some(r) }
-    })
-    .await;
-    assert!(ok);
-    assert!(
-        stdout.contains("kind=\"a\"") && stdout.contains("=> 7"),
-        "{stdout}"
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let end = now_ms() / 1000;
-    let (ok, stdout, stderr) = promtool(vec![
-        "query".into(),
-        "range".into(),
-        format!("--start={start}"),
-        format!("--end={end}"),
-        "--step=1s".into(),
-        server.clone(),
-        "jobs_total".into(),
-    ]);
-    assert!(ok, "{stderr}");
-    assert!(
-        stdout.contains("jobs_total") && stdout.contains("7 @["),
-        "{stdout}"
-    );
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -5,15 +5,13 @@
 //! be equal label for label, apart from the known 2.42-vs-3 differences listed in
 //! [`KNOWN_DIFFERENCES`], each normalised away with its reason.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// Differences between Prometheus 2.42 and Prometheus 3 (whose semantics arrowmon
 /// follows) that show in these exporters' series, and how each is normalised.
@@ -24,32 +22,6 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[(
          stores them as the exporter wrote them. Both sides are compared with the value \
          parsed as a float and printed in one canonical form.",
 )];
-
-/// A process stopped by its PID when the test ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let pid = self.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn canonical_float(v: &str) -> String {
     match v.parse::<f64>() {
@@ -106,7 +78,7 @@ async fn up_count(base: &str) -> Option<usize> {
     Some(v["data"]["result"].as_array()?.len())
 }
 
-fn start_prometheus(config: &Path, data: &Path, listen: &str, log: &Path) -> Proc {
+fn start_prometheus(config: &Path, data: &Path, listen: &str, log: &Path) -> ChildGuard {
     let log = std::fs::File::create(log).unwrap();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
@@ -116,7 +88,7 @@ fn start_prometheus(config: &Path, data: &Path, listen: &str, log: &Path) -> Pro
         .stderr(log)
         .spawn()
         .expect("start prometheus (run scripts/install-deps.sh)");
-    Proc(child)
+    ChildGuard::new("prometheus", child)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,19 +148,7 @@ scrape_configs:
         &prom_listen,
         &dir.path().join("prometheus.log"),
     );
-    let _am = Proc(
-        Command::new(binary())
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("arrowmon-data"))
-            .args(["--listen", &am_listen])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _am = spawn_serve(&config, &dir.path().join("arrowmon-data"), &am_listen);
     let prom = format!("http://{prom_listen}");
     let am = format!("http://{am_listen}");
     let start = now_ms() as f64 / 1000.0;

@@ -1,16 +1,14 @@
 //! The demo: `docker-compose.yml` and the `Dockerfile` checked statically (no Docker
 //! engine runs here), and the no-Docker demo `scripts/demo.sh` run for a bounded time.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::Value;
 use serde_norway::Value as Yaml;
-use support::*;
 
 fn compose() -> Yaml {
     let text = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
@@ -452,14 +450,6 @@ fn dockerfile_builds_the_plugin_as_the_test_suite_does() {
 // ---------------------------------------------------------------------------------
 // The no-Docker demo
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn proc_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
@@ -487,28 +477,22 @@ async fn demo_script_runs_bounded_and_answers_the_prometheus_api() {
         .tempdir_in("/tmp")
         .unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new("bash")
-        .arg(repo_root().join("scripts/demo.sh"))
-        .args(["--duration", "20", "--listen", &listen, "--dir"])
-        .arg(dir.path())
-        .env("ARROWMON_BIN", binary())
-        .env("SCRAPE_INTERVAL", "2s")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run scripts/demo.sh");
-    // Stop it by PID if the test fails midway (the script stops its own children).
-    struct Guard(u32);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            if proc_alive(self.0) {
-                let _ = Command::new("kill")
-                    .args(["-INT", &self.0.to_string()])
-                    .status();
-            }
-        }
-    }
-    let _guard = Guard(child.id());
+    // Stopped with SIGINT if the test fails midway (the script stops its own children).
+    let mut child = ChildGuard::new(
+        "scripts/demo.sh",
+        Command::new("bash")
+            .arg(repo_root().join("scripts/demo.sh"))
+            .args(["--duration", "20", "--listen", &listen, "--dir"])
+            .arg(dir.path())
+            .env("ARROWMON_BIN", binary())
+            .env("SCRAPE_INTERVAL", "2s")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run scripts/demo.sh"),
+    )
+    .stop_signal("INT")
+    .grace(Duration::from_secs(60));
 
     // reqwest is built without a default rustls provider: the crate installs ring.
     arrowmon::scrape::tls::install_default_provider();

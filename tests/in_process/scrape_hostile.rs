@@ -2,17 +2,15 @@
 //! failed scrape (`up` = 0, the reason kept for the health check), never unbounded
 //! memory, a stuck loop or a panic; and the loop goes on scraping afterwards.
 
-mod scrape_common;
-
 use std::future::Future;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use arrowmon::scrape::Health;
-use scrape_common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// A server that reads each request's headers, then hands the connection and the
@@ -34,13 +32,8 @@ where
             let n = count.fetch_add(1, Ordering::SeqCst);
             let handler = handler.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                if read_request_head(&mut conn).await.is_none() {
+                    return;
                 }
                 handler(conn, n).await;
             });

@@ -1,12 +1,10 @@
 //! `scripts/dist.sh` lays out the plugin folder as Grafana loads it, and the
 //! executable Grafana derives from plugin.json starts and speaks the protocol.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// The checks of Grafana's plugin.json schema that matter for loading the plugin.
 fn check_plugin_json(p: &Value) {

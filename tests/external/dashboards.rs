@@ -5,15 +5,13 @@
 //! Grafana-host harness against the real topology and returns data and the same
 //! series (label sets) as a real `prometheus` scraping the same targets at the same time.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 const DS_TYPE: &str = PLUGIN_ID;
 
@@ -552,37 +550,6 @@ fn provider_and_plugin_json_list_every_dashboard() {
 // ---------------------------------------------------------------------------------
 // The live comparison
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process stopped by its PID (SIGTERM, then SIGKILL) when dropped.
-struct Proc(Child, &'static str);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.0.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.0.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            eprintln!("{} (pid {}) ignored SIGTERM: killing", self.1, self.0.id());
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 const SCRAPE_S: u64 = 2;
 
 fn scrape_config(node: &str, mysql: &[&str], self_target: &str) -> String {
@@ -695,18 +662,12 @@ async fn every_panel_query_matches_prometheus_on_the_live_topology() {
         format!("global:\n  scrape_interval: {SCRAPE_S}s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['{node}']\n"),
     )
     .unwrap();
-    let _serve = Proc(
-        Command::new(binary())
-            .args(["serve", "--config"])
-            .arg(&serve_cfg)
-            .arg("--data-dir")
-            .arg(work.path().join("serve-data"))
-            .args(["--listen", &serve_addr])
-            .stdout(Stdio::null())
+    let _serve = ChildGuard::new(
+        "gpx_arrowmon serve",
+        serve_command(&serve_cfg, &work.path().join("serve-data"), &serve_addr)
             .stderr(std::fs::File::create(work.path().join("serve.log")).unwrap())
             .spawn()
             .expect("start gpx_arrowmon serve"),
-        "gpx_arrowmon serve",
     );
 
     let scrape = scrape_config(&node, &[&m1, &m2], &serve_addr);
@@ -715,7 +676,8 @@ async fn every_panel_query_matches_prometheus_on_the_live_topology() {
     let prom_addr = format!("127.0.0.1:{}", free_port());
     let prom_cfg = work.path().join("prometheus.yml");
     std::fs::write(&prom_cfg, &scrape).unwrap();
-    let _prom = Proc(
+    let _prom = ChildGuard::new(
+        "prometheus",
         Command::new("prometheus")
             .arg(format!("--config.file={}", prom_cfg.display()))
             .arg(format!(
@@ -728,7 +690,6 @@ async fn every_panel_query_matches_prometheus_on_the_live_topology() {
             .stderr(std::fs::File::create(work.path().join("prometheus.log")).unwrap())
             .spawn()
             .expect("start prometheus (Debian package; scripts/install-deps.sh installs it)"),
-        "prometheus",
     );
 
     // The plugin, as Grafana starts it, with the provisioned datasource file of the

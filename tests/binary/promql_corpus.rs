@@ -4,23 +4,25 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn corpus_dir() -> Option<PathBuf> {
+/// Prometheus's PromQL test scripts: `PROMQL_TESTDATA`, else `../shared/promql-testdata`
+/// beside the repository. The suite needs them: a missing corpus fails the test.
+fn corpus_dir() -> PathBuf {
     let dir = std::env::var_os("PROMQL_TESTDATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/promql-testdata")
         });
-    dir.is_dir().then_some(dir)
+    assert!(
+        dir.is_dir(),
+        "Prometheus's PromQL corpus is missing: {} is not a folder (set PROMQL_TESTDATA)",
+        dir.display()
+    );
+    dir
 }
 
 #[test]
 fn prometheus_promql_test_corpus() {
-    let Some(dir) = corpus_dir() else {
-        eprintln!(
-            "SKIPPED: ../shared/promql-testdata not found (set PROMQL_TESTDATA); CI always has it"
-        );
-        return;
-    };
+    let dir = corpus_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -1,7 +1,4 @@
-//! Shared by the scraper's integration tests: a scrape manager over a real store,
-//! and small misbehaving HTTP servers.
-
-#![allow(dead_code)]
+//! The scraper in process: a scrape manager over a real store.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,28 +108,4 @@ impl Harness {
 
 pub fn is_stale(v: f64) -> bool {
     v.to_bits() == arrowmon::model::stale_nan().to_bits()
-}
-
-/// An exporter answering every GET with `body()` (text format 0.0.4).
-pub async fn exporter(body: impl Fn() -> String + Send + Sync + 'static) -> String {
-    use axum::routing::get;
-    let body = Arc::new(body);
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let body = body.clone();
-            async move {
-                (
-                    [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-                    body(),
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
 }

@@ -3,16 +3,14 @@
 //! client certificate signed by the same CA, and its certificate names only
 //! `arrowmon.test`, so reaching it as 127.0.0.1 needs `server_name`.
 
-mod scrape_common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use scrape_common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// A CA made here; it signs server and client certificates.
 struct TestCa {
@@ -153,15 +151,9 @@ impl TlsExporter {
                         return;
                     };
                     let sni = tls.get_ref().1.server_name().map(str::to_string);
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tls.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&buf).to_string();
+                    let Some(head) = read_request_head(&mut tls).await else {
+                        return;
+                    };
                     let host = head.lines().find_map(|l| {
                         let (name, value) = l.split_once(':')?;
                         name.eq_ignore_ascii_case("host")

@@ -18,16 +18,14 @@
 //! that cannot show it, a query rewritten into 2.42's equivalent, or a narrowly
 //! accepted difference).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// Start of the generated data: 2023-11-14T22:00:00Z, long past, so both servers run
 /// with retention that keeps everything.
@@ -1529,69 +1527,6 @@ fn expressions() -> Vec<String> {
 // Servers
 // ---------------------------------------------------------------------------------
 
-/// A process stopped by its PID when the test ends, however it ends.
-struct Proc {
-    what: &'static str,
-    child: Child,
-}
-
-impl Proc {
-    fn spawn(what: &'static str, cmd: &mut Command) -> Proc {
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Proc { what, child }
-    }
-
-    /// Waits for a short-lived process and fails the test, with its output, if it failed.
-    fn wait_success(mut self, within: Duration, log: &Path) {
-        let deadline = Instant::now() + within;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    assert!(
-                        status.success(),
-                        "{} failed ({status}):\n{}",
-                        self.what,
-                        std::fs::read_to_string(log).unwrap_or_default()
-                    );
-                    return;
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => panic!("{} did not finish within {within:?}", self.what),
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind a loopback port")
-        .local_addr()
-        .expect("local address")
-        .port()
-}
-
 /// Fails with a useful message where the Prometheus tools are not installed.
 fn require_tool(name: &str) {
     let found = Command::new(name)
@@ -2039,7 +1974,7 @@ async fn promql_answers_equal_prometheus_on_generated_data() {
     let promtool_log = dir.join("promtool.log");
     let import_log = dir.join("import.log");
     let (out, err) = log_files(&promtool_log);
-    let promtool = Proc::spawn(
+    let promtool = ChildGuard::spawn(
         "promtool tsdb create-blocks-from openmetrics",
         Command::new("promtool")
             .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
@@ -2049,7 +1984,7 @@ async fn promql_answers_equal_prometheus_on_generated_data() {
             .stderr(err),
     );
     let (out, err) = log_files(&import_log);
-    let import = Proc::spawn(
+    let import = ChildGuard::spawn(
         "gpx_arrowmon import openmetrics",
         Command::new(binary())
             .args(["import", "openmetrics"])
@@ -2071,7 +2006,7 @@ async fn promql_answers_equal_prometheus_on_generated_data() {
     let am_listen = format!("127.0.0.1:{}", free_port());
     let prom_log = dir.join("prometheus.log");
     let am_log = dir.join("serve.log");
-    let _prometheus = Proc::spawn(
+    let _prometheus = ChildGuard::spawn(
         "prometheus",
         Command::new("prometheus")
             .arg(format!("--config.file={}", prom_config.display()))
@@ -2081,16 +2016,10 @@ async fn promql_answers_equal_prometheus_on_generated_data() {
             .stdout(Stdio::null())
             .stderr(log_file(&prom_log)),
     );
-    let _arrowmon = Proc::spawn(
+    let _arrowmon = ChildGuard::spawn(
         "gpx_arrowmon serve",
-        Command::new(binary())
-            .arg("serve")
-            .arg("--config")
-            .arg(&am_config)
-            .arg("--data-dir")
-            .arg(&am_data)
-            .args(["--listen", &am_listen, "--retention-time", "0"])
-            .stdout(Stdio::null())
+        serve_command(&am_config, &am_data, &am_listen)
+            .args(["--retention-time", "0"])
             .stderr(log_file(&am_log)),
     );
     let client = reqwest::Client::builder()

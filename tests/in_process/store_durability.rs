@@ -103,9 +103,11 @@ fn durability_child_ingest() {
 /// returns the last durable batch it logged.
 fn run_child_and_kill(dir: &Path, syncs: usize) -> i64 {
     let exe = std::env::current_exe().unwrap();
+    // The test's name in this test binary: its module path without the crate name.
+    let (_, module) = module_path!().split_once("::").unwrap();
     let mut child = Command::new(exe)
         .args([
-            "durability_child_ingest",
+            &format!("{module}::durability_child_ingest"),
             "--exact",
             "--nocapture",
             "--test-threads=1",

@@ -1,0 +1,16 @@
+//! Tests against real systems installed on the machine by scripts/install-deps.sh:
+//! prometheus and promtool, VictoriaMetrics, MariaDB with mysqld_exporter,
+//! node_exporter (the topology of scripts/topology-start.sh) and pyarrow. Some of
+//! these files also check statically the files they run (the dashboards, the
+//! compose file and Dockerfile) before the live comparison.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bench_compare;
+mod compose;
+mod dashboards;
+mod plugin_host;
+mod prometheus_compare;
+mod promql_differential;
+mod standalone;
