@@ -141,284 +141,287 @@ impl Group {
     }
 }
 
-pub(crate) fn eval_aggregate(
-    ev: &mut Evaluator,
-    a: &AggregateExpr,
-) -> Result<EvalValue, QueryError> {
-    let op = a.op.id();
-    let (without, mut grouping): (bool, Vec<String>) = match &a.modifier {
-        None => (false, Vec::new()),
-        Some(LabelModifier::Include(l)) => (false, l.labels.clone()),
-        Some(LabelModifier::Exclude(l)) => (true, l.labels.clone()),
-    };
-    grouping.sort();
-    if op == T_COUNT_VALUES {
-        let label = match a.param.as_deref() {
-            Some(Expr::StringLiteral(s)) => s.val.clone(),
-            Some(Expr::Paren(p)) => match &*p.expr {
-                Expr::StringLiteral(s) => s.val.clone(),
-                _ => return exec_err("count_values requires a string parameter"),
-            },
-            _ => return exec_err("count_values requires a string parameter"),
+impl Evaluator<'_> {
+    /// An aggregation (`sum by (job) (x)`, `topk(3, x)`, ...).
+    pub(super) fn eval_aggregate(&mut self, a: &AggregateExpr) -> Result<EvalValue, QueryError> {
+        let ev = self;
+        let op = a.op.id();
+        let (without, mut grouping): (bool, Vec<String>) = match &a.modifier {
+            None => (false, Vec::new()),
+            Some(LabelModifier::Include(l)) => (false, l.labels.clone()),
+            Some(LabelModifier::Exclude(l)) => (true, l.labels.clone()),
         };
-        if label.is_empty() {
-            return exec_err(format!(
-                "invalid label name {}",
-                crate::model::labels::go_quote(&label)
-            ));
+        grouping.sort();
+        if op == T_COUNT_VALUES {
+            let label = match a.param.as_deref() {
+                Some(Expr::StringLiteral(s)) => s.val.clone(),
+                Some(Expr::Paren(p)) => match &*p.expr {
+                    Expr::StringLiteral(s) => s.val.clone(),
+                    _ => return exec_err("count_values requires a string parameter"),
+                },
+                _ => return exec_err("count_values requires a string parameter"),
+            };
+            if label.is_empty() {
+                return exec_err(format!(
+                    "invalid label name {}",
+                    crate::model::labels::go_quote(&label)
+                ));
+            }
+            if !without {
+                grouping.push(label.clone());
+                grouping.sort();
+            }
+            let input = ev.eval_vector(&a.expr)?;
+            let g = Grouping {
+                without,
+                names: grouping,
+            };
+            return count_values(ev, input, &label, &g);
         }
-        if !without {
-            grouping.push(label.clone());
-            grouping.sort();
-        }
-        let input = ev.eval_vector(&a.expr)?;
+        let param: Option<Vec<f64>> = match op {
+            T_TOPK | T_BOTTOMK | T_QUANTILE | T_LIMITK | T_LIMIT_RATIO => {
+                match a.param.as_deref() {
+                    Some(p) => Some(ev.eval_scalar(p)?),
+                    None => return exec_err("aggregation requires a parameter"),
+                }
+            }
+            _ => None,
+        };
         let g = Grouping {
             without,
             names: grouping,
         };
-        return count_values(ev, input, &label, &g);
-    }
-    let param: Option<Vec<f64>> = match op {
-        T_TOPK | T_BOTTOMK | T_QUANTILE | T_LIMITK | T_LIMIT_RATIO => match a.param.as_deref() {
-            Some(p) => Some(ev.eval_scalar(p)?),
-            None => return exec_err("aggregation requires a parameter"),
-        },
-        _ => None,
-    };
-    let g = Grouping {
-        without,
-        names: grouping,
-    };
-    // An argument that selects series straight from the store keeps only their
-    // grouping labels: these aggregations never output an argument's own labels.
-    if matches!(
-        op,
-        T_SUM | T_AVG | T_COUNT | T_GROUP | T_MIN | T_MAX | T_STDDEV | T_STDVAR
-    ) && selects_directly(ev, &a.expr)
-    {
-        ev.grouping = Some(g.clone());
-    }
-    let input = ev.eval_vector(&a.expr);
-    ev.grouping = None;
-    let input = input?;
-    let n = ev.nsteps();
-
-    // Map series to groups once.
-    let mut gindex: HashMap<Labels, usize, foldhash::fast::RandomState> = HashMap::default();
-    let mut glabels: Vec<Labels> = Vec::new();
-    let mut series_group: Vec<usize> = Vec::with_capacity(input.len());
-    for p in &input {
-        let gl = group_labels(&p.labels, &g);
-        let next = glabels.len();
-        let g = *gindex.entry(gl.clone()).or_insert_with(|| {
-            glabels.push(gl);
-            next
-        });
-        series_group.push(g);
-    }
-
-    match op {
-        T_TOPK | T_BOTTOMK | T_LIMITK => {
-            let k = param.unwrap_or_default();
-            let max = k
-                .iter()
-                .copied()
-                .fold(f64::NAN, |m, x| if m.is_nan() || x > m { x } else { m });
-            let max_no_nan = k
-                .iter()
-                .copied()
-                .filter(|x| !x.is_nan())
-                .fold(f64::NAN, f64::max);
-            let max_eff = if k.iter().all(|x| x.is_nan()) {
-                max
-            } else {
-                max_no_nan
-            };
-            if max_eff < 1.0 {
-                return Ok(EvalValue::Vector(Vec::new()));
-            }
-            if k.iter().any(|x| x.is_nan()) {
-                return exec_err("Parameter value is NaN");
-            }
-            let min = k.iter().copied().fold(f64::INFINITY, f64::min);
-            if min <= i64::MIN as f64 {
-                return exec_err(format!(
-                    "Scalar value {} underflows int64",
-                    format_go_float_g(min)
-                ));
-            }
-            if max_eff >= i64::MAX as f64 {
-                return exec_err(format!(
-                    "Scalar value {} overflows int64",
-                    format_go_float_g(max_eff)
-                ));
-            }
-            return select_k(ev, op, &input, &series_group, glabels.len(), &k);
+        // An argument that selects series straight from the store keeps only their
+        // grouping labels: these aggregations never output an argument's own labels.
+        if matches!(
+            op,
+            T_SUM | T_AVG | T_COUNT | T_GROUP | T_MIN | T_MAX | T_STDDEV | T_STDVAR
+        ) && selects_directly(ev, &a.expr)
+        {
+            ev.grouping = Some(g.clone());
         }
-        T_LIMIT_RATIO => {
-            let r = param.unwrap_or_default();
-            if r.iter().all(|x| *x == 0.0) {
-                return Ok(EvalValue::Vector(Vec::new()));
-            }
-            if r.iter().any(|x| x.is_nan()) {
-                return exec_err("Ratio value is NaN");
-            }
-            return limit_ratio(ev, &input, &r);
+        let input = ev.eval_vector(&a.expr);
+        ev.grouping = None;
+        let input = input?;
+        let n = ev.nsteps();
+
+        // Map series to groups once.
+        let mut gindex: HashMap<Labels, usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut glabels: Vec<Labels> = Vec::new();
+        let mut series_group: Vec<usize> = Vec::with_capacity(input.len());
+        for p in &input {
+            let gl = group_labels(&p.labels, &g);
+            let next = glabels.len();
+            let g = *gindex.entry(gl.clone()).or_insert_with(|| {
+                glabels.push(gl);
+                next
+            });
+            series_group.push(g);
         }
-        T_QUANTILE => {
-            let q = param.as_deref().unwrap_or(&[]);
-            let pos = source_pos(&ev.query, "quantile", Some(0));
-            let max = q
-                .iter()
-                .copied()
-                .filter(|x| !x.is_nan())
-                .fold(f64::NAN, f64::max);
-            let min = q
-                .iter()
-                .copied()
-                .filter(|x| !x.is_nan())
-                .fold(f64::NAN, f64::min);
-            for (bad, v) in [
-                (q.iter().any(|x| x.is_nan()), f64::NAN),
-                (max > 1.0, max),
-                (min < 0.0, min),
-            ] {
-                if bad {
-                    ev.warnings.push(format!(
-                        "PromQL warning: quantile value should be between 0 and 1, got {}{pos}",
-                        format_go_float_g(v)
+
+        match op {
+            T_TOPK | T_BOTTOMK | T_LIMITK => {
+                let k = param.unwrap_or_default();
+                let max = k
+                    .iter()
+                    .copied()
+                    .fold(f64::NAN, |m, x| if m.is_nan() || x > m { x } else { m });
+                let max_no_nan = k
+                    .iter()
+                    .copied()
+                    .filter(|x| !x.is_nan())
+                    .fold(f64::NAN, f64::max);
+                let max_eff = if k.iter().all(|x| x.is_nan()) {
+                    max
+                } else {
+                    max_no_nan
+                };
+                if max_eff < 1.0 {
+                    return Ok(EvalValue::Vector(Vec::new()));
+                }
+                if k.iter().any(|x| x.is_nan()) {
+                    return exec_err("Parameter value is NaN");
+                }
+                let min = k.iter().copied().fold(f64::INFINITY, f64::min);
+                if min <= i64::MIN as f64 {
+                    return exec_err(format!(
+                        "Scalar value {} underflows int64",
+                        format_go_float_g(min)
                     ));
                 }
-            }
-        }
-        _ => {}
-    }
-
-    if !matches!(
-        op,
-        T_SUM | T_AVG | T_COUNT | T_GROUP | T_MIN | T_MAX | T_STDDEV | T_STDVAR | T_QUANTILE
-    ) {
-        return exec_err(format!("unsupported aggregation operator {}", a.op));
-    }
-    let mut out: Vec<EvalSeries> = glabels
-        .iter()
-        .map(|l| EvalSeries::new(l.clone(), false))
-        .collect();
-    let ngroups = glabels.len();
-    if op != T_QUANTILE && ngroups.saturating_mul(n) <= series_major_cells() {
-        // Few (group, step) cells: accumulate series by series over whole columns.
-        // Within a cell, series are still added in input order, as Prometheus does.
-        let mut cells = vec![Group::default(); ngroups * n];
-        let points: usize = input.iter().map(|p| p.ts.len()).sum();
-        let ev_ref = &*ev;
-        if matches!(op, T_COUNT | T_GROUP) && ngroups < crate::par::cores() {
-            // Fewer groups than cores (`count` of everything): counting comes out the
-            // same in any order, so ranges of series count on their own and add up.
-            let per_range = input.len().div_ceil(crate::par::cores() * 4).max(1);
-            let ranges: Vec<std::ops::Range<usize>> = (0..input.len())
-                .step_by(per_range)
-                .map(|s| s..(s + per_range).min(input.len()))
-                .collect();
-            let counted = crate::par::map(ranges, points, |range| {
-                let mut own = vec![Group::default(); ngroups * n];
-                for si in range {
-                    if si % 1024 == 0 {
-                        ev_ref.check_timeout()?;
-                    }
-                    let base = series_group[si] * n;
-                    add_to_cells(&mut own[base..base + n], op, &input[si], ev_ref);
+                if max_eff >= i64::MAX as f64 {
+                    return exec_err(format!(
+                        "Scalar value {} overflows int64",
+                        format_go_float_g(max_eff)
+                    ));
                 }
-                Ok::<_, QueryError>(own)
-            })?;
-            for own in counted {
-                for (c, o) in cells.iter_mut().zip(own) {
-                    match (c.seen, o.seen) {
-                        (_, false) => {}
-                        (false, true) => *c = o,
-                        (true, true) => {
-                            c.count += o.count;
-                            c.drop_name |= o.drop_name;
+                return select_k(ev, op, &input, &series_group, glabels.len(), &k);
+            }
+            T_LIMIT_RATIO => {
+                let r = param.unwrap_or_default();
+                if r.iter().all(|x| *x == 0.0) {
+                    return Ok(EvalValue::Vector(Vec::new()));
+                }
+                if r.iter().any(|x| x.is_nan()) {
+                    return exec_err("Ratio value is NaN");
+                }
+                return limit_ratio(ev, &input, &r);
+            }
+            T_QUANTILE => {
+                let q = param.as_deref().unwrap_or(&[]);
+                let pos = source_pos(&ev.query, "quantile", Some(0));
+                let max = q
+                    .iter()
+                    .copied()
+                    .filter(|x| !x.is_nan())
+                    .fold(f64::NAN, f64::max);
+                let min = q
+                    .iter()
+                    .copied()
+                    .filter(|x| !x.is_nan())
+                    .fold(f64::NAN, f64::min);
+                for (bad, v) in [
+                    (q.iter().any(|x| x.is_nan()), f64::NAN),
+                    (max > 1.0, max),
+                    (min < 0.0, min),
+                ] {
+                    if bad {
+                        ev.warnings.push(format!(
+                            "PromQL warning: quantile value should be between 0 and 1, got {}{pos}",
+                            format_go_float_g(v)
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+
+        if !matches!(
+            op,
+            T_SUM | T_AVG | T_COUNT | T_GROUP | T_MIN | T_MAX | T_STDDEV | T_STDVAR | T_QUANTILE
+        ) {
+            return exec_err(format!("unsupported aggregation operator {}", a.op));
+        }
+        let mut out: Vec<EvalSeries> = glabels
+            .iter()
+            .map(|l| EvalSeries::new(l.clone(), false))
+            .collect();
+        let ngroups = glabels.len();
+        if op != T_QUANTILE && ngroups.saturating_mul(n) <= series_major_cells() {
+            // Few (group, step) cells: accumulate series by series over whole columns.
+            // Within a cell, series are still added in input order, as Prometheus does.
+            let mut cells = vec![Group::default(); ngroups * n];
+            let points: usize = input.iter().map(|p| p.ts.len()).sum();
+            let ev_ref = &*ev;
+            if matches!(op, T_COUNT | T_GROUP) && ngroups < crate::par::cores() {
+                // Fewer groups than cores (`count` of everything): counting comes out the
+                // same in any order, so ranges of series count on their own and add up.
+                let per_range = input.len().div_ceil(crate::par::cores() * 4).max(1);
+                let ranges: Vec<std::ops::Range<usize>> = (0..input.len())
+                    .step_by(per_range)
+                    .map(|s| s..(s + per_range).min(input.len()))
+                    .collect();
+                let counted = crate::par::map(ranges, points, |range| {
+                    let mut own = vec![Group::default(); ngroups * n];
+                    for si in range {
+                        if si % 1024 == 0 {
+                            ev_ref.check_timeout()?;
                         }
+                        let base = series_group[si] * n;
+                        add_to_cells(&mut own[base..base + n], op, &input[si], ev_ref);
+                    }
+                    Ok::<_, QueryError>(own)
+                })?;
+                for own in counted {
+                    for (c, o) in cells.iter_mut().zip(own) {
+                        match (c.seen, o.seen) {
+                            (_, false) => {}
+                            (false, true) => *c = o,
+                            (true, true) => {
+                                c.count += o.count;
+                                c.drop_name |= o.drop_name;
+                            }
+                        }
+                    }
+                }
+            } else {
+                // Groups are independent: each thread takes a range of groups and walks
+                // the series in input order, so every cell sees its series in the same
+                // order.
+                let ranges = ngroups.min(crate::par::cores() * 4).max(1);
+                let per_range = ngroups.div_ceil(ranges).max(1);
+                let parts: Vec<(usize, &mut [Group])> = cells
+                    .chunks_mut(per_range * n)
+                    .enumerate()
+                    .map(|(k, c)| (k * per_range, c))
+                    .collect();
+                let work = if ngroups > 1 { points } else { 0 };
+                crate::par::map(parts, work, |(first, cells)| {
+                    let groups = first..first + cells.len() / n;
+                    for (si, p) in input.iter().enumerate() {
+                        if si % 1024 == 0 {
+                            ev_ref.check_timeout()?;
+                        }
+                        if !groups.contains(&series_group[si]) {
+                            continue;
+                        }
+                        let base = (series_group[si] - first) * n;
+                        add_to_cells(&mut cells[base..base + n], op, p, ev_ref);
+                    }
+                    Ok::<_, QueryError>(())
+                })?;
+            }
+            for (gi, o) in out.iter_mut().enumerate() {
+                for i in 0..n {
+                    let g = &mut cells[gi * n + i];
+                    if g.seen {
+                        o.ts.push(ev.step_ts(i));
+                        o.vs.push(g.value(op, f64::NAN));
+                        o.drop_name |= g.drop_name;
                     }
                 }
             }
         } else {
-            // Groups are independent: each thread takes a range of groups and walks
-            // the series in input order, so every cell sees its series in the same
-            // order.
-            let ranges = ngroups.min(crate::par::cores() * 4).max(1);
-            let per_range = ngroups.div_ceil(ranges).max(1);
-            let parts: Vec<(usize, &mut [Group])> = cells
-                .chunks_mut(per_range * n)
-                .enumerate()
-                .map(|(k, c)| (k * per_range, c))
-                .collect();
-            let work = if ngroups > 1 { points } else { 0 };
-            crate::par::map(parts, work, |(first, cells)| {
-                let groups = first..first + cells.len() / n;
+            let mut groups = vec![Group::default(); ngroups];
+            let mut cur = vec![0usize; input.len()];
+            for i in 0..n {
+                if i % 64 == 0 {
+                    ev.check_timeout()?;
+                }
+                let t = ev.step_ts(i);
+                for g in groups.iter_mut() {
+                    g.seen = false;
+                }
                 for (si, p) in input.iter().enumerate() {
-                    if si % 1024 == 0 {
-                        ev_ref.check_timeout()?;
-                    }
-                    if !groups.contains(&series_group[si]) {
+                    let c = cur[si];
+                    if c >= p.ts.len() || p.ts[c] != t {
                         continue;
                     }
-                    let base = (series_group[si] - first) * n;
-                    add_to_cells(&mut cells[base..base + n], op, p, ev_ref);
+                    cur[si] = c + 1;
+                    let g = &mut groups[series_group[si]];
+                    if g.seen {
+                        g.update(op, p.vs[c], p.drop_name);
+                    } else {
+                        g.init(op, p.vs[c], p.drop_name);
+                    }
                 }
-                Ok::<_, QueryError>(())
-            })?;
-        }
-        for (gi, o) in out.iter_mut().enumerate() {
-            for i in 0..n {
-                let g = &mut cells[gi * n + i];
-                if g.seen {
-                    o.ts.push(ev.step_ts(i));
-                    o.vs.push(g.value(op, f64::NAN));
-                    o.drop_name |= g.drop_name;
+                let q = param.as_ref().map(|p| p[i]).unwrap_or(f64::NAN);
+                for (gi, g) in groups.iter_mut().enumerate() {
+                    if !g.seen {
+                        continue;
+                    }
+                    let o = &mut out[gi];
+                    o.ts.push(t);
+                    o.vs.push(g.value(op, q));
+                    o.drop_name = g.drop_name;
                 }
-            }
-        }
-    } else {
-        let mut groups = vec![Group::default(); ngroups];
-        let mut cur = vec![0usize; input.len()];
-        for i in 0..n {
-            if i % 64 == 0 {
-                ev.check_timeout()?;
-            }
-            let t = ev.step_ts(i);
-            for g in groups.iter_mut() {
-                g.seen = false;
-            }
-            for (si, p) in input.iter().enumerate() {
-                let c = cur[si];
-                if c >= p.ts.len() || p.ts[c] != t {
-                    continue;
-                }
-                cur[si] = c + 1;
-                let g = &mut groups[series_group[si]];
-                if g.seen {
-                    g.update(op, p.vs[c], p.drop_name);
-                } else {
-                    g.init(op, p.vs[c], p.drop_name);
-                }
-            }
-            let q = param.as_ref().map(|p| p[i]).unwrap_or(f64::NAN);
-            for (gi, g) in groups.iter_mut().enumerate() {
-                if !g.seen {
-                    continue;
-                }
-                let o = &mut out[gi];
-                o.ts.push(t);
-                o.vs.push(g.value(op, q));
-                o.drop_name = g.drop_name;
             }
         }
+        let out: Vec<EvalSeries> = out.into_iter().filter(|p| !p.ts.is_empty()).collect();
+        let total: usize = out.iter().map(|p| p.ts.len()).sum();
+        ev.add_samples(total)?;
+        Ok(EvalValue::Vector(out))
     }
-    let out: Vec<EvalSeries> = out.into_iter().filter(|p| !p.ts.is_empty()).collect();
-    let total: usize = out.iter().map(|p| p.ts.len()).sum();
-    ev.add_samples(total)?;
-    Ok(EvalValue::Vector(out))
 }
 
 /// Adds a series' points to its group's cells, one cell a step: points lie on the

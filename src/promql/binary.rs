@@ -68,36 +68,40 @@ fn elem_binop(op: u16, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
-pub(crate) fn eval_binary(ev: &mut Evaluator, b: &BinaryExpr) -> Result<EvalValue, QueryError> {
-    let op = b.op.id();
-    let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
-    let lhs = ev.eval(&b.lhs)?;
-    let rhs = ev.eval(&b.rhs)?;
-    match (lhs, rhs) {
-        (EvalValue::Scalar(l), EvalValue::Scalar(r)) => Ok(EvalValue::Scalar(
-            l.iter()
-                .zip(&r)
-                .map(|(&a, &c)| scalar_binop(op, a, c))
-                .collect(),
-        )),
-        (EvalValue::Vector(l), EvalValue::Scalar(r)) => {
-            vector_scalar(ev, op, l, &r, false, return_bool)
-        }
-        (EvalValue::Scalar(l), EvalValue::Vector(r)) => {
-            vector_scalar(ev, op, r, &l, true, return_bool)
-        }
-        (EvalValue::Vector(l), EvalValue::Vector(r)) => {
-            let m = Matching::from(b.modifier.as_ref());
-            match op {
-                T_LAND | T_LOR | T_LUNLESS => set_op(ev, op, l, r, &m),
-                _ => vector_binop(ev, op, l, r, &m, return_bool),
+impl Evaluator<'_> {
+    /// A binary operation: arithmetic, comparison or set operator, with vector matching.
+    pub(super) fn eval_binary(&mut self, b: &BinaryExpr) -> Result<EvalValue, QueryError> {
+        let ev = self;
+        let op = b.op.id();
+        let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+        let lhs = ev.eval(&b.lhs)?;
+        let rhs = ev.eval(&b.rhs)?;
+        match (lhs, rhs) {
+            (EvalValue::Scalar(l), EvalValue::Scalar(r)) => Ok(EvalValue::Scalar(
+                l.iter()
+                    .zip(&r)
+                    .map(|(&a, &c)| scalar_binop(op, a, c))
+                    .collect(),
+            )),
+            (EvalValue::Vector(l), EvalValue::Scalar(r)) => {
+                vector_scalar(ev, op, l, &r, false, return_bool)
             }
-        }
-        (l, r) => exec_err(format!(
+            (EvalValue::Scalar(l), EvalValue::Vector(r)) => {
+                vector_scalar(ev, op, r, &l, true, return_bool)
+            }
+            (EvalValue::Vector(l), EvalValue::Vector(r)) => {
+                let m = Matching::from(b.modifier.as_ref());
+                match op {
+                    T_LAND | T_LOR | T_LUNLESS => set_op(ev, op, l, r, &m),
+                    _ => vector_binop(ev, op, l, r, &m, return_bool),
+                }
+            }
+            (l, r) => exec_err(format!(
             "binary expression must contain only scalar and instant vector types, got {} and {}",
             l.type_name(),
             r.type_name()
         )),
+        }
     }
 }
 

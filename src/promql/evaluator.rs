@@ -7,6 +7,11 @@
 //! A selector that an aggregation takes straight (`sum by (le) (rate(x[1m]))`) keeps
 //! only the grouping labels of each series ([`Evaluator::grouping`]): the aggregation never
 //! outputs the others, and copying every series' labels cost more than its sums.
+//!
+//! The operators live beside it and extend [`Evaluator`] with one method each
+//! (`eval_aggregate` in `aggregate.rs`, `eval_binary` in `binary.rs`, `eval_call` in
+//! `functions.rs`, `eval_info` in `info.rs`): they import the evaluator's vocabulary,
+//! and the evaluator imports none of them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -491,9 +496,9 @@ impl<'a> Evaluator<'a> {
                 let arg = self.eval_subquery(sq)?;
                 Ok(EvalValue::Range(self.range_arg_to_instant_matrix(arg)))
             }
-            Expr::Call(c) => super::functions::eval_call(self, c),
-            Expr::Aggregate(a) => super::aggregate::eval_aggregate(self, a),
-            Expr::Binary(b) => super::binary::eval_binary(self, b),
+            Expr::Call(c) => self.eval_call(c),
+            Expr::Aggregate(a) => self.eval_aggregate(a),
+            Expr::Binary(b) => self.eval_binary(b),
             Expr::Extension(_) => Err(QueryError::Unsupported(
                 "extension expressions are not supported".into(),
             )),

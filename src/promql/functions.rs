@@ -437,195 +437,199 @@ const RANGE_FUNCTIONS: &[&str] = &[
     "ts_of_min_over_time",
 ];
 
-pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call) -> Result<EvalValue, QueryError> {
-    let name = c.func.name;
-    let args: Vec<&Expr> = c.args.args.iter().map(|a| unwrap_parens(a)).collect();
-    if RANGE_FUNCTIONS.contains(&name) {
-        return eval_range_function(ev, name, &args);
-    }
-    match name {
-        "time" => {
-            let n = ev.nsteps();
-            Ok(EvalValue::Scalar(
-                (0..n).map(|i| ev.step_ts(i) as f64 / 1000.0).collect(),
-            ))
+impl Evaluator<'_> {
+    /// A function call.
+    pub(super) fn eval_call(&mut self, c: &Call) -> Result<EvalValue, QueryError> {
+        let ev = self;
+        let name = c.func.name;
+        let args: Vec<&Expr> = c.args.args.iter().map(|a| unwrap_parens(a)).collect();
+        if RANGE_FUNCTIONS.contains(&name) {
+            return eval_range_function(ev, name, &args);
         }
-        "pi" => Ok(EvalValue::Scalar(vec![std::f64::consts::PI; ev.nsteps()])),
-        "start" => Ok(EvalValue::Scalar(vec![
-            ev.query_start as f64 / 1000.0;
-            ev.nsteps()
-        ])),
-        "end" => Ok(EvalValue::Scalar(vec![
-            ev.query_end as f64 / 1000.0;
-            ev.nsteps()
-        ])),
-        "range" => Ok(EvalValue::Scalar(vec![
-            (ev.query_end - ev.query_start)
-                as f64
-                / 1000.0;
-            ev.nsteps()
-        ])),
-        "step" => Ok(EvalValue::Scalar(vec![
-            ev.query_step as f64 / 1000.0;
-            ev.nsteps()
-        ])),
-        "min_of" | "max_of" => {
-            let mut acc: Option<Vec<f64>> = None;
-            for a in &args {
-                let v = ev.eval_scalar(a)?;
-                acc = Some(match acc {
-                    None => v,
-                    Some(prev) => prev
-                        .iter()
-                        .zip(&v)
-                        .map(|(&x, &y)| {
-                            if x.is_nan() || y.is_nan() {
-                                f64::NAN
-                            } else if name == "min_of" {
-                                x.min(y)
-                            } else {
-                                x.max(y)
-                            }
-                        })
-                        .collect(),
-                });
+        match name {
+            "time" => {
+                let n = ev.nsteps();
+                Ok(EvalValue::Scalar(
+                    (0..n).map(|i| ev.step_ts(i) as f64 / 1000.0).collect(),
+                ))
             }
-            Ok(EvalValue::Scalar(
-                acc.unwrap_or_else(|| vec![f64::NAN; ev.nsteps()]),
-            ))
-        }
-        "vector" => {
-            let s = ev.eval_scalar(args[0])?;
-            let mut p = EvalSeries::new(Labels::empty(), false);
-            for (i, v) in s.into_iter().enumerate() {
-                p.ts.push(ev.step_ts(i));
-                p.vs.push(v);
-            }
-            Ok(EvalValue::Vector(vec![p]))
-        }
-        "scalar" => {
-            let v = ev.eval_vector(args[0])?;
-            let n = ev.nsteps();
-            let mut out = vec![f64::NAN; n];
-            let mut count = vec![0u32; n];
-            for p in &v {
-                for (t, x) in p.ts.iter().zip(&p.vs) {
-                    let i = ev.step_idx(*t);
-                    count[i] += 1;
-                    out[i] = *x;
+            "pi" => Ok(EvalValue::Scalar(vec![std::f64::consts::PI; ev.nsteps()])),
+            "start" => Ok(EvalValue::Scalar(vec![
+                ev.query_start as f64 / 1000.0;
+                ev.nsteps()
+            ])),
+            "end" => Ok(EvalValue::Scalar(vec![
+                ev.query_end as f64 / 1000.0;
+                ev.nsteps()
+            ])),
+            "range" => Ok(EvalValue::Scalar(vec![
+                (ev.query_end - ev.query_start)
+                    as f64
+                    / 1000.0;
+                ev.nsteps()
+            ])),
+            "step" => Ok(EvalValue::Scalar(vec![
+                ev.query_step as f64 / 1000.0;
+                ev.nsteps()
+            ])),
+            "min_of" | "max_of" => {
+                let mut acc: Option<Vec<f64>> = None;
+                for a in &args {
+                    let v = ev.eval_scalar(a)?;
+                    acc = Some(match acc {
+                        None => v,
+                        Some(prev) => prev
+                            .iter()
+                            .zip(&v)
+                            .map(|(&x, &y)| {
+                                if x.is_nan() || y.is_nan() {
+                                    f64::NAN
+                                } else if name == "min_of" {
+                                    x.min(y)
+                                } else {
+                                    x.max(y)
+                                }
+                            })
+                            .collect(),
+                    });
                 }
+                Ok(EvalValue::Scalar(
+                    acc.unwrap_or_else(|| vec![f64::NAN; ev.nsteps()]),
+                ))
             }
-            for i in 0..n {
-                if count[i] != 1 {
-                    out[i] = f64::NAN;
-                }
-            }
-            Ok(EvalValue::Scalar(out))
-        }
-        "absent" => {
-            let v = ev.eval_vector(args[0])?;
-            let n = ev.nsteps();
-            let mut present = vec![false; n];
-            for p in &v {
-                for t in &p.ts {
-                    present[ev.step_idx(*t)] = true;
-                }
-            }
-            let labels = absent_labels(args[0])?;
-            let mut p = EvalSeries::new(labels, false);
-            for (i, pr) in present.iter().enumerate() {
-                if !pr {
+            "vector" => {
+                let s = ev.eval_scalar(args[0])?;
+                let mut p = EvalSeries::new(Labels::empty(), false);
+                for (i, v) in s.into_iter().enumerate() {
                     p.ts.push(ev.step_ts(i));
-                    p.vs.push(1.0);
+                    p.vs.push(v);
                 }
+                Ok(EvalValue::Vector(vec![p]))
             }
-            Ok(EvalValue::Vector(if p.ts.is_empty() {
-                vec![]
-            } else {
-                vec![p]
-            }))
-        }
-        "timestamp" => {
-            let v = match args[0] {
-                Expr::VectorSelector(vs) => ev.eval_vector_selector_timestamps(vs)?,
-                other => {
-                    let mut v = ev.eval_vector(other)?;
-                    for p in v.iter_mut() {
-                        for (t, x) in p.ts.iter().zip(p.vs.iter_mut()) {
-                            *x = *t as f64 / 1000.0;
-                        }
+            "scalar" => {
+                let v = ev.eval_vector(args[0])?;
+                let n = ev.nsteps();
+                let mut out = vec![f64::NAN; n];
+                let mut count = vec![0u32; n];
+                for p in &v {
+                    for (t, x) in p.ts.iter().zip(&p.vs) {
+                        let i = ev.step_idx(*t);
+                        count[i] += 1;
+                        out[i] = *x;
                     }
-                    v
                 }
-            };
-            finish_instant_fn(ev, v)
-        }
-        "label_replace" => label_replace(ev, &args),
-        "info" => super::info::eval_info(ev, &args),
-        "label_join" => label_join(ev, &args),
-        "sort" | "sort_desc" => {
-            sort_in_range_warning(ev, name);
-            let mut v = ev.eval_vector(args[0])?;
-            if ev.start == ev.end {
-                let desc = name == "sort_desc";
-                v.sort_by(|a, b| {
-                    let (x, y) = (a.vs[0], b.vs[0]);
-                    match (x.is_nan(), y.is_nan()) {
-                        (true, true) => std::cmp::Ordering::Equal,
-                        (true, false) => std::cmp::Ordering::Greater,
-                        (false, true) => std::cmp::Ordering::Less,
-                        _ => {
-                            let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
-                            if desc {
-                                o.reverse()
-                            } else {
-                                o
+                for i in 0..n {
+                    if count[i] != 1 {
+                        out[i] = f64::NAN;
+                    }
+                }
+                Ok(EvalValue::Scalar(out))
+            }
+            "absent" => {
+                let v = ev.eval_vector(args[0])?;
+                let n = ev.nsteps();
+                let mut present = vec![false; n];
+                for p in &v {
+                    for t in &p.ts {
+                        present[ev.step_idx(*t)] = true;
+                    }
+                }
+                let labels = absent_labels(args[0])?;
+                let mut p = EvalSeries::new(labels, false);
+                for (i, pr) in present.iter().enumerate() {
+                    if !pr {
+                        p.ts.push(ev.step_ts(i));
+                        p.vs.push(1.0);
+                    }
+                }
+                Ok(EvalValue::Vector(if p.ts.is_empty() {
+                    vec![]
+                } else {
+                    vec![p]
+                }))
+            }
+            "timestamp" => {
+                let v = match args[0] {
+                    Expr::VectorSelector(vs) => ev.eval_vector_selector_timestamps(vs)?,
+                    other => {
+                        let mut v = ev.eval_vector(other)?;
+                        for p in v.iter_mut() {
+                            for (t, x) in p.ts.iter().zip(p.vs.iter_mut()) {
+                                *x = *t as f64 / 1000.0;
                             }
                         }
+                        v
+                    }
+                };
+                finish_instant_fn(ev, v)
+            }
+            "label_replace" => label_replace(ev, &args),
+            "info" => ev.eval_info(&args),
+            "label_join" => label_join(ev, &args),
+            "sort" | "sort_desc" => {
+                sort_in_range_warning(ev, name);
+                let mut v = ev.eval_vector(args[0])?;
+                if ev.start == ev.end {
+                    let desc = name == "sort_desc";
+                    v.sort_by(|a, b| {
+                        let (x, y) = (a.vs[0], b.vs[0]);
+                        match (x.is_nan(), y.is_nan()) {
+                            (true, true) => std::cmp::Ordering::Equal,
+                            (true, false) => std::cmp::Ordering::Greater,
+                            (false, true) => std::cmp::Ordering::Less,
+                            _ => {
+                                let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+                                if desc {
+                                    o.reverse()
+                                } else {
+                                    o
+                                }
+                            }
+                        }
+                    });
+                }
+                Ok(EvalValue::Vector(v))
+            }
+            "sort_by_label" | "sort_by_label_desc" => {
+                sort_in_range_warning(ev, name);
+                let mut v = ev.eval_vector(args[0])?;
+                let names: Vec<String> = args[1..]
+                    .iter()
+                    .map(|a| string_arg(a))
+                    .collect::<Result<_, _>>()?;
+                let desc = name == "sort_by_label_desc";
+                v.sort_by(|a, b| {
+                    for n in &names {
+                        let x = a.labels.get(n).unwrap_or("");
+                        let y = b.labels.get(n).unwrap_or("");
+                        if x == y {
+                            continue;
+                        }
+                        let o = natural_cmp(x, y);
+                        return if desc { o.reverse() } else { o };
+                    }
+                    let o = a.labels.cmp(&b.labels);
+                    if desc {
+                        o.reverse()
+                    } else {
+                        o
                     }
                 });
+                Ok(EvalValue::Vector(v))
             }
-            Ok(EvalValue::Vector(v))
+            "histogram_quantile" => histogram_quantile(ev, &args),
+            // These only read native histogram samples, which this engine does not have.
+            "histogram_count"
+            | "histogram_sum"
+            | "histogram_avg"
+            | "histogram_stddev"
+            | "histogram_stdvar"
+            | "histogram_fraction"
+            | "histogram_quantiles" => Err(QueryError::Unsupported(format!(
+                "native histograms are not supported ({name}() reads native histograms)"
+            ))),
+            _ => instant_function(ev, name, &args),
         }
-        "sort_by_label" | "sort_by_label_desc" => {
-            sort_in_range_warning(ev, name);
-            let mut v = ev.eval_vector(args[0])?;
-            let names: Vec<String> = args[1..]
-                .iter()
-                .map(|a| string_arg(a))
-                .collect::<Result<_, _>>()?;
-            let desc = name == "sort_by_label_desc";
-            v.sort_by(|a, b| {
-                for n in &names {
-                    let x = a.labels.get(n).unwrap_or("");
-                    let y = b.labels.get(n).unwrap_or("");
-                    if x == y {
-                        continue;
-                    }
-                    let o = natural_cmp(x, y);
-                    return if desc { o.reverse() } else { o };
-                }
-                let o = a.labels.cmp(&b.labels);
-                if desc {
-                    o.reverse()
-                } else {
-                    o
-                }
-            });
-            Ok(EvalValue::Vector(v))
-        }
-        "histogram_quantile" => histogram_quantile(ev, &args),
-        // These only read native histogram samples, which this engine does not have.
-        "histogram_count"
-        | "histogram_sum"
-        | "histogram_avg"
-        | "histogram_stddev"
-        | "histogram_stdvar"
-        | "histogram_fraction"
-        | "histogram_quantiles" => Err(QueryError::Unsupported(format!(
-            "native histograms are not supported ({name}() reads native histograms)"
-        ))),
-        _ => instant_function(ev, name, &args),
     }
 }
 
