@@ -211,20 +211,21 @@ fn serve_store_options(
     retention_time: &str,
     retention_size: &str,
 ) -> Result<StoreOptions, String> {
-    use arrowmon::config::{parse_bytes, parse_duration};
-    Ok(StoreOptions {
-        block_range_ms: parse_duration(block_range)
-            .map_err(|e| format!("--block-range: {e}"))?
-            .as_millis() as i64,
-        wal_sync_interval: parse_duration(wal_sync)
-            .map_err(|e| format!("--wal-sync-interval: {e}"))?,
-        retention_ms: parse_duration(retention_time)
-            .map_err(|e| format!("--retention-time: {e}"))?
-            .as_millis() as i64,
-        retention_bytes: parse_bytes(retention_size)
-            .map_err(|e| format!("--retention-size: {e}"))?,
-        ..StoreOptions::default()
-    })
+    use arrowmon::config::{parse_bytes, parse_duration, StoreSettings};
+    let settings = StoreSettings {
+        block_range: Some(parse_duration(block_range).map_err(|e| format!("--block-range: {e}"))?),
+        wal_sync_interval: Some(
+            parse_duration(wal_sync).map_err(|e| format!("--wal-sync-interval: {e}"))?,
+        ),
+        retention_time: Some(
+            parse_duration(retention_time).map_err(|e| format!("--retention-time: {e}"))?,
+        ),
+        retention_size_bytes: Some(
+            parse_bytes(retention_size).map_err(|e| format!("--retention-size: {e}"))?,
+        ),
+        out_of_order_window: None,
+    };
+    Ok(arrowmon::tenant::store_options(&settings))
 }
 
 async fn serve(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use crate::config::settings::{self, DatasourceSettings, TenantKey};
-use crate::config::ScrapeConfig;
+use crate::config::{ScrapeConfig, StoreSettings};
 use crate::scrape::{DroppedTargetStatus, ScrapeManager, TargetStatus};
 use crate::store::{Store, StoreOptions};
 
@@ -216,19 +216,40 @@ impl Tenant {
     }
 }
 
+/// The store's options for these settings; what they leave unset keeps the
+/// store's default.
+pub fn store_options(settings: &StoreSettings) -> StoreOptions {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let default = StoreOptions::default();
+    StoreOptions {
+        wal_sync_interval: settings
+            .wal_sync_interval
+            .unwrap_or(default.wal_sync_interval),
+        block_range_ms: settings.block_range.map_or(default.block_range_ms, ms),
+        retention_ms: settings.retention_time.map_or(default.retention_ms, ms),
+        retention_bytes: settings
+            .retention_size_bytes
+            .unwrap_or(default.retention_bytes),
+        out_of_order_window_ms: settings
+            .out_of_order_window
+            .map_or(default.out_of_order_window_ms, ms),
+        ..default
+    }
+}
+
 /// All tenants of the plugin process.
 pub struct Tenants {
     root: PathBuf,
     /// Process-wide store settings; each tenant adds its own retention.
-    store_options: StoreOptions,
+    store_settings: StoreSettings,
     map: Mutex<HashMap<TenantKey, Arc<Tenant>>>,
 }
 
 impl Tenants {
-    pub fn new(root: &Path, store_options: StoreOptions) -> Tenants {
+    pub fn new(root: &Path, store_settings: StoreSettings) -> Tenants {
         Tenants {
             root: root.to_path_buf(),
-            store_options,
+            store_settings,
             map: Mutex::new(HashMap::new()),
         }
     }
@@ -246,7 +267,7 @@ impl Tenants {
             match map.get(&key) {
                 Some(t) => t.clone(),
                 None => {
-                    let opts = settings.store_options(&self.store_options)?;
+                    let opts = store_options(&settings.store_settings()?.or(&self.store_settings));
                     let t = Arc::new(Tenant::open(
                         &key.dir(&self.root),
                         SecretMode::Grafana,

@@ -8,6 +8,7 @@ pub mod duration;
 pub mod paths;
 pub mod relabel;
 pub mod settings;
+mod store_settings;
 pub mod targets;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use crate::model::labels::Labels;
 pub use duration::{format_duration, parse_duration};
 pub use relabel::{RelabelAction, RelabelConfig};
+pub use store_settings::StoreSettings;
 pub use targets::{DroppedTarget, FileSdConfig, Target, TargetGroup};
 
 #[derive(Debug, thiserror::Error)]

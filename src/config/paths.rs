@@ -5,6 +5,7 @@
 //! environment (`GF_PATHS_*`, set in Grafana's Docker image). The order is: the
 //! plugin section, then Grafana's paths, then the Debian/RPM package defaults.
 
+use super::StoreSettings;
 use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,20 +42,18 @@ impl PluginFolders {
     /// Process-wide store settings from grafana.ini's plugin section:
     /// `wal_sync_interval` and `block_range` (`GF_PLUGIN_WAL_SYNC_INTERVAL`,
     /// `GF_PLUGIN_BLOCK_RANGE`), as durations.
-    pub fn store_options(
-        get: impl Fn(&str) -> Option<String>,
-    ) -> Result<crate::store::StoreOptions, String> {
-        let mut o = crate::store::StoreOptions::default();
-        if let Some(v) = get("GF_PLUGIN_WAL_SYNC_INTERVAL").filter(|v| !v.is_empty()) {
-            o.wal_sync_interval =
-                super::parse_duration(&v).map_err(|e| format!("wal_sync_interval: {e}"))?;
-        }
-        if let Some(v) = get("GF_PLUGIN_BLOCK_RANGE").filter(|v| !v.is_empty()) {
-            o.block_range_ms = super::parse_duration(&v)
-                .map_err(|e| format!("block_range: {e}"))?
-                .as_millis() as i64;
-        }
-        Ok(o)
+    pub fn store_settings(get: impl Fn(&str) -> Option<String>) -> Result<StoreSettings, String> {
+        let duration = |var: &str, name: &str| {
+            get(var)
+                .filter(|v| !v.is_empty())
+                .map(|v| super::parse_duration(&v).map_err(|e| format!("{name}: {e}")))
+                .transpose()
+        };
+        Ok(StoreSettings {
+            wal_sync_interval: duration("GF_PLUGIN_WAL_SYNC_INTERVAL", "wal_sync_interval")?,
+            block_range: duration("GF_PLUGIN_BLOCK_RANGE", "block_range")?,
+            ..StoreSettings::default()
+        })
     }
 
     pub fn from_process_env() -> PluginFolders {

@@ -5,6 +5,7 @@
 //! `provisioning/datasources/*.yaml` files, which the plugin reads itself at start
 //! so a fresh Grafana scrapes from its first second.
 
+use super::StoreSettings;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -99,27 +100,24 @@ impl DatasourceSettings {
     }
 
     /// The store settings that belong to this datasource (`jsonData.retentionTime`,
-    /// `retentionSize`, `outOfOrderWindow`), over the process-wide ones in `base`.
-    pub fn store_options(
-        &self,
-        base: &crate::store::StoreOptions,
-    ) -> Result<crate::store::StoreOptions, String> {
-        let mut o = base.clone();
-        if let Some(t) = self.json_str("retentionTime") {
-            o.retention_ms = super::parse_duration(t)
-                .map_err(|e| format!("jsonData.retentionTime: {e}"))?
-                .as_millis() as i64;
-        }
-        if let Some(sz) = self.json_str("retentionSize") {
-            o.retention_bytes =
-                super::parse_bytes(sz).map_err(|e| format!("jsonData.retentionSize: {e}"))?;
-        }
-        if let Some(w) = self.json_str("outOfOrderWindow") {
-            o.out_of_order_window_ms = super::parse_duration(w)
-                .map_err(|e| format!("jsonData.outOfOrderWindow: {e}"))?
-                .as_millis() as i64;
-        }
-        Ok(o)
+    /// `retentionSize`, `outOfOrderWindow`).
+    pub fn store_settings(&self) -> Result<StoreSettings, String> {
+        let duration = |key: &str| {
+            self.json_str(key)
+                .map(|t| super::parse_duration(t).map_err(|e| format!("jsonData.{key}: {e}")))
+                .transpose()
+        };
+        Ok(StoreSettings {
+            retention_time: duration("retentionTime")?,
+            retention_size_bytes: self
+                .json_str("retentionSize")
+                .map(|sz| {
+                    super::parse_bytes(sz).map_err(|e| format!("jsonData.retentionSize: {e}"))
+                })
+                .transpose()?,
+            out_of_order_window: duration("outOfOrderWindow")?,
+            ..StoreSettings::default()
+        })
     }
 
     /// `jsonData.queryTimeout` (a duration such as `60s`): the longest a query may run.

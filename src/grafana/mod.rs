@@ -129,8 +129,8 @@ pub async fn serve_plugin(folders: PluginFolders) -> Result<(), String> {
         provisioning_dir = %folders.provisioning_dir.display(),
         "arrowmon plugin starting"
     );
-    let store_options = PluginFolders::store_options(|k| std::env::var(k).ok())?;
-    let tenants = Arc::new(Tenants::new(&folders.data_dir, store_options));
+    let store_settings = PluginFolders::store_settings(|k| std::env::var(k).ok())?;
+    let tenants = Arc::new(Tenants::new(&folders.data_dir, store_settings));
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
     let plugin = Plugin {
         tenants: tenants.clone(),
