@@ -43,7 +43,7 @@ async fn dispatch(
 ) -> Response {
     let path = uri.path();
     if path == "/metrics" {
-        let text = crate::grafana::metrics::self_metrics_text(&[("standalone", &st.tenant)]).await;
+        let text = crate::tenant::self_metrics_text(&[("standalone", &st.tenant)]).await;
         return (
             [(
                 header::CONTENT_TYPE,

@@ -14,7 +14,7 @@ use crate::model::labels::{Labels, MatchKind, Matcher};
 use crate::model::number::write_go_float_f;
 use crate::promql::{self, Engine, QueryError};
 use crate::scrape::{now_ms, Health};
-use crate::tenant::Tenant;
+use crate::tenant::{RunError, Tenant};
 
 /// A request, stripped of transport: path without the leading slash.
 pub struct ApiRequest<'a> {
@@ -279,16 +279,11 @@ where
         + Send
         + 'static,
 {
-    let engine = engine.clone();
-    let store = tenant.store.clone();
-    let started = std::time::Instant::now();
-    let _running = crate::store::RunningQuery::begin();
-    // Evaluation is CPU work: keep it off the async workers.
-    let res = tokio::task::spawn_blocking(move || f(&engine, &*store))
-        .await
-        .inspect(|_| tenant.query_latency.observe(started.elapsed()))
-        .map_err(|e| ApiResponse::error(500, "internal", &format!("query task failed: {e}")))?;
-    res.map_err(|e| {
+    tenant.run_query(engine, f).await.map_err(|e| {
+        let e = match e {
+            RunError::Query(e) => e,
+            task => return ApiResponse::error(500, "internal", &task.to_string()),
+        };
         let (status, kind) = query_error_status(&e);
         // Prometheus refuses these before evaluation, as a bad `query` parameter.
         let message = match e {

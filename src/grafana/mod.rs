@@ -3,7 +3,6 @@
 
 pub mod frames;
 pub mod interval;
-pub mod metrics;
 pub mod query;
 pub mod service;
 

@@ -18,7 +18,7 @@ use crate::proto::goplugin;
 use crate::proto::health as grpc_health;
 use crate::proto::pluginv2 as pb;
 use crate::scrape::Health;
-use crate::tenant::{Tenant, Tenants};
+use crate::tenant::{RunError, Tenant, Tenants};
 
 /// Shared state of every service.
 #[derive(Clone)]
@@ -88,22 +88,19 @@ impl Plugin {
             Ok(p) => p,
             Err(e) => return downstream(400, e),
         };
-        let store = tenant.store.clone();
         let p = plan.clone();
-        let started = std::time::Instant::now();
-        let _running = crate::store::RunningQuery::begin();
-        let result = tokio::task::spawn_blocking(move || {
-            if p.range {
-                engine.range_query(&*store, &p.expr, p.start_ms, p.end_ms, p.step_ms)
-            } else {
-                engine.instant_query(&*store, &p.expr, p.end_ms)
-            }
-        })
-        .await;
-        tenant.query_latency.observe(started.elapsed());
+        let result = tenant
+            .run_query(&engine, move |engine, store| {
+                if p.range {
+                    engine.range_query(store, &p.expr, p.start_ms, p.end_ms, p.step_ms)
+                } else {
+                    engine.instant_query(store, &p.expr, p.end_ms)
+                }
+            })
+            .await;
         let result = match result {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
+            Ok(r) => r,
+            Err(RunError::Query(e)) => {
                 let (status, _) = query_error_status(&e);
                 let source = if status == 500 {
                     "plugin"
@@ -119,7 +116,7 @@ impl Plugin {
             }
             Err(e) => {
                 return pb::DataResponse {
-                    error: format!("query task failed: {e}"),
+                    error: e.to_string(),
                     status: 500,
                     error_source: "plugin".into(),
                     ..Default::default()
@@ -212,7 +209,7 @@ impl pb::diagnostics_server::Diagnostics for Plugin {
             .map(|(k, t)| (format!("{}/{}", k.org_id, k.uid), t))
             .collect();
         let refs: Vec<(&str, &Arc<Tenant>)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        let text = super::metrics::self_metrics_text(&refs).await;
+        let text = crate::tenant::self_metrics_text(&refs).await;
         Ok(Response::new(pb::CollectMetricsResponse {
             metrics: Some(pb::collect_metrics_response::Payload {
                 prometheus: text.into_bytes(),

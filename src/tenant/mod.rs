@@ -14,6 +14,12 @@ use crate::config::{ScrapeConfig, StoreSettings};
 use crate::scrape::{DroppedTargetStatus, ScrapeManager, TargetStatus};
 use crate::store::{Store, StoreOptions};
 
+mod metrics;
+mod query;
+
+pub use metrics::self_metrics_text;
+pub use query::RunError;
+
 /// Where a tenant folder keeps its store (beside its `settings.json`); standalone
 /// `serve` and `import` use the same layout in their `--data-dir`.
 pub fn store_dir(tenant_dir: &Path) -> PathBuf {

@@ -4,8 +4,8 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use super::Tenant;
 use crate::scrape::Health;
-use crate::tenant::Tenant;
 
 pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
     let mut out = String::new();
@@ -100,7 +100,7 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
     for (tenant_name, t) in tenants {
         let tl = crate::model::labels::go_quote(tenant_name);
         let (cumulative, sum) = t.query_latency.snapshot();
-        let bounds = crate::tenant::LatencyHistogram::BOUNDS
+        let bounds = super::LatencyHistogram::BOUNDS
             .iter()
             .map(|b| b.to_string())
             .chain(["+Inf".to_string()]);
