@@ -211,7 +211,8 @@ fn serve_store_options(
     retention_time: &str,
     retention_size: &str,
 ) -> Result<StoreOptions, String> {
-    use arrowmon::config::{parse_bytes, parse_duration, StoreSettings};
+    use arrowmon::config::{parse_bytes, StoreSettings};
+    use arrowmon::model::duration::parse_duration;
     let settings = StoreSettings {
         block_range: Some(parse_duration(block_range).map_err(|e| format!("--block-range: {e}"))?),
         wal_sync_interval: Some(

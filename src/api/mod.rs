@@ -296,15 +296,19 @@ where
     })
 }
 
+/// The `query` parameter, which every query endpoint requires.
+fn query_param(p: &Params) -> Result<String, ApiResponse> {
+    p.get("query")
+        .map(str::to_string)
+        .ok_or_else(|| bad("invalid parameter \"query\": query is required"))
+}
+
 async fn query(
     tenant: &Arc<Tenant>,
     engine: &Arc<Engine>,
     p: &Params,
 ) -> Result<ApiResponse, ApiResponse> {
-    let expr = p
-        .get("query")
-        .ok_or_else(|| bad("invalid parameter \"query\": query is required"))?
-        .to_string();
+    let expr = query_param(p)?;
     let t = match p.get("time") {
         Some(s) => {
             time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"time\": {e}")))?
@@ -320,10 +324,7 @@ async fn query_range(
     engine: &Arc<Engine>,
     p: &Params,
 ) -> Result<ApiResponse, ApiResponse> {
-    let expr = p
-        .get("query")
-        .ok_or_else(|| bad("invalid parameter \"query\": query is required"))?
-        .to_string();
+    let expr = query_param(p)?;
     let start = time::parse_time(p.get("start").unwrap_or(""))
         .map_err(|e| bad(format!("invalid parameter \"start\": {e}")))?;
     let end = time::parse_time(p.get("end").unwrap_or(""))
@@ -606,8 +607,8 @@ async fn targets(tenant: &Tenant) -> ApiResponse {
                 "lastScrape": if t.last_scrape_ms > 0 { crate::model::time::format_rfc3339_ms(t.last_scrape_ms) } else { "0001-01-01T00:00:00Z".to_string() },
                 "lastScrapeDuration": t.last_duration.as_secs_f64(),
                 "health": match t.health { Health::Up => "up", Health::Down => "down", Health::Unknown => "unknown" },
-                "scrapeInterval": crate::config::format_duration(t.interval),
-                "scrapeTimeout": crate::config::format_duration(t.timeout),
+                "scrapeInterval": crate::model::duration::format_duration(t.interval),
+                "scrapeTimeout": crate::model::duration::format_duration(t.timeout),
             })
         })
         .collect();

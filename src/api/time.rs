@@ -1,7 +1,7 @@
 //! Times and durations in the Prometheus HTTP API: Unix seconds (with fraction) or
 //! RFC 3339; steps as float seconds or Prometheus durations.
 
-use crate::config::parse_duration;
+use crate::model::duration::parse_duration;
 
 use crate::model::time::parse_rfc3339_ms;
 

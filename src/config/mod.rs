@@ -4,7 +4,6 @@
 //! Errors name the key, the job and the line, so a user pasting their
 //! prometheus.yml sees exactly what to change.
 
-pub mod duration;
 pub mod paths;
 pub mod relabel;
 pub mod settings;
@@ -17,8 +16,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::model::duration::{format_duration, parse_duration};
 use crate::model::labels::Labels;
-pub use duration::{format_duration, parse_duration};
 pub use relabel::{RelabelAction, RelabelConfig};
 pub use store_settings::StoreSettings;
 pub use targets::{DroppedTarget, FileSdConfig, Target, TargetGroup};

@@ -5,6 +5,7 @@
 //!
 //! It imports nothing of the crate but [`crate::par`].
 
+pub mod duration;
 pub mod labels;
 pub mod number;
 pub mod storage;

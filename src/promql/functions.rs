@@ -535,18 +535,7 @@ impl Evaluator<'_> {
                     }
                 }
                 let labels = absent_labels(args[0])?;
-                let mut p = EvalSeries::new(labels, false);
-                for (i, pr) in present.iter().enumerate() {
-                    if !pr {
-                        p.ts.push(ev.step_ts(i));
-                        p.vs.push(1.0);
-                    }
-                }
-                Ok(EvalValue::Vector(if p.ts.is_empty() {
-                    vec![]
-                } else {
-                    vec![p]
-                }))
+                Ok(absent_steps(ev, &present, labels, false))
             }
             "timestamp" => {
                 let v = match args[0] {
@@ -1080,18 +1069,17 @@ fn absent_over_time(ev: &mut Evaluator, arg: &RangeArg, e: &Expr) -> Result<Eval
         Expr::MatrixSelector(_) => absent_labels_from(arg.matchers.as_deref().unwrap_or(&[])),
         _ => Labels::empty(),
     };
-    let mut p = EvalSeries::new(labels, true);
-    for (i, pr) in present.iter().enumerate() {
-        if !pr {
-            p.ts.push(ev.step_ts(i));
-            p.vs.push(1.0);
-        }
+    Ok(absent_steps(ev, &present, labels, true))
+}
+
+/// `absent`'s answer: 1 with `labels` at each step where nothing was `present`.
+fn absent_steps(ev: &Evaluator, present: &[bool], labels: Labels, drop_name: bool) -> EvalValue {
+    let mut p = EvalSeries::new(labels, drop_name);
+    for (i, _) in present.iter().enumerate().filter(|(_, &pr)| !pr) {
+        p.ts.push(ev.step_ts(i));
+        p.vs.push(1.0);
     }
-    Ok(EvalValue::Vector(if p.ts.is_empty() {
-        vec![]
-    } else {
-        vec![p]
-    }))
+    EvalValue::Vector(if p.ts.is_empty() { vec![] } else { vec![p] })
 }
 
 /// Name dropping and duplicate check shared by instant-vector functions.

@@ -21,6 +21,7 @@ use promql_parser::parser::{AtModifier, Expr};
 
 use super::engine::{parse_expr, Engine};
 use super::value::{EngineOptions, QueryError, QueryResult, Value};
+use crate::model::duration::parse_duration;
 use crate::model::labels::{Label, Labels, METRIC_NAME};
 use crate::model::number::parse_go_float;
 use crate::model::{is_stale_nan, stale_nan, MemStorage};
@@ -143,57 +144,19 @@ struct Runner {
 // ---------------------------------------------------------------------------
 // Lexical helpers.
 
-/// Parses a Prometheus duration (`1h30m`, `5m`, `0`, `1.5s`, `-10m` allowed here).
+/// A time or duration of a test script: a Prometheus duration (`1h30m`, `5m`, `0`)
+/// or plain seconds (`1.5`), either with a leading `-`.
 pub fn parse_duration_ms(s: &str) -> Option<i64> {
     let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
     let (neg, s) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s),
     };
-    if s == "0" {
-        return Some(0);
-    }
-    if let Ok(f) = s.parse::<f64>() {
-        let ms = (f * 1000.0).round() as i64;
-        return Some(if neg { -ms } else { ms });
-    }
-    let mut total: i64 = 0;
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut any = false;
-    while i < b.len() {
-        let st = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if st == i {
-            return None;
-        }
-        let n: i64 = s[st..i].parse().ok()?;
-        let us = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let mult = match &s[us..i] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return None,
-        };
-        total += n * mult;
-        any = true;
-    }
-    if !any {
-        return None;
-    }
-    Some(if neg { -total } else { total })
+    let ms = match s.parse::<f64>() {
+        Ok(secs) => (secs * 1000.0).round() as i64,
+        Err(_) => i64::try_from(parse_duration(s).ok()?.as_millis()).ok()?,
+    };
+    Some(if neg { -ms } else { ms })
 }
 
 /// Unquotes a Go/PromQL string literal starting at `s[0]`; returns (value, bytes consumed).

@@ -5,7 +5,8 @@
 use std::fmt::Write;
 
 use crate::config::targets::resolve_groups;
-use crate::config::{format_duration, ScrapeConfig};
+use crate::config::ScrapeConfig;
+use crate::model::duration::format_duration;
 
 pub struct CheckReport {
     pub text: String,

@@ -426,7 +426,7 @@ impl ScrapeLoop {
             Err(_) => Err(ScrapeError(format!(
                 "scrape of {} timed out after {}",
                 self.target.url,
-                crate::config::format_duration(self.target.timeout)
+                crate::model::duration::format_duration(self.target.timeout)
             ))),
         };
         let mut batch = Vec::new();

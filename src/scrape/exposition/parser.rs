@@ -586,6 +586,21 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// OpenMetrics: one space, then `what` (a sample's or an exemplar's value; `a_what`
+    /// names it in the error when it is missing).
+    fn om_spaced_value(&mut self, what: &str, a_what: &str) -> Result<f64, ParseError> {
+        if self.peek() != Some(b' ') {
+            return Err(self.expected(self.pos, &format!("' ' before the {what}")));
+        }
+        self.pos += 1;
+        let start = self.pos;
+        let tok = self.value_token(false);
+        if tok.is_empty() {
+            return Err(self.expected(start, a_what));
+        }
+        self.parse_value_at(start, tok, what)
+    }
+
     // ---- Prometheus text format ----
 
     fn next_text(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
@@ -1039,16 +1054,7 @@ impl<'a> Parser<'a> {
                 "metric name not set: expected a quoted name inside the braces",
             ));
         };
-        if self.peek() != Some(b' ') {
-            return Err(self.expected(self.pos, "' ' before the value"));
-        }
-        self.pos += 1;
-        let vstart = self.pos;
-        let tok = self.value_token(false);
-        if tok.is_empty() {
-            return Err(self.expected(vstart, "a value"));
-        }
-        let value = self.parse_value_at(vstart, tok, "value")?;
+        let value = self.om_spaced_value("value", "a value")?;
         let mut timestamp_ms = None;
         let mut exemplar = None;
         if self.peek() == Some(b' ') {
@@ -1096,16 +1102,7 @@ impl<'a> Parser<'a> {
         let mut none = None;
         self.label_list(&mut none, true)?;
         let label_set = self.str_at(ls_start, self.pos - 1);
-        if self.peek() != Some(b' ') {
-            return Err(self.expected(self.pos, "' ' before the exemplar value"));
-        }
-        self.pos += 1;
-        let vstart = self.pos;
-        let tok = self.value_token(false);
-        if tok.is_empty() {
-            return Err(self.expected(vstart, "an exemplar value"));
-        }
-        let value = self.parse_value_at(vstart, tok, "exemplar value")?;
+        let value = self.om_spaced_value("exemplar value", "an exemplar value")?;
         let mut timestamp_ms = None;
         if self.peek() == Some(b' ') {
             self.pos += 1;

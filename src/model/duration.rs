@@ -1,6 +1,18 @@
-//! Prometheus duration strings: `1d2h30m`, `15s`, `500ms` (units y, w, d, h, m, s, ms).
+//! Prometheus duration strings (Go's `model.ParseDuration`): `1d2h30m`, `15s`, `500ms` (units y, w, d, h, m, s, ms).
 
 use std::time::Duration;
+
+/// Each unit and its length in milliseconds, largest first (the order they must
+/// be written in).
+const UNITS: [(&str, u64); 7] = [
+    ("y", 365 * 86_400_000),
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
 
 /// Parses a Prometheus duration. Units must appear in decreasing order, each once.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -10,15 +22,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.is_empty() {
         return Err("empty duration string".into());
     }
-    const UNITS: [(&str, u64); 7] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
     let bad = || format!("not a valid duration string: {text:?}");
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -58,15 +61,7 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [
-        ("y", 365 * 86_400_000u64),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ] {
+    for (unit, size) in UNITS {
         if ms >= size {
             out.push_str(&format!("{}{}", ms / size, unit));
             ms %= size;
