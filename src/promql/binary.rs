@@ -155,14 +155,14 @@ fn vector_scalar(
 struct Matching {
     on: bool,
     labels: Vec<String>,
-    card: Card,
+    card: Cardinality,
     include: Vec<String>,
     fill_lhs: Option<f64>,
     fill_rhs: Option<f64>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Card {
+enum Cardinality {
     OneToOne,
     ManyToOne,
     OneToMany,
@@ -174,7 +174,7 @@ impl Matching {
         let mut out = Matching {
             on: false,
             labels: Vec::new(),
-            card: Card::OneToOne,
+            card: Cardinality::OneToOne,
             include: Vec::new(),
             fill_lhs: None,
             fill_rhs: None,
@@ -189,16 +189,16 @@ impl Matching {
                 None => {}
             }
             out.card = match &m.card {
-                VectorMatchCardinality::OneToOne => Card::OneToOne,
+                VectorMatchCardinality::OneToOne => Cardinality::OneToOne,
                 VectorMatchCardinality::ManyToOne(l) => {
                     out.include = l.labels.clone();
-                    Card::ManyToOne
+                    Cardinality::ManyToOne
                 }
                 VectorMatchCardinality::OneToMany(l) => {
                     out.include = l.labels.clone();
-                    Card::OneToMany
+                    Cardinality::OneToMany
                 }
-                VectorMatchCardinality::ManyToMany => Card::ManyToMany,
+                VectorMatchCardinality::ManyToMany => Cardinality::ManyToMany,
             };
             out.fill_lhs = m.fill_values.lhs;
             out.fill_rhs = m.fill_values.rhs;
@@ -345,7 +345,7 @@ fn vector_binop(
     let n = ev.nsteps();
     let (mut lc, mut rc) = (vec![0usize; l.len()], vec![0usize; r.len()]);
     let (mut li, mut ri) = (Vec::new(), Vec::new());
-    let swap = m.card == Card::OneToMany;
+    let swap = m.card == Cardinality::OneToMany;
     // Per signature: the "one"-side series index at this step (step-stamped).
     let mut right_at: Vec<(usize, usize)> = vec![(usize::MAX, 0); nsig];
     let mut st = BinState {
@@ -483,7 +483,7 @@ fn static_pairs(
     if m.fill_lhs.is_some() || m.fill_rhs.is_some() {
         return Ok(None);
     }
-    let swap = m.card == Card::OneToMany;
+    let swap = m.card == Cardinality::OneToMany;
     let (many, many_sig, one, one_sig) = if swap {
         (r, rsig, l, lsig)
     } else {
@@ -496,7 +496,7 @@ fn static_pairs(
         }
         one_of[s] = j;
     }
-    if m.card == Card::OneToOne {
+    if m.card == Cardinality::OneToOne {
         let mut seen = vec![false; nsig];
         for &s in many_sig {
             if seen[s] {
@@ -643,7 +643,7 @@ fn do_op(
             oi
         }
     };
-    if m.card == Card::OneToOne {
+    if m.card == Cardinality::OneToOne {
         if st.matched[sig] == step {
             return exec_err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
         }
@@ -669,7 +669,7 @@ fn result_metric(lhs: &Labels, rhs: &Labels, op: u16, m: &Matching) -> Labels {
     if changes_metric_schema(op) {
         v.retain(|x| !is_metadata_label(&x.name));
     }
-    if m.card == Card::OneToOne {
+    if m.card == Cardinality::OneToOne {
         if m.on {
             v.retain(|x| m.labels.iter().any(|n| *n == *x.name));
         } else {
@@ -704,7 +704,7 @@ mod tests {
         let m = Matching {
             on: true,
             labels: vec!["x".into()],
-            card: Card::OneToOne,
+            card: Cardinality::OneToOne,
             include: vec![],
             fill_lhs: None,
             fill_rhs: None,
@@ -714,7 +714,7 @@ mod tests {
             Labels::from_pairs([("x", "1")])
         );
         let m2 = Matching {
-            card: Card::ManyToOne,
+            card: Cardinality::ManyToOne,
             include: vec!["z".into()],
             ..m
         };
