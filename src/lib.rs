@@ -13,6 +13,7 @@ pub mod logging;
 pub mod par;
 pub mod promql;
 pub mod proto;
+pub mod runtime;
 pub mod scrape;
 pub mod store;
 pub mod tenant;

@@ -281,7 +281,7 @@ where
     let engine = engine.clone();
     let store = tenant.store.clone();
     let started = std::time::Instant::now();
-    let _running = crate::store::RunningQuery::begin();
+    let _running = crate::runtime::memory::RunningQuery::begin();
     // Evaluation is CPU work: keep it off the async workers.
     let res = tokio::task::spawn_blocking(move || f(&engine, &*store))
         .await

@@ -91,7 +91,7 @@ impl Plugin {
         let store = tenant.store.clone();
         let p = plan.clone();
         let started = std::time::Instant::now();
-        let _running = crate::store::RunningQuery::begin();
+        let _running = crate::runtime::memory::RunningQuery::begin();
         let result = tokio::task::spawn_blocking(move || {
             if p.range {
                 engine.range_query(&*store, &p.expr, p.start_ms, p.end_ms, p.step_ms)

@@ -1,0 +1,3 @@
+//! Process-wide runtime tuning that belongs to no one module (the memory allocator).
+
+pub mod memory;
