@@ -191,6 +191,7 @@
 mod block;
 mod chunk;
 mod head_chunks;
+mod head_read;
 mod index;
 mod series_cache;
 mod symbol;
@@ -204,23 +205,24 @@ pub mod format {
     pub use super::block::{encode_ts, encode_values};
 }
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::labels::{Labels, Matcher};
-use crate::promql::{Points, QueryError, Series, SeriesPoints, Storage, StorageError};
+use crate::labels::Labels;
+use crate::promql::{QueryError, StorageError};
 use crate::runtime::memory::release_free_memory;
 
 use block::{Block, BlockError, BlockWriter};
 use chunk::{FrozenChunk, OpenChunk, CHUNK_BYTES, CHUNK_SAMPLES};
-use head_chunks::{ChainRead, ChunkRef, HeadChunkError, HeadChunkFiles, Samples};
+use head_chunks::{ChunkRef, HeadChunkError, HeadChunkFiles};
+use head_read::{finish_reads, merge_overlapping, HeadRead};
 use index::Postings;
 use series_cache::{SeriesCache, SERIES_CACHE_BYTES};
-use symbol::{ByIdentity, Interner, SeriesLabels};
+use symbol::{Interner, SeriesLabels};
 use wal::{Cursor, WalWriter, REC_SAMPLES, REC_SERIES};
 
 /// The store layout version this code reads and writes.
@@ -419,86 +421,6 @@ struct RareData {
     unwritten: Vec<FrozenChunk>,
 }
 
-/// What a read copies under the series lock; the closed chunks it names are read
-/// from their files after the lock is released ([`HeadRead::finish`]).
-#[derive(Default)]
-struct HeadRead {
-    closed: Option<ChunkRef>,
-    /// Samples of the open chunk, newer than every closed chunk.
-    ts: Vec<i64>,
-    vs: Vec<f64>,
-    /// Out-of-order samples and unwritten chunks' samples, merged in by time.
-    extra: Vec<(i64, f64)>,
-}
-
-impl HeadRead {
-    fn is_empty(&self) -> bool {
-        self.closed.is_none() && self.ts.is_empty() && self.extra.is_empty()
-    }
-
-    /// All samples in time order, given those of the closed chunks.
-    fn finish(self, closed: Samples) -> Samples {
-        let HeadRead {
-            closed: _,
-            ts: open_ts,
-            vs: open_vs,
-            mut extra,
-        } = self;
-        let (mut ts, mut vs) = if closed.0.is_empty() {
-            (open_ts, open_vs)
-        } else {
-            let (mut ts, mut vs) = closed;
-            ts.extend_from_slice(&open_ts);
-            vs.extend_from_slice(&open_vs);
-            (ts, vs)
-        };
-        if !extra.is_empty() {
-            extra.extend(ts.iter().copied().zip(vs.iter().copied()));
-            extra.sort_by_key(|s| s.0);
-            ts.clear();
-            vs.clear();
-            for (t, v) in extra {
-                ts.push(t);
-                vs.push(v);
-            }
-        }
-        (ts, vs)
-    }
-}
-
-/// Finishes many head reads of `[mint, maxt]`, reading their closed chunks together
-/// (see [`HeadChunkFiles::read_chains`]); no lock is held.
-fn finish_reads(
-    files: &HeadChunkFiles,
-    snap: &head_chunks::Snapshot,
-    reads: Vec<HeadRead>,
-    mint: i64,
-    maxt: i64,
-) -> Result<Vec<Samples>, HeadChunkError> {
-    let reqs: Vec<ChainRead> = reads
-        .iter()
-        .filter_map(|r| {
-            r.closed.map(|newest| ChainRead {
-                newest,
-                mint,
-                maxt,
-                room_after: r.ts.len(),
-            })
-        })
-        .collect();
-    let mut closed = files.read_chains(snap, &reqs)?.into_iter();
-    Ok(reads
-        .into_iter()
-        .map(|r| {
-            let c = match r.closed {
-                Some(_) => closed.next().unwrap_or_default(),
-                None => Default::default(),
-            };
-            r.finish(c)
-        })
-        .collect())
-}
-
 impl SeriesData {
     fn new() -> SeriesData {
         SeriesData {
@@ -662,31 +584,6 @@ impl SeriesData {
                 Verdict::Appended
             }
         }
-    }
-
-    /// Copies what is in memory of `[mint, maxt]` and names the closed chunks to read.
-    fn start_read(&self, mint: i64, maxt: i64) -> HeadRead {
-        let mut r = HeadRead::default();
-        if self.closed_max_t >= mint && self.closed_min_t <= maxt {
-            r.closed = self.closed;
-        }
-        let (mut ts, mut vs) = (Vec::new(), Vec::new());
-        for c in self.unwritten() {
-            if c.last_t >= mint && c.first_t <= maxt {
-                c.decode_range(mint, maxt, &mut ts, &mut vs);
-            }
-        }
-        r.extra.extend(ts.into_iter().zip(vs));
-        if let Some(c) = &self.open {
-            if c.count() > 0 && c.last_t() >= mint && c.first_t() <= maxt {
-                c.decode_range(mint, maxt, &mut r.ts, &mut r.vs);
-            }
-        }
-        let ooo = self.ooo();
-        let lo = ooo.partition_point(|s| s.0 < mint);
-        let hi = ooo.partition_point(|s| s.0 <= maxt);
-        r.extra.extend_from_slice(&ooo[lo..hi]);
-        r
     }
 
     /// Drops everything before `t` (now in a block). Chunks never cross a block
@@ -1261,258 +1158,6 @@ impl Store {
             .collect()
     }
 
-    /// The series matching every matcher that have samples in `[mint, maxt]`, with
-    /// those samples from blocks and head in time order, sorted by labels. A head
-    /// chunk that cannot be read is logged and its samples are left out; queries use
-    /// [`try_select`](Self::try_select), which fails instead.
-    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
-        match self.try_select(matchers, mint, maxt) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the head; the query result is empty");
-                Vec::new()
-            }
-        }
-    }
-
-    /// [`select`](Self::select), failing with an error that names the file when a
-    /// head chunk cannot be read. A block that cannot be read is logged and left out.
-    pub fn try_select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<Series>, StoreError> {
-        let got = self.select_map(matchers, mint, maxt, |labels, ts, vs| {
-            Ok::<_, StoreError>(Some((
-                labels.to_labels(),
-                (std::mem::take(ts), std::mem::take(vs)),
-            )))
-        })?;
-        Ok(got.into_iter().map(Series::from).collect())
-    }
-
-    /// `f` of each matching series' label set and samples in `[mint, maxt]` (blocks
-    /// and head in time order, staleness markers included), in label order; series
-    /// without samples there, and those `f` gives `None` for, are left out. The
-    /// samples are assembled series by series in buffers that are reused (`f` may
-    /// change them or take them), so a query over many series never holds all their
-    /// samples at once; series are spread over the cores. The first error of `f`
-    /// stops the selection; a head chunk that cannot be read fails it; a block that
-    /// cannot be read is logged and its samples are left out.
-    pub fn select_map<R, E, F>(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-        f: F,
-    ) -> Result<Vec<R>, E>
-    where
-        R: Send,
-        E: Send + From<StoreError>,
-        F: Fn(&SeriesLabels, &mut Vec<i64>, &mut Vec<f64>) -> Result<Option<R>, E> + Sync,
-    {
-        let inner = &*self.inner;
-        if mint > maxt {
-            return Ok(Vec::new());
-        }
-        // What the head holds is noted under the head guard, with a consistent view of
-        // which blocks hold what is below the head; files are read after it is released.
-        let (blocks, reads, snap, head_min) = {
-            let _g = read(&inner.head_guard);
-            let blocks: Vec<Arc<Block>> = read(&inner.blocks).clone();
-            let head_min = inner.head_min_t.load(Ordering::Acquire).max(mint);
-            let snap = inner.head_chunks.snapshot();
-            let mut reads = Vec::new();
-            if head_min <= maxt {
-                for s in inner.head_matching(matchers) {
-                    let r = s.lock().start_read(head_min, maxt);
-                    if !r.is_empty() {
-                        reads.push((s, r));
-                    }
-                }
-            }
-            (blocks, reads, snap, head_min)
-        };
-        let (series, reads): (Vec<Arc<HeadSeries>>, Vec<HeadRead>) = reads.into_iter().unzip();
-        let mut plan = SelectPlan::default();
-        for (bi, b) in blocks.iter().enumerate() {
-            let ids = b.matching(matchers, mint, maxt);
-            plan.work +=
-                (b.meta.num_samples as usize).saturating_mul(ids.len()) / b.series.len().max(1);
-            plan.add_block(bi as u32, b, &ids);
-        }
-        plan.add_head(&series, &reads);
-        // Contiguous runs of series, a few per core: each run keeps one decompressed
-        // batch per block, which serves all of that block's series in the run, and
-        // reads its series' closed head chunks together.
-        // A run of fewer series than RUN_MIN_SERIES would decompress its blocks'
-        // batches again for too few series (a light panel query is one run).
-        const RUN_MIN_SERIES: usize = 512;
-        // A selection that is one run is light: its block series go through the cache.
-        let light = plan.series.len() <= RUN_MIN_SERIES;
-        let per_run = plan
-            .series
-            .len()
-            .div_ceil(crate::par::cores() * 8)
-            .max(RUN_MIN_SERIES);
-        let mut reads: Vec<Option<HeadRead>> = reads.into_iter().map(Some).collect();
-        let items: Vec<(std::ops::Range<usize>, Vec<HeadRead>)> = (0..plan.series.len())
-            .step_by(per_run)
-            .map(|s| {
-                let range = s..(s + per_run).min(plan.series.len());
-                let run_reads = plan.series[range.clone()]
-                    .iter()
-                    .filter_map(|sel| sel.head.and_then(|h| reads.get_mut(h as usize)?.take()))
-                    .collect();
-                (range, run_reads)
-            })
-            .collect();
-        let plan = &plan;
-        let failed: Vec<std::sync::atomic::AtomicBool> =
-            blocks.iter().map(|_| Default::default()).collect();
-        let done = crate::par::map(items, plan.work, |(range, run_reads)| {
-            let head = finish_reads(&inner.head_chunks, &snap, run_reads, head_min, maxt)
-                .map_err(|e| E::from(e.into()))?;
-            let mut head = head.into_iter();
-            let mut batches: Vec<block::SampleBatch> =
-                blocks.iter().map(|_| Default::default()).collect();
-            let (mut ts, mut vs): (Vec<i64>, Vec<f64>) = (Vec::new(), Vec::new());
-            let mut out = Vec::new();
-            for sel in &plan.series[range] {
-                ts.clear();
-                vs.clear();
-                // Whether a later source starts at or before the end of an earlier one
-                // (an imported block overlapping others): then the samples need sorting.
-                let mut overlap = false;
-                let mut note_overlap = |ts: &[i64], start: usize| {
-                    if let (Some(first), Some(last)) = (ts.get(start), start.checked_sub(1)) {
-                        overlap |= *first <= ts[last];
-                    }
-                };
-                for &(bi, id) in plan.parts(sel) {
-                    let b = bi as usize;
-                    if failed[b].load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    let start = ts.len();
-                    let (block, batch) = (&blocks[b], &mut batches[b]);
-                    let read = if light {
-                        let cached = inner.series_cache.series(block, id, batch);
-                        cached.map(|d| d.append(mint, maxt, &mut ts, &mut vs))
-                    } else {
-                        block.append_series(id, mint, maxt, batch, &mut ts, &mut vs)
-                    };
-                    if let Err(e) = read {
-                        ts.truncate(start);
-                        vs.truncate(start);
-                        if !failed[b].swap(true, Ordering::Relaxed) {
-                            tracing::error!(block = %blocks[b].dir.display(), error = %e, "cannot read block; its data is left out of the result");
-                        }
-                        continue;
-                    }
-                    note_overlap(&ts, start);
-                }
-                if let Some((hts, hvs)) = sel.head.and_then(|_| head.next()) {
-                    let start = ts.len();
-                    ts.extend_from_slice(&hts);
-                    vs.extend_from_slice(&hvs);
-                    note_overlap(&ts, start);
-                }
-                if ts.is_empty() {
-                    continue;
-                }
-                if overlap {
-                    merge_overlapping(&mut ts, &mut vs);
-                }
-                if let Some(r) = f(sel.labels, &mut ts, &mut vs)? {
-                    out.push(r);
-                }
-            }
-            Ok::<_, E>(out)
-        })?;
-        Ok(done.into_iter().flatten().collect())
-    }
-
-    /// Label sets of the matching series with samples in the range.
-    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
-        let inner = &*self.inner;
-        let mut out: BTreeSet<Labels> = BTreeSet::new();
-        let blocks: Vec<Arc<Block>> = {
-            let _g = read(&inner.head_guard);
-            let head_min = inner.head_min_t.load(Ordering::Acquire).max(mint);
-            for s in inner.head_matching(matchers) {
-                let d = s.lock();
-                let in_range = d.max_t() >= head_min && d.min_t().is_some_and(|t| t <= maxt);
-                drop(d);
-                if in_range {
-                    out.insert(s.labels());
-                }
-            }
-            read(&inner.blocks).clone()
-        };
-        for b in &blocks {
-            for id in b.matching(matchers, mint, maxt) {
-                if let Some(s) = b.series.get(id as usize) {
-                    out.insert(s.labels.to_labels());
-                }
-            }
-        }
-        out.into_iter().collect()
-    }
-
-    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
-        let names: BTreeSet<String> = if matchers.is_empty() {
-            let inner = &*self.inner;
-            let mut names: BTreeSet<String> = read(&inner.index)
-                .postings
-                .label_names()
-                .map(|n| n.to_string())
-                .collect();
-            for b in read(&inner.blocks).iter() {
-                if b.meta.maxt >= mint && b.meta.mint <= maxt {
-                    names.extend(b.postings.label_names().map(|n| n.to_string()));
-                }
-            }
-            names
-        } else {
-            self.series(matchers, mint, maxt)
-                .iter()
-                .flat_map(|l| l.iter().map(|l| l.name.to_string()).collect::<Vec<_>>())
-                .collect()
-        };
-        names.into_iter().collect()
-    }
-
-    pub fn label_values(
-        &self,
-        name: &str,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Vec<String> {
-        let values: BTreeSet<String> = if matchers.is_empty() {
-            let inner = &*self.inner;
-            let mut values: BTreeSet<String> = read(&inner.index)
-                .postings
-                .values(name)
-                .map(|(v, _)| v.to_string())
-                .collect();
-            for b in read(&inner.blocks).iter() {
-                if b.meta.maxt >= mint && b.meta.mint <= maxt {
-                    values.extend(b.postings.values(name).map(|(v, _)| v.to_string()));
-                }
-            }
-            values
-        } else {
-            self.series(matchers, mint, maxt)
-                .iter()
-                .filter_map(|l| l.get(name).map(str::to_string))
-                .collect()
-        };
-        values.into_iter().collect()
-    }
-
     /// Makes everything appended so far durable (fsyncs the WAL). Called at shutdown.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.inner.sync_wal()
@@ -1546,30 +1191,6 @@ impl Drop for Store {
             let _ = t.join();
         }
         self.inner.sync_wal_logged();
-    }
-}
-
-impl Storage for Store {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint_ms: i64,
-        maxt_ms: i64,
-    ) -> Result<Vec<Series>, StorageError> {
-        self.try_select(matchers, mint_ms, maxt_ms)
-            .map_err(|e| StorageError(e.to_string()))
-    }
-
-    fn select_points(
-        &self,
-        matchers: &[Matcher],
-        mint_ms: i64,
-        maxt_ms: i64,
-        f: &SeriesPoints<'_>,
-    ) -> Result<Vec<(Labels, Points)>, QueryError> {
-        self.select_map(matchers, mint_ms, maxt_ms, |labels, ts, vs| {
-            f(labels, ts, vs)
-        })
     }
 }
 
@@ -1773,15 +1394,6 @@ impl Inner {
         if let Err(e) = self.sync_wal() {
             tracing::error!(error = %e, "WAL sync failed");
         }
-    }
-
-    fn head_matching(&self, matchers: &[Matcher]) -> Vec<Arc<HeadSeries>> {
-        let idx = read(&self.index);
-        idx.postings
-            .select(matchers)
-            .into_iter()
-            .filter_map(|id| idx.series.get(id as usize).and_then(|s| s.clone()))
-            .collect()
     }
 
     // ---- open: blocks and replay ------------------------------------------------------
@@ -2393,152 +2005,6 @@ impl Inner {
     }
 }
 
-/// Where each selected series' samples are, in label order: its parts in the blocks
-/// (in block time order) and in the head. A series is found again across sources by
-/// its label set: the interner gives each distinct label set one allocation, which
-/// the head and every block share, so the pointer identifies the series.
-#[derive(Default)]
-struct SelectPlan<'a> {
-    series: Vec<SelectedSeries<'a>>,
-    /// Block parts, each series' in a list linked through `next`.
-    parts: Vec<PartLink>,
-    /// Samples the blocks' parts hold, roughly.
-    work: usize,
-}
-
-struct SelectedSeries<'a> {
-    labels: &'a SeriesLabels,
-    /// First and last of its block parts in [`SelectPlan::parts`].
-    first: u32,
-    last: u32,
-    /// Its samples in the head, an index into the head's reads.
-    head: Option<u32>,
-}
-
-#[derive(Clone, Copy)]
-struct PartLink {
-    /// Block index and series ordinal in the block.
-    part: (u32, u32),
-    next: u32,
-}
-
-const NO_PART: u32 = u32::MAX;
-
-impl<'a> SelectPlan<'a> {
-    /// Merges a block's matching series (in label order, as a block keeps them) into
-    /// the series so far: one walk comparing label-set pointers, and labels only
-    /// where the two lists differ.
-    fn add_block(&mut self, bi: u32, block: &'a Block, ids: &[u32]) {
-        let old = std::mem::take(&mut self.series);
-        let mut merged = Vec::with_capacity(old.len().max(ids.len()));
-        let mut old = old.into_iter().peekable();
-        let mut new = ids
-            .iter()
-            .filter_map(|&id| block.series.get(id as usize).map(|s| (&s.labels, id)))
-            .peekable();
-        loop {
-            let order = match (old.peek(), new.peek()) {
-                (None, None) => break,
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some(o), Some(n)) if ByIdentity(o.labels) == ByIdentity(n.0) => {
-                    std::cmp::Ordering::Equal
-                }
-                (Some(o), Some(n)) => o.labels.cmp(n.0),
-            };
-            match order {
-                std::cmp::Ordering::Less => merged.extend(old.next()),
-                std::cmp::Ordering::Greater => {
-                    if let Some((labels, id)) = new.next() {
-                        let p = self.push_part(NO_PART, (bi, id));
-                        merged.push(SelectedSeries {
-                            labels,
-                            first: p,
-                            last: p,
-                            head: None,
-                        });
-                    }
-                }
-                std::cmp::Ordering::Equal => {
-                    if let (Some(mut o), Some((_, id))) = (old.next(), new.next()) {
-                        o.last = self.push_part(o.last, (bi, id));
-                        merged.push(o);
-                    }
-                }
-            }
-        }
-        self.series = merged;
-    }
-
-    fn push_part(&mut self, after: u32, part: (u32, u32)) -> u32 {
-        let p = self.parts.len() as u32;
-        self.parts.push(PartLink {
-            part,
-            next: NO_PART,
-        });
-        if let Some(prev) = self.parts.get_mut(after as usize) {
-            prev.next = p;
-        }
-        p
-    }
-
-    /// Adds the head's series (in no particular order), found by hash.
-    fn add_head(&mut self, series: &'a [Arc<HeadSeries>], reads: &[HeadRead]) {
-        self.work += reads
-            .iter()
-            .map(|r| r.ts.len() + r.closed.map_or(0, |_| CHUNK_SAMPLES as usize))
-            .sum::<usize>();
-        if series.is_empty() {
-            return;
-        }
-        let mut index: HashMap<ByIdentity<'a>, usize, foldhash::fast::RandomState> =
-            HashMap::with_capacity_and_hasher(self.series.len(), Default::default());
-        for (i, s) in self.series.iter().enumerate() {
-            index.insert(ByIdentity(s.labels), i);
-        }
-        let before = self.series.len();
-        for (h, s) in series.iter().enumerate() {
-            match index.get(&ByIdentity(&s.labels)) {
-                Some(&i) => self.series[i].head = Some(h as u32),
-                None => self.series.push(SelectedSeries {
-                    labels: &s.labels,
-                    first: NO_PART,
-                    last: NO_PART,
-                    head: Some(h as u32),
-                }),
-            }
-        }
-        if self.series.len() > before {
-            self.series.sort_by(|a, b| a.labels.cmp(b.labels));
-        }
-    }
-
-    /// A series' block parts in block time order.
-    fn parts(&self, s: &SelectedSeries) -> impl Iterator<Item = &(u32, u32)> + '_ {
-        let mut p = s.first;
-        std::iter::from_fn(move || {
-            let link = self.parts.get(p as usize)?;
-            p = link.next;
-            Some(&link.part)
-        })
-    }
-}
-
-/// One series' samples from sources that may overlap in time (imported blocks, the
-/// head), concatenated source by source: sorted by time, keeping the first source's
-/// sample where two have the same timestamp. Sources that do not overlap, the usual
-/// case, cost one pass.
-fn merge_overlapping(ts: &mut Vec<i64>, vs: &mut Vec<f64>) {
-    if ts.windows(2).all(|w| w[0] < w[1]) {
-        return;
-    }
-    let mut order: Vec<usize> = (0..ts.len()).collect();
-    order.sort_by_key(|&i| ts[i]);
-    order.dedup_by_key(|i| ts[*i]);
-    *vs = order.iter().map(|&i| vs[i]).collect();
-    *ts = order.iter().map(|&i| ts[i]).collect();
-}
-
 /// Skips an XOR-encoded value whose previous value is unknown.
 fn get_xor_skip(c: &mut Cursor) -> Option<()> {
     wal::get_xor_value(c, 0).map(|_| ())
@@ -2595,7 +2061,8 @@ impl BlockCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::MatchKind;
+    use crate::labels::{MatchKind, Matcher};
+    use crate::promql::Storage;
 
     /// Every head series holds one of each: a byte over a glibc chunk boundary
     /// costs 16 a series.
