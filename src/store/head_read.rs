@@ -10,9 +10,10 @@ use crate::promql::{Points, QueryError, Series, SeriesPoints, Storage, StorageEr
 
 use super::block::{self, Block};
 use super::chunk::CHUNK_SAMPLES;
+use super::head::{HeadSeries, Inner, SeriesData};
 use super::head_chunks::{self, ChainRead, ChunkRef, HeadChunkError, HeadChunkFiles, Samples};
 use super::symbol::{ByIdentity, SeriesLabels};
-use super::{read, HeadSeries, Inner, SeriesData, Store, StoreError};
+use super::{read, Store, StoreError};
 
 impl Store {
     /// The series matching every matcher that have samples in `[mint, maxt]`, with

@@ -190,6 +190,7 @@
 
 mod block;
 mod chunk;
+mod head;
 mod head_chunks;
 mod head_read;
 mod index;
@@ -206,9 +207,8 @@ pub mod format {
 }
 
 use std::collections::{BTreeMap, HashSet};
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
@@ -217,10 +217,10 @@ use crate::promql::{QueryError, StorageError};
 use crate::runtime::memory::release_free_memory;
 
 use block::{Block, BlockError, BlockWriter};
-use chunk::{FrozenChunk, OpenChunk, CHUNK_BYTES, CHUNK_SAMPLES};
-use head_chunks::{ChunkRef, HeadChunkError, HeadChunkFiles};
+use chunk::{OpenChunk, CHUNK_BYTES, CHUNK_SAMPLES};
+use head::{align_down, HeadIndex, HeadSeries, Inner, SeriesData, WalState};
+use head_chunks::{HeadChunkError, HeadChunkFiles};
 use head_read::{finish_reads, merge_overlapping, HeadRead};
-use index::Postings;
 use series_cache::{SeriesCache, SERIES_CACHE_BYTES};
 use symbol::{Interner, SeriesLabels};
 use wal::{Cursor, WalWriter, REC_SAMPLES, REC_SERIES};
@@ -393,82 +393,7 @@ enum Verdict {
     OutOfBounds,
 }
 
-/// The samples of one series in the head: the open chunk in memory, the closed ones
-/// in the head chunk files ([`head_chunks`]), out-of-order samples in a small buffer.
-struct SeriesData {
-    open: Option<OpenChunk>,
-    /// The newest closed chunk; each closed chunk names the one before it.
-    closed: Option<ChunkRef>,
-    /// Oldest and newest timestamps of the closed chunks in the head. After a cut the
-    /// oldest is a lower bound (the cut's end): the chain is not read to find it.
-    closed_min_t: i64,
-    closed_max_t: i64,
-    /// Out-of-order samples and chunks no file took: few series have any.
-    rare: Option<Box<RareData>>,
-    /// Value of the last sample written to the WAL for this series, and the low 32
-    /// bits of its segment's number (only compared for equality with the current
-    /// segment's; 2^32 segments apart never happens). 32 bits, so the data packs
-    /// into 112 bytes.
-    wal_seg: u32,
-    wal_bits: u64,
-}
-
-#[derive(Default)]
-struct RareData {
-    /// Accepted out-of-order samples, sorted by time.
-    ooo: Vec<(i64, f64)>,
-    /// Closed chunks no head chunk file took (a write error); kept in memory.
-    unwritten: Vec<FrozenChunk>,
-}
-
 impl SeriesData {
-    fn new() -> SeriesData {
-        SeriesData {
-            open: None,
-            closed: None,
-            closed_min_t: i64::MAX,
-            closed_max_t: i64::MIN,
-            rare: None,
-            wal_seg: 0,
-            wal_bits: 0,
-        }
-    }
-
-    fn ooo(&self) -> &[(i64, f64)] {
-        self.rare.as_deref().map_or(&[], |r| r.ooo.as_slice())
-    }
-
-    fn unwritten(&self) -> &[FrozenChunk] {
-        self.rare.as_deref().map_or(&[], |r| r.unwritten.as_slice())
-    }
-
-    /// The newest sample's time (the open chunk's last: out-of-order samples are
-    /// older, and a cut that drops the open chunk drops everything before it).
-    fn max_t(&self) -> i64 {
-        self.open
-            .as_ref()
-            .filter(|c| c.count() > 0)
-            .map_or(i64::MIN, |c| c.last_t())
-    }
-
-    fn min_t(&self) -> Option<i64> {
-        let closed = self.closed.map(|_| self.closed_min_t);
-        let unwritten = self.unwritten().first().map(|c| c.first_t);
-        let open = self
-            .open
-            .as_ref()
-            .filter(|c| c.count() > 0)
-            .map(|c| c.first_t());
-        let ooo = self.ooo().first().map(|s| s.0);
-        [closed, unwritten, open, ooo].into_iter().flatten().min()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.closed.is_none()
-            && self.rare.is_none()
-            && self.open.as_ref().is_none_or(|c| c.count() == 0)
-    }
-
     /// Whether a stored sample has timestamp `t`; its value bits if so.
     fn find(&self, t: i64, files: &HeadChunkFiles) -> Option<u64> {
         let ooo = self.ooo();
@@ -615,163 +540,6 @@ impl SeriesData {
     }
 }
 
-fn align_down(t: i64, range: i64) -> i64 {
-    t.div_euclid(range).saturating_mul(range)
-}
-
-/// 136 bytes, so its `Arc` is a 152-byte request: glibc's 160-byte chunk (the
-/// size test below keeps it there).
-struct HeadSeries {
-    id: u32,
-    /// Set, under the series lock, when the series was dropped from the index;
-    /// appenders (holding the lock) see it and re-resolve. Outside the mutex because
-    /// inside it the flag would take the data past 112 bytes.
-    removed: AtomicBool,
-    labels: SeriesLabels,
-    data: Mutex<SeriesData>,
-}
-
-impl HeadSeries {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SeriesData> {
-        self.data.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The series' label set (built from its interned strings).
-    fn labels(&self) -> Labels {
-        self.labels.to_labels()
-    }
-}
-
-#[derive(Default)]
-struct HeadIndex {
-    series: Vec<Option<Arc<HeadSeries>>>,
-    /// Ids by the hash of their label set: 5 bytes a slot (a `HashMap<u64, u32>`
-    /// took 17, with a side map for colliding hashes). The hashes are not kept: a
-    /// lookup compares the labels of each candidate, and growing the table hashes
-    /// the series' labels again.
-    by_hash: hashbrown::HashTable<u32>,
-    /// The store's label-set hasher ([`Inner::hash_pairs`]), for that rehashing.
-    hasher: foldhash::fast::RandomState,
-    postings: Postings,
-    live: usize,
-}
-
-/// The hash of a label set given as (name, value) pairs, as the head index keys it.
-fn hash_label_pairs<'a>(
-    hasher: &foldhash::fast::RandomState,
-    pairs: impl Iterator<Item = (&'a Arc<str>, &'a Arc<str>)>,
-) -> u64 {
-    let mut h = hasher.build_hasher();
-    for (name, value) in pairs {
-        name.as_bytes().hash(&mut h);
-        value.as_bytes().hash(&mut h);
-    }
-    h.finish()
-}
-
-impl HeadIndex {
-    fn new(hasher: foldhash::fast::RandomState) -> HeadIndex {
-        HeadIndex {
-            hasher,
-            ..Default::default()
-        }
-    }
-
-    fn series(&self, id: u32) -> Option<&Arc<HeadSeries>> {
-        self.series.get(id as usize).and_then(|s| s.as_ref())
-    }
-
-    fn get(&self, hash: u64, labels: &Labels) -> Option<&Arc<HeadSeries>> {
-        let id = self.by_hash.find(hash, |&id| {
-            self.series(id).is_some_and(|s| s.labels.eq_labels(labels))
-        })?;
-        self.series(*id)
-    }
-
-    /// Inserts a series with a given id (from the WAL) or the next free one.
-    fn insert(&mut self, hash: u64, labels: SeriesLabels, id: Option<u32>) -> Arc<HeadSeries> {
-        let id = id.unwrap_or(self.series.len() as u32);
-        if self.series.len() <= id as usize {
-            self.series.resize(id as usize + 1, None);
-        }
-        let s = Arc::new(HeadSeries {
-            id,
-            removed: AtomicBool::new(false),
-            labels,
-            data: Mutex::new(SeriesData::new()),
-        });
-        self.postings.add_pairs(id, s.labels.pairs());
-        self.series[id as usize] = Some(s.clone());
-        let (series, hasher) = (&self.series, &self.hasher);
-        self.by_hash.insert_unique(hash, id, |&other| {
-            // Every id in the table has its series (removal takes it out first).
-            let slot = series.get(other as usize).and_then(|s| s.as_ref());
-            slot.map_or(0, |s| hash_label_pairs(hasher, s.labels.pairs()))
-        });
-        self.live += 1;
-        s
-    }
-
-    fn remove(&mut self, hash: u64, id: u32) {
-        if let Ok(entry) = self.by_hash.find_entry(hash, |&other| other == id) {
-            entry.remove();
-        }
-        if let Some(slot) = self.series.get_mut(id as usize) {
-            if slot.take().is_some() {
-                self.live -= 1;
-            }
-        }
-    }
-}
-
-struct WalState {
-    writer: Option<WalWriter>,
-    /// Append batches logged so far (the durability test's sync points count these).
-    append_seq: u64,
-    error_logged: bool,
-}
-
-struct Inner {
-    dir: PathBuf,
-    wal_dir: PathBuf,
-    blocks_dir: PathBuf,
-    opts: StoreOptions,
-    /// Label-set hashing for the series map (foldhash: the append path hashes every sample).
-    hasher: foldhash::fast::RandomState,
-    interner: Mutex<Interner>,
-    index: RwLock<HeadIndex>,
-    /// Closed head chunks, on disk.
-    head_chunks: HeadChunkFiles,
-    wal: Mutex<WalState>,
-    /// Held for reading while head samples are copied, for writing while a cut moves
-    /// the head's lower boundary; never while blocks are read.
-    head_guard: RwLock<()>,
-    blocks: RwLock<Vec<Arc<Block>>>,
-    /// Block series light queries read, decoded.
-    series_cache: SeriesCache,
-    /// Every block name this process has loaded, written or seen listed as a
-    /// compaction source: a new block never takes one, and the scan for blocks
-    /// written by `import` skips them (a retired block's files outlive its readers).
-    block_names: Mutex<HashSet<String>>,
-    maintenance: Mutex<()>,
-    /// Appends below this are out of bounds (the start of the range not yet cut).
-    min_valid_t: AtomicI64,
-    /// Head reads start here (the end of the newest block cut from the head).
-    head_min_t: AtomicI64,
-    max_t: AtomicI64,
-    durable_seq: AtomicU64,
-    samples_appended: AtomicU64,
-    out_of_order: AtomicU64,
-    out_of_bounds: AtomicU64,
-    duplicates: AtomicU64,
-    replayed_samples: AtomicU64,
-    replay_ms: AtomicU64,
-    /// Segments found at open with their newest sample, until the first truncation.
-    old_segments: Mutex<Vec<(u64, i64)>>,
-    stop: Mutex<bool>,
-    stop_cv: Condvar,
-}
-
 pub struct Store {
     inner: Arc<Inner>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -787,28 +555,6 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Inner {
-    fn hash(&self, labels: &Labels) -> u64 {
-        self.hash_pairs(labels.iter().map(|l| (&l.name, &l.value)))
-    }
-
-    fn hash_pairs<'a>(&self, pairs: impl Iterator<Item = (&'a Arc<str>, &'a Arc<str>)>) -> u64 {
-        hash_label_pairs(&self.hasher, pairs)
-    }
-
-    fn intern(&self, s: &str) -> Arc<str> {
-        lock(&self.interner).string(s)
-    }
-
-    fn intern_pairs(&self, pairs: &[(&str, &str)]) -> SeriesLabels {
-        lock(&self.interner).series_labels_from_pairs(pairs)
-    }
-
-    fn intern_labels(&self, labels: &Labels) -> SeriesLabels {
-        lock(&self.interner).series_labels(labels)
-    }
 }
 
 impl Store {
@@ -2063,15 +1809,6 @@ mod tests {
     use super::*;
     use crate::labels::{MatchKind, Matcher};
     use crate::promql::Storage;
-
-    /// Every head series holds one of each: a byte over a glibc chunk boundary
-    /// costs 16 a series.
-    #[test]
-    fn head_series_fit_their_malloc_chunks() {
-        assert_eq!(std::mem::size_of::<SeriesData>(), 112);
-        // ArcInner: two counts, then the series; ≤ 152 bytes is a 160-byte chunk.
-        assert!(16 + std::mem::size_of::<HeadSeries>() <= 152);
-    }
 
     fn sample(name: &str, job: &str, t: i64, v: f64) -> AppendSample {
         AppendSample {
