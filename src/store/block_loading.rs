@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use super::block::{Block, BlockError, BlockOrigin};
 use super::head::Inner;
-use super::{io_err, lock, read, unused_block_name, write, StoreError};
+use super::import_writer::unused_block_name;
+use super::{io_err, lock, read, write, StoreError};
 
 impl Inner {
     fn move_aside(&self, path: &Path, why: &str) {

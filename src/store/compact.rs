@@ -10,8 +10,9 @@ use crate::runtime::memory::release_free_memory;
 use super::block::{Block, BlockOrigin, BlockWriter};
 use super::head::{align_down, HeadSeries, Inner, SeriesData};
 use super::head_read::{finish_reads, merge_overlapping, HeadRead};
+use super::import_writer::PendingBlock;
 use super::symbol::SeriesLabels;
-use super::{lock, read, write, PendingBlock, StoreError};
+use super::{lock, read, write, StoreError};
 
 impl Inner {
     pub(super) fn maintain(&self) -> Result<(), StoreError> {
