@@ -324,3 +324,77 @@ impl SeriesData {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::head_chunks;
+    use crate::store::tests::{opts, sample};
+    use crate::store::{Store, StoreOptions};
+
+    #[test]
+    fn duplicates_and_repeats_follow_prometheus() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), opts()).unwrap();
+        store.append(&[sample("x", "a", 10, 1.0)]);
+        // Same timestamp, same value: ignored silently; another value: a duplicate.
+        let out = store.append(&[sample("x", "a", 10, 1.0), sample("x", "a", 10, 2.0)]);
+        assert_eq!((out.appended, out.duplicates, out.out_of_order), (0, 1, 0));
+        assert_eq!(store.stats().duplicates, 1);
+    }
+
+    #[test]
+    fn out_of_order_window_accepts_and_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            out_of_order_window_ms: 1000,
+            ..opts()
+        };
+        {
+            let store = Store::open_with(dir.path(), o.clone()).unwrap();
+            store.append(&[sample("x", "a", 5000, 5.0)]);
+            let out = store.append(&[
+                sample("x", "a", 4500, 4.5),
+                sample("x", "a", 4500, 4.5),
+                sample("x", "a", 4500, 9.9),
+                sample("x", "a", 3000, 3.0),
+            ]);
+            assert_eq!((out.appended, out.duplicates, out.out_of_order), (1, 1, 1));
+            store.append(&[sample("x", "a", 6000, 6.0)]);
+            let got = store.select(&[], 0, 10_000);
+            assert_eq!(got[0].timestamps, vec![4500, 5000, 6000]);
+        }
+        // And after a restart (replayed from the WAL).
+        let store = Store::open_with(dir.path(), o).unwrap();
+        let got = store.select(&[], 0, 10_000);
+        assert_eq!(got[0].timestamps, vec![4500, 5000, 6000]);
+        assert_eq!(got[0].values, vec![4.5, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn chunks_stay_in_memory_when_no_head_chunk_file_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            block_range_ms: 1_000_000,
+            head_chunk_segment_bytes: 256,
+            ..opts()
+        };
+        let store = Store::open_with(dir.path(), o).unwrap();
+        let mut want = Vec::new();
+        for k in 0..300 {
+            if k == 100 {
+                // New head chunk files cannot be created from here on.
+                std::fs::remove_dir_all(dir.path().join(head_chunks::DIR)).unwrap();
+            }
+            store.append(&[sample("m", "a", k * 1000, k as f64 * 1.5)]);
+            want.push(k * 1000);
+        }
+        store.maintain().unwrap();
+        let got = store.try_select(&[], 0, i64::MAX).unwrap();
+        assert_eq!(got[0].timestamps, want);
+        assert_eq!(got[0].values[299], 448.5);
+        // And a cut writes them into a block.
+        store.cut_before(1_000_000).unwrap();
+        let got = store.try_select(&[], 0, i64::MAX).unwrap();
+        assert_eq!(got[0].timestamps, want);
+    }
+}

@@ -556,3 +556,202 @@ pub(super) fn merge_overlapping(ts: &mut Vec<i64>, vs: &mut Vec<f64>) {
     *vs = order.iter().map(|&i| vs[i]).collect();
     *ts = order.iter().map(|&i| ts[i]).collect();
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::labels::{Labels, Matcher};
+    use crate::promql::Storage;
+    use crate::store::head_chunks;
+    use crate::store::tests::{opts, sample, series_of};
+    use crate::store::{write_imported_block, AppendSample, Store, StoreOptions};
+
+    #[test]
+    fn closed_chunks_read_back_from_files_and_leave_with_the_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            block_range_ms: 100_000,
+            out_of_order_window_ms: 50_000,
+            head_chunk_segment_bytes: 4 << 10,
+            ..opts()
+        };
+        let chunk_dir = dir.path().join(head_chunks::DIR);
+        let files = || std::fs::read_dir(&chunk_dir).unwrap().count();
+        let store = Store::open_with(dir.path(), o.clone()).unwrap();
+        // 1000 samples a series: closed at 120 samples and at each 100 s boundary.
+        for k in 0..1000i64 {
+            let batch: Vec<AppendSample> = (0..30)
+                .map(|i| sample("m", &format!("j{i}"), k * 250 + 1, (k * 7 + i) as f64))
+                .collect();
+            store.append(&batch);
+        }
+        // An out-of-order sample between two closed chunks, checked against them.
+        let out = store.append(&[
+            sample("m", "j3", 200_001, 9.0),
+            sample("m", "j3", 200_002, 9.5),
+        ]);
+        assert_eq!((out.appended, out.duplicates), (1, 1));
+        assert!(files() >= 1);
+        let want = |lo: i64, hi: i64| -> Vec<i64> {
+            let mut t: Vec<i64> = (0..1000i64)
+                .map(|k| k * 250 + 1)
+                .chain([200_002])
+                .filter(|t| (lo..=hi).contains(t))
+                .collect();
+            t.sort();
+            t
+        };
+        let j3 = [Matcher::equal("job", "j3")];
+        for (lo, hi) in [
+            (0, 300_000),
+            (29_000, 31_000),
+            (99_000, 100_400),
+            (200_002, 200_002),
+        ] {
+            let got = store.try_select(&j3, lo, hi).unwrap();
+            assert_eq!(got[0].timestamps, want(lo, hi), "[{lo}, {hi}]");
+        }
+        let got = store.select(&j3, 0, 300_000);
+        assert_eq!(got[0].values[1], 10.0);
+        // Written out and read from the file, too.
+        store.maintain().unwrap();
+        assert_eq!(
+            store.select(&j3, 0, 300_000)[0].timestamps,
+            want(0, 300_000)
+        );
+        // A cut moves the oldest range into a block and deletes the files that
+        // held only it; every sample is still there once.
+        store.cut_before(200_000).unwrap();
+        let before = store.inner.head_chunks.size_bytes();
+        store.append(
+            &(0..30)
+                .map(|i| sample("m", &format!("j{i}"), 400_000, 1.0))
+                .collect::<Vec<_>>(),
+        );
+        store.cut_before(400_000).unwrap();
+        assert!(store.inner.head_chunks.size_bytes() < before);
+        assert_eq!(
+            store.select(&j3, 0, 500_000)[0].timestamps,
+            want(0, 300_000)
+                .into_iter()
+                .chain([400_000])
+                .collect::<Vec<_>>()
+        );
+        drop(store);
+        // At open the files are rebuilt from the WAL.
+        let store = Store::open_with(dir.path(), o).unwrap();
+        assert_eq!(
+            store.select(&j3, 0, 500_000)[0].timestamps,
+            want(0, 300_000)
+                .into_iter()
+                .chain([400_000])
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_damaged_head_chunk_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), opts()).unwrap();
+        for k in 0..500 {
+            store.append(&[sample("m", "a", k * 1000, k as f64)]);
+        }
+        store.maintain().unwrap();
+        let file = dir.path().join(head_chunks::DIR).join("00000001");
+        let len = std::fs::metadata(&file).unwrap().len();
+        assert!(len > 0);
+        std::fs::write(&file, vec![0xa5; len as usize]).unwrap();
+        let err = store.try_select(&[], 0, 1_000_000).unwrap_err().to_string();
+        assert!(err.contains(&file.display().to_string()), "{err}");
+        // Samples of the open chunk alone need no file.
+        let got = store.try_select(&[], 490_000, 1_000_000).unwrap();
+        assert_eq!(got[0].timestamps.len(), 10);
+        let via_trait = Storage::select(&store, &[], 0, 1_000_000).unwrap_err();
+        assert!(via_trait.to_string().contains("00000001"), "{via_trait}");
+        assert!(store.select(&[], 0, 1_000_000).is_empty());
+    }
+
+    /// A block large enough that its batches are read on every core: the series come
+    /// back whole, sorted by labels, each as it reads alone.
+    #[test]
+    fn large_block_reads_spread_over_cores_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<(Labels, Vec<i64>, Vec<f64>)> = (0..3000)
+            .map(|i| {
+                let ts: Vec<i64> = (0..100).map(|k| k * 10 + i % 7).collect();
+                let vs = ts.iter().map(|&t| (t * i) as f64).collect();
+                let job = format!("j{i:04}");
+                (
+                    Labels::from_pairs([("__name__", "m"), ("job", &job)]),
+                    ts,
+                    vs,
+                )
+            })
+            .collect();
+        write_imported_block(dir.path(), 0, 1000, data.clone()).unwrap();
+        let store = Store::open_with(dir.path(), opts()).unwrap();
+        let all = store.select(&[Matcher::equal("__name__", "m")], 0, 999);
+        assert_eq!(all.len(), 3000);
+        for (s, (labels, ts, vs)) in all.iter().zip(&data) {
+            assert_eq!((&s.labels, &s.timestamps, &s.values), (labels, ts, vs));
+        }
+        let part = store.select(&[Matcher::equal("__name__", "m")], 500, 600);
+        assert!(part
+            .iter()
+            .all(|s| s.timestamps.len() == 10 || s.timestamps.len() == 11));
+        // A series only in the head, and one only in a later block, still come back
+        // in label order.
+        store.append(&[sample("m", "a", 5_000, 1.0)]);
+        write_imported_block(
+            dir.path(),
+            1000,
+            2000,
+            vec![series_of("j1234x", &[1500], 1.0)],
+        )
+        .unwrap();
+        store.maintain().unwrap();
+        let all = store.select(&[Matcher::equal("__name__", "m")], 0, 10_000);
+        assert_eq!(all.len(), 3002);
+        assert!(all.windows(2).all(|w| w[0].labels < w[1].labels));
+        assert_eq!(all[0].labels.get("job"), Some("a"));
+    }
+
+    #[test]
+    fn series_in_blocks_and_head_come_back_whole_from_every_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = StoreOptions {
+            block_range_ms: 1000,
+            ..opts()
+        };
+        let store = Store::open_with(dir.path(), o).unwrap();
+        // 1500 series × 400 samples: enough work for the selection to run on every
+        // core; blocks are cut below the head, which keeps closed chunks too.
+        let jobs: Vec<String> = (0..1500).map(|i| format!("j{i:04}")).collect();
+        for k in 0..400i64 {
+            let batch: Vec<AppendSample> = jobs
+                .iter()
+                .enumerate()
+                .map(|(i, job)| sample("m", job, k * 10, (k * i as i64) as f64))
+                .collect();
+            store.append(&batch);
+            // Two cuts, too few for a compaction: a series has parts in two blocks.
+            if k == 150 || k == 260 {
+                store.maintain().unwrap();
+            }
+        }
+        assert_eq!(store.blocks().len(), 2, "{:?}", store.blocks());
+        for (mint, maxt) in [(0, 4000), (995, 3333)] {
+            let all = store.select(&[Matcher::equal("__name__", "m")], mint, maxt);
+            assert_eq!(all.len(), jobs.len());
+            for (i, s) in all.iter().enumerate() {
+                assert_eq!(s.labels.get("job"), Some(jobs[i].as_str()));
+                let want: Vec<i64> = (0..400i64)
+                    .map(|k| k * 10)
+                    .filter(|t| (mint..=maxt).contains(t))
+                    .collect();
+                assert_eq!(s.timestamps, want, "{}", jobs[i]);
+                let vals: Vec<f64> = want.iter().map(|t| (t / 10 * i as i64) as f64).collect();
+                assert_eq!(s.values, vals, "{}", jobs[i]);
+            }
+        }
+    }
+}

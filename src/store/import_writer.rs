@@ -124,3 +124,25 @@ impl Drop for PendingBlock {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::write_imported_block;
+    use crate::store::tests::series_of;
+
+    #[test]
+    fn a_failed_or_empty_import_leaves_no_block_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let err =
+            write_imported_block(dir.path(), 0, 1000, vec![series_of("a", &[500, 1000], 1.0)])
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("outside the block range [0, 1000)"), "{err}");
+        let (meta, _) = write_imported_block(dir.path(), 0, 1000, Vec::new()).unwrap();
+        assert!(meta.is_none());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("blocks"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
