@@ -8,11 +8,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::block::{Block, BlockError, BlockOrigin};
-use super::head::Inner;
+use super::head::StoreState;
 use super::import_writer::unused_block_name;
 use super::{io_err, lock, read, write, StoreError};
 
-impl Inner {
+impl StoreState {
     fn move_aside(&self, path: &Path, why: &str) {
         let damaged = self.dir.join("damaged");
         let name = path

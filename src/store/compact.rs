@@ -8,13 +8,13 @@ use std::sync::Arc;
 use crate::runtime::memory::release_free_memory;
 
 use super::block::{Block, BlockOrigin, BlockWriter};
-use super::head::{align_down, HeadSeries, Inner, SeriesData};
+use super::head::{align_down, HeadSeries, SeriesData, StoreState};
 use super::head_read::{finish_reads, merge_overlapping, HeadRead};
 use super::import_writer::PendingBlock;
 use super::symbol::SeriesLabels;
 use super::{lock, read, write, StoreError};
 
-impl Inner {
+impl StoreState {
     pub(super) fn maintain(&self) -> Result<(), StoreError> {
         let _m = lock(&self.maintenance);
         self.load_new_blocks()?;
@@ -296,11 +296,11 @@ impl SeriesData {
                 self.closed_min_t = self.closed_min_t.max(t);
             }
         }
-        if let Some(r) = self.rare.as_mut() {
+        if let Some(r) = self.off_chain.as_mut() {
             r.unwritten.retain(|c| c.last_t >= t);
             r.ooo.retain(|s| s.0 >= t);
             if r.unwritten.is_empty() && r.ooo.is_empty() {
-                self.rare = None;
+                self.off_chain = None;
             }
         }
         if self
@@ -393,7 +393,7 @@ mod tests {
                     assert_eq!(got[0].timestamps, want);
                 }
             }
-            assert!(store.inner.series_cache.bytes() > 0);
+            assert!(store.state.series_cache.bytes() > 0);
             store.maintain().unwrap();
             let metas = store.blocks();
             assert!(

@@ -29,7 +29,7 @@ pub(super) struct SeriesData {
     pub(super) closed_min_t: i64,
     pub(super) closed_max_t: i64,
     /// Out-of-order samples and chunks no file took: few series have any.
-    pub(super) rare: Option<Box<RareData>>,
+    pub(super) off_chain: Option<Box<OffChainSamples>>,
     /// Value of the last sample written to the WAL for this series, and the low 32
     /// bits of its segment's number (only compared for equality with the current
     /// segment's; 2^32 segments apart never happens). 32 bits, so the data packs
@@ -38,8 +38,11 @@ pub(super) struct SeriesData {
     pub(super) wal_bits: u64,
 }
 
+/// The samples of a series kept outside its chain of chunks: accepted out-of-order
+/// samples, and closed chunks that no head chunk file took. Few series have any, so
+/// a series holds this boxed, and only while it has some.
 #[derive(Default)]
-pub(super) struct RareData {
+pub(super) struct OffChainSamples {
     /// Accepted out-of-order samples, sorted by time.
     pub(super) ooo: Vec<(i64, f64)>,
     /// Closed chunks no head chunk file took (a write error); kept in memory.
@@ -53,18 +56,20 @@ impl SeriesData {
             closed: None,
             closed_min_t: i64::MAX,
             closed_max_t: i64::MIN,
-            rare: None,
+            off_chain: None,
             wal_seg: 0,
             wal_bits: 0,
         }
     }
 
     pub(super) fn ooo(&self) -> &[(i64, f64)] {
-        self.rare.as_deref().map_or(&[], |r| r.ooo.as_slice())
+        self.off_chain.as_deref().map_or(&[], |r| r.ooo.as_slice())
     }
 
     pub(super) fn unwritten(&self) -> &[FrozenChunk] {
-        self.rare.as_deref().map_or(&[], |r| r.unwritten.as_slice())
+        self.off_chain
+            .as_deref()
+            .map_or(&[], |r| r.unwritten.as_slice())
     }
 
     /// The newest sample's time (the open chunk's last: out-of-order samples are
@@ -90,7 +95,7 @@ impl SeriesData {
 
     pub(super) fn is_empty(&self) -> bool {
         self.closed.is_none()
-            && self.rare.is_none()
+            && self.off_chain.is_none()
             && self.open.as_ref().is_none_or(|c| c.count() == 0)
     }
 }
@@ -130,7 +135,7 @@ pub(super) struct HeadIndex {
     /// lookup compares the labels of each candidate, and growing the table hashes
     /// the series' labels again.
     by_hash: hashbrown::HashTable<u32>,
-    /// The store's label-set hasher ([`Inner::hash_pairs`]), for that rehashing.
+    /// The store's label-set hasher ([`StoreState::hash_pairs`]), for that rehashing.
     hasher: foldhash::fast::RandomState,
     pub(super) postings: Postings,
     pub(super) live: usize,
@@ -209,6 +214,8 @@ impl HeadIndex {
     }
 }
 
+/// The WAL writer and what the append path counts and reports about it, under
+/// one mutex (see [`StoreState::wal`]).
 pub(super) struct WalState {
     pub(super) writer: Option<WalWriter>,
     /// Append batches logged so far (the durability test's sync points count these).
@@ -216,7 +223,10 @@ pub(super) struct WalState {
     pub(super) error_logged: bool,
 }
 
-pub(super) struct Inner {
+/// Everything one store holds, shared by the [`Store`](super::Store) handle and its
+/// syncer and maintenance threads: the head (index, series, head chunk files), the
+/// WAL, the blocks, the time bounds between them and the counters.
+pub(super) struct StoreState {
     pub(super) dir: PathBuf,
     pub(super) wal_dir: PathBuf,
     pub(super) blocks_dir: PathBuf,
@@ -257,7 +267,7 @@ pub(super) struct Inner {
     pub(super) stop_cv: Condvar,
 }
 
-impl Inner {
+impl StoreState {
     pub(super) fn hash(&self, labels: &Labels) -> u64 {
         self.hash_pairs(labels.iter().map(|l| (&l.name, &l.value)))
     }

@@ -13,13 +13,18 @@ use super::head_chunks::HeadChunkFiles;
 use super::wal::{self, REC_SAMPLES, REC_SERIES};
 use super::{lock, read, write, AppendOutcome, AppendSample, RefSample, SeriesRef, Store};
 
+/// What became of one sample appended to a series: stored (in order or into the
+/// out-of-order buffer), or why it was not.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub(super) enum AppendDecision {
     Appended,
     /// Same timestamp and same bits as a stored sample: a harmless repeat.
     Repeat,
+    /// Same timestamp as a stored sample, another value: rejected.
     Duplicate,
+    /// Older than the series' newest sample and outside the out-of-order window.
     OutOfOrder,
+    /// Below the head's lower bound: that range is already cut into a block.
     OutOfBounds,
 }
 
@@ -65,7 +70,7 @@ impl Store {
     }
 
     fn append_resolved(&self, batch: &[RefSample], out: &mut AppendOutcome) {
-        let inner = &*self.inner;
+        let state = &*self.state;
         let mut retry = self.apply(batch, out);
         for _attempt in 0..3 {
             if retry.is_empty() {
@@ -87,23 +92,23 @@ impl Store {
         }
         // Samples whose series kept vanishing under concurrent cuts (never in practice).
         out.out_of_order += retry.len() as u64;
-        inner
+        state
             .samples_appended
             .fetch_add(out.appended, Ordering::Relaxed);
-        inner
+        state
             .out_of_order
             .fetch_add(out.out_of_order, Ordering::Relaxed);
-        inner
+        state
             .duplicates
             .fetch_add(out.duplicates, Ordering::Relaxed);
     }
 
     /// Finds or creates the series of each label set.
     fn resolve(&self, labels: &[&Labels], out: &mut AppendOutcome) -> Vec<SeriesRef> {
-        let inner = &*self.inner;
-        let hashes: Vec<u64> = labels.iter().map(|l| inner.hash(l)).collect();
+        let state = &*self.state;
+        let hashes: Vec<u64> = labels.iter().map(|l| state.hash(l)).collect();
         let mut refs: Vec<Option<Arc<HeadSeries>>> = {
-            let idx = read(&inner.index);
+            let idx = read(&state.index);
             labels
                 .iter()
                 .zip(&hashes)
@@ -111,7 +116,7 @@ impl Store {
                 .collect()
         };
         if refs.iter().any(|r| r.is_none()) {
-            let mut idx = write(&inner.index);
+            let mut idx = write(&state.index);
             let mut rec = vec![REC_SERIES];
             for (k, slot) in refs.iter_mut().enumerate() {
                 if slot.is_some() {
@@ -120,7 +125,7 @@ impl Store {
                 let s = match idx.get(hashes[k], labels[k]) {
                     Some(s) => s.clone(),
                     None => {
-                        let interned = inner.intern_labels(labels[k]);
+                        let interned = state.intern_labels(labels[k]);
                         let s = idx.insert(hashes[k], interned, None);
                         wal::encode_series(&mut rec, s.id, labels[k]);
                         out.series_created += 1;
@@ -132,8 +137,8 @@ impl Store {
             if rec.len() > 1 {
                 // Under the index lock, so no sample of these series can reach the WAL
                 // before their definition.
-                let mut w = lock(&inner.wal);
-                inner.wal_write(&mut w, &rec, None);
+                let mut w = lock(&state.wal);
+                state.wal_write(&mut w, &rec, None);
             }
         }
         refs.into_iter().flatten().map(SeriesRef).collect()
@@ -142,15 +147,15 @@ impl Store {
     /// Applies the samples and logs them; returns those whose series was removed
     /// meanwhile (to be resolved again).
     fn apply(&self, batch: &[RefSample], out: &mut AppendOutcome) -> Vec<RefSample> {
-        let inner = &*self.inner;
+        let state = &*self.state;
         let mut retry = Vec::new();
-        let range = inner.opts.block_range_ms;
-        let mut w = lock(&inner.wal);
+        let range = state.opts.block_range_ms;
+        let mut w = lock(&state.wal);
         let seg = w.writer.as_ref().map_or(0, |w| w.seq()) as u32;
-        let min_valid = inner.min_valid_t.load(Ordering::Acquire);
-        let window = inner.opts.out_of_order_window_ms;
+        let min_valid = state.min_valid_t.load(Ordering::Acquire);
+        let window = state.opts.out_of_order_window_ms;
         let ooo_min = if window > 0 {
-            inner.max_t.load(Ordering::Acquire).saturating_sub(window)
+            state.max_t.load(Ordering::Acquire).saturating_sub(window)
         } else {
             i64::MAX
         };
@@ -172,9 +177,9 @@ impl Store {
                 min_valid,
                 ooo_min,
                 range,
-                &inner.head_chunks,
+                &state.head_chunks,
             ) {
-                Verdict::Appended => {
+                AppendDecision::Appended => {
                     let id = series.id as i64;
                     wal::put_varint(&mut rec, id - prev_id);
                     prev_id = id;
@@ -187,18 +192,18 @@ impl Store {
                     batch_max = batch_max.max(s.timestamp_ms);
                     n += 1;
                 }
-                Verdict::Repeat => {}
-                Verdict::Duplicate => out.duplicates += 1,
-                Verdict::OutOfOrder => out.out_of_order += 1,
-                Verdict::OutOfBounds => {
+                AppendDecision::Repeat => {}
+                AppendDecision::Duplicate => out.duplicates += 1,
+                AppendDecision::OutOfOrder => out.out_of_order += 1,
+                AppendDecision::OutOfBounds => {
                     out.out_of_order += 1;
-                    inner.out_of_bounds.fetch_add(1, Ordering::Relaxed);
+                    state.out_of_bounds.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
         if n > 0 {
-            inner.wal_write(&mut w, &rec, Some(batch_max));
-            inner.max_t.fetch_max(batch_max, Ordering::AcqRel);
+            state.wal_write(&mut w, &rec, Some(batch_max));
+            state.max_t.fetch_max(batch_max, Ordering::AcqRel);
         }
         out.appended += n;
         w.append_seq += 1;
@@ -253,7 +258,7 @@ impl SeriesData {
                 self.closed_max_t = frozen.last_t;
             }
             Err(_) => self
-                .rare
+                .off_chain
                 .get_or_insert_with(Default::default)
                 .unwritten
                 .push(frozen),
@@ -270,9 +275,9 @@ impl SeriesData {
         ooo_min: i64,
         range: i64,
         files: &HeadChunkFiles,
-    ) -> Verdict {
+    ) -> AppendDecision {
         if t < min_valid {
-            return Verdict::OutOfBounds;
+            return AppendDecision::OutOfBounds;
         }
         let max_t = self.max_t();
         if t > max_t {
@@ -294,7 +299,7 @@ impl SeriesData {
             if let Some(c) = self.open.as_mut() {
                 c.append(t, v);
             }
-            return Verdict::Appended;
+            return AppendDecision::Appended;
         }
         if t == max_t {
             if let Some(c) = self
@@ -303,23 +308,23 @@ impl SeriesData {
                 .filter(|c| c.count() > 0 && c.last_t() == t)
             {
                 return if c.last_value_bits() == v.to_bits() {
-                    Verdict::Repeat
+                    AppendDecision::Repeat
                 } else {
-                    Verdict::Duplicate
+                    AppendDecision::Duplicate
                 };
             }
         }
         if t < ooo_min {
-            return Verdict::OutOfOrder;
+            return AppendDecision::OutOfOrder;
         }
         match self.find(t, files) {
-            Some(bits) if bits == v.to_bits() => Verdict::Repeat,
-            Some(_) => Verdict::Duplicate,
+            Some(bits) if bits == v.to_bits() => AppendDecision::Repeat,
+            Some(_) => AppendDecision::Duplicate,
             None => {
-                let ooo = &mut self.rare.get_or_insert_with(Default::default).ooo;
+                let ooo = &mut self.off_chain.get_or_insert_with(Default::default).ooo;
                 let i = ooo.partition_point(|s| s.0 < t);
                 ooo.insert(i, (t, v));
-                Verdict::Appended
+                AppendDecision::Appended
             }
         }
     }

@@ -10,7 +10,7 @@ use crate::promql::{Points, QueryError, Series, SeriesPoints, Storage, StorageEr
 
 use super::block::{self, Block};
 use super::chunk::CHUNK_SAMPLES;
-use super::head::{HeadSeries, Inner, SeriesData};
+use super::head::{HeadSeries, SeriesData, StoreState};
 use super::head_chunks::{self, ChainRead, ChunkRef, HeadChunkError, HeadChunkFiles, Samples};
 use super::symbol::{ByIdentity, SeriesLabels};
 use super::{read, Store, StoreError};
@@ -67,20 +67,20 @@ impl Store {
         E: Send + From<StoreError>,
         F: Fn(&SeriesLabels, &mut Vec<i64>, &mut Vec<f64>) -> Result<Option<R>, E> + Sync,
     {
-        let inner = &*self.inner;
+        let state = &*self.state;
         if mint > maxt {
             return Ok(Vec::new());
         }
         // What the head holds is noted under the head guard, with a consistent view of
         // which blocks hold what is below the head; files are read after it is released.
         let (blocks, reads, snap, head_min) = {
-            let _g = read(&inner.head_guard);
-            let blocks: Vec<Arc<Block>> = read(&inner.blocks).clone();
-            let head_min = inner.head_min_t.load(Ordering::Acquire).max(mint);
-            let snap = inner.head_chunks.snapshot();
+            let _g = read(&state.head_guard);
+            let blocks: Vec<Arc<Block>> = read(&state.blocks).clone();
+            let head_min = state.head_min_t.load(Ordering::Acquire).max(mint);
+            let snap = state.head_chunks.snapshot();
             let mut reads = Vec::new();
             if head_min <= maxt {
-                for s in inner.head_matching(matchers) {
+                for s in state.head_matching(matchers) {
                     let r = s.lock().start_read(head_min, maxt);
                     if !r.is_empty() {
                         reads.push((s, r));
@@ -127,7 +127,7 @@ impl Store {
         let failed: Vec<std::sync::atomic::AtomicBool> =
             blocks.iter().map(|_| Default::default()).collect();
         let done = crate::par::map(items, plan.work, |(range, run_reads)| {
-            let head = finish_reads(&inner.head_chunks, &snap, run_reads, head_min, maxt)
+            let head = finish_reads(&state.head_chunks, &snap, run_reads, head_min, maxt)
                 .map_err(|e| E::from(e.into()))?;
             let mut head = head.into_iter();
             let mut batches: Vec<block::SampleBatch> =
@@ -153,7 +153,7 @@ impl Store {
                     let start = ts.len();
                     let (block, batch) = (&blocks[b], &mut batches[b]);
                     let read = if light {
-                        let cached = inner.series_cache.series(block, id, batch);
+                        let cached = state.series_cache.series(block, id, batch);
                         cached.map(|d| d.append(mint, maxt, &mut ts, &mut vs))
                     } else {
                         block.append_series(id, mint, maxt, batch, &mut ts, &mut vs)
@@ -191,12 +191,12 @@ impl Store {
 
     /// Label sets of the matching series with samples in the range.
     pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
-        let inner = &*self.inner;
+        let state = &*self.state;
         let mut out: BTreeSet<Labels> = BTreeSet::new();
         let blocks: Vec<Arc<Block>> = {
-            let _g = read(&inner.head_guard);
-            let head_min = inner.head_min_t.load(Ordering::Acquire).max(mint);
-            for s in inner.head_matching(matchers) {
+            let _g = read(&state.head_guard);
+            let head_min = state.head_min_t.load(Ordering::Acquire).max(mint);
+            for s in state.head_matching(matchers) {
                 let d = s.lock();
                 let in_range = d.max_t() >= head_min && d.min_t().is_some_and(|t| t <= maxt);
                 drop(d);
@@ -204,7 +204,7 @@ impl Store {
                     out.insert(s.labels());
                 }
             }
-            read(&inner.blocks).clone()
+            read(&state.blocks).clone()
         };
         for b in &blocks {
             for id in b.matching(matchers, mint, maxt) {
@@ -218,13 +218,13 @@ impl Store {
 
     pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
         let names: BTreeSet<String> = if matchers.is_empty() {
-            let inner = &*self.inner;
-            let mut names: BTreeSet<String> = read(&inner.index)
+            let state = &*self.state;
+            let mut names: BTreeSet<String> = read(&state.index)
                 .postings
                 .label_names()
                 .map(|n| n.to_string())
                 .collect();
-            for b in read(&inner.blocks).iter() {
+            for b in read(&state.blocks).iter() {
                 if b.meta.maxt >= mint && b.meta.mint <= maxt {
                     names.extend(b.postings.label_names().map(|n| n.to_string()));
                 }
@@ -247,13 +247,13 @@ impl Store {
         maxt: i64,
     ) -> Vec<String> {
         let values: BTreeSet<String> = if matchers.is_empty() {
-            let inner = &*self.inner;
-            let mut values: BTreeSet<String> = read(&inner.index)
+            let state = &*self.state;
+            let mut values: BTreeSet<String> = read(&state.index)
                 .postings
                 .values(name)
                 .map(|(v, _)| v.to_string())
                 .collect();
-            for b in read(&inner.blocks).iter() {
+            for b in read(&state.blocks).iter() {
                 if b.meta.maxt >= mint && b.meta.mint <= maxt {
                     values.extend(b.postings.values(name).map(|(v, _)| v.to_string()));
                 }
@@ -293,7 +293,7 @@ impl Storage for Store {
     }
 }
 
-impl Inner {
+impl StoreState {
     fn head_matching(&self, matchers: &[Matcher]) -> Vec<Arc<HeadSeries>> {
         let idx = read(&self.index);
         idx.postings
@@ -621,14 +621,14 @@ mod tests {
         // A cut moves the oldest range into a block and deletes the files that
         // held only it; every sample is still there once.
         store.cut_before(200_000).unwrap();
-        let before = store.inner.head_chunks.size_bytes();
+        let before = store.state.head_chunks.size_bytes();
         store.append(
             &(0..30)
                 .map(|i| sample("m", &format!("j{i}"), 400_000, 1.0))
                 .collect::<Vec<_>>(),
         );
         store.cut_before(400_000).unwrap();
-        assert!(store.inner.head_chunks.size_bytes() < before);
+        assert!(store.state.head_chunks.size_bytes() < before);
         assert_eq!(
             store.select(&j3, 0, 500_000)[0].timestamps,
             want(0, 300_000)

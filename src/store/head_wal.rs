@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use super::head::{Inner, WalState};
-use super::head_append::Verdict;
+use super::head::{StoreState, WalState};
+use super::head_append::AppendDecision;
 use super::wal::{self, Cursor, REC_SAMPLES, REC_SERIES};
 use super::{io_err, lock, read, write, StoreError};
 
-impl Inner {
+impl StoreState {
     pub(super) fn wal_write(&self, w: &mut WalState, payload: &[u8], maxt: Option<i64>) {
         let Some(writer) = w.writer.as_mut() else {
             return;
@@ -148,7 +148,7 @@ impl Inner {
                         };
                         d.wal_seg = seg as u32;
                         d.wal_bits = bits;
-                        let verdict = d.append(
+                        let decision = d.append(
                             t,
                             f64::from_bits(bits),
                             min_valid,
@@ -156,7 +156,7 @@ impl Inner {
                             range,
                             &self.head_chunks,
                         );
-                        if verdict == Verdict::Appended {
+                        if decision == AppendDecision::Appended {
                             samples += 1;
                             maxt = maxt.max(t);
                         }

@@ -222,7 +222,7 @@ use crate::labels::Labels;
 use crate::promql::{QueryError, StorageError};
 
 use block::BlockError;
-use head::{HeadIndex, HeadSeries, Inner, WalState};
+use head::{HeadIndex, HeadSeries, StoreState, WalState};
 use head_chunks::{HeadChunkError, HeadChunkFiles};
 use series_cache::{SeriesCache, SERIES_CACHE_BYTES};
 use symbol::Interner;
@@ -385,7 +385,7 @@ pub struct StoreStats {
 }
 
 pub struct Store {
-    inner: Arc<Inner>,
+    state: Arc<StoreState>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -422,7 +422,7 @@ impl Store {
         let head_chunks =
             HeadChunkFiles::open(&dir.join(head_chunks::DIR), opts.head_chunk_segment_bytes)?;
         let hasher = foldhash::fast::RandomState::default();
-        let inner = Inner {
+        let state = StoreState {
             dir: dir.to_path_buf(),
             wal_dir: wal_dir.clone(),
             blocks_dir,
@@ -458,28 +458,28 @@ impl Store {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
         };
-        let inner = Arc::new(inner);
-        inner.load_blocks()?;
-        let next_seq = inner.replay()?;
-        let writer = WalWriter::create(&wal_dir, next_seq, inner.opts.wal_segment_bytes)
+        let state = Arc::new(state);
+        state.load_blocks()?;
+        let next_seq = state.replay()?;
+        let writer = WalWriter::create(&wal_dir, next_seq, state.opts.wal_segment_bytes)
             .map_err(io_err(&wal::segment_path(&wal_dir, next_seq)))?;
-        lock(&inner.wal).writer = Some(writer);
-        inner
+        lock(&state.wal).writer = Some(writer);
+        state
             .replay_ms
             .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         tracing::info!(
             dir = %dir.display(),
-            series = read(&inner.index).live,
-            replayed_samples = inner.replayed_samples.load(Ordering::Relaxed),
-            blocks = read(&inner.blocks).len(),
+            series = read(&state.index).live,
+            replayed_samples = state.replayed_samples.load(Ordering::Relaxed),
+            blocks = read(&state.blocks).len(),
             ms = started.elapsed().as_millis() as u64,
             "store opened"
         );
         let store = Store {
-            inner,
+            state,
             threads: Mutex::new(Vec::new()),
         };
-        if store.inner.opts.background {
+        if store.state.opts.background {
             store.start_threads();
         }
         Ok(store)
@@ -487,21 +487,21 @@ impl Store {
 
     fn start_threads(&self) {
         let mut threads = lock(&self.threads);
-        let inner = self.inner.clone();
+        let state = self.state.clone();
         let sync = std::thread::Builder::new()
             .name("store-wal-sync".into())
             .spawn(move || {
-                while !inner.wait_stop(inner.opts.wal_sync_interval) {
-                    inner.sync_wal_logged();
+                while !state.wait_stop(state.opts.wal_sync_interval) {
+                    state.sync_wal_logged();
                 }
             });
-        let inner = self.inner.clone();
+        let state = self.state.clone();
         let maint = std::thread::Builder::new()
             .name("store-maintenance".into())
             .spawn(move || {
-                while !inner.wait_stop(inner.opts.maintenance_interval) {
-                    if let Err(e) = inner.maintain() {
-                        tracing::error!(dir = %inner.dir.display(), error = %e, "store maintenance failed");
+                while !state.wait_stop(state.opts.maintenance_interval) {
+                    if let Err(e) = state.maintain() {
+                        tracing::error!(dir = %state.dir.display(), error = %e, "store maintenance failed");
                     }
                 }
             });
@@ -514,37 +514,37 @@ impl Store {
     }
 
     pub fn dir(&self) -> &Path {
-        &self.inner.dir
+        &self.state.dir
     }
 
     pub fn options(&self) -> &StoreOptions {
-        &self.inner.opts
+        &self.state.opts
     }
 
     /// Proves the data directory accepts writes (for the health check).
     pub fn check_writable(&self) -> Result<(), StoreError> {
-        let dir = &self.inner.dir;
+        let dir = &self.state.dir;
         let probe = dir.join(".write-probe");
         std::fs::write(&probe, b"ok").map_err(io_err(dir))?;
         std::fs::remove_file(&probe).map_err(io_err(dir))
     }
 
     pub fn series_count(&self) -> usize {
-        read(&self.inner.index).live
+        read(&self.state.index).live
     }
 
     pub fn samples_appended(&self) -> u64 {
-        self.inner.samples_appended.load(Ordering::Relaxed)
+        self.state.samples_appended.load(Ordering::Relaxed)
     }
 
     /// Append batches made durable so far (by the syncer, [`flush`](Self::flush) or a
     /// segment switch). Batch *n* is the *n*-th `append` call since open.
     pub fn durable_appends(&self) -> u64 {
-        self.inner.durable_seq.load(Ordering::Acquire)
+        self.state.durable_seq.load(Ordering::Acquire)
     }
 
     pub fn stats(&self) -> StoreStats {
-        let i = &*self.inner;
+        let i = &*self.state;
         let blocks = read(&i.blocks);
         StoreStats {
             head_series: read(&i.index).live as u64,
@@ -561,7 +561,7 @@ impl Store {
 
     /// Metadata of the blocks in time order.
     pub fn blocks(&self) -> Vec<BlockMeta> {
-        read(&self.inner.blocks)
+        read(&self.state.blocks)
             .iter()
             .map(|b| b.meta.clone())
             .collect()
@@ -569,37 +569,37 @@ impl Store {
 
     /// Makes everything appended so far durable (fsyncs the WAL). Called at shutdown.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.inner.sync_wal()
+        self.state.sync_wal()
     }
 
     /// Runs one maintenance pass now: cut due blocks, compact, apply retention.
     pub fn maintain(&self) -> Result<(), StoreError> {
-        self.inner.maintain()
+        self.state.maintain()
     }
 
     /// Cuts every complete block range up to `t` into blocks regardless of the
     /// 1.5-range rule (for tests and benchmarks).
     pub fn cut_before(&self, t: i64) -> Result<(), StoreError> {
-        let _m = lock(&self.inner.maintenance);
-        self.inner.cut_until(|_, end| end <= t)
+        let _m = lock(&self.state.maintenance);
+        self.state.cut_until(|_, end| end <= t)
     }
 
     /// Compacts what can be compacted now (for tests and benchmarks).
     pub fn compact(&self) -> Result<(), StoreError> {
-        let _m = lock(&self.inner.maintenance);
-        while self.inner.compact_once()? {}
+        let _m = lock(&self.state.maintenance);
+        while self.state.compact_once()? {}
         Ok(())
     }
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
-        *lock(&self.inner.stop) = true;
-        self.inner.stop_cv.notify_all();
+        *lock(&self.state.stop) = true;
+        self.state.stop_cv.notify_all();
         for t in lock(&self.threads).drain(..) {
             let _ = t.join();
         }
-        self.inner.sync_wal_logged();
+        self.state.sync_wal_logged();
     }
 }
 
@@ -636,7 +636,7 @@ fn check_version(dir: &Path) -> Result<(), StoreError> {
     }
 }
 
-impl Inner {
+impl StoreState {
     fn wait_stop(&self, d: Duration) -> bool {
         let g = lock(&self.stop);
         if *g {
