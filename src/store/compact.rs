@@ -388,7 +388,9 @@ mod tests {
                     store.maintain().unwrap();
                     // A light read goes through the series cache: what it kept of
                     // blocks that cuts and compactions replace is never served.
-                    let got = store.select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX);
+                    let got = store
+                        .select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX)
+                        .unwrap();
                     let want: Vec<i64> = (0..=k).map(|k| k * 100).collect();
                     assert_eq!(got[0].timestamps, want);
                 }
@@ -400,7 +402,9 @@ mod tests {
                 metas.iter().any(|b| b.level > 0),
                 "no compaction: {metas:?}"
             );
-            let got = store.select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX);
+            let got = store
+                .select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX)
+                .unwrap();
             assert_eq!(
                 got[0].timestamps,
                 (0..100).map(|k| k * 100).collect::<Vec<_>>()
@@ -408,7 +412,9 @@ mod tests {
         }
         // Restart: blocks plus the WAL's remainder, nothing twice.
         let store = Store::open_with(dir.path(), o.clone()).unwrap();
-        let got = store.select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX);
+        let got = store
+            .select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX)
+            .unwrap();
         assert_eq!(
             got[0].timestamps,
             (0..100).map(|k| k * 100).collect::<Vec<_>>()
@@ -430,7 +436,9 @@ mod tests {
         .unwrap();
         store.maintain().unwrap();
         assert!(store.blocks().is_empty());
-        let got = store.select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX);
+        let got = store
+            .select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX)
+            .unwrap();
         assert!(
             got[0].timestamps.iter().all(|&t| t >= 6000),
             "{:?}",

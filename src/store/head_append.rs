@@ -365,12 +365,12 @@ mod tests {
             ]);
             assert_eq!((out.appended, out.duplicates, out.out_of_order), (1, 1, 1));
             store.append(&[sample("x", "a", 6000, 6.0)]);
-            let got = store.select(&[], 0, 10_000);
+            let got = store.select(&[], 0, 10_000).unwrap();
             assert_eq!(got[0].timestamps, vec![4500, 5000, 6000]);
         }
         // And after a restart (replayed from the WAL).
         let store = Store::open_with(dir.path(), o).unwrap();
-        let got = store.select(&[], 0, 10_000);
+        let got = store.select(&[], 0, 10_000).unwrap();
         assert_eq!(got[0].timestamps, vec![4500, 5000, 6000]);
         assert_eq!(got[0].values, vec![4.5, 5.0, 6.0]);
     }
@@ -394,12 +394,12 @@ mod tests {
             want.push(k * 1000);
         }
         store.maintain().unwrap();
-        let got = store.try_select(&[], 0, i64::MAX).unwrap();
+        let got = store.select(&[], 0, i64::MAX).unwrap();
         assert_eq!(got[0].timestamps, want);
         assert_eq!(got[0].values[299], 448.5);
         // And a cut writes them into a block.
         store.cut_before(1_000_000).unwrap();
-        let got = store.try_select(&[], 0, i64::MAX).unwrap();
+        let got = store.select(&[], 0, i64::MAX).unwrap();
         assert_eq!(got[0].timestamps, want);
     }
 }

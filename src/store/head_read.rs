@@ -17,28 +17,17 @@ use super::{read, Store, StoreError};
 
 impl Store {
     /// The series matching every matcher that have samples in `[mint, maxt]`, with
-    /// those samples from blocks and head in time order, sorted by labels. A head
-    /// chunk that cannot be read is logged and its samples are left out; queries use
-    /// [`try_select`](Self::try_select), which fails instead.
-    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
-        match self.try_select(matchers, mint, maxt) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the head; the query result is empty");
-                Vec::new()
-            }
-        }
-    }
-
-    /// [`select`](Self::select), failing with an error that names the file when a
-    /// head chunk cannot be read. A block that cannot be read is logged and left out.
-    pub fn try_select(
+    /// those samples from blocks and head in time order, sorted by labels: for callers
+    /// that want whole series at once (the PromQL [`Storage::select`], checks after an
+    /// import). Fails with an error that names the file when a head chunk cannot be
+    /// read; a block that cannot be read is logged and left out.
+    pub fn select(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Series>, StoreError> {
-        let got = self.select_map(matchers, mint, maxt, |labels, ts, vs| {
+        let got = self.select_with(matchers, mint, maxt, |labels, ts, vs| {
             Ok::<_, StoreError>(Some((
                 labels.to_labels(),
                 (std::mem::take(ts), std::mem::take(vs)),
@@ -54,8 +43,11 @@ impl Store {
     /// change them or take them), so a query over many series never holds all their
     /// samples at once; series are spread over the cores. The first error of `f`
     /// stops the selection; a head chunk that cannot be read fails it; a block that
-    /// cannot be read is logged and its samples are left out.
-    pub fn select_map<R, E, F>(
+    /// cannot be read is logged and its samples are left out. It exists for queries
+    /// that reduce each series as it is read (the PromQL engine's
+    /// [`Storage::select_points`]), which [`select`](Self::select) would make hold
+    /// every selected sample at once.
+    pub fn select_with<R, E, F>(
         &self,
         matchers: &[Matcher],
         mint: i64,
@@ -189,7 +181,8 @@ impl Store {
         Ok(done.into_iter().flatten().collect())
     }
 
-    /// Label sets of the matching series with samples in the range.
+    /// Label sets of the matching series with samples in the range, without reading
+    /// the samples: for the series and label APIs, which list series, not data.
     pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
         let state = &*self.state;
         let mut out: BTreeSet<Labels> = BTreeSet::new();
@@ -276,8 +269,7 @@ impl Storage for Store {
         mint_ms: i64,
         maxt_ms: i64,
     ) -> Result<Vec<Series>, StorageError> {
-        self.try_select(matchers, mint_ms, maxt_ms)
-            .map_err(|e| StorageError(e.to_string()))
+        Store::select(self, matchers, mint_ms, maxt_ms).map_err(|e| StorageError(e.to_string()))
     }
 
     fn select_points(
@@ -287,7 +279,7 @@ impl Storage for Store {
         maxt_ms: i64,
         f: &SeriesPoints<'_>,
     ) -> Result<Vec<(Labels, Points)>, QueryError> {
-        self.select_map(matchers, mint_ms, maxt_ms, |labels, ts, vs| {
+        self.select_with(matchers, mint_ms, maxt_ms, |labels, ts, vs| {
             f(labels, ts, vs)
         })
     }
@@ -607,15 +599,15 @@ mod tests {
             (99_000, 100_400),
             (200_002, 200_002),
         ] {
-            let got = store.try_select(&j3, lo, hi).unwrap();
+            let got = store.select(&j3, lo, hi).unwrap();
             assert_eq!(got[0].timestamps, want(lo, hi), "[{lo}, {hi}]");
         }
-        let got = store.select(&j3, 0, 300_000);
+        let got = store.select(&j3, 0, 300_000).unwrap();
         assert_eq!(got[0].values[1], 10.0);
         // Written out and read from the file, too.
         store.maintain().unwrap();
         assert_eq!(
-            store.select(&j3, 0, 300_000)[0].timestamps,
+            store.select(&j3, 0, 300_000).unwrap()[0].timestamps,
             want(0, 300_000)
         );
         // A cut moves the oldest range into a block and deletes the files that
@@ -630,7 +622,7 @@ mod tests {
         store.cut_before(400_000).unwrap();
         assert!(store.state.head_chunks.size_bytes() < before);
         assert_eq!(
-            store.select(&j3, 0, 500_000)[0].timestamps,
+            store.select(&j3, 0, 500_000).unwrap()[0].timestamps,
             want(0, 300_000)
                 .into_iter()
                 .chain([400_000])
@@ -640,7 +632,7 @@ mod tests {
         // At open the files are rebuilt from the WAL.
         let store = Store::open_with(dir.path(), o).unwrap();
         assert_eq!(
-            store.select(&j3, 0, 500_000)[0].timestamps,
+            store.select(&j3, 0, 500_000).unwrap()[0].timestamps,
             want(0, 300_000)
                 .into_iter()
                 .chain([400_000])
@@ -660,14 +652,13 @@ mod tests {
         let len = std::fs::metadata(&file).unwrap().len();
         assert!(len > 0);
         std::fs::write(&file, vec![0xa5; len as usize]).unwrap();
-        let err = store.try_select(&[], 0, 1_000_000).unwrap_err().to_string();
+        let err = store.select(&[], 0, 1_000_000).unwrap_err().to_string();
         assert!(err.contains(&file.display().to_string()), "{err}");
         // Samples of the open chunk alone need no file.
-        let got = store.try_select(&[], 490_000, 1_000_000).unwrap();
+        let got = store.select(&[], 490_000, 1_000_000).unwrap();
         assert_eq!(got[0].timestamps.len(), 10);
         let via_trait = Storage::select(&store, &[], 0, 1_000_000).unwrap_err();
         assert!(via_trait.to_string().contains("00000001"), "{via_trait}");
-        assert!(store.select(&[], 0, 1_000_000).is_empty());
     }
 
     /// A block large enough that its batches are read on every core: the series come
@@ -689,12 +680,16 @@ mod tests {
             .collect();
         write_imported_block(dir.path(), 0, 1000, data.clone()).unwrap();
         let store = Store::open_with(dir.path(), opts()).unwrap();
-        let all = store.select(&[Matcher::equal("__name__", "m")], 0, 999);
+        let all = store
+            .select(&[Matcher::equal("__name__", "m")], 0, 999)
+            .unwrap();
         assert_eq!(all.len(), 3000);
         for (s, (labels, ts, vs)) in all.iter().zip(&data) {
             assert_eq!((&s.labels, &s.timestamps, &s.values), (labels, ts, vs));
         }
-        let part = store.select(&[Matcher::equal("__name__", "m")], 500, 600);
+        let part = store
+            .select(&[Matcher::equal("__name__", "m")], 500, 600)
+            .unwrap();
         assert!(part
             .iter()
             .all(|s| s.timestamps.len() == 10 || s.timestamps.len() == 11));
@@ -709,7 +704,9 @@ mod tests {
         )
         .unwrap();
         store.maintain().unwrap();
-        let all = store.select(&[Matcher::equal("__name__", "m")], 0, 10_000);
+        let all = store
+            .select(&[Matcher::equal("__name__", "m")], 0, 10_000)
+            .unwrap();
         assert_eq!(all.len(), 3002);
         assert!(all.windows(2).all(|w| w[0].labels < w[1].labels));
         assert_eq!(all[0].labels.get("job"), Some("a"));
@@ -740,7 +737,9 @@ mod tests {
         }
         assert_eq!(store.blocks().len(), 2, "{:?}", store.blocks());
         for (mint, maxt) in [(0, 4000), (995, 3333)] {
-            let all = store.select(&[Matcher::equal("__name__", "m")], mint, maxt);
+            let all = store
+                .select(&[Matcher::equal("__name__", "m")], mint, maxt)
+                .unwrap();
             assert_eq!(all.len(), jobs.len());
             for (i, s) in all.iter().enumerate() {
                 assert_eq!(s.labels.get("job"), Some(jobs[i].as_str()));

@@ -33,11 +33,13 @@ fn append_then_select_in_time_order() {
     assert_eq!(out.series_created, 2);
     let out = store.append(&[sample("up", "a", 2000, 1.0), sample("up", "a", 1500, 9.0)]);
     assert_eq!((out.appended, out.out_of_order), (1, 1));
-    let got = store.select(&[Matcher::equal("job", "a")], 0, 5000);
+    let got = store
+        .select(&[Matcher::equal("job", "a")], 0, 5000)
+        .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].timestamps, vec![1000, 2000]);
     let re = Matcher::new(MatchKind::Regex, "__name__", "u.").unwrap();
-    assert_eq!(store.select(&[re], 1500, 1500).len(), 0);
+    assert_eq!(store.select(&[re], 1500, 1500).unwrap().len(), 0);
     assert_eq!(store.label_values("job", &[], 0, 5000), vec!["a", "b"]);
     assert_eq!(store.label_names(&[], 0, 5000), vec!["__name__", "job"]);
     assert_eq!(
@@ -61,13 +63,13 @@ fn stale_marker_bits_survive_head_wal_and_blocks() {
         let store = Store::open_with(dir.path(), o.clone()).unwrap();
         store.append(&[sample("x", "a", 1, 1.0), sample("x", "a", 2, stale)]);
         store.append(&[sample("x", "a", 150, 1.0), sample("x", "a", 160, stale)]);
-        let got = store.select(&[], 0, 1000);
+        let got = store.select(&[], 0, 1000).unwrap();
         assert_eq!(got[0].values[1].to_bits(), stale.to_bits());
         store.cut_before(100).unwrap();
         assert_eq!(store.blocks().len(), 1);
     }
     let store = Store::open_with(dir.path(), o).unwrap();
-    let got = store.select(&[], 0, 1000);
+    let got = store.select(&[], 0, 1000).unwrap();
     assert_eq!(got[0].timestamps, vec![1, 2, 150, 160]);
     let bits: Vec<u64> = got[0].values.iter().map(|v| v.to_bits()).collect();
     assert_eq!(
@@ -82,7 +84,9 @@ fn stale_marker_bits_survive_head_wal_and_blocks() {
 }
 
 fn select_job(store: &Store, job: &str) -> (Vec<i64>, Vec<f64>) {
-    let got = store.select(&[Matcher::equal("job", job)], i64::MIN, i64::MAX);
+    let got = store
+        .select(&[Matcher::equal("job", job)], i64::MIN, i64::MAX)
+        .unwrap();
     assert_eq!(got.len(), 1, "{got:?}");
     (got[0].timestamps.clone(), got[0].values.clone())
 }
@@ -125,6 +129,7 @@ fn imported_blocks_overlap_the_head_and_blocks_and_reads_merge_them() {
     // Not seen before the next maintenance pass picks the blocks up.
     assert!(store
         .select(&[Matcher::equal("job", "b")], i64::MIN, i64::MAX)
+        .unwrap()
         .is_empty());
     store.maintain().unwrap();
     let expect_ts: Vec<i64> = {
