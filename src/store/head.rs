@@ -19,7 +19,8 @@ use super::wal::WalWriter;
 use super::{lock, StoreOptions};
 
 /// The samples of one series in the head: the open chunk in memory, the closed ones
-/// in the head chunk files ([`head_chunks`]), out-of-order samples in a small buffer.
+/// in the head chunk files ([`head_chunks`](super::head_chunks)), out-of-order
+/// samples in a small buffer.
 pub(super) struct SeriesData {
     pub(super) open: Option<OpenChunk>,
     /// The newest closed chunk; each closed chunk names the one before it.

@@ -384,6 +384,11 @@ pub struct StoreStats {
     pub replay_ms: u64,
 }
 
+/// A time-series store in one data directory: appends ([`append`](Self::append),
+/// [`append_refs`](Self::append_refs)), reads ([`select`](Self::select),
+/// [`select_with`](Self::select_with), [`series`](Self::series) and the label
+/// lists), and the background threads that fsync the WAL and cut, compact and
+/// expire blocks, stopped when the store is dropped.
 pub struct Store {
     state: Arc<StoreState>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
