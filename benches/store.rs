@@ -286,7 +286,12 @@ fn columns(store: &Store, mint: i64, maxt: i64) -> Columns {
         t_enc: vec![],
         v_enc: vec![],
     };
-    for (i, s) in store.select(&[], mint, maxt).into_iter().enumerate() {
+    for (i, s) in store
+        .select(&[], mint, maxt)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
         c.sid
             .extend(std::iter::repeat_n(i as u32, s.timestamps.len()));
         format::encode_ts(&s.timestamps, &mut c.t_enc);
@@ -549,7 +554,7 @@ fn bench_select(c: &mut Criterion) {
         Matcher::equal("cpu", "3"),
         Matcher::equal("mode", "nice"),
     ];
-    let got = store.select(&one, T0, T0 + day);
+    let got = store.select(&one, T0, T0 + day).unwrap();
     assert_eq!(got.len(), 1);
     println!(
         "select fixture: {} samples in the series, {} blocks",
@@ -559,7 +564,7 @@ fn bench_select(c: &mut Criterion) {
     let mut g = c.benchmark_group("select");
     g.measurement_time(Duration::from_secs(5));
     g.bench_function("1 series x 24h (blocks)", |b| {
-        b.iter(|| black_box(store.select(&one, T0, T0 + day)))
+        b.iter(|| black_box(store.select(&one, T0, T0 + day).unwrap()))
     });
     drop(store);
 
@@ -570,17 +575,17 @@ fn bench_select(c: &mut Criterion) {
     ingest(&store, &data, 0, 720);
     let ten_k = [Matcher::equal("__name__", "node_cpu_seconds_total")];
     let hour = 3600 * 1000;
-    assert_eq!(store.select(&ten_k, T0, T0 + hour).len(), 10_000);
+    assert_eq!(store.select(&ten_k, T0, T0 + hour).unwrap().len(), 10_000);
     g.sample_size(10);
     g.bench_function("10k series x 1h (head)", |b| {
-        b.iter(|| black_box(store.select(&ten_k, T0, T0 + hour)))
+        b.iter(|| black_box(store.select(&ten_k, T0, T0 + hour).unwrap()))
     });
     // The same from a block.
     store.cut_before(T0 + 2 * hour).unwrap();
     ingest(&store, &data, 1440, 1);
     store.cut_before(T0 + 2 * hour).unwrap();
     g.bench_function("10k series x 1h (block)", |b| {
-        b.iter(|| black_box(store.select(&ten_k, T0, T0 + hour)))
+        b.iter(|| black_box(store.select(&ten_k, T0, T0 + hour).unwrap()))
     });
     g.finish();
 }

@@ -198,7 +198,9 @@ mod tests {
                 ..StoreOptions::default()
             };
             let store = Store::open_with(&dir.path().join("store"), o).unwrap();
-            let all = store.select(&[Matcher::equal("__name__", "m")], i64::MIN, i64::MAX);
+            let all = store
+                .select(&[Matcher::equal("__name__", "m")], i64::MIN, i64::MAX)
+                .unwrap();
             (store.blocks().len(), all)
         };
         let (one, a) = import_with_budget(&text, PASS_SAMPLES);
@@ -247,11 +249,15 @@ m{a=\"9\",b=\"2\"} 5 10.5
                 .collect::<Vec<_>>(),
             vec![(0, 7_200_000), (7_200_000, 14_400_000)]
         );
-        let s = store.select(&[Matcher::equal("a", "1")], i64::MIN, i64::MAX);
+        let s = store
+            .select(&[Matcher::equal("a", "1")], i64::MIN, i64::MAX)
+            .unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].timestamps, vec![100_000, 7_200_000, 7_300_000]);
         assert_eq!(s[0].values, vec![3.0, 2.0, 1.0]);
-        let s = store.select(&[Matcher::equal("a", "9")], i64::MIN, i64::MAX);
+        let s = store
+            .select(&[Matcher::equal("a", "9")], i64::MIN, i64::MAX)
+            .unwrap();
         assert_eq!(s[0].timestamps, vec![10_500]);
         // Nothing went through the WAL.
         assert_eq!(store.series_count(), 0);

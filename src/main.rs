@@ -89,7 +89,7 @@ Run `gpx_arrowmon --help` for all commands.";
 
 fn main() -> ExitCode {
     // Before any thread exists, so no thread has made an arena of its own yet.
-    arrowmon::store::limit_malloc_arenas();
+    arrowmon::runtime::memory::limit_malloc_arenas();
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 1 {
         if grafana::started_by_grafana(|k| std::env::var(k).ok()) {

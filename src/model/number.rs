@@ -40,7 +40,7 @@ pub fn parse_go_float(s: &[u8]) -> Option<f64> {
 }
 
 /// Go's decimal grammar without sign: digits [. digits] | . digits, then
-/// [eE][+-]digits. Overflow to infinity is an error.
+/// `[eE][+-]digits`. Overflow to infinity is an error.
 fn parse_decimal(s: &[u8]) -> Option<f64> {
     let mut i = 0;
     let mut mantissa_digits = 0;

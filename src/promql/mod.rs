@@ -1,4 +1,4 @@
-//! PromQL evaluation with Prometheus 3.x semantics over a [`Storage`], plus the
+//! PromQL evaluation with Prometheus 3.x semantics over a [`Storage`](crate::model::Storage), plus the
 //! runner for Prometheus's PromQL test-script language ([`testscript`]).
 //!
 //! * Parsing is done by the `promql-parser` crate ([`parse_expr`]); evaluation is our
@@ -13,7 +13,7 @@
 //!   subqueries aligned to absolute multiples of their step, `__name__` dropping
 //!   (immediately, or delayed to the end with [`EngineOptions::delayed_name_removal`]),
 //!   Kahan summation where Prometheus uses it, and its error/annotation messages.
-//! * Not supported: native histograms (no such samples in [`Storage`]; functions that
+//! * Not supported: native histograms (no such samples in [`Storage`](crate::model::Storage); functions that
 //!   only read them return [`QueryError::Unsupported`]), start timestamps, and syntax
 //!   promql-parser does not parse (duration arithmetic, `anchored`/`smoothed`,
 //!   `fill()` is parsed and supported). `limit_ratio` only validates its parameter.

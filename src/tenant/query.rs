@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::Tenant;
 use crate::model::Storage;
 use crate::promql::{Engine, QueryError, QueryResult};
-use crate::store::RunningQuery;
+use crate::runtime::memory::RunningQuery;
 
 /// Why a query gave no result.
 #[derive(Debug, thiserror::Error)]

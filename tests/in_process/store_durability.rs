@@ -78,6 +78,7 @@ fn durability_child_ingest() {
             i64::MIN,
             i64::MAX,
         )
+        .unwrap()
         .first()
         .and_then(|s| s.timestamps.last().copied())
         .unwrap_or(0);
@@ -140,7 +141,9 @@ fn run_child_and_kill(dir: &Path, syncs: usize) -> i64 {
 }
 
 fn check_prefix(store: &Store, at_least: i64) -> i64 {
-    let all = store.select(&[Matcher::equal("job", "durability")], i64::MIN, i64::MAX);
+    let all = store
+        .select(&[Matcher::equal("job", "durability")], i64::MIN, i64::MAX)
+        .unwrap();
     assert_eq!(all.len(), SERIES);
     let mut newest = None;
     for s in &all {
@@ -265,11 +268,13 @@ fn damaged_block_is_moved_aside_and_the_rest_stays_readable() {
         "{damaged:?}"
     );
     // The other blocks and the head still answer; the damaged range is a gap.
-    let s = store.select(
-        &[Matcher::equal("instance", "host-001")],
-        i64::MIN,
-        i64::MAX,
-    );
+    let s = store
+        .select(
+            &[Matcher::equal("instance", "host-001")],
+            i64::MIN,
+            i64::MAX,
+        )
+        .unwrap();
     let ts = &s[0].timestamps;
     assert_eq!(ts.len(), 45 - 10);
     assert!(ts.iter().all(|&t| !(10 * STEP..20 * STEP).contains(&t)));
@@ -312,6 +317,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn contents(store: &Store) -> Vec<(Labels, Vec<i64>, Vec<u64>)> {
     store
         .select(&[], i64::MIN, i64::MAX)
+        .unwrap()
         .into_iter()
         .map(|s| {
             let bits = s.values.iter().map(|v| v.to_bits()).collect();

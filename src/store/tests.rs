@@ -1,0 +1,173 @@
+//! Tests of the whole store through its public API, and the helpers the store's
+//! tests share.
+
+use crate::model::labels::{Labels, MatchKind, Matcher};
+
+use super::{write_imported_block, AppendSample, BlockOrigin, Store, StoreOptions};
+
+pub(super) fn sample(name: &str, job: &str, t: i64, v: f64) -> AppendSample {
+    AppendSample {
+        labels: Labels::from_pairs([("__name__", name), ("job", job)]),
+        timestamp_ms: t,
+        value: v,
+    }
+}
+
+pub(super) fn opts() -> StoreOptions {
+    StoreOptions {
+        background: false,
+        ..StoreOptions::default()
+    }
+}
+
+pub(super) fn series_of(job: &str, ts: &[i64], v: f64) -> (Labels, Vec<i64>, Vec<f64>) {
+    let l = Labels::from_pairs([("__name__", "m"), ("job", job)]);
+    (l, ts.to_vec(), vec![v; ts.len()])
+}
+
+#[test]
+fn append_then_select_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    let out = store.append(&[sample("up", "a", 1000, 1.0), sample("up", "b", 1000, 0.0)]);
+    assert_eq!(out.series_created, 2);
+    let out = store.append(&[sample("up", "a", 2000, 1.0), sample("up", "a", 1500, 9.0)]);
+    assert_eq!((out.appended, out.out_of_order), (1, 1));
+    let got = store
+        .select(&[Matcher::equal("job", "a")], 0, 5000)
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].timestamps, vec![1000, 2000]);
+    let re = Matcher::new(MatchKind::Regex, "__name__", "u.").unwrap();
+    assert_eq!(store.select(&[re], 1500, 1500).unwrap().len(), 0);
+    assert_eq!(store.label_values("job", &[], 0, 5000), vec!["a", "b"]);
+    assert_eq!(store.label_names(&[], 0, 5000), vec!["__name__", "job"]);
+    assert_eq!(
+        store.series(&[Matcher::equal("job", "b")], 0, 5000).len(),
+        1
+    );
+    assert!(store
+        .series(&[Matcher::equal("job", "b")], 1001, 5000)
+        .is_empty());
+}
+
+#[test]
+fn stale_marker_bits_survive_head_wal_and_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = StoreOptions {
+        block_range_ms: 100,
+        ..opts()
+    };
+    let stale = crate::model::stale_nan();
+    {
+        let store = Store::open_with(dir.path(), o.clone()).unwrap();
+        store.append(&[sample("x", "a", 1, 1.0), sample("x", "a", 2, stale)]);
+        store.append(&[sample("x", "a", 150, 1.0), sample("x", "a", 160, stale)]);
+        let got = store.select(&[], 0, 1000).unwrap();
+        assert_eq!(got[0].values[1].to_bits(), stale.to_bits());
+        store.cut_before(100).unwrap();
+        assert_eq!(store.blocks().len(), 1);
+    }
+    let store = Store::open_with(dir.path(), o).unwrap();
+    let got = store.select(&[], 0, 1000).unwrap();
+    assert_eq!(got[0].timestamps, vec![1, 2, 150, 160]);
+    let bits: Vec<u64> = got[0].values.iter().map(|v| v.to_bits()).collect();
+    assert_eq!(
+        bits,
+        vec![
+            1f64.to_bits(),
+            stale.to_bits(),
+            1f64.to_bits(),
+            stale.to_bits()
+        ]
+    );
+}
+
+fn select_job(store: &Store, job: &str) -> (Vec<i64>, Vec<f64>) {
+    let got = store
+        .select(&[Matcher::equal("job", job)], i64::MIN, i64::MAX)
+        .unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    (got[0].timestamps.clone(), got[0].values.clone())
+}
+
+#[test]
+fn imported_blocks_overlap_the_head_and_blocks_and_reads_merge_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = StoreOptions {
+        block_range_ms: 1000,
+        retention_ms: 0,
+        ..opts()
+    };
+    let store = Store::open_with(dir.path(), o.clone()).unwrap();
+    // Live data at 0, 200, …, 3800; the first two ranges cut into blocks.
+    for k in 0..20 {
+        store.append(&[sample("m", "a", k * 200, 1.0)]);
+    }
+    store.cut_before(2000).unwrap();
+    assert_eq!(store.blocks().len(), 2);
+    // A backfill over a cut range and over the head's range, with the same
+    // timestamp as stored samples in places, written while the store is open.
+    let (meta, dups) = write_imported_block(
+        dir.path(),
+        0,
+        1000,
+        vec![
+            series_of("a", &[100, 300, 200, 100], 2.0),
+            series_of("b", &[500], 2.0),
+        ],
+    )
+    .unwrap();
+    assert_eq!((meta.unwrap().origin, dups), (BlockOrigin::Import, 1));
+    write_imported_block(
+        dir.path(),
+        3000,
+        4000,
+        vec![series_of("a", &[3100, 3200], 2.0)],
+    )
+    .unwrap();
+    // Not seen before the next maintenance pass picks the blocks up.
+    assert!(store
+        .select(&[Matcher::equal("job", "b")], i64::MIN, i64::MAX)
+        .unwrap()
+        .is_empty());
+    store.maintain().unwrap();
+    let expect_ts: Vec<i64> = {
+        let mut t: Vec<i64> = (0..20).map(|k| k * 200).chain([100, 300, 3100]).collect();
+        t.sort();
+        t
+    };
+    let check = |store: &Store| {
+        let (ts, vs) = select_job(store, "a");
+        assert_eq!(ts, expect_ts);
+        // Where both have a timestamp, one sample is kept: at 200 the cut block's
+        // (read first), at 3200 the imported block's (blocks are read before the head).
+        assert_eq!(vs.iter().filter(|&&v| v == 2.0).count(), 4);
+        assert_eq!(select_job(store, "b").0, vec![500]);
+    };
+    check(&store);
+    // The imported block did not move the head's lower bound: live samples in its
+    // range are still accepted, and survive a restart (the WAL replays them).
+    let out = store.append(&[sample("m", "a", 3900, 1.0)]);
+    assert_eq!(out.appended, 1);
+    drop(store);
+    let store = Store::open_with(dir.path(), o.clone()).unwrap();
+    let (ts, _) = select_job(&store, "a");
+    assert_eq!(ts.last(), Some(&3900));
+    assert_eq!(ts.len(), expect_ts.len() + 1);
+    // Cut and compact everything: one series per label set, in order, once.
+    store.append(&[sample("m", "a", 9000, 1.0)]);
+    store.cut_before(9000).unwrap();
+    store.compact().unwrap();
+    assert!(
+        store.blocks().iter().any(|b| b.level > 0),
+        "{:?}",
+        store.blocks()
+    );
+    let (ts, _) = select_job(&store, "a");
+    assert!(ts.windows(2).all(|w| w[0] < w[1]), "{ts:?}");
+    assert_eq!(ts.len(), expect_ts.len() + 2);
+    drop(store);
+    let store = Store::open_with(dir.path(), o).unwrap();
+    assert_eq!(select_job(&store, "a").0, ts);
+}
