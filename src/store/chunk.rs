@@ -352,6 +352,27 @@ impl FrozenChunk {
     }
 }
 
+/// Appends a decoded sample if it lies in `[mint, maxt]`; false once past `maxt`,
+/// where decoding stops (samples only get later).
+#[inline(always)]
+fn keep_in_range(
+    t: i64,
+    bits: u64,
+    mint: i64,
+    maxt: i64,
+    ts: &mut Vec<i64>,
+    vs: &mut Vec<f64>,
+) -> bool {
+    if t > maxt {
+        return false;
+    }
+    if t >= mint {
+        ts.push(t);
+        vs.push(f64::from_bits(bits));
+    }
+    true
+}
+
 /// Decodes the samples with `mint <= t <= maxt` onto `ts`/`vs`. Bytes that end early
 /// or make no sense (damage a checksum did not catch) stop the decoding; it never
 /// panics.
@@ -403,12 +424,8 @@ pub fn decode_range(
                     x = x.wrapping_add(dx);
                     bits = (x as f64 / POW10[scale as usize]).to_bits();
                 }
-                if t > maxt {
+                if !keep_in_range(t, bits, mint, maxt, ts, vs) {
                     return;
-                }
-                if t >= mint {
-                    ts.push(t);
-                    vs.push(f64::from_bits(bits));
                 }
                 continue;
             }
@@ -462,12 +479,8 @@ pub fn decode_range(
                 }
             }
         }
-        if t > maxt {
+        if !keep_in_range(t, bits, mint, maxt, ts, vs) {
             return;
-        }
-        if t >= mint {
-            ts.push(t);
-            vs.push(f64::from_bits(bits));
         }
     }
 }

@@ -380,6 +380,15 @@ mod tests {
                 .map(|i| sample("m", &format!("j{i}"), k * 100, k as f64))
                 .collect()
         };
+        let assert_every_sample_once = |store: &Store| {
+            let got = store
+                .select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX)
+                .unwrap();
+            assert_eq!(
+                got[0].timestamps,
+                (0..100).map(|k| k * 100).collect::<Vec<_>>()
+            );
+        };
         {
             let store = Store::open_with(dir.path(), o.clone()).unwrap();
             for k in 0..100 {
@@ -402,23 +411,11 @@ mod tests {
                 metas.iter().any(|b| b.level > 0),
                 "no compaction: {metas:?}"
             );
-            let got = store
-                .select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX)
-                .unwrap();
-            assert_eq!(
-                got[0].timestamps,
-                (0..100).map(|k| k * 100).collect::<Vec<_>>()
-            );
+            assert_every_sample_once(&store);
         }
         // Restart: blocks plus the WAL's remainder, nothing twice.
         let store = Store::open_with(dir.path(), o.clone()).unwrap();
-        let got = store
-            .select(&[Matcher::equal("job", "j3")], i64::MIN, i64::MAX)
-            .unwrap();
-        assert_eq!(
-            got[0].timestamps,
-            (0..100).map(|k| k * 100).collect::<Vec<_>>()
-        );
+        assert_every_sample_once(&store);
         assert_eq!(store.series_count(), 20);
         // Samples below the cut are out of bounds now.
         let out = store.append(&[sample("m", "j3", 50, 0.0)]);

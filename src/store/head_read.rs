@@ -621,22 +621,17 @@ mod tests {
         );
         store.cut_before(400_000).unwrap();
         assert!(store.state.head_chunks.size_bytes() < before);
+        let after_cut: Vec<i64> = want(0, 300_000).into_iter().chain([400_000]).collect();
         assert_eq!(
             store.select(&j3, 0, 500_000).unwrap()[0].timestamps,
-            want(0, 300_000)
-                .into_iter()
-                .chain([400_000])
-                .collect::<Vec<_>>()
+            after_cut
         );
         drop(store);
         // At open the files are rebuilt from the WAL.
         let store = Store::open_with(dir.path(), o).unwrap();
         assert_eq!(
             store.select(&j3, 0, 500_000).unwrap()[0].timestamps,
-            want(0, 300_000)
-                .into_iter()
-                .chain([400_000])
-                .collect::<Vec<_>>()
+            after_cut
         );
     }
 

@@ -4,25 +4,12 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Prometheus's PromQL test scripts: `PROMQL_TESTDATA`, else `../shared/promql-testdata`
-/// beside the repository. The suite needs them: a missing corpus fails the test.
-fn corpus_dir() -> PathBuf {
-    let dir = std::env::var_os("PROMQL_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/promql-testdata")
-        });
-    assert!(
-        dir.is_dir(),
-        "Prometheus's PromQL corpus is missing: {} is not a folder (set PROMQL_TESTDATA)",
-        dir.display()
-    );
-    dir
-}
+use crate::support::shared_reference;
 
 #[test]
 fn prometheus_promql_test_corpus() {
-    let dir = corpus_dir();
+    // Prometheus's PromQL test scripts.
+    let dir = shared_reference("PROMQL_TESTDATA", "promql-testdata", "functions.test");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -2,30 +2,14 @@
 //! case runs through the plugin's real query planning and must match Grafana's
 //! step, expanded expression, aligned range and executedQueryString.
 
-use std::path::PathBuf;
+use crate::support::shared_reference;
 
 use arrowmon::grafana::query::{plan, QueryModel, QueryTiming};
 use serde_json::Value;
 
-/// Grafana's query rules: `GRAFANA_REFERENCE`, else `../shared/grafana-reference`
-/// beside the repository. The suite needs them: a missing reference fails the test.
-fn reference_dir() -> PathBuf {
-    let dir = std::env::var_os("GRAFANA_REFERENCE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/grafana-reference")
-        });
-    assert!(
-        dir.join("intervals.json").is_file(),
-        "Grafana's reference rules are missing: {} not found (set GRAFANA_REFERENCE)",
-        dir.join("intervals.json").display()
-    );
-    dir
-}
-
 #[test]
 fn every_grafana_reference_case_matches() {
-    let dir = reference_dir();
+    let dir = shared_reference("GRAFANA_REFERENCE", "grafana-reference", "intervals.json");
     let text = std::fs::read_to_string(dir.join("intervals.json")).unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     let cases = doc["cases"].as_array().unwrap();

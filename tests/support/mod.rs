@@ -27,6 +27,22 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Reference data kept beside the repository (`../shared/<folder>`, or where the
+/// environment variable `var` points), which the suite needs: when `must_hold` is
+/// not in it, the test fails with a message naming the path and the variable.
+pub fn shared_reference(var: &str, folder: &str, must_hold: &str) -> PathBuf {
+    let dir = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared").join(folder));
+    let probe = dir.join(must_hold);
+    assert!(
+        probe.exists(),
+        "reference data is missing: {} not found (set {var})",
+        probe.display()
+    );
+    dir
+}
+
 /// Polls `f` until it returns Some, or panics after `within`.
 pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
 where
