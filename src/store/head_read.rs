@@ -69,7 +69,6 @@ impl Store {
             let _g = read(&state.head_guard);
             let blocks: Vec<Arc<Block>> = read(&state.blocks).clone();
             let head_min = state.head_min_t.load(Ordering::Acquire).max(mint);
-            let snap = state.head_chunks.snapshot();
             let mut reads = Vec::new();
             if head_min <= maxt {
                 for s in state.head_matching(matchers) {
@@ -79,6 +78,11 @@ impl Store {
                     }
                 }
             }
+            // After the reads are noted: an append (which takes no head guard) may
+            // close a chunk into a file it has just started, and a chunk a read names
+            // is always in a file of a later snapshot. No cut can delete one meanwhile:
+            // cuts take the head guard.
+            let snap = state.head_chunks.snapshot();
             (blocks, reads, snap, head_min)
         };
         let (series, reads): (Vec<Arc<HeadSeries>>, Vec<HeadRead>) = reads.into_iter().unzip();
