@@ -402,6 +402,19 @@ pub struct TooFarAhead {
     pub first: Option<(u32, Labels, i64)>,
 }
 
+/// When the scrape after `now` is due: the next instant `offset_ms` past a
+/// multiple of `interval_ms`.
+/// Saturates: an interval of millions of years must wait, not wrap to a past time
+/// and scrape in a busy loop.
+fn next_scrape_ms(now: i64, interval_ms: i64, offset_ms: i64) -> i64 {
+    let interval_ms = interval_ms.max(1);
+    now.saturating_sub(offset_ms)
+        .div_euclid(interval_ms)
+        .saturating_mul(interval_ms)
+        .saturating_add(interval_ms)
+        .saturating_add(offset_ms)
+}
+
 /// Why some samples of a scrape that succeeded were not stored, for the target's
 /// last error; empty when all were.
 fn out_of_bounds_error(url: &str, ahead: &TooFarAhead, too_old: u64) -> String {
@@ -434,12 +447,11 @@ impl ScrapeLoop {
     }
 
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let interval_ms = self.target.interval.as_millis().max(1) as i64;
-        let offset_ms = self.offset().as_millis() as i64;
+        let interval_ms = i64::try_from(self.target.interval.as_millis()).unwrap_or(i64::MAX);
+        let offset_ms = i64::try_from(self.offset().as_millis()).unwrap_or(0);
         loop {
             let now = now_ms();
-            let next =
-                (now - offset_ms).div_euclid(interval_ms) * interval_ms + interval_ms + offset_ms;
+            let next = next_scrape_ms(now, interval_ms, offset_ms);
             let wait = Duration::from_millis((next - now).max(0) as u64);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -1054,6 +1066,18 @@ mod tests {
         let honored = merge_target_labels(&target, scraped, true);
         assert_eq!(honored.get("job"), Some("inner"));
         assert_eq!(honored.get("instance"), Some("h:1"));
+    }
+
+    #[test]
+    fn the_next_scrape_is_in_the_future_for_any_interval() {
+        let now = 1_700_000_000_123;
+        assert_eq!(next_scrape_ms(now, 15_000, 2_000), 1_700_000_012_000);
+        // An interval near the largest duration a config may give ("292277024y"
+        // plus some weeks), with offsets below and above now.
+        let huge = i64::MAX - 1000;
+        for offset in [0, 1_000_000, huge - 1] {
+            assert!(next_scrape_ms(now, huge, offset) > now, "offset {offset}");
+        }
     }
 
     #[test]
