@@ -11,13 +11,36 @@
 //! The file is read in passes of whole block ranges, each holding at most
 //! [`PASS_SAMPLES`] samples in memory: the first pass checks every line and counts
 //! samples per range; each further pass collects the ranges it owns.
+//!
+//! A sample more than [`MAX_AHEAD_MS`] after the wall clock is refused (a clock
+//! error in the source, most likely) unless `--allow-future-samples` is given; a
+//! timestamp no block range can hold (within one range of the ends of i64
+//! milliseconds) is refused always.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::model::labels::Labels;
 use crate::scrape::exposition::{Entry, Format, Parser, ParserOptions, Sample};
-use crate::store::{self, StoreOptions};
+use crate::store::{self, block_range_of, StoreOptions, MAX_AHEAD_MS};
+
+/// The command-line flag that lets `import` take samples far ahead of now.
+pub const ALLOW_FUTURE_FLAG: &str = "--allow-future-samples";
+
+/// What `import` accepts beyond the default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ImportOptions {
+    /// Take samples more than [`MAX_AHEAD_MS`] after the wall clock.
+    pub allow_future_samples: bool,
+}
+
+/// The timestamps a file's samples may have.
+#[derive(Clone, Copy)]
+struct TimeBounds {
+    range: i64,
+    /// The newest timestamp accepted, `None` for any time a block can hold.
+    max_t: Option<i64>,
+}
 
 /// Samples held in memory at once (16 bytes each while collected).
 const PASS_SAMPLES: u64 = 8_000_000;
@@ -65,11 +88,13 @@ impl SeriesTable {
     }
 }
 
-/// Calls `f` with every sample of the file, its series and timestamp.
+/// Calls `f` with every sample of the file, its series and timestamp; a timestamp
+/// out of `bounds` is an error naming the file and line.
 fn for_each_sample(
     body: &[u8],
     file: &Path,
     table: &mut SeriesTable,
+    bounds: TimeBounds,
     mut f: impl FnMut(u32, i64, f64),
 ) -> Result<(), String> {
     let mut parser = Parser::new(body, Format::OpenMetrics, ParserOptions::default());
@@ -87,6 +112,25 @@ fn for_each_sample(
                 sample.line
             )
         })?;
+        if block_range_of(t, bounds.range).is_none() {
+            return Err(format!(
+                "{}: line {}: timestamp {t} ms lies outside the time a block can hold",
+                file.display(),
+                sample.line
+            ));
+        }
+        if let Some(max_t) = bounds.max_t.filter(|&m| t > m) {
+            return Err(format!(
+                "{}: line {}: sample at {} is more than {} after now ({}); if that is not a clock error, pass {ALLOW_FUTURE_FLAG} to import it",
+                file.display(),
+                sample.line,
+                crate::model::time::format_rfc3339_ms(t),
+                crate::model::duration::format_duration(std::time::Duration::from_millis(
+                    MAX_AHEAD_MS as u64
+                )),
+                crate::model::time::format_rfc3339_ms(max_t - MAX_AHEAD_MS),
+            ));
+        }
         let id = table.id(&sample, file)?;
         f(id, t, sample.value);
     }
@@ -94,20 +138,30 @@ fn for_each_sample(
 }
 
 /// Imports `file` into the store directory `store_dir` as blocks.
-pub fn import_openmetrics(file: &Path, store_dir: &Path) -> Result<ImportSummary, String> {
-    import_in_passes(file, store_dir, PASS_SAMPLES)
+pub fn import_openmetrics(
+    file: &Path,
+    store_dir: &Path,
+    opts: ImportOptions,
+) -> Result<ImportSummary, String> {
+    import_in_passes(file, store_dir, opts, PASS_SAMPLES)
 }
 
 fn import_in_passes(
     file: &Path,
     store_dir: &Path,
+    opts: ImportOptions,
     pass_samples: u64,
 ) -> Result<ImportSummary, String> {
     let body = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let range = StoreOptions::default().block_range_ms;
+    let now = crate::scrape::now_ms();
+    let bounds = TimeBounds {
+        range,
+        max_t: (!opts.allow_future_samples).then(|| now.saturating_add(MAX_AHEAD_MS)),
+    };
     let mut table = SeriesTable::default();
     let mut per_range: BTreeMap<i64, u64> = BTreeMap::new();
-    for_each_sample(&body, file, &mut table, |_, t, _| {
+    for_each_sample(&body, file, &mut table, bounds, |_, t, _| {
         *per_range.entry(t.div_euclid(range)).or_default() += 1;
     })?;
     let mut summary = ImportSummary {
@@ -132,7 +186,7 @@ fn import_in_passes(
     for ranges in passes {
         let slots: HashMap<i64, usize> = ranges.iter().enumerate().map(|(i, &r)| (r, i)).collect();
         let mut collected: Vec<RangeSamples> = (0..ranges.len()).map(|_| HashMap::new()).collect();
-        for_each_sample(&body, file, &mut table, |id, t, v| {
+        for_each_sample(&body, file, &mut table, bounds, |id, t, v| {
             if let Some(&slot) = slots.get(&t.div_euclid(range)) {
                 let e = collected[slot].entry(id).or_default();
                 e.0.push(t);
@@ -140,14 +194,20 @@ fn import_in_passes(
             }
         })?;
         for (r, series) in ranges.iter().zip(collected) {
-            let start = r * range;
+            // Every range holds a sample whose block range was checked to fit.
+            let Some((start, end)) = r.checked_mul(range).and_then(|t| block_range_of(t, range))
+            else {
+                return Err(format!(
+                    "{}: block range {r} lies outside the time a block can hold",
+                    file.display()
+                ));
+            };
             let series: Vec<(Labels, Vec<i64>, Vec<f64>)> = series
                 .into_iter()
                 .map(|(id, (ts, vs))| (table.labels[id as usize].clone(), ts, vs))
                 .collect();
-            let (meta, duplicates) =
-                store::write_imported_block(store_dir, start, start + range, series)
-                    .map_err(|e| e.to_string())?;
+            let (meta, duplicates) = store::write_imported_block(store_dir, start, end, series)
+                .map_err(|e| e.to_string())?;
             summary.duplicates += duplicates;
             if let Some(meta) = meta {
                 summary.samples += meta.num_samples;
@@ -182,7 +242,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("history.om");
         std::fs::write(&file, text).unwrap();
-        let got = import_in_passes(&file, &dir.path().join("store"), pass_samples);
+        let got = import_in_passes(
+            &file,
+            &dir.path().join("store"),
+            ImportOptions::default(),
+            pass_samples,
+        );
         (dir, got)
     }
 
@@ -272,5 +337,63 @@ m{a=\"9\",b=\"2\"} 5 10.5
         let (_, got) = import("m 1 100\nm{ 2 200\n# EOF\n");
         let e = got.unwrap_err();
         assert!(e.contains("history.om") && e.contains("line 2"), "{e}");
+    }
+
+    fn wall_now_s() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    #[test]
+    fn a_sample_far_ahead_of_now_is_refused_naming_file_line_and_flag() {
+        let ten_years_s = 10 * 365 * 24 * 3600;
+        let now = wall_now_s();
+        let text = format!("m 1 {}\nm 2 {}\n# EOF\n", now - 60, now + ten_years_s);
+        let (dir, got) = import(&text);
+        let e = got.unwrap_err();
+        assert!(
+            e.contains("history.om")
+                && e.contains("line 2")
+                && e.contains("--allow-future-samples"),
+            "{e}"
+        );
+        assert!(!dir.path().join("store").exists());
+        // With the flag it is imported, and the store keeps its history.
+        let got = import_in_passes(
+            &dir.path().join("history.om"),
+            &dir.path().join("store"),
+            ImportOptions {
+                allow_future_samples: true,
+            },
+            PASS_SAMPLES,
+        )
+        .unwrap();
+        assert_eq!((got.samples, got.blocks), (2, 2));
+        let store = Store::open_with(
+            &dir.path().join("store"),
+            StoreOptions {
+                background: false,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        store.maintain().unwrap();
+        assert_eq!(store.blocks().len(), 2);
+        let s = store.select(&[], i64::MIN, i64::MAX).unwrap();
+        assert_eq!(
+            s[0].timestamps,
+            vec![(now - 60) * 1000, (now + ten_years_s) * 1000]
+        );
+    }
+
+    #[test]
+    fn a_timestamp_no_block_can_hold_is_an_error_not_a_panic() {
+        for t in ["1e300", "-1e300", "9223372036854775.807"] {
+            let (_, got) = import(&format!("m 1 100\nm 2 {t}\n# EOF\n"));
+            let e = got.unwrap_err();
+            assert!(e.contains("history.om") && e.contains("line 2"), "{t}: {e}");
+        }
     }
 }

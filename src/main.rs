@@ -77,6 +77,10 @@ enum ImportFormat {
         file: PathBuf,
         #[arg(long)]
         data_dir: PathBuf,
+        /// Import samples more than 10 minutes after now too (refused by default:
+        /// they are most likely a clock error).
+        #[arg(long)]
+        allow_future_samples: bool,
     },
 }
 
@@ -108,10 +112,18 @@ fn main() -> ExitCode {
         }
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Import {
-            format: ImportFormat::Openmetrics { file, data_dir },
+            format:
+                ImportFormat::Openmetrics {
+                    file,
+                    data_dir,
+                    allow_future_samples,
+                },
         }) => match arrowmon::import::import_openmetrics(
             &file,
             &arrowmon::tenant::store_dir(&data_dir),
+            arrowmon::import::ImportOptions {
+                allow_future_samples,
+            },
         ) {
             Ok(s) => {
                 println!(

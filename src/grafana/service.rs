@@ -220,7 +220,8 @@ impl pb::diagnostics_server::Diagnostics for Plugin {
 
 /// CheckHealth's verdict: ERROR for an invalid config, an unwritable store, or when
 /// every target failed its last scrape; otherwise OK with the targets up and each
-/// failing target named with its error.
+/// failing target named with its error, and each target that is up but had samples
+/// refused (out of bounds) named with what was refused.
 pub fn health_message(
     h: &crate::tenant::TenantHealth,
 ) -> (pb::check_health_response::HealthStatus, String) {
@@ -251,6 +252,13 @@ pub fn health_message(
     }
     for t in &down {
         msg.push_str(&format!("; {} failed: {}", t.url, t.last_error));
+    }
+    for t in h
+        .targets
+        .iter()
+        .filter(|t| t.health == Health::Up && !t.last_error.is_empty())
+    {
+        msg.push_str(&format!("; {} up with errors: {}", t.url, t.last_error));
     }
     let status = if down.len() == total {
         HealthStatus::Error

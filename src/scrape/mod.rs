@@ -10,6 +10,7 @@ pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +22,7 @@ use crate::config::targets::resolve_groups;
 use crate::config::{Auth, DroppedTarget, ScrapeConfig, ScrapeJob, Target};
 use crate::model::labels::{Label, Labels, METRIC_NAME};
 use crate::model::stale_nan;
-use crate::store::{AppendSample, RefSample, SeriesId, SeriesRef, Store};
+use crate::store::{AppendSample, RefSample, SeriesId, SeriesRef, Store, MAX_AHEAD_MS};
 use exposition::{Entry, Format, MetadataCollector, MetricMetadata, Parser, ParserOptions};
 
 /// Milliseconds since the epoch, now.
@@ -85,11 +86,21 @@ struct JobTargets {
     errors: Vec<String>,
 }
 
+/// Counts of every scrape loop of a tenant, kept across config reloads.
+#[derive(Debug, Default)]
+pub struct ScrapeCounters {
+    /// Scraped samples refused as out of bounds: more than [`MAX_AHEAD_MS`] after
+    /// the scrape, or below the head's lower bound (Prometheus's
+    /// `prometheus_target_scrapes_sample_out_of_bounds_total`).
+    pub samples_out_of_bounds: AtomicU64,
+}
+
 /// Runs every target's scrape loop of one scrape config.
 pub struct ScrapeManager {
     jobs: Vec<(String, Arc<RwLock<JobTargets>>)>,
     stop: watch::Sender<bool>,
     runners: Vec<JoinHandle<()>>,
+    counters: Arc<ScrapeCounters>,
 }
 
 /// The identity of a running target: a change of its labels (`__` ones included)
@@ -104,8 +115,19 @@ fn read<T: Clone>(l: &RwLock<T>) -> T {
 
 impl ScrapeManager {
     /// Starts a loop per static target and a discovery task per job with
-    /// `file_sd_configs`. Must be called inside a tokio runtime.
+    /// `file_sd_configs`, with counters of its own. Must be called inside a tokio
+    /// runtime.
     pub fn start(config: &ScrapeConfig, store: Arc<Store>) -> ScrapeManager {
+        ScrapeManager::start_counting(config, store, Arc::default())
+    }
+
+    /// [`start`](Self::start), counting into `counters` (a tenant's, which outlive
+    /// one config).
+    pub fn start_counting(
+        config: &ScrapeConfig,
+        store: Arc<Store>,
+        counters: Arc<ScrapeCounters>,
+    ) -> ScrapeManager {
         tls::install_default_provider();
         let (stop, stop_rx) = watch::channel(false);
         let mut jobs = Vec::new();
@@ -122,6 +144,7 @@ impl ScrapeManager {
                 job: job.clone(),
                 job_tls,
                 store: store.clone(),
+                counters: counters.clone(),
                 loops: HashMap::new(),
                 shared: Arc::new(RwLock::new(JobTargets::default())),
             };
@@ -134,7 +157,12 @@ impl ScrapeManager {
             jobs,
             stop,
             runners,
+            counters,
         }
+    }
+
+    pub fn counters(&self) -> &ScrapeCounters {
+        &self.counters
     }
 
     pub fn targets(&self) -> Vec<TargetStatus> {
@@ -191,6 +219,7 @@ struct JobRunner {
     job: Arc<ScrapeJob>,
     job_tls: Arc<tls::JobTls>,
     store: Arc<Store>,
+    counters: Arc<ScrapeCounters>,
     loops: HashMap<(Labels, String), RunningLoop>,
     shared: Arc<RwLock<JobTargets>>,
 }
@@ -247,6 +276,7 @@ impl JobRunner {
                 client: tls::TargetClient::new(self.job_tls.clone(), &target.url),
                 target,
                 store: self.store.clone(),
+                counters: self.counters.clone(),
                 status: status.clone(),
                 cache: ScrapeCache::default(),
             };
@@ -329,6 +359,7 @@ struct ScrapeLoop {
     /// Checks the TLS files before each scrape and makes a new client when they changed.
     client: tls::TargetClient,
     store: Arc<Store>,
+    counters: Arc<ScrapeCounters>,
     status: Arc<RwLock<TargetStatus>>,
     /// Series of the recent scrapes: labels per raw series text, and which were
     /// in the last successful scrape (for staleness markers).
@@ -353,11 +384,55 @@ pub struct Scraped {
     pub samples: Vec<RefSample>,
     /// Samples in the body, before metric relabeling.
     pub scraped: usize,
+    /// Samples that metric relabeling kept but whose timestamp lies more than
+    /// [`MAX_AHEAD_MS`] after the scrape: refused, as Prometheus refuses them.
+    pub too_far_ahead: TooFarAhead,
     /// Series this scrape created in the store.
     pub series_added: u64,
     /// Series of the previous successful scrape that this one no longer has.
     pub stale: Vec<SeriesRef>,
     pub metadata: Vec<MetricMetadata>,
+}
+
+/// Samples a scrape refused for a timestamp too far after the scrape time.
+#[derive(Debug, Default)]
+pub struct TooFarAhead {
+    pub count: u64,
+    /// The first of them: its line in the body, its series and its timestamp.
+    pub first: Option<(u32, Labels, i64)>,
+}
+
+/// When the scrape after `now` is due: the next instant `offset_ms` past a
+/// multiple of `interval_ms`.
+/// Saturates: an interval of millions of years must wait, not wrap to a past time
+/// and scrape in a busy loop.
+fn next_scrape_ms(now: i64, interval_ms: i64, offset_ms: i64) -> i64 {
+    let interval_ms = interval_ms.max(1);
+    now.saturating_sub(offset_ms)
+        .div_euclid(interval_ms)
+        .saturating_mul(interval_ms)
+        .saturating_add(interval_ms)
+        .saturating_add(offset_ms)
+}
+
+/// Why some samples of a scrape that succeeded were not stored, for the target's
+/// last error; empty when all were.
+fn out_of_bounds_error(url: &str, ahead: &TooFarAhead, too_old: u64) -> String {
+    let mut parts = Vec::new();
+    if let Some((line, labels, t)) = &ahead.first {
+        parts.push(format!(
+            "{url}: {} sample(s) out of bounds: timestamp more than {} after the scrape time (first: line {line}, {labels} at {})",
+            ahead.count,
+            crate::model::duration::format_duration(Duration::from_millis(MAX_AHEAD_MS as u64)),
+            crate::model::time::format_rfc3339_ms(*t),
+        ));
+    }
+    if too_old > 0 {
+        parts.push(format!(
+            "{url}: {too_old} sample(s) out of bounds: older than the head's lower bound (that time range is already cut into a block)"
+        ));
+    }
+    parts.join("; ")
 }
 
 impl ScrapeLoop {
@@ -372,12 +447,11 @@ impl ScrapeLoop {
     }
 
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let interval_ms = self.target.interval.as_millis().max(1) as i64;
-        let offset_ms = self.offset().as_millis() as i64;
+        let interval_ms = i64::try_from(self.target.interval.as_millis()).unwrap_or(i64::MAX);
+        let offset_ms = i64::try_from(self.offset().as_millis()).unwrap_or(0);
         loop {
             let now = now_ms();
-            let next =
-                (now - offset_ms).div_euclid(interval_ms) * interval_ms + interval_ms + offset_ms;
+            let next = next_scrape_ms(now, interval_ms, offset_ms);
             let wait = Duration::from_millis((next - now).max(0) as u64);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -431,10 +505,13 @@ impl ScrapeLoop {
         };
         let mut batch = Vec::new();
         let mut series_added = 0;
-        let (up, scraped_count, post_relabel, error) = match result {
+        let mut too_far_ahead = TooFarAhead::default();
+        let (up, scraped_count, post_relabel, mut error) = match result {
             Ok(scraped) => {
                 let count = scraped.scraped;
-                let post = scraped.samples.len();
+                // Refused samples still count as kept by relabeling, as in Prometheus.
+                let post = scraped.samples.len() + scraped.too_far_ahead.count as usize;
+                too_far_ahead = scraped.too_far_ahead;
                 series_added = scraped.series_added;
                 batch.extend(scraped.stale.into_iter().map(|s| stale_marker(s, ts)));
                 batch.extend(scraped.samples);
@@ -452,6 +529,15 @@ impl ScrapeLoop {
             }
         };
         let outcome = self.store.append_refs(&batch);
+        let out_of_bounds = too_far_ahead.count + outcome.out_of_bounds;
+        if out_of_bounds > 0 {
+            self.counters
+                .samples_out_of_bounds
+                .fetch_add(out_of_bounds, Ordering::Relaxed);
+            // The scrape itself succeeded: the target stays up, and says what it lost.
+            error = out_of_bounds_error(&self.target.url, &too_far_ahead, outcome.out_of_bounds);
+            tracing::warn!(target_url = %self.target.url, num_dropped = out_of_bounds, error = %error, "error on ingesting samples that are too old or are too far into the future");
+        }
         let report = |name: &str, value: f64| AppendSample {
             labels: with_name(&self.target.labels, name),
             timestamp_ms: ts,
@@ -771,6 +857,8 @@ pub fn parse_body(
     let mut samples = Vec::new();
     let mut scraped = 0usize;
     let mut series_added = 0u64;
+    let mut too_far_ahead = TooFarAhead::default();
+    let max_t = ts.saturating_add(MAX_AHEAD_MS);
     let limits = &job.limits;
     let mut key = std::mem::take(&mut cache.key);
     loop {
@@ -806,13 +894,24 @@ pub fn parse_body(
         let Some(series) = series else {
             continue;
         };
-        if limits.sample_limit > 0 && samples.len() as u64 >= limits.sample_limit {
+        // Refused samples count towards the limit, as Prometheus's limit appender
+        // sees them before its time limit appender does.
+        if limits.sample_limit > 0
+            && samples.len() as u64 + too_far_ahead.count >= limits.sample_limit
+        {
             return Err(sample_limit_error(limits.sample_limit));
         }
         let timestamp_ms = match (job.honor_timestamps, sample.timestamp_ms) {
             (true, Some(t)) => t,
             _ => ts,
         };
+        if timestamp_ms > max_t {
+            too_far_ahead.count += 1;
+            if too_far_ahead.first.is_none() {
+                too_far_ahead.first = Some((sample.line, series.labels(), timestamp_ms));
+            }
+            continue;
+        }
         samples.push(RefSample {
             series,
             timestamp_ms,
@@ -824,6 +923,7 @@ pub fn parse_body(
     Ok(Scraped {
         samples,
         scraped,
+        too_far_ahead,
         series_added,
         stale,
         metadata: metadata.finish(),
@@ -966,6 +1066,18 @@ mod tests {
         let honored = merge_target_labels(&target, scraped, true);
         assert_eq!(honored.get("job"), Some("inner"));
         assert_eq!(honored.get("instance"), Some("h:1"));
+    }
+
+    #[test]
+    fn the_next_scrape_is_in_the_future_for_any_interval() {
+        let now = 1_700_000_000_123;
+        assert_eq!(next_scrape_ms(now, 15_000, 2_000), 1_700_000_012_000);
+        // An interval near the largest duration a config may give ("292277024y"
+        // plus some weeks), with offsets below and above now.
+        let huge = i64::MAX - 1000;
+        for offset in [0, 1_000_000, huge - 1] {
+            assert!(next_scrape_ms(now, huge, offset) > now, "offset {offset}");
+        }
     }
 
     #[test]

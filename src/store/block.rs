@@ -1442,7 +1442,12 @@ mod tests {
     fn varints_round_trip_at_every_length_and_position() {
         let mut vals: Vec<i64> = vec![0, 1, -1, 63, -64, 64, 127, 128, i64::MIN, i64::MAX];
         for k in 0..64 {
-            vals.extend([1i64 << k, (1i64 << k) - 1, -(1i64 << k), !(1i64 << k)]);
+            vals.extend([
+                1i64 << k,
+                (1i64 << k).wrapping_sub(1),
+                (1i64 << k).wrapping_neg(),
+                !(1i64 << k),
+            ]);
         }
         // Every suffix, so each value is read with 8 bytes at hand and near the end.
         for zigzag in [true, false] {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::runtime::memory::release_free_memory;
 
 use super::block::{Block, BlockOrigin, BlockWriter};
-use super::head::{align_down, HeadSeries, SeriesData, StoreState};
+use super::head::{align_down, block_range_of, HeadSeries, SeriesData, StoreState};
 use super::head_read::{finish_reads, merge_overlapping, HeadRead};
 use super::import_writer::PendingBlock;
 use super::symbol::SeriesLabels;
@@ -21,8 +21,8 @@ impl StoreState {
         // Keeps the pending head chunks small, and retries writes that failed.
         self.head_chunks.retry_pending();
         let range = self.opts.block_range_ms;
-        let max_t = self.max_t.load(Ordering::Acquire);
-        self.cut_until(|_, end| end.saturating_add(range / 2) <= max_t)?;
+        let reference = self.reference_t();
+        self.cut_until(|_, end| end.saturating_add(range / 2) <= reference)?;
         while self.compact_once()? {}
         self.apply_retention();
         Ok(())
@@ -43,19 +43,38 @@ impl StoreState {
             .min()
     }
 
-    /// Cuts block ranges from the head's oldest while `due(start, end)` holds.
+    /// Cuts block ranges from the head's oldest while `due(start, end)` holds. Each
+    /// cut moves the head's lower bound past the range it wrote, so every pass ends;
+    /// a store being dropped stops between cuts.
     pub(super) fn cut_until(&self, due: impl Fn(i64, i64) -> bool) -> Result<(), StoreError> {
         let range = self.opts.block_range_ms;
+        let mut last_end = i64::MIN;
         loop {
+            if self.stopping() {
+                return Ok(());
+            }
             let Some(min) = self.head_data_min() else {
                 return Ok(());
             };
-            let start = align_down(min, range);
-            let end = start.saturating_add(range);
+            // The head holds no sample outside a representable range (appends refuse
+            // them), so this only guards against a range that cannot be written.
+            let Some((start, end)) = block_range_of(min, range) else {
+                return Ok(());
+            };
             if !due(start, end) {
                 return Ok(());
             }
+            if start < last_end {
+                tracing::error!(
+                    start,
+                    end,
+                    last_end,
+                    "head cut made no progress; cutting stops until the next pass"
+                );
+                return Ok(());
+            }
             self.cut(start, end)?;
+            last_end = end;
         }
     }
 
@@ -192,7 +211,12 @@ impl StoreState {
         let began = std::time::Instant::now();
         let start = group.iter().map(|b| b.meta.range_start).min().unwrap_or(0);
         let end = group.iter().map(|b| b.meta.range_end).max().unwrap_or(0);
-        let level = group.iter().map(|b| b.meta.level).max().unwrap_or(0) + 1;
+        let level = group
+            .iter()
+            .map(|b| b.meta.level)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1);
         let origin = if group.iter().any(|b| b.meta.origin == BlockOrigin::Head) {
             BlockOrigin::Head
         } else {
@@ -254,11 +278,11 @@ impl StoreState {
     }
 
     fn apply_retention(&self) {
+        let reference = self.reference_t();
         let mut blocks = write(&self.blocks);
-        let max_t = self.max_t.load(Ordering::Acquire);
         let mut expired = Vec::new();
         if self.opts.retention_ms > 0 {
-            let cutoff = max_t.saturating_sub(self.opts.retention_ms);
+            let cutoff = reference.saturating_sub(self.opts.retention_ms);
             blocks.retain(|b| {
                 let keep = b.meta.maxt >= cutoff;
                 if !keep {
@@ -441,5 +465,82 @@ mod tests {
             "{:?}",
             got[0].timestamps
         );
+    }
+
+    fn wall_now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    }
+
+    #[test]
+    fn a_far_future_sample_cannot_make_retention_delete_older_blocks_or_cut_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = 3_600_000;
+        let now = wall_now_ms();
+        let store = Store::open_with(dir.path(), opts()).unwrap();
+        // Three days of history, most of it cut into blocks; the last hours stay in
+        // the head.
+        let history: Vec<i64> = (0..72).map(|h| now - (72 - h) * hour).collect();
+        for &t in &history {
+            store.append(&[sample("m", "a", t, 1.0)]);
+        }
+        store.maintain().unwrap();
+        let blocks_before = store.blocks();
+        assert!(blocks_before.len() >= 3, "{blocks_before:?}");
+        // One sample ten years ahead, from a host with a wrong clock.
+        let ten_years = 10 * 365 * 24 * hour;
+        store.append(&[sample("m", "wrong_clock", now + ten_years, 1.0)]);
+        store.maintain().unwrap();
+        assert_eq!(store.blocks(), blocks_before);
+        let got = store
+            .select(&[Matcher::equal("job", "a")], i64::MIN, i64::MAX)
+            .unwrap();
+        assert_eq!(got[0].timestamps, history);
+        // The head's lower bound stayed where it was: now is still accepted.
+        let out = store.append(&[sample("m", "a", now + 1000, 2.0)]);
+        assert_eq!(out.appended, 1, "{out:?}");
+    }
+
+    #[test]
+    fn extreme_timestamps_neither_loop_the_cut_nor_panic_and_the_store_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let o = StoreOptions {
+                background: true,
+                maintenance_interval: std::time::Duration::from_millis(5),
+                ..opts()
+            };
+            let store = Store::open_with(&path, o).unwrap();
+            let now = wall_now_ms();
+            let mut refused = 0;
+            for t in [i64::MIN, i64::MIN + 1, now - 1000, now] {
+                refused += store.append(&[sample("m", "low", t, 1.0)]).out_of_bounds;
+            }
+            for t in [now, i64::MAX - 1, i64::MAX] {
+                refused += store.append(&[sample("m", "high", t, 1.0)]).out_of_bounds;
+            }
+            // No block range holds a time within one range of either end of i64.
+            assert_eq!(refused, 4);
+            store.maintain().unwrap();
+            store.cut_before(i64::MAX).unwrap();
+            store.maintain().unwrap();
+            let low = store
+                .select(&[Matcher::equal("job", "low")], i64::MIN, i64::MAX)
+                .unwrap();
+            // Dropping the store stops its maintenance thread (as at shutdown).
+            drop(store);
+            done_tx.send(low[0].timestamps.clone()).unwrap();
+        });
+        let low = done_rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the store did not finish its cuts and stop within 20 s");
+        assert_eq!(low.len(), 2, "{low:?}");
+        // And it opens again (the WAL holds nothing that loops the cut).
+        let store = Store::open_with(dir.path(), opts()).unwrap();
+        store.maintain().unwrap();
     }
 }

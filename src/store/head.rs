@@ -16,7 +16,7 @@ use super::index::Postings;
 use super::series_cache::SeriesCache;
 use super::symbol::{Interner, SeriesLabels};
 use super::wal::WalWriter;
-use super::{lock, StoreOptions};
+use super::{lock, StoreOptions, MAX_AHEAD_MS};
 
 /// The samples of one series in the head: the open chunk in memory, the closed ones
 /// in the head chunk files ([`head_chunks`](super::head_chunks)), out-of-order
@@ -103,6 +103,22 @@ impl SeriesData {
 
 pub(super) fn align_down(t: i64, range: i64) -> i64 {
     t.div_euclid(range).saturating_mul(range)
+}
+
+/// The aligned block range `[start, end)` holding `t`, or `None` when that range
+/// does not fit in i64 milliseconds (within one range of `i64::MIN` or
+/// `i64::MAX`): such a sample could never be cut into a block, so the store
+/// refuses it as out of bounds.
+pub fn block_range_of(t: i64, range: i64) -> Option<(i64, i64)> {
+    let start = t.div_euclid(range).checked_mul(range)?;
+    Some((start, start.checked_add(range)?))
+}
+
+/// Milliseconds since the epoch by the wall clock.
+pub(super) fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// 136 bytes, so its `Arc` is a 152-byte request: glibc's 160-byte chunk (the
@@ -290,6 +306,19 @@ impl StoreState {
 
     pub(super) fn intern_labels(&self, labels: &Labels) -> SeriesLabels {
         lock(&self.interner).series_labels(labels)
+    }
+
+    /// The time cuts, retention and the out-of-order window measure from: the
+    /// newest sample, but never more than [`MAX_AHEAD_MS`] past the wall clock, so
+    /// one sample from a host with a wrong clock (or an imported outlier) cannot
+    /// cut the head early or expire every block.
+    pub(super) fn reference_t(&self) -> i64 {
+        let newest = self.max_t.load(std::sync::atomic::Ordering::Acquire);
+        newest.min(wall_clock_ms().saturating_add(MAX_AHEAD_MS))
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        *lock(&self.stop)
     }
 }
 

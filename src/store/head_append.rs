@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::model::labels::Labels;
 
 use super::chunk::{OpenChunk, CHUNK_BYTES, CHUNK_SAMPLES};
-use super::head::{align_down, HeadSeries, SeriesData};
+use super::head::{align_down, block_range_of, HeadSeries, SeriesData};
 use super::head_chunks::HeadChunkFiles;
 use super::wal::{self, REC_SAMPLES, REC_SERIES};
 use super::{lock, read, write, AppendOutcome, AppendSample, RefSample, SeriesRef, Store};
@@ -24,7 +24,8 @@ pub(super) enum AppendDecision {
     Duplicate,
     /// Older than the series' newest sample and outside the out-of-order window.
     OutOfOrder,
-    /// Below the head's lower bound: that range is already cut into a block.
+    /// Below the head's lower bound (that range is already cut into a block), or
+    /// at a time whose block range does not fit in i64 milliseconds.
     OutOfBounds,
 }
 
@@ -155,7 +156,7 @@ impl Store {
         let min_valid = state.min_valid_t.load(Ordering::Acquire);
         let window = state.opts.out_of_order_window_ms;
         let ooo_min = if window > 0 {
-            state.max_t.load(Ordering::Acquire).saturating_sub(window)
+            state.reference_t().saturating_sub(window)
         } else {
             i64::MAX
         };
@@ -197,6 +198,7 @@ impl Store {
                 AppendDecision::OutOfOrder => out.out_of_order += 1,
                 AppendDecision::OutOfBounds => {
                     out.out_of_order += 1;
+                    out.out_of_bounds += 1;
                     state.out_of_bounds.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -276,7 +278,7 @@ impl SeriesData {
         range: i64,
         files: &HeadChunkFiles,
     ) -> AppendDecision {
-        if t < min_valid {
+        if t < min_valid || block_range_of(t, range).is_none() {
             return AppendDecision::OutOfBounds;
         }
         let max_t = self.max_t();

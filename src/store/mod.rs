@@ -115,7 +115,8 @@
 //! range (up to `max_block_range_ms`) into one, streaming series in label order; the
 //! new block lists its sources, which are deleted at open if a crash left them.
 //! Retention deletes whole blocks older than `retention_ms` (relative to the newest
-//! sample) and the oldest blocks while blocks exceed `retention_bytes`.
+//! sample, but never to a time more than [`MAX_AHEAD_MS`] past the wall clock) and
+//! the oldest blocks while blocks exceed `retention_bytes`.
 //!
 //! # Measurements
 //! The block format, the head chunk encoding and the memory layout of a head series
@@ -140,6 +141,7 @@ mod symbol;
 mod wal;
 
 pub use block::{BlockMeta, BlockOrigin, BLOCK_FORMAT_VERSION};
+pub use head::block_range_of;
 pub use import_writer::write_imported_block;
 
 /// The block column transforms, for the format comparison in benches/store.rs.
@@ -163,6 +165,11 @@ use head_chunks::{HeadChunkError, HeadChunkFiles};
 use series_cache::{SeriesCache, SERIES_CACHE_BYTES};
 use symbol::Interner;
 use wal::WalWriter;
+
+/// How far past the wall clock a sample may lie: Prometheus's scrape loop refuses
+/// samples more than this ahead of the scrape (`maxAheadTime`), and the store never
+/// measures cuts or retention from a time further ahead than this.
+pub const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
 
 /// The store layout version this code reads and writes.
 pub const STORE_FORMAT_VERSION: u32 = 1;
@@ -209,7 +216,8 @@ pub struct StoreOptions {
     /// retention, as Prometheus does).
     pub max_block_range_ms: Option<i64>,
     /// Blocks entirely older than this before the newest sample are deleted
-    /// (default 15 days; 0 = keep forever).
+    /// (default 15 days; 0 = keep forever). The newest sample counts at most
+    /// [`MAX_AHEAD_MS`] past the wall clock.
     pub retention_ms: i64,
     /// Oldest blocks are deleted while all blocks together exceed this (0 = no limit).
     pub retention_bytes: u64,
@@ -297,12 +305,14 @@ pub struct RefSample {
 }
 
 /// What an append did, for the scraper's `scrape_series_added` and the counters.
-/// `out_of_order` includes samples older than the head (out of bounds).
+/// `out_of_order` includes the samples out of bounds (older than the head, or at a
+/// time no block range can hold), which `out_of_bounds` counts on their own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AppendOutcome {
     pub appended: u64,
     pub series_created: u64,
     pub out_of_order: u64,
+    pub out_of_bounds: u64,
     pub duplicates: u64,
 }
 

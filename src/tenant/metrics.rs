@@ -19,7 +19,7 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
     for (tenant_name, t) in tenants {
         let tl = crate::model::labels::go_quote(tenant_name);
         let stats = t.store.stats();
-        let per_tenant: [(&str, &str, &str, u64); 7] = [
+        let per_tenant: [(&str, &str, &str, u64); 8] = [
             (
                 "arrowmon_samples_appended_total",
                 "counter",
@@ -37,6 +37,14 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
                 "counter",
                 "Samples refused as older than their series' newest.",
                 stats.out_of_order,
+            ),
+            (
+                "arrowmon_target_scrapes_sample_out_of_bounds_total",
+                "counter",
+                "Scraped samples refused because their timestamp was more than 10m after the scrape or below the head's lower bound.",
+                t.scrape_counters
+                    .samples_out_of_bounds
+                    .load(std::sync::atomic::Ordering::Relaxed),
             ),
             (
                 "arrowmon_duplicate_samples_total",

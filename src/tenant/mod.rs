@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 
 use crate::config::settings::{self, DatasourceSettings, TenantKey};
 use crate::config::{ScrapeConfig, StoreSettings};
-use crate::scrape::{DroppedTargetStatus, ScrapeManager, TargetStatus};
+use crate::scrape::{DroppedTargetStatus, ScrapeCounters, ScrapeManager, TargetStatus};
 use crate::store::{Store, StoreOptions};
 
 mod metrics;
@@ -35,6 +35,8 @@ pub struct Tenant {
     /// When a request or provisioning last named this tenant (ms since epoch).
     last_seen_ms: std::sync::atomic::AtomicI64,
     pub query_latency: LatencyHistogram,
+    /// Counts of the scrape loops, kept when a new config replaces them.
+    pub scrape_counters: Arc<ScrapeCounters>,
 }
 
 /// Query latency, as a Prometheus histogram (seconds).
@@ -114,6 +116,7 @@ impl Tenant {
             secrets,
             last_seen_ms: std::sync::atomic::AtomicI64::new(crate::scrape::now_ms()),
             query_latency: LatencyHistogram::new(),
+            scrape_counters: Arc::default(),
             state: Mutex::new(TenantState {
                 settings: None,
                 config: Ok(ScrapeConfig::default()),
@@ -129,7 +132,11 @@ impl Tenant {
             old.stop().await;
         }
         if let Ok(cfg) = &config {
-            st.scrape = Some(ScrapeManager::start(cfg, self.store.clone()));
+            st.scrape = Some(ScrapeManager::start_counting(
+                cfg,
+                self.store.clone(),
+                self.scrape_counters.clone(),
+            ));
         }
         st.config = config;
     }

@@ -155,6 +155,58 @@ fn import_openmetrics(file: &std::path::Path, data: &std::path::Path) -> String 
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+#[test]
+fn import_refuses_a_far_future_sample_unless_the_flag_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let om = dir.path().join("wrong-clock.om");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ten_years = 10 * 365 * 24 * 3600;
+    std::fs::write(
+        &om,
+        format!(
+            "m 1 {}
+m 2 {}
+# EOF
+",
+            now - 60,
+            now + ten_years
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(binary())
+        .args(["import", "openmetrics"])
+        .arg(&om)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("wrong-clock.om")
+            && err.contains("line 2")
+            && err.contains("--allow-future-samples"),
+        "{err}"
+    );
+    let out = Command::new(binary())
+        .args(["import", "openmetrics", "--allow-future-samples"])
+        .arg(&om)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("imported 2 samples"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn imported_history_is_served_after_restart() {
     arrowmon::scrape::tls::install_default_provider();

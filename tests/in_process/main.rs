@@ -8,6 +8,7 @@ mod support;
 
 mod grafana_reference;
 mod scrape_discovery;
+mod scrape_future;
 mod scrape_hostile;
 mod scrape_tls;
 mod store_concurrency;

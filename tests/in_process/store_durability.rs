@@ -336,7 +336,12 @@ fn blocks_of_format_1_read_as_a_fresh_import_does() {
     let dir = tempfile::tempdir().unwrap();
     let (old, new) = (dir.path().join("old"), dir.path().join("new"));
     copy_dir(&data.join("store-format-1"), &old);
-    arrowmon::import::import_openmetrics(&data.join("store-format-1.om"), &new).unwrap();
+    arrowmon::import::import_openmetrics(
+        &data.join("store-format-1.om"),
+        &new,
+        arrowmon::import::ImportOptions::default(),
+    )
+    .unwrap();
 
     let old = Store::open_with(&old, quiet_opts()).unwrap();
     let new = Store::open_with(&new, quiet_opts()).unwrap();
