@@ -803,6 +803,10 @@ impl Drop for Block {
     }
 }
 
+/// The most rows a count read from a file may reserve room for before the rows
+/// themselves are read.
+const MAX_PRESIZED_ROWS: u64 = 1 << 16;
+
 /// Reads and checks `meta.json` only.
 pub fn read_meta(dir: &Path) -> Result<BlockMeta, BlockError> {
     let path = dir.join("meta.json");
@@ -1127,8 +1131,11 @@ impl Block {
             source,
         };
         let reader = FileReader::try_new(BufReader::new(f), None).map_err(arrow)?;
-        let mut series = Vec::with_capacity(meta.num_series as usize);
-        let mut spans = Vec::with_capacity(meta.num_series as usize);
+        // meta.json's count is checked against the table below; until then it only
+        // hints at a size, so a damaged one cannot ask for a huge allocation.
+        let expected = meta.num_series.min(MAX_PRESIZED_ROWS) as usize;
+        let mut series = Vec::with_capacity(expected);
+        let mut spans = Vec::with_capacity(expected);
         let mut batch_starts: Vec<u32> = Vec::new();
         for batch in reader {
             let batch = batch.map_err(arrow)?;
@@ -1284,7 +1291,12 @@ impl Block {
     ) -> Result<(), BlockError> {
         let mut batch = SampleBatch::default();
         for &id in ids {
-            let count = self.series.get(id as usize).map_or(0, |s| s.count as usize);
+            // The stored count only hints at a size (the samples are decoded and
+            // checked against it while reading).
+            let count = self
+                .series
+                .get(id as usize)
+                .map_or(0, |s| (s.count as u64).min(MAX_PRESIZED_ROWS) as usize);
             let (mut ts, mut vs) = (Vec::with_capacity(count), Vec::with_capacity(count));
             self.append_series(id, mint, maxt, &mut batch, &mut ts, &mut vs)?;
             if !ts.is_empty() {
@@ -1337,8 +1349,10 @@ impl Block {
                     format!("row {row} of {} out of range in batch {bi}", batch.rows),
                 ));
             };
-            ts.reserve(count);
-            vs.reserve(count);
+            // Each sample takes at least a byte of `t`: a damaged count asks for no more.
+            let room = count.min(t.len());
+            ts.reserve(room);
+            vs.reserve(room);
             let mut tc = Varints::<true>::new(t, count);
             decode_ts(&mut tc, ts);
             let values_whole = if s.vmode == 0 {

@@ -31,8 +31,8 @@ pub(super) struct SeriesData {
     pub(super) closed_max_t: i64,
     /// Out-of-order samples and chunks no file took: few series have any.
     pub(super) off_chain: Option<Box<OffChainSamples>>,
-    /// Value of the last sample written to the WAL for this series, and the low 32
-    /// bits of its segment's number (only compared for equality with the current
+    /// At replay of old-format (XOR) WAL segments: the value of the series' last
+    /// sample read, and the low 32 bits of its segment's number (only compared for equality with the current
     /// segment's; 2^32 segments apart never happens). 32 bits, so the data packs
     /// into 112 bytes.
     pub(super) wal_seg: u32,
@@ -237,7 +237,6 @@ pub(super) struct WalState {
     pub(super) writer: Option<WalWriter>,
     /// Append batches logged so far (the durability test's sync points count these).
     pub(super) append_seq: u64,
-    pub(super) error_logged: bool,
 }
 
 /// Everything one store holds, shared by the [`Store`](super::Store) handle and its
@@ -278,6 +277,11 @@ pub(super) struct StoreState {
     pub(super) duplicates: AtomicU64,
     pub(super) replayed_samples: AtomicU64,
     pub(super) replay_ms: AtomicU64,
+    /// The WAL's write failure while writes fail.
+    pub(super) wal_error: Mutex<Option<String>>,
+    pub(super) write_errors: AtomicU64,
+    pub(super) wal_lost_records: AtomicU64,
+    pub(super) wal_damaged_bytes: AtomicU64,
     /// Segments found at open with their newest sample, until the first truncation.
     pub(super) old_segments: Mutex<Vec<(u64, i64)>>,
     pub(super) stop: Mutex<bool>,

@@ -152,7 +152,6 @@ impl Store {
         let mut retry = Vec::new();
         let range = state.opts.block_range_ms;
         let mut w = lock(&state.wal);
-        let seg = w.writer.as_ref().map_or(0, |w| w.seq()) as u32;
         let min_valid = state.min_valid_t.load(Ordering::Acquire);
         let window = state.opts.out_of_order_window_ms;
         let ooo_min = if window > 0 {
@@ -185,11 +184,7 @@ impl Store {
                     wal::put_varint(&mut rec, id - prev_id);
                     prev_id = id;
                     wal::put_varint(&mut rec, s.timestamp_ms.wrapping_sub(base_t));
-                    let prev = if d.wal_seg == seg { d.wal_bits } else { 0 };
-                    let bits = s.value.to_bits();
-                    wal::put_xor_value(&mut rec, prev, bits);
-                    d.wal_seg = seg;
-                    d.wal_bits = bits;
+                    wal::put_standalone_value(&mut rec, s.value);
                     batch_max = batch_max.max(s.timestamp_ms);
                     n += 1;
                 }

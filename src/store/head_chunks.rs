@@ -24,7 +24,7 @@ use std::fs::{File, OpenOptions};
 use std::num::NonZeroU32;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::chunk::{decode_range, FrozenChunk};
@@ -116,8 +116,9 @@ pub struct HeadChunkFiles {
     segment_bytes: u64,
     writer: Mutex<Writer>,
     segments: RwLock<Snapshot>,
-    /// Set while writing fails, so the error is logged once per streak.
-    write_failing: AtomicBool,
+    /// The write failure while writing fails (logged once per streak, shown by the
+    /// health check).
+    write_failure: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -149,7 +150,7 @@ impl HeadChunkFiles {
                 next_seq: 1,
             }),
             segments: RwLock::new(Snapshot(Arc::new(Vec::new()))),
-            write_failing: AtomicBool::new(false),
+            write_failure: Mutex::new(None),
         })
     }
 
@@ -179,7 +180,7 @@ impl HeadChunkFiles {
         let mut w = lock(&self.writer);
         if w.current.is_none() || w.size + len as u64 > self.segment_bytes {
             if let Err(e) = self.rotate(&mut w) {
-                if !self.write_failing.swap(true, Ordering::Relaxed) {
+                if lock(&self.write_failure).replace(e.to_string()).is_none() {
                     tracing::error!(error = %e, "cannot start a head chunk file; closed chunks stay in memory");
                 }
                 return Err(e);
@@ -273,10 +274,13 @@ impl HeadChunkFiles {
                 if pending.capacity() > 2 * FLUSH_BYTES {
                     pending.shrink_to(FLUSH_BYTES);
                 }
-                self.write_failing.store(false, Ordering::Relaxed);
+                if lock(&self.write_failure).take().is_some() {
+                    tracing::info!(dir = %self.dir.display(), "head chunk writes succeed again");
+                }
             }
             Err(e) => {
-                if !self.write_failing.swap(true, Ordering::Relaxed) {
+                let msg = format!("{}: {e}", seg.path.display());
+                if lock(&self.write_failure).replace(msg).is_none() {
                     tracing::error!(
                         file = %seg.path.display(), error = %e,
                         "cannot write head chunks; they stay in memory until a write succeeds"
@@ -284,6 +288,11 @@ impl HeadChunkFiles {
                 }
             }
         }
+    }
+
+    /// The current write failure, while writes fail.
+    pub fn write_error(&self) -> Option<String> {
+        lock(&self.write_failure).clone()
     }
 
     /// Writes every pending record now (also those whose write failed before).

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::head::{StoreState, WalState};
 use super::head_append::AppendDecision;
-use super::wal::{self, Cursor, REC_SAMPLES, REC_SERIES};
+use super::wal::{self, Cursor, REC_SAMPLES, REC_SAMPLES_XOR, REC_SERIES};
 use super::{io_err, lock, read, write, StoreError};
 
 impl StoreState {
@@ -22,15 +22,40 @@ impl StoreState {
                 self.durable_seq.fetch_max(w.append_seq, Ordering::AcqRel);
             }
         }
+        let path = wal::segment_path(writer.dir(), writer.seq());
+        self.wal_lost_records
+            .store(writer.lost_records, Ordering::Relaxed);
+        self.note_wal_result(&res.map_err(io_err(&path)));
+    }
+
+    /// Keeps the WAL's write failure for the health check and the metrics while it
+    /// lasts, logged when it starts and when it ends.
+    fn note_wal_result<T>(&self, res: &Result<T, StoreError>) {
+        let mut failing = lock(&self.wal_error);
         match res {
-            Ok(()) => w.error_logged = false,
-            Err(e) => {
-                if !w.error_logged {
-                    tracing::error!(wal = %self.wal_dir.display(), error = %e, "cannot write the WAL; samples stay in memory but are not durable");
-                    w.error_logged = true;
+            Ok(_) => {
+                if failing.take().is_some() {
+                    tracing::info!(wal = %self.wal_dir.display(), "WAL writes succeed again; the records kept in memory are written");
                 }
             }
+            Err(e) => {
+                self.write_errors.fetch_add(1, Ordering::Relaxed);
+                if failing.is_none() {
+                    tracing::error!(error = %e, "cannot write the WAL; records are kept in memory and written when writes succeed again");
+                }
+                *failing = Some(e.to_string());
+            }
         }
+    }
+
+    /// The store's current write failure (WAL or head chunk files), if writes fail.
+    pub(super) fn write_error(&self) -> Option<String> {
+        if let Some(e) = lock(&self.wal_error).clone() {
+            return Some(format!("WAL: {e}"));
+        }
+        self.head_chunks
+            .write_error()
+            .map(|e| format!("head chunks: {e}"))
     }
 
     pub(super) fn sync_wal(&self) -> Result<(), StoreError> {
@@ -41,16 +66,22 @@ impl StoreState {
                 return Ok(());
             };
             let path = wal::segment_path(writer.dir(), writer.seq());
-            (writer.flush().map_err(io_err(&path))?, (seq, path))
+            let flushed = writer.flush().map_err(io_err(&path));
+            self.wal_lost_records
+                .store(writer.lost_records, Ordering::Relaxed);
+            self.note_wal_result(&flushed);
+            (flushed?, (seq, path))
         };
-        file.sync_data().map_err(io_err(&seq.1))?;
+        let synced = file.sync_data().map_err(io_err(&seq.1));
+        self.note_wal_result(&synced);
+        synced?;
         self.durable_seq.fetch_max(seq.0, Ordering::AcqRel);
         Ok(())
     }
 
     pub(super) fn sync_wal_logged(&self) {
         if let Err(e) = self.sync_wal() {
-            tracing::error!(error = %e, "WAL sync failed");
+            tracing::debug!(error = %e, "WAL sync failed");
         }
     }
 
@@ -81,16 +112,18 @@ impl StoreState {
         lock(&self.old_segments).extend(segs);
     }
 
-    /// Replays one file; cuts it at the first damaged frame. Returns the newest
-    /// sample timestamp seen.
+    /// Replays one file (`seg` 0 is the checkpoint). Damaged stretches are skipped
+    /// and logged; a damaged tail of a segment is cut off. Returns the newest sample
+    /// timestamp seen.
     fn replay_data(&self, path: &Path, data: &[u8], seg: u64) -> i64 {
         let min_valid = self.min_valid_t.load(Ordering::Acquire);
         let range = self.opts.block_range_ms;
         let mut maxt = i64::MIN;
         let mut bad_records = 0u64;
+        let mut unchained = 0u64;
         let mut unknown = 0u64;
         let mut samples = 0u64;
-        let damage = wal::read_records(data, |payload| {
+        let damage = wal::read_records(data, |payload, after_damage| {
             let mut c = Cursor::new(&payload[1..]);
             let ok = match payload[0] {
                 REC_SERIES => {
@@ -110,7 +143,12 @@ impl StoreState {
                     }
                     ok
                 }
-                REC_SAMPLES => {
+                // Values chained to a record lost in the damage would come out wrong.
+                REC_SAMPLES_XOR if after_damage => {
+                    unchained += 1;
+                    true
+                }
+                kind @ (REC_SAMPLES | REC_SAMPLES_XOR) => {
                     let idx = read(&self.index);
                     let mut ok = true;
                     let Some(base) = c.varint() else { return };
@@ -127,7 +165,12 @@ impl StoreState {
                             .and_then(|id| idx.series.get(id as usize))
                             .and_then(|s| s.as_ref());
                         let Some(series) = series else {
-                            if get_xor_skip(&mut c).is_none() {
+                            let skipped = if kind == REC_SAMPLES {
+                                wal::get_standalone_value(&mut c)
+                            } else {
+                                wal::get_xor_value(&mut c, 0)
+                            };
+                            if skipped.is_none() {
                                 ok = false;
                                 break;
                             }
@@ -137,12 +180,17 @@ impl StoreState {
                             continue;
                         };
                         let mut d = series.lock();
-                        let prev = if d.wal_seg == seg as u32 {
-                            d.wal_bits
+                        let bits = if kind == REC_SAMPLES {
+                            wal::get_standalone_value(&mut c)
                         } else {
-                            0
+                            let prev = if d.wal_seg == seg as u32 {
+                                d.wal_bits
+                            } else {
+                                0
+                            };
+                            wal::get_xor_value(&mut c, prev)
                         };
-                        let Some(bits) = wal::get_xor_value(&mut c, prev) else {
+                        let Some(bits) = bits else {
                             ok = false;
                             break;
                         };
@@ -174,22 +222,36 @@ impl StoreState {
         if bad_records > 0 {
             tracing::error!(wal = %path.display(), records = bad_records, "WAL records with a valid checksum could not be decoded; skipped");
         }
+        if unchained > 0 {
+            tracing::error!(
+                wal = %path.display(), records = unchained,
+                "WAL samples records of the old format after a damaged stretch; skipped, since their values depend on lost records"
+            );
+        }
         if unknown > 0 {
             tracing::warn!(wal = %path.display(), samples = unknown, "WAL samples of series whose definition is lost; skipped");
         }
-        if let Some(d) = damage {
+        for d in &damage {
             tracing::error!(
-                wal = %path.display(), offset = d.offset, reason = d.reason,
-                "WAL damaged; replayed everything before this point and cut the file there"
+                wal = %path.display(), offset = d.offset, lost_bytes = d.len, reason = d.reason,
+                "WAL damaged; skipped these bytes and replayed the records around them"
             );
-            if seg > 0 {
-                let res = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .and_then(|f| f.set_len(d.offset as u64).and_then(|()| f.sync_all()));
-                if let Err(e) = res {
-                    tracing::error!(wal = %path.display(), error = %e, "cannot cut the damaged WAL segment");
-                }
+        }
+        self.wal_damaged_bytes.fetch_add(
+            damage.iter().map(|d| d.len as u64).sum::<u64>(),
+            Ordering::Relaxed,
+        );
+        // A damaged tail is cut so that nothing is ever written after it.
+        if let Some(tail) = damage
+            .last()
+            .filter(|d| seg > 0 && d.reaches_end(data.len()))
+        {
+            let res = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(tail.offset as u64).and_then(|()| f.sync_all()));
+            if let Err(e) = res {
+                tracing::error!(wal = %path.display(), error = %e, "cannot cut the damaged tail of the WAL segment");
             }
         }
         maxt
@@ -206,20 +268,18 @@ impl StoreState {
                 self.durable_seq.fetch_max(seq, Ordering::AcqRel);
             }
         }
+        // A record a series: damage to the checkpoint costs only the series it hits.
         let payloads: Vec<Vec<u8>> = {
             let idx = read(&self.index);
-            let mut out = Vec::new();
-            let mut rec = vec![REC_SERIES];
-            for s in idx.series.iter().flatten() {
-                wal::encode_series(&mut rec, s.id, &s.labels());
-                if rec.len() > 1 << 20 {
-                    out.push(std::mem::replace(&mut rec, vec![REC_SERIES]));
-                }
-            }
-            if rec.len() > 1 {
-                out.push(rec);
-            }
-            out
+            idx.series
+                .iter()
+                .flatten()
+                .map(|s| {
+                    let mut rec = vec![REC_SERIES];
+                    wal::encode_series(&mut rec, s.id, &s.labels());
+                    rec
+                })
+                .collect()
         };
         wal::write_checkpoint(dir, &payloads).map_err(io_err(&dir.join(wal::CHECKPOINT)))?;
         let mut w = lock(&self.wal);
@@ -235,9 +295,4 @@ impl StoreState {
         }
         Ok(())
     }
-}
-
-/// Skips an XOR-encoded value whose previous value is unknown.
-fn get_xor_skip(c: &mut Cursor) -> Option<()> {
-    wal::get_xor_value(c, 0).map(|_| ())
 }

@@ -8,7 +8,7 @@
 //!
 //! # Layout on disk
 //! ```text
-//! <dir>/arrowmon-store.json   {"format_version": 1}; another version is refused at open
+//! <dir>/arrowmon-store.json   {"format_version": 1}; another version or a damaged file is refused at open
 //! <dir>/wal/00000001 …        WAL segments (≤ 64 MiB each), a new one at every open
 //! <dir>/wal/checkpoint        series definitions of the head at the last WAL truncation
 //! <dir>/blocks/b<start>_<end>/  immutable blocks: meta.json, series.arrow, samples.arrow
@@ -55,7 +55,7 @@
 //!   lock, creation under the write lock). Then, under
 //!   the WAL mutex, each sample is checked and appended under its series' own mutex
 //!   and encoded into one WAL record per batch. Holding the WAL mutex across a batch
-//!   keeps the WAL order equal to the apply order (the value encoding depends on it);
+//!   keeps the WAL order equal to the apply order;
 //!   reads never take it.
 //! - Readers take a head read guard only while copying open chunks and noting the
 //!   closed chunks to read; head chunk files and blocks are read from snapshots with
@@ -74,14 +74,15 @@
 //! Segment files of frames `len u32 | crc32 u32 | payload` ([`wal`]). Records:
 //! series definitions (id, labels) written before any sample of the series, and one
 //! samples record per append batch: per sample the id delta, the timestamp delta from
-//! the batch's first timestamp (zigzag varints) and the value XOR the series' previous
-//! value in the same segment (a trailing-zero byte + varint: 1 byte for a repeat,
-//! 3–5 for a moving counter). The background syncer fsyncs every `wal_sync_interval`
-//! (default 1 s); [`Store::flush`] and drop sync too. [`Store::durable_appends`] says
-//! how many append batches are on disk. On open, the checkpoint then every segment is
-//! replayed; a short or CRC-failing frame ends that segment: it is logged with the
-//! file and offset, the file is cut there (everything before it kept) and replay goes
-//! on with the next segment. Samples older than the end of the newest block cut from
+//! the batch's first timestamp (zigzag varints) and the value on its own (a scaled
+//! decimal varint, or the raw bits), so no record depends on another. Records are
+//! written at 1 MiB and at each sync; a failed write is cut back off the file and
+//! tried again later ([`Store::write_error`] says so meanwhile). The background
+//! syncer fsyncs every `wal_sync_interval` (default 1 s); [`Store::flush`] and drop
+//! sync too. [`Store::durable_appends`] says how many append batches are on disk. On
+//! open, the checkpoint then every segment is replayed; a damaged stretch is logged
+//! with the file, offset and size, skipped up to the next intact frame, and a
+//! damaged tail is cut off. Samples older than the end of the newest block cut from
 //! the head are skipped (they are in blocks), so a crash between a cut and the WAL
 //! truncation duplicates nothing.
 //!
@@ -191,6 +192,11 @@ pub enum StoreError {
          use the arrowmon release that wrote it, or point the data directory elsewhere"
     )]
     UnsupportedVersion { path: PathBuf, found: String },
+    #[error(
+        "{path}: the store marker is unreadable or damaged ({reason}); if this directory \
+         was written by this arrowmon, replace the file's content with {{\"format_version\": {STORE_FORMAT_VERSION}}}"
+    )]
+    DamagedMarker { path: PathBuf, reason: String },
     #[error("{0}")]
     Block(#[from] BlockError),
     #[error("{0}")]
@@ -328,6 +334,12 @@ pub struct StoreStats {
     pub block_bytes: u64,
     pub replayed_samples: u64,
     pub replay_ms: u64,
+    /// Failed WAL writes and syncs.
+    pub write_errors: u64,
+    /// Samples records dropped because WAL writes kept failing.
+    pub wal_lost_records: u64,
+    /// Damaged WAL bytes skipped at replay.
+    pub wal_damaged_bytes: u64,
 }
 
 /// A time-series store in one data directory: appends ([`append`](Self::append),
@@ -388,7 +400,6 @@ impl Store {
             wal: Mutex::new(WalState {
                 writer: None,
                 append_seq: 0,
-                error_logged: false,
             }),
             head_guard: RwLock::new(()),
             blocks: RwLock::new(Vec::new()),
@@ -405,6 +416,10 @@ impl Store {
             duplicates: AtomicU64::new(0),
             replayed_samples: AtomicU64::new(0),
             replay_ms: AtomicU64::new(0),
+            wal_error: Mutex::new(None),
+            write_errors: AtomicU64::new(0),
+            wal_lost_records: AtomicU64::new(0),
+            wal_damaged_bytes: AtomicU64::new(0),
             old_segments: Mutex::new(Vec::new()),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
@@ -472,6 +487,12 @@ impl Store {
         &self.state.opts
     }
 
+    /// The store's current write failure (WAL or head chunk files), while writes
+    /// fail; `None` once they succeed again.
+    pub fn write_error(&self) -> Option<String> {
+        self.state.write_error()
+    }
+
     /// Proves the data directory accepts writes (for the health check).
     pub fn check_writable(&self) -> Result<(), StoreError> {
         let dir = &self.state.dir;
@@ -507,6 +528,9 @@ impl Store {
             block_bytes: blocks.iter().map(|b| b.size_bytes()).sum(),
             replayed_samples: i.replayed_samples.load(Ordering::Relaxed),
             replay_ms: i.replay_ms.load(Ordering::Relaxed),
+            write_errors: i.write_errors.load(Ordering::Relaxed),
+            wal_lost_records: i.wal_lost_records.load(Ordering::Relaxed),
+            wal_damaged_bytes: i.wal_damaged_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -565,17 +589,22 @@ fn check_version(dir: &Path) -> Result<(), StoreError> {
     let path = dir.join(VERSION_FILE);
     match std::fs::read(&path) {
         Ok(text) => {
+            let damaged = |reason: String| StoreError::DamagedMarker {
+                path: path.clone(),
+                reason,
+            };
             let v: serde_json::Value =
-                serde_json::from_slice(&text).map_err(|e| StoreError::UnsupportedVersion {
-                    path: path.clone(),
-                    found: format!("unreadable ({e})"),
-                })?;
-            match v.get("format_version").and_then(|v| v.as_u64()) {
-                Some(n) if n == STORE_FORMAT_VERSION as u64 => Ok(()),
-                other => Err(StoreError::UnsupportedVersion {
-                    path,
-                    found: other.map_or_else(|| "missing".to_string(), |n| n.to_string()),
-                }),
+                serde_json::from_slice(&text).map_err(|e| damaged(format!("not JSON: {e}")))?;
+            match v.get("format_version") {
+                None => Err(damaged("no format_version field".into())),
+                Some(serde_json::Value::Number(n)) => match n.as_u64() {
+                    Some(n) if n == STORE_FORMAT_VERSION as u64 => Ok(()),
+                    _ => Err(StoreError::UnsupportedVersion {
+                        path,
+                        found: n.to_string(),
+                    }),
+                },
+                Some(other) => Err(damaged(format!("format_version is {other}, not a number"))),
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

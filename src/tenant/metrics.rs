@@ -19,7 +19,7 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
     for (tenant_name, t) in tenants {
         let tl = crate::model::labels::go_quote(tenant_name);
         let stats = t.store.stats();
-        let per_tenant: [(&str, &str, &str, u64); 8] = [
+        let per_tenant: [(&str, &str, &str, u64); 12] = [
             (
                 "arrowmon_samples_appended_total",
                 "counter",
@@ -63,6 +63,30 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
                 "gauge",
                 "Bytes of the blocks on disk.",
                 stats.block_bytes,
+            ),
+            (
+                "arrowmon_storage_write_failing",
+                "gauge",
+                "1 while writes of the WAL or the head chunk files fail (a full disk), else 0.",
+                t.store.write_error().is_some() as u64,
+            ),
+            (
+                "arrowmon_wal_write_failures_total",
+                "counter",
+                "Failed WAL writes and syncs; the records wait in memory until a write succeeds.",
+                stats.write_errors,
+            ),
+            (
+                "arrowmon_wal_lost_records_total",
+                "counter",
+                "WAL samples records dropped because writes failed for too long.",
+                stats.wal_lost_records,
+            ),
+            (
+                "arrowmon_wal_damaged_bytes_total",
+                "counter",
+                "Damaged WAL bytes skipped at replay.",
+                stats.wal_damaged_bytes,
             ),
             (
                 "arrowmon_storage_bytes",

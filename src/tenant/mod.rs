@@ -199,7 +199,13 @@ impl Tenant {
         let st = self.state.lock().await;
         TenantHealth {
             config_error: st.config.as_ref().err().cloned(),
-            store_error: self.store.check_writable().err().map(|e| e.to_string()),
+            // A write that fails now (the probe) or kept failing in the background.
+            store_error: self
+                .store
+                .check_writable()
+                .err()
+                .map(|e| e.to_string())
+                .or_else(|| self.store.write_error()),
             targets: st.scrape.as_ref().map(|s| s.targets()).unwrap_or_default(),
         }
     }
