@@ -69,7 +69,9 @@ impl ApiResponse {
 /// How a query error maps onto the Prometheus API: (HTTP status, errorType).
 pub fn query_error_status(e: &QueryError) -> (u16, &'static str) {
     match e {
-        QueryError::Parse { .. } | QueryError::InvalidRangeQueryType { .. } => (400, "bad_data"),
+        QueryError::Parse { .. }
+        | QueryError::InvalidRangeQueryType { .. }
+        | QueryError::TooDeep { .. } => (400, "bad_data"),
         QueryError::Timeout(_) => (503, "timeout"),
         QueryError::Storage(_) => (500, "internal"),
         _ => (422, "execution"),
@@ -287,7 +289,9 @@ where
         let (status, kind) = query_error_status(&e);
         // Prometheus refuses these before evaluation, as a bad `query` parameter.
         let message = match e {
-            QueryError::Parse { .. } | QueryError::InvalidRangeQueryType { .. } => {
+            QueryError::Parse { .. }
+            | QueryError::InvalidRangeQueryType { .. }
+            | QueryError::TooDeep { .. } => {
                 format!("invalid parameter \"query\": {e}")
             }
             _ => e.to_string(),
