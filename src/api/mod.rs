@@ -344,7 +344,7 @@ async fn query_range(
         return Err(bad("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer"));
     }
     // Prometheus refuses more than 11,000 points per series.
-    if (end - start) / step > 11_000 {
+    if time::points_per_series(start, end, step) > 11_000 {
         return Err(bad("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
     }
     let r = run_query(engine, tenant, move |e, s| {
@@ -489,13 +489,13 @@ fn selection(p: &Params) -> Result<(Vec<Vec<Matcher>>, i64, i64), ApiResponse> {
         Some(s) => {
             time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"start\": {e}")))?
         }
-        None => i64::MIN,
+        None => time::MIN_TIME_MS,
     };
     let end = match p.get("end") {
         Some(s) => {
             time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"end\": {e}")))?
         }
-        None => i64::MAX,
+        None => time::MAX_TIME_MS,
     };
     Ok((sets, start, end))
 }

@@ -450,6 +450,10 @@ impl Engine {
         if end_ms < start_ms {
             return exec_err("end timestamp must not be before start time");
         }
+        // The step grid's arithmetic (`end - start`, `start + i * step`) must not overflow.
+        if end_ms.checked_sub(start_ms).is_none() {
+            return exec_err("the query range is too long: end minus start overflows");
+        }
         match expr.value_type() {
             parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
             parser::value::ValueType::Matrix => {
