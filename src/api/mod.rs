@@ -3,6 +3,7 @@
 //! HTTP API's JSON.
 
 pub mod http;
+pub mod panic;
 pub mod time;
 
 use std::sync::Arc;
@@ -147,8 +148,28 @@ fn require(have: Access, need: Access) -> Result<(), ApiResponse> {
     }
 }
 
-/// Answers one API request for a tenant.
+/// Answers one API request for a tenant. A panic while answering is that
+/// request's 500, never a lost connection.
 pub async fn handle(
+    tenant: &Arc<Tenant>,
+    engine: &Arc<Engine>,
+    access: Access,
+    req: ApiRequest<'_>,
+) -> ApiResponse {
+    let path = req.path.trim_start_matches('/').to_string();
+    panic::catch_panic(answer(tenant, engine, access, req))
+        .await
+        .unwrap_or_else(|msg| {
+            tracing::error!(path = %path, "internal error while answering: {msg}");
+            ApiResponse::error(
+                500,
+                "internal",
+                &format!("internal error while answering /{path}: {msg}"),
+            )
+        })
+}
+
+async fn answer(
     tenant: &Arc<Tenant>,
     engine: &Arc<Engine>,
     access: Access,
@@ -504,7 +525,8 @@ fn selection(p: &Params) -> Result<(Vec<Vec<Matcher>>, i64, i64), ApiResponse> {
 fn selector_matchers(text: &str) -> Result<Vec<Matcher>, String> {
     use promql_parser::label::MatchOp;
     use promql_parser::parser::Expr;
-    let expr = promql_parser::parser::parse(text)?;
+    // Through the engine's parse, which bounds the nesting promql-parser recurses over.
+    let expr = promql::parse_expr(text).map_err(|e| e.to_string())?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!("{text:?} is not a series selector"));
     };

@@ -326,6 +326,14 @@ async fn hostile_queries_get_errors_and_the_server_keeps_answering() {
         v["error"],
         "invalid parameter \"step\": cannot parse \"1e300\" to a valid duration. It overflows int64"
     );
+    // Series selectors are parsed too: nesting past the limit is refused unparsed.
+    let deep_selector = format!("{}x{}", "sum(".repeat(3_000), ")".repeat(3_000));
+    let (status, v) = get(&format!("/api/v1/series?match[]={deep_selector}")).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("nested too deeply"),
+        "{v}"
+    );
     // Still serving.
     let (status, v) = get("/api/v1/query?query=1%2B1&time=1000").await;
     assert_eq!(status, 200, "{v}");
