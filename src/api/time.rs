@@ -120,3 +120,54 @@ mod tests {
         assert_eq!(parse_time(&format_rfc3339_ms(t)).unwrap(), t);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::model::time::format_rfc3339_ms;
+    use proptest::prelude::*;
+
+    /// Text near the shapes these parsers take, with non-ASCII characters mixed in.
+    const NEAR_TIMES: &str = "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9é]{0,4})?[Zz+\\-é:a0-9µ]{0,7}";
+    const NEAR_NUMBERS: &str = "[+\\-]?[0-9.eExXpP_é]{0,12}|[+\\-]?(Inf|inf|NaN|infinity)";
+
+    proptest! {
+        #[test]
+        fn times_parse_or_fail_without_panicking(s in any::<String>()) {
+            if let Ok(t) = parse_time(&s) {
+                prop_assert!((MIN_TIME_MS..=MAX_TIME_MS).contains(&t) || parse_go_float(s.as_bytes()).is_none());
+            }
+        }
+
+        #[test]
+        fn near_valid_times_parse_or_fail_without_panicking(
+            s in prop::string::string_regex(NEAR_TIMES).unwrap(),
+            n in prop::string::string_regex(NEAR_NUMBERS).unwrap(),
+        ) {
+            let _ = parse_time(&s);
+            if let Ok(t) = parse_time(&n) {
+                prop_assert!((MIN_TIME_MS..=MAX_TIME_MS).contains(&t));
+            }
+        }
+
+        #[test]
+        fn steps_parse_or_fail_without_panicking(
+            s in any::<String>(),
+            n in prop::string::string_regex(NEAR_NUMBERS).unwrap(),
+        ) {
+            let _ = parse_step(&s);
+            let _ = parse_step(&n);
+        }
+
+        #[test]
+        fn formatted_times_parse_back(t in -62_135_596_800_000i64..253_402_300_799_999) {
+            prop_assert_eq!(parse_time(&format_rfc3339_ms(t)), Ok(t));
+        }
+
+        #[test]
+        fn point_counts_never_overflow(a in any::<i64>(), b in any::<i64>(), step in 1i64..) {
+            let n = points_per_series(a.min(b), a.max(b), step);
+            prop_assert!(n >= 0);
+        }
+    }
+}

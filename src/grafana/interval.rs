@@ -266,7 +266,8 @@ pub fn calculate_step(i: &IntervalInput<'_>) -> Result<i64, String> {
     } else {
         i.max_data_points
     };
-    let calculated = range_ns / resolution;
+    // Saturating: a negative maxDataPoints over the widest range would overflow.
+    let calculated = range_ns.saturating_div(resolution);
     let calculated = if calculated < min_interval {
         min_interval
     } else {
@@ -405,6 +406,17 @@ mod tests {
     }
 
     #[test]
+    fn extreme_request_timing_gives_a_step_without_overflow() {
+        let input = IntervalInput {
+            from_ms: 0,
+            to_ms: i64::MIN,
+            max_data_points: -1,
+            ..IntervalInput::default()
+        };
+        assert!(calculate_step(&input).is_ok());
+    }
+
+    #[test]
     fn rounding_and_formatting() {
         assert_eq!(round_interval(13 * NS_PER_S), 15 * NS_PER_S);
         assert_eq!(round_interval(5 * NS_PER_MS), NS_PER_MS);
@@ -414,5 +426,69 @@ mod tests {
         );
         assert_eq!(format_interval(90 * NS_PER_S), "1m");
         assert_eq!(format_interval(500_000), "1ms");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any i64, with the edges of the range weighted in.
+    fn edgy_i64() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            any::<i64>(),
+            Just(i64::MIN),
+            Just(i64::MAX),
+            Just(-1i64),
+            Just(0i64),
+            Just(1i64),
+        ]
+    }
+
+    const NEAR_INTERVALS: &str =
+        "<?[+\\-]?[0-9.]{0,6}(ns|us|µs|ms|s|m|h|d|w|M|y|é|)[0-9.]{0,3}(s|m|é|)>?";
+
+    proptest! {
+        #[test]
+        fn intervals_parse_or_fail_without_panicking(
+            s in any::<String>(),
+            near in NEAR_INTERVALS,
+        ) {
+            let _ = parse_interval_string(&s);
+            let _ = parse_go_duration(&s);
+            let _ = parse_interval_string(&near);
+        }
+
+        #[test]
+        fn steps_of_any_request_are_computed_without_panicking(
+            from_ms in edgy_i64(),
+            to_ms in edgy_i64(),
+            max_data_points in edgy_i64(),
+            interval_ms in edgy_i64(),
+            query_interval in prop_oneof![any::<String>(), NEAR_INTERVALS.prop_map(|s| s)],
+            query_interval_ms in edgy_i64(),
+            interval_factor in edgy_i64(),
+            utc_offset_sec in edgy_i64(),
+            time_interval in prop_oneof![Just(String::new()), NEAR_INTERVALS.prop_map(|s| s)],
+        ) {
+            let input = IntervalInput {
+                from_ms,
+                to_ms,
+                max_data_points,
+                interval_ms,
+                query_interval: &query_interval,
+                query_interval_ms,
+                interval_factor,
+                utc_offset_sec,
+                time_interval: &time_interval,
+            };
+            if let Ok(step) = calculate_step(&input) {
+                let _ = interpolate("rate(x[$__rate_interval]) $__interval $__range", &input, step);
+                if step > 0 {
+                    let _ = align_ms(from_ms, step, utc_offset_sec);
+                }
+            }
+        }
     }
 }

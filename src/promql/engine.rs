@@ -1199,3 +1199,29 @@ mod depth_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fragments of PromQL, so generated text often parses.
+    const NEAR_PROMQL: &str = "([a-zé_]{1,4}|[0-9.]{1,3}|[-+*/%^]|==|!=|>=|and|or|unless|sum|rate|\\(|\\)|\\[5m\\]|\\[1m:\\]|\\{a=\"é\"\\}|offset 1m|@ 10| by \\(a\\)| ){0,24}";
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_fails_without_panicking(s in any::<String>()) {
+            let _ = text_depth_bound(&s);
+            let _ = parse_expr(&s);
+        }
+
+        #[test]
+        fn the_text_bound_is_never_below_the_depth(s in NEAR_PROMQL) {
+            if let Ok(e) = parse_expr(&s) {
+                prop_assert!(text_depth_bound(&s).unwrap() >= expr_depth(&e), "{}", s);
+                let engine = Engine::new(EngineOptions::default());
+                let _ = engine.instant_query(&crate::model::MemStorage::new(), &s, 60_000);
+            }
+        }
+    }
+}
