@@ -388,6 +388,7 @@ impl Engine {
         time_ms: i64,
     ) -> Result<QueryResult, QueryError> {
         check_supported(expr)?;
+        check_time_bounds(expr, time_ms, time_ms)?;
         let mut ev = Evaluator::new(storage, &self.opts, time_ms, time_ms, 1);
         ev.query = text.to_string();
         let val = ev.eval(expr)?;
@@ -450,10 +451,8 @@ impl Engine {
         if end_ms < start_ms {
             return exec_err("end timestamp must not be before start time");
         }
-        // The step grid's arithmetic (`end - start`, `start + i * step`) must not overflow.
-        if end_ms.checked_sub(start_ms).is_none() {
-            return exec_err("the query range is too long: end minus start overflows");
-        }
+        // Bounded times keep the step grid's arithmetic (`end - start`, `start + i * step`) in range.
+        check_time_bounds(expr, start_ms, end_ms)?;
         match expr.value_type() {
             parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
             parser::value::ValueType::Matrix => {
@@ -546,6 +545,87 @@ fn sorted_matrix(v: Vec<EvalSeries>) -> Vec<Series> {
         .collect();
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
     out
+}
+
+/// The furthest from the epoch a query's times (`start`, `end`, `@`) may lie, in
+/// ms: about 73 million years, where Prometheus's API stops at 292 million.
+/// With every duration under [`DURATION_BOUND_MS`] and at most
+/// [`MAX_QUERY_DEPTH`] of them stacked, no sum or difference of times the
+/// evaluator forms can overflow an i64.
+const TIME_BOUND_MS: i64 = 1 << 61;
+/// The longest offset, range or subquery step, in ms (about 35,000 years).
+const DURATION_BOUND_MS: u128 = 1 << 50;
+
+/// Refuses times and durations whose arithmetic could overflow during evaluation.
+fn check_time_bounds(e: &Expr, start_ms: i64, end_ms: i64) -> Result<(), QueryError> {
+    use promql_parser::parser::{AtModifier, Offset};
+    for t in [start_ms, end_ms] {
+        if !(-TIME_BOUND_MS..=TIME_BOUND_MS).contains(&t) {
+            return exec_err(format!(
+                "query time {t} ms is out of range: times must lie within {TIME_BOUND_MS} ms of 1970"
+            ));
+        }
+    }
+    let duration = |d: &std::time::Duration, what: &str| -> Result<(), QueryError> {
+        if d.as_millis() > DURATION_BOUND_MS {
+            return exec_err(format!(
+                "{what} of {}s is out of range: at most {} ms",
+                d.as_secs(),
+                DURATION_BOUND_MS
+            ));
+        }
+        Ok(())
+    };
+    let modifiers = |offset: &Option<Offset>, at: &Option<AtModifier>| -> Result<(), QueryError> {
+        if let Some(Offset::Pos(d) | Offset::Neg(d)) = offset {
+            duration(d, "offset")?;
+        }
+        if let Some(AtModifier::At(t)) = at {
+            let ms = match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => d.as_millis(),
+                Err(e) => e.duration().as_millis(),
+            };
+            if ms > TIME_BOUND_MS as u128 {
+                return exec_err(format!(
+                    "timestamp out of bounds for @ modifier: times must lie within {TIME_BOUND_MS} ms of 1970"
+                ));
+            }
+        }
+        Ok(())
+    };
+    let mut pending = vec![e];
+    while let Some(e) = pending.pop() {
+        match e {
+            Expr::VectorSelector(vs) => modifiers(&vs.offset, &vs.at)?,
+            Expr::MatrixSelector(ms) => {
+                modifiers(&ms.vs.offset, &ms.vs.at)?;
+                duration(&ms.range, "range")?;
+            }
+            Expr::Subquery(sq) => {
+                modifiers(&sq.offset, &sq.at)?;
+                duration(&sq.range, "subquery range")?;
+                if let Some(step) = &sq.step {
+                    duration(step, "subquery step")?;
+                }
+                pending.push(&sq.expr);
+            }
+            Expr::Aggregate(a) => {
+                pending.push(&a.expr);
+                if let Some(p) = &a.param {
+                    pending.push(p);
+                }
+            }
+            Expr::Unary(u) => pending.push(&u.expr),
+            Expr::Binary(b) => {
+                pending.push(&b.lhs);
+                pending.push(&b.rhs);
+            }
+            Expr::Paren(p) => pending.push(&p.expr),
+            Expr::Call(c) => pending.extend(c.args.args.iter().map(|a| &**a)),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Rejects syntax this engine does not evaluate before running anything.
@@ -1005,6 +1085,18 @@ mod robustness_tests {
             "sort_by_label(x, \"a\")",
             "min_of(1, 2)",
             "histogram_count(x)",
+            "x offset 292y",
+            "x offset -292y",
+            "x @ 9223372036854775",
+            "x @ -9223372036854775",
+            "x @ 1e300",
+            "rate(x[292y])",
+            "max_over_time(x[292y:1ms])",
+            "max_over_time(x[1m:292y])",
+            "x offset 100y @ 9e15",
+            "timestamp(x offset 290y)",
+            "predict_linear(x[1m], 1e300)",
+            "holt_winters(x[1m], 0.5, 0.5)",
         ];
         for q in queries {
             for r in [
