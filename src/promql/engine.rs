@@ -1275,6 +1275,23 @@ mod depth_tests {
     }
 
     #[test]
+    fn shallow_queries_with_long_text_parse_and_huge_chains_are_refused_unparsed() {
+        // 600 matchers: the text bound is past the limit, the depth is 1, so it
+        // parses on the deep stack and evaluates.
+        let matchers: Vec<String> = (0..600).map(|i| format!("l{i}!=\"v\"")).collect();
+        let wide = format!("x{{{}}}", matchers.join(","));
+        assert!(text_depth_bound(&wide).unwrap() > MAX_QUERY_DEPTH);
+        let e = Engine::new(EngineOptions::default());
+        on_pool_sized_thread(|| {
+            assert_eq!(expr_depth(&parse_expr(&wide).unwrap()), 1);
+            e.instant_query(&MemStorage::new(), &wide, 0).unwrap();
+            // A chain past the token bound is refused without being parsed.
+            let huge = "1+".repeat(MAX_QUERY_TOKENS) + "1";
+            assert!(matches!(parse_expr(&huge), Err(QueryError::TooDeep { .. })));
+        });
+    }
+
+    #[test]
     fn text_bound_is_never_below_the_parsed_depth() {
         for q in [
             "sum by (job) (rate(c_total{job!=\"a\"}[1m] offset 5m))",
