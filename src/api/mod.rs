@@ -3,6 +3,7 @@
 //! HTTP API's JSON.
 
 pub mod http;
+pub mod panic;
 pub mod time;
 
 use std::sync::Arc;
@@ -69,7 +70,9 @@ impl ApiResponse {
 /// How a query error maps onto the Prometheus API: (HTTP status, errorType).
 pub fn query_error_status(e: &QueryError) -> (u16, &'static str) {
     match e {
-        QueryError::Parse { .. } | QueryError::InvalidRangeQueryType { .. } => (400, "bad_data"),
+        QueryError::Parse { .. }
+        | QueryError::InvalidRangeQueryType { .. }
+        | QueryError::TooDeep { .. } => (400, "bad_data"),
         QueryError::Timeout(_) => (503, "timeout"),
         QueryError::Storage(_) => (500, "internal"),
         _ => (422, "execution"),
@@ -145,8 +148,28 @@ fn require(have: Access, need: Access) -> Result<(), ApiResponse> {
     }
 }
 
-/// Answers one API request for a tenant.
+/// Answers one API request for a tenant. A panic while answering is that
+/// request's 500, never a lost connection.
 pub async fn handle(
+    tenant: &Arc<Tenant>,
+    engine: &Arc<Engine>,
+    access: Access,
+    req: ApiRequest<'_>,
+) -> ApiResponse {
+    let path = req.path.trim_start_matches('/').to_string();
+    panic::catch_panic(answer(tenant, engine, access, req))
+        .await
+        .unwrap_or_else(|msg| {
+            tracing::error!(path = %path, "internal error while answering: {msg}");
+            ApiResponse::error(
+                500,
+                "internal",
+                &format!("internal error while answering /{path}: {msg}"),
+            )
+        })
+}
+
+async fn answer(
     tenant: &Arc<Tenant>,
     engine: &Arc<Engine>,
     access: Access,
@@ -287,7 +310,9 @@ where
         let (status, kind) = query_error_status(&e);
         // Prometheus refuses these before evaluation, as a bad `query` parameter.
         let message = match e {
-            QueryError::Parse { .. } | QueryError::InvalidRangeQueryType { .. } => {
+            QueryError::Parse { .. }
+            | QueryError::InvalidRangeQueryType { .. }
+            | QueryError::TooDeep { .. } => {
                 format!("invalid parameter \"query\": {e}")
             }
             _ => e.to_string(),
@@ -340,7 +365,7 @@ async fn query_range(
         return Err(bad("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer"));
     }
     // Prometheus refuses more than 11,000 points per series.
-    if (end - start) / step > 11_000 {
+    if time::points_per_series(start, end, step) > 11_000 {
         return Err(bad("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
     }
     let r = run_query(engine, tenant, move |e, s| {
@@ -485,13 +510,13 @@ fn selection(p: &Params) -> Result<(Vec<Vec<Matcher>>, i64, i64), ApiResponse> {
         Some(s) => {
             time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"start\": {e}")))?
         }
-        None => i64::MIN,
+        None => time::MIN_TIME_MS,
     };
     let end = match p.get("end") {
         Some(s) => {
             time::parse_time(s).map_err(|e| bad(format!("invalid parameter \"end\": {e}")))?
         }
-        None => i64::MAX,
+        None => time::MAX_TIME_MS,
     };
     Ok((sets, start, end))
 }
@@ -500,7 +525,8 @@ fn selection(p: &Params) -> Result<(Vec<Vec<Matcher>>, i64, i64), ApiResponse> {
 fn selector_matchers(text: &str) -> Result<Vec<Matcher>, String> {
     use promql_parser::label::MatchOp;
     use promql_parser::parser::Expr;
-    let expr = promql_parser::parser::parse(text)?;
+    // Through the engine's parse, which bounds the nesting promql-parser recurses over.
+    let expr = promql::parse_expr(text).map_err(|e| e.to_string())?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!("{text:?} is not a series selector"));
     };

@@ -850,3 +850,20 @@ scrape_configs:
         assert_eq!(parse_bytes("10MB").unwrap(), 10 << 20);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn sizes_parse_or_fail_without_panicking(
+            s in any::<String>(),
+            near in " ?[0-9]{0,21} ?(B|KB|KiB|MB|GB|TB|PB|EB|EiB|é|µB)? ?",
+        ) {
+            let _ = parse_bytes(&s);
+            let _ = parse_bytes(&near);
+        }
+    }
+}

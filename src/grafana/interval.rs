@@ -173,7 +173,7 @@ pub fn parse_go_duration(s: &str) -> Result<i64, String> {
         };
         total += v * mult;
     }
-    if total > i64::MAX as f64 {
+    if total.is_nan() || total >= i64::MAX as f64 {
         return Err(format!("time: invalid duration {s:?}"));
     }
     let ns = total.round() as i64;
@@ -184,7 +184,8 @@ pub fn parse_go_duration(s: &str) -> Result<i64, String> {
 pub fn parse_grafana_duration(s: &str) -> Result<i64, String> {
     let b = s.as_bytes();
     if let Some(&last) = b.last() {
-        let digits = &s[..s.len() - 1];
+        // Only an ASCII unit letter is cut off: the text may end in any character.
+        let digits = s.get(..s.len() - 1).unwrap_or("");
         if matches!(last, b'd' | b'w' | b'M' | b'y')
             && !digits.is_empty()
             && digits.bytes().all(|c| c.is_ascii_digit())
@@ -259,13 +260,14 @@ pub fn calculate_step(i: &IntervalInput<'_>) -> Result<i64, String> {
         i.query_interval
     };
     let min_interval = min_interval(i.time_interval, query_interval, i.query_interval_ms)?;
-    let range_ns = (i.to_ms - i.from_ms).saturating_mul(NS_PER_MS);
+    let range_ns = i.to_ms.saturating_sub(i.from_ms).saturating_mul(NS_PER_MS);
     let resolution = if i.max_data_points == 0 {
         DEFAULT_RESOLUTION
     } else {
         i.max_data_points
     };
-    let calculated = range_ns / resolution;
+    // Saturating: a negative maxDataPoints over the widest range would overflow.
+    let calculated = range_ns.saturating_div(resolution);
     let calculated = if calculated < min_interval {
         min_interval
     } else {
@@ -281,7 +283,7 @@ pub fn calculate_step(i: &IntervalInput<'_>) -> Result<i64, String> {
     } else {
         i.interval_factor
     };
-    Ok(adjusted * factor)
+    Ok(adjusted.saturating_mul(factor))
 }
 
 /// gtime.GetIntervalFrom with Grafana's 15 s default.
@@ -296,7 +298,7 @@ fn min_interval(
         query_interval
     };
     if interval.is_empty() && query_interval_ms != 0 {
-        return Ok(query_interval_ms * NS_PER_MS);
+        return Ok(query_interval_ms.saturating_mul(NS_PER_MS));
     }
     if interval.is_empty() && !ds_interval.is_empty() {
         interval = ds_interval;
@@ -311,14 +313,14 @@ fn min_interval(
 fn rate_interval(interval_ns: i64, scrape: &str) -> i64 {
     let scrape = if scrape.is_empty() { "15s" } else { scrape };
     match parse_interval_string(scrape) {
-        Ok(s) => ((interval_ns + s) as f64).max(4.0 * s as f64) as i64,
+        Ok(s) => (interval_ns.saturating_add(s) as f64).max(4.0 * s as f64) as i64,
         Err(_) => 0,
     }
 }
 
 /// Replaces Grafana's built-in variables, per promlib's `interpolateVariables`.
 pub fn interpolate(expr: &str, i: &IntervalInput<'_>, step_ns: i64) -> String {
-    let range_ms = i.to_ms - i.from_ms;
+    let range_ms = i.to_ms.saturating_sub(i.from_ms);
     let range_s = (range_ms as f64 / 1000.0).round() as i64;
     let rate = if is_rate_interval(i.query_interval) {
         step_ns
@@ -330,7 +332,7 @@ pub fn interpolate(expr: &str, i: &IntervalInput<'_>, step_ns: i64) -> String {
         if min_step.is_empty() {
             min_step = i.time_interval.to_string();
         }
-        rate_interval(i.interval_ms * NS_PER_MS, &min_step)
+        rate_interval(i.interval_ms.saturating_mul(NS_PER_MS), &min_step)
     };
     let step_ms = (step_ns / NS_PER_MS).to_string();
     let interval = format_interval(step_ns);
@@ -362,9 +364,10 @@ pub fn interpolate(expr: &str, i: &IntervalInput<'_>, step_ns: i64) -> String {
 
 /// promlib's AlignTimeRange, in the same float64 arithmetic, to milliseconds.
 pub fn align_ms(t_ms: i64, step_ns: i64, offset_sec: i64) -> i64 {
-    let offset_ns = (offset_sec * NS_PER_S) as f64;
+    // In floats from the start: the inputs come from the request and may be huge.
+    let offset_ns = offset_sec as f64 * NS_PER_S as f64;
     let step = step_ns as f64;
-    let t_ns = (t_ms * NS_PER_MS) as f64;
+    let t_ns = t_ms as f64 * NS_PER_MS as f64;
     let aligned = (((t_ns + offset_ns) / step).floor() * step - offset_ns) as i64;
     aligned.div_euclid(NS_PER_MS)
 }
@@ -395,6 +398,25 @@ mod tests {
     }
 
     #[test]
+    fn non_ascii_intervals_are_refused_not_sliced_mid_character() {
+        for s in ["éé", "1é", "é", "<é>", "1µ", "-é", "1.é5s"] {
+            assert!(parse_interval_string(s).is_err(), "{s}");
+        }
+        assert_eq!(parse_go_duration("1µs").unwrap(), 1_000);
+    }
+
+    #[test]
+    fn extreme_request_timing_gives_a_step_without_overflow() {
+        let input = IntervalInput {
+            from_ms: 0,
+            to_ms: i64::MIN,
+            max_data_points: -1,
+            ..IntervalInput::default()
+        };
+        assert!(calculate_step(&input).is_ok());
+    }
+
+    #[test]
     fn rounding_and_formatting() {
         assert_eq!(round_interval(13 * NS_PER_S), 15 * NS_PER_S);
         assert_eq!(round_interval(5 * NS_PER_MS), NS_PER_MS);
@@ -404,5 +426,69 @@ mod tests {
         );
         assert_eq!(format_interval(90 * NS_PER_S), "1m");
         assert_eq!(format_interval(500_000), "1ms");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any i64, with the edges of the range weighted in.
+    fn edgy_i64() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            any::<i64>(),
+            Just(i64::MIN),
+            Just(i64::MAX),
+            Just(-1i64),
+            Just(0i64),
+            Just(1i64),
+        ]
+    }
+
+    const NEAR_INTERVALS: &str =
+        "<?[+\\-]?[0-9.]{0,6}(ns|us|µs|ms|s|m|h|d|w|M|y|é|)[0-9.]{0,3}(s|m|é|)>?";
+
+    proptest! {
+        #[test]
+        fn intervals_parse_or_fail_without_panicking(
+            s in any::<String>(),
+            near in NEAR_INTERVALS,
+        ) {
+            let _ = parse_interval_string(&s);
+            let _ = parse_go_duration(&s);
+            let _ = parse_interval_string(&near);
+        }
+
+        #[test]
+        fn steps_of_any_request_are_computed_without_panicking(
+            from_ms in edgy_i64(),
+            to_ms in edgy_i64(),
+            max_data_points in edgy_i64(),
+            interval_ms in edgy_i64(),
+            query_interval in prop_oneof![any::<String>(), NEAR_INTERVALS.prop_map(|s| s)],
+            query_interval_ms in edgy_i64(),
+            interval_factor in edgy_i64(),
+            utc_offset_sec in edgy_i64(),
+            time_interval in prop_oneof![Just(String::new()), NEAR_INTERVALS.prop_map(|s| s)],
+        ) {
+            let input = IntervalInput {
+                from_ms,
+                to_ms,
+                max_data_points,
+                interval_ms,
+                query_interval: &query_interval,
+                query_interval_ms,
+                interval_factor,
+                utc_offset_sec,
+                time_interval: &time_interval,
+            };
+            if let Ok(step) = calculate_step(&input) {
+                let _ = interpolate("rate(x[$__rate_interval]) $__interval $__range", &input, step);
+                if step > 0 {
+                    let _ = align_ms(from_ms, step, utc_offset_sec);
+                }
+            }
+        }
     }
 }

@@ -10,6 +10,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::query::{frames, plan, QueryModel, QueryTiming};
+use crate::api::panic::catch_panic;
 use crate::api::{self, query_error_status, Access, ApiRequest, ApiResponse};
 use crate::config::settings::DatasourceSettings;
 use crate::config::settings::TenantKey;
@@ -34,6 +35,16 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 impl Plugin {
     /// The tenant a request is addressed to, from its datasource settings.
     async fn tenant(&self, ctx: Option<&pb::PluginContext>) -> Result<Arc<Tenant>, Status> {
+        catch_panic(self.resolve_tenant(ctx))
+            .await
+            .unwrap_or_else(|msg| {
+                Err(Status::internal(format!(
+                    "internal error while opening the datasource: {msg}"
+                )))
+            })
+    }
+
+    async fn resolve_tenant(&self, ctx: Option<&pb::PluginContext>) -> Result<Arc<Tenant>, Status> {
         let ctx = ctx.ok_or_else(|| Status::invalid_argument("request has no plugin context"))?;
         let ds = ctx.data_source_instance_settings.as_ref().ok_or_else(|| {
             Status::invalid_argument("request is not addressed to a datasource instance")
@@ -155,7 +166,20 @@ impl pb::data_server::Data for Plugin {
         let tenant = self.tenant(req.plugin_context.as_ref()).await?;
         let mut responses = HashMap::new();
         for q in &req.queries {
-            responses.insert(q.ref_id.clone(), self.run_query(&tenant, q).await);
+            // A panic fails its own query, not the connection Grafana shares
+            // across every org's requests.
+            let resp = catch_panic(self.run_query(&tenant, q))
+                .await
+                .unwrap_or_else(|msg| {
+                    tracing::error!(ref_id = %q.ref_id, "internal error while running a query: {msg}");
+                    pb::DataResponse {
+                        error: format!("internal error while running the query: {msg}"),
+                        status: 500,
+                        error_source: "plugin".into(),
+                        ..Default::default()
+                    }
+                });
+            responses.insert(q.ref_id.clone(), resp);
         }
         Ok(Response::new(pb::QueryDataResponse { responses }))
     }
@@ -190,8 +214,14 @@ impl pb::diagnostics_server::Diagnostics for Plugin {
                 }))
             }
         };
-        let h = tenant.health().await;
-        let (status, message) = health_message(&h);
+        let (status, message) = catch_panic(async { health_message(&tenant.health().await) })
+            .await
+            .unwrap_or_else(|msg| {
+                (
+                    HealthStatus::Error,
+                    format!("internal error while checking health: {msg}"),
+                )
+            });
         Ok(Response::new(pb::CheckHealthResponse {
             status: status as i32,
             message,
@@ -291,7 +321,11 @@ impl pb::resource_server::Resource for Plugin {
         let resp = if req.path.trim_matches('/') == "tenant"
             && req.method.eq_ignore_ascii_case("DELETE")
         {
-            self.delete_tenant(ctx, access).await
+            catch_panic(self.delete_tenant(ctx, access))
+                .await
+                .unwrap_or_else(|msg| {
+                    ApiResponse::error(500, "internal", &format!("internal error: {msg}"))
+                })
         } else {
             api::handle(
                 &tenant,

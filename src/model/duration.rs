@@ -93,3 +93,29 @@ mod tests {
         assert_eq!(format_duration(Duration::ZERO), "0s");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn durations_parse_or_fail_without_panicking(
+            s in any::<String>(),
+            near in "[0-9]{0,21}(y|w|d|h|m|s|ms|é|µs)?[0-9]{0,3}(y|w|d|h|m|s|ms|é)?",
+        ) {
+            let _ = parse_duration(&s);
+            if let Ok(d) = parse_duration(&near) {
+                // What parses prints back to itself.
+                prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+            }
+        }
+
+        #[test]
+        fn formatted_durations_parse_back(ms in 0u64..=i64::MAX as u64) {
+            let d = Duration::from_millis(ms);
+            prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
+}

@@ -299,3 +299,25 @@ mod tests {
         assert!(msg.contains("job") && msg.contains("\"(\""), "{msg}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn matchers_build_or_fail_and_match_without_panicking(
+            name in any::<String>(),
+            pattern in prop_oneof![any::<String>(), "[a-zé.*+?|()\\[\\]{}^$\\\\0-9,]{0,16}"],
+            value in any::<String>(),
+        ) {
+            for kind in [MatchKind::Equal, MatchKind::NotEqual, MatchKind::Regex, MatchKind::NotRegex] {
+                if let Ok(m) = Matcher::new(kind, &name, &pattern) {
+                    let _ = m.matches(&value);
+                    let _ = m.matches_empty();
+                }
+            }
+        }
+    }
+}

@@ -38,7 +38,13 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    // Digits only: `parse` alone would take a sign (`+1`) as well.
+    let num = |r: std::ops::Range<usize>| {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| t.parse::<i64>().ok())?
+    };
     let (y, mo, d, h, mi, se) = (
         num(0..4)?,
         num(5..7)?,
@@ -58,24 +64,33 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         while i < b.len() && b[i].is_ascii_digit() {
             i += 1;
         }
-        let digits = &s[start..i];
+        let digits = s.get(start..i)?;
         if digits.is_empty() {
             return None;
         }
         let ms: String = digits.chars().chain("000".chars()).take(3).collect();
         frac_ms = ms.parse().ok()?;
     }
-    let offset_s = match &s[i..] {
+    // Byte offsets into the rest are checked: it is user text, maybe not ASCII.
+    let offset_s = match s.get(i..)? {
         "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
-            let oh: i64 = tz[1..3].parse().ok()?;
-            let om: i64 = tz[4..6].parse().ok()?;
-            let o = oh * 3600 + om * 60;
-            if tz.starts_with('-') {
-                -o
-            } else {
-                o
+        tz if tz.len() == 6 && tz.get(3..4) == Some(":") => {
+            let sign = match tz.get(0..1)? {
+                "+" => 1,
+                "-" => -1,
+                _ => return None,
+            };
+            let two_digits = |r: std::ops::Range<usize>| {
+                let t = tz.get(r)?;
+                t.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| t.parse::<i64>().ok())?
+            };
+            let (oh, om) = (two_digits(1..3)?, two_digits(4..6)?);
+            if oh > 23 || om > 59 {
+                return None;
             }
+            sign * (oh * 3600 + om * 60)
         }
         _ => return None,
     };
@@ -121,6 +136,21 @@ mod tests {
             Some(1_435_781_451_000)
         );
         assert_eq!(parse_rfc3339_ms("2015-07-01"), None);
+        assert_eq!(parse_rfc3339_ms("+015-07-01T20:10:51Z"), None);
+        assert_eq!(parse_rfc3339_ms("2015-07-01T22:10:51+2:000"), None);
+    }
+
+    #[test]
+    fn non_ascii_text_is_refused_not_sliced_mid_character() {
+        for s in [
+            "2024-01-01T00:00:00+aé00",
+            "2024-01-01T00:00:00+éé:0",
+            "2024-01-01T00:00:00.1é",
+            "2024-01-01T00:00:00ééé",
+            "2024-01-01T00:00:0é",
+        ] {
+            assert_eq!(parse_rfc3339_ms(s), None, "{s}");
+        }
     }
 
     #[test]

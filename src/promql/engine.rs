@@ -22,6 +22,11 @@ pub struct Engine {
 /// Parses a query with promql-parser, mapping its error to [`QueryError::Parse`].
 /// Recent parses are kept: a dashboard sends the same queries on every refresh, and
 /// parsing is a noticeable share of a light panel's time (docs/performance.md).
+///
+/// The query's nesting is bounded: text nested deeper than [`MAX_QUERY_DEPTH`]
+/// brackets is refused before parsing, and a parse whose nesting the text does
+/// not bound cheaply runs on a thread with a large stack, since promql-parser
+/// recurses once per level (see [`text_depth_bound`]).
 pub fn parse_expr(query: &str) -> Result<Expr, QueryError> {
     /// Distinct queries kept; when full, the map starts over.
     const KEPT: usize = 512;
@@ -30,7 +35,13 @@ pub fn parse_expr(query: &str) -> Result<Expr, QueryError> {
     if let Some(e) = parsed().as_ref().and_then(|m| m.get(query)) {
         return Ok(e.clone());
     }
-    let e = parse_uncached(query)?;
+    let bound = text_depth_bound(query)?;
+    let e = if bound <= MAX_QUERY_DEPTH {
+        parse_uncached(query)?
+    } else {
+        on_deep_stack(|| parse_uncached(query).and_then(|e| check_depth(&e).map(|_| e)))??
+    };
+    check_depth(&e)?;
     let mut m = parsed();
     let m = m.get_or_insert_with(HashMap::new);
     if m.len() >= KEPT {
@@ -38,6 +49,155 @@ pub fn parse_expr(query: &str) -> Result<Expr, QueryError> {
     }
     m.insert(query.to_string(), e.clone());
     Ok(e)
+}
+
+/// The deepest query the engine evaluates: nesting of operators, parentheses,
+/// function calls, aggregations and subqueries, counted as AST levels (`a + b`
+/// is 2, `sum(rate(x[5m]))` is 4, a chain `1 + 1 + … + 1` of n terms is n).
+/// Evaluation recurses once per level, so deeper queries are refused before
+/// they run; Prometheus has no such limit, but no real query comes near it.
+pub const MAX_QUERY_DEPTH: usize = 512;
+
+/// Queries up to this depth evaluate on the caller's thread: at most a few
+/// hundred KiB of stack even in an unoptimised build, well inside the 2 MiB of
+/// Rust's and tokio's threads. Deeper ones run on a thread of [`DEEP_STACK_BYTES`].
+const INLINE_DEPTH: usize = 32;
+
+/// The stack of the thread a deep query is parsed and evaluated on. At
+/// [`MAX_QUERY_DEPTH`] evaluation takes under 10 MiB in an unoptimised build
+/// (the costliest levels, function calls and subqueries, take about 15 KiB each);
+/// the rest is margin. Only the pages touched are ever backed by memory.
+const DEEP_STACK_BYTES: usize = 64 << 20;
+
+/// More operators, brackets and words than this in one query is refused without
+/// parsing: even on the deep stack, promql-parser's recursion over a chain of
+/// that many operators would be near its end.
+const MAX_QUERY_TOKENS: usize = 64 * 1024;
+
+/// Runs `f` on a fresh thread with [`DEEP_STACK_BYTES`] of stack.
+fn on_deep_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, QueryError> {
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("promql-deep".into())
+            .stack_size(DEEP_STACK_BYTES)
+            .spawn_scoped(scope, f)
+            .map_err(|e| {
+                QueryError::Execution(format!(
+                    "cannot start a thread for a deeply nested query: {e}"
+                ))
+            })?;
+        handle.join().map_err(|p| {
+            QueryError::Execution(format!(
+                "internal error while evaluating the query: {}",
+                panic_message(p.as_ref())
+            ))
+        })
+    })
+}
+
+/// An upper bound of the AST depth `query` can parse to, from its text alone:
+/// every level of the AST needs an opening bracket, an operator character or a
+/// word (`and`, `or`, `unless`, `atan2`), outside string literals and comments.
+/// Fails when the brackets alone nest deeper than [`MAX_QUERY_DEPTH`], or the
+/// text holds more than [`MAX_QUERY_TOKENS`] of them.
+pub fn text_depth_bound(query: &str) -> Result<usize, QueryError> {
+    let mut bound = 1usize;
+    let mut nesting = 0usize;
+    let mut in_str: Option<char> = None;
+    let mut escaped = false;
+    let mut in_comment = false;
+    let mut in_word = false;
+    for c in query.chars() {
+        if in_comment {
+            in_comment = c != '\n';
+            continue;
+        }
+        if let Some(q) = in_str {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                in_str = None;
+            }
+            continue;
+        }
+        let word_char = c.is_alphanumeric() || c == '_' || c == ':';
+        if word_char && !in_word {
+            bound += 1;
+        }
+        in_word = word_char;
+        match c {
+            '"' | '\'' | '`' => in_str = Some(c),
+            '#' => in_comment = true,
+            '(' | '[' | '{' => {
+                bound += 1;
+                nesting += 1;
+                if nesting > MAX_QUERY_DEPTH {
+                    return Err(QueryError::TooDeep {
+                        depth: nesting,
+                        limit: MAX_QUERY_DEPTH,
+                    });
+                }
+            }
+            ')' | ']' | '}' => nesting = nesting.saturating_sub(1),
+            '+' | '-' | '*' | '/' | '%' | '^' | '=' | '!' | '<' | '>' => bound += 1,
+            _ => {}
+        }
+        if bound > MAX_QUERY_TOKENS {
+            return Err(QueryError::TooDeep {
+                depth: bound,
+                limit: MAX_QUERY_DEPTH,
+            });
+        }
+    }
+    Ok(bound)
+}
+
+/// The depth of `e` in AST levels, measured without recursion (so any tree
+/// promql-parser returns can be measured).
+pub fn expr_depth(e: &Expr) -> usize {
+    let mut deepest = 0;
+    let mut pending: Vec<(&Expr, usize)> = vec![(e, 1)];
+    while let Some((e, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
+        let below = depth + 1;
+        match e {
+            Expr::Aggregate(a) => {
+                pending.push((&a.expr, below));
+                if let Some(p) = &a.param {
+                    pending.push((p, below));
+                }
+            }
+            Expr::Unary(u) => pending.push((&u.expr, below)),
+            Expr::Binary(b) => {
+                pending.push((&b.lhs, below));
+                pending.push((&b.rhs, below));
+            }
+            Expr::Paren(p) => pending.push((&p.expr, below)),
+            Expr::Subquery(s) => pending.push((&s.expr, below)),
+            Expr::Call(c) => pending.extend(c.args.args.iter().map(|a| (&**a, below))),
+            // A matrix selector holds its vector selector: one level more.
+            Expr::MatrixSelector(_) => deepest = deepest.max(below),
+            Expr::NumberLiteral(_)
+            | Expr::StringLiteral(_)
+            | Expr::VectorSelector(_)
+            | Expr::Extension(_) => {}
+        }
+    }
+    deepest
+}
+
+/// Refuses a query deeper than [`MAX_QUERY_DEPTH`]; returns its depth.
+fn check_depth(e: &Expr) -> Result<usize, QueryError> {
+    let depth = expr_depth(e);
+    if depth > MAX_QUERY_DEPTH {
+        return Err(QueryError::TooDeep {
+            depth,
+            limit: MAX_QUERY_DEPTH,
+        });
+    }
+    Ok(depth)
 }
 
 fn parse_uncached(query: &str) -> Result<Expr, QueryError> {
@@ -155,7 +315,7 @@ impl Engine {
         time_ms: i64,
     ) -> Result<QueryResult, QueryError> {
         let e = parse_expr(expr)?;
-        self.exec_instant(storage, &e, expr, time_ms)
+        self.exec_instant(storage, &e, Some(expr), time_ms)
     }
 
     pub fn range_query(
@@ -167,7 +327,7 @@ impl Engine {
         step_ms: i64,
     ) -> Result<QueryResult, QueryError> {
         let e = parse_expr(expr)?;
-        self.exec_range(storage, &e, expr, start_ms, end_ms, step_ms)
+        self.exec_range(storage, &e, Some(expr), start_ms, end_ms, step_ms)
     }
 
     /// Evaluates an already parsed query (annotation positions refer to its
@@ -178,7 +338,7 @@ impl Engine {
         expr: &Expr,
         time_ms: i64,
     ) -> Result<QueryResult, QueryError> {
-        self.exec_instant(storage, expr, &expr.to_string(), time_ms)
+        self.exec_instant(storage, expr, None, time_ms)
     }
 
     pub fn range_query_expr(
@@ -189,17 +349,35 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryResult, QueryError> {
-        self.exec_range(storage, expr, &expr.to_string(), start_ms, end_ms, step_ms)
+        self.exec_range(storage, expr, None, start_ms, end_ms, step_ms)
     }
 
     fn exec_instant(
         &self,
         storage: &dyn Storage,
         expr: &Expr,
-        text: &str,
+        text: Option<&str>,
         time_ms: i64,
     ) -> Result<QueryResult, QueryError> {
-        guard(|| self.exec_instant_inner(storage, expr, text, time_ms))
+        self.bounded(expr, || {
+            let text = text.map_or_else(|| expr.to_string(), str::to_string);
+            self.exec_instant_inner(storage, expr, &text, time_ms)
+        })
+    }
+
+    /// Runs an evaluation of `expr` under the panic guard, refusing it when it
+    /// is deeper than [`MAX_QUERY_DEPTH`] and moving it to a thread with a large
+    /// stack when it is deeper than the caller's thread is sure to hold.
+    fn bounded(
+        &self,
+        expr: &Expr,
+        run: impl FnOnce() -> Result<QueryResult, QueryError> + Send,
+    ) -> Result<QueryResult, QueryError> {
+        if check_depth(expr)? <= INLINE_DEPTH {
+            guard(run)
+        } else {
+            on_deep_stack(|| guard(run))?
+        }
     }
 
     fn exec_instant_inner(
@@ -210,6 +388,7 @@ impl Engine {
         time_ms: i64,
     ) -> Result<QueryResult, QueryError> {
         check_supported(expr)?;
+        check_time_bounds(expr, time_ms, time_ms)?;
         let mut ev = Evaluator::new(storage, &self.opts, time_ms, time_ms, 1);
         ev.query = text.to_string();
         let val = ev.eval(expr)?;
@@ -245,12 +424,15 @@ impl Engine {
         &self,
         storage: &dyn Storage,
         expr: &Expr,
-        text: &str,
+        text: Option<&str>,
         start_ms: i64,
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryResult, QueryError> {
-        guard(|| self.exec_range_inner(storage, expr, text, start_ms, end_ms, step_ms))
+        self.bounded(expr, || {
+            let text = text.map_or_else(|| expr.to_string(), str::to_string);
+            self.exec_range_inner(storage, expr, &text, start_ms, end_ms, step_ms)
+        })
     }
 
     fn exec_range_inner(
@@ -269,6 +451,8 @@ impl Engine {
         if end_ms < start_ms {
             return exec_err("end timestamp must not be before start time");
         }
+        // Bounded times keep the step grid's arithmetic (`end - start`, `start + i * step`) in range.
+        check_time_bounds(expr, start_ms, end_ms)?;
         match expr.value_type() {
             parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
             parser::value::ValueType::Matrix => {
@@ -328,15 +512,20 @@ impl Engine {
 /// process down.
 fn guard(f: impl FnOnce() -> Result<QueryResult, QueryError>) -> Result<QueryResult, QueryError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
         Err(QueryError::Execution(format!(
-            "internal error while evaluating the query: {msg}"
+            "internal error while evaluating the query: {}",
+            panic_message(p.as_ref())
         )))
     })
+}
+
+/// The text a panic was raised with, when it is text.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 fn dedup(v: Vec<String>) -> Vec<String> {
@@ -356,6 +545,87 @@ fn sorted_matrix(v: Vec<EvalSeries>) -> Vec<Series> {
         .collect();
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
     out
+}
+
+/// The furthest from the epoch a query's times (`start`, `end`, `@`) may lie, in
+/// ms: about 73 million years, where Prometheus's API stops at 292 million.
+/// With every duration under [`DURATION_BOUND_MS`] and at most
+/// [`MAX_QUERY_DEPTH`] of them stacked, no sum or difference of times the
+/// evaluator forms can overflow an i64.
+const TIME_BOUND_MS: i64 = 1 << 61;
+/// The longest offset, range or subquery step, in ms (about 35,000 years).
+const DURATION_BOUND_MS: u128 = 1 << 50;
+
+/// Refuses times and durations whose arithmetic could overflow during evaluation.
+fn check_time_bounds(e: &Expr, start_ms: i64, end_ms: i64) -> Result<(), QueryError> {
+    use promql_parser::parser::{AtModifier, Offset};
+    for t in [start_ms, end_ms] {
+        if !(-TIME_BOUND_MS..=TIME_BOUND_MS).contains(&t) {
+            return exec_err(format!(
+                "query time {t} ms is out of range: times must lie within {TIME_BOUND_MS} ms of 1970"
+            ));
+        }
+    }
+    let duration = |d: &std::time::Duration, what: &str| -> Result<(), QueryError> {
+        if d.as_millis() > DURATION_BOUND_MS {
+            return exec_err(format!(
+                "{what} of {}s is out of range: at most {} ms",
+                d.as_secs(),
+                DURATION_BOUND_MS
+            ));
+        }
+        Ok(())
+    };
+    let modifiers = |offset: &Option<Offset>, at: &Option<AtModifier>| -> Result<(), QueryError> {
+        if let Some(Offset::Pos(d) | Offset::Neg(d)) = offset {
+            duration(d, "offset")?;
+        }
+        if let Some(AtModifier::At(t)) = at {
+            let ms = match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => d.as_millis(),
+                Err(e) => e.duration().as_millis(),
+            };
+            if ms > TIME_BOUND_MS as u128 {
+                return exec_err(format!(
+                    "timestamp out of bounds for @ modifier: times must lie within {TIME_BOUND_MS} ms of 1970"
+                ));
+            }
+        }
+        Ok(())
+    };
+    let mut pending = vec![e];
+    while let Some(e) = pending.pop() {
+        match e {
+            Expr::VectorSelector(vs) => modifiers(&vs.offset, &vs.at)?,
+            Expr::MatrixSelector(ms) => {
+                modifiers(&ms.vs.offset, &ms.vs.at)?;
+                duration(&ms.range, "range")?;
+            }
+            Expr::Subquery(sq) => {
+                modifiers(&sq.offset, &sq.at)?;
+                duration(&sq.range, "subquery range")?;
+                if let Some(step) = &sq.step {
+                    duration(step, "subquery step")?;
+                }
+                pending.push(&sq.expr);
+            }
+            Expr::Aggregate(a) => {
+                pending.push(&a.expr);
+                if let Some(p) = &a.param {
+                    pending.push(p);
+                }
+            }
+            Expr::Unary(u) => pending.push(&u.expr),
+            Expr::Binary(b) => {
+                pending.push(&b.lhs);
+                pending.push(&b.rhs);
+            }
+            Expr::Paren(p) => pending.push(&p.expr),
+            Expr::Call(c) => pending.extend(c.args.args.iter().map(|a| &**a)),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Rejects syntax this engine does not evaluate before running anything.
@@ -815,6 +1085,18 @@ mod robustness_tests {
             "sort_by_label(x, \"a\")",
             "min_of(1, 2)",
             "histogram_count(x)",
+            "x offset 292y",
+            "x offset -292y",
+            "x @ 9223372036854775",
+            "x @ -9223372036854775",
+            "x @ 1e300",
+            "rate(x[292y])",
+            "max_over_time(x[292y:1ms])",
+            "max_over_time(x[1m:292y])",
+            "x offset 100y @ 9e15",
+            "timestamp(x offset 290y)",
+            "predict_linear(x[1m], 1e300)",
+            "holt_winters(x[1m], 0.5, 0.5)",
         ];
         for q in queries {
             for r in [
@@ -875,5 +1157,180 @@ mod name_dropping_tests {
         let Value::Vector(v) = r.value else { panic!() };
         assert_eq!(v.len(), 2);
         assert!(v.iter().all(|s| s.labels.metric_name().is_none()));
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+    use crate::model::MemStorage;
+
+    /// The query shapes that once overflowed the evaluator's stack, each far past
+    /// the limit: a long chain of binary operators, nested parentheses, and
+    /// nested aggregations, functions and subqueries.
+    fn too_deep_queries() -> Vec<String> {
+        let mut plus = "1".to_string();
+        for _ in 1..1_500 {
+            plus.push_str("+1");
+        }
+        vec![
+            plus,
+            format!("{}1{}", "(".repeat(2_500), ")".repeat(2_500)),
+            format!("{}vector(1){}", "sum(".repeat(1_000), ")".repeat(1_000)),
+            format!("{}vector(1){}", "abs(".repeat(1_000), ")".repeat(1_000)),
+            format!(
+                "{}x{}",
+                "max_over_time((".repeat(300),
+                ")[1m:])".repeat(300)
+            ),
+        ]
+    }
+
+    /// Runs `f` on a thread with the stack tokio's blocking pool gives a query.
+    fn on_pool_sized_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn_scoped(s, f)
+                .expect("spawn")
+                .join()
+                .expect("no panic")
+        })
+    }
+
+    #[test]
+    fn queries_past_the_depth_limit_are_refused_not_overflowed() {
+        let e = Engine::new(EngineOptions::default());
+        let s = MemStorage::new();
+        on_pool_sized_thread(|| {
+            for q in too_deep_queries() {
+                for r in [
+                    e.instant_query(&s, &q, 60_000),
+                    e.range_query(&s, &q, 0, 60_000, 15_000),
+                ] {
+                    let err = r.expect_err(&q[..40]);
+                    assert!(
+                        matches!(
+                            err,
+                            QueryError::TooDeep {
+                                limit: MAX_QUERY_DEPTH,
+                                ..
+                            }
+                        ),
+                        "{}: {err}",
+                        &q[..40]
+                    );
+                }
+            }
+            // The engine still answers.
+            assert!(e.instant_query(&s, "1 + 1", 0).is_ok());
+        });
+    }
+
+    #[test]
+    fn queries_at_the_depth_limit_evaluate() {
+        let e = Engine::new(EngineOptions::default());
+        let mut s = MemStorage::new();
+        s.add_samples(
+            Labels::from_pairs([("__name__", "x")]),
+            &[(0, 1.0), (30_000, 2.0), (60_000, 3.0)],
+        );
+        let mut plus = "x".to_string();
+        for _ in 1..MAX_QUERY_DEPTH {
+            plus.push_str(" + 1");
+        }
+        let n = (MAX_QUERY_DEPTH - 1) / 3;
+        let cases = [
+            (plus, MAX_QUERY_DEPTH),
+            (
+                format!(
+                    "{}x{}",
+                    "sum(".repeat(MAX_QUERY_DEPTH - 1),
+                    ")".repeat(MAX_QUERY_DEPTH - 1)
+                ),
+                MAX_QUERY_DEPTH,
+            ),
+            (
+                format!(
+                    "{}x{}",
+                    "abs(".repeat(MAX_QUERY_DEPTH - 1),
+                    ")".repeat(MAX_QUERY_DEPTH - 1)
+                ),
+                MAX_QUERY_DEPTH,
+            ),
+            (
+                format!("{}x{}", "max_over_time((".repeat(n), ")[1m:])".repeat(n)),
+                3 * n + 1,
+            ),
+        ];
+        on_pool_sized_thread(|| {
+            for (q, depth) in &cases {
+                assert_eq!(expr_depth(&parse_expr(q).unwrap()), *depth, "{}", &q[..40]);
+                e.instant_query(&s, q, 60_000).unwrap();
+                e.range_query(&s, q, 0, 60_000, 15_000).unwrap();
+                let expr = parse_expr(q).unwrap();
+                e.range_query_expr(&s, &expr, 0, 60_000, 15_000).unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn shallow_queries_with_long_text_parse_and_huge_chains_are_refused_unparsed() {
+        // 600 matchers: the text bound is past the limit, the depth is 1, so it
+        // parses on the deep stack and evaluates.
+        let matchers: Vec<String> = (0..600).map(|i| format!("l{i}!=\"v\"")).collect();
+        let wide = format!("x{{{}}}", matchers.join(","));
+        assert!(text_depth_bound(&wide).unwrap() > MAX_QUERY_DEPTH);
+        let e = Engine::new(EngineOptions::default());
+        on_pool_sized_thread(|| {
+            assert_eq!(expr_depth(&parse_expr(&wide).unwrap()), 1);
+            e.instant_query(&MemStorage::new(), &wide, 0).unwrap();
+            // A chain past the token bound is refused without being parsed.
+            let huge = "1+".repeat(MAX_QUERY_TOKENS) + "1";
+            assert!(matches!(parse_expr(&huge), Err(QueryError::TooDeep { .. })));
+        });
+    }
+
+    #[test]
+    fn text_bound_is_never_below_the_parsed_depth() {
+        for q in [
+            "sum by (job) (rate(c_total{job!=\"a\"}[1m] offset 5m))",
+            "-x",
+            "a or b and c unless d",
+            "x atan2 y + max_over_time(x[5m:1m] @ end())",
+            "{__name__=~\"x\"}",
+            "x # comment ((((",
+            "count_values(\"v\", x)",
+            "1e-3 * - - 2",
+        ] {
+            let e = parse_expr(q).expect(q);
+            assert!(text_depth_bound(q).unwrap() >= expr_depth(&e), "{q}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fragments of PromQL, so generated text often parses.
+    const NEAR_PROMQL: &str = "([a-zé_]{1,4}|[0-9.]{1,3}|[-+*/%^]|==|!=|>=|and|or|unless|sum|rate|\\(|\\)|\\[5m\\]|\\[1m:\\]|\\{a=\"é\"\\}|offset 1m|@ 10| by \\(a\\)| ){0,24}";
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_fails_without_panicking(s in any::<String>()) {
+            let _ = text_depth_bound(&s);
+            let _ = parse_expr(&s);
+        }
+
+        #[test]
+        fn the_text_bound_is_never_below_the_depth(s in NEAR_PROMQL) {
+            if let Ok(e) = parse_expr(&s) {
+                prop_assert!(text_depth_bound(&s).unwrap() >= expr_depth(&e), "{}", s);
+                let engine = Engine::new(EngineOptions::default());
+                let _ = engine.instant_query(&crate::model::MemStorage::new(), &s, 60_000);
+            }
+        }
     }
 }

@@ -111,6 +111,12 @@ pub enum QueryError {
     /// Valid PromQL this engine does not implement (native histograms...).
     #[error("{0}")]
     Unsupported(String),
+    /// The query nests deeper than the engine evaluates (see
+    /// [`MAX_QUERY_DEPTH`](crate::promql::engine::MAX_QUERY_DEPTH)); `depth` is
+    /// the nesting found, or a lower bound of it when the text was refused before
+    /// parsing.
+    #[error("query is nested too deeply: {depth} levels of operators, brackets and function calls, the limit is {limit}")]
+    TooDeep { depth: usize, limit: usize },
 }
 
 fn parse_message(message: &str, position: &Option<usize>) -> String {

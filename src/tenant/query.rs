@@ -33,6 +33,13 @@ impl Tenant {
         let _running = RunningQuery::begin();
         let result = tokio::task::spawn_blocking(move || query(&engine, &*store)).await;
         self.query_latency.observe(started.elapsed());
-        Ok(result.map_err(|e| RunError::Task(e.to_string()))??)
+        let result = result.map_err(|e| match e.try_into_panic() {
+            Ok(payload) => RunError::Task(format!(
+                "internal error while running the query: {}",
+                crate::promql::engine::panic_message(payload.as_ref())
+            )),
+            Err(e) => RunError::Task(e.to_string()),
+        })?;
+        Ok(result?)
     }
 }

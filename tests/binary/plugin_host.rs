@@ -442,3 +442,73 @@ async fn many_panels_query_concurrently_with_bounded_latency() {
         "slowest panel took {worst:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_panel_queries_get_errors_and_the_plugin_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = PluginProcess::start(&grafana_env_in(dir.path())).await;
+    let ds = Datasource::new(1, "hostile", json_data_scraping(&[]));
+    let mut plus = "1".to_string();
+    for _ in 1..1_500 {
+        plus.push_str("+1");
+    }
+    let to = now_ms();
+    let panel = |ref_id: &str, model: Value| data_query(ref_id, model, to - 300_000, to, 1000);
+    let queries = vec![
+        panel("plus", json!({"expr": plus, "range": true})),
+        panel(
+            "parens",
+            json!({"expr": format!("{}1{}", "(".repeat(2_500), ")".repeat(2_500)), "range": true}),
+        ),
+        panel(
+            "sum",
+            json!({"expr": format!("{}vector(1){}", "sum(".repeat(1_000), ")".repeat(1_000)), "instant": true}),
+        ),
+        panel(
+            "abs",
+            json!({"expr": format!("{}vector(1){}", "abs(".repeat(1_000), ")".repeat(1_000)), "range": true}),
+        ),
+        // A min step that once was sliced in the middle of a character.
+        panel(
+            "interval",
+            json!({"expr": "1", "interval": "éé", "range": true}),
+        ),
+    ];
+    let r = plugin.query_data(ds.context(Some("Viewer")), queries).await;
+    for ref_id in ["plus", "parens", "sum", "abs"] {
+        let resp = &r.responses[ref_id];
+        assert_eq!(resp.status, 400, "{ref_id}: {}", resp.error);
+        assert_eq!(resp.error_source, "downstream", "{ref_id}");
+        assert!(
+            resp.error.contains("nested too deeply"),
+            "{ref_id}: {}",
+            resp.error
+        );
+    }
+    let resp = &r.responses["interval"];
+    assert_eq!(resp.status, 400, "{}", resp.error);
+    assert!(
+        resp.error.contains("invalid interval \"éé\""),
+        "{}",
+        resp.error
+    );
+    // The same process still answers, for this org and through the API too.
+    let r = plugin
+        .query_data(
+            ds.context(Some("Viewer")),
+            vec![panel("ok", json!({"expr": "1+1", "range": true}))],
+        )
+        .await;
+    assert_eq!(r.responses["ok"].status, 200, "{}", r.responses["ok"].error);
+    let (code, v) = plugin
+        .call_resource(
+            ds.context(Some("Viewer")),
+            "GET",
+            "api/v1/query?query=1&time=2024-01-01T00:00:00%2Ba%C3%A900",
+            b"",
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+    let (status, _) = plugin.shutdown().await;
+    assert!(status.is_some_and(|s| s.success()));
+}

@@ -283,3 +283,111 @@ async fn imported_history_is_served_after_restart() {
         .unwrap();
     assert!((rate - 2.0).abs() < 1e-9, "rate {rate}");
 }
+
+/// Queries nested deep enough to overflow a recursive evaluator's stack, as the
+/// form-encoded body of a POST.
+fn too_deep_query_bodies() -> Vec<String> {
+    let mut plus = "1".to_string();
+    for _ in 1..1_500 {
+        plus.push_str("+1");
+    }
+    [
+        plus,
+        format!("{}1{}", "(".repeat(2_500), ")".repeat(2_500)),
+        format!("{}vector(1){}", "sum(".repeat(1_000), ")".repeat(1_000)),
+        format!("{}vector(1){}", "abs(".repeat(1_000), ")".repeat(1_000)),
+    ]
+    .into_iter()
+    .map(|q| {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", &q)
+            .append_pair("time", "1000")
+            .finish()
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_queries_get_errors_and_the_server_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scrape.yml");
+    std::fs::write(&cfg, "scrape_configs: []\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _child = spawn_serve(&cfg, &dir.path().join("data"), &listen);
+    let base = format!("http://{listen}");
+    arrowmon::scrape::tls::install_default_provider();
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(15), "server up", || {
+        let url = format!("{base}/-/ready");
+        let client = client.clone();
+        async move { client.get(&url).send().await.ok().map(|_| ()) }
+    })
+    .await;
+    let post = |body: String| {
+        let client = client.clone();
+        let url = format!("{base}/api/v1/query");
+        async move {
+            let r = client
+                .post(&url)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .expect("the server answers");
+            let status = r.status().as_u16();
+            let text = r.text().await.expect("a body");
+            (status, serde_json::from_str::<Value>(&text).expect(&text))
+        }
+    };
+    for body in too_deep_query_bodies() {
+        let (status, v) = post(body).await;
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["errorType"], "bad_data", "{v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("nested too deeply"),
+            "{v}"
+        );
+    }
+    let get = |path: &str| {
+        let client = client.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let r = client.get(&url).send().await.expect("the server answers");
+            let status = r.status().as_u16();
+            let text = r.text().await.expect("a body");
+            (status, serde_json::from_str::<Value>(&text).expect(&text))
+        }
+    };
+    // A non-ASCII time zone offset, once sliced mid-character.
+    let (status, v) = get("/api/v1/query?query=1&time=2024-01-01T00:00:00%2Ba%C3%A900").await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        v["error"],
+        "invalid parameter \"time\": cannot parse \"2024-01-01T00:00:00+aé00\" to a valid timestamp"
+    );
+    // A range whose width overflowed and wrapped to one point.
+    let (status, v) = get("/api/v1/query_range?query=1&start=-1e300&end=1e300&step=15").await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        v["error"],
+        "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
+    );
+    let (status, v) = get("/api/v1/query_range?query=1&start=0&end=60&step=1e300").await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        v["error"],
+        "invalid parameter \"step\": cannot parse \"1e300\" to a valid duration. It overflows int64"
+    );
+    // Series selectors are parsed too: nesting past the limit is refused unparsed.
+    let deep_selector = format!("{}x{}", "sum(".repeat(3_000), ")".repeat(3_000));
+    let (status, v) = get(&format!("/api/v1/series?match[]={deep_selector}")).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("nested too deeply"),
+        "{v}"
+    );
+    // Still serving.
+    let (status, v) = get("/api/v1/query?query=1%2B1&time=1000").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["result"], serde_json::json!([1000, "2"]));
+}
