@@ -103,8 +103,7 @@ fn on_deep_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, QueryError>
 pub fn text_depth_bound(query: &str) -> Result<usize, QueryError> {
     let mut bound = 1usize;
     let mut nesting = 0usize;
-    let mut in_str: Option<char> = None;
-    let mut escaped = false;
+    let mut strings = StringLiterals::default();
     let mut in_comment = false;
     let mut in_word = false;
     for c in query.chars() {
@@ -112,14 +111,7 @@ pub fn text_depth_bound(query: &str) -> Result<usize, QueryError> {
             in_comment = c != '\n';
             continue;
         }
-        if let Some(q) = in_str {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' && q != '`' {
-                escaped = true;
-            } else if c == q {
-                in_str = None;
-            }
+        if strings.inside(c) {
             continue;
         }
         let word_char = c.is_alphanumeric() || c == '_' || c == ':';
@@ -128,7 +120,7 @@ pub fn text_depth_bound(query: &str) -> Result<usize, QueryError> {
         }
         in_word = word_char;
         match c {
-            '"' | '\'' | '`' => in_str = Some(c),
+            '"' | '\'' | '`' => strings.open(c),
             '#' => in_comment = true,
             '(' | '[' | '{' => {
                 bound += 1;
@@ -214,25 +206,49 @@ fn parse_uncached(query: &str) -> Result<Expr, QueryError> {
     })
 }
 
+/// Where a scan of query text stands in its string literals, so that brackets
+/// and words inside them are not counted.
+#[derive(Default)]
+struct StringLiterals {
+    /// The quote of the literal being scanned, if one is open.
+    open: Option<char>,
+    /// The previous character was a backslash escape (not in raw `` ` `` strings).
+    escaped: bool,
+}
+
+impl StringLiterals {
+    /// Starts a literal at its opening quote.
+    fn open(&mut self, quote: char) {
+        self.open = Some(quote);
+    }
+
+    /// Whether `c` lies inside an open literal (its closing quote included).
+    fn inside(&mut self, c: char) -> bool {
+        let Some(quote) = self.open else {
+            return false;
+        };
+        if self.escaped {
+            self.escaped = false;
+        } else if c == '\\' && quote != '`' {
+            self.escaped = true;
+        } else if c == quote {
+            self.open = None;
+        }
+        true
+    }
+}
+
 /// The byte offset of the first unmatched closing bracket, or of the first opening
 /// bracket left unclosed.
 fn unbalanced_bracket(query: &str) -> Option<usize> {
     let mut stack: Vec<(usize, char)> = Vec::new();
-    let mut in_str: Option<char> = None;
-    let mut escaped = false;
+    let mut strings = StringLiterals::default();
     for (i, c) in query.char_indices() {
-        if let Some(q) = in_str {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' && q != '`' {
-                escaped = true;
-            } else if c == q {
-                in_str = None;
-            }
+        if strings.inside(c) {
             continue;
         }
         match c {
-            '"' | '\'' | '`' => in_str = Some(c),
+            '"' | '\'' | '`' => strings.open(c),
             '(' | '[' | '{' => stack.push((i, c)),
             ')' | ']' | '}' => {
                 let want = match c {
