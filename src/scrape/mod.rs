@@ -879,8 +879,28 @@ pub fn parse_body(
         key.push(0xff);
         key.push(sample.metric_type() as u8);
         key.extend_from_slice(sample.raw_label_set().as_bytes());
+        let timestamp_ms = match (job.honor_timestamps, sample.timestamp_ms) {
+            (true, Some(t)) => t,
+            _ => ts,
+        };
         let series = match cache.seen(&key) {
             Some(e) => e.series.clone(),
+            // Refused before the store sees it, so no series is created for it (as
+            // Prometheus's time limit appender refuses it before the head does).
+            None if timestamp_ms > max_t => {
+                if let Some(labels) = series_labels(&sample, target_labels, job)? {
+                    if limits.sample_limit > 0
+                        && samples.len() as u64 + too_far_ahead.count >= limits.sample_limit
+                    {
+                        return Err(sample_limit_error(limits.sample_limit));
+                    }
+                    too_far_ahead.count += 1;
+                    if too_far_ahead.first.is_none() {
+                        too_far_ahead.first = Some((sample.line, labels, timestamp_ms));
+                    }
+                }
+                continue;
+            }
             None => {
                 let series = series_labels(&sample, target_labels, job)?.map(|labels| {
                     let (series, created) = store.series_ref(&labels);
@@ -901,10 +921,6 @@ pub fn parse_body(
         {
             return Err(sample_limit_error(limits.sample_limit));
         }
-        let timestamp_ms = match (job.honor_timestamps, sample.timestamp_ms) {
-            (true, Some(t)) => t,
-            _ => ts,
-        };
         if timestamp_ms > max_t {
             too_far_ahead.count += 1;
             if too_far_ahead.first.is_none() {

@@ -55,12 +55,31 @@ async fn a_sample_ten_years_ahead_is_refused_counted_and_shown_as_the_targets_er
     };
     assert_eq!(select("good")[0].values[0], 1.0);
     assert_eq!(select("also_good")[0].values[0], 3.0);
+    // Refused before the store sees it: no series is created for it, as Prometheus's
+    // time limit appender refuses it before the head appender.
     assert!(
-        select("wrong_clock")
-            .iter()
-            .all(|s| s.timestamps.is_empty()),
+        select("wrong_clock").is_empty(),
         "{:?}",
         select("wrong_clock")
+    );
+    let stored = tenant
+        .store
+        .select(
+            &[arrowmon::model::labels::Matcher::new(
+                arrowmon::model::labels::MatchKind::Regex,
+                "__name__",
+                ".+",
+            )
+            .unwrap()],
+            i64::MIN,
+            i64::MAX,
+        )
+        .unwrap();
+    assert_eq!(
+        tenant.store.series_count(),
+        stored.len(),
+        "the head holds a series without samples: {:?}",
+        stored.iter().map(|s| &s.labels).collect::<Vec<_>>()
     );
     assert_eq!(select("up")[0].values[0], 1.0);
     // Counted among what relabeling kept, as Prometheus does.
