@@ -38,6 +38,32 @@ impl StoreState {
         }
     }
 
+    /// Keeps a copy of a damaged WAL file in `damaged/` (once per content): replay
+    /// skips the damage and goes on, and the segment itself is deleted when the head
+    /// is cut, so the copy is what is left to examine.
+    pub(super) fn quarantine_wal_copy(&self, path: &Path, data: &[u8]) {
+        let damaged = self.dir.join("damaged");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("segment");
+        let target = damaged.join(format!("wal-{name}.{:08x}", crc32fast::hash(data)));
+        if target.exists() {
+            return;
+        }
+        let res = std::fs::create_dir_all(&damaged).and_then(|()| std::fs::write(&target, data));
+        match res {
+            Ok(()) => tracing::error!(
+                wal = %path.display(), copied_to = %target.display(),
+                "damaged WAL file copied aside"
+            ),
+            Err(e) => tracing::error!(
+                wal = %path.display(), error = %e,
+                "damaged WAL file could not be copied aside"
+            ),
+        }
+    }
+
     pub(super) fn load_blocks(&self) -> Result<(), StoreError> {
         let dir = &self.blocks_dir;
         let mut blocks = Vec::new();

@@ -237,6 +237,11 @@ impl StoreState {
                 "WAL damaged; skipped these bytes and replayed the records around them"
             );
         }
+        // Damage with records after it is corruption worth keeping; a torn or
+        // zero-filled tail is what every crash leaves, and is only cut off.
+        if damage.iter().any(|d| !d.reaches_end(data.len())) {
+            self.quarantine_wal_copy(path, data);
+        }
         self.wal_damaged_bytes.fetch_add(
             damage.iter().map(|d| d.len as u64).sum::<u64>(),
             Ordering::Relaxed,

@@ -422,6 +422,29 @@ fn flipped_bytes_in_a_middle_segment_lose_only_the_damaged_record() {
     assert_eq!(store.stats().wal_damaged_bytes, 8 + len as u64);
     // The damaged segment is kept whole (nothing after the damage is cut away).
     assert_eq!(std::fs::read(&seg).unwrap(), data);
+    // And a copy of it is quarantined, so the damage outlives the segment's deletion
+    // when the head is cut.
+    let copies: Vec<_> = std::fs::read_dir(dir.path().join("damaged"))
+        .expect("a damaged/ folder")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert!(copies[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("wal-00000002."));
+    assert_eq!(std::fs::read(&copies[0]).unwrap(), data);
+    // Opening again finds the same damage and keeps one copy of it.
+    drop(store);
+    let _store = Store::open_with(dir.path(), quiet_opts()).unwrap();
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("damaged"))
+            .unwrap()
+            .count(),
+        1
+    );
 }
 
 #[test]
