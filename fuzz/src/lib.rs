@@ -1,0 +1,2 @@
+//! Fuzz targets for arrowmon's readers of untrusted input; see `targets`.
+pub mod targets;
