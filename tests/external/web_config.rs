@@ -230,6 +230,10 @@ async fn tls_and_basic_auth_admit_only_the_right_password() {
 
     let (status, head, body) = curl(d, &server.base, "/api/v1/query?query=1", &alice);
     assert_eq!(status, 200, "{head}{body}");
+    // HTTP/2 when the client asks for it in the handshake (http2 defaults to true).
+    let h2 = ["--http2", "--cacert", "ca.pem", "-u", "alice:open sesame"];
+    let (status, head, _) = curl(d, &server.base, "/-/healthy", &h2);
+    assert!(status == 200 && head.starts_with("HTTP/2 "), "{head}");
     assert!(
         head.to_lowercase().contains("x-frame-options: deny"),
         "{head}"

@@ -28,8 +28,8 @@ pub struct Guard {
     watch: Arc<WebConfigWatch>,
     verified: Mutex<HashMap<CacheKey, bool>>,
     /// One bcrypt at a time: it is CPU-bound and a burst of them would starve the
-    /// queries.
-    bcrypt: Arc<Mutex<()>>,
+    /// queries. Waiting happens here, not on a blocking-pool thread.
+    bcrypt: Arc<tokio::sync::Semaphore>,
     bucket: Mutex<Option<TokenBucket>>,
 }
 
@@ -45,7 +45,7 @@ impl Guard {
         Guard {
             watch,
             verified: Mutex::new(HashMap::new()),
-            bcrypt: Arc::new(Mutex::new(())),
+            bcrypt: Arc::new(tokio::sync::Semaphore::new(1)),
             bucket: Mutex::new(None),
         }
     }
@@ -73,10 +73,12 @@ impl Guard {
         if let Some(ok) = lock(&self.verified).get(&key) {
             return *ok && known.is_some();
         }
-        let bcrypt = self.bcrypt.clone();
+        let Ok(one_at_a_time) = self.bcrypt.clone().acquire_owned().await else {
+            return false;
+        };
         let password = key.password.clone();
         let matches = tokio::task::spawn_blocking(move || {
-            let _one_at_a_time = lock(&bcrypt);
+            let _one_at_a_time = one_at_a_time;
             bcrypt::verify(&password, &hash).unwrap_or(false)
         })
         .await
