@@ -235,7 +235,12 @@ fn check_web_config(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for file in files {
         match arrowmon::api::webconfig::WebConfig::load(file) {
-            Ok(c) => println!("{}: valid, {}", file.display(), c.describe()),
+            Ok(c) => {
+                println!("{}: valid, {}", file.display(), c.describe());
+                for note in &c.notes {
+                    println!("  note: {note}");
+                }
+            }
             Err(e) => {
                 eprintln!("{e}");
                 failed = true;
@@ -287,7 +292,11 @@ async fn serve(
         Some(f) => {
             let watch = arrowmon::api::webconfig::WebConfigWatch::load(f)
                 .map_err(|e| format!("--web.config.file: {e}"))?;
-            tracing::info!(file = %f.display(), config = %watch.current().describe(), "web config loaded");
+            let current = watch.current();
+            tracing::info!(file = %f.display(), config = %current.describe(), "web config loaded");
+            for note in &current.notes {
+                tracing::warn!(file = %f.display(), "{note}");
+            }
             Some(Arc::new(watch))
         }
         None => None,

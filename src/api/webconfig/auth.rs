@@ -309,5 +309,12 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         assert!(g.allow(limit));
         assert!(!g.allow(limit));
+        // Burst 0, as Go's limiter: nothing gets through.
+        let none = RateLimit {
+            interval: Duration::from_millis(1),
+            burst: 0,
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!g.allow(none));
     }
 }

@@ -14,10 +14,10 @@
 //!
 //! Differences from the toolkit, forced by rustls: TLS 1.0 and 1.1 are not offered
 //! (`min_version: TLS10`/`TLS11` serve from TLS 1.2; a `max_version` below TLS 1.2
-//! is an error); the CBC cipher suites and `CurveP521` are not available and are
-//! refused by name; the verifying client-auth types need a `client_ca_file` (or
-//! `client_ca`), where Go would fall back on the system's roots. Whether TLS is on
-//! is decided at start: a reload that turns it on or off is refused (restart).
+//! is an error); the CBC cipher suites and `CurveP521` are not available: left out
+//! of a list with a note ([`WebConfig::notes`]), an error when nothing listed is
+//! left. Whether TLS is on is decided at start: a reload that turns it on or off is
+//! refused (restart).
 
 mod auth;
 mod tls;
@@ -60,6 +60,8 @@ pub struct WebConfig {
     /// so a wrong user name takes as long as a wrong password.
     decoy_hash: Option<String>,
     rate_limit: Option<RateLimit>,
+    /// What was accepted but works otherwise than asked (a cipher left out).
+    pub notes: Vec<String>,
 }
 
 impl fmt::Debug for WebConfig {
@@ -202,6 +204,7 @@ fn build(
     files: &mut Vec<PathBuf>,
 ) -> Result<WebConfig, String> {
     let http = raw.http_server_config.unwrap_or_default();
+    let mut notes = Vec::new();
     let tls = match raw.tls_server_config {
         Some(t) if t.is_enabled() => Some(Arc::new(tls::server_config(
             &t,
@@ -209,6 +212,7 @@ fn build(
             text,
             dir,
             files,
+            &mut notes,
         )?)),
         _ => None,
     };
@@ -224,9 +228,10 @@ fn build(
         }) if !interval.0.is_zero() => {
             let burst = burst.unwrap_or(0);
             if burst == 0 {
-                return Err(format!(
-                    "rate_limit.burst must be at least 1 when rate_limit.interval is set (line {}): with 0 every request would be refused",
-                    line_of_key(text, "burst").unwrap_or_else(|| line_of_key(text, "interval").unwrap_or(0))
+                // Accepted, as by the toolkit, whose limiter then refuses all.
+                notes.push(format!(
+                    "rate_limit.burst{} is 0: every request gets 429 Too Many Requests",
+                    at_key(text, "burst")
                 ));
             }
             Some(RateLimit {
@@ -242,6 +247,7 @@ fn build(
         users,
         decoy_hash,
         rate_limit,
+        notes,
     })
 }
 
@@ -608,6 +614,9 @@ impl WebConfigWatch {
         match result {
             Ok(c) => {
                 tracing::info!(file = %self.path.display(), config = %c.describe(), "web config reloaded");
+                for note in &c.notes {
+                    tracing::warn!(file = %self.path.display(), "{note}");
+                }
                 state.current = Arc::new(c);
                 state.loaded_from = seen;
                 state.refused = None;

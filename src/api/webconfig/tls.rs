@@ -26,6 +26,7 @@ pub(super) fn server_config(
     text: &str,
     dir: &Path,
     files: &mut Vec<PathBuf>,
+    notes: &mut Vec<String>,
 ) -> Result<ServerConfig, String> {
     // Both halves are checked before either is read, as in the toolkit.
     if set(&t.cert_file).is_none() && set(&t.cert).is_none() {
@@ -40,7 +41,7 @@ pub(super) fn server_config(
             at_key(text, "tls_server_config")
         ));
     }
-    let provider = provider(t, text)?;
+    let provider = provider(t, text, notes)?;
     let versions = versions(t, text)?;
     let chain = certificates(t, text, dir, files)?;
     let key = private_key(t, text, dir, files)?;
@@ -88,36 +89,46 @@ pub(super) fn server_config(
 }
 
 /// The ring provider, narrowed to `cipher_suites` (TLS 1.2 only: Go does not let
-/// TLS 1.3 suites be chosen either) and ordered by `curve_preferences`.
-fn provider(t: &RawTls, text: &str) -> Result<Arc<CryptoProvider>, String> {
+/// TLS 1.3 suites be chosen either) and ordered by `curve_preferences`. Names Go
+/// knows but rustls does not offer (CBC suites, P-521) are left out with a note,
+/// as long as one listed name remains.
+fn provider(
+    t: &RawTls,
+    text: &str,
+    notes: &mut Vec<String>,
+) -> Result<Arc<CryptoProvider>, String> {
     let mut provider = rustls::crypto::ring::default_provider();
     if let Some(names) = &t.cipher_suites {
+        let listed_tls12: Vec<&CipherName> = names.iter().filter(|n| !n.tls13).collect();
         let mut tls12: Vec<SupportedCipherSuite> = Vec::new();
-        for name in names {
-            if name.tls13 {
-                continue;
-            }
-            let found = provider
+        let mut missing = Vec::new();
+        for name in &listed_tls12 {
+            match provider
                 .cipher_suites
                 .iter()
-                .find(|s| format!("{:?}", s.suite()) == name.name);
-            match found {
+                .find(|s| format!("{:?}", s.suite()) == name.name)
+            {
                 Some(s) => tls12.push(*s),
-                None => {
-                    return Err(format!(
-                        "tls_server_config.cipher_suites{}: {} is not available here (rustls offers only the AEAD suites: {})",
-                        at_key(text, "cipher_suites"),
-                        name.name,
-                        provider
-                            .cipher_suites
-                            .iter()
-                            .filter(|s| matches!(s, SupportedCipherSuite::Tls12(_)))
-                            .map(|s| format!("{:?}", s.suite()))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                }
+                None => missing.push(name.name.as_str()),
             }
+        }
+        if !missing.is_empty() {
+            let available = provider
+                .cipher_suites
+                .iter()
+                .filter(|s| matches!(s, SupportedCipherSuite::Tls12(_)))
+                .map(|s| format!("{:?}", s.suite()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let what = format!(
+                "tls_server_config.cipher_suites{}: {} not available here (rustls offers only the AEAD suites: {available})",
+                at_key(text, "cipher_suites"),
+                missing.join(", ")
+            );
+            if tls12.is_empty() {
+                return Err(what);
+            }
+            notes.push(format!("{what}; left out"));
         }
         if !tls12.is_empty() {
             let tls13 = provider
@@ -130,15 +141,23 @@ fn provider(t: &RawTls, text: &str) -> Result<Arc<CryptoProvider>, String> {
     }
     if let Some(curves) = &t.curve_preferences {
         let mut groups = Vec::new();
+        let mut missing = Vec::new();
         for curve in curves {
-            let Some(group) = provider.kx_groups.iter().find(|g| g.name() == curve.group) else {
-                return Err(format!(
-                    "tls_server_config.curve_preferences{}: {} is not available here (X25519, CurveP256 and CurveP384 are)",
-                    at_key(text, "curve_preferences"),
-                    curve.name
-                ));
-            };
-            groups.push(*group);
+            match provider.kx_groups.iter().find(|g| g.name() == curve.group) {
+                Some(group) => groups.push(*group),
+                None => missing.push(curve.name.as_str()),
+            }
+        }
+        if !missing.is_empty() {
+            let what = format!(
+                "tls_server_config.curve_preferences{}: {} not available here (X25519, CurveP256 and CurveP384 are)",
+                at_key(text, "curve_preferences"),
+                missing.join(", ")
+            );
+            if groups.is_empty() {
+                return Err(what);
+            }
+            notes.push(format!("{what}; left out"));
         }
         if !groups.is_empty() {
             provider.kx_groups = groups;
@@ -284,11 +303,23 @@ fn client_verifier(
     text: &str,
 ) -> Result<Arc<dyn ClientCertVerifier>, String> {
     let verified = |roots: Option<Arc<RootCertStore>>, optional: bool| {
-        let Some(roots) = roots else {
-            return Err(format!(
-                "tls_server_config.client_auth_type{}: {auth:?} needs client_ca_file or client_ca, the CAs that client certificates are checked against",
-                at_key(text, "client_auth_type")
-            ));
+        // Without a client CA, Go checks client certificates against the
+        // system's trusted roots; so does this.
+        let roots = match roots {
+            Some(r) => r,
+            None => {
+                let mut system = RootCertStore::empty();
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = system.add(cert);
+                }
+                if system.is_empty() {
+                    return Err(format!(
+                        "tls_server_config.client_auth_type{}: {auth:?} checks client certificates, but there is no client_ca_file or client_ca and the system has no trusted CAs",
+                        at_key(text, "client_auth_type")
+                    ));
+                }
+                Arc::new(system)
+            }
         };
         let builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
         let builder = if optional {
