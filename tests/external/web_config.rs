@@ -181,7 +181,7 @@ fn curl(dir: &Path, base: &str, path: &str, args: &[&str]) -> (u16, String, Stri
 }
 
 async fn wait_ready(dir: &Path, server: &Server, args: &[&str]) {
-    eventually(Duration::from_secs(20), "serve to answer over TLS", || {
+    eventually(Duration::from_secs(20), "serve to answer", || {
         let ok = curl(dir, &server.base, "/api/v1/status/buildinfo", args).0 == 200;
         async move { ok.then_some(()) }
     })
@@ -539,4 +539,29 @@ fn a_bad_web_config_stops_serve_and_check_web_config_says_where() {
             );
         }
     }
+}
+
+/// Basic auth without TLS, as the toolkit allows (for a TLS-terminating proxy in
+/// front): the password check is the same over plain HTTP.
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_auth_works_over_plain_http_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hash = bcrypt_hash(d, "pw");
+    let web = write(
+        d,
+        "web.yml",
+        &format!("basic_auth_users:\n  alice: {hash}\n"),
+    );
+    let server = serve_with(d, &web, "http");
+    wait_ready(d, &server, &["-u", "alice:pw"]).await;
+    assert_eq!(
+        curl(d, &server.base, "/-/ready", &["-u", "alice:pw"]).0,
+        200
+    );
+    assert_eq!(
+        curl(d, &server.base, "/-/ready", &["-u", "alice:wrong"]).0,
+        401
+    );
+    assert_eq!(curl(d, &server.base, "/-/ready", &[]).0, 401);
 }
