@@ -103,7 +103,9 @@ async fn serve_with_web_config(
                 done = handshake => match done {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        // Logged as Go's server logs it: this is where a refused
+                        // client certificate shows up.
+                        tracing::info!(%peer, error = %e, "TLS handshake failed");
                         return;
                     }
                     Err(_) => {

@@ -369,6 +369,12 @@ async fn client_certificates_are_required_and_checked_against_the_ca() {
         async move { refused.then_some(()) }
     })
     .await;
+    // The operator can see why.
+    let log = server.log();
+    assert!(
+        log.contains("TLS handshake failed") && log.contains("other.test"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
