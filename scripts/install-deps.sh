@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the real components that arrowmon's tests and benchmarks run against:
 # MariaDB, prometheus-node-exporter, prometheus-mysqld-exporter, prometheus,
-# victoria-metrics, protoc, curl, shellcheck (Debian packages) and pyarrow (PyPI,
-# for the machine's python3).
+# victoria-metrics, protoc, curl, shellcheck, openssl and htpasswd (apache2-utils:
+# certificates and bcrypt hashes for the web config tests) (Debian packages) and
+# pyarrow (PyPI, for the machine's python3).
 #
 # Idempotent: packages already installed are skipped, `apt-get update` runs only
 # when a wanted package has no install candidate (empty or stale lists).
@@ -17,7 +18,7 @@ PACKAGES=(
   mariadb-server mariadb-client
   prometheus-node-exporter prometheus-mysqld-exporter
   prometheus victoria-metrics
-  protobuf-compiler python3-pip curl shellcheck
+  protobuf-compiler python3-pip curl shellcheck openssl apache2-utils
 )
 PYTHON=${PYTHON:-python3}
 

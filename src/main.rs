@@ -36,9 +36,16 @@ enum Command {
         /// Where the store keeps its data.
         #[arg(long)]
         data_dir: PathBuf,
-        /// Address of the HTTP API.
-        #[arg(long, default_value = "127.0.0.1:9090")]
+        /// Address of the HTTP API (loopback only unless told otherwise).
+        #[arg(
+            long,
+            visible_alias = "web.listen-address",
+            default_value = "127.0.0.1:9090"
+        )]
         listen: SocketAddr,
+        /// Prometheus web configuration file: TLS, client certificates, basic auth.
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
         /// Time range of a block cut from the in-memory head (lower it for tests
         /// and benchmarks).
         #[arg(long, default_value = "2h")]
@@ -55,6 +62,11 @@ enum Command {
     },
     /// Validate a scrape config and print the targets it would scrape.
     CheckConfig { file: PathBuf },
+    /// Validate web configuration files (`serve --web.config.file`), certificates included.
+    CheckWebConfig {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Backfill a store from a file with timestamps.
     Import {
         #[command(subcommand)]
@@ -111,6 +123,7 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::CheckWebConfig { files }) => check_web_config(&files),
         Some(Command::Import {
             format:
                 ImportFormat::Openmetrics {
@@ -155,6 +168,7 @@ fn main() -> ExitCode {
             config,
             data_dir,
             listen,
+            web_config_file,
             block_range,
             wal_sync_interval,
             retention_time,
@@ -165,7 +179,7 @@ fn main() -> ExitCode {
             &retention_time,
             &retention_size,
         ) {
-            Ok(opts) => run(serve(config, data_dir, listen, opts)),
+            Ok(opts) => run(serve(config, data_dir, listen, web_config_file, opts)),
             Err(e) => {
                 eprintln!("serve: {e}");
                 ExitCode::from(2)
@@ -217,6 +231,29 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
+fn check_web_config(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        match arrowmon::api::webconfig::WebConfig::load(file) {
+            Ok(c) => {
+                println!("{}: valid, {}", file.display(), c.describe());
+                for note in &c.notes {
+                    println!("  note: {note}");
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn serve_store_options(
     block_range: &str,
     wal_sync: &str,
@@ -245,9 +282,25 @@ async fn serve(
     config: PathBuf,
     data_dir: PathBuf,
     listen: SocketAddr,
+    web_config_file: Option<PathBuf>,
     opts: StoreOptions,
 ) -> Result<(), String> {
     let cfg = load_config(&config)?;
+    // Checked before anything is opened: a bad web config must not leave a
+    // server running without the protection it asked for.
+    let web_config = match &web_config_file {
+        Some(f) => {
+            let watch = arrowmon::api::webconfig::WebConfigWatch::load(f)
+                .map_err(|e| format!("--web.config.file: {e}"))?;
+            let current = watch.current();
+            tracing::info!(file = %f.display(), config = %current.describe(), "web config loaded");
+            for note in &current.notes {
+                tracing::warn!(file = %f.display(), "{note}");
+            }
+            Some(Arc::new(watch))
+        }
+        None => None,
+    };
     let tenant = Arc::new(Tenant::open(&data_dir, SecretMode::File, opts)?);
     tenant.apply_config(Ok(cfg)).await;
     let engine = Arc::new(Engine::new(EngineOptions::default()));
@@ -257,7 +310,7 @@ async fn serve(
     // Taken over before the log line that says it serves, which scripts wait for.
     let signalled = grafana::wait_for_signal();
     tracing::info!(%listen, data_dir = %data_dir.display(), "arrowmon serving");
-    arrowmon::api::http::serve(listener, tenant.clone(), engine, signalled)
+    arrowmon::api::http::serve(listener, tenant.clone(), engine, web_config, signalled)
         .await
         .map_err(|e| e.to_string())?;
     tenant.shutdown().await;

@@ -2,13 +2,20 @@
 //! process's own metrics on `/metrics`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio_rustls::TlsAcceptor;
 
+use super::webconfig::{Guard, WebConfigWatch};
 use super::{handle, Access, ApiRequest};
 use crate::promql::Engine;
 use crate::tenant::Tenant;
@@ -19,19 +26,116 @@ struct AppState {
     engine: Arc<Engine>,
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves, then lets the requests in progress finish.
+/// Without a web config this is plain HTTP/1.1 with no authentication; with one,
+/// TLS and basic auth as it says (see [`super::webconfig`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tenant: Arc<Tenant>,
     engine: Arc<Engine>,
+    web_config: Option<Arc<WebConfigWatch>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .fallback(dispatch)
         .with_state(AppState { tenant, engine });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    match web_config {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(watch) => serve_with_web_config(listener, app, watch, shutdown).await,
+    }
+}
+
+/// How long a client gets to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn serve_with_web_config(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    watch: Arc<WebConfigWatch>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let guard = Arc::new(Guard::new(watch.clone()));
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        guard,
+        crate::api::webconfig::guard,
+    ));
+    // TLS or not is fixed at start (a reload may not change it); the certificates
+    // and client-auth settings are taken afresh for every connection.
+    let tls = watch.current().tls.is_some();
+    let graceful = GracefulShutdown::new();
+    // Handshakes still under way when the server stops are dropped, not awaited:
+    // the graceful shutdown waits only for connections that got to HTTP.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, as axum::serve does.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
+        let watch = watch.clone();
+        let mut stopping = stopping.clone();
+        tokio::spawn(async move {
+            if !tls {
+                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                log_connection_end(watcher.watch(conn).await, peer);
+                return;
+            }
+            let Some(server_config) = watch.current().tls.clone() else {
+                return;
+            };
+            let acceptor = TlsAcceptor::from(server_config);
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        // Logged as Go's server logs it: this is where a refused
+                        // client certificate shows up.
+                        tracing::info!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                _ = stopping.wait_for(|stop| *stop) => return,
+            };
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = TokioIo::new(stream);
+            if h2 {
+                let conn = http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+                log_connection_end(watcher.watch(conn).await, peer);
+            } else {
+                let conn = http1::Builder::new().serve_connection(io, service);
+                log_connection_end(watcher.watch(conn).await, peer);
+            }
+        });
+    }
+    drop(listener);
+    let _ = stopping_tx.send(true);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+fn log_connection_end(result: Result<(), hyper::Error>, peer: std::net::SocketAddr) {
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
 }
 
 async fn dispatch(

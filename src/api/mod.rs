@@ -5,6 +5,7 @@
 pub mod http;
 pub mod panic;
 pub mod time;
+pub mod webconfig;
 
 use std::sync::Arc;
 

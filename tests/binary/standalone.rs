@@ -113,6 +113,57 @@ async fn serve_scrapes_and_answers_the_prometheus_api() {
     }
 }
 
+/// Without `--listen`, serve binds loopback only; `--web.listen-address` is
+/// Prometheus's name for the same flag.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_listens_on_loopback_unless_told_otherwise() {
+    let out = Command::new(binary())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let listen = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("--listen"))
+        .take_while(|l| !l.trim_start().starts_with("--web.config.file"))
+        .collect::<String>();
+    assert!(
+        listen.contains("[default: 127.0.0.1:9090]") && listen.contains("web.listen-address"),
+        "{help}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scrape.yml");
+    std::fs::write(&cfg, "scrape_configs: []\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _child = ChildGuard::spawn(
+        "gpx_arrowmon serve --web.listen-address",
+        Command::new(binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--web.listen-address", &listen])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    arrowmon::scrape::tls::install_default_provider();
+    let url = format!("http://{listen}/-/healthy");
+    eventually(
+        Duration::from_secs(15),
+        "serve on --web.listen-address",
+        || {
+            let url = url.clone();
+            async move {
+                let r = reqwest::get(&url).await.ok()?;
+                (r.status() == 200).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
 #[test]
 fn check_config_lists_targets_and_rejects_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! Tests against real systems installed on the machine by scripts/install-deps.sh:
 //! prometheus and promtool, VictoriaMetrics, MariaDB with mysqld_exporter,
-//! node_exporter (the topology of scripts/topology-start.sh) and pyarrow. Some of
+//! node_exporter (the topology of scripts/topology-start.sh), pyarrow, and curl,
+//! openssl and htpasswd for standalone mode's web config. Some of
 //! these files also check statically the files they run (the dashboards, the
 //! compose file and Dockerfile) before the live comparison.
 
@@ -14,3 +15,4 @@ mod plugin_host;
 mod prometheus_compare;
 mod promql_differential;
 mod standalone;
+mod web_config;
