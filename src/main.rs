@@ -59,6 +59,14 @@ enum Command {
         /// Oldest blocks are deleted while the blocks exceed this size (e.g. 10GB; 0 = no limit).
         #[arg(long, default_value = "0")]
         retention_size: String,
+        /// Most queries evaluated at once; more wait in a queue within their timeout.
+        #[arg(long = "query.max-concurrency", default_value_t = 20,
+              value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        query_max_concurrency: u64,
+        /// Memory the queries in flight may hold together (e.g. 2GB; 0 = no limit);
+        /// one query may hold half of it. Default: a quarter of the machine's memory.
+        #[arg(long = "query.max-memory")]
+        query_max_memory: Option<String>,
     },
     /// Validate a scrape config and print the targets it would scrape.
     CheckConfig { file: PathBuf },
@@ -173,13 +181,26 @@ fn main() -> ExitCode {
             wal_sync_interval,
             retention_time,
             retention_size,
+            query_max_concurrency,
+            query_max_memory,
         }) => match serve_store_options(
             &block_range,
             &wal_sync_interval,
             &retention_time,
             &retention_size,
-        ) {
-            Ok(opts) => run(serve(config, data_dir, listen, web_config_file, opts)),
+        )
+        .and_then(|opts| {
+            let limits = serve_query_limits(query_max_concurrency, query_max_memory.as_deref())?;
+            Ok((opts, limits))
+        }) {
+            Ok((opts, limits)) => run(serve(
+                config,
+                data_dir,
+                listen,
+                web_config_file,
+                opts,
+                limits,
+            )),
             Err(e) => {
                 eprintln!("serve: {e}");
                 ExitCode::from(2)
@@ -278,12 +299,30 @@ fn serve_store_options(
     Ok(arrowmon::tenant::store_options(&settings))
 }
 
+fn serve_query_limits(
+    max_concurrency: u64,
+    max_memory: Option<&str>,
+) -> Result<arrowmon::tenant::QueryLimits, String> {
+    let max_memory = max_memory
+        .map(|m| arrowmon::config::parse_bytes(m).map_err(|e| format!("--query.max-memory: {e}")))
+        .transpose()?;
+    let settings = arrowmon::config::settings::QueryLimitSettings {
+        max_concurrent: Some(max_concurrency as usize),
+        max_memory,
+    };
+    Ok(arrowmon::tenant::QueryLimits::from_settings(
+        settings,
+        arrowmon::tenant::LimitSource::Flags,
+    ))
+}
+
 async fn serve(
     config: PathBuf,
     data_dir: PathBuf,
     listen: SocketAddr,
     web_config_file: Option<PathBuf>,
     opts: StoreOptions,
+    limits: arrowmon::tenant::QueryLimits,
 ) -> Result<(), String> {
     let cfg = load_config(&config)?;
     // Checked before anything is opened: a bad web config must not leave a
@@ -302,6 +341,7 @@ async fn serve(
         None => None,
     };
     let tenant = Arc::new(Tenant::open(&data_dir, SecretMode::File, opts)?);
+    tenant.set_query_limits(limits);
     tenant.apply_config(Ok(cfg)).await;
     let engine = Arc::new(Engine::new(EngineOptions::default()));
     let listener = tokio::net::TcpListener::bind(listen)

@@ -291,6 +291,23 @@ describe('ConfigEditor scrape config validation', () => {
 });
 
 describe('ConfigEditor settings', () => {
+  it('writes the query limits to jsonData, and checks them', () => {
+    const { last } = setup(settings());
+    fireEvent.change(screen.getByLabelText(/^Max concurrent queries/), { target: { value: '8' } });
+    expect(last().jsonData.maxConcurrentQueries).toBe(8);
+    fireEvent.change(screen.getByLabelText(/^Max query memory/), { target: { value: '2GB' } });
+    expect(last().jsonData.maxQueryMemory).toBe('2GB');
+    expect(screen.queryByText(/Use a/)).toBeNull();
+
+    fireEvent.change(screen.getByLabelText(/^Max concurrent queries/), { target: { value: '0' } });
+    expect(screen.getByText('Use a number from 1 to 10000.')).toBeTruthy();
+    fireEvent.change(screen.getByLabelText(/^Max concurrent queries/), { target: { value: 'many' } });
+    expect(last().jsonData.maxConcurrentQueries).toBe('many');
+    expect(screen.getByText('Use a number from 1 to 10000.')).toBeTruthy();
+    fireEvent.change(screen.getByLabelText(/^Max query memory/), { target: { value: '1.5GB' } });
+    expect(screen.getByText('Use a size such as 512MB or 2GB.')).toBeTruthy();
+  });
+
   it('writes the query timeout and retention to jsonData, and checks their syntax', () => {
     const { last } = setup(settings());
     fireEvent.change(screen.getByLabelText(/^Query timeout/), { target: { value: '2m' } });

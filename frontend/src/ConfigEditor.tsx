@@ -26,6 +26,10 @@ scrape_configs:
 
 /** Prometheus byte sizes (`--storage.tsdb.retention.size`): 512MB, 10GB, 1.5TB. */
 export const SIZE_PATTERN = /^\d+(\.\d+)?(B|KB|MB|GB|TB|PB|EB)$/;
+/** A whole number of bytes with an optional unit, as the backend reads `maxQueryMemory`. */
+export const WHOLE_SIZE_PATTERN = /^\d+(B|KB|MB|GB|TB)?$/;
+/** The most `maxConcurrentQueries` the backend accepts. */
+export const MAX_CONCURRENT_QUERIES = 10000;
 
 type Validation =
   | { state: 'idle' }
@@ -177,6 +181,11 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
   const retentionTime = jsonData.retentionTime ?? jsonData.retention ?? '';
   const retentionTimeInvalid = durationInvalid(retentionTime);
   const retentionSizeInvalid = !!jsonData.retentionSize?.trim() && !SIZE_PATTERN.test(jsonData.retentionSize.trim());
+  const maxConcurrent = String(jsonData.maxConcurrentQueries ?? '').trim();
+  const maxConcurrentInvalid =
+    maxConcurrent !== '' &&
+    !(/^\d+$/.test(maxConcurrent) && Number(maxConcurrent) >= 1 && Number(maxConcurrent) <= MAX_CONCURRENT_QUERIES);
+  const maxMemoryInvalid = !!jsonData.maxQueryMemory?.trim() && !WHOLE_SIZE_PATTERN.test(jsonData.maxQueryMemory.trim());
   const intervalMismatch =
     !!yamlInterval && timeInterval.trim() !== '' && !intervalInvalid && !sameInterval(timeInterval, yamlInterval);
 
@@ -347,6 +356,44 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
             value={jsonData.retentionSize ?? ''}
             placeholder="no limit"
             onChange={(e: ChangeEvent<HTMLInputElement>) => setJsonData('retentionSize', e.currentTarget.value)}
+          />
+        </InlineField>
+      </InlineFieldRow>
+      <InlineFieldRow>
+        <InlineField
+          label="Max concurrent queries"
+          htmlFor="arrowmon-max-concurrent-queries"
+          labelWidth={24}
+          tooltip="Most queries evaluated at once (as Prometheus's --query.max-concurrency); more wait in a queue until their timeout. Empty: 20."
+          invalid={maxConcurrentInvalid}
+          error={maxConcurrentInvalid ? `Use a number from 1 to ${MAX_CONCURRENT_QUERIES}.` : undefined}
+        >
+          <Input
+            id="arrowmon-max-concurrent-queries"
+            width={12}
+            value={maxConcurrent}
+            placeholder="20"
+            onChange={(e: ChangeEvent<HTMLInputElement>) => {
+              const text = e.currentTarget.value;
+              const value = /^\d+$/.test(text.trim()) ? Number(text.trim()) : text;
+              onOptionsChange({ ...options, jsonData: { ...jsonData, maxConcurrentQueries: value } });
+            }}
+          />
+        </InlineField>
+        <InlineField
+          label="Max query memory"
+          htmlFor="arrowmon-max-query-memory"
+          labelWidth={20}
+          tooltip="Memory the queries in flight may hold together, e.g. 2GB; one query may hold half of it, and a query that would pass it fails with an error. 0: no limit. Empty: a quarter of the machine's memory."
+          invalid={maxMemoryInvalid}
+          error={maxMemoryInvalid ? 'Use a size such as 512MB or 2GB.' : undefined}
+        >
+          <Input
+            id="arrowmon-max-query-memory"
+            width={12}
+            value={jsonData.maxQueryMemory ?? ''}
+            placeholder="¼ of memory"
+            onChange={(e: ChangeEvent<HTMLInputElement>) => setJsonData('maxQueryMemory', e.currentTarget.value)}
           />
         </InlineField>
       </InlineFieldRow>

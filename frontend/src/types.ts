@@ -43,6 +43,10 @@ export interface Options extends DataSourceJsonData {
   retentionTime?: string;
   /** Most bytes kept on disk, e.g. `10GB` (Prometheus `--storage.tsdb.retention.size`). */
   retentionSize?: string;
+  /** Most queries evaluated at once; more wait in a queue (Prometheus `--query.max-concurrency`, default 20). */
+  maxConcurrentQueries?: number | string;
+  /** Memory the queries in flight may hold together, e.g. `2GB`; one query may hold half. `0`: no limit. */
+  maxQueryMemory?: string;
   /** Written by the first frontend; read as `retentionTime` when that is unset. */
   retention?: string;
 }

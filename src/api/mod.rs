@@ -74,7 +74,7 @@ pub fn query_error_status(e: &QueryError) -> (u16, &'static str) {
         QueryError::Parse { .. }
         | QueryError::InvalidRangeQueryType { .. }
         | QueryError::TooDeep { .. } => (400, "bad_data"),
-        QueryError::Timeout(_) => (503, "timeout"),
+        QueryError::Timeout(_) | QueryError::QueueTimeout(_) => (503, "timeout"),
         QueryError::Storage(_) => (500, "internal"),
         _ => (422, "execution"),
     }

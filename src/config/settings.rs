@@ -58,6 +58,19 @@ impl std::fmt::Display for TenantKey {
     }
 }
 
+/// The most queries a tenant may be told to run at once.
+pub const MAX_CONCURRENT_QUERIES: u64 = 10_000;
+
+/// Query limits as a datasource or the command line sets them; `None` keeps the
+/// default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryLimitSettings {
+    /// Queries evaluated at once; more wait in a queue.
+    pub max_concurrent: Option<usize>,
+    /// Bytes the queries in flight may hold together (0: no limit).
+    pub max_memory: Option<u64>,
+}
+
 /// The datasource settings as Grafana sends them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -124,6 +137,51 @@ impl DatasourceSettings {
     pub fn query_timeout(&self) -> Option<Duration> {
         self.json_str("queryTimeout")
             .and_then(|s| super::parse_duration(s).ok())
+    }
+
+    /// The query limits this datasource sets (`jsonData.maxConcurrentQueries`, a
+    /// number of queries, and `jsonData.maxQueryMemory`, a size such as `2GB`, 0
+    /// for no limit); what it leaves unset keeps the default.
+    pub fn query_limits(&self) -> Result<QueryLimitSettings, String> {
+        let max_concurrent = match self.json_data.get("maxConcurrentQueries") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(v) => {
+                let n = match v {
+                    Value::Number(n) => n.as_u64(),
+                    Value::String(s) => s.trim().parse::<u64>().ok(),
+                    _ => None,
+                };
+                match n {
+                    Some(n @ 1..=MAX_CONCURRENT_QUERIES) => Some(n as usize),
+                    _ => {
+                        return Err(format!(
+                            "jsonData.maxConcurrentQueries: {v} is not a number of queries from 1 to {MAX_CONCURRENT_QUERIES}"
+                        ))
+                    }
+                }
+            }
+        };
+        let max_memory =
+            match self.json_data.get("maxQueryMemory") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if s.trim().is_empty() => None,
+                Some(Value::String(s)) => Some(
+                    super::parse_bytes(s).map_err(|e| format!("jsonData.maxQueryMemory: {e}"))?,
+                ),
+                Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+                    format!("jsonData.maxQueryMemory: {n} is not a size in bytes")
+                })?),
+                Some(v) => {
+                    return Err(format!(
+                        "jsonData.maxQueryMemory: {v} is not a size such as \"2GB\""
+                    ))
+                }
+            };
+        Ok(QueryLimitSettings {
+            max_concurrent,
+            max_memory,
+        })
     }
 
     /// `jsonData.timeInterval` as written ("" when unset), as Grafana's query rules use it.
@@ -400,6 +458,59 @@ mod tests {
         assert_eq!(expand_env("cost $5", &env), "cost ");
         assert_eq!(expand_env("${secure.x}", &env), "");
         assert_eq!(expand_env("$$${PW}", &env), "$p$w");
+    }
+
+    #[test]
+    fn query_limits_are_read_from_json_data_and_bad_ones_refused() {
+        let with = |json: &str| {
+            DatasourceSettings::from_grafana(1, "ds", "n", json.as_bytes(), &HashMap::new(), 0)
+                .unwrap()
+                .query_limits()
+        };
+        assert_eq!(with("{}"), Ok(QueryLimitSettings::default()));
+        assert_eq!(
+            with(r#"{"maxConcurrentQueries": 8, "maxQueryMemory": "2GB"}"#),
+            Ok(QueryLimitSettings {
+                max_concurrent: Some(8),
+                max_memory: Some(2 << 30),
+            })
+        );
+        assert_eq!(
+            with(r#"{"maxConcurrentQueries": "4", "maxQueryMemory": 1048576}"#),
+            Ok(QueryLimitSettings {
+                max_concurrent: Some(4),
+                max_memory: Some(1 << 20),
+            })
+        );
+        assert_eq!(
+            with(r#"{"maxConcurrentQueries": "", "maxQueryMemory": "0"}"#),
+            Ok(QueryLimitSettings {
+                max_concurrent: None,
+                max_memory: Some(0),
+            })
+        );
+        assert_eq!(
+            with(r#"{"maxConcurrentQueries": 0}"#),
+            Err(
+                "jsonData.maxConcurrentQueries: 0 is not a number of queries from 1 to 10000"
+                    .into()
+            )
+        );
+        assert_eq!(
+            with(r#"{"maxConcurrentQueries": 2.5}"#),
+            Err(
+                "jsonData.maxConcurrentQueries: 2.5 is not a number of queries from 1 to 10000"
+                    .into()
+            )
+        );
+        assert_eq!(
+            with(r#"{"maxQueryMemory": "2 bananas"}"#),
+            Err("jsonData.maxQueryMemory: invalid size \"2 bananas\": unknown unit".into())
+        );
+        assert_eq!(
+            with(r#"{"maxQueryMemory": -1}"#),
+            Err("jsonData.maxQueryMemory: -1 is not a size in bytes".into())
+        );
     }
 
     #[test]

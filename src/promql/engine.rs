@@ -485,7 +485,10 @@ impl Engine {
         let series = match val {
             EvalValue::Vector(v) => v,
             EvalValue::Scalar(s) => {
+                ev.reserve_memory(s.len())?;
                 let mut p = EvalSeries::new(Labels::empty(), false);
+                p.ts.reserve_exact(s.len());
+                p.vs.reserve_exact(s.len());
                 for (i, v) in s.into_iter().enumerate() {
                     p.ts.push(start_ms + i as i64 * step_ms);
                     p.vs.push(v);

@@ -26,6 +26,7 @@ use super::value::{EngineOptions, QueryError};
 use crate::model::labels::{Label, Labels, MatchKind, Matcher, METRIC_NAME};
 use crate::model::Series;
 use crate::model::{is_stale_nan, LabelsView, SelectError, Storage};
+use crate::runtime::query_budget::{MemoryCharge, BYTES_PER_SAMPLE};
 
 /// A series of an evaluated instant vector (or of a range vector, for `EvalValue::Range`).
 #[derive(Clone, Debug, Default)]
@@ -248,6 +249,9 @@ pub(crate) struct Evaluator<'a> {
     pub lookback: i64,
     deadline: Instant,
     pub samples: usize,
+    /// What the query holds of the memory budget of queries in flight: the samples
+    /// it holds, and ahead of a large allocation, what that will hold.
+    memory: Option<MemoryCharge>,
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
     /// The query text, for annotation positions.
@@ -295,7 +299,7 @@ impl<'a> Evaluator<'a> {
         end: i64,
         interval: i64,
     ) -> Evaluator<'a> {
-        let now = Instant::now();
+        let arrived = opts.arrived.unwrap_or_else(Instant::now);
         Evaluator {
             storage,
             opts,
@@ -306,8 +310,13 @@ impl<'a> Evaluator<'a> {
             query_end: end,
             query_step: if start == end { 0 } else { interval },
             lookback: duration_ms(&opts.lookback_delta),
-            deadline: now + opts.timeout,
+            deadline: arrived + opts.timeout,
             samples: 0,
+            // The oldest query in flight waits for memory until its own timeout.
+            memory: opts
+                .memory
+                .as_ref()
+                .map(|b| b.charge(Some(arrived + opts.timeout))),
             warnings: Vec::new(),
             infos: Vec::new(),
             query: String::new(),
@@ -348,6 +357,33 @@ impl<'a> Evaluator<'a> {
                 limit: self.opts.max_samples,
             });
         }
+        if let Some(m) = &self.memory {
+            m.hold(self.samples as u64 * BYTES_PER_SAMPLE)?;
+        }
+        Ok(())
+    }
+
+    /// Checks `held` samples (what the query holds, counted by the caller while
+    /// it builds a node's output) against the sample limit and the memory budget.
+    pub fn check_held(&self, held: usize) -> Result<(), QueryError> {
+        if held > self.opts.max_samples {
+            return Err(QueryError::TooManySamples {
+                limit: self.opts.max_samples,
+            });
+        }
+        if let Some(m) = &self.memory {
+            m.hold_at_least(held as u64 * BYTES_PER_SAMPLE)?;
+        }
+        Ok(())
+    }
+
+    /// Charges the memory budget for `n` samples about to be allocated on top of
+    /// what the query holds, before allocating them. Only the budget: the sample
+    /// limit counts a node's output once it exists, as Prometheus does.
+    pub fn reserve_memory(&self, n: usize) -> Result<(), QueryError> {
+        if let Some(m) = &self.memory {
+            m.hold_at_least(self.samples.saturating_add(n) as u64 * BYTES_PER_SAMPLE)?;
+        }
         Ok(())
     }
 
@@ -373,12 +409,7 @@ impl<'a> Evaluator<'a> {
     /// Adds `n` points to those a parallel map has produced (`produced`, which starts
     /// at what the query already holds); fails past the sample limit.
     fn charge(&self, produced: &AtomicUsize, n: usize) -> Result<(), QueryError> {
-        if produced.fetch_add(n, Ordering::Relaxed) + n > self.opts.max_samples {
-            return Err(QueryError::TooManySamples {
-                limit: self.opts.max_samples,
-            });
-        }
-        Ok(())
+        self.check_held(produced.fetch_add(n, Ordering::Relaxed) + n)
     }
 
     /// Labels after a name-dropping operation: dropped now, or flagged for later.
@@ -429,6 +460,13 @@ impl<'a> Evaluator<'a> {
     /// its inputs count against `max_samples`; afterwards only its output does.
     pub fn eval(&mut self, e: &Expr) -> Result<EvalValue, QueryError> {
         let before = self.samples;
+        // A scalar is one value per step, and `vector(s)` one point per step: their
+        // size is known before they exist, so the budget is charged before.
+        let dense = matches!(e, Expr::Call(c) if c.func.name == "vector")
+            || e.value_type() == promql_parser::parser::value::ValueType::Scalar;
+        if dense {
+            self.reserve_memory(self.nsteps())?;
+        }
         let v = self.eval_node(e)?;
         let held = match &v {
             EvalValue::Vector(m) | EvalValue::Range(m) => m.iter().map(|p| p.ts.len()).sum(),
@@ -813,7 +851,10 @@ impl<'a> Evaluator<'a> {
         let series = match result? {
             EvalValue::Vector(v) => v,
             EvalValue::Scalar(s) => {
+                self.reserve_memory(s.len())?;
                 let mut p = EvalSeries::new(Labels::empty(), false);
+                p.ts.reserve_exact(s.len());
+                p.vs.reserve_exact(s.len());
                 let mut t = new_start;
                 for v in s {
                     p.ts.push(t);

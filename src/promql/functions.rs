@@ -499,7 +499,11 @@ impl Evaluator<'_> {
             }
             "vector" => {
                 let s = ev.eval_scalar(args[0])?;
+                // The series is built while the scalar is still held.
+                ev.reserve_memory(s.len())?;
                 let mut p = EvalSeries::new(Labels::empty(), false);
+                p.ts.reserve_exact(s.len());
+                p.vs.reserve_exact(s.len());
                 for (i, v) in s.into_iter().enumerate() {
                     p.ts.push(ev.step_ts(i));
                     p.vs.push(v);
@@ -1039,11 +1043,7 @@ fn stateful_window_values(
             return Err(e);
         }
         held += w.0.len();
-        if held > ev.opts.max_samples {
-            return Err(QueryError::TooManySamples {
-                limit: ev.opts.max_samples,
-            });
-        }
+        ev.check_held(held)?;
         out.push(w);
     }
     if let Some(b) = bad_quantile {

@@ -54,6 +54,7 @@ pub fn test_engine_options() -> EngineOptions {
         default_subquery_step: Duration::from_secs(60),
         delayed_name_removal: true,
         max_result_series: 0,
+        ..EngineOptions::default()
     }
 }
 

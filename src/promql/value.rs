@@ -1,8 +1,10 @@
 //! Query results, options and errors: the engine's public vocabulary.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::model::{Labels, SelectError, Series, StorageError};
+use crate::runtime::query_budget::{BudgetError, QueryMemoryBudget};
 
 /// One sample of an instant vector.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +64,12 @@ pub struct EngineOptions {
     pub delayed_name_removal: bool,
     /// Maximum number of series in a result (0 = unlimited).
     pub max_result_series: usize,
+    /// The memory budget the query's samples are charged to, shared with the
+    /// other queries in flight (none: only `max_samples` bounds it).
+    pub memory: Option<Arc<QueryMemoryBudget>>,
+    /// When the query arrived: its timeout counts from then, time waiting in the
+    /// query queue included, as in Prometheus (none: from the start of evaluation).
+    pub arrived: Option<Instant>,
 }
 
 impl Default for EngineOptions {
@@ -73,12 +81,15 @@ impl Default for EngineOptions {
             default_subquery_step: Duration::from_secs(60),
             delayed_name_removal: false,
             max_result_series: 0,
+            memory: None,
+            arrived: None,
         }
     }
 }
 
 /// Why a query failed. The HTTP/Grafana layer maps `Parse` and `Execution` to 400/422,
-/// `TooManySamples`/`TooManySeries`/`Timeout` to 422/503 and `Storage` to 503.
+/// `TooManySamples`/`TooManySeries`/`Memory` to 422, `Timeout`/`QueueTimeout` to 503
+/// and `Storage` to 500.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum QueryError {
     /// The query text is not valid PromQL. `position` is the byte offset of the
@@ -106,6 +117,12 @@ pub enum QueryError {
     TooManySeries { limit: usize },
     #[error("query timed out in expression evaluation (timeout: {0:?})")]
     Timeout(Duration),
+    /// The query waited for a free slot (`max_concurrent_queries`) until its timeout.
+    #[error("query timed out in query queue (timeout: {0:?})")]
+    QueueTimeout(Duration),
+    /// The query would hold more memory than the budget of queries in flight allows.
+    #[error(transparent)]
+    Memory(#[from] BudgetError),
     #[error("{0}")]
     Storage(String),
     /// Valid PromQL this engine does not implement (native histograms...).

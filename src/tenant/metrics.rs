@@ -19,7 +19,38 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
     for (tenant_name, t) in tenants {
         let tl = crate::model::labels::go_quote(tenant_name);
         let stats = t.store.stats();
-        let per_tenant: [(&str, &str, &str, u64); 12] = [
+        let queries = t.query_stats();
+        let per_tenant: [(&str, &str, &str, u64); 17] = [
+            (
+                "prometheus_engine_queries",
+                "gauge",
+                "The current number of queries being executed or waiting.",
+                queries.in_flight,
+            ),
+            (
+                "prometheus_engine_queries_concurrent_max",
+                "gauge",
+                "The max number of concurrent queries.",
+                queries.max_concurrent,
+            ),
+            (
+                "arrowmon_query_memory_bytes",
+                "gauge",
+                "Bytes the queries in flight hold (16 per sample), charged to the query memory limit.",
+                queries.memory_held,
+            ),
+            (
+                "arrowmon_query_memory_limit_bytes",
+                "gauge",
+                "Bytes the queries in flight may hold together (0: no limit).",
+                queries.memory_limit,
+            ),
+            (
+                "arrowmon_query_memory_refused_total",
+                "counter",
+                "Queries failed because they would have passed the query memory limit or one query's share of it.",
+                queries.memory_refused,
+            ),
             (
                 "arrowmon_samples_appended_total",
                 "counter",

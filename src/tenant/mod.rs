@@ -18,7 +18,7 @@ mod metrics;
 mod query;
 
 pub use metrics::self_metrics_text;
-pub use query::RunError;
+pub use query::{LimitSource, QueryLimits, QueryStats, RunError, DEFAULT_MAX_CONCURRENT_QUERIES};
 
 /// Where a tenant folder keeps its store (beside its `settings.json`); standalone
 /// `serve` and `import` use the same layout in their `--data-dir`.
@@ -35,6 +35,9 @@ pub struct Tenant {
     /// When a request or provisioning last named this tenant (ms since epoch).
     last_seen_ms: std::sync::atomic::AtomicI64,
     pub query_latency: LatencyHistogram,
+    /// The query slots and memory budget of the limits in force.
+    gate: std::sync::RwLock<Arc<query::QueryGate>>,
+    query_counters: Arc<query::QueryCounters>,
     /// Counts of the scrape loops, kept when a new config replaces them.
     pub scrape_counters: Arc<ScrapeCounters>,
 }
@@ -116,6 +119,16 @@ impl Tenant {
             secrets,
             last_seen_ms: std::sync::atomic::AtomicI64::new(crate::scrape::now_ms()),
             query_latency: LatencyHistogram::new(),
+            gate: std::sync::RwLock::new(Arc::new(query::QueryGate::new(
+                QueryLimits::from_settings(
+                    Default::default(),
+                    match secrets {
+                        SecretMode::File => LimitSource::Flags,
+                        SecretMode::Grafana => LimitSource::Datasource,
+                    },
+                ),
+            ))),
+            query_counters: Arc::default(),
             scrape_counters: Arc::default(),
             state: Mutex::new(TenantState {
                 settings: None,
@@ -278,9 +291,14 @@ impl Tenants {
     }
 
     /// The tenant for these settings, created on first sight; newer settings are
-    /// applied.
+    /// applied. Query limits the settings get wrong are this call's error, after
+    /// the tenant has started, so its scraping does not depend on them.
     pub async fn get(&self, settings: DatasourceSettings) -> Result<Arc<Tenant>, String> {
         let key = settings.key()?;
+        // Bad limits fail the request, not the scraping: the tenant still starts.
+        let limits = settings
+            .query_limits()
+            .map(|l| QueryLimits::from_settings(l, LimitSource::Datasource));
         let tenant = {
             let mut map = self.map.lock().await;
             match map.get(&key) {
@@ -305,6 +323,7 @@ impl Tenants {
                 tenant.apply_config(Ok(cfg)).await;
             }
         }
+        tenant.set_query_limits(limits?);
         Ok(tenant)
     }
 

@@ -512,3 +512,162 @@ async fn hostile_panel_queries_get_errors_and_the_plugin_keeps_answering() {
     let (status, _) = plugin.shutdown().await;
     assert!(status.is_some_and(|s| s.success()));
 }
+
+/// A metric's value for one tenant in the plugin's self-metrics text.
+fn tenant_metric(text: &str, name: &str, tenant: &str) -> Option<f64> {
+    let prefix = format!("{name}{{tenant=\"{tenant}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dashboard_of_thirty_panels_queues_and_every_panel_answers_correctly() {
+    let addr = serve_metrics(
+        "# TYPE req_total counter\nreq_total{code=\"200\"} 100\nreq_total{code=\"500\"} 3\n# TYPE temp gauge\ntemp{room=\"a\"} 21.5\ntemp{room=\"b\"} 19\n# TYPE lat histogram\nlat_bucket{le=\"0.1\"} 5\nlat_bucket{le=\"1\"} 9\nlat_bucket{le=\"+Inf\"} 10\nlat_sum 3.2\nlat_count 10\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = std::sync::Arc::new(PluginProcess::start(&grafana_env_in(dir.path())).await);
+    let mut json_data = json_data_scraping(&[&addr]);
+    // Fewer slots than panels, so a refresh queues.
+    json_data["maxConcurrentQueries"] = json!(8);
+    json_data["maxQueryMemory"] = json!("256MB");
+    let ds = std::sync::Arc::new(Datasource::new(1, "dash", json_data));
+    eventually(Duration::from_secs(15), "target up", || async {
+        let h = plugin.check_health(ds.context(Some("Viewer"))).await;
+        h.message.starts_with("1 of 1 targets up").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Each panel and the value of each of its series (by the label that tells
+    // them apart), all constant since the exposition is.
+    let panels: [(&str, &[(&str, f64)]); 10] = [
+        ("sum(req_total)", &[("", 103.0)]),
+        ("sum by (code) (req_total)", &[("200", 100.0), ("500", 3.0)]),
+        ("req_total{code=\"500\"}", &[("500", 3.0)]),
+        ("count(req_total)", &[("", 2.0)]),
+        ("sum(rate(req_total[$__rate_interval]))", &[("", 0.0)]),
+        ("max(temp)", &[("", 21.5)]),
+        ("temp{room=\"b\"} * 2", &[("b", 38.0)]),
+        ("histogram_quantile(0.5, lat_bucket)", &[("", 0.1)]),
+        ("lat_sum / lat_count", &[("", 3.2 / 10.0)]),
+        ("sum(up)", &[("", 1.0)]),
+    ];
+    let mut worst = Duration::ZERO;
+    for round in 0..4 {
+        if round > 0 {
+            // The dashboard's refresh interval.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let mut handles = Vec::new();
+        for (i, (expr, _)) in panels.iter().enumerate() {
+            for copy in 0..3 {
+                let plugin = plugin.clone();
+                let ds = ds.clone();
+                let expr = expr.to_string();
+                handles.push(tokio::spawn(async move {
+                    let to = now_ms();
+                    let started = std::time::Instant::now();
+                    let r = plugin
+                        .query_data(
+                            ds.context(Some("Viewer")),
+                            vec![data_query(
+                                &format!("P{i}_{copy}"),
+                                json!({"expr": expr, "range": true}),
+                                to - 60_000,
+                                to,
+                                1000,
+                            )],
+                        )
+                        .await;
+                    (i, started.elapsed(), r)
+                }));
+            }
+        }
+        assert_eq!(handles.len(), 30);
+        for h in handles {
+            let (i, took, r) = h.await.unwrap();
+            worst = worst.max(took);
+            let (expr, want) = panels[i];
+            for (ref_id, resp) in &r.responses {
+                assert!(resp.error.is_empty(), "{ref_id} {expr}: {}", resp.error);
+                let frames: Vec<DecodedFrame> =
+                    resp.frames.iter().map(|f| decode_frame(f)).collect();
+                assert_eq!(frames.len(), want.len(), "{ref_id} {expr}: {frames:?}");
+                for f in &frames {
+                    let field = &f.fields[1];
+                    let which = field
+                        .labels
+                        .get("code")
+                        .or(field.labels.get("room"))
+                        .map_or("", String::as_str);
+                    let value = want
+                        .iter()
+                        .find(|(w, _)| *w == which)
+                        .map(|(_, v)| *v)
+                        .unwrap_or_else(|| {
+                            panic!("{ref_id} {expr}: unexpected series {:?}", field.labels)
+                        });
+                    // Later rounds see the samples of the refresh interval too.
+                    let min_rows = if round == 0 { 1 } else { 5 };
+                    assert!(f.rows >= min_rows, "{ref_id} {expr}: {} points", f.rows);
+                    assert!(
+                        field.numbers.iter().all(|v| *v == value),
+                        "{ref_id} {expr}: want {value}, got {:?}",
+                        field.numbers
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        worst < Duration::from_secs(5),
+        "slowest panel took {worst:?}"
+    );
+    let metrics = plugin.collect_metrics().await;
+    assert_eq!(
+        tenant_metric(
+            &metrics,
+            "prometheus_engine_queries_concurrent_max",
+            "1/dash"
+        ),
+        Some(8.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        tenant_metric(&metrics, "arrowmon_query_memory_limit_bytes", "1/dash"),
+        Some(256.0 * 1024.0 * 1024.0),
+        "{metrics}"
+    );
+    // Every query has ended and given its memory back.
+    assert_eq!(
+        tenant_metric(&metrics, "prometheus_engine_queries", "1/dash"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        tenant_metric(&metrics, "arrowmon_query_memory_bytes", "1/dash"),
+        Some(0.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_limits_that_are_not_numbers_are_the_datasources_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = PluginProcess::start(&grafana_env_in(dir.path())).await;
+    let mut json_data = json_data_scraping(&[]);
+    json_data["maxConcurrentQueries"] = json!("many");
+    let ds = Datasource::new(1, "badlimits", json_data);
+    let h = plugin.check_health(ds.context(Some("Viewer"))).await;
+    assert!(
+        h.message.contains(
+            "jsonData.maxConcurrentQueries: \"many\" is not a number of queries from 1 to 10000"
+        ),
+        "{}",
+        h.message
+    );
+    let (status, _) = plugin.shutdown().await;
+    assert!(status.is_some_and(|s| s.success()));
+}

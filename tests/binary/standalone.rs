@@ -442,3 +442,122 @@ async fn hostile_queries_get_errors_and_the_server_keeps_answering() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["data"]["result"], serde_json::json!([1000, "2"]));
 }
+
+/// The peak resident memory of a process (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb * 1024
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heavy_queries_at_once_share_the_memory_limit_and_light_ones_still_answer() {
+    const MB: u64 = 1 << 20;
+    const LIMIT: u64 = 200 * MB;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("scrape.yml");
+    std::fs::write(&cfg, "scrape_configs: []\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = ChildGuard::spawn(
+        "gpx_arrowmon serve",
+        serve_command(&cfg, &dir.path().join("data"), &listen).args([
+            "--query.max-memory",
+            "200MB",
+            "--query.max-concurrency",
+            "20",
+        ]),
+    );
+    let base = format!("http://{listen}");
+    arrowmon::scrape::tls::install_default_provider();
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(15), "server up", || {
+        let url = format!("{base}/-/ready");
+        let client = client.clone();
+        async move { client.get(&url).send().await.ok().map(|_| ()) }
+    })
+    .await;
+    let query = |q: &'static str| {
+        let client = client.clone();
+        let url = format!("{base}/api/v1/query");
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", q)
+            .append_pair("time", "1700000000")
+            .finish();
+        async move {
+            let r = client
+                .post(&url)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .expect("the server answers");
+            let status = r.status().as_u16();
+            let text = r.text().await.expect("a body");
+            (status, serde_json::from_str::<Value>(&text).expect(&text))
+        }
+    };
+    let idle_rss = peak_rss(child.id());
+    // Each holds a 2.6M-step subquery: about 80MB counted (60MB allocated) at its peak.
+    let heavy = "max_over_time(vector(1)[30d:1s])";
+    let handles: Vec<_> = (0..8).map(|_| tokio::spawn(query(heavy))).collect();
+    // A light query answers while they run.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, v) = query("1+1").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["result"], serde_json::json!([1700000000, "2"]));
+    let (mut answered, mut refused) = (0, 0);
+    for h in handles {
+        let (status, v) = h.await.unwrap();
+        if status == 200 {
+            assert_eq!(v["data"]["result"][0]["value"][1], "1", "{v}");
+            answered += 1;
+        } else {
+            assert_eq!(status, 422, "{v}");
+            assert_eq!(v["errorType"], "execution", "{v}");
+            let e = v["error"].as_str().unwrap();
+            assert!(
+                e.contains("max_memory=200MB") && e.contains("raise it with --query.max-memory"),
+                "{e}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(answered >= 1, "no heavy query answered");
+    assert!(refused >= 1, "every heavy query answered within 200MB");
+    let peak = peak_rss(child.id());
+    assert!(
+        peak < idle_rss + LIMIT + 60 * MB,
+        "peak RSS {}MB (idle {}MB) with a 200MB query limit",
+        peak / MB,
+        idle_rss / MB
+    );
+    // One query may hold half the limit: this one needs more and fails alone.
+    let (status, v) = query("max_over_time(vector(1)[90d:1s])").await;
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("one query's share"),
+        "{v}"
+    );
+    // Still serving, and every query has given its memory back.
+    let (status, v) = query("1+1").await;
+    assert_eq!(status, 200, "{v}");
+    let r = client.get(format!("{base}/metrics")).send().await.unwrap();
+    let metrics = r.text().await.unwrap();
+    for (name, want) in [
+        ("arrowmon_query_memory_bytes", 0.0),
+        ("arrowmon_query_memory_limit_bytes", LIMIT as f64),
+        ("arrowmon_query_memory_refused_total", (refused + 1) as f64),
+        ("prometheus_engine_queries_concurrent_max", 20.0),
+    ] {
+        let line = format!("{name}{{tenant=\"standalone\"}} ");
+        let got: Option<f64> = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.parse().ok());
+        assert_eq!(got, Some(want), "{name}\n{metrics}");
+    }
+}

@@ -157,6 +157,18 @@ impl PluginProcess {
         .into_inner()
     }
 
+    /// The plugin's own metrics in Prometheus text, as Grafana collects them.
+    pub async fn collect_metrics(&self) -> String {
+        let mut c = pb::diagnostics_client::DiagnosticsClient::new(self.channel.clone());
+        let r = c
+            .collect_metrics(pb::CollectMetricsRequest::default())
+            .await
+            .expect("CollectMetrics")
+            .into_inner();
+        String::from_utf8(r.metrics.expect("a metrics payload").prometheus)
+            .expect("metrics are text")
+    }
+
     pub async fn query_data(
         &self,
         ctx: pb::PluginContext,
