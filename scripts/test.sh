@@ -38,9 +38,25 @@ frontend() {
   (cd frontend && npm ci --no-audit --no-fund && npm run typecheck && npm test && npm run build)
 }
 
+# Every shell script of the repository: *.sh files and files whose first line runs a
+# shell (bench/compare is Python and is left out by its own first line).
+shell_scripts() {
+  find . \( -name .git -o -name target -o -name node_modules -o -name dist \) -prune -o \
+    -type f -print | while IFS= read -r f; do
+    case $f in
+      *.sh) echo "$f" ;;
+      *) if head -n 1 "$f" | grep -qE '^#!.*[/ ](ba|da)?sh( |$)'; then echo "$f"; fi ;;
+    esac
+  done | sort
+}
+
 lint() {
   cargo fmt --check
   cargo clippy --release --all-targets -- -D warnings
+  local -a scripts
+  mapfile -t scripts < <(shell_scripts)
+  echo "shellcheck: ${#scripts[@]} scripts"
+  shellcheck -x "${scripts[@]}"
 }
 
 build() {

@@ -37,7 +37,7 @@ pending_zombie() {
   local stat rest
   stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
   rest=${stat##*) }
-  # shellcheck disable=SC2086
+  # shellcheck disable=SC2086 # deliberate word splitting of the stat fields
   set -- $rest
   [[ $1 == Z && $2 == 1 ]]
 }

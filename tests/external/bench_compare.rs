@@ -1,7 +1,10 @@
 //! The side-by-side benchmark (`bench/compare`) runs end to end in its `--quick`
-//! size and reports every figure for every system, each within sane bounds. The
-//! figures' values are not checked: they depend on the machine; only their
-//! presence and plausibility are (issue 7).
+//! size and reports every figure for every system. arrowmon's figures are checked
+//! against its two peers measured in the same run, so that the machine's speed
+//! cancels out: equal workload and series counts, and each cost figure within a
+//! bound that a real regression crosses (the measured ratios are in
+//! docs/performance.md). arrowmon must import the history and keep its samples on
+//! disk; a build that cannot is a failure, not a figure left out.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,57 +13,187 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 const SYSTEMS: [&str; 3] = ["prometheus", "victoriametrics", "arrowmon"];
+const PEERS: [&str; 2] = ["prometheus", "victoriametrics"];
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// Bounds on arrowmon ÷ VictoriaMetrics (or ÷ the faster peer for queries) in the
+/// same run. The suite runs the release build; an unoptimized build (a plain
+/// `cargo test`) spends several times the CPU per sample and per query, so it gets
+/// its own bounds. Each is about twice what was measured, so that a neighbour on
+/// the shared machine stays inside and a real regression does not.
+struct Bounds {
+    /// CPU s per 1M samples. Measured 0.50–0.84 (release, --quick), 5.1 (debug).
+    cpu_per_sample: f64,
+    /// RSS per active series. Measured 0.31–0.35 (release), 0.50 (debug).
+    rss_per_series: f64,
+    /// Disk bytes per sample of the live run. Measured 0.91–1.75 (both builds).
+    live_disk_per_sample: f64,
+    /// Disk bytes per sample of the imported history. Measured 0.44.
+    history_disk_per_sample: f64,
+    /// History import wall time; plus one second, as VictoriaMetrics takes half a
+    /// second. Measured 2.8 (release, default size), 4.5 (debug, --quick).
+    import_time: f64,
+    /// Each query's median over the faster peer's, plus `query_slack_s` for the
+    /// millisecond panels that a busy neighbour stalls (at a load average of 10 a
+    /// debug build's 3 ms panel once took 39 ms). Measured 0.12–0.84
+    /// (release, default size); debug, --quick: up to 3.8 for light panels and 8.6
+    /// for `rate` over all history series on a loaded machine.
+    query_p50: f64,
+    query_slack_s: f64,
+    /// Geometric mean over all queries of arrowmon's median ÷ the faster peer's:
+    /// a slowdown of every query that each single bound would let through.
+    /// Measured 1.3–1.9 live, 1.8–3.5 history (debug, --quick).
+    query_geomean: f64,
+}
+
+const BOUNDS: Bounds = if cfg!(debug_assertions) {
+    Bounds {
+        cpu_per_sample: 12.0,
+        rss_per_series: 1.0,
+        live_disk_per_sample: 3.5,
+        history_disk_per_sample: 1.0,
+        import_time: 10.0,
+        query_p50: 16.0,
+        query_slack_s: 0.05,
+        query_geomean: 7.0,
+    }
+} else {
+    Bounds {
+        cpu_per_sample: 2.0,
+        rss_per_series: 1.0,
+        live_disk_per_sample: 3.5,
+        history_disk_per_sample: 1.0,
+        import_time: 6.0,
+        query_p50: 4.0,
+        query_slack_s: 0.02,
+        query_geomean: 1.5,
+    }
+};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn num(v: &Value, path: &str) -> f64 {
-    let mut cur = v;
-    for k in path.split('.') {
-        cur = &cur[k];
-    }
-    cur.as_f64()
-        .unwrap_or_else(|| panic!("{path}: expected a number, got {cur}"))
-}
+/// Collects every failed check, so that one run of the slow benchmark reports all.
+#[derive(Default)]
+struct Failures(Vec<String>);
 
-fn within(what: &str, v: f64, lo: f64, hi: f64) {
-    assert!(
-        v.is_finite() && v >= lo && v <= hi,
-        "{what} = {v}, expected within [{lo}, {hi}]"
-    );
-}
-
-/// Every query of every window: latencies present and ordered, no error, data found.
-fn check_queries(what: &str, q: &Value, windows: usize, per_window: usize) {
-    let q = q
-        .as_object()
-        .unwrap_or_else(|| panic!("{what}: no queries"));
-    assert_eq!(q.len(), windows, "{what}: windows {:?}", q.keys());
-    for (w, queries) in q {
-        let queries = queries.as_object().unwrap();
-        assert_eq!(
-            queries.len(),
-            per_window,
-            "{what} {w}: {:?}",
-            queries.keys()
-        );
-        for (name, r) in queries {
-            let at = format!("{what} {w} {name}");
-            assert!(r["error"].is_null(), "{at}: {}", r["error"]);
-            let p50 = num(r, "p50_s");
-            let p90 = num(r, "p90_s");
-            within(&format!("{at} p50_s"), p50, 1e-6, 120.0);
-            assert!(p90 >= p50, "{at}: p90 {p90} < p50 {p50}");
-            assert!(num(r, "n") >= 1.0, "{at}: no runs");
-            assert!(
-                num(r, "series") >= 1.0,
-                "{at}: empty result for {}",
-                r["expr"]
-            );
+impl Failures {
+    fn check(&mut self, ok: bool, msg: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(msg());
         }
     }
+
+    fn num(&mut self, v: &Value, path: &str) -> f64 {
+        let mut cur = v;
+        for k in path.split('.') {
+            cur = &cur[k];
+        }
+        match cur.as_f64() {
+            Some(x) => x,
+            None => {
+                self.0.push(format!("{path}: expected a number, got {cur}"));
+                f64::NAN
+            }
+        }
+    }
+
+    fn within(&mut self, what: &str, v: f64, lo: f64, hi: f64) {
+        self.check(v.is_finite() && v >= lo && v <= hi, || {
+            format!("{what} = {v}, expected within [{lo}, {hi}]")
+        });
+    }
+}
+
+/// `{window: {query: result}}` of one system and phase.
+fn query_cells(q: &Value) -> Vec<(String, String, &Value)> {
+    q.as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(w, qs)| {
+            qs.as_object()
+                .into_iter()
+                .flatten()
+                .map(move |(name, r)| (w.clone(), name.clone(), r))
+        })
+        .collect()
+}
+
+/// Every query of every window in every system: no error, runs, data; arrowmon's
+/// series as many as Prometheus's (the same data in the history phase, the same
+/// targets in the live one), and arrowmon's median within its bounds against the
+/// faster peer.
+fn check_queries(
+    f: &mut Failures,
+    phase: &str,
+    per_system: [&Value; 3],
+    windows: usize,
+    per_window: usize,
+) {
+    let [prom, vm, am] = per_system;
+    let mut log_ratios = Vec::new();
+    for (sys, q) in SYSTEMS.iter().zip(per_system) {
+        let cells = query_cells(q);
+        f.check(cells.len() == windows * per_window, || {
+            format!(
+                "{sys} {phase}: {} query cells, expected {windows} windows × {per_window}",
+                cells.len()
+            )
+        });
+        for (w, name, r) in cells {
+            let at = format!("{sys} {phase} {w} {name}");
+            f.check(r["error"].is_null(), || format!("{at}: {}", r["error"]));
+            let p50 = f.num(r, "p50_s");
+            let p90 = f.num(r, "p90_s");
+            f.within(&format!("{at} p50_s"), p50, 1e-6, 60.0);
+            f.check(p90 >= p50, || format!("{at}: p90 {p90} < p50 {p50}"));
+            let n = f.num(r, "n");
+            f.check(n >= 1.0, || format!("{at}: no runs"));
+            let series = f.num(r, "series");
+            f.check(series >= 1.0, || {
+                format!("{at}: empty result for {}", r["expr"])
+            });
+            // VictoriaMetrics has semantics of its own (its topk over a range keeps
+            // different series); arrowmon has Prometheus's. Live, each system
+            // scraped at its own instants, so which gauges are the top 5 at a step
+            // differs between them, and topk is left out there.
+            let comparable = *sys == "arrowmon" && !(phase == "live" && name == "topk_gauge");
+            let want = prom[&w][&name]["series"].as_f64();
+            f.check(!comparable || want == Some(series), || {
+                format!(
+                    "{at}: {series} series, Prometheus {want:?} for {}",
+                    r["expr"]
+                )
+            });
+        }
+    }
+    for (w, name, r) in query_cells(am) {
+        let at = format!("arrowmon {phase} {w} {name}");
+        let p50 = r["p50_s"].as_f64().unwrap_or(f64::NAN);
+        let peer = [prom, vm]
+            .iter()
+            .filter_map(|q| q[&w][&name]["p50_s"].as_f64())
+            .fold(f64::INFINITY, f64::min);
+        let bound = BOUNDS.query_p50 * peer + BOUNDS.query_slack_s;
+        f.check(p50 <= bound, || {
+            format!(
+                "{at}: median {:.1} ms, faster peer {:.1} ms, bound {:.1} ms",
+                p50 * 1e3,
+                peer * 1e3,
+                bound * 1e3
+            )
+        });
+        log_ratios.push((p50 / peer).ln());
+    }
+    let geomean = (log_ratios.iter().sum::<f64>() / log_ratios.len() as f64).exp();
+    eprintln!("{phase}: arrowmon's query medians ÷ the faster peer's, geometric mean {geomean:.2}");
+    f.within(
+        &format!("{phase}: geometric mean of arrowmon ÷ faster peer query medians"),
+        geomean,
+        0.0,
+        BOUNDS.query_geomean,
+    );
 }
 
 fn alive(pid: u64) -> bool {
@@ -108,16 +241,22 @@ fn bench_compare_quick_reports_every_figure() {
         run.status
     );
     eprintln!("bench/compare --quick took {took:?}\n{stdout}");
-    assert!(
-        took < Duration::from_secs(180),
-        "--quick must finish within 3 minutes, took {took:?}"
-    );
-    check_results(&out, &stdout);
+    // Kept where cargo keeps test files, to read every figure after a failure.
+    let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench_compare_results.json");
+    std::fs::copy(&out, &kept).unwrap();
+    eprintln!("figures: {}", kept.display());
+    check_results(&out, &stdout, took);
 }
 
-fn check_results(out: &Path, stdout: &str) {
+fn check_results(out: &Path, stdout: &str, took: Duration) {
     let r: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
     let mem = mem_total();
+    let mut f = Failures::default();
+    // About 110 s are fixed waits (warm-up, the 50 s window, history generation);
+    // runs took 130 s on a quiet machine and 205 s at a load average of 11.
+    f.check(took < Duration::from_secs(240), || {
+        format!("--quick must finish within 4 minutes, took {took:?}")
+    });
 
     // The table: one column per system and the two ratios.
     let header = stdout
@@ -131,125 +270,163 @@ fn check_results(out: &Path, stdout: &str) {
         "arrowmon/Prom",
         "arrowmon/VM",
     ] {
-        assert!(header.contains(col), "table header lacks {col}: {header}");
+        f.check(header.contains(col), || {
+            format!("table header lacks {col}: {header}")
+        });
     }
 
-    let expected_rate = num(&r, "workload.expected_samples_per_s");
-    let expected_series = num(&r, "workload.expected_samples_per_scrape_round");
-    let synthetic = num(&r, "workload.synthetic_series");
-    let interval = num(&r, "params.interval_s");
+    // Nothing of arrowmon may be missing: no import, no block cuts or an empty data
+    // dir are what a broken build looks like, not a figure to leave out.
+    f.check(r["arrowmon_capabilities"]["import"] == true, || {
+        format!("arrowmon cannot import: {}", r["arrowmon_capabilities"])
+    });
+    f.check(
+        r["not_available"].as_object().is_some_and(|m| m.is_empty()),
+        || format!("figures not available: {}", r["not_available"]),
+    );
+
+    let expected_rate = f.num(&r, "workload.expected_samples_per_s");
+    let expected_series = f.num(&r, "workload.expected_samples_per_scrape_round");
+    let synthetic = f.num(&r, "workload.synthetic_series");
+    let interval = f.num(&r, "params.interval_s");
     // The workload itself: the synthetic series plus node_exporter and two mysqld_exporters.
-    within("synthetic series", synthetic, 19_000.0, 21_000.0);
-    within(
+    f.within("synthetic series", synthetic, 19_000.0, 21_000.0);
+    f.within(
         "expected samples/s",
         expected_rate,
         synthetic / interval,
         2.0 * synthetic / interval,
     );
-    let not_available = &r["not_available"];
-    let caps = &r["arrowmon_capabilities"];
 
     for sys in SYSTEMS {
         let s = &r["systems"][sys];
-        let at = |f: &str| format!("{sys}.{f}");
-        within(
+        let at = |x: &str| format!("{sys}.{x}");
+        let active = f.num(s, "active_series");
+        f.within(
             &at("active_series"),
-            num(s, "active_series"),
+            active,
             0.75 * expected_series,
             1.25 * expected_series,
         );
-        within(
+        let rate = f.num(s, "samples_ingested_per_s");
+        f.within(
             &at("samples_ingested_per_s"),
-            num(s, "samples_ingested_per_s"),
+            rate,
             0.75 * expected_rate,
             1.25 * expected_rate,
         );
-        within(
-            &at("cpu_s_per_1m_samples"),
-            num(s, "cpu_s_per_1m_samples"),
-            1e-3,
-            1e4,
-        );
-        within(&at("rss_bytes"), num(s, "rss_bytes"), 10.0 * MIB, mem);
-        within(
-            &at("rss_bytes_per_active_series"),
-            num(s, "rss_bytes_per_active_series"),
-            1.0,
-            mem / expected_series,
-        );
-        within(
+        let cpu = f.num(s, "cpu_s_per_1m_samples");
+        f.within(&at("cpu_s_per_1m_samples"), cpu, 1e-3, 1e3);
+        let rss = f.num(s, "rss_bytes");
+        f.within(&at("rss_bytes"), rss, 10.0 * MIB, mem);
+        let window = f.num(s, "measure_window_s");
+        let duration = f.num(&r, "params.duration_s");
+        f.within(
             &at("measure_window_s"),
-            num(s, "measure_window_s"),
-            0.9 * num(&r, "params.duration_s"),
-            1e4,
+            window,
+            0.9 * duration,
+            3.0 * duration,
         );
-        // Bytes on disk per sample: a figure, unless the build keeps nothing on disk.
-        if sys == "arrowmon" && s["disk_bytes_per_sample"].is_null() {
-            assert!(
-                not_available["arrowmon.disk_bytes_per_sample"].is_string(),
-                "arrowmon disk figure missing without a reason"
-            );
-            assert!(num(s, "disk_bytes") < 64.0 * 1024.0, "{s}");
-        } else {
-            within(
-                &at("disk_bytes_per_sample"),
-                num(s, "disk_bytes_per_sample"),
-                0.05,
-                50.0,
-            );
-        }
-        check_queries(&at("queries_live"), &s["queries_live"], 2, 10);
-
-        // Phase 2: imported history. arrowmon may lack `import` (then it says so).
+        let disk = f.num(s, "disk_bytes_per_sample");
+        f.within(&at("disk_bytes_per_sample"), disk, 0.5, 100.0);
         let h = &s["history"];
-        if sys == "arrowmon" && h.is_null() {
-            assert_eq!(
-                caps["import"], false,
-                "arrowmon can import but has no history figures"
-            );
-            assert!(not_available["arrowmon.history"].is_string());
-            continue;
-        }
-        within(&at("history.import_s"), num(h, "import_s"), 1e-3, 600.0);
-        within(
-            &at("history.import_cpu_s"),
-            num(h, "import_cpu_s"),
-            0.0,
-            600.0,
-        );
-        within(
-            &at("history.disk_bytes_per_sample"),
-            num(h, "disk_bytes_per_sample"),
-            0.05,
-            50.0,
-        );
-        check_queries(&at("history.queries"), &h["queries"], 3, 7);
+        let import = f.num(h, "import_s");
+        f.within(&at("history.import_s"), import, 1e-3, 600.0);
+        let import_cpu = f.num(h, "import_cpu_s");
+        f.within(&at("history.import_cpu_s"), import_cpu, 0.0, 600.0);
+        let disk = f.num(h, "disk_bytes_per_sample");
+        f.within(&at("history.disk_bytes_per_sample"), disk, 0.1, 50.0);
     }
 
-    // Ratios for every headline figure that arrowmon has.
+    // The same targets: the same series and the same ingestion rate everywhere.
+    let am = &r["systems"]["arrowmon"];
+    for peer in PEERS {
+        let p = &r["systems"][peer];
+        let ratio = f.num(am, "active_series") / f.num(p, "active_series");
+        f.within(&format!("arrowmon/{peer} active series"), ratio, 0.99, 1.01);
+        let ratio = f.num(am, "samples_ingested_per_s") / f.num(p, "samples_ingested_per_s");
+        f.within(
+            &format!("arrowmon/{peer} samples ingested per s"),
+            ratio,
+            0.97,
+            1.03,
+        );
+    }
+
+    // Costs against VictoriaMetrics in the same run.
+    let vm = &r["systems"]["victoriametrics"];
+    for (what, path, bound) in [
+        (
+            "CPU per 1M samples",
+            "cpu_s_per_1m_samples",
+            BOUNDS.cpu_per_sample,
+        ),
+        (
+            "RSS per active series",
+            "rss_bytes_per_active_series",
+            BOUNDS.rss_per_series,
+        ),
+        (
+            "live disk bytes per sample",
+            "disk_bytes_per_sample",
+            BOUNDS.live_disk_per_sample,
+        ),
+        (
+            "history disk bytes per sample",
+            "history.disk_bytes_per_sample",
+            BOUNDS.history_disk_per_sample,
+        ),
+    ] {
+        let ratio = f.num(am, path) / f.num(vm, path);
+        f.within(
+            &format!("arrowmon/victoriametrics {what}"),
+            ratio,
+            0.0,
+            bound,
+        );
+    }
+    let (am_import, vm_import) = (f.num(am, "history.import_s"), f.num(vm, "history.import_s"));
+    f.within(
+        "arrowmon history import seconds",
+        am_import,
+        0.0,
+        BOUNDS.import_time * vm_import + 1.0,
+    );
+    // The table's ratios are the figures' quotients.
     for fig in [
         "cpu_s_per_1m_samples",
         "rss_bytes_per_active_series",
         "samples_ingested_per_s",
     ] {
-        for peer in ["arrowmon/prometheus", "arrowmon/victoriametrics"] {
-            within(
-                &format!("ratio {fig} {peer}"),
-                num(&r["ratios"][fig], peer),
-                1e-4,
-                1e4,
-            );
+        for peer in PEERS {
+            let want = f.num(am, fig) / f.num(&r["systems"][peer], fig);
+            let got = f.num(&r["ratios"][fig], &format!("arrowmon/{peer}"));
+            f.check((got - want).abs() <= 1e-9 * want.abs(), || {
+                format!("ratio {fig} arrowmon/{peer} = {got}, figures give {want}")
+            });
         }
     }
+
+    let live = SYSTEMS.map(|sys| &r["systems"][sys]["queries_live"]);
+    check_queries(&mut f, "live", live, 2, 10);
+    let history = SYSTEMS.map(|sys| &r["systems"][sys]["history"]["queries"]);
+    check_queries(&mut f, "history", history, 3, 7);
 
     // Everything it started is stopped.
     for sys in SYSTEMS {
         let pid = r["systems"][sys]["pid"].as_u64().unwrap();
-        assert!(
-            !alive(pid),
-            "{sys} (pid {pid}) still runs after bench/compare exited"
-        );
+        f.check(!alive(pid), || {
+            format!("{sys} (pid {pid}) still runs after bench/compare exited")
+        });
     }
     let pid = r["workload"]["synthetic_exporter_pid"].as_u64().unwrap();
-    assert!(!alive(pid), "synthetic exporter (pid {pid}) still runs");
+    f.check(!alive(pid), || {
+        format!("synthetic exporter (pid {pid}) still runs")
+    });
+    assert!(
+        f.0.is_empty(),
+        "{} checks failed:\n  {}",
+        f.0.len(),
+        f.0.join("\n  ")
+    );
 }

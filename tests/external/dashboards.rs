@@ -3,7 +3,10 @@
 //! parses), the provider file and `plugin.json` `includes`; and the live check: every
 //! panel query, with its variables expanded to real values, runs through the
 //! Grafana-host harness against the real topology and returns data and the same
-//! series (label sets) as a real `prometheus` scraping the same targets at the same time.
+//! series (label sets) as a real `prometheus` scraping the same targets at the same
+//! time, and the same points (steps and values within 1e-9) as a second `prometheus`
+//! that holds arrowmon's own raw samples, backfilled with promtool: the two scrape at
+//! different instants, so values can only be compared over the same samples.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -630,6 +633,174 @@ fn frame_label_sets(frames: &[DecodedFrame]) -> (BTreeSet<LabelSet>, bool) {
     (sets, finite)
 }
 
+type Points = Vec<(i64, f64)>;
+
+/// Series and their points of a Prometheus API answer (matrix or vector), times in ms.
+fn prom_series(v: &Value) -> BTreeMap<LabelSet, Points> {
+    let mut out = BTreeMap::new();
+    for s in v["data"]["result"].as_array().into_iter().flatten() {
+        let m: LabelSet = serde_json::from_value(s["metric"].clone()).unwrap_or_default();
+        let pts: Vec<&Value> = match s["values"].as_array() {
+            Some(vs) => vs.iter().collect(),
+            None => vec![&s["value"]],
+        };
+        let pts = pts
+            .iter()
+            .map(|p| {
+                let t = (p[0].as_f64().unwrap_or(f64::NAN) * 1000.0).round() as i64;
+                let v = p[1]
+                    .as_str()
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(f64::NAN);
+                (t, v)
+            })
+            .collect();
+        out.insert(m, pts);
+    }
+    out
+}
+
+/// Series and their points of the plugin's frames, labelled as [`frame_label_sets`] does.
+fn frame_series(frames: &[DecodedFrame]) -> BTreeMap<LabelSet, Points> {
+    let mut out = BTreeMap::new();
+    for f in frames {
+        let Some(time) = f
+            .fields
+            .iter()
+            .find(|x| x.arrow_type.starts_with("Timestamp"))
+        else {
+            continue;
+        };
+        for field in f
+            .fields
+            .iter()
+            .filter(|x| !x.arrow_type.starts_with("Timestamp"))
+        {
+            let mut l = field.labels.clone();
+            if !l.contains_key("__name__") && field.name != "Value" && !field.name.is_empty() {
+                l.insert("__name__".into(), field.name.clone());
+            }
+            let pts = time
+                .numbers
+                .iter()
+                .map(|&t| t as i64)
+                .zip(field.numbers.iter().copied())
+                .collect();
+            out.insert(l, pts);
+        }
+    }
+    out
+}
+
+/// Where arrowmon's points differ from Prometheus's on the same samples: a series
+/// only one has, a step only one has, or a value apart by more than the rounding of
+/// a different summation order (relative 1e-9), except at the steps `exempt` names.
+fn point_differences(
+    got: &BTreeMap<LabelSet, Points>,
+    want: &BTreeMap<LabelSet, Points>,
+    exempt: impl Fn(i64) -> bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in got.keys().filter(|l| !want.contains_key(*l)) {
+        out.push(format!("series only in arrowmon: {l:?}"));
+    }
+    for (l, w) in want {
+        let Some(g) = got.get(l) else {
+            out.push(format!("series only in Prometheus: {l:?}"));
+            continue;
+        };
+        let times = |p: &Points| p.iter().map(|x| x.0).collect::<Vec<_>>();
+        if times(g) != times(w) {
+            out.push(format!(
+                "{l:?}: steps differ: arrowmon {} points {:?}..{:?}, Prometheus {} points {:?}..{:?}",
+                g.len(),
+                g.first().map(|x| x.0),
+                g.last().map(|x| x.0),
+                w.len(),
+                w.first().map(|x| x.0),
+                w.last().map(|x| x.0)
+            ));
+            continue;
+        }
+        let same = |a: f64, b: f64| {
+            (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+        };
+        if let Some((&(t, a), &(_, b))) = g
+            .iter()
+            .zip(w)
+            .find(|(x, y)| !same(x.1, y.1) && !exempt(x.0))
+        {
+            out.push(format!("{l:?} at {t}: arrowmon {a}, Prometheus {b}"));
+        }
+    }
+    out
+}
+
+/// Every raw sample arrowmon holds up to `to`, as OpenMetrics with timestamps for
+/// `promtool tsdb create-blocks-from openmetrics`; returns the text, the count and
+/// the time of each series' first sample by metric name.
+async fn export_openmetrics(
+    plugin: &PluginProcess,
+    ctx: arrowmon::proto::pluginv2::PluginContext,
+    to: i64,
+) -> (String, usize, BTreeMap<String, Vec<i64>>) {
+    let q = qs(&[
+        ("query", "{__name__=~\".+\"}[30m]"),
+        ("time", &format!("{:.3}", to as f64 / 1000.0)),
+    ]);
+    let (code, v) = plugin
+        .call_resource(ctx, "GET", &format!("api/v1/query?{q}"), b"")
+        .await;
+    assert_eq!(code, 200, "export of the raw samples: {v}");
+    let escape = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let mut series = prom_series(&v).into_iter().collect::<Vec<_>>();
+    series.sort_by(|a, b| {
+        a.0.get("__name__")
+            .cmp(&b.0.get("__name__"))
+            .then(a.0.cmp(&b.0))
+    });
+    let mut text = String::new();
+    let mut samples = 0;
+    let mut starts: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (labels, points) in series {
+        let name = &labels["__name__"];
+        if let Some(&(t, _)) = points.first() {
+            starts.entry(name.clone()).or_default().push(t);
+        }
+        let rest = labels
+            .iter()
+            .filter(|(k, _)| *k != "__name__")
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (t, v) in points {
+            let v = if v.is_nan() {
+                "NaN".to_string()
+            } else if v.is_infinite() {
+                if v > 0.0 {
+                    "+Inf".into()
+                } else {
+                    "-Inf".into()
+                }
+            } else {
+                format!("{v:?}")
+            };
+            text.push_str(&format!(
+                "{name}{{{rest}}} {v} {}.{:03}\n",
+                t.div_euclid(1000),
+                t.rem_euclid(1000)
+            ));
+            samples += 1;
+        }
+    }
+    text.push_str("# EOF\n");
+    (text, samples, starts)
+}
+
 fn listed<'a>(
     list: &'a [(&str, &str, &str, &str)],
     uid: &str,
@@ -747,8 +918,55 @@ async fn every_panel_query_matches_prometheus_on_the_live_topology() {
     let up_at = Instant::now();
     // Enough scrapes that every $__rate_interval window (4 scrape intervals) is full.
     tokio::time::sleep(Duration::from_secs(8 * SCRAPE_S)).await;
-    let to = now_ms();
+    // Three seconds back, so that every sample up to `to` is stored before the
+    // first panel runs (a scrape times out after two).
+    let to = now_ms() - 3000;
     let from = to - 10 * 60_000;
+
+    // The same expressions over the same samples: arrowmon's raw samples up to `to`,
+    // backfilled into a second Prometheus that scrapes nothing. The live Prometheus
+    // scraped at other instants, so only its series can be compared; this one's
+    // values must be arrowmon's.
+    let (om, exported, series_starts) = export_openmetrics(&plugin, ctx(), to).await;
+    let om_path = work.path().join("arrowmon-samples.om");
+    std::fs::write(&om_path, om).unwrap();
+    let replay_dir = work.path().join("replay-data");
+    let promtool = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
+        .arg(&om_path)
+        .arg(&replay_dir)
+        .output()
+        .expect("run promtool (Debian package prometheus)");
+    assert!(
+        promtool.status.success(),
+        "promtool create-blocks-from openmetrics: {}",
+        String::from_utf8_lossy(&promtool.stderr)
+    );
+    let replay_addr = format!("127.0.0.1:{}", free_port());
+    let replay_cfg = work.path().join("replay.yml");
+    std::fs::write(&replay_cfg, "scrape_configs: []\n").unwrap();
+    let _replay = ChildGuard::new(
+        "prometheus (replay)",
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", replay_cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", replay_dir.display()))
+            .arg(format!("--web.listen-address={replay_addr}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(work.path().join("replay.log")).unwrap())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let replay_base = format!("http://{replay_addr}");
+    eventually(Duration::from_secs(60), "replay Prometheus ready", || {
+        let (client, url) = (&client, format!("{replay_base}/-/ready"));
+        async move {
+            let r = client.get(&url).send().await.ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+    eprintln!("{exported} raw samples of arrowmon backfilled into the replay Prometheus");
     eprintln!(
         "topology, Prometheus and plugin up after {:.1} s; warm-up {:.1} s",
         (up_at - t_start).as_secs_f64(),
@@ -904,6 +1122,30 @@ async fn every_panel_query_matches_prometheus_on_the_live_topology() {
                     }
                 };
                 let (got, got_data) = frame_label_sets(&frames);
+                let replay_url = url.replacen(&prom_base, &replay_base, 1);
+                let replay = http_json(&client, &replay_url).await.unwrap_or(Value::Null);
+                // Prometheus 2.42 and 3 extrapolate a rate differently when a counter's
+                // first sample is in the window (the replay is 2.42, arrowmon follows
+                // 3; see "rate extrapolation limited at the zero point" in
+                // promql_differential.rs): values at such steps are not compared.
+                let range = expr
+                    .split_once('[')
+                    .and_then(|(_, r)| r.split_once("s]"))
+                    .and_then(|(n, _)| n.parse::<i64>().ok())
+                    .map_or(0, |s| s * 1000);
+                let extrapolating = expr.contains("rate(") && !expr.contains("irate(")
+                    || expr.contains("increase(");
+                let starts: Vec<i64> = series_starts
+                    .iter()
+                    .filter(|(name, _)| extrapolating && expr.contains(name.as_str()))
+                    .flat_map(|(_, t)| t.iter().copied())
+                    .collect();
+                let near_a_start = |t: i64| starts.iter().any(|&s| s > t - range && s <= t);
+                let value_differences = if replay["status"] == "success" {
+                    point_differences(&frame_series(&frames), &prom_series(&replay), near_a_start)
+                } else {
+                    vec![format!("the replay Prometheus answered {replay}")]
+                };
                 if let Some(why) = listed(NOT_YET_EXPOSED, &duid, &title, r) {
                     if got.is_empty() && want.is_empty() {
                         report.push(format!("{id}: empty, not exposed yet ({why})"));
@@ -931,7 +1173,11 @@ async fn every_panel_query_matches_prometheus_on_the_live_topology() {
                     }
                     continue;
                 }
-                let ok = got == want && !got.is_empty() && got_data && want_data;
+                let ok = got == want
+                    && !got.is_empty()
+                    && got_data
+                    && want_data
+                    && value_differences.is_empty();
                 match (ok, gap) {
                     (true, Some(_)) => {
                         report.push(format!("{id}: passes now; remove it from ENGINE_GAPS"))
@@ -942,9 +1188,10 @@ async fn every_panel_query_matches_prometheus_on_the_live_topology() {
                         let only_a: Vec<_> = got.difference(&want).take(3).collect();
                         let only_p: Vec<_> = want.difference(&got).take(3).collect();
                         failures.push(format!(
-                            "{id}: {expr}\n      arrowmon {} series (data: {got_data}), Prometheus {} (data: {want_data})\n      only in arrowmon: {only_a:?}\n      only in Prometheus: {only_p:?}",
+                            "{id}: {expr}\n      arrowmon {} series (data: {got_data}), Prometheus {} (data: {want_data})\n      only in arrowmon: {only_a:?}\n      only in Prometheus: {only_p:?}\n      against Prometheus on arrowmon's samples: {:?}",
                             got.len(),
-                            want.len()
+                            want.len(),
+                            value_differences.iter().take(3).collect::<Vec<_>>()
                         ));
                     }
                 }

@@ -56,12 +56,9 @@ fn quiet_opts() -> StoreOptions {
     }
 }
 
-/// The child: not a test of its own (returns at once unless started by the parent).
-#[test]
-fn durability_child_ingest() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else {
-        return;
-    };
+/// The child's role: ingests into `dir` until killed, logging each sync point on
+/// stdout. Run by the kill test re-executing itself with `CHILD_DIR` set.
+fn child_ingest(dir: &str) -> ! {
     let store = Store::open_with(
         Path::new(&dir),
         StoreOptions {
@@ -98,6 +95,7 @@ fn durability_child_ingest() {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+    unreachable!("the batch counter is unbounded")
 }
 
 /// Runs the child until it has logged `syncs` sync points, kills it with SIGKILL,
@@ -108,7 +106,7 @@ fn run_child_and_kill(dir: &Path, syncs: usize) -> i64 {
     let (_, module) = module_path!().split_once("::").unwrap();
     let mut child = Command::new(exe)
         .args([
-            &format!("{module}::durability_child_ingest"),
+            &format!("{module}::{KILL_TEST}"),
             "--exact",
             "--nocapture",
             "--test-threads=1",
@@ -169,8 +167,14 @@ fn check_prefix(store: &Store, at_least: i64) -> i64 {
     newest.unwrap_or(0)
 }
 
+const KILL_TEST: &str = "kill_9_keeps_every_sample_up_to_the_last_sync_point_once";
+
 #[test]
 fn kill_9_keeps_every_sample_up_to_the_last_sync_point_once() {
+    // Re-executed by itself as the child to kill.
+    if let Ok(dir) = std::env::var(CHILD_DIR) {
+        child_ingest(&dir);
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut durable = 0;
     for round in 0..3 {
