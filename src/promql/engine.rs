@@ -1241,6 +1241,53 @@ mod name_dropping_tests {
 }
 
 #[cfg(test)]
+mod annotation_position_tests {
+    use super::*;
+    use crate::model::labels::Labels;
+    use crate::model::MemStorage;
+
+    /// An annotation's position is found by scanning the query text, which may hold
+    /// the function's name again where it is not code: in a comment that ends the
+    /// query with an unclosed clause, or in a string.
+    #[test]
+    fn the_name_again_in_a_comment_or_string_does_not_break_the_position() {
+        let mut storage = MemStorage::new();
+        storage.add_samples(
+            Labels::from_pairs([("__name__", "x"), ("a", "1")]),
+            &[(0, 1.0), (30_000, 2.0)],
+        );
+        let engine = Engine::new(EngineOptions::default());
+        let q_warning = |pos: &str| {
+            format!("PromQL warning: quantile value should be between 0 and 1, got 2 ({pos})")
+        };
+        let le_warning = "PromQL warning: bucket label \"le\" is missing or has a malformed \
+                          value of \"\" for metric name \"\" (1:23)";
+        for (q, want) in [
+            ("quantile(2, x) # quantile by (", vec![q_warning("1:10")]),
+            (
+                "quantile(2, x) # quantile without (a",
+                vec![q_warning("1:10")],
+            ),
+            ("quantile(2, x) # quantile by", vec![q_warning("1:10")]),
+            (
+                "histogram_quantile(2, x) # histogram_quantile(",
+                vec![le_warning.to_string(), q_warning("1:20")],
+            ),
+            (
+                "label_replace(quantile(2, x), \"b\", \"quantile by (\", \"a\", \"\")",
+                vec![q_warning("1:24")],
+            ),
+        ] {
+            let r = engine
+                .instant_query(&storage, q, 60_000)
+                .unwrap_or_else(|e| panic!("{q}: {e}"));
+            assert_eq!(r.warnings, want, "{q}");
+            assert!(r.infos.is_empty(), "{q}: {:?}", r.infos);
+        }
+    }
+}
+
+#[cfg(test)]
 mod depth_tests {
     use super::*;
     use crate::model::MemStorage;

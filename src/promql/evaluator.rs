@@ -178,7 +178,9 @@ pub(crate) fn source_pos(query: &str, name: &str, arg: Option<usize>) -> String 
         i = skip_ws(i);
         // Aggregation clause before the arguments: by (...) / without (...).
         for kw in ["by", "without"] {
-            if query[i..].to_ascii_lowercase().starts_with(kw)
+            let rest = query.get(i..).unwrap_or("");
+            if rest.len() >= kw.len()
+                && rest.as_bytes()[..kw.len()].eq_ignore_ascii_case(kw.as_bytes())
                 && !b.get(i + kw.len()).is_some_and(|&c| is_ident(c))
             {
                 i = skip_ws(i + kw.len());
@@ -186,7 +188,9 @@ pub(crate) fn source_pos(query: &str, name: &str, arg: Option<usize>) -> String 
                     while i < b.len() && b[i] != b')' {
                         i += 1;
                     }
-                    i = skip_ws(i + 1);
+                    // An unclosed clause (the name again in a trailing comment)
+                    // leaves i at the end; stepping past it must not overrun.
+                    i = skip_ws((i + 1).min(b.len()));
                 }
             }
         }
