@@ -20,7 +20,7 @@ use arrowmon::config::{ScrapeConfig, SecretSource, StoreSettings};
 use arrowmon::grafana::query::{plan, QueryModel, QueryTiming};
 use arrowmon::grafana::service::Plugin;
 use arrowmon::model::labels::{Labels, MatchKind, Matcher};
-use arrowmon::model::{MemStorage, Storage};
+use arrowmon::model::MemStorage;
 use arrowmon::promql::{Engine, EngineOptions};
 use arrowmon::proto::pluginv2 as pb;
 use arrowmon::proto::pluginv2::data_server::Data;
