@@ -14,5 +14,6 @@ mod dashboards;
 mod plugin_host;
 mod prometheus_compare;
 mod promql_differential;
+mod soak;
 mod standalone;
 mod web_config;
