@@ -134,9 +134,17 @@ impl DatasourceSettings {
     }
 
     /// `jsonData.queryTimeout` (a duration such as `60s`): the longest a query may run.
-    pub fn query_timeout(&self) -> Option<Duration> {
-        self.json_str("queryTimeout")
-            .and_then(|s| super::parse_duration(s).ok())
+    pub fn query_timeout(&self) -> Result<Option<Duration>, String> {
+        let Some(text) = self.json_str("queryTimeout") else {
+            return Ok(None);
+        };
+        match super::parse_duration(text) {
+            Ok(d) if d.is_zero() => Err(format!(
+                "jsonData.queryTimeout: {text:?} must be longer than zero"
+            )),
+            Ok(d) => Ok(Some(d)),
+            Err(e) => Err(format!("jsonData.queryTimeout: {e}")),
+        }
     }
 
     /// The query limits this datasource sets (`jsonData.maxConcurrentQueries`, a
@@ -458,6 +466,24 @@ mod tests {
         assert_eq!(expand_env("cost $5", &env), "cost ");
         assert_eq!(expand_env("${secure.x}", &env), "");
         assert_eq!(expand_env("$$${PW}", &env), "$p$w");
+    }
+
+    #[test]
+    fn a_query_timeout_that_is_not_a_duration_is_an_error_naming_the_key() {
+        let with = |json: &str| {
+            DatasourceSettings::from_grafana(1, "ds", "n", json.as_bytes(), &HashMap::new(), 0)
+                .unwrap()
+                .query_timeout()
+        };
+        assert_eq!(with("{}"), Ok(None));
+        assert_eq!(with(r#"{"queryTimeout": "2m"}"#), Ok(Some(Duration::from_secs(120))));
+        let err = with(r#"{"queryTimeout": "soon"}"#).unwrap_err();
+        assert!(err.starts_with("jsonData.queryTimeout: "), "{err}");
+        assert!(err.contains("soon"), "{err}");
+        assert_eq!(
+            with(r#"{"queryTimeout": "0s"}"#),
+            Err("jsonData.queryTimeout: \"0s\" must be longer than zero".to_string())
+        );
     }
 
     #[test]

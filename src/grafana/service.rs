@@ -81,8 +81,9 @@ impl Plugin {
             .as_ref()
             .map(|s| s.time_interval_text().to_string())
             .unwrap_or_default();
-        // The datasource's query timeout replaces the default one.
-        let engine = match settings.as_ref().and_then(|s| s.query_timeout()) {
+        // The datasource's query timeout replaces the default one (a bad one failed
+        // the request already, when the tenant was resolved).
+        let engine = match settings.as_ref().and_then(|s| s.query_timeout().ok().flatten()) {
             Some(timeout) => Arc::new(Engine::new(EngineOptions {
                 timeout,
                 ..self.engine.options().clone()

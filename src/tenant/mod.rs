@@ -298,6 +298,7 @@ impl Tenants {
         // Bad limits fail the request, not the scraping: the tenant still starts.
         let limits = settings
             .query_limits()
+            .and_then(|l| settings.query_timeout().map(|_| l))
             .map(|l| QueryLimits::from_settings(l, LimitSource::Datasource));
         let tenant = {
             let mut map = self.map.lock().await;

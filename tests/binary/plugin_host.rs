@@ -949,6 +949,17 @@ async fn query_limits_that_are_not_numbers_are_the_datasources_error() {
         "{}",
         h.message
     );
+    // A query timeout that is not a duration is as much the datasource's error as a
+    // bad limit, not a setting silently left out.
+    let mut json_data = json_data_scraping(&[]);
+    json_data["queryTimeout"] = json!("soon");
+    let ds = Datasource::new(1, "badtimeout", json_data);
+    let h = plugin.check_health(ds.context(Some("Viewer"))).await;
+    assert!(
+        h.message.contains("jsonData.queryTimeout: ") && h.message.contains("soon"),
+        "{}",
+        h.message
+    );
     let (status, _) = plugin.shutdown().await;
     assert!(status.is_some_and(|s| s.success()));
 }
