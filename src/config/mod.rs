@@ -371,13 +371,25 @@ fn opt_duration(v: Option<&str>, job: &str, key: &str) -> Result<Option<Duration
 }
 
 /// Prometheus's `body_size_limit` units: B, KB, MB, GB, TB, PB, EB (powers of 1024).
+/// A fraction is allowed as Prometheus allows it (`1.5GB`); what is left of a byte
+/// is dropped.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..digits]
-        .parse()
-        .map_err(|_| format!("invalid size {text:?}"))?;
-    let mult: u64 = match t[digits..].trim() {
+    let end = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(end);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let invalid = || format!("invalid size {text:?}");
+    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') || fraction.len() > 18 {
+        return Err(invalid());
+    }
+    let n: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| invalid())?
+    };
+    let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KB" | "KiB" => 1 << 10,
         "MB" | "MiB" => 1 << 20,
@@ -387,7 +399,14 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "EB" | "EiB" => 1 << 60,
         _ => return Err(format!("invalid size {text:?}: unknown unit")),
     };
+    let part = if fraction.is_empty() {
+        0
+    } else {
+        let f: u128 = fraction.parse().map_err(|_| invalid())?;
+        f * mult as u128 / 10u128.pow(fraction.len() as u32)
+    };
     n.checked_mul(mult)
+        .and_then(|b| b.checked_add(u64::try_from(part).ok()?))
         .ok_or_else(|| format!("size {text:?} out of range"))
 }
 
@@ -849,6 +868,25 @@ scrape_configs:
         assert_eq!(c.jobs[0].timeout, Duration::from_secs(5));
         assert_eq!(parse_bytes("10MB").unwrap(), 10 << 20);
     }
+
+    /// Prometheus reads sizes with fractions (`1.5GB`), and so does the config
+    /// editor's check; the fraction of a byte is dropped.
+    #[test]
+    fn sizes_may_have_a_fraction_as_in_prometheus() {
+        assert_eq!(parse_bytes("1.5GB"), Ok(3 << 29));
+        assert_eq!(parse_bytes("0.5KB"), Ok(512));
+        assert_eq!(parse_bytes(".25MB"), Ok(1 << 18));
+        assert_eq!(parse_bytes("1.0001KB"), Ok(1024));
+        assert_eq!(parse_bytes("2EB"), Ok(2 << 60));
+        assert_eq!(
+            parse_bytes("16EB"),
+            Err("size \"16EB\" out of range".into())
+        );
+        assert!(parse_bytes("15.5EB").is_ok() && parse_bytes("16.5EB").is_err());
+        for bad in [".", "1.2.3GB", "GB", "1,5GB", "1.5XB", "-1MB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -860,7 +898,7 @@ mod properties {
         #[test]
         fn sizes_parse_or_fail_without_panicking(
             s in any::<String>(),
-            near in " ?[0-9]{0,21} ?(B|KB|KiB|MB|GB|TB|PB|EB|EiB|é|µB)? ?",
+            near in " ?[0-9]{0,21}(\\.[0-9]{0,21})? ?(B|KB|KiB|MB|GB|TB|PB|EB|EiB|é|µB)? ?",
         ) {
             let _ = parse_bytes(&s);
             let _ = parse_bytes(&near);
