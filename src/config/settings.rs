@@ -476,7 +476,10 @@ mod tests {
                 .query_timeout()
         };
         assert_eq!(with("{}"), Ok(None));
-        assert_eq!(with(r#"{"queryTimeout": "2m"}"#), Ok(Some(Duration::from_secs(120))));
+        assert_eq!(
+            with(r#"{"queryTimeout": "2m"}"#),
+            Ok(Some(Duration::from_secs(120)))
+        );
         let err = with(r#"{"queryTimeout": "soon"}"#).unwrap_err();
         assert!(err.starts_with("jsonData.queryTimeout: "), "{err}");
         assert!(err.contains("soon"), "{err}");

@@ -83,7 +83,10 @@ impl Plugin {
             .unwrap_or_default();
         // The datasource's query timeout replaces the default one (a bad one failed
         // the request already, when the tenant was resolved).
-        let engine = match settings.as_ref().and_then(|s| s.query_timeout().ok().flatten()) {
+        let engine = match settings
+            .as_ref()
+            .and_then(|s| s.query_timeout().ok().flatten())
+        {
             Some(timeout) => Arc::new(Engine::new(EngineOptions {
                 timeout,
                 ..self.engine.options().clone()

@@ -155,27 +155,37 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
         }
         let _ = writeln!(out, "{name}{labels} {value}");
     }
-    let name = "arrowmon_query_duration_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Time to evaluate a query.\n# TYPE {name} histogram"
-    );
-    for (tenant_name, t) in tenants {
-        let tl = crate::model::labels::go_quote(tenant_name);
-        let (cumulative, sum) = t.query_latency.snapshot();
-        let bounds = super::LatencyHistogram::BOUNDS
-            .iter()
-            .map(|b| b.to_string())
-            .chain(["+Inf".to_string()]);
-        for (le, count) in bounds.zip(&cumulative) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\",tenant={tl}}} {count}");
+    let histograms: [(&str, &str, fn(&Tenant) -> &super::LatencyHistogram); 2] = [
+        (
+            "arrowmon_query_duration_seconds",
+            "Time to evaluate a query.",
+            |t| &t.query_latency,
+        ),
+        (
+            "arrowmon_query_queue_seconds",
+            "Time a query waited for one of the tenant's query slots.",
+            |t| &t.query_queue_latency,
+        ),
+    ];
+    for (name, help, histogram) in histograms {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (tenant_name, t) in tenants {
+            let tl = crate::model::labels::go_quote(tenant_name);
+            let (cumulative, sum) = histogram(t).snapshot();
+            let bounds = super::LatencyHistogram::BOUNDS
+                .iter()
+                .map(|b| b.to_string())
+                .chain(["+Inf".to_string()]);
+            for (le, count) in bounds.zip(&cumulative) {
+                let _ = writeln!(out, "{name}_bucket{{le=\"{le}\",tenant={tl}}} {count}");
+            }
+            let _ = writeln!(out, "{name}_sum{{tenant={tl}}} {sum}");
+            let _ = writeln!(
+                out,
+                "{name}_count{{tenant={tl}}} {}",
+                cumulative.last().copied().unwrap_or(0)
+            );
         }
-        let _ = writeln!(out, "{name}_sum{{tenant={tl}}} {sum}");
-        let _ = writeln!(
-            out,
-            "{name}_count{{tenant={tl}}} {}",
-            cumulative.last().copied().unwrap_or(0)
-        );
     }
     out
 }

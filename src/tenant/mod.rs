@@ -35,6 +35,8 @@ pub struct Tenant {
     /// When a request or provisioning last named this tenant (ms since epoch).
     last_seen_ms: std::sync::atomic::AtomicI64,
     pub query_latency: LatencyHistogram,
+    /// Time queries waited for a slot.
+    pub query_queue_latency: LatencyHistogram,
     /// The query slots and memory budget of the limits in force.
     gate: std::sync::RwLock<Arc<query::QueryGate>>,
     query_counters: Arc<query::QueryCounters>,
@@ -119,6 +121,7 @@ impl Tenant {
             secrets,
             last_seen_ms: std::sync::atomic::AtomicI64::new(crate::scrape::now_ms()),
             query_latency: LatencyHistogram::new(),
+            query_queue_latency: LatencyHistogram::new(),
             gate: std::sync::RwLock::new(Arc::new(query::QueryGate::new(
                 QueryLimits::from_settings(
                     Default::default(),

@@ -170,7 +170,9 @@ impl Tenant {
         let in_flight = InFlight::enter(&self.query_counters);
         let gate = self.gate();
         let timeout = engine.options().timeout;
-        let slot = match tokio::time::timeout(timeout, gate.slots.clone().acquire_owned()).await {
+        let waited = tokio::time::timeout(timeout, gate.slots.clone().acquire_owned()).await;
+        self.query_queue_latency.observe(arrived.elapsed());
+        let slot = match waited {
             Ok(Ok(slot)) => slot,
             Ok(Err(closed)) => return Err(RunError::Task(closed.to_string())),
             Err(_) => return Err(QueryError::QueueTimeout(timeout).into()),

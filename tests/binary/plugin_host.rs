@@ -932,6 +932,15 @@ async fn a_dashboard_of_thirty_panels_queues_and_every_panel_answers_correctly()
         Some(0.0),
         "{metrics}"
     );
+    // Every query's wait for a slot is in the queue histogram, as every evaluation
+    // is in the duration histogram.
+    let queued = tenant_metric(&metrics, "arrowmon_query_queue_seconds_count", "1/dash");
+    assert!(queued.is_some_and(|n| n >= 30.0), "{metrics}");
+    assert_eq!(
+        queued,
+        tenant_metric(&metrics, "arrowmon_query_duration_seconds_count", "1/dash"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
