@@ -194,8 +194,10 @@ fn check_depth(e: &Expr) -> Result<usize, QueryError> {
 
 fn parse_uncached(query: &str) -> Result<Expr, QueryError> {
     // A panic inside the parser must not take the process down.
-    let parsed = std::panic::catch_unwind(|| parser::parse(query)).unwrap_or_else(|_| {
-        Err("internal parser error (the query could not be parsed)".to_string())
+    let parsed = check_number_durations(query).and_then(|()| {
+        std::panic::catch_unwind(|| parser::parse(query)).unwrap_or_else(|_| {
+            Err("internal parser error (the query could not be parsed)".to_string())
+        })
     });
     parsed.map_err(|m| {
         let position = parse_position(query, &m);
@@ -204,6 +206,94 @@ fn parse_uncached(query: &str) -> Result<Expr, QueryError> {
             position,
         }
     })
+}
+
+/// promql-parser turns a number in a duration's place (`x[90]`, `x[1h:30]`,
+/// `offset 60`) into a `Duration` with `Duration::from_secs_f64`, which panics on
+/// NaN, infinities and values past 2^64 seconds; such a number is refused here first,
+/// as a parse error naming it.
+fn check_number_durations(query: &str) -> Result<(), String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Before {
+        Other,
+        Duration,
+        Offset,
+    }
+    let mut before = Before::Other;
+    let mut strings = StringLiterals::default();
+    let mut square_depth = 0usize;
+    let mut in_comment = false;
+    let mut chars = query.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if in_comment {
+            in_comment = c != '\n';
+            continue;
+        }
+        if strings.inside(c) {
+            continue;
+        }
+        if c.is_whitespace() {
+            continue;
+        }
+        if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+            let numeric = c.is_ascii_digit() || c == '.';
+            let mut end = i + c.len_utf8();
+            let mut last = c;
+            while let Some(&(j, d)) = chars.peek() {
+                let exponent_sign = numeric && (d == '+' || d == '-') && matches!(last, 'e' | 'E');
+                if !(d.is_ascii_alphanumeric() || d == '_' || d == '.' || exponent_sign) {
+                    break;
+                }
+                last = d;
+                end = j + d.len_utf8();
+                chars.next();
+            }
+            let word = &query[i..end];
+            if before != Before::Other {
+                let value = word.parse::<f64>().ok().or_else(|| {
+                    let hex = word
+                        .strip_prefix("0x")
+                        .or_else(|| word.strip_prefix("0X"))?;
+                    u64::from_str_radix(hex, 16).ok().map(|v| v as f64)
+                });
+                if let Some(v) = value {
+                    if !(v.is_finite() && v >= 0.0 && v < 18_446_744_073_709_551_616.0) {
+                        return Err(format!(
+                            "invalid duration {word:?}: a duration given as a number of seconds must be finite, not negative and below 2^64"
+                        ));
+                    }
+                }
+            }
+            before = if word.eq_ignore_ascii_case("offset") {
+                Before::Offset
+            } else {
+                Before::Other
+            };
+            continue;
+        }
+        before = match c {
+            '[' => {
+                square_depth += 1;
+                Before::Duration
+            }
+            ']' => {
+                square_depth = square_depth.saturating_sub(1);
+                Before::Other
+            }
+            ':' if square_depth > 0 => Before::Duration,
+            '+' | '-' if before == Before::Offset => Before::Offset,
+            '"' | '\'' | '`' => {
+                strings.open(c);
+                Before::Other
+            }
+            '#' => {
+                in_comment = true;
+                Before::Other
+            }
+            _ => Before::Other,
+        };
+    }
+    Ok(())
 }
 
 /// Where a scan of query text stands in its string literals, so that brackets
@@ -1237,6 +1327,57 @@ mod name_dropping_tests {
         let Value::Vector(v) = r.value else { panic!() };
         assert_eq!(v.len(), 2);
         assert!(v.iter().all(|s| s.labels.metric_name().is_none()));
+    }
+}
+
+#[cfg(test)]
+mod number_duration_tests {
+    use super::*;
+    use crate::model::labels::Labels;
+    use crate::model::MemStorage;
+
+    /// A number in a duration's place that no Duration holds is a parse error that
+    /// names it, not a panic inside the parser; numbers that fit still work.
+    #[test]
+    fn numbers_no_duration_holds_are_parse_errors_naming_them() {
+        let mut storage = MemStorage::new();
+        storage.add_samples(
+            Labels::from_pairs([("__name__", "x")]),
+            &[(0, 1.0), (30_000, 2.0), (60_000, 3.0)],
+        );
+        let engine = Engine::new(EngineOptions::default());
+        for (q, word) in [
+            ("x[Inf]", "Inf"),
+            ("x[NaN]", "NaN"),
+            ("x[1e30]", "1e30"),
+            ("max_over_time(x[1:1e300])", "1e300"),
+            ("x offset 1e30", "1e30"),
+            ("x offset -Inf", "Inf"),
+            (
+                "rate(http_requests_total[7777777777777777777777777777777777770000000001700000307.7777777790:7m] @  of-es ft1m)",
+                "7777777777777777777777777777777777770000000001700000307.7777777790",
+            ),
+        ] {
+            match engine.instant_query(&storage, q, 60_000) {
+                Err(QueryError::Parse { message, .. }) => assert_eq!(
+                    message,
+                    format!("invalid duration {word:?}: a duration given as a number of seconds must be finite, not negative and below 2^64"),
+                    "{q}"
+                ),
+                other => panic!("{q}: {other:?}"),
+            }
+        }
+        for q in [
+            "sum_over_time(x[60])",
+            "x offset 30",
+            "max_over_time(x[60:30])",
+            "1e300 * x",
+            "x{a=\"[1e30]\"}",
+            "x # offset Inf",
+            "sum_over_time(x[0x3c])",
+        ] {
+            assert!(engine.instant_query(&storage, q, 60_000).is_ok(), "{q}");
+        }
     }
 }
 

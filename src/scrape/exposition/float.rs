@@ -48,6 +48,10 @@ fn fast_decimal(s: &[u8]) -> Option<f64> {
     for &c in digits {
         match c {
             b'0'..=b'9' => {
+                // More digits than the fast path takes (and than a u64 holds).
+                if n_digits == 15 {
+                    return None;
+                }
                 mantissa = mantissa * 10 + u64::from(c - b'0');
                 n_digits += 1;
                 if let Some(f) = frac_digits.as_mut() {
@@ -58,7 +62,7 @@ fn fast_decimal(s: &[u8]) -> Option<f64> {
             _ => return None,
         }
     }
-    if n_digits == 0 || n_digits > 15 {
+    if n_digits == 0 {
         return None;
     }
     let frac = frac_digits.unwrap_or(0) as usize;
@@ -182,6 +186,16 @@ fn is_canonical_openmetrics_float(s: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Up to 24 characters reach the fast path; more than 15 digits leave it before
+    /// they overflow its u64 (a panic with overflow checks on).
+    #[test]
+    fn long_digit_runs_leave_the_fast_path_without_overflow() {
+        assert_eq!(parse_value(b"99999999999999999999999"), Some(1e23));
+        assert_eq!(parse_value(b"-184467440737095516160"), Some(-1.8446744073709552e20));
+        assert_eq!(parse_value(b"1234567890.12345678901"), Some(1234567890.1234567));
+        assert_eq!(parse_value(b"123456789012345"), Some(123456789012345.0));
+    }
 
     #[test]
     fn go_parse_float_grammar() {
