@@ -19,10 +19,13 @@ pub fn init_plugin_logging() {
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
-/// Installs plain text logging for standalone mode and tools.
+/// Installs plain text logging for standalone mode and tools; colours only on a
+/// terminal, so that a log file or the journal gets plain text.
 pub fn init_standalone_logging() {
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(Level::INFO)
         .try_init();
 }

@@ -198,17 +198,21 @@ async fn hostile_targets() -> String {
             "/garbage",
             get(|| async {
                 let mut x = now_ms() as u64 | 1;
-                (0..8192)
+                let garbage = (0..8192)
                     .map(|_| {
                         x ^= x << 13;
                         x ^= x >> 7;
                         x ^= x << 17;
                         x as u8
                     })
-                    .collect::<Vec<u8>>()
+                    .collect::<Vec<u8>>();
+                ([("content-type", TEXT_FORMAT)], garbage)
             }),
         )
-        .route("/huge", get(move || async move { huge.clone() }))
+        .route(
+            "/huge",
+            get(move || async move { ([("content-type", TEXT_FORMAT)], huge.clone()) }),
+        )
         .route(
             "/stall",
             get(|| async {
@@ -231,10 +235,7 @@ async fn hostile_targets() -> String {
             "/gzip",
             get(move || async move {
                 (
-                    [
-                        ("content-type", "text/plain; version=0.0.4"),
-                        ("content-encoding", "gzip"),
-                    ],
+                    [("content-type", TEXT_FORMAT), ("content-encoding", "gzip")],
                     bomb.clone(),
                 )
             }),
@@ -262,7 +263,7 @@ async fn hostile_targets() -> String {
                 b.push_str(&format!("hostile_odd{{v=\"long\",l=\"{long}\"}} 1\n"));
                 let mut bytes = b.into_bytes();
                 bytes.extend_from_slice(b"hostile_odd{v=\"\xff\xfe\"} 1\n");
-                bytes
+                ([("content-type", TEXT_FORMAT)], bytes)
             }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -272,6 +273,8 @@ async fn hostile_targets() -> String {
     });
     addr
 }
+
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 const HOSTILE_PATHS: &[&str] = &[
     "future", "garbage", "huge", "stall", "churn", "gzip", "cut", "odd",
@@ -1046,6 +1049,11 @@ async fn soak_serve_and_plugin_under_kills_full_disks_and_damage() {
         for c in w.crashes.lock().unwrap().iter() {
             failures.push(format!("{name}: {c}"));
         }
+    }
+    // The log is a file here, as under systemd: plain text, no terminal colours.
+    let serve_log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+    if serve_log.contains('\x1b') {
+        failures.push("serve's log to a file holds terminal escape codes".into());
     }
     let damage_events = run.serve.damage_notes.lock().unwrap().len();
     if damage_events == 0 || run.serve.damaged_ranges.lock().unwrap().is_empty() {
