@@ -257,7 +257,7 @@ fn check_number_durations(query: &str) -> Result<(), String> {
                     u64::from_str_radix(hex, 16).ok().map(|v| v as f64)
                 });
                 if let Some(v) = value {
-                    if !(v.is_finite() && v >= 0.0 && v < 18_446_744_073_709_551_616.0) {
+                    if !(0.0..18_446_744_073_709_551_616.0).contains(&v) {
                         return Err(format!(
                             "invalid duration {word:?}: a duration given as a number of seconds must be finite, not negative and below 2^64"
                         ));

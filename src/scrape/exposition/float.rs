@@ -192,8 +192,14 @@ mod tests {
     #[test]
     fn long_digit_runs_leave_the_fast_path_without_overflow() {
         assert_eq!(parse_value(b"99999999999999999999999"), Some(1e23));
-        assert_eq!(parse_value(b"-184467440737095516160"), Some(-1.8446744073709552e20));
-        assert_eq!(parse_value(b"1234567890.12345678901"), Some(1234567890.1234567));
+        assert_eq!(
+            parse_value(b"-184467440737095516160"),
+            Some(-184_467_440_737_095_516_160.0)
+        );
+        assert_eq!(
+            parse_value(b"1234567890.12345678901"),
+            Some(1234567890.1234567)
+        );
         assert_eq!(parse_value(b"123456789012345"), Some(123456789012345.0));
     }
 
