@@ -368,7 +368,11 @@ impl Reader {
         if node.is_null() {
             return None;
         }
-        let text = self.string(node);
+        let Some(text) = node.scalar_text() else {
+            let m = node.cannot_unmarshal("string");
+            self.error(node, m);
+            return None;
+        };
         match parse_duration(&text) {
             Ok(d) => Some(d),
             Err(e) => {
