@@ -155,7 +155,13 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
         }
         let _ = writeln!(out, "{name}{labels} {value}");
     }
-    let histograms: [(&str, &str, fn(&Tenant) -> &super::LatencyHistogram); 2] = [
+    /// A histogram's name, help and where a tenant keeps it.
+    type Histogram = (
+        &'static str,
+        &'static str,
+        fn(&Tenant) -> &super::LatencyHistogram,
+    );
+    let histograms: [Histogram; 2] = [
         (
             "arrowmon_query_duration_seconds",
             "Time to evaluate a query.",
