@@ -154,9 +154,11 @@ fn main() -> ExitCode {
                     names,
                     ignore_unknown_fields,
                 };
-                let failed = files
-                    .iter()
-                    .fold(false, |failed, f| !check_rule_file(f, &opts, "") || failed);
+                // Every file is checked, also after one has failed.
+                let mut failed = false;
+                for f in &files {
+                    failed |= !check_rule_file(f, &opts, "");
+                }
                 if failed {
                     ExitCode::from(1)
                 } else {

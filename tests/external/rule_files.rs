@@ -150,10 +150,7 @@ fn problems(stderr: &[u8], file: &Path) -> BTreeMap<String, BTreeSet<Vec<String>
             continue;
         }
         let mut positions = Vec::new();
-        loop {
-            let Some((head, rest)) = l.split_once(": ") else {
-                break;
-            };
+        while let Some((head, rest)) = l.split_once(": ") {
             let is_position = head
                 .split_once(':')
                 .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
