@@ -388,3 +388,39 @@ fn known_differences_from_promtool_2_42() {
     assert!(String::from_utf8_lossy(&p.stderr).contains("unclosed action"));
     assert!(arrowmon(&["check-rules"], &f).status.success());
 }
+
+/// As Prometheus, `serve` does not start with invalid rule files, and says
+/// which file, where and why.
+#[test]
+fn a_bad_rule_file_stops_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("bad.rules.yml"),
+        "groups:\n  - name: g\n    rules:\n      - record: x\n",
+    )
+    .unwrap();
+    let config = d.join("prometheus.yml");
+    std::fs::write(&config, "rule_files: ['*.rules.yml']\nscrape_configs: []\n").unwrap();
+    let out = crate::support::serve_command(
+        &config,
+        &d.join("data"),
+        &format!("127.0.0.1:{}", crate::support::free_port()),
+    )
+    .stderr(Stdio::piped())
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: 0:0: group \"g\", rule 1, \"x\": field 'expr' must be set in rule",
+            d.join("bad.rules.yml").display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !d.join("data").exists(),
+        "serve opened its store before refusing"
+    );
+}
