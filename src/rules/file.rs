@@ -549,6 +549,17 @@ fn validate_rule(r: RawRule, names: NameValidation) -> Result<Rule, (String, Pro
         }
     }
 
+    // Templates are parsed for alerting rules only (Prometheus's testTemplateParsing).
+    if !alert.is_empty() {
+        let template = format!("__alert_{alert}");
+        for (what, map) in [("label", &r.labels), ("annotation", &r.annotations)] {
+            for (k, v) in map {
+                if let Err(e) = super::template::check(&template, v) {
+                    problem(&[], format!("{what} {}: {e}", go_quote(k)));
+                }
+            }
+        }
+    }
     let alerting = !alert.is_empty();
     let name = if alerting { alert } else { record };
     match parsed {

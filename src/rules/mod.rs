@@ -11,9 +11,11 @@
 //!   [`NameValidation::Legacy`] is asked for (Prometheus 2's character sets).
 //!
 //! Differences from Prometheus, on purpose or not yet done:
-//! * The templates of alert labels and annotations are not parsed here yet
-//!   (Prometheus reports a malformed Go template, e.g. `unclosed action`); they
-//!   come with the template engine of rule evaluation.
+//! * The templates of alert labels and annotations are checked by a lexer of
+//!   Go's template syntax ([`template`]), not by Go's parser: it reports
+//!   unclosed actions, comments and quotes, unbalanced blocks and parentheses,
+//!   unknown functions and undeclared variables, with Go's messages, and lets
+//!   pass what it cannot tell (Prometheus would refuse, e.g., `{{ 1 2 }}`).
 //! * Expressions are parsed by promql-parser (the project's parser): its error
 //!   texts differ from Prometheus's after `could not parse expression:`.
 //! * A malformed duration is listed among the YAML errors with its line;
@@ -24,6 +26,7 @@
 //!   column), where yaml.v3 prints the line of the enclosing collection.
 
 mod file;
+mod template;
 mod yaml;
 
 use std::path::{Path, PathBuf};

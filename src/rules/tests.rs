@@ -399,3 +399,23 @@ fn deep_or_huge_input_is_an_error_not_a_crash() {
     let e = errors(&deep_expr);
     assert!(e[0].contains("could not parse expression"), "{e:?}");
 }
+
+#[test]
+fn alert_templates_are_parsed() {
+    let text = one_rule(
+        "alert: A\n        expr: up\n        labels: {s: \"{{ if }}\"}\n        annotations:\n          a: \"{{ $labels.x \"\n          b: \"{{ foo }}\"\n          c: \"{{ $labels.instance }} ok\"",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "group \"g\", rule 1, \"A\": label \"s\": template: __alert_A:1: unexpected EOF",
+            "group \"g\", rule 1, \"A\": annotation \"a\": template: __alert_A:1: unclosed action",
+            "group \"g\", rule 1, \"A\": annotation \"b\": template: __alert_A:1: function \"foo\" not defined",
+        ]
+    );
+    // Recording rules' labels are not templates.
+    assert!(errors(&one_rule(
+        "record: a\n        expr: up\n        labels: {s: \"{{\"}"
+    ))
+    .is_empty());
+}
