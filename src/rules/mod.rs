@@ -22,6 +22,8 @@
 //!   Prometheus stops at it and prints it without a line.
 //! * Labels and annotations are reported in name order (Prometheus's order is a
 //!   Go map's, which varies from run to run).
+//! * YAML merge keys (`<<: *defaults`) are not merged: `<<` is an unknown
+//!   field. yaml.v3 merges them.
 //! * A YAML syntax error carries libyaml's own positions (1-based line and
 //!   column), where yaml.v3 prints the line of the enclosing collection.
 

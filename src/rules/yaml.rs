@@ -7,7 +7,10 @@
 //! from that error and carries on with the value. The event for the scalar has
 //! been consumed by then, so the deserializer's state stays consistent. A mapping
 //! or sequence takes the position of its first child: for a block mapping this
-//! is where yaml.v3 puts the mapping too (its first key).
+//! is where yaml.v3 puts the mapping too (its first key). The position is read
+//! from the error's text ("… at line L column C"), since the seed sees the
+//! error only as its deserializer's generic error type; the tests below pin
+//! that text.
 
 use std::cell::RefCell;
 use std::fmt;
