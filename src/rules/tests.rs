@@ -408,7 +408,7 @@ fn alert_templates_are_parsed() {
     assert_eq!(
         errors(&text),
         [
-            "group \"g\", rule 1, \"A\": label \"s\": template: __alert_A:1: unexpected EOF",
+            "group \"g\", rule 1, \"A\": label \"s\": template: __alert_A:1: missing value for if",
             "group \"g\", rule 1, \"A\": annotation \"a\": template: __alert_A:1: unclosed action",
             "group \"g\", rule 1, \"A\": annotation \"b\": template: __alert_A:1: function \"foo\" not defined",
         ]
