@@ -68,8 +68,21 @@ enum Command {
         #[arg(long = "query.max-memory")]
         query_max_memory: Option<String>,
     },
-    /// Validate a scrape config and print the targets it would scrape.
+    /// Validate a scrape config and print the targets it would scrape; the rule
+    /// files it names are checked as `check-rules` checks them.
     CheckConfig { file: PathBuf },
+    /// Validate rule files as `promtool check rules` does, with its messages.
+    CheckRules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// How metric and label names are checked: utf8 (Prometheus 3) or
+        /// legacy (Prometheus 2's character sets).
+        #[arg(long = "validation-scheme", default_value = "utf8")]
+        validation_scheme: String,
+        /// Skip fields Prometheus does not know instead of refusing them.
+        #[arg(long = "ignore-unknown-fields")]
+        ignore_unknown_fields: bool,
+    },
     /// Validate web configuration files (`serve --web.config.file`), certificates included.
     CheckWebConfig {
         #[arg(required = true)]
@@ -131,6 +144,32 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::CheckRules {
+            files,
+            validation_scheme,
+            ignore_unknown_fields,
+        }) => match arrowmon::rules::NameValidation::parse(&validation_scheme) {
+            Ok(names) => {
+                let opts = arrowmon::rules::ParseOptions {
+                    names,
+                    ignore_unknown_fields,
+                };
+                // Every file is checked, also after one has failed.
+                let mut failed = false;
+                for f in &files {
+                    failed |= !check_rule_file(f, &opts, "");
+                }
+                if failed {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("--validation-scheme: {e}");
+                ExitCode::from(2)
+            }
+        },
         Some(Command::CheckWebConfig { files }) => check_web_config(&files),
         Some(Command::Import {
             format:
@@ -240,7 +279,24 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             println!("{}: valid, {} job(s)", path.display(), cfg.jobs.len());
             let report = arrowmon::scrape::check::describe(&cfg);
             print!("{}", report.text);
-            if report.problems > 0 {
+            let mut failed = report.problems > 0;
+            match arrowmon::rules::rule_files_named(&cfg.rule_files) {
+                Ok(files) => {
+                    if !files.is_empty() {
+                        println!("  SUCCESS: {} rule files found", files.len());
+                    }
+                    let opts = arrowmon::rules::ParseOptions::default();
+                    for f in &files {
+                        println!();
+                        failed |= !check_rule_file(f, &opts, "    ");
+                    }
+                }
+                Err(e) => {
+                    eprintln!("  FAILED: rule_files: {e}");
+                    failed = true;
+                }
+            }
+            if failed {
                 return ExitCode::from(1);
             }
             ExitCode::SUCCESS
@@ -250,6 +306,43 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Checks one rule file and prints the result as promtool does: "Checking F",
+/// then "  SUCCESS: N rules found" or "  FAILED:" and each problem on stderr
+/// (indented by `indent`, as `check config` indents them). Duplicate rules are a
+/// warning, as promtool's default lint: printed, not failed. Returns whether the
+/// file is valid.
+fn check_rule_file(
+    path: &std::path::Path,
+    opts: &arrowmon::rules::ParseOptions,
+    indent: &str,
+) -> bool {
+    println!("Checking {}", path.display());
+    let ok = match arrowmon::rules::load_rule_file(path, opts) {
+        Ok(groups) => {
+            let dups = arrowmon::rules::duplicate_rules(&groups);
+            if dups.is_empty() {
+                println!("  SUCCESS: {} rules found", groups.rule_count());
+            } else {
+                eprintln!("  FAILED:");
+                eprintln!(
+                    "{indent}{}",
+                    arrowmon::rules::duplicate_rules_message(&dups)
+                );
+            }
+            true
+        }
+        Err(errors) => {
+            eprintln!("  FAILED:");
+            for e in errors {
+                eprintln!("{indent}{e}");
+            }
+            false
+        }
+    };
+    println!();
+    ok
 }
 
 fn check_web_config(files: &[PathBuf]) -> ExitCode {
@@ -325,6 +418,7 @@ async fn serve(
     limits: arrowmon::tenant::QueryLimits,
 ) -> Result<(), String> {
     let cfg = load_config(&config)?;
+    load_rule_files(&cfg)?;
     // Checked before anything is opened: a bad web config must not leave a
     // server running without the protection it asked for.
     let web_config = match &web_config_file {
@@ -356,6 +450,34 @@ async fn serve(
     tenant.shutdown().await;
     tracing::info!("arrowmon stopped");
     Ok(())
+}
+
+/// Reads and checks the rule files the config names. As Prometheus does, a
+/// server whose rule files are invalid does not start; every problem is listed.
+fn load_rule_files(cfg: &ScrapeConfig) -> Result<Vec<arrowmon::rules::RuleGroups>, String> {
+    let files = arrowmon::rules::rule_files_named(&cfg.rule_files)
+        .map_err(|e| format!("rule_files: {e}"))?;
+    let opts = arrowmon::rules::ParseOptions::default();
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for f in &files {
+        match arrowmon::rules::load_rule_file(f, &opts) {
+            Ok(groups) => loaded.push(groups),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(format!("invalid rule files:\n{}", errors.join("\n")));
+    }
+    let rules: usize = loaded.iter().map(|g| g.rule_count()).sum();
+    if !files.is_empty() {
+        tracing::warn!(
+            files = files.len(),
+            rules,
+            "rule files read and checked; rules are not evaluated yet"
+        );
+    }
+    Ok(loaded)
 }
 
 /// The known-differences list is part of the source tree and compiled in, so the

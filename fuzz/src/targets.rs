@@ -218,6 +218,42 @@ pub fn scrape_config(data: &[u8]) {
     }
 }
 
+/// A rule file as `check-rules` and `serve` read it, with both name schemes and
+/// unknown fields refused or skipped. What it accepts is complete: every group
+/// named once, every rule named, with an expression; every error has a text.
+pub fn rule_file(data: &[u8]) {
+    use arrowmon::rules::{parse_rule_file, NameValidation, ParseOptions};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for (names, ignore_unknown_fields) in [
+        (NameValidation::Utf8, false),
+        (NameValidation::Legacy, true),
+    ] {
+        let opts = ParseOptions {
+            names,
+            ignore_unknown_fields,
+        };
+        match parse_rule_file(text, &opts) {
+            Ok(groups) => {
+                let mut seen = std::collections::HashSet::new();
+                for g in &groups.groups {
+                    assert!(!g.name.is_empty() && seen.insert(&g.name), "{:?}", g.name);
+                    for r in &g.rules {
+                        assert!(!r.name.is_empty() && !r.expr.is_empty(), "{r:?}");
+                    }
+                }
+            }
+            Err(errors) => {
+                assert!(!errors.is_empty());
+                for e in errors {
+                    assert!(!e.to_string().is_empty(), "{e:?}");
+                }
+            }
+        }
+    }
+}
+
 /// A datasource's jsonData as Grafana sends it, and everything read from it.
 pub fn datasource_settings(data: &[u8]) {
     let secure = HashMap::from([("password".to_string(), "pw".to_string())]);

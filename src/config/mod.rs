@@ -48,6 +48,8 @@ struct RawFile {
     global: RawGlobal,
     #[serde(default)]
     scrape_configs: Vec<RawJob>,
+    #[serde(default)]
+    rule_files: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -55,6 +57,8 @@ struct RawFile {
 struct RawGlobal {
     scrape_interval: Option<String>,
     scrape_timeout: Option<String>,
+    evaluation_interval: Option<String>,
+    rule_query_offset: Option<String>,
     #[serde(default)]
     external_labels: BTreeMap<String, String>,
 }
@@ -241,9 +245,18 @@ pub struct ScrapeConfig {
     /// to stored series.
     pub external_labels: Labels,
     pub jobs: Vec<ScrapeJob>,
+    /// `rule_files`: patterns (the last path element may hold `*`), relative to
+    /// the config file's folder once [`ScrapeConfig::resolve_paths`] has run.
+    /// Only a config file of the user's own (`serve`) names rule files.
+    pub rule_files: Vec<PathBuf>,
+    /// How often rule groups without an `interval` of their own are evaluated.
+    pub evaluation_interval: Duration,
+    /// How far back rule groups without a `query_offset` of their own query.
+    pub rule_query_offset: Duration,
 }
 
 pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ScrapeConfig {
@@ -254,6 +267,9 @@ impl ScrapeConfig {
                 global_interval: DEFAULT_SCRAPE_INTERVAL,
                 external_labels: Labels::empty(),
                 jobs: Vec::new(),
+                rule_files: Vec::new(),
+                evaluation_interval: DEFAULT_EVALUATION_INTERVAL,
+                rule_query_offset: Duration::ZERO,
             });
         }
         let raw: RawFile = serde_norway::from_str(yaml).map_err(|e| yaml_error(yaml, e))?;
@@ -269,6 +285,19 @@ impl ScrapeConfig {
             "scrape_timeout",
         )?
         .unwrap_or(DEFAULT_SCRAPE_TIMEOUT);
+        let evaluation_interval = opt_duration(
+            raw.global.evaluation_interval.as_deref(),
+            "global",
+            "evaluation_interval",
+        )?
+        .unwrap_or(DEFAULT_EVALUATION_INTERVAL);
+        let rule_query_offset = opt_duration(
+            raw.global.rule_query_offset.as_deref(),
+            "global",
+            "rule_query_offset",
+        )?
+        .unwrap_or(Duration::ZERO);
+        let rule_files = rule_file_patterns(raw.rule_files, secrets)?;
         let mut jobs: Vec<ScrapeJob> = Vec::new();
         for rj in raw.scrape_configs {
             if jobs.iter().any(|j| j.name == rj.job_name) {
@@ -288,6 +317,9 @@ impl ScrapeConfig {
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             ),
             jobs,
+            rule_files,
+            evaluation_interval,
+            rule_query_offset,
         })
     }
 
@@ -316,6 +348,9 @@ impl ScrapeConfig {
                 }
             }
         };
+        for f in &mut self.rule_files {
+            fix(f);
+        }
         for job in &mut self.jobs {
             for sd in &mut job.file_sd {
                 for f in &mut sd.files {
@@ -348,6 +383,40 @@ impl ScrapeConfig {
             .iter()
             .flat_map(|j| j.targets.iter().map(move |t| (j, t)))
     }
+}
+
+/// Checks `rule_files` as Prometheus does: only the last path element may hold
+/// `*` (`invalid rule file path`). A datasource's scrape config cannot name
+/// files on Grafana's server.
+fn rule_file_patterns(
+    patterns: Vec<String>,
+    secrets: &SecretSource<'_>,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    if !patterns.is_empty() && matches!(secrets, SecretSource::Grafana(_)) {
+        return Err(ConfigError::Invalid(
+            "rule_files: a datasource's scrape config cannot name rule files; \
+             they belong to the config file of `gpx_arrowmon serve`"
+                .into(),
+        ));
+    }
+    patterns
+        .into_iter()
+        .map(|p| {
+            // Prometheus: ^[^*]*(\*[^/]*)?$
+            let valid = match p.find('*') {
+                None => true,
+                Some(i) => !p[i + 1..].contains(['*', '/']),
+            };
+            if valid {
+                Ok(PathBuf::from(p))
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "invalid rule file path {}",
+                    crate::model::labels::go_quote(&p)
+                )))
+            }
+        })
+        .collect()
 }
 
 fn job_err(job: &str, message: impl Into<String>) -> ConfigError {
@@ -867,6 +936,48 @@ scrape_configs:
         .unwrap();
         assert_eq!(c.jobs[0].timeout, Duration::from_secs(5));
         assert_eq!(parse_bytes("10MB").unwrap(), 10 << 20);
+    }
+
+    #[test]
+    fn rule_files_and_evaluation_settings() {
+        let yaml = "global:\n  evaluation_interval: 15s\n  rule_query_offset: 1m\nrule_files:\n  - rules/*.yml\n  - /etc/x.yml\n";
+        let mut c = ScrapeConfig::parse(yaml, &SecretSource::File).unwrap();
+        assert_eq!(c.evaluation_interval, Duration::from_secs(15));
+        assert_eq!(c.rule_query_offset, Duration::from_secs(60));
+        c.resolve_paths(Path::new("/srv/prom"));
+        assert_eq!(
+            c.rule_files,
+            [
+                PathBuf::from("/srv/prom/rules/*.yml"),
+                PathBuf::from("/etc/x.yml")
+            ]
+        );
+        let empty = ScrapeConfig::parse("", &SecretSource::File).unwrap();
+        assert_eq!(empty.evaluation_interval, DEFAULT_EVALUATION_INTERVAL);
+        for (bad, want) in [
+            (
+                "rule_files: ['a/*/b.yml']",
+                "invalid rule file path \"a/*/b.yml\"",
+            ),
+            (
+                "rule_files: ['*.yml*']",
+                "invalid rule file path \"*.yml*\"",
+            ),
+            (
+                "global:\n  evaluation_interval: 1x\n",
+                "global.evaluation_interval",
+            ),
+        ] {
+            let err = ScrapeConfig::parse(bad, &SecretSource::File)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{bad}: {err}");
+        }
+        let s = grafana_secrets();
+        let err = ScrapeConfig::parse("rule_files: [a.yml]", &SecretSource::Grafana(&s))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rule_files"), "{err}");
     }
 
     /// Prometheus reads sizes with fractions (`1.5GB`), and so does the config

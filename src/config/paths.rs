@@ -6,7 +6,7 @@
 //! plugin section, then Grafana's paths, then the Debian/RPM package defaults.
 
 use super::StoreSettings;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PluginFolders {
@@ -59,6 +59,68 @@ impl PluginFolders {
     pub fn from_process_env() -> PluginFolders {
         PluginFolders::from_env(|k| std::env::var(k).ok())
     }
+}
+
+/// The files a pattern names now, sorted: the last path element may hold `*`
+/// and `?` (file_sd files and rule files are matched so). A pattern without
+/// them names the file if it exists.
+pub fn expand_glob(pattern: &Path) -> Vec<PathBuf> {
+    let Some(name) = pattern.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    if !name.contains(['*', '?']) {
+        return if pattern.is_file() {
+            vec![pattern.to_path_buf()]
+        } else {
+            Vec::new()
+        };
+    }
+    let dir = match pattern.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| wildcard_match(name.as_bytes(), n.as_bytes()))
+        })
+        .map(|e| dir.join(e.file_name()))
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+/// `*` and `?` matching over a single path element.
+pub fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]

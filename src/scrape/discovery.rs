@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
+use crate::config::paths::expand_glob;
 use crate::config::{FileSdConfig, TargetGroup};
 
 pub const META_FILEPATH: &str = "__meta_filepath";
@@ -75,7 +76,7 @@ impl FileDiscovery {
         let mut paths = BTreeSet::new();
         for c in &self.configs {
             for pattern in &c.files {
-                paths.extend(expand(pattern));
+                paths.extend(expand_glob(pattern));
             }
         }
         let mut changed = first;
@@ -134,66 +135,6 @@ pub fn read_once(configs: &[FileSdConfig]) -> (Vec<TargetGroup>, Vec<String>) {
     (d.groups(), d.errors())
 }
 
-/// The files a pattern names now.
-fn expand(pattern: &Path) -> Vec<PathBuf> {
-    let Some(name) = pattern.file_name().and_then(|n| n.to_str()) else {
-        return Vec::new();
-    };
-    if !name.contains(['*', '?']) {
-        return if pattern.is_file() {
-            vec![pattern.to_path_buf()]
-        } else {
-            Vec::new()
-        };
-    }
-    let dir = match pattern.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| wildcard_match(name.as_bytes(), n.as_bytes()))
-        })
-        .map(|e| dir.join(e.file_name()))
-        .filter(|p| p.is_file())
-        .collect();
-    out.sort();
-    out
-}
-
-/// `*` and `?` matching over a single path element.
-fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, n));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == name[n] => {
-                p += 1;
-                n += 1;
-            }
-            _ => match star {
-                Some((sp, sn)) => {
-                    p = sp + 1;
-                    n = sn + 1;
-                    star = Some((sp, sn + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
-}
-
 /// Reads one file: a list of `{targets: [...], labels: {...}}`, JSON when the name
 /// ends in `.json`, YAML otherwise.
 pub fn read_file(path: &Path) -> Result<Vec<TargetGroup>, String> {
@@ -228,6 +169,7 @@ pub fn read_file(path: &Path) -> Result<Vec<TargetGroup>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::paths::wildcard_match;
 
     #[test]
     fn wildcards() {

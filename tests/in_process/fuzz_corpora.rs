@@ -55,6 +55,7 @@ replay_tests!(
     exposition_openmetrics,
     promql,
     scrape_config,
+    rule_file,
     datasource_settings,
     wal_replay,
     block_open,
