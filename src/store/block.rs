@@ -878,58 +878,131 @@ struct SampleFile {
     batches: Vec<arrow_ipc::Block>,
 }
 
+/// An Arrow IPC file's schema and record batch blocks from its footer, each block
+/// checked to lie inside the file.
+fn ipc_file_batches(
+    file: &File,
+    path: &Path,
+) -> Result<(arrow_schema::Schema, Vec<arrow_ipc::Block>), BlockError> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().map_err(io_err(path))?.len();
+    let arrow = |source| BlockError::Arrow {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut trailer = [0u8; 10];
+    if len < 10 + 8 {
+        return Err(corrupt(
+            path,
+            format!("{len} bytes: too short for an Arrow file"),
+        ));
+    }
+    file.read_exact_at(&mut trailer, len - 10)
+        .map_err(io_err(path))?;
+    let footer_len = arrow_ipc::reader::read_footer_length(trailer).map_err(arrow)? as u64;
+    if footer_len > len - 10 {
+        return Err(corrupt(
+            path,
+            format!("footer of {footer_len} bytes in a {len}-byte file"),
+        ));
+    }
+    let mut footer_buf = vec![0u8; footer_len as usize];
+    file.read_exact_at(&mut footer_buf, len - 10 - footer_len)
+        .map_err(io_err(path))?;
+    let footer = arrow_ipc::root_as_footer(&footer_buf)
+        .map_err(|e| corrupt(path, format!("unreadable IPC footer: {e}")))?;
+    let schema = footer
+        .schema()
+        .ok_or_else(|| corrupt(path, "IPC footer without a schema"))
+        .and_then(|s| arrow_ipc::convert::try_fb_to_schema(s).map_err(arrow))?;
+    let batches: Vec<arrow_ipc::Block> = footer
+        .recordBatches()
+        .map(|b| b.iter().copied().collect())
+        .unwrap_or_default();
+    for b in &batches {
+        let end = (b.offset() as u64)
+            .checked_add(b.metaDataLength() as u64)
+            .and_then(|e| e.checked_add(b.bodyLength() as u64));
+        if b.offset() < 0
+            || b.metaDataLength() < 0
+            || b.bodyLength() < 0
+            || end.is_none_or(|e| e > len)
+        {
+            return Err(corrupt(path, "record batch outside the file"));
+        }
+    }
+    Ok((schema, batches))
+}
+
+/// The record batch header of an IPC message as a block stores it: the
+/// continuation marker and length (or, in the oldest layout, only the length),
+/// then the flatbuffer.
+fn ipc_message(meta: &[u8]) -> Result<arrow_ipc::Message<'_>, String> {
+    let message = if meta.starts_with(&[0xff; 4]) {
+        meta.get(8..)
+    } else {
+        meta.get(4..)
+    };
+    arrow_ipc::root_as_message(message.unwrap_or_default())
+        .map_err(|e| format!("unreadable IPC message: {e}"))
+}
+
+/// Checks a series file's compressed buffers before Arrow's reader decodes them:
+/// Arrow allocates each buffer's stated uncompressed length at once, so a damaged
+/// or crafted length would ask for any amount of memory (an abort, not an error).
+/// arrowmon writes ZSTD, whose frames expand at most 32768-fold (a 4-byte RLE
+/// block of 128 KiB); a stated length past that is damage, as is another codec.
+fn check_series_buffers(path: &Path) -> Result<(), BlockError> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path).map_err(io_err(path))?;
+    let (_, batches) = ipc_file_batches(&file, path)?;
+    let mut meta = Vec::new();
+    for (i, b) in batches.iter().enumerate() {
+        let bad = |what: String| corrupt(path, format!("batch {i}: {what}"));
+        meta.resize(b.metaDataLength() as usize, 0);
+        file.read_exact_at(&mut meta, b.offset() as u64)
+            .map_err(io_err(path))?;
+        let message = ipc_message(&meta).map_err(bad)?;
+        let Some(batch) = message.header_as_record_batch() else {
+            return Err(bad("not a record batch".into()));
+        };
+        match batch.compression().map(|c| c.codec()) {
+            None => continue,
+            Some(arrow_ipc::CompressionType::ZSTD) => {}
+            Some(other) => return Err(bad(format!("compressed with {other:?}, not ZSTD"))),
+        }
+        let body_start = b.offset() as u64 + b.metaDataLength() as u64;
+        for (k, desc) in batch.buffers().into_iter().flatten().enumerate() {
+            if desc.length() < 8 {
+                continue;
+            }
+            if desc.offset() < 0
+                || (desc.offset() as u64 + desc.length() as u64) > b.bodyLength() as u64
+            {
+                return Err(bad(format!("buffer {k} lies outside the batch")));
+            }
+            let mut prefix = [0u8; 8];
+            file.read_exact_at(&mut prefix, body_start + desc.offset() as u64)
+                .map_err(io_err(path))?;
+            let stated = i64::from_le_bytes(prefix);
+            let most = (desc.length() as u64 - 8) * 32_768 + 131_072;
+            if stated < -1 || stated as u64 > most && stated != -1 {
+                return Err(bad(format!(
+                    "buffer {k}: stated uncompressed length {stated} is out of bounds for {} compressed bytes",
+                    desc.length() - 8
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl SampleFile {
     fn open(path: &Path, format_version: u32) -> Result<SampleFile, BlockError> {
-        use std::os::unix::fs::FileExt;
         let file = File::open(path).map_err(io_err(path))?;
-        let len = file.metadata().map_err(io_err(path))?.len();
-        let arrow = |source| BlockError::Arrow {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut trailer = [0u8; 10];
-        if len < 10 + 8 {
-            return Err(corrupt(
-                path,
-                format!("{len} bytes: too short for an Arrow file"),
-            ));
-        }
-        file.read_exact_at(&mut trailer, len - 10)
-            .map_err(io_err(path))?;
-        let footer_len = arrow_ipc::reader::read_footer_length(trailer).map_err(arrow)? as u64;
-        if footer_len > len - 10 {
-            return Err(corrupt(
-                path,
-                format!("footer of {footer_len} bytes in a {len}-byte file"),
-            ));
-        }
-        let mut footer_buf = vec![0u8; footer_len as usize];
-        file.read_exact_at(&mut footer_buf, len - 10 - footer_len)
-            .map_err(io_err(path))?;
-        let footer = arrow_ipc::root_as_footer(&footer_buf)
-            .map_err(|e| corrupt(path, format!("unreadable IPC footer: {e}")))?;
-        let schema = footer
-            .schema()
-            .ok_or_else(|| corrupt(path, "IPC footer without a schema"))
-            .and_then(|s| arrow_ipc::convert::try_fb_to_schema(s).map_err(arrow))?;
+        let (schema, batches) = ipc_file_batches(&file, path)?;
         if schema.fields() != samples_schema(format_version).fields() {
             return Err(corrupt(path, format!("unexpected columns {schema:?}")));
-        }
-        let batches: Vec<arrow_ipc::Block> = footer
-            .recordBatches()
-            .map(|b| b.iter().copied().collect())
-            .unwrap_or_default();
-        for b in &batches {
-            let end = (b.offset() as u64)
-                .checked_add(b.metaDataLength() as u64)
-                .and_then(|e| e.checked_add(b.bodyLength() as u64));
-            if b.offset() < 0
-                || b.metaDataLength() < 0
-                || b.bodyLength() < 0
-                || end.is_none_or(|e| e > len)
-            {
-                return Err(corrupt(path, "record batch outside the file"));
-            }
         }
         Ok(SampleFile {
             path: path.to_path_buf(),
@@ -960,13 +1033,7 @@ impl SampleFile {
         let (meta, body) = into.raw.split_at(meta_len);
         // An IPC message: the continuation marker and length (or, in the oldest
         // layout, only the length), then the flatbuffer.
-        let message = if meta.starts_with(&[0xff; 4]) {
-            meta.get(8..)
-        } else {
-            meta.get(4..)
-        };
-        let message = arrow_ipc::root_as_message(message.unwrap_or_default())
-            .map_err(|e| bad(format!("unreadable IPC message: {e}")))?;
+        let message = ipc_message(meta).map_err(bad)?;
         let batch = message
             .header_as_record_batch()
             .ok_or_else(|| bad("not a record batch".into()))?;
@@ -1125,6 +1192,7 @@ impl Block {
         verify_file(dir, "samples.arrow", meta.files.get("samples.arrow"))?;
 
         let path = dir.join("series.arrow");
+        check_series_buffers(&path)?;
         let f = File::open(&path).map_err(io_err(&path))?;
         let arrow = |source| BlockError::Arrow {
             path: path.clone(),
