@@ -26,17 +26,31 @@ fn inputs(target: &str) -> Vec<PathBuf> {
     out
 }
 
+/// The stack libFuzzer's inputs run on (the main thread's 8 MiB). The corpora hold
+/// regexes nested up to the regex crate's limit (250), whose compiler recurses a few
+/// frames a level: under 300 KiB optimised, but more than a test thread's 2 MiB in
+/// an unoptimised `cargo test`.
+const FUZZ_STACK_BYTES: usize = 8 << 20;
+
 fn replay(target: &str, body: fn(&[u8])) {
     let files = inputs(target);
     assert!(
         !files.is_empty(),
         "fuzz/corpus/{target} holds no inputs: the fuzz target would be untested"
     );
-    for f in &files {
-        let data = std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        let outcome = std::panic::catch_unwind(|| body(&data));
-        assert!(outcome.is_ok(), "{} fails target {target}", f.display());
-    }
+    let target = target.to_string();
+    std::thread::Builder::new()
+        .stack_size(FUZZ_STACK_BYTES)
+        .spawn(move || {
+            for f in &files {
+                let data = std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                let outcome = std::panic::catch_unwind(|| body(&data));
+                assert!(outcome.is_ok(), "{} fails target {target}", f.display());
+            }
+        })
+        .expect("start the replay thread")
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p));
 }
 
 macro_rules! replay_tests {
