@@ -418,7 +418,7 @@ async fn serve(
     limits: arrowmon::tenant::QueryLimits,
 ) -> Result<(), String> {
     let cfg = load_config(&config)?;
-    load_rule_files(&cfg)?;
+    arrowmon::rules::load_rule_files(&cfg.rule_files)?;
     // Checked before anything is opened: a bad web config must not leave a
     // server running without the protection it asked for.
     let web_config = match &web_config_file {
@@ -436,6 +436,7 @@ async fn serve(
     };
     let tenant = Arc::new(Tenant::open(&data_dir, SecretMode::File, opts)?);
     tenant.set_query_limits(limits);
+    tenant.set_external_url(&format!("http://{listen}")).await;
     tenant.apply_config(Ok(cfg)).await;
     let engine = Arc::new(Engine::new(EngineOptions::default()));
     let listener = tokio::net::TcpListener::bind(listen)
@@ -450,34 +451,6 @@ async fn serve(
     tenant.shutdown().await;
     tracing::info!("arrowmon stopped");
     Ok(())
-}
-
-/// Reads and checks the rule files the config names. As Prometheus does, a
-/// server whose rule files are invalid does not start; every problem is listed.
-fn load_rule_files(cfg: &ScrapeConfig) -> Result<Vec<arrowmon::rules::RuleGroups>, String> {
-    let files = arrowmon::rules::rule_files_named(&cfg.rule_files)
-        .map_err(|e| format!("rule_files: {e}"))?;
-    let opts = arrowmon::rules::ParseOptions::default();
-    let mut loaded = Vec::new();
-    let mut errors = Vec::new();
-    for f in &files {
-        match arrowmon::rules::load_rule_file(f, &opts) {
-            Ok(groups) => loaded.push(groups),
-            Err(e) => errors.extend(e),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(format!("invalid rule files:\n{}", errors.join("\n")));
-    }
-    let rules: usize = loaded.iter().map(|g| g.rule_count()).sum();
-    if !files.is_empty() {
-        tracing::warn!(
-            files = files.len(),
-            rules,
-            "rule files read and checked; rules are not evaluated yet"
-        );
-    }
-    Ok(loaded)
 }
 
 /// The known-differences list is part of the source tree and compiled in, so the

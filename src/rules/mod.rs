@@ -27,6 +27,7 @@
 //! * A YAML syntax error carries libyaml's own positions (1-based line and
 //!   column), where yaml.v3 prints the line of the enclosing collection.
 
+pub mod eval;
 mod file;
 mod template;
 mod yaml;
@@ -52,6 +53,25 @@ pub fn load_rule_file(path: &Path, opts: &ParseOptions) -> Result<RuleGroups, Ve
     })?;
     parse_rule_file(&text, opts)
         .map_err(|errs| errs.iter().map(|e| format!("{name}: {e}")).collect())
+}
+
+/// Reads and checks every file the `rule_files` patterns name. As Prometheus
+/// does, one invalid file refuses them all; every problem is listed.
+pub fn load_rule_files(patterns: &[PathBuf]) -> Result<Vec<(PathBuf, RuleGroups)>, String> {
+    let files = rule_files_named(patterns).map_err(|e| format!("rule_files: {e}"))?;
+    let opts = ParseOptions::default();
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match load_rule_file(&f, &opts) {
+            Ok(groups) => loaded.push((f, groups)),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(format!("invalid rule files:\n{}", errors.join("\n")));
+    }
+    Ok(loaded)
 }
 
 /// The files `rule_files` patterns name now, in order, each once. As in
@@ -97,3 +117,6 @@ mod properties {
         }
     }
 }
+
+#[cfg(test)]
+mod eval_tests;

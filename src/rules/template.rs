@@ -440,3 +440,35 @@ mod tests {
         }
     }
 }
+
+// TEMPORARY (replaced by the template executor on merge).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuerySample {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+pub struct AlertTemplateData<'a> {
+    pub labels: &'a std::collections::BTreeMap<String, String>,
+    pub external_labels: &'a std::collections::BTreeMap<String, String>,
+    pub external_url: &'a str,
+    pub value: f64,
+    pub timestamp_ms: i64,
+    pub query: &'a dyn Fn(&str) -> Result<Vec<QuerySample>, String>,
+}
+
+pub fn expand_alert_template(
+    _alert_name: &str,
+    text: &str,
+    data: &AlertTemplateData,
+) -> Result<String, String> {
+    let mut out = text.to_string();
+    for (k, v) in data.labels {
+        out = out.replace(&format!("{{{{ $labels.{k} }}}}"), v);
+    }
+    out = out.replace(
+        "{{ $value }}",
+        &crate::model::number::format_go_float_g(data.value),
+    );
+    Ok(out)
+}

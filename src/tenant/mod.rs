@@ -16,9 +16,11 @@ use crate::store::{Store, StoreOptions};
 
 mod metrics;
 mod query;
+pub mod rules;
 
 pub use metrics::self_metrics_text;
 pub use query::{LimitSource, QueryLimits, QueryStats, RunError, DEFAULT_MAX_CONCURRENT_QUERIES};
+pub use rules::{ReloadStatus, RuleManager, RuleSettings};
 
 /// Where a tenant folder keeps its store (beside its `settings.json`); standalone
 /// `serve` and `import` use the same layout in their `--data-dir`.
@@ -103,6 +105,9 @@ struct TenantState {
     /// The scrape config in force, or why the latest settings were refused.
     config: Result<ScrapeConfig, String>,
     scrape: Option<ScrapeManager>,
+    rules: Option<RuleManager>,
+    /// `$externalURL` of alert templates (standalone: the address served).
+    external_url: String,
 }
 
 /// What CheckHealth needs from a tenant.
@@ -137,6 +142,8 @@ impl Tenant {
                 settings: None,
                 config: Ok(ScrapeConfig::default()),
                 scrape: None,
+                rules: None,
+                external_url: String::new(),
             }),
         })
     }
@@ -154,7 +161,41 @@ impl Tenant {
                 self.scrape_counters.clone(),
             ));
         }
+        let rule_settings = match &config {
+            Ok(cfg) if !cfg.rule_files.is_empty() => {
+                Some(RuleSettings::from_config(cfg, &st.external_url))
+            }
+            _ => None,
+        };
+        // Unchanged rule settings keep their groups (and alert states) running.
+        let keep = st.rules.as_ref().map(|r| r.settings()) == rule_settings.as_ref();
+        if !keep {
+            if let Some(old) = st.rules.take() {
+                old.stop().await;
+            }
+            st.rules = rule_settings.map(|s| RuleManager::start(self.store.clone(), s));
+        }
         st.config = config;
+    }
+
+    /// Sets `$externalURL` for the rules of the next config applied.
+    pub async fn set_external_url(&self, url: &str) {
+        self.state.lock().await.external_url = url.to_string();
+    }
+
+    /// The rule groups in force (none when no rule files are configured), and
+    /// the outcome of the latest reading of the rule files.
+    pub async fn rule_groups(
+        &self,
+    ) -> (
+        Vec<Arc<std::sync::Mutex<crate::rules::eval::Group>>>,
+        Option<ReloadStatus>,
+    ) {
+        let st = self.state.lock().await;
+        match &st.rules {
+            Some(r) => (r.groups().await, Some(r.status())),
+            None => (Vec::new(), None),
+        }
     }
 
     /// Applies datasource settings if they are newer than the ones in force
@@ -195,11 +236,17 @@ impl Tenant {
         self.last_seen_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Stops scraping but keeps the data (an idle tenant).
+    /// Stops scraping and rule evaluation but keeps the data (an idle tenant).
     pub async fn stop_scraping(&self) {
-        let scrape = self.state.lock().await.scrape.take();
+        let (scrape, rules) = {
+            let mut st = self.state.lock().await;
+            (st.scrape.take(), st.rules.take())
+        };
         if let Some(s) = scrape {
             s.stop().await;
+        }
+        if let Some(r) = rules {
+            r.stop().await;
         }
     }
 
@@ -239,12 +286,9 @@ impl Tenant {
             .unwrap_or_default()
     }
 
-    /// Stops scraping and makes the data durable.
+    /// Stops scraping and rule evaluation and makes the data durable.
     pub async fn shutdown(&self) {
-        let scrape = self.state.lock().await.scrape.take();
-        if let Some(s) = scrape {
-            s.stop().await;
-        }
+        self.stop_scraping().await;
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "flushing the store failed");
         }
