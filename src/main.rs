@@ -67,6 +67,17 @@ enum Command {
         /// one query may hold half of it. Default: a quarter of the machine's memory.
         #[arg(long = "query.max-memory")]
         query_max_memory: Option<String>,
+        /// The URL arrowmon is reached at: `$externalURL` in alert templates.
+        /// Default: http:// and the listen address.
+        #[arg(long = "web.external-url", value_name = "URL")]
+        web_external_url: Option<String>,
+        /// How long an outage may last for alert states to be restored from
+        /// `ALERTS_FOR_STATE` after it.
+        #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h")]
+        rules_outage_tolerance: String,
+        /// The least time a restored pending alert waits before firing.
+        #[arg(long = "rules.alert.for-grace-period", default_value = "10m")]
+        rules_grace_period: String,
     },
     /// Validate a scrape config and print the targets it would scrape; the rule
     /// files it names are checked as `check-rules` checks them.
@@ -222,6 +233,9 @@ fn main() -> ExitCode {
             retention_size,
             query_max_concurrency,
             query_max_memory,
+            web_external_url,
+            rules_outage_tolerance,
+            rules_grace_period,
         }) => match serve_store_options(
             &block_range,
             &wal_sync_interval,
@@ -230,15 +244,21 @@ fn main() -> ExitCode {
         )
         .and_then(|opts| {
             let limits = serve_query_limits(query_max_concurrency, query_max_memory.as_deref())?;
-            Ok((opts, limits))
+            let rules = serve_rule_options(
+                web_external_url.unwrap_or_else(|| format!("http://{listen}")),
+                &rules_outage_tolerance,
+                &rules_grace_period,
+            )?;
+            Ok((opts, limits, rules))
         }) {
-            Ok((opts, limits)) => run(serve(
+            Ok((opts, limits, rules)) => run(serve(
                 config,
                 data_dir,
                 listen,
                 web_config_file,
                 opts,
                 limits,
+                rules,
             )),
             Err(e) => {
                 eprintln!("serve: {e}");
@@ -392,6 +412,22 @@ fn serve_store_options(
     Ok(arrowmon::tenant::store_options(&settings))
 }
 
+fn serve_rule_options(
+    external_url: String,
+    outage_tolerance: &str,
+    grace_period: &str,
+) -> Result<arrowmon::rules::eval::EvalOptions, String> {
+    use arrowmon::model::duration::parse_duration;
+    Ok(arrowmon::rules::eval::EvalOptions {
+        external_url: external_url.trim_end_matches('/').to_string(),
+        outage_tolerance: parse_duration(outage_tolerance)
+            .map_err(|e| format!("--rules.alert.for-outage-tolerance: {e}"))?,
+        for_grace_period: parse_duration(grace_period)
+            .map_err(|e| format!("--rules.alert.for-grace-period: {e}"))?,
+        ..Default::default()
+    })
+}
+
 fn serve_query_limits(
     max_concurrency: u64,
     max_memory: Option<&str>,
@@ -416,6 +452,7 @@ async fn serve(
     web_config_file: Option<PathBuf>,
     opts: StoreOptions,
     limits: arrowmon::tenant::QueryLimits,
+    rules: arrowmon::rules::eval::EvalOptions,
 ) -> Result<(), String> {
     let cfg = load_config(&config)?;
     arrowmon::rules::load_rule_files(&cfg.rule_files)?;
@@ -436,7 +473,7 @@ async fn serve(
     };
     let tenant = Arc::new(Tenant::open(&data_dir, SecretMode::File, opts)?);
     tenant.set_query_limits(limits);
-    tenant.set_external_url(&format!("http://{listen}")).await;
+    tenant.set_rule_options(rules).await;
     tenant.apply_config(Ok(cfg)).await;
     let engine = Arc::new(Engine::new(EngineOptions::default()));
     let listener = tokio::net::TcpListener::bind(listen)

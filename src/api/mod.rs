@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod panic;
+mod rules;
 pub mod time;
 pub mod webconfig;
 
@@ -185,6 +186,8 @@ async fn answer(
         "api/v1/series" => series(tenant, &params),
         "api/v1/metadata" => metadata(tenant, &params).await,
         "api/v1/query_exemplars" => Ok(ApiResponse::success(json!([]))),
+        "api/v1/rules" => rules::rules(tenant, &params).await,
+        "api/v1/alerts" => Ok(rules::alerts(tenant).await),
         "api/v1/targets" => match require(access, Access::Edit) {
             Ok(()) => Ok(targets(tenant).await),
             Err(e) => Err(e),

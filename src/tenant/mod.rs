@@ -106,8 +106,9 @@ struct TenantState {
     config: Result<ScrapeConfig, String>,
     scrape: Option<ScrapeManager>,
     rules: Option<RuleManager>,
-    /// `$externalURL` of alert templates (standalone: the address served).
-    external_url: String,
+    /// How rules are evaluated, but for the external labels, which come with
+    /// the config.
+    rule_options: crate::rules::eval::EvalOptions,
 }
 
 /// What CheckHealth needs from a tenant.
@@ -143,7 +144,7 @@ impl Tenant {
                 config: Ok(ScrapeConfig::default()),
                 scrape: None,
                 rules: None,
-                external_url: String::new(),
+                rule_options: Default::default(),
             }),
         })
     }
@@ -163,7 +164,7 @@ impl Tenant {
         }
         let rule_settings = match &config {
             Ok(cfg) if !cfg.rule_files.is_empty() => {
-                Some(RuleSettings::from_config(cfg, &st.external_url))
+                Some(RuleSettings::from_config(cfg, &st.rule_options))
             }
             _ => None,
         };
@@ -178,9 +179,9 @@ impl Tenant {
         st.config = config;
     }
 
-    /// Sets `$externalURL` for the rules of the next config applied.
-    pub async fn set_external_url(&self, url: &str) {
-        self.state.lock().await.external_url = url.to_string();
+    /// Sets how the rules of the next config applied are evaluated.
+    pub async fn set_rule_options(&self, opts: crate::rules::eval::EvalOptions) {
+        self.state.lock().await.rule_options = opts;
     }
 
     /// The rule groups in force (none when no rule files are configured), and

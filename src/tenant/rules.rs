@@ -51,7 +51,9 @@ pub struct RuleSettings {
 }
 
 impl RuleSettings {
-    pub fn from_config(cfg: &ScrapeConfig, external_url: &str) -> RuleSettings {
+    /// The config's rule files and evaluation settings, with `opts` but for the
+    /// external labels, which the config sets.
+    pub fn from_config(cfg: &ScrapeConfig, opts: &EvalOptions) -> RuleSettings {
         RuleSettings {
             files: cfg.rule_files.clone(),
             evaluation_interval: cfg.evaluation_interval,
@@ -62,8 +64,7 @@ impl RuleSettings {
                     .iter()
                     .map(|l| (l.name.to_string(), l.value.to_string()))
                     .collect(),
-                external_url: external_url.to_string(),
-                ..EvalOptions::default()
+                ..opts.clone()
             },
         }
     }

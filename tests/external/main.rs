@@ -14,6 +14,7 @@ mod dashboards;
 mod plugin_host;
 mod prometheus_compare;
 mod promql_differential;
+mod rule_evaluation;
 mod rule_files;
 mod soak;
 mod standalone;
