@@ -78,6 +78,9 @@ enum Command {
         /// The least time a restored pending alert waits before firing.
         #[arg(long = "rules.alert.for-grace-period", default_value = "10m")]
         rules_grace_period: String,
+        /// How often a firing alert is sent to Alertmanager again.
+        #[arg(long = "rules.alert.resend-delay", default_value = "1m")]
+        rules_resend_delay: String,
     },
     /// Validate a scrape config and print the targets it would scrape; the rule
     /// files it names are checked as `check-rules` checks them.
@@ -236,6 +239,7 @@ fn main() -> ExitCode {
             web_external_url,
             rules_outage_tolerance,
             rules_grace_period,
+            rules_resend_delay,
         }) => match serve_store_options(
             &block_range,
             &wal_sync_interval,
@@ -248,6 +252,7 @@ fn main() -> ExitCode {
                 web_external_url.unwrap_or_else(|| format!("http://{listen}")),
                 &rules_outage_tolerance,
                 &rules_grace_period,
+                &rules_resend_delay,
             )?;
             Ok((opts, limits, rules))
         }) {
@@ -416,6 +421,7 @@ fn serve_rule_options(
     external_url: String,
     outage_tolerance: &str,
     grace_period: &str,
+    resend_delay: &str,
 ) -> Result<arrowmon::rules::eval::EvalOptions, String> {
     use arrowmon::model::duration::parse_duration;
     Ok(arrowmon::rules::eval::EvalOptions {
@@ -424,6 +430,8 @@ fn serve_rule_options(
             .map_err(|e| format!("--rules.alert.for-outage-tolerance: {e}"))?,
         for_grace_period: parse_duration(grace_period)
             .map_err(|e| format!("--rules.alert.for-grace-period: {e}"))?,
+        resend_delay: parse_duration(resend_delay)
+            .map_err(|e| format!("--rules.alert.resend-delay: {e}"))?,
         ..Default::default()
     })
 }

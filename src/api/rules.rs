@@ -191,24 +191,11 @@ fn string_map(m: &std::collections::BTreeMap<String, String>) -> Value {
     )
 }
 
-/// A time as Go's `time.Time` marshals to JSON (RFC 3339 with the fraction's
-/// trailing zeros dropped); never set is Go's zero time.
 fn go_time(ms: Option<i64>) -> String {
-    let Some(ms) = ms else {
-        return "0001-01-01T00:00:00Z".to_string();
-    };
-    let s = crate::model::time::format_rfc3339_ms(ms);
-    match s.strip_suffix('Z').and_then(|x| x.rsplit_once('.')) {
-        Some((whole, frac)) => {
-            let frac = frac.trim_end_matches('0');
-            if frac.is_empty() {
-                format!("{whole}Z")
-            } else {
-                format!("{whole}.{frac}Z")
-            }
-        }
-        None => s,
-    }
+    ms.map_or_else(
+        || crate::model::time::GO_ZERO_TIME.to_string(),
+        crate::model::time::format_go_time_ms,
+    )
 }
 
 /// Go's `strconv.ParseBool`.

@@ -50,6 +50,8 @@ pub struct EvalOptions {
     /// The least time an alert restored as pending waits before it fires
     /// (`--rules.alert.for-grace-period`, 10m).
     pub for_grace_period: Duration,
+    /// How often a firing alert is sent again (`--rules.alert.resend-delay`, 1m).
+    pub resend_delay: Duration,
 }
 
 impl Default for EvalOptions {
@@ -59,6 +61,7 @@ impl Default for EvalOptions {
             external_url: String::new(),
             outage_tolerance: Duration::from_secs(3600),
             for_grace_period: Duration::from_secs(600),
+            resend_delay: Duration::from_secs(60),
         }
     }
 }
@@ -94,6 +97,40 @@ pub struct Alert {
     pub resolved_at_ms: Option<i64>,
     /// Since when the condition is gone while `keep_firing_for` holds it firing.
     pub keep_firing_since_ms: Option<i64>,
+    /// When it was last sent to Alertmanager, and until when that send holds it
+    /// active there without another.
+    pub last_sent_at_ms: Option<i64>,
+    pub valid_until_ms: i64,
+}
+
+impl Alert {
+    /// Whether the alert is due to be sent again, as Prometheus decides it:
+    /// never while pending, at once after it resolved, otherwise every resend delay.
+    fn needs_sending(&self, ts_ms: i64, resend_delay_ms: i64) -> bool {
+        if self.state == AlertState::Pending {
+            return false;
+        }
+        let last = self.last_sent_at_ms;
+        if self
+            .resolved_at_ms
+            .is_some_and(|r| last.is_none_or(|l| r > l))
+        {
+            return true;
+        }
+        last.is_none_or(|l| l.saturating_add(resend_delay_ms) < ts_ms)
+    }
+}
+
+/// An alert as an Alertmanager receives it, before external labels and
+/// `alert_relabel_configs` are applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    pub labels: Labels,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at_ms: i64,
+    /// When it resolved, or until when it is active unless sent again.
+    pub ends_at_ms: i64,
+    pub generator_url: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,14 +354,15 @@ impl Group {
     }
 
     /// Evaluates every rule in order at `ts_ms`, appending each rule's output
-    /// before the next rule runs.
+    /// before the next rule runs. Returns the alerts due to be sent.
     pub fn eval(
         &mut self,
         ts_ms: i64,
         engine: &Engine,
         storage: &dyn RuleStorage,
         opts: &EvalOptions,
-    ) {
+    ) -> Vec<Notification> {
+        let mut notifications = Vec::new();
         let started = Instant::now();
         let wall_ms = now_ms();
         let offset_ms = duration_ms(self.query_offset);
@@ -349,6 +387,9 @@ impl Group {
                 Ok(vector) => {
                     rule.health = RuleHealth::Good;
                     rule.last_error = None;
+                    if matches!(rule.rule.kind, RuleKind::Alerting { .. }) {
+                        notifications.extend(due_notifications(rule, ts_ms, self.interval, opts));
+                    }
                     samples += vector.len() as u64;
                     let returned: HashSet<Labels> =
                         vector.iter().map(|(l, _, _)| l.clone()).collect();
@@ -384,6 +425,7 @@ impl Group {
         self.evaluation_time = started.elapsed();
         self.last_evaluation_ms = Some(wall_ms);
         self.last_eval_timestamp_ms = Some(ts_ms);
+        notifications
     }
 
     /// Counts iterations that were due but not run (the previous one ran late).
@@ -495,6 +537,8 @@ impl Group {
                             fired_at_ms: None,
                             resolved_at_ms: None,
                             keep_firing_since_ms: None,
+                            last_sent_at_ms: None,
+                            valid_until_ms: 0,
                         },
                     );
                 }
@@ -640,6 +684,41 @@ impl Group {
         self.should_restore = false;
         self.last_restore_duration = started.elapsed();
     }
+}
+
+/// The alerts of an alerting rule due to be sent, marked as sent, as
+/// Prometheus's `sendAlerts` picks them: they start when they fired and end
+/// when they resolved, or after four times the larger of the group interval and
+/// the resend delay (two missed evaluations or sends are tolerated).
+fn due_notifications(
+    rule: &mut RuleState,
+    ts_ms: i64,
+    interval: Duration,
+    opts: &EvalOptions,
+) -> Vec<Notification> {
+    let resend_ms = duration_ms(opts.resend_delay);
+    let valid_for = duration_ms(interval).max(resend_ms).saturating_mul(4);
+    let generator_url = format!(
+        "{}/graph?g0.expr={}&g0.tab=1",
+        opts.external_url,
+        crate::config::form_encode(&rule.rule.parsed.to_string())
+    );
+    let mut out = Vec::new();
+    for a in rule.alerts.values_mut() {
+        if !a.needs_sending(ts_ms, resend_ms) {
+            continue;
+        }
+        a.last_sent_at_ms = Some(ts_ms);
+        a.valid_until_ms = ts_ms.saturating_add(valid_for);
+        out.push(Notification {
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            starts_at_ms: a.fired_at_ms.unwrap_or(0),
+            ends_at_ms: a.resolved_at_ms.unwrap_or(a.valid_until_ms),
+            generator_url: generator_url.clone(),
+        });
+    }
+    out
 }
 
 fn same_rule(a: &Rule, b: &Rule) -> bool {

@@ -403,3 +403,50 @@ fn evaluation_slots_are_stable_and_spread() {
         .collect();
     assert!(slots.len() > 10);
 }
+
+#[test]
+fn firing_alerts_are_sent_again_after_the_resend_delay_and_once_resolved() {
+    let s = Mem::default();
+    s.add("up{i=\"a\"}", &[(0, 0.0)]);
+    let mut g = group(
+        "groups:\n- name: g\n  interval: 15s\n  rules:\n  - alert: A\n    expr: up == 0\n    for: 1m\n",
+        false,
+    );
+    let opts = EvalOptions {
+        external_url: "http://am.example:9090".into(),
+        ..EvalOptions::default()
+    };
+    // Pending: nothing to send.
+    assert!(g.eval(MIN, &engine(), &s, &opts).is_empty());
+    s.add("up{i=\"a\"}", &[(2 * MIN, 0.0)]);
+    let sent = g.eval(2 * MIN, &engine(), &s, &opts);
+    assert_eq!(sent.len(), 1);
+    let n = &sent[0];
+    assert_eq!(
+        n.labels,
+        labels("x{alertname=\"A\",i=\"a\"}").without_metric_name()
+    );
+    assert_eq!(n.starts_at_ms, 2 * MIN);
+    // Valid for four times the larger of the interval (15s) and the resend delay (1m).
+    assert_eq!(n.ends_at_ms, 2 * MIN + 4 * MIN);
+    assert_eq!(
+        n.generator_url,
+        "http://am.example:9090/graph?g0.expr=up+%3D%3D+0&g0.tab=1"
+    );
+    // Within the resend delay: not again; after it: again.
+    s.add(
+        "up{i=\"a\"}",
+        &[(2 * MIN + 30_000, 0.0), (3 * MIN + 1, 0.0)],
+    );
+    assert!(g.eval(2 * MIN + 30_000, &engine(), &s, &opts).is_empty());
+    assert_eq!(g.eval(3 * MIN + 1, &engine(), &s, &opts).len(), 1);
+    // Resolved: sent at once, ending when it resolved.
+    s.add("up{i=\"a\"}", &[(3 * MIN + 2, 1.0)]);
+    let sent = g.eval(3 * MIN + 10, &engine(), &s, &opts);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].ends_at_ms, 3 * MIN + 10);
+    assert_eq!(sent[0].starts_at_ms, 2 * MIN);
+    // And again every resend delay while it is kept as resolved.
+    assert!(g.eval(3 * MIN + 20, &engine(), &s, &opts).is_empty());
+    assert_eq!(g.eval(4 * MIN + 20, &engine(), &s, &opts).len(), 1);
+}

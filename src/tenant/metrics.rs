@@ -219,6 +219,73 @@ async fn rule_rows(t: &Tenant, tl: &str, rows: &mut Vec<Row>) {
             fmt_f64(st.last_success_ms as f64 / 1e3),
         ));
     }
+    if let Some(n) = t.notifier_stats().await {
+        let plain = format!("{{tenant={tl}}}");
+        let gauges: [(&'static str, &'static str, &'static str, u64); 4] = [
+            (
+                "prometheus_notifications_queue_length",
+                "gauge",
+                "The number of alert notifications in the queue.",
+                n.queue_length,
+            ),
+            (
+                "prometheus_notifications_queue_capacity",
+                "gauge",
+                "The capacity of the alert notifications queue.",
+                super::notify::QUEUE_CAPACITY as u64,
+            ),
+            (
+                "prometheus_notifications_dropped_total",
+                "counter",
+                "Total number of alerts dropped due to errors when sending to Alertmanager.",
+                n.dropped,
+            ),
+            (
+                "prometheus_notifications_alertmanagers_discovered",
+                "gauge",
+                "The number of alertmanagers discovered and active.",
+                n.alertmanagers.len() as u64,
+            ),
+        ];
+        for (name, kind, help, v) in gauges {
+            rows.push((name, kind, help, plain.clone(), v.to_string()));
+        }
+        for (url, sent, errors, seconds, requests) in n.alertmanagers {
+            let labels = format!(
+                "{{alertmanager={},tenant={tl}}}",
+                crate::model::labels::go_quote(&url)
+            );
+            let per_am: [(&'static str, &'static str, &'static str, String); 4] = [
+                (
+                    "prometheus_notifications_sent_total",
+                    "counter",
+                    "Total number of alerts sent.",
+                    sent.to_string(),
+                ),
+                (
+                    "prometheus_notifications_errors_total",
+                    "counter",
+                    "Total number of sent alerts affected by errors.",
+                    errors.to_string(),
+                ),
+                (
+                    "arrowmon_notifications_request_seconds_total",
+                    "counter",
+                    "Time spent sending alerts to this Alertmanager.",
+                    fmt_f64(seconds),
+                ),
+                (
+                    "arrowmon_notifications_requests_total",
+                    "counter",
+                    "Requests sent to this Alertmanager.",
+                    requests.to_string(),
+                ),
+            ];
+            for (name, kind, help, v) in per_am {
+                rows.push((name, kind, help, labels.clone(), v));
+            }
+        }
+    }
     for g in groups {
         let g = g.lock().unwrap_or_else(|e| e.into_inner());
         let labels = format!(

@@ -15,6 +15,7 @@ use crate::scrape::{DroppedTargetStatus, ScrapeCounters, ScrapeManager, TargetSt
 use crate::store::{Store, StoreOptions};
 
 mod metrics;
+pub mod notify;
 mod query;
 pub mod rules;
 
@@ -182,6 +183,12 @@ impl Tenant {
     /// Sets how the rules of the next config applied are evaluated.
     pub async fn set_rule_options(&self, opts: crate::rules::eval::EvalOptions) {
         self.state.lock().await.rule_options = opts;
+    }
+
+    /// The alert notifier's numbers, when Alertmanagers are configured.
+    pub async fn notifier_stats(&self) -> Option<notify::NotifierStats> {
+        let st = self.state.lock().await;
+        st.rules.as_ref().and_then(|r| r.notifier_stats())
     }
 
     /// The rule groups in force (none when no rule files are configured), and

@@ -16,11 +16,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::ScrapeConfig;
+use crate::config::{AlertingConfig, ScrapeConfig};
 use crate::model::Labels;
 use crate::promql::{Engine, EngineOptions};
 use crate::rules::eval::{eval_timestamp, EvalOptions, Group, RuleStorage};
 use crate::store::{AppendSample, Store};
+
+use super::notify::{Notifier, NotifierStats};
 
 /// How often the rule files are checked for changes.
 const RELOAD_CHECK: Duration = Duration::from_secs(5);
@@ -45,6 +47,8 @@ impl RuleStorage for Store {
 pub struct RuleSettings {
     /// `rule_files` patterns.
     pub files: Vec<PathBuf>,
+    /// Where alerts are sent.
+    pub alerting: AlertingConfig,
     pub evaluation_interval: Duration,
     pub query_offset: Duration,
     pub eval: EvalOptions,
@@ -56,6 +60,7 @@ impl RuleSettings {
     pub fn from_config(cfg: &ScrapeConfig, opts: &EvalOptions) -> RuleSettings {
         RuleSettings {
             files: cfg.rule_files.clone(),
+            alerting: cfg.alerting.clone(),
             evaluation_interval: cfg.evaluation_interval,
             query_offset: cfg.rule_query_offset,
             eval: EvalOptions {
@@ -83,6 +88,8 @@ struct Shared {
     store: Arc<Store>,
     engine: Engine,
     settings: RuleSettings,
+    /// None without Alertmanagers configured.
+    notifier: Option<Notifier>,
 }
 
 struct RunningGroup {
@@ -129,10 +136,21 @@ impl RuleManager {
     /// read or are invalid start no rules (the error is in [`Self::status`]) until
     /// a change makes them valid.
     pub fn start(store: Arc<Store>, settings: RuleSettings) -> RuleManager {
+        let notifier = (!settings.alerting.alertmanagers.is_empty()).then(|| {
+            let external = Labels::from_pairs(
+                settings
+                    .eval
+                    .external_labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            Notifier::start(settings.alerting.clone(), external)
+        });
         let shared = Arc::new(Shared {
             store,
             engine: Engine::new(EngineOptions::default()),
             settings,
+            notifier,
         });
         let mut status = ReloadStatus::default();
         let mut groups = Vec::new();
@@ -195,6 +213,16 @@ impl RuleManager {
         for g in groups {
             g.stop().await;
         }
+        // The groups held the last other references.
+        if let Ok(shared) = Arc::try_unwrap(self.shared) {
+            if let Some(n) = shared.notifier {
+                n.stop().await;
+            }
+        }
+    }
+
+    pub fn notifier_stats(&self) -> Option<NotifierStats> {
+        self.shared.notifier.as_ref().map(Notifier::stats)
     }
 }
 
@@ -341,7 +369,10 @@ async fn run_group(group: Arc<Mutex<Group>>, shared: Arc<Shared>, mut stop: watc
         let restore_now = restore && evaluations == 1;
         let done = tokio::task::spawn_blocking(move || {
             let mut g = lock(&g);
-            g.eval(ts, &s.engine, &*s.store, &s.settings.eval);
+            let due = g.eval(ts, &s.engine, &*s.store, &s.settings.eval);
+            if let (Some(n), false) = (&s.notifier, due.is_empty()) {
+                n.send(due);
+            }
             if restore_now {
                 g.restore_for_state(crate::scrape::now_ms(), &*s.store, &s.settings.eval);
             }

@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alertmanager;
 mod bench_compare;
 mod compose;
 mod dashboards;
