@@ -29,59 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run standalone: scrape, store and serve the Prometheus HTTP API without Grafana.
-    Serve {
-        /// Prometheus-style scrape config (YAML with `scrape_configs`).
-        #[arg(long)]
-        config: PathBuf,
-        /// Where the store keeps its data.
-        #[arg(long)]
-        data_dir: PathBuf,
-        /// Address of the HTTP API (loopback only unless told otherwise).
-        #[arg(
-            long,
-            visible_alias = "web.listen-address",
-            default_value = "127.0.0.1:9090"
-        )]
-        listen: SocketAddr,
-        /// Prometheus web configuration file: TLS, client certificates, basic auth.
-        #[arg(long = "web.config.file", value_name = "FILE")]
-        web_config_file: Option<PathBuf>,
-        /// Time range of a block cut from the in-memory head (lower it for tests
-        /// and benchmarks).
-        #[arg(long, default_value = "2h")]
-        block_range: String,
-        /// How often the write-ahead log is fsynced.
-        #[arg(long, default_value = "1s")]
-        wal_sync_interval: String,
-        /// Blocks older than this are deleted (0 keeps everything).
-        #[arg(long, default_value = "15d")]
-        retention_time: String,
-        /// Oldest blocks are deleted while the blocks exceed this size (e.g. 10GB; 0 = no limit).
-        #[arg(long, default_value = "0")]
-        retention_size: String,
-        /// Most queries evaluated at once; more wait in a queue within their timeout.
-        #[arg(long = "query.max-concurrency", default_value_t = 20,
-              value_parser = clap::value_parser!(u64).range(1..=10_000))]
-        query_max_concurrency: u64,
-        /// Memory the queries in flight may hold together (e.g. 2GB; 0 = no limit);
-        /// one query may hold half of it. Default: a quarter of the machine's memory.
-        #[arg(long = "query.max-memory")]
-        query_max_memory: Option<String>,
-        /// The URL arrowmon is reached at: `$externalURL` in alert templates.
-        /// Default: http:// and the listen address.
-        #[arg(long = "web.external-url", value_name = "URL")]
-        web_external_url: Option<String>,
-        /// How long an outage may last for alert states to be restored from
-        /// `ALERTS_FOR_STATE` after it.
-        #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h")]
-        rules_outage_tolerance: String,
-        /// The least time a restored pending alert waits before firing.
-        #[arg(long = "rules.alert.for-grace-period", default_value = "10m")]
-        rules_grace_period: String,
-        /// How often a firing alert is sent to Alertmanager again.
-        #[arg(long = "rules.alert.resend-delay", default_value = "1m")]
-        rules_resend_delay: String,
-    },
+    Serve(Box<ServeArgs>),
     /// Validate a scrape config and print the targets it would scrape; the rule
     /// files it names are checked as `check-rules` checks them.
     CheckConfig { file: PathBuf },
@@ -114,6 +62,61 @@ enum Command {
         #[arg(long)]
         known_differences: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Prometheus-style scrape config (YAML with `scrape_configs`).
+    #[arg(long)]
+    config: PathBuf,
+    /// Where the store keeps its data.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address of the HTTP API (loopback only unless told otherwise).
+    #[arg(
+        long,
+        visible_alias = "web.listen-address",
+        default_value = "127.0.0.1:9090"
+    )]
+    listen: SocketAddr,
+    /// Prometheus web configuration file: TLS, client certificates, basic auth.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
+    /// Time range of a block cut from the in-memory head (lower it for tests
+    /// and benchmarks).
+    #[arg(long, default_value = "2h")]
+    block_range: String,
+    /// How often the write-ahead log is fsynced.
+    #[arg(long, default_value = "1s")]
+    wal_sync_interval: String,
+    /// Blocks older than this are deleted (0 keeps everything).
+    #[arg(long, default_value = "15d")]
+    retention_time: String,
+    /// Oldest blocks are deleted while the blocks exceed this size (e.g. 10GB; 0 = no limit).
+    #[arg(long, default_value = "0")]
+    retention_size: String,
+    /// Most queries evaluated at once; more wait in a queue within their timeout.
+    #[arg(long = "query.max-concurrency", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    query_max_concurrency: u64,
+    /// Memory the queries in flight may hold together (e.g. 2GB; 0 = no limit);
+    /// one query may hold half of it. Default: a quarter of the machine's memory.
+    #[arg(long = "query.max-memory")]
+    query_max_memory: Option<String>,
+    /// The URL arrowmon is reached at: `$externalURL` in alert templates.
+    /// Default: http:// and the listen address.
+    #[arg(long = "web.external-url", value_name = "URL")]
+    web_external_url: Option<String>,
+    /// How long an outage may last for alert states to be restored from
+    /// `ALERTS_FOR_STATE` after it.
+    #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h")]
+    rules_outage_tolerance: String,
+    /// The least time a restored pending alert waits before firing.
+    #[arg(long = "rules.alert.for-grace-period", default_value = "10m")]
+    rules_grace_period: String,
+    /// How often a firing alert is sent to Alertmanager again.
+    #[arg(long = "rules.alert.resend-delay", default_value = "1m")]
+    rules_resend_delay: String,
 }
 
 #[derive(Subcommand)]
@@ -225,51 +228,55 @@ fn main() -> ExitCode {
             files,
             known_differences,
         }) => promql_test(&files, known_differences),
-        Some(Command::Serve {
-            config,
-            data_dir,
-            listen,
-            web_config_file,
-            block_range,
-            wal_sync_interval,
-            retention_time,
-            retention_size,
-            query_max_concurrency,
-            query_max_memory,
-            web_external_url,
-            rules_outage_tolerance,
-            rules_grace_period,
-            rules_resend_delay,
-        }) => match serve_store_options(
-            &block_range,
-            &wal_sync_interval,
-            &retention_time,
-            &retention_size,
-        )
-        .and_then(|opts| {
-            let limits = serve_query_limits(query_max_concurrency, query_max_memory.as_deref())?;
-            let rules = serve_rule_options(
-                web_external_url.unwrap_or_else(|| format!("http://{listen}")),
-                &rules_outage_tolerance,
-                &rules_grace_period,
-                &rules_resend_delay,
-            )?;
-            Ok((opts, limits, rules))
-        }) {
-            Ok((opts, limits, rules)) => run(serve(
+        Some(Command::Serve(args)) => {
+            let ServeArgs {
                 config,
                 data_dir,
                 listen,
                 web_config_file,
-                opts,
-                limits,
-                rules,
-            )),
-            Err(e) => {
-                eprintln!("serve: {e}");
-                ExitCode::from(2)
+                block_range,
+                wal_sync_interval,
+                retention_time,
+                retention_size,
+                query_max_concurrency,
+                query_max_memory,
+                web_external_url,
+                rules_outage_tolerance,
+                rules_grace_period,
+                rules_resend_delay,
+            } = *args;
+            match serve_store_options(
+                &block_range,
+                &wal_sync_interval,
+                &retention_time,
+                &retention_size,
+            )
+            .and_then(|opts| {
+                let limits =
+                    serve_query_limits(query_max_concurrency, query_max_memory.as_deref())?;
+                let rules = serve_rule_options(
+                    web_external_url.unwrap_or_else(|| format!("http://{listen}")),
+                    &rules_outage_tolerance,
+                    &rules_grace_period,
+                    &rules_resend_delay,
+                )?;
+                Ok((opts, limits, rules))
+            }) {
+                Ok((opts, limits, rules)) => run(serve(
+                    config,
+                    data_dir,
+                    listen,
+                    web_config_file,
+                    opts,
+                    limits,
+                    rules,
+                )),
+                Err(e) => {
+                    eprintln!("serve: {e}");
+                    ExitCode::from(2)
+                }
             }
-        },
+        }
     }
 }
 
@@ -304,6 +311,11 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             println!("{}: valid, {} job(s)", path.display(), cfg.jobs.len());
             let report = arrowmon::scrape::check::describe(&cfg);
             print!("{}", report.text);
+            for am in &cfg.alerting.alertmanagers {
+                for url in &am.urls {
+                    println!("  alertmanager {url}");
+                }
+            }
             let mut failed = report.problems > 0;
             match arrowmon::rules::rule_files_named(&cfg.rule_files) {
                 Ok(files) => {

@@ -448,6 +448,7 @@ pub struct QuerySample {
     pub value: f64,
 }
 
+#[allow(dead_code)]
 pub struct AlertTemplateData<'a> {
     pub labels: &'a std::collections::BTreeMap<String, String>,
     pub external_labels: &'a std::collections::BTreeMap<String, String>,

@@ -539,6 +539,29 @@ impl ServerCertVerifier for RejectAll {
     }
 }
 
+/// Adds a client's authentication to a request; secret files are read now, so
+/// rotated secrets take effect at the next request.
+pub fn with_auth(
+    req: reqwest::RequestBuilder,
+    auth: &crate::config::Auth,
+) -> Result<reqwest::RequestBuilder, String> {
+    use crate::config::Auth;
+    Ok(match auth {
+        Auth::None => req,
+        Auth::Basic { username, password } => {
+            let pw = match password {
+                Some(p) => Some(p.read()?),
+                None => None,
+            };
+            req.basic_auth(username, pw)
+        }
+        Auth::Header {
+            scheme,
+            credentials,
+        } => req.header("Authorization", format!("{scheme} {}", credentials.read()?)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,27 +634,4 @@ mod tests {
         std::fs::write(&ca, format!("{}\n", issuer.pem())).unwrap();
         assert!(job_tls.current().unwrap().0 > first);
     }
-}
-
-/// Adds a client's authentication to a request; secret files are read now, so
-/// rotated secrets take effect at the next request.
-pub fn with_auth(
-    req: reqwest::RequestBuilder,
-    auth: &crate::config::Auth,
-) -> Result<reqwest::RequestBuilder, String> {
-    use crate::config::Auth;
-    Ok(match auth {
-        Auth::None => req,
-        Auth::Basic { username, password } => {
-            let pw = match password {
-                Some(p) => Some(p.read()?),
-                None => None,
-            };
-            req.basic_auth(username, pw)
-        }
-        Auth::Header {
-            scheme,
-            credentials,
-        } => req.header("Authorization", format!("{scheme} {}", credentials.read()?)),
-    })
 }
