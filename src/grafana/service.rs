@@ -263,6 +263,9 @@ pub fn health_message(
     if let Some(e) = &h.config_error {
         return (HealthStatus::Error, format!("Invalid configuration: {e}"));
     }
+    if let Some(e) = &h.rules_error {
+        return (HealthStatus::Error, format!("Invalid rules: {e}"));
+    }
     if let Some(e) = &h.store_error {
         return (HealthStatus::Error, format!("Store is not writable: {e}"));
     }

@@ -74,6 +74,38 @@ pub fn load_rule_files(patterns: &[PathBuf]) -> Result<Vec<(PathBuf, RuleGroups)
     Ok(loaded)
 }
 
+/// The name a datasource's rules go by (as a file name does for `serve`'s).
+pub const RULE_CONFIG_NAME: &str = "ruleConfig";
+
+/// Where a tenant's rules come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleSource {
+    /// `rule_files` patterns of `serve`'s config, re-read when the files change.
+    Files(Vec<PathBuf>),
+    /// A datasource's `jsonData.ruleConfig`, changed with its settings.
+    Text(String),
+}
+
+impl RuleSource {
+    /// Reads and checks the rules: each file (or the text) with its groups.
+    pub fn load(&self) -> Result<Vec<(String, RuleGroups)>, String> {
+        match self {
+            RuleSource::Files(patterns) => Ok(load_rule_files(patterns)?
+                .into_iter()
+                .map(|(p, g)| (p.display().to_string(), g))
+                .collect()),
+            RuleSource::Text(text) => parse_rule_file(text, &ParseOptions::default())
+                .map(|g| vec![(RULE_CONFIG_NAME.to_string(), g)])
+                .map_err(|errs| {
+                    errs.iter()
+                        .map(|e| format!("{RULE_CONFIG_NAME}: {e}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }),
+        }
+    }
+}
+
 /// The files `rule_files` patterns name now, in order, each once. As in
 /// `promtool check config`, a pattern without `*` must name a file that exists.
 pub fn rule_files_named(patterns: &[PathBuf]) -> Result<Vec<PathBuf>, String> {

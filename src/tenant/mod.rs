@@ -23,6 +23,8 @@ pub use metrics::self_metrics_text;
 pub use query::{LimitSource, QueryLimits, QueryStats, RunError, DEFAULT_MAX_CONCURRENT_QUERIES};
 pub use rules::{ReloadStatus, RuleManager, RuleSettings};
 
+use crate::rules::RuleSource;
+
 /// Where a tenant folder keeps its store (beside its `settings.json`); standalone
 /// `serve` and `import` use the same layout in their `--data-dir`.
 pub fn store_dir(tenant_dir: &Path) -> PathBuf {
@@ -115,6 +117,8 @@ struct TenantState {
 /// What CheckHealth needs from a tenant.
 pub struct TenantHealth {
     pub config_error: Option<String>,
+    /// Why the rules in force were refused (none start then).
+    pub rules_error: Option<String>,
     pub store_error: Option<String>,
     pub targets: Vec<TargetStatus>,
 }
@@ -164,9 +168,17 @@ impl Tenant {
             ));
         }
         let rule_settings = match &config {
-            Ok(cfg) if !cfg.rule_files.is_empty() => {
-                Some(RuleSettings::from_config(cfg, &st.rule_options))
-            }
+            Ok(cfg) if !cfg.rule_files.is_empty() => Some(RuleSettings::new(
+                RuleSource::Files(cfg.rule_files.clone()),
+                cfg,
+                &st.rule_options,
+            )),
+            Ok(cfg) => st
+                .settings
+                .as_ref()
+                .map(|s| s.rule_config_text())
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| RuleSettings::new(RuleSource::Text(t.to_string()), cfg, &st.rule_options)),
             _ => None,
         };
         // Unchanged rule settings keep their groups (and alert states) running.
@@ -224,8 +236,9 @@ impl Tenant {
         if let Err(e) = new.persist(&self.dir) {
             tracing::error!(dir = %self.dir.display(), error = %e, "cannot persist datasource settings");
         }
-        self.apply_config(config).await;
+        // The rules come with the settings: they are in place before the config applies.
         self.state.lock().await.settings = Some(new);
+        self.apply_config(config).await;
         true
     }
 
@@ -270,6 +283,7 @@ impl Tenant {
         let st = self.state.lock().await;
         TenantHealth {
             config_error: st.config.as_ref().err().cloned(),
+            rules_error: st.rules.as_ref().and_then(|r| r.status().error),
             // A write that fails now (the probe) or kept failing in the background.
             store_error: self
                 .store

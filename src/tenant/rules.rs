@@ -9,7 +9,6 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use crate::config::{AlertingConfig, ScrapeConfig};
 use crate::model::Labels;
 use crate::promql::{Engine, EngineOptions};
 use crate::rules::eval::{eval_timestamp, EvalOptions, Group, RuleStorage};
+use crate::rules::RuleSource;
 use crate::store::{AppendSample, Store};
 
 use super::notify::{Notifier, NotifierStats};
@@ -45,8 +45,7 @@ impl RuleStorage for Store {
 /// Where a tenant's rules come from and how they are evaluated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RuleSettings {
-    /// `rule_files` patterns.
-    pub files: Vec<PathBuf>,
+    pub source: RuleSource,
     /// Where alerts are sent.
     pub alerting: AlertingConfig,
     pub evaluation_interval: Duration,
@@ -55,11 +54,11 @@ pub struct RuleSettings {
 }
 
 impl RuleSettings {
-    /// The config's rule files and evaluation settings, with `opts` but for the
-    /// external labels, which the config sets.
-    pub fn from_config(cfg: &ScrapeConfig, opts: &EvalOptions) -> RuleSettings {
+    /// The rules of `source` with the config's evaluation settings, and `opts`
+    /// but for the external labels, which the config sets.
+    pub fn new(source: RuleSource, cfg: &ScrapeConfig, opts: &EvalOptions) -> RuleSettings {
         RuleSettings {
-            files: cfg.rule_files.clone(),
+            source,
             alerting: cfg.alerting.clone(),
             evaluation_interval: cfg.evaluation_interval,
             query_offset: cfg.rule_query_offset,
@@ -127,7 +126,7 @@ pub struct RuleManager {
     groups: Arc<tokio::sync::Mutex<Vec<RunningGroup>>>,
     status: Arc<Mutex<ReloadStatus>>,
     stop_watch: watch::Sender<bool>,
-    watcher: JoinHandle<()>,
+    watcher: Option<JoinHandle<()>>,
 }
 
 impl RuleManager {
@@ -154,8 +153,8 @@ impl RuleManager {
         });
         let mut status = ReloadStatus::default();
         let mut groups = Vec::new();
-        let fingerprint = files_fingerprint(&shared.settings.files);
-        match crate::rules::load_rule_files(&shared.settings.files) {
+        let fingerprint = source_fingerprint(&shared.settings.source);
+        match shared.settings.source.load() {
             Ok(files) => {
                 for g in build_groups(&files, &shared.settings, true) {
                     groups.push(RunningGroup::start(g, &shared));
@@ -163,20 +162,23 @@ impl RuleManager {
                 status.last_success_ms = crate::scrape::now_ms();
             }
             Err(e) => {
-                tracing::error!(error = %e, "rule files refused");
+                tracing::error!(error = %e, "rules refused");
                 status.error = Some(e);
             }
         }
         let groups = Arc::new(tokio::sync::Mutex::new(groups));
         let status = Arc::new(Mutex::new(status));
         let (stop_watch, stop_rx) = watch::channel(false);
-        let watcher = tokio::spawn(watch_files(
-            shared.clone(),
-            groups.clone(),
-            status.clone(),
-            fingerprint,
-            stop_rx,
-        ));
+        // A datasource's rules change with its settings, which start a new manager.
+        let watcher = matches!(shared.settings.source, RuleSource::Files(_)).then(|| {
+            tokio::spawn(watch_files(
+                shared.clone(),
+                groups.clone(),
+                status.clone(),
+                fingerprint,
+                stop_rx,
+            ))
+        });
         RuleManager {
             shared,
             groups,
@@ -208,7 +210,9 @@ impl RuleManager {
     /// wrote are not marked stale: a restart picks them up again.
     pub async fn stop(self) {
         let _ = self.stop_watch.send(true);
-        let _ = self.watcher.await;
+        if let Some(w) = self.watcher {
+            let _ = w.await;
+        }
         let groups = std::mem::take(&mut *self.groups.lock().await);
         for g in groups {
             g.stop().await;
@@ -231,16 +235,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn build_groups(
-    files: &[(PathBuf, crate::rules::RuleGroups)],
+    files: &[(String, crate::rules::RuleGroups)],
     settings: &RuleSettings,
     restore: bool,
 ) -> Vec<Group> {
     let mut out = Vec::new();
-    for (path, groups) in files {
-        let file = path.display().to_string();
+    for (file, groups) in files {
         for g in &groups.groups {
             out.push(Group::new(
-                &file,
+                file,
                 g,
                 settings.evaluation_interval,
                 settings.query_offset,
@@ -251,17 +254,21 @@ fn build_groups(
     out
 }
 
-/// A hash of the files the patterns name and their contents: what a change is.
-fn files_fingerprint(patterns: &[PathBuf]) -> u64 {
+/// A hash of the files the patterns name and their contents (or of the text):
+/// what a change is.
+fn source_fingerprint(source: &RuleSource) -> u64 {
     let mut h = DefaultHasher::new();
-    match crate::rules::rule_files_named(patterns) {
-        Ok(files) => {
-            for f in files {
-                f.hash(&mut h);
-                std::fs::read(&f).ok().hash(&mut h);
+    match source {
+        RuleSource::Files(patterns) => match crate::rules::rule_files_named(patterns) {
+            Ok(files) => {
+                for f in files {
+                    f.hash(&mut h);
+                    std::fs::read(&f).ok().hash(&mut h);
+                }
             }
-        }
-        Err(e) => e.hash(&mut h),
+            Err(e) => e.hash(&mut h),
+        },
+        RuleSource::Text(t) => t.hash(&mut h),
     }
     h.finish()
 }
@@ -282,14 +289,9 @@ async fn watch_files(
         if *stop.borrow() {
             return;
         }
-        let patterns = shared.settings.files.clone();
-        let Ok((now, loaded)) = tokio::task::spawn_blocking(move || {
-            (
-                files_fingerprint(&patterns),
-                crate::rules::load_rule_files(&patterns),
-            )
-        })
-        .await
+        let source = shared.settings.source.clone();
+        let Ok((now, loaded)) =
+            tokio::task::spawn_blocking(move || (source_fingerprint(&source), source.load())).await
         else {
             continue;
         };
