@@ -361,3 +361,26 @@ async fn alert_state_is_restored_after_a_restart() {
     let (_, v) = get(&client, &format!("{base}/api/v1/alerts")).await;
     assert_eq!(v["data"]["alerts"][0]["state"], "pending");
 }
+
+/// The shipped rules are valid and pass their unit tests under the real promtool.
+#[test]
+fn shipped_rules_pass_promtool() {
+    let dir = repo_root().join("rules");
+    for args in [
+        ["check", "rules", "arrowmon.rules.yml"],
+        ["test", "rules", "arrowmon.rules.test.yml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool (scripts/install-deps.sh installs the prometheus package)");
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
