@@ -60,13 +60,8 @@ fn start_alertmanager(dir: &Path, listen: &str, hook: &str) -> ChildGuard {
 }
 
 async fn am_alerts(client: &reqwest::Client, am: &str) -> Vec<Value> {
-    let Ok(r) = client.get(format!("{am}/api/v2/alerts")).send().await else {
-        return Vec::new();
-    };
-    r.text()
+    http_get_json(client, &format!("{am}/api/v2/alerts"))
         .await
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
         .and_then(|v| v.as_array().cloned())
         .unwrap_or_default()
 }
@@ -99,8 +94,7 @@ async fn alerts_fire_and_resolve_in_a_real_alertmanager() {
     let listen = format!("127.0.0.1:{}", free_port());
     let _serve = spawn_serve(&cfg, &dir.path().join("data"), &listen);
     let base = format!("http://{listen}");
-    arrowmon::scrape::tls::install_default_provider();
-    let client = reqwest::Client::new();
+    let client = http_client();
 
     // Both up, the rule evaluated at least once with the condition false.
     eventually(
@@ -210,23 +204,11 @@ async fn alerts_fire_and_resolve_in_a_real_alertmanager() {
     .await;
 
     // The notifier's metrics, with Prometheus's names.
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = http_get(&client, &format!("{base}/metrics")).await.unwrap();
     let url = format!("http://{am_listen}/api/v2/alerts");
     let value = |name: &str| -> f64 {
-        let prefix = format!("{name}{{alertmanager=\"{url}\",tenant=\"standalone\"}} ");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("{prefix} in\n{metrics}"))
-            .parse()
-            .unwrap()
+        let series = format!("{name}{{alertmanager=\"{url}\",tenant=\"standalone\"}}");
+        exposition_value(&metrics, &series).unwrap_or_else(|| panic!("{series} in\n{metrics}"))
     };
     assert!(value("prometheus_notifications_sent_total") >= 2.0);
     assert_eq!(value("prometheus_notifications_errors_total"), 0.0);
@@ -254,37 +236,24 @@ async fn an_unreachable_alertmanager_counts_errors() {
     .unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let _serve = spawn_serve(&cfg, &dir.path().join("data"), &listen);
-    arrowmon::scrape::tls::install_default_provider();
-    let client = reqwest::Client::new();
+    let client = http_client();
     let base = format!("http://{listen}");
     eventually(Duration::from_secs(30), "errors and dropped alerts counted", || {
         let (c, b) = (client.clone(), base.clone());
         let dead = dead.clone();
         async move {
-            let text = c.get(format!("{b}/metrics")).send().await.ok()?.text().await.ok()?;
-            let errors = format!(
-                "prometheus_notifications_errors_total{{alertmanager=\"http://{dead}/api/v2/alerts\",tenant=\"standalone\"}} "
-            );
-            let failed = text
-                .lines()
-                .find_map(|l| l.strip_prefix(&errors))
-                .and_then(|v| v.parse::<f64>().ok())?;
-            let dropped = text
-                .lines()
-                .find_map(|l| l.strip_prefix("prometheus_notifications_dropped_total{tenant=\"standalone\"} "))
-                .and_then(|v| v.parse::<f64>().ok())?;
+            let (_, text) = http_get(&c, &format!("{b}/metrics")).await?;
+            let failed = exposition_value(
+                &text,
+                &format!("prometheus_notifications_errors_total{{alertmanager=\"http://{dead}/api/v2/alerts\",tenant=\"standalone\"}}"),
+            )?;
+            let dropped = exposition_value(&text, "prometheus_notifications_dropped_total{tenant=\"standalone\"}")?;
             (failed >= 1.0 && dropped >= 1.0).then_some(())
         }
     })
     .await;
-    let text = client
-        .get(format!("{base}/api/v1/alerts"))
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let v = http_get_json(&client, &format!("{base}/api/v1/alerts"))
         .await
         .unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["data"]["alerts"][0]["state"], "firing");
 }

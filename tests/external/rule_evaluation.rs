@@ -40,23 +40,15 @@ fn config(dir: &Path, target: &str) -> std::path::PathBuf {
     cfg
 }
 
-fn client() -> reqwest::Client {
-    // reqwest is built without a default rustls provider: the crate installs ring.
-    arrowmon::scrape::tls::install_default_provider();
-    reqwest::Client::new()
-}
-
 async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
     // Not listening yet (or restarting): status 0.
-    let Ok(r) = client.get(url).send().await else {
-        return (0, Value::Null);
-    };
-    let status = r.status().as_u16();
-    let body = r.text().await.unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    )
+    match http_get(client, url).await {
+        Some((status, body)) => (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        ),
+        None => (0, Value::Null),
+    }
 }
 
 /// The instant vector of `expr` now, as (labels, value) pairs.
@@ -87,19 +79,11 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-async fn metric(client: &reqwest::Client, base: &str, name_and_labels: &str) -> Option<f64> {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+async fn metric(client: &reqwest::Client, base: &str, series: &str) -> Option<f64> {
+    exposition_value(
+        &http_get(client, &format!("{base}/metrics")).await?.1,
+        series,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -112,7 +96,7 @@ async fn serve_evaluates_rules_and_rereads_them() {
     let listen = format!("127.0.0.1:{}", free_port());
     let _serve = spawn_serve(&cfg, &dir.path().join("data"), &listen);
     let base = format!("http://{listen}");
-    let client = client();
+    let client = http_client();
 
     // The second rule reads the first one's output of the same evaluation.
     let quad = eventually(Duration::from_secs(20), "job:x:quad", || {
@@ -313,7 +297,7 @@ async fn alert_state_is_restored_after_a_restart() {
     let data = dir.path().join("data");
     let listen = format!("127.0.0.1:{}", free_port());
     let base = format!("http://{listen}");
-    let client = client();
+    let client = http_client();
     let serve = |data: &Path| {
         let mut cmd = serve_command(&cfg, data, &listen);
         cmd.args([
