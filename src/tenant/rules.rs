@@ -345,7 +345,7 @@ async fn update_groups(shared: &Arc<Shared>, running: &mut Vec<RunningGroup>, fr
         let store = shared.store.clone();
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
-            let t = crate::scrape::now_ms().saturating_sub(offset.as_millis() as i64);
+            let t = crate::scrape::now_ms().saturating_sub(ms(offset));
             let stale = crate::model::value::stale_nan();
             store.append_rule_samples(series.into_iter().map(|l| (l, t, stale)).collect());
         });
@@ -356,8 +356,9 @@ async fn update_groups(shared: &Arc<Shared>, running: &mut Vec<RunningGroup>, fr
 async fn run_group(group: Arc<Mutex<Group>>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let (interval_ms, mut ts, restore) = {
         let g = lock(&group);
-        let iv = (g.interval.as_millis() as i64).max(1);
-        let first = eval_timestamp(crate::scrape::now_ms(), g.interval, &g.file, &g.name) + iv;
+        let iv = ms(g.interval).max(1);
+        let first = eval_timestamp(crate::scrape::now_ms(), g.interval, &g.file, &g.name)
+            .saturating_add(iv);
         (iv, first, g.should_restore)
     };
     if !sleep_until(ts, &mut stop).await {
@@ -402,4 +403,8 @@ async fn sleep_until(t_ms: i64, stop: &mut watch::Receiver<bool>) -> bool {
         _ = tokio::time::sleep(Duration::from_millis(wait)) => !*stop.borrow(),
         _ = stop.changed() => false,
     }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
