@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::{bad, labels_json, selector_matchers, ApiResponse, Params};
 use crate::model::labels::Matcher;
-use crate::rules::eval::{Alert, AlertState, Group, RuleState};
+use crate::rules::eval::{Alert, AlertState, GroupStatus, RuleStatus};
 use crate::rules::RuleKind;
 use crate::tenant::Tenant;
 
@@ -41,7 +41,6 @@ pub(super) async fn rules(tenant: &Tenant, p: &Params) -> Result<ApiResponse, Ap
     let (groups, _) = tenant.rule_groups().await;
     let mut out = Vec::new();
     for g in groups {
-        let g = g.lock().unwrap_or_else(|e| e.into_inner());
         if (!group_names.is_empty() && !group_names.contains(&g.name.as_str()))
             || (!files.is_empty() && !files.contains(&g.file.as_str()))
         {
@@ -78,7 +77,6 @@ pub(super) async fn alerts(tenant: &Tenant) -> ApiResponse {
     let (groups, _) = tenant.rule_groups().await;
     let mut out = Vec::new();
     for g in groups {
-        let g = g.lock().unwrap_or_else(|e| e.into_inner());
         for r in &g.rules {
             out.extend(active_alerts(r).into_iter().map(alert_json));
         }
@@ -86,7 +84,7 @@ pub(super) async fn alerts(tenant: &Tenant) -> ApiResponse {
     ApiResponse::success(json!({ "alerts": out }))
 }
 
-fn group_json(g: &Group, rules: Vec<Value>) -> Value {
+fn group_json(g: &GroupStatus, rules: Vec<Value>) -> Value {
     json!({
         "name": g.name,
         "file": g.file,
@@ -98,7 +96,7 @@ fn group_json(g: &Group, rules: Vec<Value>) -> Value {
     })
 }
 
-fn recording_json(r: &RuleState) -> Value {
+fn recording_json(r: &RuleStatus) -> Value {
     let mut v = json!({
         "name": r.rule.name,
         "query": r.rule.parsed.to_string(),
@@ -112,7 +110,7 @@ fn recording_json(r: &RuleState) -> Value {
     v
 }
 
-fn alerting_json(r: &RuleState, exclude_alerts: bool) -> Value {
+fn alerting_json(r: &RuleStatus, exclude_alerts: bool) -> Value {
     let RuleKind::Alerting {
         for_duration,
         keep_firing_for,
@@ -145,7 +143,7 @@ fn alerting_json(r: &RuleState, exclude_alerts: bool) -> Value {
 }
 
 /// `lastError` is left out when empty, as Prometheus's `omitempty` does.
-fn add_last_error(v: &mut Value, r: &RuleState) {
+fn add_last_error(v: &mut Value, r: &RuleStatus) {
     if let (Some(e), Some(obj)) = (&r.last_error, v.as_object_mut()) {
         obj.insert("lastError".into(), Value::String(e.clone()));
     }
@@ -153,9 +151,9 @@ fn add_last_error(v: &mut Value, r: &RuleState) {
 
 /// The alerts that are pending or firing (resolved ones are kept only to
 /// report them resolved).
-fn active_alerts(r: &RuleState) -> Vec<&Alert> {
-    r.alerts()
-        .into_iter()
+fn active_alerts(r: &RuleStatus) -> Vec<&Alert> {
+    r.alerts
+        .iter()
         .filter(|a| a.state != AlertState::Inactive)
         .collect()
 }
@@ -179,7 +177,7 @@ fn alert_json(a: &Alert) -> Value {
 
 /// A rule's labels for `match[]`: its own labels and, as Prometheus's
 /// `Rule.Labels()` gives them, no `__name__`.
-fn rule_labels(r: &RuleState) -> crate::model::Labels {
+fn rule_labels(r: &RuleStatus) -> crate::model::Labels {
     crate::model::Labels::from_pairs(r.rule.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 

@@ -206,6 +206,54 @@ impl RuleState {
     }
 }
 
+/// What the APIs and metrics show of a rule: its state after the last evaluation.
+#[derive(Clone, Debug)]
+pub struct RuleStatus {
+    pub rule: Rule,
+    pub health: RuleHealth,
+    pub last_error: Option<String>,
+    pub last_evaluation_ms: Option<i64>,
+    pub evaluation_time: Duration,
+    /// In label order.
+    pub alerts: Vec<Alert>,
+}
+
+impl RuleStatus {
+    /// The rule's state as the rules API reports it: the most severe of its
+    /// alerts (inactive when it has none).
+    pub fn state(&self) -> AlertState {
+        self.alerts
+            .iter()
+            .map(|a| a.state)
+            .max()
+            .unwrap_or(AlertState::Inactive)
+    }
+}
+
+/// What the APIs and metrics show of a group, taken after each evaluation so
+/// that reading it never waits for one.
+#[derive(Clone, Debug)]
+pub struct GroupStatus {
+    pub file: String,
+    pub name: String,
+    pub interval: Duration,
+    pub limit: i64,
+    pub rules: Vec<RuleStatus>,
+    pub last_evaluation_ms: Option<i64>,
+    pub evaluation_time: Duration,
+    pub rule_duration_sum: Duration,
+    pub last_samples: u64,
+    pub last_restore_duration: Duration,
+    pub counters: GroupCounters,
+}
+
+impl GroupStatus {
+    /// `file;name`, the `rule_group` label of the rule metrics.
+    pub fn key(&self) -> String {
+        format!("{};{}", self.file, self.name)
+    }
+}
+
 /// Counters of one group, as Prometheus's `prometheus_rule_*` metrics count them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GroupCounters {
@@ -283,9 +331,36 @@ impl Group {
         }
     }
 
-    /// `file;name`, the `rule_group` label of the rule metrics.
+    /// `file;name`: what identifies a group across reloads.
     pub fn key(&self) -> String {
         format!("{};{}", self.file, self.name)
+    }
+
+    pub fn status(&self) -> GroupStatus {
+        GroupStatus {
+            file: self.file.clone(),
+            name: self.name.clone(),
+            interval: self.interval,
+            limit: self.limit,
+            rules: self
+                .rules
+                .iter()
+                .map(|r| RuleStatus {
+                    rule: r.rule.clone(),
+                    health: r.health,
+                    last_error: r.last_error.clone(),
+                    last_evaluation_ms: r.last_evaluation_ms,
+                    evaluation_time: r.evaluation_time,
+                    alerts: r.alerts().into_iter().cloned().collect(),
+                })
+                .collect(),
+            last_evaluation_ms: self.last_evaluation_ms,
+            evaluation_time: self.evaluation_time,
+            rule_duration_sum: self.rule_duration_sum,
+            last_samples: self.last_samples,
+            last_restore_duration: self.last_restore_duration,
+            counters: self.counters,
+        }
     }
 
     /// Whether `other` has the same definition (a reload leaves such a group running).

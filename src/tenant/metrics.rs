@@ -287,7 +287,6 @@ async fn rule_rows(t: &Tenant, tl: &str, rows: &mut Vec<Row>) {
         }
     }
     for g in groups {
-        let g = g.lock().unwrap_or_else(|e| e.into_inner());
         let labels = format!(
             "{{rule_group={},tenant={tl}}}",
             crate::model::labels::go_quote(&g.key())

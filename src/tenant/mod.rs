@@ -208,7 +208,7 @@ impl Tenant {
     pub async fn rule_groups(
         &self,
     ) -> (
-        Vec<Arc<std::sync::Mutex<crate::rules::eval::Group>>>,
+        Vec<Arc<crate::rules::eval::GroupStatus>>,
         Option<ReloadStatus>,
     ) {
         let st = self.state.lock().await;

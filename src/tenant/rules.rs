@@ -9,7 +9,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use crate::config::{AlertingConfig, ScrapeConfig};
 use crate::model::Labels;
 use crate::promql::{Engine, EngineOptions};
-use crate::rules::eval::{eval_timestamp, EvalOptions, Group, RuleStorage};
+use crate::rules::eval::{eval_timestamp, EvalOptions, Group, GroupStatus, RuleStorage};
 use crate::rules::RuleSource;
 use crate::store::{AppendSample, Store};
 
@@ -92,21 +92,41 @@ struct Shared {
 }
 
 struct RunningGroup {
+    /// The group as defined, before any evaluation: what a reload compares.
+    spec: Group,
     group: Arc<Mutex<Group>>,
+    /// Taken after each evaluation; readers never wait for one.
+    status: Arc<RwLock<Arc<GroupStatus>>>,
     stop: watch::Sender<bool>,
     handle: JoinHandle<()>,
 }
 
 impl RunningGroup {
     fn start(group: Group, shared: &Arc<Shared>) -> RunningGroup {
+        let spec = group.clone();
+        let status = Arc::new(RwLock::new(Arc::new(group.status())));
         let group = Arc::new(Mutex::new(group));
         let (stop, stop_rx) = watch::channel(false);
-        let handle = tokio::spawn(run_group(group.clone(), shared.clone(), stop_rx));
+        let handle = tokio::spawn(run_group(
+            group.clone(),
+            status.clone(),
+            shared.clone(),
+            stop_rx,
+        ));
         RunningGroup {
+            spec,
             group,
+            status,
             stop,
             handle,
         }
+    }
+
+    fn status(&self) -> Arc<GroupStatus> {
+        self.status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Stops the group after its evaluation in progress; returns its state.
@@ -188,13 +208,13 @@ impl RuleManager {
         }
     }
 
-    /// The groups in file order, each behind its lock.
-    pub async fn groups(&self) -> Vec<Arc<Mutex<Group>>> {
+    /// The groups in file order, as their last evaluation left them.
+    pub async fn groups(&self) -> Vec<Arc<GroupStatus>> {
         self.groups
             .lock()
             .await
             .iter()
-            .map(|g| g.group.clone())
+            .map(RunningGroup::status)
             .collect()
     }
 
@@ -320,12 +340,11 @@ async fn watch_files(
 async fn update_groups(shared: &Arc<Shared>, running: &mut Vec<RunningGroup>, fresh: Vec<Group>) {
     let mut old: HashMap<String, RunningGroup> = HashMap::new();
     for g in running.drain(..) {
-        let key = lock(&g.group).key();
-        old.insert(key, g);
+        old.insert(g.spec.key(), g);
     }
     for mut g in fresh {
         match old.remove(&g.key()) {
-            Some(r) if lock(&r.group).same_definition(&g) => running.push(r),
+            Some(r) if r.spec.same_definition(&g) => running.push(r),
             Some(r) => {
                 g.take_state_from(r.stop().await);
                 running.push(RunningGroup::start(g, shared));
@@ -353,7 +372,12 @@ async fn update_groups(shared: &Arc<Shared>, running: &mut Vec<RunningGroup>, fr
 }
 
 /// Evaluates one group at its interval until stopped.
-async fn run_group(group: Arc<Mutex<Group>>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn run_group(
+    group: Arc<Mutex<Group>>,
+    status: Arc<RwLock<Arc<GroupStatus>>>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let (interval_ms, mut ts, restore) = {
         let g = lock(&group);
         let iv = ms(g.interval).max(1);
@@ -366,7 +390,7 @@ async fn run_group(group: Arc<Mutex<Group>>, shared: Arc<Shared>, mut stop: watc
     }
     let mut evaluations = 0u64;
     loop {
-        let (g, s) = (group.clone(), shared.clone());
+        let (g, s, st) = (group.clone(), shared.clone(), status.clone());
         // After the second evaluation: by then recording rules that alerts depend
         // on have written their latest values.
         let restore_now = restore && evaluations == 1;
@@ -379,6 +403,7 @@ async fn run_group(group: Arc<Mutex<Group>>, shared: Arc<Shared>, mut stop: watc
             if restore_now {
                 g.restore_for_state(crate::scrape::now_ms(), &*s.store, &s.settings.eval);
             }
+            *st.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(g.status());
         })
         .await;
         if let Err(e) = done {
