@@ -1,0 +1,791 @@
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use super::funcs::Env;
+use super::value::Value;
+use super::*;
+
+/// Prometheus's template tests run at this time, with this external URL.
+const NOW_MS: i64 = 1_353_755_652_000;
+const EXTERNAL_URL: &str = "http://testhost:9090/path/prefix";
+
+fn sample(labels: &[(&str, &str)], value: f64) -> QuerySample {
+    QuerySample {
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        value,
+    }
+}
+
+/// Expands `text` as the template "test" with `dot` as its data, every query
+/// answering `result`.
+fn run_with(text: &str, dot: Value, result: Vec<QuerySample>) -> Result<String, String> {
+    let query = move |_: &str| Ok(result.clone());
+    let env = Env {
+        query: &query,
+        timestamp_ms: NOW_MS,
+        external_url: EXTERNAL_URL,
+        regexes: RefCell::new(HashMap::new()),
+    };
+    expand("test", text, dot, &env)
+}
+
+fn run(text: &str) -> Result<String, String> {
+    run_with(text, Value::Nil, Vec::new())
+}
+
+fn floats(v: &[f64]) -> Value {
+    Value::List(
+        Rc::new(v.iter().map(|f| Value::Float(*f)).collect()),
+        "float64",
+    )
+}
+
+fn strings(v: &[&str]) -> Value {
+    Value::List(
+        Rc::new(v.iter().map(|s| Value::str(*s)).collect()),
+        "string",
+    )
+}
+
+fn ints(v: &[i64]) -> Value {
+    Value::List(Rc::new(v.iter().map(|i| Value::Int(*i)).collect()), "int64")
+}
+
+fn ok(text: &str, want: &str) {
+    assert_eq!(run(text), Ok(want.to_string()), "{text:?}");
+}
+
+fn ok_with(text: &str, dot: Value, want: &str) {
+    assert_eq!(
+        run_with(text, dot, Vec::new()),
+        Ok(want.to_string()),
+        "{text:?}"
+    );
+}
+
+fn fails(text: &str, dot: Value, want: &str) {
+    assert_eq!(
+        run_with(text, dot, Vec::new()),
+        Err(want.to_string()),
+        "{text:?}"
+    );
+}
+
+// The cases of Prometheus's template/template_test.go (TestTemplateExpansion)
+// that apply to text templates of float samples.
+
+#[test]
+fn prometheus_basic_cases() {
+    ok("plain text", "plain text");
+    ok("{{ 1 }}", "1");
+    ok("{{ \"<b>\" }}", "<b>");
+    ok(
+        "{{define \"x\"}}{{.arg0}} {{.arg1}}{{end}}{{template \"x\" (args 1 \"2\")}}",
+        "1 2",
+    );
+    ok("{{ .Foo }}", "<no value>");
+    assert_eq!(
+        run("{{\u{a0}}}"),
+        Err("error parsing template test: template: test:1: unrecognized character in action: U+00A0".into())
+    );
+    assert_eq!(
+        run("{{"),
+        Err("error parsing template test: template: test:1: unclosed action".into())
+    );
+    ok("{{ reReplaceAll \"(a)b\" \"x$1\" \"ab\" }}", "xa");
+    ok("{{ \"aa bb CC\" | title }}", "Aa Bb CC");
+    ok("{{ \"aa bb CC\" | toUpper }}", "AA BB CC");
+    ok("{{ \"aA bB CC\" | toLower }}", "aa bb cc");
+    ok(
+        "{{ match \"a+\" \"aa\" }} {{ match \"a+\" \"b\" }}",
+        "true false",
+    );
+    ok("{{ graphLink \"up\" }}", "/graph?g0.expr=up&g0.tab=0");
+    ok("{{ tableLink \"up\" }}", "/graph?g0.expr=up&g0.tab=1");
+    ok("{{ pathPrefix }}", "/path/prefix");
+    ok("{{ externalURL }}", "http://testhost:9090/path/prefix");
+}
+
+#[test]
+fn prometheus_query_cases() {
+    let q = |text: &str, result: Vec<QuerySample>| run_with(text, Value::Nil, result);
+    let a11 = || vec![sample(&[("__name__", "metric"), ("instance", "a")], 11.0)];
+    assert_eq!(
+        q(
+            "{{ query \"1.5\" | first | value }}",
+            vec![sample(&[], 1.5)]
+        ),
+        Ok("1.5".into())
+    );
+    assert_eq!(
+        q(
+            "{{ query \"metric{instance='a'}\" | first | value }}",
+            a11()
+        ),
+        Ok("11".into())
+    );
+    assert_eq!(
+        q(
+            "{{ query \"metric{instance='a'}\" | first | label \"instance\" }}",
+            a11()
+        ),
+        Ok("a".into())
+    );
+    assert_eq!(
+        q(
+            "{{ query \"metric{__value__='a'}\" | first | strvalue }}",
+            vec![sample(&[("__name__", "metric"), ("__value__", "a")], 11.0)]
+        ),
+        Ok("a".into())
+    );
+    assert_eq!(
+        q(
+            "{{ query \"metric{instance='a'}\" | first | label \"foo\" }}",
+            a11()
+        ),
+        Ok("".into())
+    );
+    assert_eq!(
+        q(
+            "{{ $x := query \"metric\" | first }}{{ $x.Labels.foo }}",
+            a11()
+        ),
+        Ok("".into())
+    );
+    assert_eq!(
+        q(
+            "{{ range query \"metric\" | sortByLabel \"instance\" }}{{.Labels.instance}}:{{.Value}}: {{end}}",
+            vec![
+                sample(&[("__name__", "metric"), ("instance", "b")], 21.0),
+                sample(&[("__name__", "metric"), ("instance", "a")], 11.0),
+            ]
+        ),
+        Ok("a:11: b:21: ".into())
+    );
+    assert_eq!(
+        q("{{ query \"missing\" | first }}", vec![]),
+        Err("error executing template test: template: test:1:21: executing \"test\" at <first>: error calling first: first() called on vector with no elements".into())
+    );
+    assert_eq!(
+        q("{{ (query \"missing\").banana }}", vec![]),
+        Err("error executing template test: template: test:1:10: executing \"test\" at <\"missing\">: can't evaluate field banana in type template.queryResult".into())
+    );
+}
+
+#[test]
+fn prometheus_host_cases() {
+    for (input, port, domain) in [
+        ("foo.example.com", "foo.example.com", "foo"),
+        ("foo.example.com:12345", "foo.example.com", "foo:12345"),
+        ("192.0.2.1", "192.0.2.1", "192.0.2.1"),
+        ("192.0.2.1:12345", "192.0.2.1", "192.0.2.1:12345"),
+        ("2001:0DB8::1", "2001:0DB8::1", "2001:0DB8::1"),
+        (
+            "[2001:0DB8::1]:12345",
+            "2001:0DB8::1",
+            "[2001:0DB8::1]:12345",
+        ),
+        (
+            "[2001:0DB8::1]::12345",
+            "[2001:0DB8::1]::12345",
+            "[2001:0DB8::1]::12345",
+        ),
+    ] {
+        ok(&format!("{{{{ \"{input}\" | stripPort }}}}"), port);
+        ok(&format!("{{{{ \"{input}\" | stripDomain }}}}"), domain);
+    }
+}
+
+#[test]
+fn prometheus_humanize_cases() {
+    let each = |f: &str| format!("{{{{ range . }}}}{{{{ {f} . }}}}:{{{{ end }}}}");
+    ok_with(
+        &each("humanize"),
+        floats(&[0.0, 1.0, 1234567.0, 0.12]),
+        "0:1:1.235M:120m:",
+    );
+    ok_with(
+        &each("humanize"),
+        strings(&["0.0", "1.0", "1234567.0", ".12"]),
+        "0:1:1.235M:120m:",
+    );
+    ok_with(
+        &each("humanize"),
+        ints(&[0, -1, 1, 1234567, i64::MAX]),
+        "0:-1:1:1.235M:9.223E:",
+    );
+    ok_with(
+        &each("humanize1024"),
+        floats(&[0.0, 1.0, 1048576.0, 0.12]),
+        "0:1:1Mi:0.12:",
+    );
+    ok_with(
+        &each("humanize1024"),
+        strings(&["0.0", "1.0", "1048576.0", ".12"]),
+        "0:1:1Mi:0.12:",
+    );
+    ok_with(
+        &each("humanize1024"),
+        ints(&[0, -1, 1, 1234567, i64::MAX]),
+        "0:-1:1:1.177Mi:8Ei:",
+    );
+    ok_with(
+        &each("humanizeDuration"),
+        floats(&[
+            0.0,
+            1.0,
+            60.0,
+            3600.0,
+            86400.0,
+            86400.0 + 3600.0,
+            -(86400.0 * 2.0 + 3600.0 * 3.0 + 60.0 * 4.0 + 5.0),
+            899.99,
+        ]),
+        "0s:1s:1m 0s:1h 0m 0s:1d 0h 0m 0s:1d 1h 0m 0s:-2d 3h 4m 5s:14m 59s:",
+    );
+    ok_with(
+        &each("humanizeDuration"),
+        strings(&["0", "1", "60", "3600", "86400"]),
+        "0s:1s:1m 0s:1h 0m 0s:1d 0h 0m 0s:",
+    );
+    ok_with(
+        &each("humanizeDuration"),
+        floats(&[0.1, 0.0001, 0.12345, 60.1, 60.5, 1.2345, 12.345]),
+        "100ms:100us:123.5ms:1m 0s:1m 0s:1.234s:12.35s:",
+    );
+    ok_with(
+        &each("humanizeDuration"),
+        strings(&[".1", ".0001", ".12345", "60.1", "60.5", "1.2345", "12.345"]),
+        "100ms:100us:123.5ms:1m 0s:1m 0s:1.234s:12.35s:",
+    );
+    ok_with(
+        &each("humanizeDuration"),
+        ints(&[0, -1, 1, 1234567]),
+        "0s:-1s:1s:14d 6h 56m 7s:",
+    );
+    let all = "{{ range . }}{{ humanize . }}:{{ humanize1024 . }}:{{ humanizeDuration . }}:{{humanizeTimestamp .}}:{{ end }}";
+    let want = "+Inf:+Inf:+Inf:+Inf:-Inf:-Inf:-Inf:-Inf:NaN:NaN:NaN:NaN:";
+    ok_with(
+        all,
+        floats(&[f64::INFINITY, f64::NEG_INFINITY, f64::NAN]),
+        want,
+    );
+    ok_with(all, strings(&["+Inf", "-Inf", "NaN"]), want);
+    ok(
+        "{{ -0.22222 | humanizePercentage }}:{{ 0.0 | humanizePercentage }}:{{ 0.1234567 | humanizePercentage }}:{{ 1.23456 | humanizePercentage }}",
+        "-22.22%:0%:12.35%:123.5%",
+    );
+    ok_with(
+        &each("humanizePercentage"),
+        ints(&[0, -1, 1, 1234567, i64::MAX]),
+        "0%:-100%:100%:1.235e+08%:9.223e+20%:",
+    );
+    ok(
+        r#"{{ "-0.22222" | humanizePercentage }}:{{ "0.0" | humanizePercentage }}:{{ "0.1234567" | humanizePercentage }}:{{ "1.23456" | humanizePercentage }}"#,
+        "-22.22%:0%:12.35%:123.5%",
+    );
+    for f in ["humanize", "humanize1024", "humanizeDuration"] {
+        fails(
+            &format!("{{{{ {f} \"one\" }}}}"),
+            Value::Nil,
+            &format!("error executing template test: template: test:1:3: executing \"test\" at <{f} \"one\">: error calling {f}: strconv.ParseFloat: parsing \"one\": invalid syntax"),
+        );
+    }
+    fails(
+        r#"{{ "one" | humanizePercentage }}"#,
+        Value::Nil,
+        r#"error executing template test: template: test:1:11: executing "test" at <humanizePercentage>: error calling humanizePercentage: strconv.ParseFloat: parsing "one": invalid syntax"#,
+    );
+}
+
+#[test]
+fn prometheus_time_cases() {
+    let each = "{{ range . }}{{ humanizeTimestamp . }}:{{ end }}";
+    ok_with(
+        each,
+        ints(&[0, -1, 1, 1234567, 9223372036]),
+        "1970-01-01 00:00:00 +0000 UTC:1969-12-31 23:59:59 +0000 UTC:1970-01-01 00:00:01 +0000 UTC:1970-01-15 06:56:07 +0000 UTC:2262-04-11 23:47:16 +0000 UTC:",
+    );
+    fails(
+        each,
+        ints(&[i64::MIN, i64::MAX]),
+        r#"error executing template test: template: test:1:16: executing "test" at <humanizeTimestamp .>: error calling humanizeTimestamp: -9.223372036854776e+18 cannot be represented as a nanoseconds timestamp since it overflows int64"#,
+    );
+    ok(
+        "{{ 1435065584.128 | humanizeTimestamp }}",
+        "2015-06-23 13:19:44.128 +0000 UTC",
+    );
+    ok(
+        r#"{{ "1435065584.128" | humanizeTimestamp }}"#,
+        "2015-06-23 13:19:44.128 +0000 UTC",
+    );
+    ok(r#"{{ (1435065584.128 | toTime).Format "2006" }}"#, "2015");
+    ok(r#"{{ ("1435065584.128" | toTime).Format "2006" }}"#, "2015");
+    ok("{{ (1800 | toDuration).String }}", "30m0s");
+    ok(r#"{{ ("1800" | toDuration).String }}"#, "30m0s");
+    ok("{{ now }}", "1.353755652e+09");
+    ok(
+        r#"{{ (now | toTime).Format "Mon Jan 2 15:04:05 2006" }}"#,
+        "Sat Nov 24 11:14:12 2012",
+    );
+    ok(
+        r#"{{ ("-30m" | parseDuration | toDuration | (now | toTime).Add).UnixMilli }}"#,
+        "1353753852000",
+    );
+    ok(
+        r#"{{ printf "%0.2f" (parseDuration "1h2m10ms") }}"#,
+        "3720.01",
+    );
+    ok(
+        r#"{{ printf "%0.2f" (parseDuration "-1h2m10ms") }}"#,
+        "-3720.01",
+    );
+}
+
+// Go's text/template semantics beyond Prometheus's tests.
+
+#[test]
+fn actions_and_control_structures() {
+    ok("a {{- \" b \" -}} c", "a b c");
+    ok("a  {{- /* gone */ -}}  b", "ab");
+    ok("{{/* c */}}x", "x");
+    ok("{{ if 0 }}a{{ else if \"\" }}b{{ else }}c{{ end }}", "c");
+    ok("{{ if 1 }}a{{ else }}b{{ end }}", "a");
+    ok("{{ with \"x\" }}[{{ . }}]{{ else }}none{{ end }}", "[x]");
+    ok(
+        "{{ with \"\" }}[{{ . }}]{{ else with 2 }}two{{ end }}",
+        "two",
+    );
+    ok("{{ $x := 1 }}{{ $x = 2 }}{{ $x }}", "2");
+    ok(
+        "{{ range $i, $e := args \"a\" \"b\" }}{{ $i }}={{ $e }},{{ end }}",
+        "arg0=a,arg1=b,",
+    );
+    ok("{{ range 3 }}{{ . }}{{ end }}", "012");
+    ok(
+        "{{ range $i := 3 }}{{ if eq $i 1 }}{{ continue }}{{ end }}{{ $i }}{{ end }}",
+        "02",
+    );
+    ok(
+        "{{ range $i := 5 }}{{ if eq $i 2 }}{{ break }}{{ end }}{{ $i }}{{ end }}",
+        "01",
+    );
+    ok("{{ range 0 }}x{{ else }}empty{{ end }}", "empty");
+    ok("{{ $ }}", "<no value>");
+    ok("{{ block \"b\" 5 }}[{{ . }}]{{ end }}", "[5]");
+    ok("{{ (1) }} {{ \"s\" | printf \"%s!\" }}", "1 s!");
+    ok(
+        "{{ `raw\\n` }} {{ 'a' }} {{ 0x10 }} {{ 1e3 }} {{ 1_000 }} {{ -2.5 }}",
+        "raw\\n 97 16 1000 1000 -2.5",
+    );
+    ok(
+        "{{ true }} {{ false | not }} {{ and 1 0 }} {{ or 0 \"\" 3 }}",
+        "true true 0 3",
+    );
+}
+
+#[test]
+fn builtins() {
+    ok("{{ eq 1 2 3 1 }} {{ ne \"a\" \"b\" }} {{ lt 1 2 }} {{ le 2 2 }} {{ gt 1.5 2.5 }} {{ ge \"b\" \"a\" }}", "true true true true false true");
+    ok("{{ len \"abc\" }} {{ len (args 1 2) }}", "3 2");
+    ok(
+        "{{ index \"abc\" 1 }} {{ index (args 1 2) \"arg1\" }} {{ index (args 1) \"x\" }}",
+        "98 2 <no value>",
+    );
+    ok("{{ slice \"abcdef\" 1 3 }} {{ slice \"abc\" 1 }}", "bc bc");
+    ok(
+        "{{ print 1 2 \"a\" \"b\" 3 }}|{{ println 1 \"a\" }}|",
+        "1 2ab3|1 a\n|",
+    );
+    ok(
+        "{{ html \"<a href='x'>&\\\"\" }}",
+        "&lt;a href=&#39;x&#39;&gt;&amp;&#34;",
+    );
+    ok("{{ js \"it's <b>=\" }}", "it\\'s \\u003Cb\\u003E\\u003D");
+    ok(
+        "{{ urlquery \"a b&c/d\" }} {{ urlQueryEscape \"x=1 2\" }}",
+        "a+b%26c%2Fd x%3D1+2",
+    );
+    ok("{{ \"<b>\" | safeHtml }}", "<b>");
+}
+
+#[test]
+fn printf_follows_go_fmt() {
+    ok(
+        r#"{{ printf "%.2f" 1.005 }}|{{ printf "%d" 5 }}|{{ printf "%5.1f|%-5d|%05d" 3.14159 42 -42 }}"#,
+        "1.00|5|  3.1|42   |-0042",
+    );
+    ok(
+        r#"{{ printf "%v %v %v %v" 1e6 0.1 123456.0 1e21 }}"#,
+        "1e+06 0.1 123456 1e+21",
+    );
+    ok(
+        r#"{{ printf "%e %E %g %.3g %G" 1234.5678 0.000012 100000.0 1234.5678 1e-7 }}"#,
+        "1.234568e+03 1.200000E-05 100000 1.23e+03 1E-07",
+    );
+    ok(
+        r#"{{ printf "%s %q %x %X %10s|%-4s|" "hi" "a\"b" "hi" 255 "r" "l" }}"#,
+        "hi \"a\\\"b\" 6869 FF          r|l   |",
+    );
+    ok(
+        r#"{{ printf "%t %v %c %U %o %b %x %%" true nil 65 65 8 5 255 }}"#,
+        "true <nil> A U+0041 10 101 ff %",
+    );
+    ok(
+        r#"{{ printf "%d" 1.5 }}|{{ printf "%s" 1 }}|{{ printf "%d" }}|{{ printf "x" 1 }}"#,
+        "%!d(float64=1.5)|%!s(int=1)|%!d(MISSING)|x%!(EXTRA int=1)",
+    );
+    ok(
+        r#"{{ printf "%f %v %.1f" (query "x" | len) -0.0 -0.05 }}"#,
+        "%!f(int=0) -0 -0.1",
+    );
+    ok(
+        r#"{{ printf "%+d %+.1f % d %x" 3 2.0 4 "é" }}"#,
+        "+3 +2.0  4 c3a9",
+    );
+    ok(
+        r#"{{ printf "%v|%6.2f|%+v" (1 | toDuration) 3.14159 "s" }}"#,
+        "1s|  3.14|s",
+    );
+}
+
+#[test]
+fn alert_templates() {
+    let labels: BTreeMap<String, String> = [("instance", "host:9100"), ("job", "node")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let external: BTreeMap<String, String> = [("env".to_string(), "prod".to_string())].into();
+    let query = |q: &str| {
+        if q == "bad(" {
+            Err("parse error".to_string())
+        } else {
+            Ok(vec![sample(&[("instance", "x")], 0.25)])
+        }
+    };
+    let data = AlertTemplateData {
+        labels: &labels,
+        external_labels: &external,
+        external_url: "http://prom.example:9090/p",
+        value: 1234.5,
+        timestamp_ms: NOW_MS,
+        query: &query,
+    };
+    let x = |t: &str| expand_alert_template("HighLoad", t, &data);
+    assert_eq!(
+        x("{{ $labels.instance }} of {{ .Labels.job }} is at {{ $value | humanize }} ({{ printf \"%.1f\" $value }}, {{ $value }})"),
+        Ok("host:9100 of node is at 1.234k (1234.5, 1234.5)".into())
+    );
+    assert_eq!(x("[{{ $labels.missing }}]"), Ok("[]".into()));
+    assert_eq!(
+        x("{{ $externalLabels.env }} {{ $externalURL }} {{ .ExternalURL }} {{ pathPrefix }}"),
+        Ok("prod http://prom.example:9090/p http://prom.example:9090/p /p".into())
+    );
+    assert_eq!(
+        x("{{ with query \"up\" }}{{ . | first | value | humanizePercentage }}{{ end }}"),
+        Ok("25%".into())
+    );
+    assert_eq!(
+        x("{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}"),
+        Ok("instance=host:9100;job=node;".into())
+    );
+    assert_eq!(
+        x("{{ if gt $value 1000.0 }}high{{ end }}"),
+        Ok("high".into())
+    );
+    assert_eq!(
+        x("{{ if gt $value 1000 }}high{{ end }}"),
+        Err("error executing template __alert_HighLoad: template: __alert_HighLoad:1:118: executing \"__alert_HighLoad\" at <gt $value 1000>: error calling gt: incompatible types for comparison".into())
+    );
+    assert_eq!(
+        x("{{ query \"bad(\" }}"),
+        Err("error executing template __alert_HighLoad: template: __alert_HighLoad:1:115: executing \"__alert_HighLoad\" at <query \"bad(\">: error calling query: parse error".into())
+    );
+    assert_eq!(
+        x("{{ .Nope }}"),
+        Err(format!("error executing template __alert_HighLoad: template: __alert_HighLoad:1:115: executing \"__alert_HighLoad\" at <.Nope>: can't evaluate field Nope in type {}", value::ALERT_TYPE))
+    );
+    assert_eq!(
+        x("{{ if }}"),
+        Err("error parsing template __alert_HighLoad: template: __alert_HighLoad:1: missing value for if".into())
+    );
+}
+
+#[test]
+fn execution_errors() {
+    fails(
+        "{{ $x := 1 }}{{ $x.y }}",
+        Value::Nil,
+        "error executing template test: template: test:1:18: executing \"test\" at <$x.y>: can't evaluate field y in type int",
+    );
+    fails(
+        "{{ 1 2 }}",
+        Value::Nil,
+        "error executing template test: template: test:1:3: executing \"test\" at <1>: can't give argument to non-function 1",
+    );
+    fails(
+        "{{ toUpper 1 }}",
+        Value::Nil,
+        "error executing template test: template: test:1:11: executing \"test\" at <1>: expected string; found 1",
+    );
+    fails(
+        "{{ humanize }}",
+        Value::Nil,
+        "error executing template test: template: test:1:3: executing \"test\" at <humanize>: wrong number of args for humanize: want 1 got 0",
+    );
+    fails(
+        "{{ template \"nope\" }}",
+        Value::Nil,
+        "error executing template test: template: test:1:12: executing \"test\" at <{{template \"nope\"}}>: template \"nope\" not defined",
+    );
+    fails(
+        "{{ index \"ab\" 5 }}",
+        Value::Nil,
+        "error executing template test: template: test:1:3: executing \"test\" at <index \"ab\" 5>: error calling index: index out of range: 5",
+    );
+    fails(
+        "{{ reReplaceAll \"(\" \"\" \"x\" }}",
+        Value::Nil,
+        "error executing template test: template: test:1:3: executing \"test\" at <reReplaceAll \"(\" \"\" \"x\">: error calling reReplaceAll: regexp: Compile(`(`): error parsing regexp: unclosed group: `(`",
+    );
+    fails(
+        "{{ range . }}{{ end }}",
+        Value::Float(1.5),
+        "error executing template test: template: test:1:9: executing \"test\" at <.>: range can't iterate over 1.5",
+    );
+}
+
+#[test]
+fn hostile_templates_end_in_errors() {
+    let recursive = "{{ define \"r\" }}{{ template \"r\" . }}{{ end }}{{ template \"r\" 1 }}";
+    let err = run(recursive).unwrap_err();
+    assert!(
+        err.contains("exceeded maximum template depth (200)"),
+        "{err}"
+    );
+    let err = run("{{ range 100000000 }}x{{ end }}").unwrap_err();
+    assert!(
+        err.ends_with("template ran more than 1000000 steps"),
+        "{err}"
+    );
+    let err = run(
+        "{{ $x := \"xxxxxxxxxxxxxxxx\" }}{{ range 40 }}{{ $x = printf \"%s%s\" $x $x }}{{ end }}",
+    )
+    .unwrap_err();
+    assert!(err.contains("result is over 1048576 bytes"), "{err}");
+    let err = run("{{ range 2000 }}{{ printf \"%1000s\" \"\" }}{{ end }}").unwrap_err();
+    assert!(
+        err.ends_with("template output is over 1048576 bytes"),
+        "{err}"
+    );
+    ok("{{ (1) }}", "1");
+    let deep = format!("{{{{ {}1{} }}}}", "(".repeat(150), ")".repeat(150));
+    assert_eq!(
+        run(&deep),
+        Err("error parsing template test: template: test:1: max expression depth exceeded".into())
+    );
+    let nested = format!("{}x{}", "{{ if 1 }}".repeat(150), "{{ end }}".repeat(150));
+    assert!(run(&nested)
+        .unwrap_err()
+        .ends_with("max expression depth exceeded"));
+    let fine = format!("{}x{}", "{{ if 1 }}".repeat(90), "{{ end }}".repeat(90));
+    ok(&fine, "x");
+}
+
+/// Parse errors as promtool 2.42 reports them (`annotation "a": template: …`).
+#[test]
+fn parse_errors_as_go_reports_them() {
+    let cases: &[(&str, &str)] = &[
+        ("{{ $labels.x ", "1: unclosed action"),
+        ("{{/* c ", "1: unclosed comment"),
+        ("{{ if 1 }}x", "1: unexpected EOF"),
+        ("{{ end }}", "1: unexpected {{end}}"),
+        ("{{ else }}", "1: unexpected {{else}}"),
+        ("{{ (1 }}", "1: unclosed left paren"),
+        ("{{ 1) }}", "1: unexpected \")\" in command"),
+        ("{{ foo 1 }}", "1: function \"foo\" not defined"),
+        ("a\nb {{ range . }}\n{{ end }} {{ if", "3: unclosed action"),
+        ("{{ `abc }}", "1: unterminated raw quoted string"),
+        ("{{ 'a }}", "1: unterminated character constant"),
+        ("{{ \"a }}", "1: unterminated quoted string"),
+        ("{{ $y }}", "1: undefined variable \"$y\""),
+        ("{{ break }}", "1: {{break}} outside {{range}}"),
+        ("{{/* a */ }}", "1: comment ends before closing delimiter"),
+        (
+            "{{ if 1 }}{{ $x := 1 }}{{ end }}{{ $x }}",
+            "1: undefined variable \"$x\"",
+        ),
+        ("{{ if }}{{ end }}", "1: missing value for if"),
+        ("{{ $x := }}", "1: missing value for command"),
+        ("{{ | humanize }}", "1: unexpected \"|\" in command"),
+        ("{{ 'ab' }}", "1: malformed character constant: 'ab'"),
+        ("{{ \"\\q\" }}", "1: invalid syntax"),
+        ("{{ template x }}", "1: unexpected \"x\" in template clause"),
+        (
+            "{{ range $i, $j, $k := . }}{{ end }}",
+            "1: too many declarations in range",
+        ),
+        (
+            "{{ define \"a\" }}x{{ end }}{{ define \"a\" }}y{{ end }}",
+            "1: template: multiple definition of template \"a\"",
+        ),
+        ("{{ 0x1G }}", "1: bad number syntax: \"0x1G\""),
+        ("{{ break 1 }}", "1: unexpected \"1\" in {{break}}"),
+        (
+            "{{ define \"x\" }}{{ $labels }}{{ end }}",
+            "1: undefined variable \"$labels\"",
+        ),
+        (
+            "{{ range 1 }}{{ else with }}{{ end }}",
+            "1: unexpected <with> in input",
+        ),
+        (
+            "{{ if 1 }}{{ else }}{{ else }}{{ end }}",
+            "1: expected end; found {{else}}",
+        ),
+        ("{{ $a, $b := 1 }}", "1: too many declarations in command"),
+        ("{{ 1x }}", "1: bad number syntax: \"1x\""),
+        ("{{ end x }}", "1: unexpected \"x\" in end"),
+        (
+            "{{ 1 | 2 }}",
+            "1: non executable command in pipeline stage 2",
+        ),
+        ("{{ if 1 }}\n\n{{ foo }}", "3: function \"foo\" not defined"),
+        ("{{ \"a\".b }}", "1: unexpected . after term \"\\\"a\\\"\""),
+        ("{{ $labels.x$y }}", "1: bad character U+0024 '$'"),
+        ("{{ 1e }}", "1: illegal number syntax: \"1e\""),
+        ("{{ x\ny }}", "1: function \"x\" not defined"),
+        (
+            "{{ with 1 }}{{ else if 2 }}{{ end }}",
+            "1: unexpected <if> in input",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(
+            check("__alert_A", text),
+            Err(format!("template: __alert_A:{want}")),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn valid_templates_parse() {
+    for text in [
+        "",
+        "plain text }} {",
+        "{{ $labels.instance }} is down ({{ $value | humanize }})",
+        "{{ humanize $value | printf \"%s\" }}",
+        "{{ $x := 1 }}{{ $x }}",
+        "{{ with $labels }}{{ .x }}{{ else }}y{{ end }}",
+        "{{- .Labels -}}",
+        "{{ template \"x\" }}",
+        "{{ define \"x\" }}a{{ end }}",
+        "{{ .x.y | title }}",
+        "{{ 1.5e3 }} {{ -1 }} {{ 0x1F }} {{ 1e+3 }}",
+        "{{ printf \"%d\" 1 }}{{ reReplaceAll \"a\" \"b\" \"c\" }}",
+        "{{ nil }}",
+        "{{ 1 2 }}",
+        "{{ range $i, $v := . }}{{ $i }}{{ $v }}{{ break }}{{ end }}",
+        "{{ if eq 1 1 }}a{{ else if gt 2 1 }}b{{ else }}c{{ end }}",
+        "{{ with query \"up\" }}{{ . | first | value | humanizePercentage }}{{ end }}",
+        "{{/* a comment */}}{{- /* trimmed */ -}}",
+        "{{ \"}}\" }} {{ `multi\nline` }}",
+        "{{ $externalLabels.env }} {{ $externalURL }} {{ $ }}",
+        "{{ $x := 1 }}{{ $x = 2 }}",
+        "é {{ \"ü\" }} ✓",
+        "{{ toDuration 1 }} {{ now }} {{ parseDuration \"1m\" }}",
+    ] {
+        assert_eq!(check("__alert_A", text), Ok(()), "{text:?}");
+    }
+}
+
+#[test]
+fn go_number_formats() {
+    use super::gofmt::{duration_string, format_float, format_time};
+    assert_eq!(format_float(1234567.0, 'g', Some(4)), "1.235e+06");
+    assert_eq!(format_float(0.000012345, 'g', Some(3)), "1.23e-05");
+    assert_eq!(format_float(100.0, 'g', Some(4)), "100");
+    assert_eq!(format_float(0.0, 'g', Some(4)), "0");
+    assert_eq!(format_float(f64::NAN, 'g', Some(4)), "NaN");
+    assert_eq!(duration_string(1_500_000_000), "1.5s");
+    assert_eq!(duration_string(1_000_000), "1ms");
+    assert_eq!(duration_string(3_723_000_000_000), "1h2m3s");
+    assert_eq!(duration_string(-1_500), "-1.5µs");
+    assert_eq!(duration_string(0), "0s");
+    let t = 1_435_065_584_128_000_000i128;
+    assert_eq!(
+        format_time(
+            t,
+            "2006-01-02T15:04:05.000Z07:00 Monday January _2 3:04PM .999 002"
+        ),
+        "2015-06-23T13:19:44.128Z Tuesday June 23 1:19PM .128 174"
+    );
+}
+
+/// The deepest templates the bounds allow run on a 2 MiB stack (a tokio
+/// worker's) in an unoptimised build.
+#[test]
+fn deepest_templates_fit_a_small_stack() {
+    let parens = format!(
+        "{{{{ define \"r\" }}}}{{{{ template \"r\" {}.{} }}}}{{{{ end }}}}{{{{ template \"r\" 1 }}}}",
+        "(print ".repeat(98),
+        ")".repeat(98)
+    );
+    let ifs = format!(
+        "{{{{ define \"r\" }}}}{}{{{{ template \"r\" . }}}}{}{{{{ end }}}}{{{{ template \"r\" 1 }}}}",
+        "{{ if 1 }}{{ range 1 }}".repeat(49),
+        "{{ end }}{{ end }}".repeat(49)
+    );
+    let range_parens = format!(
+        "{}{{{{ {}1{} }}}}{}",
+        "{{ with 1 }}".repeat(60),
+        "(print ".repeat(39),
+        ")".repeat(39),
+        "{{ end }}".repeat(60)
+    );
+    for text in [parens, ifs, range_parens] {
+        let r = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || run(&text))
+            .unwrap()
+            .join()
+            .unwrap();
+        match r {
+            Ok(s) => assert_eq!(s, "1"),
+            Err(e) => assert!(e.contains("depth"), "{e}"),
+        }
+    }
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_template_expands_or_fails_without_panicking(
+            s in any::<String>(),
+            near in "([a-z ]{0,3}\\{\\{-? ?(\\$[a-z]{0,2} :?= )?((if|range|with|else|end|template \"t\"|define \"t\"|block \"t\" \\.|break|continue) )?([a-zA-Z$.\"'`()|0-9 ,:=%_-]{0,12}|query \"x\" \\| first|humanize \\$value|printf \"%[-+ #0-9.]{0,3}[a-z]\" [.$a-z0-9]{0,4}|\\.Labels\\.[a-z]|range \\$k, \\$v := \\$labels|len [.$a-z\"]{0,4}|index \\$labels \"[a-z]\"|[a-z]{1,10} [.$a-z0-9\"]{0,4}) ?-?\\}\\}){0,6}",
+        ) {
+            let labels: BTreeMap<String, String> = [("a".to_string(), "b".to_string())].into();
+            let query = |_: &str| Ok(vec![sample(&[("x", "y")], 1.0)]);
+            let data = AlertTemplateData {
+                labels: &labels,
+                external_labels: &labels,
+                external_url: "http://x/",
+                value: 0.5,
+                timestamp_ms: NOW_MS,
+                query: &query,
+            };
+            for text in [&s, &near] {
+                let _ = check("__alert_A", text);
+                let _ = expand_alert_template("A", text, &data);
+            }
+        }
+    }
+}
