@@ -627,7 +627,7 @@ impl<'t> Exec<'t, '_> {
         let v = match n {
             Arg::Dot(_) => dot.clone(),
             Arg::Nil(_) => {
-                if ty.can_be_nil() && ty != Ty::Reflect {
+                if ty.can_be_nil() {
                     return Ok(Value::Nil);
                 }
                 return Err(self.errorf(format!("cannot assign nil to {}", ty.name())));

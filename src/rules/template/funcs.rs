@@ -618,7 +618,15 @@ fn compile(env: &Env, pattern: &str) -> Result<regex::Regex, String> {
         let detail = e.to_string();
         let last = detail.lines().last().unwrap_or("").trim();
         let last = last.strip_prefix("error: ").unwrap_or(last);
-        format!("error parsing regexp: {last}: {}", backquote(pattern))
+        // Go's words for the errors users meet most.
+        let reason = match last {
+            "unclosed group" => "missing closing )",
+            "unopened group" => "unexpected )",
+            "unclosed character class" => "missing closing ]",
+            "repetition operator missing expression" => "missing argument to repetition operator",
+            other => other,
+        };
+        format!("error parsing regexp: {reason}: {}", backquote(pattern))
     });
     let mut cache = env.regexes.borrow_mut();
     if cache.len() < REGEX_CACHE {
@@ -639,12 +647,13 @@ fn backquote(s: &str) -> String {
 }
 
 /// `cases.Title(language.AmericanEnglish, cases.NoLower)`: the first letter of
-/// each word upper-cased, the rest left as they are.
+/// each word upper-cased, the rest left as they are. As there, an apostrophe
+/// starts a new word (`o'neil` is `O'Neil`) and `_` and digits do not.
 fn title(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut in_word = false;
     for c in s.chars() {
-        if c.is_alphanumeric() || c == '_' || c == '\'' || c == '’' {
+        if c.is_alphanumeric() || c == '_' {
             if !in_word && c.is_alphabetic() {
                 out.extend(c.to_uppercase());
             } else {
@@ -785,7 +794,7 @@ fn length(v: &Value) -> FResult {
         Value::AnyMap(m) => m.len(),
         Value::List(l, _) => l.len(),
         Value::Samples(s) => s.len(),
-        Value::Nil => return Err("len of untyped nil".into()),
+        Value::Nil => return Err("reflect: call of reflect.Value.Type on zero Value".into()),
         Value::Sample(_) => return Err("len of type template.sample".into()),
         Value::Time(_) => return Err("len of type time.Time".into()),
         Value::Duration(_) => return Err("len of type time.Duration".into()),
@@ -964,15 +973,15 @@ fn eq(a: &Value, rest: &[Value]) -> Result<bool, String> {
                     if a.type_name() != b.type_name() {
                         return Err(format!(
                             "non-comparable types {}: {}, {}: {}",
-                            gofmt::v_string(a),
+                            gofmt::sprintf("%s", std::slice::from_ref(a)),
                             a.type_name(),
                             b.type_name(),
-                            gofmt::v_string(b)
+                            gofmt::sprintf("%v", std::slice::from_ref(b))
                         ));
                     }
                     return Err(format!(
                         "non-comparable type {}: {}",
-                        gofmt::v_string(b),
+                        gofmt::sprintf("%s", std::slice::from_ref(b)),
                         b.type_name()
                     ));
                 }

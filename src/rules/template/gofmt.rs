@@ -164,6 +164,7 @@ pub(super) fn sprintf(format: &str, args: &[Value]) -> String {
     let b = format.as_bytes();
     let mut out = String::new();
     let mut arg = 0;
+    let mut reordered = false;
     let mut i = 0;
     while i < b.len() {
         let lasti = i;
@@ -187,6 +188,27 @@ pub(super) fn sprintf(format: &str, args: &[Value]) -> String {
             }
             i += 1;
         }
+        let arg_index = |i: &mut usize, arg: &mut usize, reordered: &mut bool| {
+            if *i < b.len() && b[*i] == b'[' {
+                if let Some(close) = format[*i..].find(']') {
+                    match format[*i + 1..*i + close].parse::<usize>() {
+                        Ok(n) if n >= 1 && n <= args.len() => {
+                            *arg = n - 1;
+                            *reordered = true;
+                            *i += close + 1;
+                            return true;
+                        }
+                        _ => {
+                            *reordered = true;
+                            *i += close + 1;
+                            return false;
+                        }
+                    }
+                }
+            }
+            true
+        };
+        let mut good_index = arg_index(&mut i, &mut arg, &mut reordered);
         // Width.
         if i < b.len() && b[i] == b'*' {
             i += 1;
@@ -212,6 +234,7 @@ pub(super) fn sprintf(format: &str, args: &[Value]) -> String {
         // Precision.
         if i < b.len() && b[i] == b'.' {
             i += 1;
+            good_index &= arg_index(&mut i, &mut arg, &mut reordered);
             if i < b.len() && b[i] == b'*' {
                 i += 1;
                 match args.get(arg) {
@@ -236,6 +259,7 @@ pub(super) fn sprintf(format: &str, args: &[Value]) -> String {
         } else {
             spec.zero = spec.zero && !spec.minus;
         }
+        good_index &= arg_index(&mut i, &mut arg, &mut reordered);
         if i >= b.len() {
             out.push_str("%!(NOVERB)");
             break;
@@ -248,6 +272,10 @@ pub(super) fn sprintf(format: &str, args: &[Value]) -> String {
             out.push('%');
             continue;
         }
+        if !good_index {
+            let _ = write!(out, "%!{verb}(BADINDEX)");
+            continue;
+        }
         let Some(a) = args.get(arg) else {
             let _ = write!(out, "%!{verb}(MISSING)");
             continue;
@@ -255,7 +283,7 @@ pub(super) fn sprintf(format: &str, args: &[Value]) -> String {
         arg += 1;
         print_arg(&mut out, a, verb, spec);
     }
-    if arg < args.len() {
+    if !reordered && arg < args.len() {
         out.push_str("%!(EXTRA ");
         for (j, a) in args[arg..].iter().enumerate() {
             if j > 0 {
@@ -361,11 +389,34 @@ fn print_arg(out: &mut String, a: &Value, verb: char, spec: Spec) {
                 if i > 0 {
                     out.push(' ');
                 }
-                fmt_str(out, a, k, verb, spec);
+                print_arg(out, &Value::str(k.as_str()), verb, spec);
                 out.push(':');
-                fmt_str(out, a, v, verb, spec);
+                print_arg(out, &Value::str(v.as_str()), verb, spec);
             }
             out.push(']');
+        }
+        Value::Alert(al) => {
+            out.push('{');
+            print_arg(out, &Value::StrMap(al.labels.clone()), verb, spec);
+            out.push(' ');
+            print_arg(out, &Value::StrMap(al.external_labels.clone()), verb, spec);
+            out.push(' ');
+            print_arg(out, &Value::Str(al.external_url.clone()), verb, spec);
+            out.push(' ');
+            print_arg(out, &Value::Float(al.value), verb, spec);
+            out.push('}');
+        }
+        Value::Sample(sm) => {
+            out.push_str("&{");
+            print_arg(
+                out,
+                &Value::StrMap(std::rc::Rc::new(sm.labels.clone())),
+                verb,
+                spec,
+            );
+            out.push(' ');
+            print_arg(out, &Value::Float(sm.value), verb, spec);
+            out.push('}');
         }
         _ => match verb {
             'v' | 's' => pad(out, &v_string(a), spec),
@@ -380,6 +431,7 @@ fn fmt_str(out: &mut String, a: &Value, s: &str, verb: char, spec: Spec) {
         _ => s.to_string(),
     };
     match verb {
+        'v' if spec.sharp => pad(out, &go_quote(&s), spec),
         'v' | 's' => pad(out, &s, spec),
         'q' => {
             let q = if spec.sharp && !s.contains('`') {
@@ -527,6 +579,14 @@ fn fmt_float_verb(out: &mut String, a: &Value, f: f64, verb: char, spec: Spec) {
             },
         );
     }
+    let body = if spec.sharp && matches!(verb, 'e' | 'E' | 'f' | 'F') && !body.contains('.') {
+        match body.find(['e', 'E']) {
+            Some(i) => format!("{}.{}", &body[..i], &body[i..]),
+            None => format!("{body}."),
+        }
+    } else {
+        body
+    };
     let body = if body.starts_with('-') {
         body
     } else if spec.plus {

@@ -25,13 +25,15 @@
 //!   `Hour`, `Minute`, `Second`, `Nanosecond`, `IsZero`, `Before`, `After`,
 //!   `Equal`; `time.Duration` has `String`, `Seconds`, `Minutes`, `Hours`,
 //!   `Milliseconds`, `Microseconds`, `Nanoseconds`, `Abs`.
-//! * `printf` knows flags, widths, precisions and `*`, not argument indexes
-//!   (`%[1]d`), `%#v`'s Go syntax (it prints `%v`), `%p`, or `%x` of floats.
+//! * `printf` knows flags, widths, precisions, `*` and argument indexes; `%#v`
+//!   quotes strings but prints other values as `%v`; `%p` and `%x` of floats
+//!   are bad verbs here.
+//! * Complex constants (`1i`) fail to execute (Go prints `(0+1i)`).
 //! * `reReplaceAll` and `match` run Rust's regex engine on Go's syntax (with
 //!   `\d`, `\w`, `\s` kept ASCII as in Go); after `error parsing regexp:` the
 //!   reason is the regex crate's.
 //! * `title` upper-cases the first letter after any character that is not a
-//!   letter, digit, `_` or apostrophe, close to x/text's word breaking.
+//!   letter, digit or `_`, close to x/text's word breaking.
 //! * `call` always fails: a template has no function values to call.
 //! * Error messages show the whole expression in `at <…>`.
 

@@ -550,7 +550,7 @@ fn execution_errors() {
     fails(
         "{{ reReplaceAll \"(\" \"\" \"x\" }}",
         Value::Nil,
-        "error executing template test: template: test:1:3: executing \"test\" at <reReplaceAll \"(\" \"\" \"x\">: error calling reReplaceAll: regexp: Compile(`(`): error parsing regexp: unclosed group: `(`",
+        "error executing template test: template: test:1:3: executing \"test\" at <reReplaceAll \"(\" \"\" \"x\">: error calling reReplaceAll: regexp: Compile(`(`): error parsing regexp: missing closing ): `(`",
     );
     fails(
         "{{ range . }}{{ end }}",
@@ -787,5 +787,599 @@ mod properties {
                 let _ = expand_alert_template("A", text, &data);
             }
         }
+    }
+}
+
+/// Alert templates and what promtool 2.42's `test rules` made of them for an
+/// alert on `up{job="node", instance="host:9100"}` with value 1234.5 at 1m,
+/// `vector(N)` queries answering N. Types print as Prometheus 3 has them
+/// (`.Value` is `interface {}` there, `float64` in 2.42).
+const PROMTOOL_2_42: &[(&str, &str)] = &[
+    (r#"{{ $value }}"#, r#"1234.5"#),
+    (r#"{{ printf "%.2f" $value }}"#, r#"1234.50"#),
+    (
+        r#"{{ $value | humanize }}|{{ $value | humanize1024 }}|{{ $value | humanizePercentage }}|{{ $value | humanizeDuration }}"#,
+        r#"1.234k|1.206ki|1.234e+05%|20m 34s"#,
+    ),
+    (r#"{{ printf "%d" $value }}"#, r#"%!d(float64=1234.5)"#),
+    (
+        r#"{{ printf "%v %s %q %x" $labels.instance $labels.job 5 "ab" }}"#,
+        r#"host:9100 node '\x05' 6162"#,
+    ),
+    (
+        r#"{{ range $k, $v := $labels }}{{$k}}={{$v}} {{ end }}"#,
+        r#"__name__=up instance=host:9100 job=node "#,
+    ),
+    (
+        r#"{{ if gt $value 1000 }}x{{ end }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:118: executing "__alert_A" at <gt $value 1000>: error calling gt: incompatible types for comparison>"#,
+    ),
+    (
+        r#"{{ .Foo }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <.Foo>: can't evaluate field Foo in type struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value interface {} }>"#,
+    ),
+    (
+        r#"{{ $labels }}"#,
+        r#"map[__name__:up instance:host:9100 job:node]"#,
+    ),
+    (
+        r#"{{ . }}"#,
+        r#"{map[__name__:up instance:host:9100 job:node] map[]  1234.5}"#,
+    ),
+    (
+        r#"{{ with query "vector(1)" }}{{ . | first | value }}{{ end }}"#,
+        r#"1"#,
+    ),
+    (
+        r#"{{ humanizeTimestamp 1435065584.128 }}"#,
+        r#"2015-06-23 13:19:44.128 +0000 UTC"#,
+    ),
+    (
+        r#"{{ title "hello-world foo_bar 1st o'neil ÉCOLE straße" }}"#,
+        r#"Hello-World Foo_bar 1st O'Neil ÉCOLE Straße"#,
+    ),
+    (
+        r#"{{ html "<a>" }} {{ js "'a'" }} {{ urlquery "a b" }}"#,
+        r#"&lt;a&gt; \'a\' a+b"#,
+    ),
+    (
+        r#"{{ print 1 2 "a" }} {{ println 3 }}"#,
+        r#"1 2a 3
+"#,
+    ),
+    (
+        r#"{{ len $labels }} {{ index $labels "job" }} {{ slice "abc" 1 2 }}"#,
+        r#"3 node b"#,
+    ),
+    (
+        r#"{{ eq $labels.job "node" }} {{ eq 1 1.0 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:143: executing "__alert_A" at <eq 1 1.0>: error calling eq: incompatible types for comparison>"#,
+    ),
+    (
+        r#"{{ printf "%5.1f|%-5d|%05d|%+d|%x|%X|%o|%b|%c|%q|%U|%e|%g|%G|%8.3e" 3.14159 42 -42 3 255 255 8 5 65 65 65 1234.5678 1e-7 1e21 123456.0 }}"#,
+        r#"  3.1|42   |-0042|+3|ff|FF|10|101|A|'A'|U+0041|1.234568e+03|1e-07|1E+21|1.235e+05"#,
+    ),
+    (
+        r#"{{ printf "%s" 1.5 }} {{ printf "%d" }} {{ printf "x" 1 "s" }}"#,
+        r#"%!s(float64=1.5) %!d(MISSING) x%!(EXTRA int=1, string=s)"#,
+    ),
+    (
+        r#"{{ reReplaceAll "(\\w+)-(\\d+)" "$2_$1" "abc-123" }}"#,
+        r#"abc"#,
+    ),
+    (r#"{{ match "^a" "abc" }}"#, r#"true"#),
+    (
+        r#"{{ 1e6 }} {{ 0.000001 }} {{ 1e21 }} {{ 100000000.0 }} {{ -0.0 }} {{ 0x1F }} {{ 1_000 }}"#,
+        r#"1e+06 1e-06 1e+21 1e+08 -0 31 1000"#,
+    ),
+    (
+        r#"{{ printf "%T %T %T %T %T" 1 1.5 "s" $labels . }}"#,
+        r#"int float64 string map[string]string struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value interface {} }"#,
+    ),
+    (r#"[{{ index $labels "missing" }}]"#, r#"[]"#),
+    (r#"{{ $labels.instance | stripPort }}"#, r#"host"#),
+    (
+        r#"{{ humanize "x" }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <humanize "x">: error calling humanize: strconv.ParseFloat: parsing "x": invalid syntax>"#,
+    ),
+    (
+        r#"{{ template "nope" }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:124: executing "__alert_A" at <{{template "nope"}}>: template "nope" not defined>"#,
+    ),
+    (
+        r#"{{ nil }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <nil>: nil is not a command>"#,
+    ),
+    (
+        r#"{{ 1 2 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <1>: can't give argument to non-function 1>"#,
+    ),
+    (r#"{{ and 1 0 }} {{ or 0 "" }} {{ not 0 }}"#, r#"0  true"#),
+    (
+        r#"{{ len 3 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <len 3>: error calling len: len of type int>"#,
+    ),
+    (
+        r#"{{ index 1 2 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <index 1 2>: error calling index: can't index item of type int>"#,
+    ),
+    (
+        r#"{{ printf "%.3s|%5s|%-5s|%05s" "abcdef" "ab" "ab" "ab" }}"#,
+        r#"abc|   ab|ab   |000ab"#,
+    ),
+    (
+        r#"{{ printf "%v" (query "vector(1)" | first) }}"#,
+        r#"&{map[] 1}"#,
+    ),
+    (
+        r#"{{ printf "%6.2v|%.3v|%10.4g" 3.14159 1234.5678 0.000123456 }}"#,
+        r#"   3.1|1.23e+03| 0.0001235"#,
+    ),
+    (
+        r#"{{ $labels.instance.foo }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <$labels.instance.foo>: can't evaluate field foo in type string>"#,
+    ),
+    (r#"{{ .Labels.job | toUpper | printf "%s!" }}"#, r#"NODE!"#),
+    (
+        r#"{{ humanize 0.000001234 }} {{ humanize -1234567 }} {{ humanize1024 1e30 }} {{ humanizeDuration 0.5 }} {{ humanizeDuration 59.99 }}"#,
+        r#"1.234u -1.235M 8.272e+05Yi 500ms 59.99s"#,
+    ),
+    (
+        r#"{{ index "abc" 1 }} {{ slice $labels.job 1 }}"#,
+        r#"98 ode"#,
+    ),
+    (r#"{{ printf "%q %v" 'a' '\n' }}"#, r#"'a' 10"#),
+    (
+        r#"{{ lt "a" "b" }} {{ le 2 2 }} {{ gt 1.5 2.5 }} {{ ge 2 1 }} {{ ne 1 2 }} {{ eq 1 2 3 1 }}"#,
+        r#"true true false true true true"#,
+    ),
+    (
+        r#"{{ lt 1 true }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <lt 1 true>: error calling lt: incompatible types for comparison>"#,
+    ),
+    (
+        r#"{{ eq $labels 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <eq $labels 1>: error calling eq: incompatible types for comparison>"#,
+    ),
+    (
+        r#"{{ $x := query "vector(2)" }}{{ len $x }} {{ ($x | first).Value }} {{ (index $x 0).Labels }}"#,
+        r#"1 2 map[]"#,
+    ),
+    (
+        r#"{{ define "t" }}[{{ . }}]{{ end }}{{ template "t" $value }}{{ template "t" }}"#,
+        r#"[1234.5][<no value>]"#,
+    ),
+    (r#"{{ with $labels.missing }}y{{ else }}n{{ end }}"#, r#"n"#),
+    (
+        r#"{{ range query "vector(3)" }}{{ .Value }}{{ else }}none{{ end }}"#,
+        r#"3"#,
+    ),
+    (r#"{{ "a" | printf "%s-%s" "b" }}"#, r#"b-a"#),
+    (
+        r#"{{ (query "vector(1)").banana }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <"vector(1)">: can't evaluate field banana in type template.queryResult>"#,
+    ),
+    (
+        r#"{{ printf "%08.3f|%-8.2f|% d|%+.2e" -3.14159 2.5 5 12345.678 }}"#,
+        r#"-003.142|2.50    | 5|+1.23e+04"#,
+    ),
+    (
+        r#"{{ printf "%x %X % x %#x" "hello" "hi" "hi" "hi" }}"#,
+        r#"68656c6c6f 6869 68 69 0x6869"#,
+    ),
+    (
+        r#"{{ printf "%10.3v|%-10v|" "abcdef" 1.5 }}"#,
+        r#"       abc|1.5       |"#,
+    ),
+    (
+        r#"{{ $value | printf "%.0f" }} {{ printf "%.0f %.0f %.0f" 0.5 1.5 2.5 }}"#,
+        r#"1234 0 2 2"#,
+    ),
+    (
+        r#"{{ printf "%g %g %g %g" 100000.0 1000000.0 0.0001 0.00001 }}"#,
+        r#"100000 1e+06 0.0001 1e-05"#,
+    ),
+    (
+        r#"{{ printf "%.2g %.10g %.1e" 123456.0 1.0 0.05 }}"#,
+        r#"1.2e+05 1 5.0e-02"#,
+    ),
+    (
+        r#"{{ graphLink "rate(x[5m]) > 1" }}"#,
+        r#"/graph?g0.expr=rate%28x%5B5m%5D%29+%3E+1&g0.tab=0"#,
+    ),
+    (
+        r#"{{ urlquery "a/b?c=d&e" }} {{ js "<script>\u0001é" }}"#,
+        r#"a%2Fb%3Fc%3Dd%26e \u003Cscript\u003E\u0001é"#,
+    ),
+    (r#"{{ html 1 "<" }}"#, r#"1&lt;"#),
+    (
+        r#"{{ print nil }} {{ printf "%v|%s|%d" nil nil nil }}"#,
+        r#"<nil> <nil>|%!s(<nil>)|%!d(<nil>)"#,
+    ),
+    (
+        r#"{{ index $labels 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <index $labels 1>: error calling index: value has type int; should be string>"#,
+    ),
+    (
+        r#"{{ call 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <call 1>: error calling call: non-function of type int>"#,
+    ),
+    (
+        r#"{{ slice "abc" 2 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <slice "abc" 2 1>: error calling slice: invalid slice index: 2 > 1>"#,
+    ),
+    (
+        r#"{{ humanizeTimestamp -1.5 }} {{ humanizeTimestamp 1e10 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:144: executing "__alert_A" at <humanizeTimestamp 1e10>: error calling humanizeTimestamp: 1e+10 cannot be represented as a nanoseconds timestamp since it overflows int64>"#,
+    ),
+    (
+        r#"{{ toUpper 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:123: executing "__alert_A" at <1>: expected string; found 1>"#,
+    ),
+    (
+        r#"{{ $value.Foo }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <$value.Foo>: can't evaluate field Foo in type float64>"#,
+    ),
+    (
+        r#"{{ first 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <1>: can't handle 1 for arg of type template.queryResult>"#,
+    ),
+    (
+        r#"{{ label "x" 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:125: executing "__alert_A" at <1>: can't handle 1 for arg of type *template.sample>"#,
+    ),
+    (
+        r#"{{ if 1 }}{{ $x := 1 }}{{ else }}{{ $x }}{{ end }}"#,
+        r#""#,
+    ),
+    (
+        r#"{{ $x := 1 }}{{ if 1 }}{{ $x = 2 }}{{ end }}{{ $x }}"#,
+        r#"2"#,
+    ),
+    (
+        r#"{{ $x := 1 }}{{ with 5 }}{{ $x := 3 }}{{ $x }}{{ end }}{{ $x }}"#,
+        r#"31"#,
+    ),
+    (
+        r#"{{ range $i, $v := query "vector(1)" }}{{ $i }}:{{ $v.Value }}{{ end }}"#,
+        r#"0:1"#,
+    ),
+    (
+        r#"{{ range $v := $labels }}{{ $v }},{{ end }}"#,
+        r#"up,host:9100,node,"#,
+    ),
+    (
+        r#"{{ range $labels }}{{ . }},{{ end }}"#,
+        r#"up,host:9100,node,"#,
+    ),
+    (
+        r#"{{ range $i, $e := "abc" }}{{ end }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:131: executing "__alert_A" at <"abc">: range can't iterate over abc>"#,
+    ),
+    (
+        r#"{{ range 1.5 }}{{ end }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <1.5>: range can't iterate over 1.5>"#,
+    ),
+    (r#"{{ with $ }}{{ .Value }}{{ end }}"#, r#"1234.5"#),
+    (r#"{{ $.Labels.job }}"#, r#"node"#),
+    (
+        r#"{{ .Labels.job.x }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <.Labels.job.x>: can't evaluate field x in type string>"#,
+    ),
+    (
+        r#"{{ .Value.x }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <.Value.x>: can't evaluate field x in type float64>"#,
+    ),
+    (
+        r#"{{ $labels.job 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <$labels.job>: job is not a method but has arguments>"#,
+    ),
+    (
+        r#"{{ .Labels 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <.Labels>: Labels has arguments but cannot be invoked as function>"#,
+    ),
+    (
+        r#"{{ humanize }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <humanize>: wrong number of args for humanize: want 1 got 0>"#,
+    ),
+    (
+        r#"{{ humanize 1 2 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <humanize>: wrong number of args for humanize: want 1 got 2>"#,
+    ),
+    (
+        r#"{{ printf }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <printf>: wrong number of args for printf: want at least 1 got 0>"#,
+    ),
+    (
+        r#"{{ printf 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <1>: expected string; found 1>"#,
+    ),
+    (
+        r#"{{ "x" | printf 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:128: executing "__alert_A" at <1>: expected string; found 1>"#,
+    ),
+    (
+        r#"{{ stripPort nil }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:125: executing "__alert_A" at <nil>: cannot assign nil to string>"#,
+    ),
+    (
+        r#"{{ toUpper (query "vector(1)") }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:130: executing "__alert_A" at <"vector(1)">: wrong type for value; expected string; got template.queryResult>"#,
+    ),
+    (
+        r#"{{ label "x" nil }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <label "x" nil>: error calling label: runtime error: invalid memory address or nil pointer dereference>"#,
+    ),
+    (
+        r#"{{ first nil }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <first nil>: error calling first: first() called on vector with no elements>"#,
+    ),
+    (
+        r#"{{ value nil }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <value nil>: error calling value: runtime error: invalid memory address or nil pointer dereference>"#,
+    ),
+    (
+        r#"{{ and }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <and>: wrong number of args for and: want at least 1 got 0>"#,
+    ),
+    (
+        r#"{{ eq 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <eq 1>: error calling eq: missing argument for comparison>"#,
+    ),
+    (
+        r#"{{ eq }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <eq>: wrong number of args for eq: want at least 1 got 0>"#,
+    ),
+    (
+        r#"{{ lt 1 1.5 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <lt 1 1.5>: error calling lt: incompatible types for comparison>"#,
+    ),
+    (
+        r#"{{ lt $labels $labels }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <lt $labels $labels>: error calling lt: invalid type for comparison>"#,
+    ),
+    (
+        r#"{{ eq . . }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <eq . .>: error calling eq: non-comparable type {map[__name__:up instance:host:9100 job:node] map[]  %!s(float64=1234.5)}: struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value interface {} }>"#,
+    ),
+    (r#"{{ eq "a" "b" "a" }}"#, r#"true"#),
+    (
+        r#"{{ eq (query "vector(1)" | first) (query "vector(1)" | first) }}"#,
+        r#"false"#,
+    ),
+    (
+        r#"{{ index $labels }}"#,
+        r#"map[__name__:up instance:host:9100 job:node]"#,
+    ),
+    (
+        r#"{{ index "abc" -1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <index "abc" -1>: error calling index: index out of range: -1>"#,
+    ),
+    (
+        r#"{{ index "abc" "x" }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <index "abc" "x">: error calling index: cannot index slice/array with type string>"#,
+    ),
+    (
+        r#"{{ index $labels 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <index $labels 1>: error calling index: value has type int; should be string>"#,
+    ),
+    (
+        r#"{{ slice "abc" 1 2 3 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <slice "abc" 1 2 3>: error calling slice: cannot 3-index slice a string>"#,
+    ),
+    (
+        r#"{{ slice "abc" 4 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <slice "abc" 4>: error calling slice: index out of range: 4>"#,
+    ),
+    (
+        r#"{{ slice $labels 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <slice $labels 1>: error calling slice: can't slice item of type map[string]string>"#,
+    ),
+    (
+        r#"{{ len nil }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <len nil>: error calling len: reflect: call of reflect.Value.Type on zero Value>"#,
+    ),
+    (r#"{{ len (query "vector(1)") }}"#, r#"1"#),
+    (
+        r#"{{ not }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <not>: wrong number of args for not: want 1 got 0>"#,
+    ),
+    (
+        r#"{{ html }}|{{ html nil }}|{{ html .Nope.x }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:151: executing "__alert_A" at <.Nope.x>: can't evaluate field Nope in type struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value interface {} }>"#,
+    ),
+    (
+        r#"{{ print }}|{{ print "a" 1 2 "b" }}|{{ print 1.5 true }}"#,
+        r#"|a1 2b|1.5 true"#,
+    ),
+    (
+        r#"{{ printf "%*d|%-*d|%.*f" 5 1 4 2 2 3.14159 }}"#,
+        r#"    1|2   |3.14"#,
+    ),
+    (r#"{{ printf "%[1]d" 1 }}"#, r#"1"#),
+    (r#"{{ printf "%!" 1 }}"#, r#"%!!(int=1)"#),
+    (r#"{{ printf "%" }}"#, r#"%!(NOVERB)"#),
+    (r#"{{ printf "%z" 1 }}"#, r#"%!z(int=1)"#),
+    (r#"{{ printf "%#v %#x %#o" "s" 255 8 }}"#, r#""s" 0xff 010"#),
+    (
+        r#"{{ printf "%v" $labels }} {{ printf "%s" $labels }} {{ printf "%d" $labels }}"#,
+        r#"map[__name__:up instance:host:9100 job:node] map[__name__:up instance:host:9100 job:node] map[%!d(string=__name__):%!d(string=up) %!d(string=instance):%!d(string=host:9100) %!d(string=job):%!d(string=node)]"#,
+    ),
+    (
+        r#"{{ printf "%t" 1 }} {{ printf "%v %d" true true }}"#,
+        r#"%!t(int=1) true %!d(bool=true)"#,
+    ),
+    (r#"{{ printf "%c %c" 0x1F600 -1 }}"#, r#"😀 �"#),
+    (r#"{{ printf "%5t|%-6v|" true nil }}"#, r#" true|<nil> |"#),
+    (
+        r#"{{ printf "%010.3f|%+010d|%-010d|" -3.5 7 7 }}"#,
+        r#"-00003.500|+000000007|7         |"#,
+    ),
+    (
+        r#"{{ printf "%e %.0e %#.0e %g" 0.0 5.5 5.5 -0.0 }}"#,
+        r#"0.000000e+00 6e+00 6.e+00 -0"#,
+    ),
+    (r#"{{ printf "%.3q" "abcdef" }}"#, r#""abc""#),
+    (r#"{{ printf "%6.1f%%" 99.5 }}"#, r#"  99.5%"#),
+    (
+        r#"{{ humanizeDuration 1e-10 }} {{ humanizeDuration -0.5 }} {{ humanizeDuration 1e20 }} {{ humanize 1e30 }} {{ humanize -0.001 }}"#,
+        r#"100ps -500ms -106751991167300d -15h -30m -8s 1e+06Y -1m"#,
+    ),
+    (
+        r#"{{ humanizePercentage 0.00001 }} {{ humanize1024 -2048 }} {{ humanize1024 0.5 }}"#,
+        r#"0.001% -2ki 0.5"#,
+    ),
+    (
+        r#"{{ humanize "1e3" }} {{ humanize " 1" }} {{ humanize "0x10" }} {{ humanize "1_000" }} {{ humanize "inf" }} {{ humanize "1e400" }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:136: executing "__alert_A" at <humanize " 1">: error calling humanize: strconv.ParseFloat: parsing " 1": invalid syntax>"#,
+    ),
+    (
+        r#"{{ humanize true }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <humanize true>: error calling humanize: can't convert bool to float>"#,
+    ),
+    (
+        r#"{{ humanizeTimestamp "x" }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <humanizeTimestamp "x">: error calling humanizeTimestamp: strconv.ParseFloat: parsing "x": invalid syntax>"#,
+    ),
+    (
+        r#"{{ (toTime 0).Format "Mon Monday Jan January 01 1 02 2 _2 15 03 3 04 4 05 5 2006 06 PM pm MST -0700 -07:00 Z07:00 .000 .999 ,000 002 __2" }}"#,
+        r#"Thu Thursday Jan January 01 1 01 1  1 00 12 12 00 0 00 0 1970 70 AM am UTC +0000 +00:00 Z .000  ,000 001   1"#,
+    ),
+    (
+        r#"{{ (toTime 1.5).Format "15:04:05.000000 .9 .99999 05.0 Jan_2 2006-01-02T15:04:05Z07:00" }}"#,
+        r#"00:00:01.500000 .5 .5 01.5 Jan 1 1970-01-01T00:00:01Z"#,
+    ),
+    (
+        r#"{{ (toTime -86401).Format "2006-01-02 15:04:05 Mon" }} {{ (toTime 951782400).Format "2006-01-02 002" }}"#,
+        r#"1969-12-30 23:59:59 Tue 2000-02-29 060"#,
+    ),
+    (
+        r#"{{ (toTime 1e9).Year }} {{ (toTime 1e9).Month }} {{ (toTime 1e9).Weekday }} {{ (toTime 1e9).YearDay }} {{ (toTime 1e9).Unix }} {{ (toTime 1e9).UnixNano }}"#,
+        r#"2001 September Sunday 252 1000000000 1000000000000000000"#,
+    ),
+    (r#"{{ toTime 1e9 }}"#, r#"2001-09-09 01:46:40 +0000 UTC"#),
+    (
+        r#"{{ toTime "x" }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <toTime "x">: error calling toTime: strconv.ParseFloat: parsing "x": invalid syntax>"#,
+    ),
+    (
+        r#"{{ (toTime 0).Nope }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:123: executing "__alert_A" at <0>: can't evaluate field Nope in type *time.Time>"#,
+    ),
+    (
+        r#"{{ (toTime 0).Format }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:123: executing "__alert_A" at <0>: wrong number of args for Format: want 1 got 0>"#,
+    ),
+    (
+        r#"{{ (toTime 0).Format 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:133: executing "__alert_A" at <1>: expected string; found 1>"#,
+    ),
+    (
+        r#"{{ (toTime 0).Add 1 }}"#,
+        r#"1970-01-01 00:00:00.000000001 +0000 UTC"#,
+    ),
+    (r#"{{ ((toTime 0).Add 1000000000).Unix }}"#, r#"1"#),
+    (
+        r#"{{ reReplaceAll "a" "${1}x$$" "banana" }} {{ reReplaceAll "(?P<n>a)" "[$n]" "ba" }} {{ reReplaceAll "\\s+" " " "a  \t b" }}"#,
+        r#"bx$nx$nx$ b[a] a b"#,
+    ),
+    (
+        r#"{{ match "(" "x" }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "(" "x">: error calling match: error parsing regexp: missing closing ): `(`>"#,
+    ),
+    (
+        r#"{{ match "\\d" "٣" }} {{ match "(?i)A" "a" }}"#,
+        r#"false true"#,
+    ),
+    (r#"{{ sortByLabel "x" (query "vector(1)") | len }}"#, r#"1"#),
+    (
+        r#"{{ args }} {{ args 1 "a" nil }} {{ (args 1).arg0 }} {{ (args 1).arg9 }}"#,
+        r#"map[] map[arg0:1 arg1:a arg2:<nil>] 1 <no value>"#,
+    ),
+    (
+        r#"{{ strvalue (query "vector(1)" | first) }}|{{ label "__name__" (query "vector(1)" | first) }}"#,
+        r#"|"#,
+    ),
+    (r#"{{ safeHtml "<b>" | len }}"#, r#"3"#),
+    (
+        r#"{{ safeHtml "x" | toUpper }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:130: executing "__alert_A" at <toUpper>: wrong type for value; expected string; got template.HTML>"#,
+    ),
+    (r#"{{ eq (safeHtml "x") "x" }}"#, r#"true"#),
+    (
+        r#"{{ stripDomain "a.b.c:80" }} {{ stripDomain "[::1]:80" }} {{ stripDomain "::1" }} {{ stripDomain "a.b" }} {{ stripPort ":80" }} {{ stripDomain ":80" }} {{ stripDomain "host." }}"#,
+        r#"a:80 [::1]:80 ::1 a  :80 host"#,
+    ),
+    (r#"{{ urlquery "é" 1 }} {{ js 1 2 }}"#, r#"%C3%A91 1 2"#),
+    (
+        r#"{{- "a" }}  {{ "b" -}}  c {{- /* x */ -}} d"#,
+        r#"a  bcd"#,
+    ),
+    (r#"{{/* a */}}b{{- /* x */}}"#, r#"b"#),
+    (
+        r#"{{ -1 }} {{ +1 }} {{ .5 }} {{ 1. }} {{ 0b101 }} {{ 0o17 }} {{ 017 }} {{ 1e2 }} {{ 0x1p4 }} {{ 9223372036854775807 }}"#,
+        r#"-1 1 0.5 1 5 15 15 100 16 9223372036854775807"#,
+    ),
+    (
+        r#"{{ 9223372036854775808 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <9223372036854775808>: 9223372036854775808 overflows int>"#,
+    ),
+    (
+        r#"{{ "\u00e9\x41\101\t" }}|{{ `a\nb` }}|{{ '\'' }}"#,
+        r#"éAA	|a\nb|39"#,
+    ),
+    (
+        r#"{{ true | not }} {{ 1 | eq 1 }} {{ "a" | eq "b" }}"#,
+        r#"false true false"#,
+    ),
+    (
+        r#"{{ (1) }} {{ ("x") }} {{ (query "vector(4)" | first).Value }}"#,
+        r#"1 x 4"#,
+    ),
+    (
+        r#"{{ with query "vector(1)" }}{{ range . }}{{ .Value }}{{ end }}{{ end }}"#,
+        r#"1"#,
+    ),
+    (r#"{{ block "b" . }}{{ .Value }}{{ end }}"#, r#"1234.5"#),
+    (
+        r#"{{ define "a" }}{{ template "b" . }}{{ end }}{{ define "b" }}{{ .Labels.job }}{{ end }}{{ template "a" . }}"#,
+        r#"node"#,
+    ),
+    (r#"{{ template "a" }}{{ define "a" }}A{{ end }}"#, r#"A"#),
+    (
+        r#"{{ define "x" }}{{ . }}{{ end }}{{ template "x" "s" | printf "%s" }}"#,
+        r#"s"#,
+    ),
+];
+
+#[test]
+fn alert_templates_expand_as_promtool_expands_them() {
+    let labels: BTreeMap<String, String> = [
+        ("__name__", "up"),
+        ("instance", "host:9100"),
+        ("job", "node"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let external = BTreeMap::new();
+    let query = |q: &str| {
+        let n = q.trim_start_matches("vector(").trim_end_matches(')');
+        Ok(vec![sample(&[], n.parse().unwrap_or(0.0))])
+    };
+    let data = AlertTemplateData {
+        labels: &labels,
+        external_labels: &external,
+        external_url: "",
+        value: 1234.5,
+        timestamp_ms: 60_000,
+        query: &query,
+    };
+    for (text, want) in PROMTOOL_2_42 {
+        let got = match expand_alert_template("A", text, &data) {
+            Ok(s) => s,
+            Err(e) => format!("<error expanding template: {e}>"),
+        };
+        assert_eq!(&got, want, "{text}");
     }
 }
