@@ -219,12 +219,12 @@ static FUNCTIONS: &[Function] = &[
     f!("title", sig(&[Str]), |_, a| Ok(Value::str(title(as_str(
         &a[0]
     ))))),
-    f!("toUpper", sig(&[Str]), |_, a| Ok(Value::str(
-        as_str(&a[0]).to_uppercase()
-    ))),
-    f!("toLower", sig(&[Str]), |_, a| Ok(Value::str(
-        as_str(&a[0]).to_lowercase()
-    ))),
+    f!("toUpper", sig(&[Str]), |_, a| Ok(Value::str(to_upper(
+        as_str(&a[0])
+    )))),
+    f!("toLower", sig(&[Str]), |_, a| Ok(Value::str(to_lower(
+        as_str(&a[0])
+    )))),
     f!("graphLink", sig(&[Str]), |_, a| {
         Ok(Value::str(format!(
             "/graph?g0.expr={}&g0.tab=0",
@@ -668,6 +668,27 @@ fn title(s: &str) -> String {
     out
 }
 
+/// Go's `strings.ToUpper`: each character's simple mapping, so a character
+/// whose upper case is several (`ß`) stays as it is.
+fn to_upper(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let mut u = c.to_uppercase();
+            match (u.next(), u.next()) {
+                (Some(one), None) => one,
+                _ => c,
+            }
+        })
+        .collect()
+}
+
+/// Go's `strings.ToLower`: each character's simple mapping (`İ` is `i`).
+fn to_lower(s: &str) -> String {
+    s.chars()
+        .map(|c| c.to_lowercase().next().unwrap_or(c))
+        .collect()
+}
+
 /// Go's `net.SplitHostPort`.
 fn split_host_port(hp: &str) -> Option<(&str, &str)> {
     let i = hp.rfind(':')?;
@@ -803,7 +824,7 @@ fn length(v: &Value) -> FResult {
     Ok(Value::Int(n as i64))
 }
 
-fn index_arg(v: &Value, len: usize) -> Result<usize, String> {
+fn index_arg(v: &Value, len: usize, is_str: bool) -> Result<usize, String> {
     let x = match v {
         Value::Int(i) => *i,
         Value::Nil => return Err("cannot index slice/array with nil".into()),
@@ -814,8 +835,16 @@ fn index_arg(v: &Value, len: usize) -> Result<usize, String> {
             ))
         }
     };
-    if x < 0 || x as u64 >= len as u64 {
+    if x < 0 || x as u64 > len as u64 {
         return Err(format!("index out of range: {x}"));
+    }
+    if x as u64 == len as u64 {
+        // Go's bound check lets the length through and reflect then panics.
+        return Err(if is_str {
+            "reflect: string index out of range".into()
+        } else {
+            "reflect: slice index out of range".into()
+        });
     }
     Ok(x as usize)
 }
@@ -828,11 +857,11 @@ fn index(args: Vec<Value>) -> FResult {
     for ix in &args[1..] {
         item = match &item {
             Value::Str(s) | Value::Html(s) => {
-                let i = index_arg(ix, s.len())?;
+                let i = index_arg(ix, s.len(), true)?;
                 Value::Int(s.as_bytes()[i] as i64)
             }
-            Value::List(l, _) => l[index_arg(ix, l.len())?].clone(),
-            Value::Samples(l) => Value::Sample(l[index_arg(ix, l.len())?].clone()),
+            Value::List(l, _) => l[index_arg(ix, l.len(), false)?].clone(),
+            Value::Samples(l) => Value::Sample(l[index_arg(ix, l.len(), false)?].clone()),
             Value::StrMap(m) => match ix {
                 Value::Str(k) => Value::str(m.get(k.as_ref()).map_or("", String::as_str)),
                 Value::Nil => return Err("value is nil; should be of type string".into()),

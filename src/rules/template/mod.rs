@@ -29,6 +29,8 @@
 //!   quotes strings but prints other values as `%v`; `%p` and `%x` of floats
 //!   are bad verbs here.
 //! * Complex constants (`1i`) fail to execute (Go prints `(0+1i)`).
+//! * Strings are UTF-8: a byte escape above `\x7f` in a string literal
+//!   stands for U+FFFD, where Go keeps the byte.
 //! * `reReplaceAll` and `match` run Rust's regex engine on Go's syntax (with
 //!   `\d`, `\w`, `\s` kept ASCII as in Go); after `error parsing regexp:` the
 //!   reason is the regex crate's.

@@ -1350,6 +1350,172 @@ const PROMTOOL_2_42: &[(&str, &str)] = &[
         r#"{{ define "x" }}{{ . }}{{ end }}{{ template "x" "s" | printf "%s" }}"#,
         r#"s"#,
     ),
+    (
+        r#"a
+  {{- "b" -}}
+  c"#,
+        r#"abc"#,
+    ),
+    (
+        r#"{{ if 0 }}a{{ else if 0 }}b{{ else if 1 }}c{{ else }}d{{ end }}"#,
+        r#"c"#,
+    ),
+    (
+        r#"line1
+line2 {{ .Nope }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:2:9: executing "__alert_A" at <.Nope>: can't evaluate field Nope in type struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value interface {} }>"#,
+    ),
+    (
+        r#"x
+{{ humanize "q" }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:2:3: executing "__alert_A" at <humanize "q">: error calling humanize: strconv.ParseFloat: parsing "q": invalid syntax>"#,
+    ),
+    (
+        r#"{{ if 1 }}{{ $x := 1 }}{{ else }}{{ end }}{{ with 2 }}{{ $y := . }}{{ $y }}{{ end }}"#,
+        r#"2"#,
+    ),
+    (
+        r#"{{ define "d" }}{{ $ }}|{{ . }}{{ end }}{{ template "d" $labels.job }}"#,
+        r#"node|node"#,
+    ),
+    (
+        r#"{{ define "d" }}{{ .Nope }}{{ end }}{{ template "d" . }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:131: executing "d" at <.Nope>: can't evaluate field Nope in type struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value interface {} }>"#,
+    ),
+    (r#"{{ $v := $value }}{{ printf "%.1f" $v }}"#, r#"1234.5"#),
+    (
+        r#"{{ range $i, $s := query "vector(7)" }}{{ $i }}{{ $s.Value }}{{ $s.Labels }}{{ end }}"#,
+        r#"07map[]"#,
+    ),
+    (
+        r#"{{ $labels.instance | reReplaceAll ":.*" "" }}"#,
+        r#"host"#,
+    ),
+    (r#"{{ "a" | reReplaceAll "a" "b" }}"#, r#"b"#),
+    (
+        r#"{{ if and (gt $value 1.0) (lt $value 2000.0) }}in{{ end }}"#,
+        r#"in"#,
+    ),
+    (
+        r#"{{ if or (eq $labels.job "x") (eq $labels.job "node") }}yes{{ end }}"#,
+        r#"yes"#,
+    ),
+    (r#"{{ with $x := 1 }}{{ $x }}{{ end }}"#, r#"1"#),
+    (
+        r#"{{ range $k, $v := args 1 2 3 }}{{ $k }}{{ end }}"#,
+        r#"arg0arg1arg2"#,
+    ),
+    (
+        r#"{{ $a := 1 }}{{ range $a2 := args 5 }}{{ $a = 2 }}{{ end }}{{ $a }}"#,
+        r#"2"#,
+    ),
+    (
+        r#"{{/* multi
+line */}}z"#,
+        r#"z"#,
+    ),
+    (r#"{{ "a" }}{{/* c */}}{{ "b" }}"#, r#"ab"#),
+    (
+        r#"{{ printf "%s" (printf "%d" 3) | printf "[%s]" }}"#,
+        r#"[3]"#,
+    ),
+    (r#"{{ .Labels.job | printf "%s %s" "x" }}"#, r#"x node"#),
+    (
+        r#"{{ humanize $value | printf "%s" | toUpper }}"#,
+        r#"1.234K"#,
+    ),
+    (
+        r#"{{ $x := "a" }}{{ $x = printf "%s%s" $x $x }}{{ $x }}"#,
+        r#"aa"#,
+    ),
+    (
+        r#"{{ .ExternalLabels.x }}|{{ $externalLabels.y }}|{{ .ExternalURL }}"#,
+        r#"||"#,
+    ),
+    (r#"{{ len .Labels }}"#, r#"3"#),
+    (r#"{{ (index (query "vector(9)") 0).Value }}"#, r#"9"#),
+    (
+        r#"{{ index (query "vector(9)") 1 }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <index (query "vector(9)") 1>: error calling index: reflect: slice index out of range>"#,
+    ),
+    (r#"{{ value (index (query "vector(9)") 0) }}"#, r#"9"#),
+    (
+        r#"{{ $q := query "vector(3)" }}{{ range $q }}{{ .Value }}{{ end }}{{ len $q }}"#,
+        r#"31"#,
+    ),
+    (r#"{{ with $labels }}{{ .job }}{{ end }}"#, r#"node"#),
+    (r#"{{ $labels.job | len }}"#, r#"4"#),
+    (
+        r#"{{ printf "%v" 12345678.0 }} {{ 12345678.0 }} {{ 123456789012.0 }} {{ 0.00012 }} {{ 1e-5 }}"#,
+        r#"1.2345678e+07 1.2345678e+07 1.23456789012e+11 0.00012 1e-05"#,
+    ),
+    (
+        r#"{{ 100000000000000000000.0 }} {{ 1e20 }} {{ 123456789 }}"#,
+        r#"1e+20 1e+20 123456789"#,
+    ),
+    (
+        r#"{{ printf "%.2f" 2.675 }} {{ printf "%.1f" 0.25 }} {{ printf "%.0f" -0.4 }}"#,
+        r#"2.67 0.2 -0"#,
+    ),
+    (
+        r#"{{ humanize 999.99999 }} {{ humanize 1000 }} {{ humanize 0.9999999 }} {{ humanize1024 1023.99 }}"#,
+        r#"1000 1k 1000m 1024"#,
+    ),
+    (
+        r#"{{ humanizeDuration 86399.9 }} {{ humanizeDuration 3599.5 }} {{ humanizeDuration 0.001 }} {{ humanizeDuration 0.0009999 }}"#,
+        r#"23h 59m 59s 59m 59s 1ms 999.9us"#,
+    ),
+    (
+        r#"{{ humanizePercentage 1 }} {{ humanizePercentage 0.123456 }}"#,
+        r#"100% 12.35%"#,
+    ),
+    (
+        r#"{{ humanizeTimestamp 0.0015 }} {{ humanizeTimestamp 1.1 }} {{ humanizeTimestamp -0.5 }}"#,
+        r#"1970-01-01 00:00:00.001 +0000 UTC 1970-01-01 00:00:01.1 +0000 UTC 1969-12-31 23:59:59.5 +0000 UTC"#,
+    ),
+    (
+        r#"{{ title "" }}|{{ title "a.b c-d e_f g1h 9z" }}|{{ toUpper "ß" }}|{{ toLower "İ" }}"#,
+        r#"|A.B C-D E_f G1h 9z|ß|i"#,
+    ),
+    (r#"{{ js "\t\n\u2028" }}"#, r#"\u0009\u000A\u2028"#),
+    (r#"{{ html "\u0000x" }}"#, r#"�x"#),
+    (r#"{{ urlquery "\u00e9 ~-_." }}"#, r#"%C3%A9+~-_."#),
+    (
+        r#"{{ print "a" nil "b" }} {{ print 1 nil 2 }} {{ println }}|"#,
+        r#"a<nil>b 1 <nil> 2 
+|"#,
+    ),
+    (
+        r#"{{ printf "%v %v" (args 1).arg0 (args).x }}"#,
+        r#"1 <nil>"#,
+    ),
+    (
+        r#"{{ template "x" }}{{ define "x" }}{{ $ }}{{ end }}"#,
+        r#"<no value>"#,
+    ),
+    (r#"{{ 1 | printf "%d %d" 2 }}"#, r#"2 1"#),
+    (r#"{{ $ := 1 }}"#, r#""#),
+    (
+        r#"{{ .Labels.job.x.y }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <.Labels.job.x.y>: can't evaluate field x in type string>"#,
+    ),
+    (
+        r#"{{ $labels.nope.x }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <$labels.nope.x>: can't evaluate field x in type string>"#,
+    ),
+    (
+        r#"{{ (query "vector(1)" | first).Nope }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:136: executing "__alert_A" at <first>: can't evaluate field Nope in type *template.sample>"#,
+    ),
+    (r#"{{ (query "vector(1)" | first).Labels.x }}"#, r#""#),
+    (
+        r#"{{ if query "vector(1)" }}t{{ end }}{{ if (query "vector(1)" | first) }}u{{ end }}"#,
+        r#"tu"#,
+    ),
+    (
+        r#"{{ with query "vector(1)" | first }}{{ .Value }}{{ end }}"#,
+        r#"1"#,
+    ),
 ];
 
 #[test]
