@@ -240,8 +240,8 @@ impl<'t> Exec<'t, '_> {
                         "can't use {n} to iterate over more than one variable"
                     )));
                 }
-                let n = (*n).clamp(0, MAX_STEPS as i64 + 1);
-                (0..n).map(|i| (Value::Int(i), Value::Int(i))).collect()
+                // Counted as they run: the step limit ends a huge count.
+                return self.range_count(*n, pipe, list, else_list, dot, mark);
             }
             Value::Nil => Vec::new(),
             other => {
@@ -275,6 +275,45 @@ impl<'t> Exec<'t, '_> {
                     if pipe.decl.len() > 1 {
                         self.vars[n - 2].1 = key.clone();
                     }
+                }
+            }
+            let inner = self.vars.len();
+            let flow = self.walk(&elem, list)?;
+            self.vars.truncate(inner);
+            if let Flow::Break = flow {
+                break;
+            }
+        }
+        self.vars.truncate(mark);
+        Ok(Flow::Normal)
+    }
+
+    fn range_count(
+        &mut self,
+        n: i64,
+        pipe: &'t Pipe,
+        list: &'t [Node],
+        else_list: Option<&'t [Node]>,
+        dot: &Value,
+        mark: usize,
+    ) -> R<Flow> {
+        if n <= 0 {
+            let flow = match else_list {
+                Some(e) => self.walk(dot, e)?,
+                None => Flow::Normal,
+            };
+            self.vars.truncate(mark);
+            return Ok(flow);
+        }
+        for i in 0..n {
+            self.step()?;
+            let elem = Value::Int(i);
+            if let Some(name) = pipe.decl.first() {
+                if pipe.is_assign {
+                    self.set_var(name, elem.clone())?;
+                } else {
+                    let last = self.vars.len() - 1;
+                    self.vars[last].1 = elem.clone();
                 }
             }
             let inner = self.vars.len();
@@ -584,9 +623,14 @@ impl<'t> Exec<'t, '_> {
             Callee::Function(f) => (f.call)(self.env, argv),
             Callee::Method(recv, m) => (m.call)(&recv, argv),
         };
+        self.steps += self.env.cost.take();
         match result {
             Ok(v) => {
                 if let Value::Str(s) | Value::Html(s) = &v {
+                    // Long results cost steps too, so big widths and
+                    // precisions cannot be repeated without end.
+                    self.steps += (s.len() / 64) as u64;
+                    self.step()?;
                     if s.len() > MAX_OUTPUT {
                         self.at = Some(node);
                         return Err(self.errorf(format!(

@@ -17,7 +17,14 @@ pub(super) struct Env<'a> {
     pub timestamp_ms: i64,
     pub external_url: &'a str,
     pub regexes: RefCell<HashMap<String, Result<regex::Regex, String>>>,
+    /// Steps the costly functions (queries, regex compiles) used, which the
+    /// executor adds to its count.
+    pub cost: std::cell::Cell<u64>,
 }
+
+/// What a query or a regex compile costs, in steps: a template may run about
+/// a thousand of them.
+pub(super) const COSTLY_CALL: u64 = 1_000;
 
 /// Regexes compiled once per expansion, up to this many.
 const REGEX_CACHE: usize = 64;
@@ -170,6 +177,7 @@ static FUNCTIONS: &[Function] = &[
     // Prometheus's functions.
     f!("query", sig(&[Str]), |env, a| {
         let q = as_str(&a[0]);
+        env.cost.set(env.cost.get() + COSTLY_CALL);
         let samples = (env.query)(q)?;
         Ok(Value::Samples(Rc::new(
             samples.into_iter().map(Rc::new).collect(),
@@ -613,6 +621,7 @@ fn compile(env: &Env, pattern: &str) -> Result<regex::Regex, String> {
     if let Some(r) = env.regexes.borrow().get(pattern) {
         return r.clone();
     }
+    env.cost.set(env.cost.get() + COSTLY_CALL);
     let translated = crate::config::relabel::go_regex_to_rust(pattern);
     let r = regex::Regex::new(&translated).map_err(|e| {
         let detail = e.to_string();

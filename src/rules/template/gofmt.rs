@@ -612,9 +612,9 @@ pub(super) fn format_float(f: f64, verb: char, prec: Option<usize>) -> String {
     let s = match (verb.to_ascii_lowercase(), prec) {
         ('g', None) => format_go_float_g(f),
         ('f', None) => format_go_float_f(f),
-        ('f', Some(p)) => format!("{f:.p$}"),
+        ('f', Some(p)) => fixed(f, p),
         ('e', None) => go_exponent(&format!("{f:e}")),
-        ('e', Some(p)) => go_exponent(&format!("{f:.p$e}")),
+        ('e', Some(p)) => go_exponent(&scientific(f, p)),
         (_, Some(p)) => format_g(f, p.max(1)),
         _ => format_go_float_g(f),
     };
@@ -623,6 +623,28 @@ pub(super) fn format_float(f: f64, verb: char, prec: Option<usize>) -> String {
     } else {
         s
     }
+}
+
+/// Every float64 is exact in this many decimal places (and significant
+/// digits); Rust's formatter takes precisions up to 65535 only.
+const EXACT_DIGITS: usize = 1100;
+
+/// `f` with `p` decimals, exactly rounded.
+fn fixed(f: f64, p: usize) -> String {
+    let mut s = format!("{f:.*}", p.min(EXACT_DIGITS));
+    s.extend(std::iter::repeat_n('0', p.saturating_sub(EXACT_DIGITS)));
+    s
+}
+
+/// `f` as `d.ddde±x` with `p` digits after the point, exactly rounded.
+fn scientific(f: f64, p: usize) -> String {
+    let s = format!("{f:.*e}", p.min(EXACT_DIGITS));
+    if p <= EXACT_DIGITS {
+        return s;
+    }
+    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let zeros: String = std::iter::repeat_n('0', p - EXACT_DIGITS).collect();
+    format!("{mant}{zeros}e{exp}")
 }
 
 /// Rust's `1.5e3` as Go's `1.5e+03`.
@@ -640,7 +662,7 @@ fn go_exponent(s: &str) -> String {
 /// `%.Ng`: N significant digits, exponent form when the exponent is below -4
 /// or at least N, trailing zeros dropped.
 fn format_g(f: f64, prec: usize) -> String {
-    let sci = format!("{:.*e}", prec - 1, f.abs());
+    let sci = scientific(f.abs(), prec - 1);
     let Some((mant, exp)) = sci.split_once('e') else {
         return sci;
     };

@@ -9,7 +9,8 @@
 //!
 //! Differences from Go and Prometheus:
 //! * Execution is bounded where Go's is not: a template that runs more than a
-//!   million steps (nodes, commands, range iterations), writes more than 1 MiB
+//!   million steps (nodes, commands, range iterations; a query or a regex
+//!   compile counts a thousand, a long string one per 64 bytes), writes more than 1 MiB
 //!   or has a function return a longer string, or nests template calls, blocks
 //!   and parenthesised pipelines more than 200 deep fails with an error
 //!   (Go's template-call limit is 100000). The parser refuses blocks and
@@ -104,6 +105,7 @@ pub fn expand_alert_template(
         timestamp_ms: data.timestamp_ms,
         external_url: data.external_url,
         regexes: RefCell::new(HashMap::new()),
+        cost: Default::default(),
     };
     expand(&name, &format!("{ALERT_PREFIX}{text}"), dot, &env)
 }

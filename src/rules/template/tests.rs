@@ -29,6 +29,7 @@ fn run_with(text: &str, dot: Value, result: Vec<QuerySample>) -> Result<String, 
         timestamp_ms: NOW_MS,
         external_url: EXTERNAL_URL,
         regexes: RefCell::new(HashMap::new()),
+        cost: Default::default(),
     };
     expand("test", text, dot, &env)
 }
@@ -766,12 +767,100 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
+    /// Pieces of templates, put together at random.
+    const SOUP: &[&str] = &[
+        "{{",
+        "}}",
+        "{{- ",
+        " -}}",
+        " ",
+        "\n",
+        "(",
+        ")",
+        "|",
+        "$x",
+        "$",
+        ":=",
+        "=",
+        ",",
+        ".",
+        ".Labels",
+        ".a",
+        "$labels",
+        "$value",
+        "if ",
+        "else ",
+        "end",
+        "range ",
+        "with ",
+        "break",
+        "continue",
+        "define \"t\"",
+        "template \"t\" ",
+        "block \"t\" .",
+        "\"s\"",
+        "`r`",
+        "'c'",
+        "1",
+        "-2.5e3",
+        "0x1F",
+        "1i",
+        "nil",
+        "true",
+        "query \"q\"",
+        "first",
+        "value",
+        "label \"x\"",
+        "args 1 2",
+        "printf \"%*.*[2]v%-08.3f%#x%q%!\" ",
+        "print",
+        "println",
+        "humanize",
+        "humanizeDuration",
+        "humanizeTimestamp",
+        "humanize1024",
+        "humanizePercentage",
+        "toTime",
+        "toDuration",
+        ".Format \"Jan _2 .000 Z07:00\"",
+        ".Add",
+        ".String",
+        "index",
+        "slice",
+        "len",
+        "eq",
+        "lt",
+        "and",
+        "or",
+        "not",
+        "html",
+        "js",
+        "urlquery",
+        "reReplaceAll \"(a\" \"$1\"",
+        "match \"[\"",
+        "title",
+        "toUpper",
+        "stripPort",
+        "stripDomain",
+        "sortByLabel \"x\"",
+        "parseDuration \"-1m\"",
+        "now",
+        "9223372036854775808",
+        "1e308",
+        "/*",
+        "*/",
+        "\u{a0}",
+        "é",
+    ];
+
     proptest! {
         #[test]
         fn any_template_expands_or_fails_without_panicking(
             s in any::<String>(),
             near in "([a-z ]{0,3}\\{\\{-? ?(\\$[a-z]{0,2} :?= )?((if|range|with|else|end|template \"t\"|define \"t\"|block \"t\" \\.|break|continue) )?([a-zA-Z$.\"'`()|0-9 ,:=%_-]{0,12}|query \"x\" \\| first|humanize \\$value|printf \"%[-+ #0-9.]{0,3}[a-z]\" [.$a-z0-9]{0,4}|\\.Labels\\.[a-z]|range \\$k, \\$v := \\$labels|len [.$a-z\"]{0,4}|index \\$labels \"[a-z]\"|[a-z]{1,10} [.$a-z0-9\"]{0,4}) ?-?\\}\\}){0,6}",
+            soup in proptest::collection::vec(proptest::sample::select(SOUP), 0..40),
         ) {
+            let soup: String = soup.concat();
             let labels: BTreeMap<String, String> = [("a".to_string(), "b".to_string())].into();
             let query = |_: &str| Ok(vec![sample(&[("x", "y")], 1.0)]);
             let data = AlertTemplateData {
@@ -782,7 +871,7 @@ mod properties {
                 timestamp_ms: NOW_MS,
                 query: &query,
             };
-            for text in [&s, &near] {
+            for text in [&s, &near, &soup] {
                 let _ = check("__alert_A", text);
                 let _ = expand_alert_template("A", text, &data);
             }
@@ -1548,4 +1637,39 @@ fn alert_templates_expand_as_promtool_expands_them() {
         };
         assert_eq!(&got, want, "{text}");
     }
+}
+
+#[test]
+fn costly_calls_are_bounded() {
+    let started = std::time::Instant::now();
+    let err = run("{{ range 1000000 }}{{ $x := query \"up\" }}{{ end }}").unwrap_err();
+    assert!(
+        err.ends_with("template ran more than 1000000 steps"),
+        "{err}"
+    );
+    let err = run("{{ range $i := 1000000 }}{{ $x := match (printf \"a%d\" $i) \"a\" }}{{ end }}")
+        .unwrap_err();
+    assert!(
+        err.ends_with("template ran more than 1000000 steps"),
+        "{err}"
+    );
+    let err = run("{{ range 1000000 }}{{ $x := printf \"%.999999f\" 1.0 }}{{ end }}").unwrap_err();
+    assert!(
+        err.ends_with("template ran more than 1000000 steps"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn huge_precisions_are_formatted() {
+    let s = run("{{ printf \"%.70000f|%.70000e|%.70000g\" 0.1 0.1 0.1 }}").unwrap();
+    let parts: Vec<&str> = s.split('|').collect();
+    assert_eq!(parts[0].len(), 70002);
+    assert!(parts[0].starts_with("0.1000000000000000055511151231257827"));
+    assert!(parts[1].ends_with("0e-01") && parts[1].len() == 70006);
+    assert_eq!(
+        parts[2],
+        "0.1000000000000000055511151231257827021181583404541015625"
+    );
 }
