@@ -41,7 +41,7 @@ pub use file::{
     duplicate_rules, duplicate_rules_message, parse_rule_file, NameValidation, ParseOptions, Rule,
     RuleError, RuleGroup, RuleGroups, RuleKind,
 };
-pub use template::{expand_alert_template, AlertTemplateData, QuerySample};
+pub use template::{expand_alert_template, AlertTemplate, AlertTemplateData, QuerySample};
 pub use yaml::Position;
 
 /// Reads and checks one rule file. Each error starts with the file's name, as

@@ -5,6 +5,7 @@
 //! * [`expand_alert_template`] expands one template for one alert; an error
 //!   carries Go's message (`template: __alert_A:1:110: executing "__alert_A" at
 //!   <query "x">: error calling query: …`).
+//! * [`AlertTemplate`] is a template parsed once and expanded for each alert.
 //! * [`check`] is the parse check `promtool check rules` runs on each template.
 //!
 //! Differences from Go and Prometheus:
@@ -93,25 +94,49 @@ pub fn expand_alert_template(
     text: &str,
     data: &AlertTemplateData,
 ) -> Result<String, String> {
-    let name = format!("__alert_{alert_name}");
-    let dot = Value::Alert(Rc::new(AlertFields {
-        labels: Rc::new(data.labels.clone()),
-        external_labels: Rc::new(data.external_labels.clone()),
-        external_url: data.external_url.into(),
-        value: data.value,
-    }));
-    let env = funcs::Env {
-        query: data.query,
-        timestamp_ms: data.timestamp_ms,
-        external_url: data.external_url,
-        regexes: RefCell::new(HashMap::new()),
-        cost: Default::default(),
-    };
-    expand(&name, &format!("{ALERT_PREFIX}{text}"), dot, &env)
+    AlertTemplate::new(alert_name, text)?.expand(data)
+}
+
+/// An alert template parsed once, to expand for each alert of each evaluation.
+#[derive(Debug)]
+pub struct AlertTemplate {
+    parsed: parse::Templates,
+}
+
+impl AlertTemplate {
+    /// Parses `text` as [`expand_alert_template`] does; the error is
+    /// Prometheus's (`error parsing template __alert_A: template: …`).
+    pub fn new(alert_name: &str, text: &str) -> Result<AlertTemplate, String> {
+        let name = format!("__alert_{alert_name}");
+        parse::parse(&name, &format!("{ALERT_PREFIX}{text}"), &funcs::is_function)
+            .map(|parsed| AlertTemplate { parsed })
+            .map_err(|e| format!("error parsing template {name}: {e}"))
+    }
+
+    /// Executes the template for one alert, as [`expand_alert_template`] does.
+    pub fn expand(&self, data: &AlertTemplateData) -> Result<String, String> {
+        let dot = Value::Alert(Rc::new(AlertFields {
+            labels: Rc::new(data.labels.clone()),
+            external_labels: Rc::new(data.external_labels.clone()),
+            external_url: data.external_url.into(),
+            value: data.value,
+        }));
+        let env = funcs::Env {
+            query: data.query,
+            timestamp_ms: data.timestamp_ms,
+            external_url: data.external_url,
+            regexes: RefCell::new(HashMap::new()),
+            cost: Default::default(),
+        };
+        let name = &self.parsed.name;
+        exec::execute(&self.parsed, &env, dot)
+            .map_err(|e| format!("error executing template {name}: {e}"))
+    }
 }
 
 /// Parses and executes `text` as the template `name` with `dot` as its data,
 /// with Prometheus's `Expand` wording for errors.
+#[cfg(test)]
 fn expand(name: &str, text: &str, dot: Value, env: &funcs::Env) -> Result<String, String> {
     let t = parse::parse(name, text, &funcs::is_function)
         .map_err(|e| format!("error parsing template {name}: {e}"))?;

@@ -717,8 +717,8 @@ pub(super) struct Templates {
 }
 
 impl Templates {
-    /// `NAME:LINE:COL` of a byte position, as Go's `ErrorContext` gives it (the
-    /// column counts bytes from 0 after the line's start, from 1 on the first line... as Go does).
+    /// `NAME:LINE:COL` of a byte position, as Go's `ErrorContext` gives it:
+    /// the column is the byte offset in the line, counted from 0.
     pub fn location(&self, pos: usize) -> String {
         let before = &self.text.as_bytes()[..pos.min(self.text.len())];
         let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
@@ -750,8 +750,8 @@ struct Parser<'a> {
 
 type PResult<T> = Result<T, String>;
 
-/// Parses `text` as the template `name`. `vars` are the variables in scope
-/// before it (Go's `$` only); `is_function` says which names are functions.
+/// Parses `text` as the template `name`; `is_function` says which names are
+/// functions.
 pub(super) fn parse(
     name: &str,
     text: &str,

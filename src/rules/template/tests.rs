@@ -510,6 +510,9 @@ fn alert_templates() {
         x("{{ .Nope }}"),
         Err(format!("error executing template __alert_HighLoad: template: __alert_HighLoad:1:115: executing \"__alert_HighLoad\" at <.Nope>: can't evaluate field Nope in type {}", value::ALERT_TYPE))
     );
+    let parsed = AlertTemplate::new("HighLoad", "{{ $labels.job }}={{ $value }}").unwrap();
+    assert_eq!(parsed.expand(&data), Ok("node=1234.5".into()));
+    assert_eq!(parsed.expand(&data), Ok("node=1234.5".into()));
     assert_eq!(
         x("{{ if }}"),
         Err("error parsing template __alert_HighLoad: template: __alert_HighLoad:1: missing value for if".into())
