@@ -1458,6 +1458,10 @@ fn number(t: &Item) -> Result<Number, String> {
     let Some(f) = f else {
         return Err(format!("illegal number syntax: {}", go_quote(&text)));
     };
+    if !text.contains(['.', 'e', 'E', 'p', 'P']) {
+        // Integer digits that fit no integer type.
+        return Err(format!("integer overflow: {}", go_quote(&text)));
+    }
     n.float = Some(f);
     if f == f.trunc() && f.abs() < 9.2e18 {
         n.int = Some(f as i64);

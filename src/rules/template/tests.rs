@@ -1676,3 +1676,327 @@ fn huge_precisions_are_formatted() {
         "0.1000000000000000055511151231257827021181583404541015625"
     );
 }
+
+/// Templates and what promtool 2.42's `check rules` said of them (`None`: it
+/// accepted the template).
+const PROMTOOL_2_42_CHECKS: &[(&str, Option<&str>)] = &[
+    (r#"{{-3}}"#, None),
+    (
+        r#"{{- -}}"#,
+        Some(r#"template: __alert_A:1: illegal number syntax: "-""#),
+    ),
+    (
+        r#"{{-}}"#,
+        Some(r#"template: __alert_A:1: illegal number syntax: "-""#),
+    ),
+    (r#"{{ 1 -}}x"#, None),
+    (
+        r#"a
+{{ if 1 }}
+b
+{{ foo"#,
+        Some(r#"template: __alert_A:4: function "foo" not defined"#),
+    ),
+    (
+        r#"{{ 1
+2 }}"#,
+        None,
+    ),
+    (
+        r#"{{ (1
+ }}"#,
+        Some(r#"template: __alert_A:2: unclosed left paren in action started at __alert_A:1"#),
+    ),
+    (
+        r#"{{ "a
+b" }}"#,
+        Some(r#"template: __alert_A:1: unterminated quoted string"#),
+    ),
+    (
+        r#"x
+{{ 1 }}
+{{ end }}"#,
+        Some(r#"template: __alert_A:3: unexpected {{end}}"#),
+    ),
+    (
+        r#"{{ range . }}{{ else if 1 }}{{ end }}"#,
+        Some(r#"template: __alert_A:1: unexpected <if> in input"#),
+    ),
+    (r#"{{ $x := 1 }}{{ $x.y.z }}"#, None),
+    (r#"{{ .a.b | .c }}"#, None),
+    (r#"{{ 1 | .c }}"#, None),
+    (r#"{{ .a 1 }}"#, None),
+    (r#"{{ $ 1 }}"#, None),
+    (r#"{{ template "a" 1 2 }}"#, None),
+    (
+        r#"{{ template }}"#,
+        Some(r#"template: __alert_A:1: unexpected "}}" in template clause"#),
+    ),
+    (
+        r#"{{ define }}"#,
+        Some(r#"template: __alert_A:1: unexpected "}}" in define clause"#),
+    ),
+    (
+        r#"{{ if 1 }}{{ define "a" }}{{ end }}{{ end }}"#,
+        Some(r#"template: __alert_A:1: unexpected <define> in command"#),
+    ),
+    (
+        r#"{{ block }}"#,
+        Some(r#"template: __alert_A:1: unexpected "}}" in block clause"#),
+    ),
+    (
+        r#"{{ block "a" }}{{ end }}"#,
+        Some(r#"template: __alert_A:1: missing value for block clause"#),
+    ),
+    (
+        r#"{{ define "a" }}{{ else }}{{ end }}"#,
+        Some(r#"template: __alert_A:1: unexpected {{else}} in define clause"#),
+    ),
+    (
+        r#"{{ else if }}"#,
+        Some(r#"template: __alert_A:1: unexpected {{else}}"#),
+    ),
+    (
+        r#"{{ if 1 }}{{ else if }}{{ end }}"#,
+        Some(r#"template: __alert_A:1: missing value for if"#),
+    ),
+    (
+        r#"{{ range $i, $j := . }}{{ end }}{{ $i }}"#,
+        Some(r#"template: __alert_A:1: undefined variable "$i""#),
+    ),
+    (
+        r#"{{ range $i, 1 }}{{ end }}"#,
+        Some(r#"template: __alert_A:1: range can only initialize variables"#),
+    ),
+    (
+        r#"{{ $x, $y = 1 }}"#,
+        Some(r#"template: __alert_A:1: too many declarations in command"#),
+    ),
+    (
+        r#"{{ with $x := . }}{{ end }}{{ $x }}"#,
+        Some(r#"template: __alert_A:1: undefined variable "$x""#),
+    ),
+    (
+        r#"{{ 1.2.3 }}"#,
+        Some(r#"template: __alert_A:1: unexpected ".3" in operand"#),
+    ),
+    (
+        r#"{{ 0x }}"#,
+        Some(r#"template: __alert_A:1: illegal number syntax: "0x""#),
+    ),
+    (
+        r#"{{ 1e+ }}"#,
+        Some(r#"template: __alert_A:1: illegal number syntax: "1e+""#),
+    ),
+    (
+        r#"{{ 08 }}"#,
+        Some(r#"template: __alert_A:1: integer overflow: "08""#),
+    ),
+    (
+        r#"{{ 0b102 }}"#,
+        Some(r#"template: __alert_A:1: bad number syntax: "0b102""#),
+    ),
+    (
+        r#"{{ 1__0 }}"#,
+        Some(r#"template: __alert_A:1: illegal number syntax: "1__0""#),
+    ),
+    (
+        r#"{{ _1 }}"#,
+        Some(r#"template: __alert_A:1: function "_1" not defined"#),
+    ),
+    (
+        r#"{{ .1.2 }}"#,
+        Some(r#"template: __alert_A:1: unexpected ".2" in operand"#),
+    ),
+    (
+        r#"{{ $x.1 }}"#,
+        Some(r#"template: __alert_A:1: undefined variable "$x""#),
+    ),
+    (
+        r#"{{ 'abc }}"#,
+        Some(r#"template: __alert_A:1: unterminated character constant"#),
+    ),
+    (
+        r#"{{ '' }}"#,
+        Some(r#"template: __alert_A:1: invalid syntax"#),
+    ),
+    (r#"{{ '\n' }}"#, None),
+    (
+        r#"{{ "\x4" }}"#,
+        Some(r#"template: __alert_A:1: invalid syntax"#),
+    ),
+    (r#"{{ `a` `b` }}"#, None),
+    (r#"{{ "a" "b" }}"#, None),
+    (
+        r#"{{ nil.x }}"#,
+        Some(r#"template: __alert_A:1: unexpected . after term "nil""#),
+    ),
+    (
+        r#"{{ true.x }}"#,
+        Some(r#"template: __alert_A:1: unexpected . after term "true""#),
+    ),
+    (r#"{{ (1).x }}"#, None),
+    (r#"{{ (.).x }}"#, None),
+    (r#"{{ . .x }}"#, None),
+    (
+        r#"{{ .x. }}"#,
+        Some(r#"template: __alert_A:1: unexpected <.> in operand"#),
+    ),
+    (
+        r#"{{ $x. }}"#,
+        Some(r#"template: __alert_A:1: undefined variable "$x""#),
+    ),
+    (r#"{{ . . }}"#, None),
+    (
+        r#"{{ @ }}"#,
+        Some(r#"template: __alert_A:1: unexpected "@" in command"#),
+    ),
+    (
+        r#"{{ # }}"#,
+        Some(r##"template: __alert_A:1: unexpected "#" in command"##),
+    ),
+    (
+        r#"{{ ; }}"#,
+        Some(r#"template: __alert_A:1: unexpected ";" in command"#),
+    ),
+    (
+        r#"{{ x:y }}"#,
+        Some(r#"template: __alert_A:1: function "x" not defined"#),
+    ),
+    (r#"{{ $x:=1 }}{{ $x }}"#, None),
+    (
+        r#"{{ $x= 1 }}"#,
+        Some(r#"template: __alert_A:1: bad character U+003D '='"#),
+    ),
+    (
+        r#"{{ 1 }"#,
+        Some(r#"template: __alert_A:1: unexpected "}" in operand"#),
+    ),
+    (
+        r#"{{ 1 } }}"#,
+        Some(r#"template: __alert_A:1: unexpected "}" in operand"#),
+    ),
+    (
+        r#"}} {{"#,
+        Some(r#"template: __alert_A:1: unclosed action"#),
+    ),
+    (r#"{{/**/}}"#, None),
+    (r#"{{/* */ -}}"#, None),
+    (r#"{{- /* */}}"#, None),
+    (
+        r#"{{ /* */ }}"#,
+        Some(r#"template: __alert_A:1: unexpected "/" in command"#),
+    ),
+    (r#"{{- /**/ -}}"#, None),
+    (
+        r#"{{ break }}{{ range . }}{{ end }}"#,
+        Some(r#"template: __alert_A:1: {{break}} outside {{range}}"#),
+    ),
+    (
+        r#"{{ range . }}{{ define "x" }}{{ end }}{{ end }}"#,
+        Some(r#"template: __alert_A:1: unexpected <define> in command"#),
+    ),
+    (
+        r#"{{ continue }}"#,
+        Some(r#"template: __alert_A:1: {{continue}} outside {{range}}"#),
+    ),
+    (
+        r#"{{ range . }}{{ break 1 }}{{ end }}"#,
+        Some(r#"template: __alert_A:1: unexpected "1" in {{break}}"#),
+    ),
+    (
+        r#"{{ range . }}{{ with 1 }}{{ break }}{{ end }}{{ end }}"#,
+        None,
+    ),
+    (
+        r#"{{ define "x" }}{{ break }}{{ end }}"#,
+        Some(r#"template: __alert_A:1: {{break}} outside {{range}}"#),
+    ),
+    (
+        r#"{{ range . }}{{ template "x" }}{{ end }}{{ define "x" }}{{ continue }}{{ end }}"#,
+        Some(r#"template: __alert_A:1: {{continue}} outside {{range}}"#),
+    ),
+    (r#"{{ ((((1)))) }}"#, None),
+    (r#"{{ (1 | humanize) | title }}"#, None),
+    (r#"{{ humanize (1) (2) }}"#, None),
+    (
+        r#"{{ ( }}"#,
+        Some(r#"template: __alert_A:1: unclosed left paren"#),
+    ),
+    (
+        r#"{{ ) }}"#,
+        Some(r#"template: __alert_A:1: unexpected ")" in command"#),
+    ),
+    (
+        r#"{{ ()) }}"#,
+        Some(r#"template: __alert_A:1: missing value for parenthesized pipeline"#),
+    ),
+    (
+        r#"{{ () }}"#,
+        Some(r#"template: __alert_A:1: missing value for parenthesized pipeline"#),
+    ),
+    (
+        r#"{{ | }}"#,
+        Some(r#"template: __alert_A:1: unexpected "|" in command"#),
+    ),
+    (
+        r#"{{ 1 || 2 }}"#,
+        Some(r#"template: __alert_A:1: unexpected "|" in command"#),
+    ),
+    (r#"{{ 1 | }}"#, None),
+    (r#"{{ humanize | }}"#, None),
+    (r#"{{ $x := 1 | humanize }}"#, None),
+    (r#"{{ $x := $x }}"#, None),
+    (
+        r#"{{ if $x := 1 }}{{ $x }}{{ else }}{{ $x }}{{ end }}"#,
+        None,
+    ),
+    (
+        r#"{{ else }}"#,
+        Some(r#"template: __alert_A:1: unexpected {{else}}"#),
+    ),
+    (
+        r#"{{ end }}{{ if"#,
+        Some(r#"template: __alert_A:1: unexpected {{end}}"#),
+    ),
+    (
+        r#"{{ if }}"#,
+        Some(r#"template: __alert_A:1: missing value for if"#),
+    ),
+    (
+        r#"{{ range }}"#,
+        Some(r#"template: __alert_A:1: missing value for range"#),
+    ),
+    (
+        r#"{{ with }}"#,
+        Some(r#"template: __alert_A:1: missing value for with"#),
+    ),
+    (
+        r#"{{ template "x" | humanize }}"#,
+        Some(r#"template: __alert_A:1: unexpected "|" in template clause"#),
+    ),
+    (
+        r#"{{ templatex }}"#,
+        Some(r#"template: __alert_A:1: function "templatex" not defined"#),
+    ),
+    (
+        r#"{{ iff 1 }}"#,
+        Some(r#"template: __alert_A:1: function "iff" not defined"#),
+    ),
+    (
+        r#"{{ True }}"#,
+        Some(r#"template: __alert_A:1: function "True" not defined"#),
+    ),
+    (
+        r#"{{ NIL }}"#,
+        Some(r#"template: __alert_A:1: function "NIL" not defined"#),
+    ),
+    (r#"{{ nil }}x{{ nil 1 }}"#, None),
+];
+
+#[test]
+fn templates_are_checked_as_promtool_checks_them() {
+    for (text, want) in PROMTOOL_2_42_CHECKS {
+        assert_eq!(check("__alert_A", text).err().as_deref(), *want, "{text:?}");
+    }
+}
