@@ -397,6 +397,25 @@ fn known_differences_from_promtool_2_42() {
     let p = promtool(&["check", "rules"], &f);
     assert!(String::from_utf8_lossy(&p.stderr).contains("function \"toDuration\" not defined"));
     assert!(arrowmon(&["check-rules"], &f).status.success());
+
+    // Template parse errors are those of the Go release Prometheus 3 is built
+    // with: `{{else with}}` became valid after `{{with}}`, and after `{{range}}`
+    // the `with` is now unexpected in the input rather than in the else.
+    let f = write(
+        "newer_go_template.yml",
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        annotations:\n          a: \"{{ with 1 }}{{ else with 2 }}{{ end }}\"\n          b: \"{{ range 1 }}{{ else with 2 }}{{ end }}\"\n",
+    );
+    let p = promtool(&["check", "rules"], &f);
+    let p_err = String::from_utf8_lossy(&p.stderr).into_owned();
+    assert!(p_err.contains("annotation \"a\": template: __alert_A:1: unexpected <with> in else"));
+    assert!(p_err.contains("annotation \"b\": template: __alert_A:1: unexpected <with> in else"));
+    let a = arrowmon(&["check-rules"], &f);
+    let a_err = String::from_utf8_lossy(&a.stderr).into_owned();
+    assert!(!a_err.contains("annotation \"a\""), "{a_err}");
+    assert!(
+        a_err.contains("annotation \"b\": template: __alert_A:1: unexpected <with> in input"),
+        "{a_err}"
+    );
 }
 
 /// As Prometheus, `serve` does not start with invalid rule files, and says

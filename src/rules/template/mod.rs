@@ -3,8 +3,10 @@
 //! as Prometheus expands them for an alert (rules/alerting.go).
 //!
 //! * [`expand_alert_template`] expands one template for one alert; an error
-//!   carries Go's message (`template: __alert_A:1:110: executing "__alert_A" at
-//!   <query "x">: error calling query: …`).
+//!   carries the message Prometheus's expander returns (`error executing
+//!   template __alert_A: template: __alert_A:1:115: executing "__alert_A" at
+//!   <query "x">: error calling query: …`; the column counts the declarations
+//!   Prometheus puts in front of the text).
 //! * [`AlertTemplate`] is a template parsed once and expanded for each alert.
 //! * [`check`] is the parse check `promtool check rules` runs on each template.
 //!
