@@ -328,18 +328,24 @@ impl<'t> Exec<'t, '_> {
     }
 
     fn set_var(&mut self, name: &str, v: Value) -> R<()> {
-        match self.vars.iter_mut().rev().find(|(n, _)| n == name) {
-            Some(slot) => {
-                slot.1 = v;
+        match self.vars.iter().rev().position(|(n, _)| n == name) {
+            Some(back) => {
+                self.steps += (back / 64) as u64;
+                let i = self.vars.len() - 1 - back;
+                self.vars[i].1 = v;
                 Ok(())
             }
             None => Err(self.errorf(format!("undefined variable: {name}"))),
         }
     }
 
-    fn var_value(&self, name: &str) -> R<Value> {
-        match self.vars.iter().rev().find(|(n, _)| n == name) {
-            Some((_, v)) => Ok(v.clone()),
+    fn var_value(&mut self, name: &str) -> R<Value> {
+        match self.vars.iter().rev().position(|(n, _)| n == name) {
+            Some(back) => {
+                // Looking far back through many variables costs steps.
+                self.steps += (back / 64) as u64;
+                Ok(self.vars[self.vars.len() - 1 - back].1.clone())
+            }
             None => Err(self.errorf(format!("undefined variable: {name}"))),
         }
     }

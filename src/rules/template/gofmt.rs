@@ -254,11 +254,8 @@ pub(super) fn sprintf(format: &str, args: &[Value]) -> String {
                 i = ni;
             }
         }
-        if !spec.minus && spec.zero {
-            // Go: zero padding applies unless '-' is set.
-        } else {
-            spec.zero = spec.zero && !spec.minus;
-        }
+        // Left-justifying pads with spaces.
+        spec.zero &= !spec.minus;
         good_index &= arg_index(&mut i, &mut arg, &mut reordered);
         if i >= b.len() {
             out.push_str("%!(NOVERB)");

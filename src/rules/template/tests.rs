@@ -2000,3 +2000,29 @@ fn templates_are_checked_as_promtool_checks_them() {
         assert_eq!(check("__alert_A", text).err().as_deref(), *want, "{text:?}");
     }
 }
+
+#[test]
+fn many_variables_cost_steps() {
+    let text = format!(
+        "{}{}",
+        "{{ $a := 1 }}".repeat(20_000),
+        "{{ $labels }}".repeat(20_000)
+    );
+    let err = expand_alert_template(
+        "A",
+        &text,
+        &AlertTemplateData {
+            labels: &BTreeMap::new(),
+            external_labels: &BTreeMap::new(),
+            external_url: "",
+            value: 0.0,
+            timestamp_ms: 0,
+            query: &|_| Ok(Vec::new()),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.ends_with("template ran more than 1000000 steps"),
+        "{err}"
+    );
+}
