@@ -11,13 +11,14 @@
 //! * [`check`] is the parse check `promtool check rules` runs on each template.
 //!
 //! Differences from Go and Prometheus:
-//! * Execution is bounded where Go's is not: a template that runs more than a
-//!   million steps (nodes, commands, range iterations; a query or a regex
-//!   compile counts a thousand, a long string one per 64 bytes), writes more than 1 MiB
-//!   or has a function return a longer string, or nests template calls, blocks
-//!   and parenthesised pipelines more than 200 deep fails with an error
-//!   (Go's template-call limit is 100000). The parser refuses blocks and
-//!   parentheses nested more than 100 deep (Go: parentheses only, 10000).
+//! * Execution is bounded where Go's is not: a template fails with an error
+//!   when it runs more than a million steps (nodes, commands, range
+//!   iterations; a query or a regex compile counts a thousand, a long string
+//!   one per 64 bytes, a variable declared long before one per 64 others),
+//!   writes more than 1 MiB or has a function return a longer string, or nests
+//!   template calls, blocks and parenthesised pipelines more than 200 deep
+//!   (Go stops template calls at 100000). The parser refuses blocks and
+//!   parentheses nested more than 100 deep (Go limits parentheses only).
 //! * Values are those alert templates meet: strings, float64 and int, bool,
 //!   maps of labels, `args` maps, query results and samples (float only: no
 //!   native histograms), `*time.Time` and `*time.Duration`. A query result
@@ -37,11 +38,11 @@
 //!   stands for U+FFFD, where Go keeps the byte.
 //! * `reReplaceAll` and `match` run Rust's regex engine on Go's syntax (with
 //!   `\d`, `\w`, `\s` kept ASCII as in Go); after `error parsing regexp:` the
-//!   reason is the regex crate's.
+//!   reason is in Go's words for unbalanced groups, classes and repetitions,
+//!   in the regex crate's for the rest.
 //! * `title` upper-cases the first letter after any character that is not a
 //!   letter, digit or `_`, close to x/text's word breaking.
 //! * `call` always fails: a template has no function values to call.
-//! * Error messages show the whole expression in `at <…>`.
 
 mod exec;
 mod funcs;
