@@ -433,6 +433,16 @@ fn fmt_str(out: &mut String, a: &Value, s: &str, verb: char, spec: Spec) {
         'q' => {
             let q = if spec.sharp && !s.contains('`') {
                 format!("`{s}`")
+            } else if spec.plus {
+                // strconv.QuoteToASCII.
+                go_quote(&s)
+                    .chars()
+                    .map(|c| match c as u32 {
+                        0..=0x7f => c.to_string(),
+                        n @ 0x80..=0xffff => format!("\\u{n:04x}"),
+                        n => format!("\\U{n:08x}"),
+                    })
+                    .collect()
             } else {
                 go_quote(&s)
             };

@@ -884,7 +884,7 @@ mod properties {
 
 /// Alert templates and what promtool 2.42's `test rules` made of them for an
 /// alert on `up{job="node", instance="host:9100"}` with value 1234.5 at 1m,
-/// `vector(N)` queries answering N. Types print as Prometheus 3 has them
+/// `vector(N)` queries answering N (other queries, 0). Types print as Prometheus 3 has them
 /// (`.Value` is `interface {}` there, `float64` in 2.42).
 const PROMTOOL_2_42: &[(&str, &str)] = &[
     (r#"{{ $value }}"#, r#"1234.5"#),
@@ -1607,6 +1607,118 @@ line */}}z"#,
     (
         r#"{{ with query "vector(1)" | first }}{{ .Value }}{{ end }}"#,
         r#"1"#,
+    ),
+    (
+        r#"{{ (toTime 1435065584.128).Format "Monday, 02-Jan-06 15:04:05 MST" }}"#,
+        r#"Tuesday, 23-Jun-15 13:19:44 UTC"#,
+    ),
+    (
+        r#"{{ (toTime 1435065584.128).Format "2006-01-02T15:04:05.999999999Z07:00" }}"#,
+        r#"2015-06-23T13:19:44.128Z"#,
+    ),
+    (
+        r#"{{ (toTime 1435065584.128).Format "3:04:05 pm .00 ,999 Jan 2nd" }}"#,
+        r#"1:19:44 pm .12 ,128 Jun 23nd"#,
+    ),
+    (
+        r#"{{ (toTime 1435065584).Format "Mon Jan _2 15:04:05 2006" }} {{ (toTime 1435065584).Format "06 1 2 3 4 5" }}"#,
+        r#"Tue Jun 23 13:19:44 2015 15 6 23 1 19 44"#,
+    ),
+    (
+        r#"{{ (toTime -62135596800).Format "2006-01-02" }} {{ (toTime -62135596801).Format "2006-01-02 15:04:05" }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <toTime -62135596800>: error calling toTime: -6.21355968e+10 cannot be represented as a nanoseconds timestamp since it overflows int64>"#,
+    ),
+    (
+        r#"{{ (toTime 253402300800).Format "2006-01-02" }} {{ (toTime 4102444800).YearDay }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <toTime 253402300800>: error calling toTime: 2.534023008e+11 cannot be represented as a nanoseconds timestamp since it overflows int64>"#,
+    ),
+    (
+        r#"{{ (toTime 1e9).Format "_2006 __2 002 Z0700 -07 Z07:00:00 -070000" }}"#,
+        r#"_2001 252 252 Z +00 Z +000000"#,
+    ),
+    (
+        r#"{{ (toTime 1e9).Format "January Janu Monday Mond MST MS" }}"#,
+        r#"September Janu Sunday Mond UTC MS"#,
+    ),
+    (
+        r#"{{ (toTime 1e9).Format ".0 .00x .9 ,9 05.999 5.000" }}"#,
+        r#".0 .00x   40 40.000"#,
+    ),
+    (
+        r#"{{ (toTime 0.999999).Format ".000000000" }}"#,
+        r#".999000000"#,
+    ),
+    (
+        r#"{{ toTime 1e9 }} {{ (toTime 1e9).UTC }} {{ (toTime 1e9).Unix }} {{ (toTime 1.5).UnixMilli }}"#,
+        r#"2001-09-09 01:46:40 +0000 UTC 2001-09-09 01:46:40 +0000 UTC 1000000000 1500"#,
+    ),
+    (
+        r#"{{ (toTime 1e9).Hour }}:{{ (toTime 1e9).Minute }}:{{ (toTime 1e9).Second }} {{ (toTime 1e9).Nanosecond }}"#,
+        r#"1:46:40 0"#,
+    ),
+    (
+        r#"{{ ((toTime 10).Sub (toTime 4)) }} {{ ((toTime 10).Sub (toTime 4)).Seconds }}"#,
+        r#"6s 6"#,
+    ),
+    (
+        r#"{{ (toTime 10).Before (toTime 4) }} {{ (toTime 10).After (toTime 4) }} {{ (toTime 10).Equal (toTime 10) }}"#,
+        r#"false true true"#,
+    ),
+    (
+        r#"{{ (toTime 0).IsZero }} {{ (toTime -62135596800).IsZero }}"#,
+        r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:140: executing "__alert_A" at <toTime -62135596800>: error calling toTime: -6.21355968e+10 cannot be represented as a nanoseconds timestamp since it overflows int64>"#,
+    ),
+    (
+        r#"{{ humanizeTimestamp 1e-3 }} {{ humanizeTimestamp 1234.0005 }}"#,
+        r#"1970-01-01 00:00:00.001 +0000 UTC 1970-01-01 00:20:34 +0000 UTC"#,
+    ),
+    (
+        r#"{{ printf "%.3g|%.3g|%.3g|%.3g|%.0g|%.1g" 0.0001234 123456.0 999.9 0.99999 5.5 0.05 }}"#,
+        r#"0.000123|1.23e+05|1e+03|1|6|0.05"#,
+    ),
+    (
+        r#"{{ printf "%g|%g|%g|%G" 1e-5 123456789.0 0.000123 1e100 }}"#,
+        r#"1e-05|1.23456789e+08|0.000123|1E+100"#,
+    ),
+    (
+        r#"{{ printf "%.2e|%.0f|%.0f|%f|%F" 9.995 0.5 -1.5 1e20 1.5 }}"#,
+        r#"9.99e+00|0|-2|100000000000000000000.000000|1.500000"#,
+    ),
+    (
+        r#"{{ printf "%5.2f%%|%-8.3e|%+g|% g" 12.345 1234.5 1.0 2.0 }}"#,
+        r#"12.35%|1.234e+03|+1| 2"#,
+    ),
+    (
+        r#"{{ printf "%v|%v|%v|%v|%v" 1e-4 1e-5 99999.0 999999.0 1e6 }}"#,
+        r#"0.0001|1e-05|99999|999999|1e+06"#,
+    ),
+    (
+        r#"{{ printf "%d|%5d|%-5d|%05d|%x|%X|%#o|%b" -7 -7 -7 -7 -255 -255 8 -5 }}"#,
+        r#"-7|   -7|-7   |-0007|-ff|-FF|010|-101"#,
+    ),
+    (
+        r#"{{ printf "%q|%q|%+q|%#q" "é\n" 233 "é" "a`b" }}"#,
+        r#""é\n"|'é'|"\u00e9"|"a`b""#,
+    ),
+    (
+        r#"{{ printf "%s|%10.2s|%-10s|" "héllo" "héllo" "é" }}"#,
+        r#"héllo|        hé|é         |"#,
+    ),
+    (
+        r#"{{ humanize 1e-30 }} {{ humanize 1e27 }} {{ humanize -1e-3 }} {{ humanize 123.456 }} {{ humanize 0.5 }}"#,
+        r#"1e-06y 1000Y -1m 123.5 500m"#,
+    ),
+    (
+        r#"{{ humanize1024 1e30 }} {{ humanize1024 -1e6 }} {{ humanize1024 1024 }} {{ humanize1024 1 }} {{ humanize1024 -1 }}"#,
+        r#"8.272e+05Yi -976.6ki 1ki 1 -1"#,
+    ),
+    (
+        r#"{{ humanizeDuration 1e-30 }} {{ humanizeDuration 59.9999 }} {{ humanizeDuration 1e15 }}"#,
+        r#"1e-06ys 60s 11574074074d 1h 46m 40s"#,
+    ),
+    (
+        r#"{{ humanizePercentage 1e-10 }} {{ humanizePercentage -0.5 }}"#,
+        r#"1e-08% -50%"#,
     ),
 ];
 
