@@ -18,7 +18,7 @@ use crate::model::Storage;
 use crate::promql::{Engine, Value};
 
 use super::file::{Rule, RuleGroup, RuleKind};
-use super::template::{expand_alert_template, AlertTemplateData, QuerySample};
+use super::template::{AlertTemplate, AlertTemplateData, QuerySample};
 
 /// The series an alerting rule writes for each pending or firing alert.
 pub const ALERTS: &str = "ALERTS";
@@ -567,6 +567,15 @@ impl Group {
                 };
                 let hold_ms = duration_ms(for_duration);
                 let keep_ms = duration_ms(keep_firing_for);
+                // Parsed once for all the alerts of this evaluation.
+                let parse =
+                    |m: &BTreeMap<String, String>| -> Vec<(String, Result<AlertTemplate, String>)> {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), AlertTemplate::new(&rule.rule.name, v)))
+                            .collect()
+                    };
+                let label_templates = parse(&rule.rule.labels);
+                let annotation_templates = parse(&annotations);
                 let mut fresh: HashMap<Labels, Alert> = HashMap::with_capacity(vector.len());
                 for (labels, _, value) in vector {
                     let sample_labels = label_map(&labels);
@@ -578,25 +587,28 @@ impl Group {
                         timestamp_ms: ts_ms,
                         query: &query,
                     };
-                    let expand = |text: &str| -> String {
-                        expand_alert_template(&rule.rule.name, text, &data).unwrap_or_else(|e| {
-                            tracing::warn!(alert = %rule.rule.name, error = %e, "expanding alert template failed");
-                            format!("<error expanding template: {e}>")
-                        })
+                    let expand = |t: &Result<AlertTemplate, String>| -> String {
+                        t.as_ref()
+                            .map_err(String::clone)
+                            .and_then(|t| t.expand(&data))
+                            .unwrap_or_else(|e| {
+                                tracing::warn!(alert = %rule.rule.name, error = %e, "expanding alert template failed");
+                                format!("<error expanding template: {e}>")
+                            })
                     };
                     let mut ls: Vec<Label> = labels
                         .iter()
                         .filter(|l| &*l.name != METRIC_NAME)
                         .cloned()
                         .collect();
-                    for (k, v) in &rule.rule.labels {
-                        ls.push(Label::new(k.as_str(), expand(v)));
+                    for (k, t) in &label_templates {
+                        ls.push(Label::new(k.as_str(), expand(t)));
                     }
                     ls.push(Label::new(ALERT_NAME, rule.rule.name.as_str()));
                     let alert_labels = Labels::new(ls);
-                    let alert_annotations = annotations
+                    let alert_annotations = annotation_templates
                         .iter()
-                        .map(|(k, v)| (k.clone(), expand(v)))
+                        .map(|(k, t)| (k.clone(), expand(t)))
                         .collect();
                     if fresh.contains_key(&alert_labels) {
                         return Err("vector contains metrics with the same labelset after applying alert labels".into());

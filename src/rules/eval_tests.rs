@@ -450,3 +450,47 @@ fn firing_alerts_are_sent_again_after_the_resend_delay_and_once_resolved() {
     assert!(g.eval(3 * MIN + 20, &engine(), &s, &opts).is_empty());
     assert_eq!(g.eval(4 * MIN + 20, &engine(), &s, &opts).len(), 1);
 }
+
+#[test]
+fn alert_labels_and_annotations_are_expanded_per_alert() {
+    let s = Mem::default();
+    s.add("disk_free{mount=\"/\"}", &[(0, 1234567.0)]);
+    s.add("disk_size{mount=\"/\"}", &[(0, 1e7)]);
+    let mut g = group(
+        concat!(
+            "groups:\n- name: g\n  rules:\n  - alert: DiskLow\n    expr: disk_free < 2e6\n",
+            "    labels:\n      where: 'mount {{ $labels.mount }}'\n",
+            "    annotations:\n",
+            "      free: '{{ $value | humanize1024 }}B on {{ $externalLabels.site }} ({{ $externalURL }})'\n",
+            "      size: '{{ with query \"disk_size\" }}{{ . | first | value | humanize }}{{ end }}'\n",
+            "      broken: '{{ index $labels 1 }}'\n",
+        ),
+        false,
+    );
+    let opts = EvalOptions {
+        external_labels: [("site".to_string(), "ams".to_string())].into(),
+        external_url: "http://arrowmon:9090".into(),
+        ..EvalOptions::default()
+    };
+    g.eval(MIN, &engine(), &s, &opts);
+    assert_eq!(
+        g.rules[0].health,
+        RuleHealth::Good,
+        "{:?}",
+        g.rules[0].last_error
+    );
+    let a = g.rules[0].alerts()[0].clone();
+    assert_eq!(a.labels.get("where"), Some("mount /"));
+    assert_eq!(
+        a.annotations["free"],
+        "1.177MiB on ams (http://arrowmon:9090)"
+    );
+    assert_eq!(a.annotations["size"], "10M");
+    // A template that fails leaves Prometheus's error text, the alert still fires.
+    assert!(
+        a.annotations["broken"]
+            .starts_with("<error expanding template: error executing template __alert_DiskLow: "),
+        "{}",
+        a.annotations["broken"]
+    );
+}

@@ -5,17 +5,21 @@
 //! * [`parse_rule_file`] reads one file's text into [`RuleGroups`] or returns
 //!   every problem, with Prometheus's messages and the YAML line and column
 //!   (`16:15: group "g", rule 1, "x": could not parse expression: …`).
+//! * [`expand_alert_template`] expands an alert's label or annotation template
+//!   as Prometheus's rules/alerting.go does.
 //! * [`load_rule_file`] reads a file and puts its name in front of each problem,
 //!   as promtool prints them; [`rule_files_named`] expands `rule_files` patterns.
 //! * Names are checked with Prometheus 3's UTF-8 scheme unless
 //!   [`NameValidation::Legacy`] is asked for (Prometheus 2's character sets).
 //!
 //! Differences from Prometheus, on purpose or not yet done:
-//! * The templates of alert labels and annotations are checked by a lexer of
-//!   Go's template syntax ([`template`]), not by Go's parser: it reports
-//!   unclosed actions, comments and quotes, unbalanced blocks and parentheses,
-//!   unknown functions and undeclared variables, with Go's messages, and lets
-//!   pass what it cannot tell (Prometheus would refuse, e.g., `{{ 1 2 }}`).
+//! * The templates of alert labels and annotations are parsed and run by the
+//!   project's own Go `text/template` ([`template`]) with Prometheus 3's
+//!   functions and the parse errors of the Go release Prometheus 3 is built
+//!   with: `check-rules` accepts the functions 2.42's promtool does not know
+//!   (`toDuration`, `now`, `parseDuration`, …), and a few messages differ from
+//!   2.42's (`{{else with}}` after `{{range}}`: `unexpected <with> in input`,
+//!   where 2.42 says `… in else`). [`template`] lists where it differs from Go.
 //! * Expressions are parsed by promql-parser (the project's parser): its error
 //!   texts differ from Prometheus's after `could not parse expression:`.
 //! * A malformed duration is listed among the YAML errors with its line;
@@ -29,7 +33,7 @@
 
 pub mod eval;
 mod file;
-mod template;
+pub mod template;
 mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +42,7 @@ pub use file::{
     duplicate_rules, duplicate_rules_message, parse_rule_file, NameValidation, ParseOptions, Rule,
     RuleError, RuleGroup, RuleGroups, RuleKind,
 };
+pub use template::{expand_alert_template, AlertTemplate, AlertTemplateData, QuerySample};
 pub use yaml::Position;
 
 /// Reads and checks one rule file. Each error starts with the file's name, as
