@@ -10,11 +10,12 @@
 //! scheduling (when to evaluate, missed iterations, reloads) belongs to the caller.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use crate::model::labels::{Label, Labels, MatchKind, Matcher, METRIC_NAME};
 use crate::model::value::{is_stale_nan, stale_nan};
-use crate::model::Storage;
+use crate::model::{MemStorage, Series, Storage, StorageError};
 use crate::promql::{Engine, Value};
 
 use super::file::{Rule, RuleGroup, RuleKind};
@@ -35,6 +36,63 @@ pub trait RuleStorage: Storage {
     /// duplicate timestamp, too old), which Prometheus also drops without failing
     /// the rule.
     fn append_rule_samples(&self, samples: Vec<(Labels, i64, f64)>) -> u64;
+}
+
+/// Rule storage in memory, for unit tests of rules (`test-rules`) and of the
+/// evaluator. Rule output is refused as the store refuses it: at or before the
+/// series' newest timestamp.
+#[derive(Debug, Default)]
+pub struct MemRuleStorage(RwLock<MemStorage>);
+
+impl MemRuleStorage {
+    pub fn new() -> MemRuleStorage {
+        MemRuleStorage::default()
+    }
+
+    /// Adds input samples as they are, with no order check.
+    pub fn add_samples(&self, labels: Labels, samples: &[(i64, f64)]) {
+        self.write().add_samples(labels, samples);
+    }
+
+    /// Every sample of the series with exactly these labels, oldest first.
+    pub fn samples(&self, labels: &Labels) -> Vec<(i64, f64)> {
+        self.read().samples_of(labels)
+    }
+
+    // A panic while the lock is held leaves plain data behind: keep using it.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, MemStorage> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, MemStorage> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Storage for MemRuleStorage {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint_ms: i64,
+        maxt_ms: i64,
+    ) -> Result<Vec<Series>, StorageError> {
+        self.read().select(matchers, mint_ms, maxt_ms)
+    }
+}
+
+impl RuleStorage for MemRuleStorage {
+    fn append_rule_samples(&self, samples: Vec<(Labels, i64, f64)>) -> u64 {
+        let mut refused = 0;
+        let mut s = self.write();
+        for (labels, t, v) in samples {
+            if s.last_timestamp(&labels).is_some_and(|newest| newest >= t) {
+                refused += 1;
+                continue;
+            }
+            s.add_samples(labels, &[(t, v)]);
+        }
+        refused
+    }
 }
 
 /// What every group of a rule manager shares.

@@ -1,67 +1,29 @@
-use std::sync::RwLock;
 use std::time::Duration;
 
 use super::eval::*;
 use super::{parse_rule_file, ParseOptions};
 use crate::model::labels::{Labels, Matcher};
 use crate::model::value::is_stale_nan;
-use crate::model::{MemStorage, Series, Storage, StorageError};
+use crate::model::Storage;
 use crate::promql::{Engine, EngineOptions};
 
-/// Rule output lands in memory, refused as the store refuses it when out of order
-/// or at an existing timestamp.
-#[derive(Default)]
-struct Mem(RwLock<MemStorage>);
+type Mem = MemRuleStorage;
 
-impl Storage for Mem {
-    fn select(&self, m: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, StorageError> {
-        self.0.read().unwrap().select(m, mint, maxt)
-    }
+/// Test helpers over the shared in-memory rule storage.
+trait MemExt {
+    fn add(&self, series: &str, samples: &[(i64, f64)]);
+    fn samples_of(&self, series: &str) -> Vec<(i64, f64)>;
+    fn series_named(&self, name: &str) -> Vec<Labels>;
 }
 
-impl RuleStorage for Mem {
-    fn append_rule_samples(&self, samples: Vec<(Labels, i64, f64)>) -> u64 {
-        let mut refused = 0;
-        let mut s = self.0.write().unwrap();
-        for (l, t, v) in samples {
-            let newest = s
-                .select(
-                    &[Matcher::equal("__name__", l.metric_name().unwrap_or(""))],
-                    i64::MIN,
-                    i64::MAX,
-                )
-                .unwrap()
-                .into_iter()
-                .find(|x| x.labels == l)
-                .and_then(|x| x.timestamps.last().copied());
-            if newest.is_some_and(|n| n >= t) {
-                refused += 1;
-                continue;
-            }
-            s.add_samples(l, &[(t, v)]);
-        }
-        refused
-    }
-}
-
-impl Mem {
+impl MemExt for Mem {
     fn add(&self, series: &str, samples: &[(i64, f64)]) {
-        self.0.write().unwrap().add_samples(labels(series), samples);
+        self.add_samples(labels(series), samples);
     }
 
     /// Every sample of the series with this exact label set.
-    fn samples(&self, series: &str) -> Vec<(i64, f64)> {
-        let l = labels(series);
-        self.select(
-            &[Matcher::equal("__name__", l.metric_name().unwrap())],
-            i64::MIN,
-            i64::MAX,
-        )
-        .unwrap()
-        .into_iter()
-        .find(|s| s.labels == l)
-        .map(|s| s.timestamps.into_iter().zip(s.values).collect())
-        .unwrap_or_default()
+    fn samples_of(&self, series: &str) -> Vec<(i64, f64)> {
+        self.samples(&labels(series))
     }
 
     fn series_named(&self, name: &str) -> Vec<Labels> {
@@ -115,8 +77,8 @@ fn later_rules_see_earlier_results_at_the_same_evaluation() {
         false,
     );
     g.eval(MIN, &engine(), &s, &EvalOptions::default());
-    assert_eq!(s.samples("job:x:sum{src=\"rule\"}"), vec![(MIN, 3.0)]);
-    assert_eq!(s.samples("job:x:double{src=\"rule\"}"), vec![(MIN, 6.0)]);
+    assert_eq!(s.samples_of("job:x:sum{src=\"rule\"}"), vec![(MIN, 3.0)]);
+    assert_eq!(s.samples_of("job:x:double{src=\"rule\"}"), vec![(MIN, 6.0)]);
     assert!(g.rules.iter().all(|r| r.health == RuleHealth::Good));
     assert_eq!(g.last_samples, 2);
     assert_eq!(g.counters.evaluations, 2);
@@ -133,10 +95,10 @@ fn a_series_a_rule_stops_producing_goes_stale() {
         false,
     );
     g.eval(MIN, &engine(), &s, &EvalOptions::default());
-    assert_eq!(s.samples("r{i=\"b\"}"), vec![(MIN, 2.0)]);
+    assert_eq!(s.samples_of("r{i=\"b\"}"), vec![(MIN, 2.0)]);
     s.add("x{i=\"b\"}", &[(MIN + 1, 0.5)]);
     g.eval(2 * MIN, &engine(), &s, &EvalOptions::default());
-    let got = s.samples("r{i=\"b\"}");
+    let got = s.samples_of("r{i=\"b\"}");
     assert_eq!(got.len(), 2);
     assert_eq!(got[1].0, 2 * MIN);
     assert!(is_stale_nan(got[1].1));
@@ -151,7 +113,7 @@ fn the_query_offset_moves_query_and_output_time() {
         false,
     );
     g.eval(MIN + 30_000, &engine(), &s, &EvalOptions::default());
-    assert_eq!(s.samples("r"), vec![(30_000, 1.0)]);
+    assert_eq!(s.samples_of("r"), vec![(30_000, 1.0)]);
 }
 
 #[test]
@@ -162,7 +124,7 @@ fn scalar_results_are_recorded_and_other_types_fail() {
         false,
     );
     g.eval(MIN, &engine(), &s, &EvalOptions::default());
-    assert_eq!(s.samples("answer"), vec![(MIN, 42.0)]);
+    assert_eq!(s.samples_of("answer"), vec![(MIN, 42.0)]);
     assert_eq!(g.rules[1].health, RuleHealth::Bad);
     assert_eq!(
         g.rules[1].last_error.as_deref(),
@@ -224,8 +186,8 @@ fn an_alert_goes_pending_then_firing_then_resolved() {
     assert_eq!(a.value, 0.0);
     assert_eq!(a.annotations["summary"], "down");
     assert_eq!(g.rules[0].state(), AlertState::Pending);
-    assert_eq!(s.samples(alert_series), vec![(MIN, 1.0)]);
-    assert_eq!(s.samples(for_state), vec![(MIN, 60.0)]);
+    assert_eq!(s.samples_of(alert_series), vec![(MIN, 1.0)]);
+    assert_eq!(s.samples_of(for_state), vec![(MIN, 60.0)]);
 
     for t in [2 * MIN, 3 * MIN] {
         s.add(up, &[(t, 0.0)]);
@@ -234,15 +196,15 @@ fn an_alert_goes_pending_then_firing_then_resolved() {
     let a = g.rules[0].alerts()[0].clone();
     assert_eq!(a.state, AlertState::Firing);
     assert_eq!(a.fired_at_ms, Some(3 * MIN));
-    assert!(is_stale_nan(s.samples(alert_series).last().unwrap().1));
-    assert_eq!(s.samples(&firing_series), vec![(3 * MIN, 1.0)]);
+    assert!(is_stale_nan(s.samples_of(alert_series).last().unwrap().1));
+    assert_eq!(s.samples_of(&firing_series), vec![(3 * MIN, 1.0)]);
 
     s.add(up, &[(4 * MIN - 1, 1.0)]);
     g.eval(4 * MIN, &engine(), &s, &opts);
     let a = g.rules[0].alerts()[0].clone();
     assert_eq!(a.state, AlertState::Inactive);
     assert_eq!(a.resolved_at_ms, Some(4 * MIN));
-    let last = *s.samples(&firing_series).last().unwrap();
+    let last = *s.samples_of(&firing_series).last().unwrap();
     assert_eq!(last.0, 4 * MIN);
     assert!(is_stale_nan(last.1));
     // Kept as resolved for 15 minutes, then dropped.
@@ -320,7 +282,7 @@ fn a_starting_group_writes_no_alerts_series_until_restored() {
     assert!(!g.should_restore);
     g.eval(2 * MIN, &engine(), &s, &opts);
     assert_eq!(
-        s.samples("ALERTS{alertname=\"A\",alertstate=\"firing\",i=\"a\"}"),
+        s.samples_of("ALERTS{alertname=\"A\",alertstate=\"firing\",i=\"a\"}"),
         vec![(2 * MIN, 1.0)]
     );
 }
@@ -383,7 +345,7 @@ fn a_reload_keeps_the_state_of_rules_that_stay_and_stales_the_rest() {
     assert_eq!(new.rules[0].alerts()[0].active_at_ms, MIN);
     s.add("up{i=\"a\"}", &[(2 * MIN - 1, 0.0)]);
     new.eval(2 * MIN, &engine(), &s, &opts);
-    let gone = s.samples("gone{i=\"a\"}");
+    let gone = s.samples_of("gone{i=\"a\"}");
     assert_eq!(gone.len(), 2);
     assert!(is_stale_nan(gone[1].1));
 }
