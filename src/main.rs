@@ -45,6 +45,11 @@ enum Command {
         #[arg(long = "ignore-unknown-fields")]
         ignore_unknown_fields: bool,
     },
+    /// Run unit tests of rules as `promtool test rules` does, with its output.
+    TestRules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Validate web configuration files (`serve --web.config.file`), certificates included.
     CheckWebConfig {
         #[arg(required = true)]
@@ -154,7 +159,11 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let cli = Cli::parse();
-    arrowmon::logging::init_standalone_logging();
+    // Rule unit tests report evaluation errors in their output, as promtool's
+    // runner (with its no-op logger) does; logged again they would only repeat.
+    if !matches!(cli.command, Some(Command::TestRules { .. })) {
+        arrowmon::logging::init_standalone_logging();
+    }
     match cli.command {
         None => {
             eprintln!("{NOT_STARTED_BY_GRAFANA}");
@@ -187,6 +196,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Command::TestRules { files }) => test_rules(&files),
         Some(Command::CheckWebConfig { files }) => check_web_config(&files),
         Some(Command::Import {
             format:
@@ -350,6 +360,36 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 /// (indented by `indent`, as `check config` indents them). Duplicate rules are a
 /// warning, as promtool's default lint: printed, not failed. Returns whether the
 /// file is valid.
+/// Runs rule unit-test files and prints as promtool does: the file on stdout,
+/// then `  SUCCESS`, or `  FAILED:` and each failure on stderr (each followed by
+/// an empty line on stdout). Every file runs, also after one has failed.
+fn test_rules(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for f in files {
+        println!("Unit Testing:  {}", f.display());
+        let outcome = arrowmon::rules::unittest::run_test_file(f);
+        for w in &outcome.warnings {
+            eprintln!("{w}");
+        }
+        if outcome.passed() {
+            println!("  SUCCESS");
+        } else {
+            failed = true;
+            eprintln!("  FAILED:");
+            for e in &outcome.failures {
+                eprintln!("{e}");
+                println!();
+            }
+        }
+        println!();
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn check_rule_file(
     path: &std::path::Path,
     opts: &arrowmon::rules::ParseOptions,

@@ -11,6 +11,9 @@
 //!   as promtool prints them; [`rule_files_named`] expands `rule_files` patterns.
 //! * Names are checked with Prometheus 3's UTF-8 scheme unless
 //!   [`NameValidation::Legacy`] is asked for (Prometheus 2's character sets).
+//! * [`eval`] evaluates groups; [`unittest`] runs unit tests of rules in
+//!   promtool's format (`gpx_arrowmon test-rules`, as `promtool test rules`)
+//!   over [`eval::MemRuleStorage`], with promtool's failure texts.
 //!
 //! Differences from Prometheus, on purpose or not yet done:
 //! * The templates of alert labels and annotations are parsed and run by the
@@ -30,10 +33,25 @@
 //!   field. yaml.v3 merges them.
 //! * A YAML syntax error carries libyaml's own positions (1-based line and
 //!   column), where yaml.v3 prints the line of the enclosing collection.
+//!
+//! Differences of `test-rules` from `promtool test rules`:
+//! * A test without `interval` spaces its input by `evaluation_interval`, as
+//!   promtool does since 2.49 (2.42 put every value at time 0).
+//! * `fuzzy_compare` (promtool 3.5) is read; `start_timestamp`, `--run`,
+//!   `--diff` and JUnit output are not there yet.
+//! * A bad duration is listed among the YAML errors with its line (yaml.v2
+//!   stops at it and prints it alone); a malformed input series is reported
+//!   with its line in the test file, not as a parse error of promtool's
+//!   internal `load` command.
+//! * Groups that `group_eval_order` does not name run in file order (promtool:
+//!   a Go map's order).
+//! * Expressions and rules are evaluated by the project's engine: Prometheus
+//!   3's semantics (left-open range selectors) and its error texts.
 
 pub mod eval;
 mod file;
 pub mod template;
+pub mod unittest;
 mod yaml;
 
 use std::path::{Path, PathBuf};
