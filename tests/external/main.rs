@@ -17,6 +17,7 @@ mod prometheus_compare;
 mod promql_differential;
 mod rule_evaluation;
 mod rule_files;
+mod rule_unit_tests;
 mod soak;
 mod standalone;
 mod web_config;
