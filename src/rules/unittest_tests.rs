@@ -221,3 +221,22 @@ fn go_formats() {
     assert_eq!(next_toward(-1.0, f64::INFINITY), -1.0 + f64::EPSILON / 2.0);
     assert_eq!(next_toward(0.0, f64::NEG_INFINITY), -f64::from_bits(1));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_test_file_is_read_or_refused_without_panicking(
+            s in any::<String>(),
+            // Times, intervals and repetitions stay small: promtool too runs
+            // whatever number of steps and values a file asks for.
+            near in "(rule_files: \\[\\]\n)?(evaluation_interval: [1-9][smh]\n)?tests:\n(  - (interval: [1-9][sm]|name: [a-z]{0,4}|external_url: [ -~]{0,6})\n    input_series:\n      - series: [ -~]{0,10}\n        values: [-0-9 _+.a-wyz]{0,10}(x[0-9])?\n    (promql_expr_test|alert_rule_test):\n      - (expr|alertname|exp_samples|exp_alerts): [ -~]{0,10}\n        (eval_time: [0-9]{1,2}[sm]|value: [ -~]{0,8}|labels: [ -~]{0,8}|exp_labels: [ -~]{0,8})\n){0,2}",
+        ) {
+            let dir = Path::new("/nonexistent-rule-tests");
+            let _ = run_test_text(&s, dir);
+            let _ = run_test_text(&near, dir);
+        }
+    }
+}
