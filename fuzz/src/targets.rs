@@ -254,6 +254,17 @@ pub fn rule_file(data: &[u8]) {
     }
 }
 
+/// A unit-test file of rules as `test-rules` decodes it before running it:
+/// read, or refused with a text.
+pub fn rule_test_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Err(e) = arrowmon::rules::unittest::read_test_file(text) {
+        assert!(!e.is_empty());
+    }
+}
+
 /// A datasource's jsonData as Grafana sends it, and everything read from it.
 pub fn datasource_settings(data: &[u8]) {
     let secure = HashMap::from([("password".to_string(), "pw".to_string())]);

@@ -65,6 +65,12 @@ pub fn run_test_file(path: &Path) -> TestFileOutcome {
     run_test_text(&text, base)
 }
 
+/// Decodes a test file's text without running it, as the runner reads it
+/// first: the number of tests, or the error that refuses the file.
+pub fn read_test_file(text: &str) -> Result<usize, String> {
+    parse_test_file(text).map(|f| f.tests.len())
+}
+
 /// Runs a test file given as text; rule files are named relative to `base_dir`.
 pub fn run_test_text(text: &str, base_dir: &Path) -> TestFileOutcome {
     let file = match parse_test_file(text) {

@@ -70,6 +70,7 @@ replay_tests!(
     promql,
     scrape_config,
     rule_file,
+    rule_test_file,
     datasource_settings,
     wal_replay,
     block_open,
