@@ -2,6 +2,7 @@
 //! and by `gpx_arrowmon test-rules`. The files in `tests/data/rule-tests/` must
 //! pass under both, or (`fail_*.yml`) fail under both, and both must print the
 //! same: the same `Unit Testing:` lines and the same failures, word for word.
+//! The unit tests of the shipped rules (`rules/`) are compared the same way.
 //! Files in `arrowmon-only/` use what 2.42 does not know; the places where
 //! arrowmon differs from 2.42 on purpose are pinned below.
 
@@ -54,6 +55,32 @@ fn test_files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Runs a test file under both; None when they agree, else both outputs.
+fn disagreement(dir: &Path, file: &str, expect_pass: bool) -> Option<String> {
+    let p = promtool(dir, file);
+    let a = arrowmon(dir, file);
+    // The file itself must be right about promtool, the reference.
+    assert_eq!(
+        p.status.success(),
+        expect_pass,
+        "promtool on {file}:\n{}{}",
+        text(&p.stdout),
+        text(&p.stderr)
+    );
+    if a.status.code() == p.status.code() && a.stdout == p.stdout && a.stderr == p.stderr {
+        return None;
+    }
+    Some(format!(
+        "{file}: promtool exit {:?}, arrowmon exit {:?}\n--- promtool stdout\n{}--- arrowmon stdout\n{}--- promtool stderr\n{}--- arrowmon stderr\n{}",
+        p.status.code(),
+        a.status.code(),
+        text(&p.stdout),
+        text(&a.stdout),
+        text(&p.stderr),
+        text(&a.stderr)
+    ))
+}
+
 #[test]
 fn promtool_and_arrowmon_agree_on_every_test_file() {
     let dir = data_dir();
@@ -63,32 +90,20 @@ fn promtool_and_arrowmon_agree_on_every_test_file() {
         "test files in {}: {files:?}",
         dir.display()
     );
-    let mut mismatches = Vec::new();
-    for f in &files {
-        let expect_pass = !f.starts_with("fail_");
-        let p = promtool(&dir, f);
-        let a = arrowmon(&dir, f);
-        // The file itself must be right about promtool, the reference.
-        assert_eq!(
-            p.status.success(),
-            expect_pass,
-            "promtool on {f}:\n{}{}",
-            text(&p.stdout),
-            text(&p.stderr)
-        );
-        if a.status.code() != p.status.code() || a.stdout != p.stdout || a.stderr != p.stderr {
-            mismatches.push(format!(
-                "{f}: promtool exit {:?}, arrowmon exit {:?}\n--- promtool stdout\n{}--- arrowmon stdout\n{}--- promtool stderr\n{}--- arrowmon stderr\n{}",
-                p.status.code(),
-                a.status.code(),
-                text(&p.stdout),
-                text(&a.stdout),
-                text(&p.stderr),
-                text(&a.stderr)
-            ));
-        }
-    }
+    let mismatches: Vec<String> = files
+        .iter()
+        .filter_map(|f| disagreement(&dir, f, !f.starts_with("fail_")))
+        .collect();
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
+}
+
+/// The unit tests of the shipped rules (`rules/`) give the same output too.
+#[test]
+fn shipped_rules_tests_agree() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    if let Some(m) = disagreement(&dir, "arrowmon.rules.test.yml", true) {
+        panic!("{m}");
+    }
 }
 
 /// All files in one run: each gets its block, and one failure fails the run.
