@@ -45,6 +45,8 @@
 //!   internal `load` command.
 //! * Groups that `group_eval_order` does not name run in file order (promtool:
 //!   a Go map's order).
+//! * A test file that does not exist fails as a test (`open …: no such file or
+//!   directory`); promtool refuses the argument before it runs anything.
 //! * Expressions and rules are evaluated by the project's engine: Prometheus
 //!   3's semantics (left-open range selectors) and its error texts.
 

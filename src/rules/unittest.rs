@@ -59,7 +59,15 @@ pub fn run_test_file(path: &Path) -> TestFileOutcome {
                 ))
             }
         },
-        Err(e) => return TestFileOutcome::failed(format!("open {}: {e}", path.display())),
+        Err(e) => {
+            // Go's wording of the usual cases, as promtool prints them.
+            let reason = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                _ => e.to_string(),
+            };
+            return TestFileOutcome::failed(format!("open {}: {reason}", path.display()));
+        }
     };
     let base = path.parent().unwrap_or(Path::new(""));
     run_test_text(&text, base)

@@ -214,6 +214,15 @@ fn rule_file_problems_and_missing_files() {
 }
 
 #[test]
+fn a_missing_file_is_named_in_go_s_words() {
+    let out = run_test_file(Path::new("/nonexistent/t.yml"));
+    assert_eq!(
+        out.failures,
+        vec!["open /nonexistent/t.yml: no such file or directory".to_string()]
+    );
+}
+
+#[test]
 fn go_formats() {
     assert_eq!(model_duration(90_000), "1m30s");
     assert_eq!(samples_string(&[]), "nil");
