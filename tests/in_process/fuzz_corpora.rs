@@ -69,6 +69,7 @@ replay_tests!(
     exposition_openmetrics,
     promql,
     scrape_config,
+    rule_eval,
     rule_file,
     rule_test_file,
     datasource_settings,
