@@ -111,11 +111,14 @@ fi
 . "$TOPO/topology.env"
 
 # ---- arrowmon ----------------------------------------------------------------------
-# The demo's scrape config: the same jobs as the compose demo's provisioned
-# datasource, plus arrowmon's own /metrics for the self-monitoring dashboard.
+# The demo's scrape config: the same jobs and rules as the compose demo's
+# provisioned datasource, plus arrowmon's own /metrics for the self-monitoring
+# dashboard.
 cat >"$DIR/scrape.yml" <<EOF
 global:
   scrape_interval: $SCRAPE_INTERVAL
+rule_files:
+  - $root/rules/arrowmon.rules.yml
 scrape_configs:
   - job_name: node
     static_configs:

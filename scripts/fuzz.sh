@@ -59,8 +59,11 @@ for t in "${targets[@]}"; do
   echo "=== $t: up to $runs executions"
   result=ok
   # -max_len: the committed seeds are under 4 KB except the WAL and block files.
+  # -timeout is wall-clock time: 60 s, so that a run sharing a loaded machine (or
+  # run under nice) does not report a slow input as a hang; no input takes a
+  # second alone.
   if ! cargo fuzz run -s "$sanitizer" "$t" "$work" "$FUZZ/corpus/$t" -- \
-      -runs="$runs" -max_total_time="$max_time" -max_len=65536 -timeout=10 \
+      -runs="$runs" -max_total_time="$max_time" -max_len=65536 -timeout=60 \
       -rss_limit_mb=3072 -print_final_stats=1 -artifact_prefix="$artifacts/" \
       >"$log" 2>&1; then
     result=CRASH

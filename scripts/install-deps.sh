@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real components that arrowmon's tests and benchmarks run against:
 # MariaDB, prometheus-node-exporter, prometheus-mysqld-exporter, prometheus,
-# victoria-metrics, protoc, curl, shellcheck, openssl and htpasswd (apache2-utils:
+# prometheus-alertmanager, victoria-metrics, protoc, curl, shellcheck, openssl and htpasswd (apache2-utils:
 # certificates and bcrypt hashes for the web config tests) (Debian packages) and
 # pyarrow (PyPI, for the machine's python3).
 #
@@ -17,7 +17,7 @@ set -euo pipefail
 PACKAGES=(
   mariadb-server mariadb-client
   prometheus-node-exporter prometheus-mysqld-exporter
-  prometheus victoria-metrics
+  prometheus prometheus-alertmanager victoria-metrics
   protobuf-compiler python3-pip curl shellcheck openssl apache2-utils
 )
 PYTHON=${PYTHON:-python3}
@@ -98,7 +98,7 @@ fi
 # Packaged services run as their own users; the topology scripts run as root,
 # so stopping only processes owned by these users never touches a topology.
 stopped_any=0
-for svc in mariadb prometheus prometheus-node-exporter prometheus-mysqld-exporter victoria-metrics; do
+for svc in mariadb prometheus prometheus-alertmanager prometheus-node-exporter prometheus-mysqld-exporter victoria-metrics; do
   if [[ -x /etc/init.d/$svc ]] && /etc/init.d/"$svc" status >/dev/null 2>&1; then
     log "stopping packaged service $svc"
     /etc/init.d/"$svc" stop >/dev/null 2>&1 || true

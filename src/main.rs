@@ -29,45 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run standalone: scrape, store and serve the Prometheus HTTP API without Grafana.
-    Serve {
-        /// Prometheus-style scrape config (YAML with `scrape_configs`).
-        #[arg(long)]
-        config: PathBuf,
-        /// Where the store keeps its data.
-        #[arg(long)]
-        data_dir: PathBuf,
-        /// Address of the HTTP API (loopback only unless told otherwise).
-        #[arg(
-            long,
-            visible_alias = "web.listen-address",
-            default_value = "127.0.0.1:9090"
-        )]
-        listen: SocketAddr,
-        /// Prometheus web configuration file: TLS, client certificates, basic auth.
-        #[arg(long = "web.config.file", value_name = "FILE")]
-        web_config_file: Option<PathBuf>,
-        /// Time range of a block cut from the in-memory head (lower it for tests
-        /// and benchmarks).
-        #[arg(long, default_value = "2h")]
-        block_range: String,
-        /// How often the write-ahead log is fsynced.
-        #[arg(long, default_value = "1s")]
-        wal_sync_interval: String,
-        /// Blocks older than this are deleted (0 keeps everything).
-        #[arg(long, default_value = "15d")]
-        retention_time: String,
-        /// Oldest blocks are deleted while the blocks exceed this size (e.g. 10GB; 0 = no limit).
-        #[arg(long, default_value = "0")]
-        retention_size: String,
-        /// Most queries evaluated at once; more wait in a queue within their timeout.
-        #[arg(long = "query.max-concurrency", default_value_t = 20,
-              value_parser = clap::value_parser!(u64).range(1..=10_000))]
-        query_max_concurrency: u64,
-        /// Memory the queries in flight may hold together (e.g. 2GB; 0 = no limit);
-        /// one query may hold half of it. Default: a quarter of the machine's memory.
-        #[arg(long = "query.max-memory")]
-        query_max_memory: Option<String>,
-    },
+    Serve(Box<ServeArgs>),
     /// Validate a scrape config and print the targets it would scrape; the rule
     /// files it names are checked as `check-rules` checks them.
     CheckConfig { file: PathBuf },
@@ -82,6 +44,11 @@ enum Command {
         /// Skip fields Prometheus does not know instead of refusing them.
         #[arg(long = "ignore-unknown-fields")]
         ignore_unknown_fields: bool,
+    },
+    /// Run unit tests of rules as `promtool test rules` does, with its output.
+    TestRules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Validate web configuration files (`serve --web.config.file`), certificates included.
     CheckWebConfig {
@@ -100,6 +67,61 @@ enum Command {
         #[arg(long)]
         known_differences: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Prometheus-style scrape config (YAML with `scrape_configs`).
+    #[arg(long)]
+    config: PathBuf,
+    /// Where the store keeps its data.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address of the HTTP API (loopback only unless told otherwise).
+    #[arg(
+        long,
+        visible_alias = "web.listen-address",
+        default_value = "127.0.0.1:9090"
+    )]
+    listen: SocketAddr,
+    /// Prometheus web configuration file: TLS, client certificates, basic auth.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
+    /// Time range of a block cut from the in-memory head (lower it for tests
+    /// and benchmarks).
+    #[arg(long, default_value = "2h")]
+    block_range: String,
+    /// How often the write-ahead log is fsynced.
+    #[arg(long, default_value = "1s")]
+    wal_sync_interval: String,
+    /// Blocks older than this are deleted (0 keeps everything).
+    #[arg(long, default_value = "15d")]
+    retention_time: String,
+    /// Oldest blocks are deleted while the blocks exceed this size (e.g. 10GB; 0 = no limit).
+    #[arg(long, default_value = "0")]
+    retention_size: String,
+    /// Most queries evaluated at once; more wait in a queue within their timeout.
+    #[arg(long = "query.max-concurrency", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    query_max_concurrency: u64,
+    /// Memory the queries in flight may hold together (e.g. 2GB; 0 = no limit);
+    /// one query may hold half of it. Default: a quarter of the machine's memory.
+    #[arg(long = "query.max-memory")]
+    query_max_memory: Option<String>,
+    /// The URL arrowmon is reached at: `$externalURL` in alert templates.
+    /// Default: http:// and the listen address.
+    #[arg(long = "web.external-url", value_name = "URL")]
+    web_external_url: Option<String>,
+    /// How long an outage may last for alert states to be restored from
+    /// `ALERTS_FOR_STATE` after it.
+    #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h")]
+    rules_outage_tolerance: String,
+    /// The least time a restored pending alert waits before firing.
+    #[arg(long = "rules.alert.for-grace-period", default_value = "10m")]
+    rules_grace_period: String,
+    /// How often a firing alert is sent to Alertmanager again.
+    #[arg(long = "rules.alert.resend-delay", default_value = "1m")]
+    rules_resend_delay: String,
 }
 
 #[derive(Subcommand)]
@@ -137,7 +159,11 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let cli = Cli::parse();
-    arrowmon::logging::init_standalone_logging();
+    // Rule unit tests report evaluation errors in their output, as promtool's
+    // runner (with its no-op logger) does; logged again they would only repeat.
+    if !matches!(cli.command, Some(Command::TestRules { .. })) {
+        arrowmon::logging::init_standalone_logging();
+    }
     match cli.command {
         None => {
             eprintln!("{NOT_STARTED_BY_GRAFANA}");
@@ -170,6 +196,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Command::TestRules { files }) => test_rules(&files),
         Some(Command::CheckWebConfig { files }) => check_web_config(&files),
         Some(Command::Import {
             format:
@@ -211,40 +238,55 @@ fn main() -> ExitCode {
             files,
             known_differences,
         }) => promql_test(&files, known_differences),
-        Some(Command::Serve {
-            config,
-            data_dir,
-            listen,
-            web_config_file,
-            block_range,
-            wal_sync_interval,
-            retention_time,
-            retention_size,
-            query_max_concurrency,
-            query_max_memory,
-        }) => match serve_store_options(
-            &block_range,
-            &wal_sync_interval,
-            &retention_time,
-            &retention_size,
-        )
-        .and_then(|opts| {
-            let limits = serve_query_limits(query_max_concurrency, query_max_memory.as_deref())?;
-            Ok((opts, limits))
-        }) {
-            Ok((opts, limits)) => run(serve(
+        Some(Command::Serve(args)) => {
+            let ServeArgs {
                 config,
                 data_dir,
                 listen,
                 web_config_file,
-                opts,
-                limits,
-            )),
-            Err(e) => {
-                eprintln!("serve: {e}");
-                ExitCode::from(2)
+                block_range,
+                wal_sync_interval,
+                retention_time,
+                retention_size,
+                query_max_concurrency,
+                query_max_memory,
+                web_external_url,
+                rules_outage_tolerance,
+                rules_grace_period,
+                rules_resend_delay,
+            } = *args;
+            match serve_store_options(
+                &block_range,
+                &wal_sync_interval,
+                &retention_time,
+                &retention_size,
+            )
+            .and_then(|opts| {
+                let limits =
+                    serve_query_limits(query_max_concurrency, query_max_memory.as_deref())?;
+                let rules = serve_rule_options(
+                    web_external_url.unwrap_or_else(|| format!("http://{listen}")),
+                    &rules_outage_tolerance,
+                    &rules_grace_period,
+                    &rules_resend_delay,
+                )?;
+                Ok((opts, limits, rules))
+            }) {
+                Ok((opts, limits, rules)) => run(serve(
+                    config,
+                    data_dir,
+                    listen,
+                    web_config_file,
+                    opts,
+                    limits,
+                    rules,
+                )),
+                Err(e) => {
+                    eprintln!("serve: {e}");
+                    ExitCode::from(2)
+                }
             }
-        },
+        }
     }
 }
 
@@ -279,6 +321,11 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             println!("{}: valid, {} job(s)", path.display(), cfg.jobs.len());
             let report = arrowmon::scrape::check::describe(&cfg);
             print!("{}", report.text);
+            for am in &cfg.alerting.alertmanagers {
+                for url in &am.urls {
+                    println!("  alertmanager {url}");
+                }
+            }
             let mut failed = report.problems > 0;
             match arrowmon::rules::rule_files_named(&cfg.rule_files) {
                 Ok(files) => {
@@ -313,6 +360,36 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 /// (indented by `indent`, as `check config` indents them). Duplicate rules are a
 /// warning, as promtool's default lint: printed, not failed. Returns whether the
 /// file is valid.
+/// Runs rule unit-test files and prints as promtool does: the file on stdout,
+/// then `  SUCCESS`, or `  FAILED:` and each failure on stderr (each followed by
+/// an empty line on stdout). Every file runs, also after one has failed.
+fn test_rules(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for f in files {
+        println!("Unit Testing:  {}", f.display());
+        let outcome = arrowmon::rules::unittest::run_test_file(f);
+        for w in &outcome.warnings {
+            eprintln!("{w}");
+        }
+        if outcome.passed() {
+            println!("  SUCCESS");
+        } else {
+            failed = true;
+            eprintln!("  FAILED:");
+            for e in &outcome.failures {
+                eprintln!("{e}");
+                println!();
+            }
+        }
+        println!();
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn check_rule_file(
     path: &std::path::Path,
     opts: &arrowmon::rules::ParseOptions,
@@ -392,6 +469,25 @@ fn serve_store_options(
     Ok(arrowmon::tenant::store_options(&settings))
 }
 
+fn serve_rule_options(
+    external_url: String,
+    outage_tolerance: &str,
+    grace_period: &str,
+    resend_delay: &str,
+) -> Result<arrowmon::rules::eval::EvalOptions, String> {
+    use arrowmon::model::duration::parse_duration;
+    Ok(arrowmon::rules::eval::EvalOptions {
+        external_url: external_url.trim_end_matches('/').to_string(),
+        outage_tolerance: parse_duration(outage_tolerance)
+            .map_err(|e| format!("--rules.alert.for-outage-tolerance: {e}"))?,
+        for_grace_period: parse_duration(grace_period)
+            .map_err(|e| format!("--rules.alert.for-grace-period: {e}"))?,
+        resend_delay: parse_duration(resend_delay)
+            .map_err(|e| format!("--rules.alert.resend-delay: {e}"))?,
+        ..Default::default()
+    })
+}
+
 fn serve_query_limits(
     max_concurrency: u64,
     max_memory: Option<&str>,
@@ -416,9 +512,10 @@ async fn serve(
     web_config_file: Option<PathBuf>,
     opts: StoreOptions,
     limits: arrowmon::tenant::QueryLimits,
+    rules: arrowmon::rules::eval::EvalOptions,
 ) -> Result<(), String> {
     let cfg = load_config(&config)?;
-    load_rule_files(&cfg)?;
+    arrowmon::rules::load_rule_files(&cfg.rule_files)?;
     // Checked before anything is opened: a bad web config must not leave a
     // server running without the protection it asked for.
     let web_config = match &web_config_file {
@@ -436,6 +533,7 @@ async fn serve(
     };
     let tenant = Arc::new(Tenant::open(&data_dir, SecretMode::File, opts)?);
     tenant.set_query_limits(limits);
+    tenant.set_rule_options(rules).await;
     tenant.apply_config(Ok(cfg)).await;
     let engine = Arc::new(Engine::new(EngineOptions::default()));
     let listener = tokio::net::TcpListener::bind(listen)
@@ -450,34 +548,6 @@ async fn serve(
     tenant.shutdown().await;
     tracing::info!("arrowmon stopped");
     Ok(())
-}
-
-/// Reads and checks the rule files the config names. As Prometheus does, a
-/// server whose rule files are invalid does not start; every problem is listed.
-fn load_rule_files(cfg: &ScrapeConfig) -> Result<Vec<arrowmon::rules::RuleGroups>, String> {
-    let files = arrowmon::rules::rule_files_named(&cfg.rule_files)
-        .map_err(|e| format!("rule_files: {e}"))?;
-    let opts = arrowmon::rules::ParseOptions::default();
-    let mut loaded = Vec::new();
-    let mut errors = Vec::new();
-    for f in &files {
-        match arrowmon::rules::load_rule_file(f, &opts) {
-            Ok(groups) => loaded.push(groups),
-            Err(e) => errors.extend(e),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(format!("invalid rule files:\n{}", errors.join("\n")));
-    }
-    let rules: usize = loaded.iter().map(|g| g.rule_count()).sum();
-    if !files.is_empty() {
-        tracing::warn!(
-            files = files.len(),
-            rules,
-            "rule files read and checked; rules are not evaluated yet"
-        );
-    }
-    Ok(loaded)
 }
 
 /// The known-differences list is part of the source tree and compiled in, so the

@@ -459,3 +459,37 @@ describe('ConfigEditor target health', () => {
     expect(backend.get).not.toHaveBeenCalled();
   });
 });
+
+describe('ConfigEditor rules', () => {
+  const rules = ['groups:', '  - name: g', '    rules:', '      - record: r', '        expr: sum('].join('\n');
+
+  it('writes the rules to jsonData.ruleConfig', () => {
+    const { last } = setup(settings());
+    fireEvent.change(screen.getByLabelText(/^Rules/, { selector: 'textarea' }), { target: { value: rules } });
+    expect(last().jsonData.ruleConfig).toBe(rules);
+    expect(last().jsonData.scrapeConfig).toContain('job_name: node');
+  });
+
+  it('validates the rules and shows a problem at its line', async () => {
+    const backend = fakeBackend({
+      'api/v1/targets': NO_TARGETS,
+      validate: (body: { ruleConfig?: string }) =>
+        body.ruleConfig === rules
+          ? { valid: false, error: 'ruleConfig: 5:15: group "g", rule 1, "r": could not parse expression', line: 5, column: 15 }
+          : { valid: true, groups: 1, rules: 2 },
+    });
+    setup(settings({ jsonData: { ruleConfig: rules } }));
+    fireEvent.click(screen.getByRole('button', { name: /Validate rules/ }));
+    const message = await screen.findByTestId('arrowmon-rules-validation-error');
+    expect(message.textContent).toBe('line 5, column 15: ruleConfig: 5:15: group "g", rule 1, "r": could not parse expression');
+    expect(backend.post).toHaveBeenCalledWith(`${RESOURCES}validate`, { ruleConfig: rules }, { showErrorAlert: false });
+    expect(screen.getByTestId('arrowmon-rules-error-line').textContent).toBe('> 5 |         expr: sum(');
+    expect(screen.getByText('Rules are invalid')).toBeTruthy();
+    // The scrape config's own validation is not affected.
+    expect(screen.queryByTestId('arrowmon-validation-error')).toBeNull();
+
+    fireEvent.change(screen.getByLabelText(/^Rules/, { selector: 'textarea' }), { target: { value: 'groups: []' } });
+    fireEvent.blur(screen.getByLabelText(/^Rules/, { selector: 'textarea' }));
+    expect((await screen.findByTestId('arrowmon-rules-validation-ok')).textContent).toBe('Rules are valid: 1 group, 2 rules.');
+  });
+});

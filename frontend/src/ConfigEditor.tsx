@@ -1,13 +1,14 @@
-import React, { ChangeEvent, useMemo, useRef, useState } from 'react';
+import React, { ChangeEvent, useMemo, useState } from 'react';
 import { DataSourcePluginOptionsEditorProps } from '@grafana/data';
-import { Alert, Button, Field, InlineField, InlineFieldRow, Input, SecretInput, TextArea, useTheme2 } from '@grafana/ui';
+import { Alert, Button, InlineField, InlineFieldRow, Input, SecretInput } from '@grafana/ui';
 
 import { resourceClientForUid } from './backendClient';
 import { parseDurationMs } from './duration';
-import { ResourceClient, validateScrapeConfig } from './resources';
+import { ResourceClient, validateRules, validateScrapeConfig } from './resources';
 import { globalScrapeInterval, SECRET_NAME_PATTERN, secureReferences } from './scrapeConfig';
 import { TargetsTable } from './TargetsTable';
 import { Options, SecureOptions } from './types';
+import { YamlCheck, YamlConfigField } from './YamlConfigField';
 
 type Props = DataSourcePluginOptionsEditorProps<Options, SecureOptions>;
 
@@ -24,77 +25,37 @@ scrape_configs:
     static_configs:
       - targets: ['db1:9104', 'db2:9104']`;
 
+const RULES_PLACEHOLDER = `groups:
+  - name: node
+    rules:
+      - record: instance:node_cpu_utilisation:rate5m
+        expr: 1 - avg without (cpu) (rate(node_cpu_seconds_total{mode="idle"}[5m]))
+      - alert: HostDown
+        expr: up{job="node"} == 0
+        for: 5m
+        labels:
+          severity: page
+        annotations:
+          summary: '{{ $labels.instance }} is down'`;
+
+const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+async function checkScrapeConfig(client: ResourceClient, text: string): Promise<YamlCheck> {
+  const r = await validateScrapeConfig(client, text);
+  return r.valid ? { valid: true, summary: plural(r.targets, 'target') } : r;
+}
+
+async function checkRules(client: ResourceClient, text: string): Promise<YamlCheck> {
+  const r = await validateRules(client, text);
+  return r.valid ? { valid: true, summary: `${plural(r.groups, 'group')}, ${plural(r.rules, 'rule')}` } : r;
+}
+
 /** Prometheus byte sizes (`--storage.tsdb.retention.size`): 512MB, 10GB, 1.5TB. */
 export const SIZE_PATTERN = /^\d+(\.\d+)?(B|KB|MB|GB|TB|PB|EB)$/;
 /** A whole number of bytes with an optional unit, as the backend reads `maxQueryMemory`. */
 export const WHOLE_SIZE_PATTERN = /^\d+(B|KB|MB|GB|TB)?$/;
 /** The most `maxConcurrentQueries` the backend accepts. */
 export const MAX_CONCURRENT_QUERIES = 10000;
-
-type Validation =
-  | { state: 'idle' }
-  | { state: 'checking' }
-  | { state: 'valid'; targets: number }
-  | { state: 'invalid'; error: string; line: number | null; column: number | null; text: string }
-  | { state: 'failed'; message: string; forbidden: boolean };
-
-/** `line N: message` (and the column when known), as shown under the scrape config. */
-export function formatValidationError(error: string, line: number | null, column: number | null): string {
-  if (!line) {
-    return error;
-  }
-  return column ? `line ${line}, column ${column}: ${error}` : `line ${line}: ${error}`;
-}
-
-/** Offsets of line `line` (1-based) in `text`, or undefined past the end. */
-function lineRange(text: string, line: number): [number, number] | undefined {
-  const lines = text.split('\n');
-  if (line < 1 || line > lines.length) {
-    return undefined;
-  }
-  let start = 0;
-  for (let i = 0; i < line - 1; i++) {
-    start += lines[i].length + 1;
-  }
-  return [start, start + lines[line - 1].length];
-}
-
-/** The lines around an error, the error line marked and a caret under its column. */
-function ErrorExcerpt({ text, line, column }: { text: string; line: number; column: number | null }) {
-  const theme = useTheme2();
-  const lines = text.split(/\r?\n/);
-  if (line > lines.length) {
-    return null;
-  }
-  const first = Math.max(1, line - 2);
-  const last = Math.min(lines.length, line + 1);
-  const width = String(last).length;
-  const rows: React.ReactNode[] = [];
-  for (let n = first; n <= last; n++) {
-    const isError = n === line;
-    rows.push(
-      <div
-        key={n}
-        data-testid={isError ? 'arrowmon-error-line' : undefined}
-        style={isError ? { background: theme.colors.error.transparent } : undefined}
-      >
-        {isError ? '>' : ' '} {String(n).padStart(width)} | {lines[n - 1]}
-      </div>
-    );
-    if (isError && column) {
-      rows.push(
-        <div key={`${n}-caret`} aria-hidden style={{ color: theme.colors.error.text }}>
-          {' '.repeat(width + 5 + column - 1)}^
-        </div>
-      );
-    }
-  }
-  return (
-    <pre data-testid="arrowmon-error-excerpt" style={{ margin: theme.spacing(1, 0), whiteSpace: 'pre' }}>
-      {rows}
-    </pre>
-  );
-}
 
 /** Same duration, or (when either is not a plain duration) the same text. */
 function sameInterval(a: string, b: string): boolean {
@@ -112,45 +73,6 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
 
   const setJsonData = (key: keyof Options, value: string) => {
     onOptionsChange({ ...options, jsonData: { ...jsonData, [key]: value } });
-  };
-
-  // Scrape config validation by the backend (on blur and with the button).
-  const scrapeConfigRef = useRef<HTMLTextAreaElement>(null);
-  const [validation, setValidation] = useState<Validation>({ state: 'idle' });
-  const validationSeq = useRef(0);
-  const validate = (text: string) => {
-    if (!client) {
-      return;
-    }
-    const seq = ++validationSeq.current;
-    setValidation({ state: 'checking' });
-    validateScrapeConfig(client, text)
-      .then((r) => {
-        if (seq !== validationSeq.current) {
-          return;
-        }
-        setValidation(
-          r.valid
-            ? { state: 'valid', targets: r.targets }
-            : { state: 'invalid', error: r.error, line: r.line ?? null, column: r.column ?? null, text }
-        );
-      })
-      .catch((err) => {
-        if (seq === validationSeq.current) {
-          setValidation({ state: 'failed', message: err.message, forbidden: err.status === 403 });
-        }
-      });
-  };
-  const showLine = (line: number) => {
-    const el = scrapeConfigRef.current;
-    const range = el ? lineRange(el.value, line) : undefined;
-    if (el && range) {
-      el.focus();
-      el.setSelectionRange(range[0], range[1]);
-      // Scroll so the line is visible (about one line-height per line).
-      const lineHeight = parseFloat(getComputedStyle(el).lineHeight) || 18;
-      el.scrollTop = Math.max(0, (line - 3) * lineHeight);
-    }
   };
 
   const setSecret = (name: string, value: string) => {
@@ -221,7 +143,8 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
   return (
     <div>
       <h3>Scraping</h3>
-      <Field
+      <YamlConfigField
+        id="arrowmon-scrape-config"
         label="Scrape config"
         description={
           <span>
@@ -229,64 +152,14 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
             secret below as <code>{'${secure.NAME}'}</code>.
           </span>
         }
-      >
-        <TextArea
-          ref={scrapeConfigRef}
-          id="arrowmon-scrape-config"
-          rows={16}
-          spellCheck={false}
-          style={{ fontFamily: 'monospace' }}
-          invalid={validation.state === 'invalid'}
-          value={jsonData.scrapeConfig ?? ''}
-          placeholder={SCRAPE_CONFIG_PLACEHOLDER}
-          onChange={(e: ChangeEvent<HTMLTextAreaElement>) => {
-            if (validation.state === 'valid') {
-              setValidation({ state: 'idle' });
-            }
-            setJsonData('scrapeConfig', e.currentTarget.value);
-          }}
-          onBlur={(e: React.FocusEvent<HTMLTextAreaElement>) => validate(e.currentTarget.value)}
-        />
-      </Field>
-      {client && (
-        <div style={{ marginBottom: 16 }}>
-          <Button
-            variant="secondary"
-            icon={validation.state === 'checking' ? 'spinner' : 'check'}
-            disabled={validation.state === 'checking'}
-            onClick={() => validate(scrapeConfigRef.current?.value ?? jsonData.scrapeConfig ?? '')}
-          >
-            Validate scrape config
-          </Button>{' '}
-          {validation.state === 'valid' && (
-            <span data-testid="arrowmon-validation-ok">
-              Scrape config is valid: {validation.targets} target{validation.targets === 1 ? '' : 's'}.
-            </span>
-          )}
-        </div>
-      )}
-      {validation.state === 'invalid' && (
-        <Alert severity="error" title="Scrape config is invalid">
-          <div data-testid="arrowmon-validation-error">
-            {formatValidationError(validation.error, validation.line, validation.column)}
-          </div>
-          {validation.line !== null && validation.line > 0 && (
-            <>
-              <ErrorExcerpt text={validation.text} line={validation.line} column={validation.column} />
-              <Button size="sm" variant="secondary" fill="outline" onClick={() => showLine(validation.line!)}>
-                Show line {validation.line}
-              </Button>
-            </>
-          )}
-        </Alert>
-      )}
-      {validation.state === 'failed' && (
-        <Alert severity={validation.forbidden ? 'info' : 'warning'} title="Scrape config not validated">
-          {validation.forbidden
-            ? 'Only Editors and Admins of this organization can validate the scrape config.'
-            : validation.message}
-        </Alert>
-      )}
+        placeholder={SCRAPE_CONFIG_PLACEHOLDER}
+        rows={16}
+        value={jsonData.scrapeConfig ?? ''}
+        onChange={(v) => setJsonData('scrapeConfig', v)}
+        client={client}
+        validate={checkScrapeConfig}
+        testIdPrefix="arrowmon"
+      />
 
       <InlineFieldRow>
         <InlineField
@@ -412,6 +285,25 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
           <code>$__interval</code> and <code>$__rate_interval</code> are based on {timeInterval}.
         </Alert>
       )}
+
+      <h3>Rules</h3>
+      <YamlConfigField
+        id="arrowmon-rule-config"
+        label="Rules"
+        description={
+          <span>
+            Recording and alerting rules in Prometheus&apos;s rule file format (<code>groups:</code>), evaluated by this
+            datasource. Alerts show in Grafana&apos;s alert list; recorded series are queried like any other.
+          </span>
+        }
+        placeholder={RULES_PLACEHOLDER}
+        rows={12}
+        value={jsonData.ruleConfig ?? ''}
+        onChange={(v) => setJsonData('ruleConfig', v)}
+        client={client}
+        validate={checkRules}
+        testIdPrefix="arrowmon-rules"
+      />
 
       <h3>Secrets</h3>
       <p>

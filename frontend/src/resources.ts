@@ -54,6 +54,10 @@ export type InstantResult =
   | { resultType: 'scalar' | 'string'; result: [number, string] }
   | { resultType: 'matrix'; result: Array<{ metric: Record<string, string>; values: Array<[number, string]> }> };
 
+export type ValidateRulesResult =
+  | { valid: true; groups: number; rules: number }
+  | { valid: false; error: string; line: number | null; column: number | null };
+
 export type ValidateResult =
   | { valid: true; targets: number }
   | { valid: false; error: string; line: number | null; column: number | null };
@@ -160,10 +164,18 @@ export function fetchTargets(client: ResourceClient): Promise<ActiveTarget[]> {
   return get<{ activeTargets?: ActiveTarget[] }>(client, 'api/v1/targets', {}).then((d) => d?.activeTargets ?? []);
 }
 
-export async function validateScrapeConfig(client: ResourceClient, scrapeConfig: string): Promise<ValidateResult> {
+async function postValidate<T>(client: ResourceClient, body: Record<string, string>): Promise<T> {
   try {
-    return await client.postResource<ValidateResult>('validate', { scrapeConfig }, QUIET);
+    return await client.postResource<T>('validate', body, QUIET);
   } catch (err) {
     throw toResourceError(err);
   }
+}
+
+export function validateScrapeConfig(client: ResourceClient, scrapeConfig: string): Promise<ValidateResult> {
+  return postValidate<ValidateResult>(client, { scrapeConfig });
+}
+
+export function validateRules(client: ResourceClient, ruleConfig: string): Promise<ValidateRulesResult> {
+  return postValidate<ValidateRulesResult>(client, { ruleConfig });
 }

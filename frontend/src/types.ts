@@ -35,6 +35,8 @@ export const DEFAULT_QUERY: Partial<Query> = {
 export interface Options extends DataSourceJsonData {
   /** Prometheus `scrape_configs` YAML (optionally with a `global:` section). */
   scrapeConfig?: string;
+  /** Recording and alerting rules: a Prometheus rule file's YAML (`groups:`). */
+  ruleConfig?: string;
   /** Scrape interval, e.g. `15s`; also the lower bound of `$__interval`. */
   timeInterval?: string;
   /** Maximum time a query may run, e.g. `60s`. */

@@ -254,6 +254,106 @@ pub fn rule_file(data: &[u8]) {
     }
 }
 
+/// A unit-test file of rules as `test-rules` decodes it before running it:
+/// read, or refused with a text.
+pub fn rule_test_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Err(e) = arrowmon::rules::unittest::read_test_file(text) {
+        assert!(!e.is_empty());
+    }
+}
+
+/// A rule file evaluated as a server evaluates it: every group of a file that
+/// parses runs three times over a small store (counters, gauges, a histogram,
+/// `up`), restores alert states, and sends what is due. No template, expression
+/// or label set may panic, and what the groups write stays consistent.
+pub fn rule_eval(data: &[u8]) {
+    use arrowmon::rules::eval::{EvalOptions, Group, MemRuleStorage};
+    use arrowmon::rules::{parse_rule_file, ParseOptions};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(groups) = parse_rule_file(text, &ParseOptions::default()) else {
+        return;
+    };
+    let store = MemRuleStorage::new();
+    let series = |pairs: &[(&str, &str)]| Labels::from_pairs(pairs.iter().copied());
+    for (i, host) in ["a:9100", "b:9100"].into_iter().enumerate() {
+        let step = (i + 1) as f64;
+        for t in 0..4i64 {
+            let ts = t * 60_000;
+            let v = t as f64 * step;
+            store.add_samples(
+                series(&[("__name__", "up"), ("job", "node"), ("instance", host)]),
+                &[(ts, (t % 2) as f64)],
+            );
+            store.add_samples(
+                series(&[
+                    ("__name__", "requests_total"),
+                    ("job", "node"),
+                    ("instance", host),
+                ]),
+                &[(ts, v * 10.0)],
+            );
+            store.add_samples(
+                series(&[
+                    ("__name__", "temperature"),
+                    ("job", "node"),
+                    ("instance", host),
+                ]),
+                &[(ts, 20.0 - v)],
+            );
+            for (le, share) in [("0.1", 0.2), ("1", 0.8), ("+Inf", 1.0)] {
+                store.add_samples(
+                    series(&[
+                        ("__name__", "latency_seconds_bucket"),
+                        ("job", "node"),
+                        ("instance", host),
+                        ("le", le),
+                    ]),
+                    &[(ts, v * 100.0 * share)],
+                );
+            }
+        }
+    }
+    let engine = Engine::new(EngineOptions {
+        timeout: std::time::Duration::from_secs(5),
+        max_samples: 100_000,
+        ..Default::default()
+    });
+    let opts = EvalOptions {
+        external_labels: [("site".to_string(), "fuzz".to_string())].into(),
+        external_url: "http://fuzz:9090".into(),
+        ..EvalOptions::default()
+    };
+    for g in &groups.groups {
+        let mut group = Group::new("fuzz.yml", g, Duration::from_secs(60), Duration::ZERO, true);
+        for t in 1..4i64 {
+            let due = group.eval(t * 60_000, &engine, &store, &opts);
+            for n in due {
+                assert!(n.labels.get("alertname").is_some(), "{n:?}");
+                assert!(n.ends_at_ms >= n.starts_at_ms, "{n:?}");
+            }
+            if t == 2 {
+                group.restore_for_state(t * 60_000, &store, &opts);
+            }
+        }
+        let status = group.status();
+        assert_eq!(status.rules.len(), g.rules.len());
+        for r in &status.rules {
+            for a in &r.alerts {
+                assert_eq!(
+                    a.labels.get("alertname"),
+                    Some(r.rule.name.as_str()),
+                    "{a:?}"
+                );
+            }
+        }
+    }
+}
+
 /// A datasource's jsonData as Grafana sends it, and everything read from it.
 pub fn datasource_settings(data: &[u8]) {
     let secure = HashMap::from([("password".to_string(), "pw".to_string())]);

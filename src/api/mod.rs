@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod panic;
+mod rules;
 pub mod time;
 pub mod webconfig;
 
@@ -185,6 +186,8 @@ async fn answer(
         "api/v1/series" => series(tenant, &params),
         "api/v1/metadata" => metadata(tenant, &params).await,
         "api/v1/query_exemplars" => Ok(ApiResponse::success(json!([]))),
+        "api/v1/rules" => rules::rules(tenant, &params).await,
+        "api/v1/alerts" => Ok(rules::alerts(tenant).await),
         "api/v1/targets" => match require(access, Access::Edit) {
             Ok(()) => Ok(targets(tenant).await),
             Err(e) => Err(e),
@@ -245,9 +248,14 @@ async fn metadata(tenant: &Tenant, p: &Params) -> Result<ApiResponse, ApiRespons
 
 /// Validates a scrape config without applying it: `{"scrapeConfig": "..."}` in,
 /// `{"valid": true, "targets": N}` or the error with its line and column out.
+/// `{"ruleConfig": "..."}` validates rules the same way (`"groups"` and `"rules"`
+/// counted when valid).
 async fn validate(tenant: &Tenant, body: &[u8]) -> Result<ApiResponse, ApiResponse> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("request body is not JSON: {e}")))?;
+    if let Some(text) = v.get("ruleConfig").and_then(Value::as_str) {
+        return Ok(validate_rules(text));
+    }
     let yaml = v.get("scrapeConfig").and_then(Value::as_str).unwrap_or("");
     let secure = tenant
         .settings()
@@ -274,6 +282,37 @@ async fn validate(tenant: &Tenant, body: &[u8]) -> Result<ApiResponse, ApiRespon
             )
         }
     })
+}
+
+fn validate_rules(text: &str) -> ApiResponse {
+    match crate::rules::RuleSource::Text(text.to_string()).load() {
+        Ok(files) => {
+            let groups: usize = files.iter().map(|(_, g)| g.groups.len()).sum();
+            let rules: usize = files.iter().map(|(_, g)| g.rule_count()).sum();
+            ApiResponse::json(
+                200,
+                json!({"valid": true, "groups": groups, "rules": rules}),
+            )
+        }
+        Err(msg) => {
+            // `ruleConfig: LINE:COLUMN: …` as promtool writes positions, else libyaml's words.
+            let first = msg.lines().next().unwrap_or("");
+            let mut nums = first
+                .strip_prefix(crate::rules::RULE_CONFIG_NAME)
+                .and_then(|r| r.strip_prefix(": "))
+                .unwrap_or("")
+                .splitn(3, ':')
+                .map(|n| n.parse::<u64>().ok());
+            let (line, column) = match (nums.next().flatten(), nums.next().flatten()) {
+                (Some(l), Some(c)) => (Some(l), Some(c)),
+                _ => error_position(first),
+            };
+            ApiResponse::json(
+                200,
+                json!({"valid": false, "error": msg, "line": line, "column": column}),
+            )
+        }
+    }
 }
 
 /// `line N column M` from a YAML error message.

@@ -30,6 +30,8 @@ pub enum ConfigError {
     Job { job: String, message: String },
     #[error("scrape config: {0}")]
     Invalid(String),
+    #[error("scrape config, alerting.alertmanagers[{index}]: {message}")]
+    Alertmanager { index: usize, message: String },
 }
 
 /// Where secrets in the scrape config may come from.
@@ -50,6 +52,37 @@ struct RawFile {
     scrape_configs: Vec<RawJob>,
     #[serde(default)]
     rule_files: Vec<String>,
+    #[serde(default)]
+    alerting: RawAlerting,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlerting {
+    #[serde(default)]
+    alert_relabel_configs: Vec<relabel::RawRelabelConfig>,
+    #[serde(default)]
+    alertmanagers: Vec<RawAlertmanager>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertmanager {
+    #[serde(default)]
+    static_configs: Vec<RawStaticConfig>,
+    path_prefix: Option<String>,
+    scheme: Option<String>,
+    timeout: Option<String>,
+    api_version: Option<String>,
+    basic_auth: Option<RawBasicAuth>,
+    authorization: Option<RawAuthorization>,
+    bearer_token: Option<String>,
+    bearer_token_file: Option<String>,
+    tls_config: Option<RawTlsConfig>,
+    #[serde(default)]
+    relabel_configs: Vec<relabel::RawRelabelConfig>,
+    #[serde(default)]
+    alert_relabel_configs: Vec<relabel::RawRelabelConfig>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -237,6 +270,28 @@ pub struct ScrapeLimits {
     pub body_size_limit: u64,
 }
 
+/// `alerting:`: where alerts are sent, and how they are relabeled first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AlertingConfig {
+    pub alert_relabel_configs: Vec<RelabelConfig>,
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+}
+
+/// One `alertmanagers` entry: its Alertmanagers' alerts URLs, resolved from the
+/// static targets as Prometheus resolves them (`__scheme__`, `__address__` and
+/// `__alerts_path__` after `relabel_configs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertmanagerConfig {
+    pub urls: Vec<String>,
+    pub timeout: Duration,
+    pub auth: Auth,
+    pub tls: TlsConfig,
+    pub alert_relabel_configs: Vec<RelabelConfig>,
+}
+
+/// Prometheus's default `alertmanagers[].timeout`.
+pub const DEFAULT_ALERTMANAGER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A validated scrape configuration.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ScrapeConfig {
@@ -253,6 +308,7 @@ pub struct ScrapeConfig {
     pub evaluation_interval: Duration,
     /// How far back rule groups without a `query_offset` of their own query.
     pub rule_query_offset: Duration,
+    pub alerting: AlertingConfig,
 }
 
 pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
@@ -270,6 +326,7 @@ impl ScrapeConfig {
                 rule_files: Vec::new(),
                 evaluation_interval: DEFAULT_EVALUATION_INTERVAL,
                 rule_query_offset: Duration::ZERO,
+                alerting: AlertingConfig::default(),
             });
         }
         let raw: RawFile = serde_norway::from_str(yaml).map_err(|e| yaml_error(yaml, e))?;
@@ -298,6 +355,7 @@ impl ScrapeConfig {
         )?
         .unwrap_or(Duration::ZERO);
         let rule_files = rule_file_patterns(raw.rule_files, secrets)?;
+        let alerting = build_alerting(raw.alerting, secrets)?;
         let mut jobs: Vec<ScrapeJob> = Vec::new();
         for rj in raw.scrape_configs {
             if jobs.iter().any(|j| j.name == rj.job_name) {
@@ -320,6 +378,7 @@ impl ScrapeConfig {
             rule_files,
             evaluation_interval,
             rule_query_offset,
+            alerting,
         })
     }
 
@@ -341,8 +400,22 @@ impl ScrapeConfig {
                 *p = dir.join(&*p);
             }
         };
-        let fix_secret = |s: &mut SecretValue| {
-            if let SecretValue::File(f) = s {
+        // The files of an HTTP client: its TLS files and secret files.
+        let fix_client = |tls: &mut TlsConfig, auth: &mut Auth| {
+            for p in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
+                .into_iter()
+                .flatten()
+            {
+                fix(p);
+            }
+            let secret = match auth {
+                Auth::Basic {
+                    password: Some(p), ..
+                } => p,
+                Auth::Header { credentials, .. } => credentials,
+                _ => return,
+            };
+            if let SecretValue::File(f) = secret {
                 if Path::new(f.as_str()).is_relative() {
                     *f = dir.join(f.as_str()).display().to_string();
                 }
@@ -351,29 +424,16 @@ impl ScrapeConfig {
         for f in &mut self.rule_files {
             fix(f);
         }
+        for am in &mut self.alerting.alertmanagers {
+            fix_client(&mut am.tls, &mut am.auth);
+        }
         for job in &mut self.jobs {
             for sd in &mut job.file_sd {
                 for f in &mut sd.files {
                     fix(f);
                 }
             }
-            for p in [
-                &mut job.tls.ca_file,
-                &mut job.tls.cert_file,
-                &mut job.tls.key_file,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                fix(p);
-            }
-            match &mut job.auth {
-                Auth::Basic {
-                    password: Some(p), ..
-                } => fix_secret(p),
-                Auth::Header { credentials, .. } => fix_secret(credentials),
-                _ => {}
-            }
+            fix_client(&mut job.tls, &mut job.auth);
         }
     }
 
@@ -479,18 +539,227 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {text:?} out of range"))
 }
 
+/// Turns a message into the error of the config part it belongs to (a job, an
+/// Alertmanager).
+type ErrAt<'a> = &'a dyn Fn(String) -> ConfigError;
+
+/// The authentication of an HTTP client (a scrape job, an Alertmanager): at most
+/// one of `basic_auth`, `authorization` and `bearer_token(_file)`.
+fn client_auth(
+    basic_auth: Option<RawBasicAuth>,
+    authorization: Option<RawAuthorization>,
+    (bearer_token, bearer_token_file): (Option<String>, Option<String>),
+    secrets: &SecretSource<'_>,
+    err: ErrAt<'_>,
+) -> Result<Auth, ConfigError> {
+    let bearer = resolve_secret(
+        err,
+        "bearer_token",
+        bearer_token,
+        bearer_token_file,
+        secrets,
+    )?;
+    let mut auth = Auth::None;
+    if let Some(b) = basic_auth {
+        let username = match (b.username, b.username_file) {
+            (Some(u), None) => u,
+            (None, Some(f)) => SecretValue::File(f)
+                .read()
+                .map_err(|e| err(format!("basic_auth.username_file: {e}")))?,
+            (None, None) => String::new(),
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "at most one of basic_auth username and username_file may be set".into(),
+                ))
+            }
+        };
+        let password = resolve_secret(
+            err,
+            "basic_auth.password",
+            b.password,
+            b.password_file,
+            secrets,
+        )?;
+        auth = Auth::Basic { username, password };
+    }
+    if let Some(a) = authorization {
+        if auth != Auth::None {
+            return Err(err(
+                "at most one of basic_auth and authorization may be set".into(),
+            ));
+        }
+        let scheme = a.kind.unwrap_or_else(|| "Bearer".into());
+        if scheme.eq_ignore_ascii_case("basic") {
+            return Err(err(
+                "authorization type cannot be set to \"basic\", use \"basic_auth\" instead".into(),
+            ));
+        }
+        let credentials = resolve_secret(
+            err,
+            "authorization.credentials",
+            a.credentials,
+            a.credentials_file,
+            secrets,
+        )?
+        .unwrap_or(SecretValue::Inline(String::new()));
+        auth = Auth::Header {
+            scheme,
+            credentials,
+        };
+    }
+    if let Some(credentials) = bearer {
+        if auth != Auth::None {
+            return Err(err(
+                "at most one of basic_auth, authorization and bearer_token may be set".into(),
+            ));
+        }
+        auth = Auth::Header {
+            scheme: "Bearer".into(),
+            credentials,
+        };
+    }
+    Ok(auth)
+}
+
+/// `tls_config` of an HTTP client; a client certificate needs its key and the
+/// key its certificate.
+fn tls_settings(t: Option<RawTlsConfig>, err: ErrAt<'_>) -> Result<TlsConfig, ConfigError> {
+    let Some(t) = t else {
+        return Ok(TlsConfig::default());
+    };
+    match (&t.cert_file, &t.key_file) {
+        (Some(c), None) => {
+            return Err(err(format!(
+                "tls_config: client cert file {c:?} specified without client key file"
+            )))
+        }
+        (None, Some(k)) => {
+            return Err(err(format!(
+                "tls_config: client key file {k:?} specified without client cert file"
+            )))
+        }
+        _ => {}
+    }
+    Ok(TlsConfig {
+        ca_file: t.ca_file.map(PathBuf::from),
+        cert_file: t.cert_file.map(PathBuf::from),
+        key_file: t.key_file.map(PathBuf::from),
+        server_name: t.server_name.filter(|s| !s.is_empty()),
+        insecure_skip_verify: t.insecure_skip_verify,
+    })
+}
+
+fn relabel_list(
+    list: Vec<relabel::RawRelabelConfig>,
+    key: &str,
+    err: ErrAt<'_>,
+) -> Result<Vec<RelabelConfig>, ConfigError> {
+    list.into_iter()
+        .enumerate()
+        .map(|(i, r)| r.build().map_err(|e| err(format!("{key}[{i}]: {e}"))))
+        .collect()
+}
+
+/// `alerting:` as Prometheus reads it: API v2 only, targets from
+/// `static_configs` relabeled by `relabel_configs` into alerts URLs.
+fn build_alerting(
+    raw: RawAlerting,
+    secrets: &SecretSource<'_>,
+) -> Result<AlertingConfig, ConfigError> {
+    let alert_relabel_configs = relabel_list(
+        raw.alert_relabel_configs,
+        "alerting.alert_relabel_configs",
+        &|m| ConfigError::Invalid(m),
+    )?;
+    let mut alertmanagers = Vec::new();
+    for (index, am) in raw.alertmanagers.into_iter().enumerate() {
+        let err = |message: String| ConfigError::Alertmanager { index, message };
+        match am.api_version.as_deref() {
+            None | Some("v2") => {}
+            Some(v) => {
+                return Err(err(format!(
+                    "expected Alertmanager api version to be one of [v2] but got {v:?}"
+                )))
+            }
+        }
+        let scheme = am.scheme.unwrap_or_else(|| "http".into());
+        if scheme != "http" && scheme != "https" {
+            return Err(err(format!(
+                "scheme: unsupported scheme {scheme:?} (http or https)"
+            )));
+        }
+        let timeout = match am.timeout.as_deref() {
+            None => DEFAULT_ALERTMANAGER_TIMEOUT,
+            Some(t) => parse_duration(t).map_err(|e| err(format!("timeout: {e}")))?,
+        };
+        let auth = client_auth(
+            am.basic_auth,
+            am.authorization,
+            (am.bearer_token, am.bearer_token_file),
+            secrets,
+            &err,
+        )?;
+        let tls = tls_settings(am.tls_config, &err)?;
+        let relabel_configs = relabel_list(am.relabel_configs, "relabel_configs", &err)?;
+        let alert_relabel_configs =
+            relabel_list(am.alert_relabel_configs, "alert_relabel_configs", &err)?;
+        // Prometheus: path_prefix + "/api/v2/alerts", the prefix without its trailing slash.
+        let prefix = am.path_prefix.unwrap_or_default();
+        let alerts_path = format!("{}/api/v2/alerts", prefix.trim_end_matches('/'));
+        let mut urls = Vec::new();
+        for sc in am.static_configs {
+            for target in sc.targets {
+                let mut pairs: Vec<(String, String)> = sc
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                pairs.push(("__address__".into(), target));
+                pairs.push(("__scheme__".into(), scheme.clone()));
+                pairs.push(("__alerts_path__".into(), alerts_path.clone()));
+                let labels =
+                    Labels::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                let Some(labels) = relabel::process(&labels, &relabel_configs) else {
+                    continue;
+                };
+                let (Some(address), Some(scheme), Some(path)) = (
+                    labels.get("__address__"),
+                    labels.get("__scheme__"),
+                    labels.get("__alerts_path__"),
+                ) else {
+                    continue;
+                };
+                if address.contains('/') {
+                    return Err(err(format!("invalid address {address:?}: it holds a path")));
+                }
+                urls.push(format!("{scheme}://{address}{path}"));
+            }
+        }
+        alertmanagers.push(AlertmanagerConfig {
+            urls,
+            timeout,
+            auth,
+            tls,
+            alert_relabel_configs,
+        });
+    }
+    Ok(AlertingConfig {
+        alert_relabel_configs,
+        alertmanagers,
+    })
+}
+
 fn resolve_secret(
-    job: &str,
+    err: ErrAt<'_>,
     key: &str,
     inline: Option<String>,
     file: Option<String>,
     secrets: &SecretSource<'_>,
 ) -> Result<Option<SecretValue>, ConfigError> {
     match (inline, file) {
-        (Some(_), Some(_)) => Err(job_err(
-            job,
-            format!("at most one of {key} and {key}_file may be set"),
-        )),
+        (Some(_), Some(_)) => Err(err(format!(
+            "at most one of {key} and {key}_file may be set"
+        ))),
         (None, None) => Ok(None),
         (None, Some(f)) => Ok(Some(SecretValue::File(f))),
         (Some(v), None) => {
@@ -503,25 +772,18 @@ fn resolve_secret(
                         .get(name)
                         .map(|s| Some(SecretValue::Inline(s.clone())))
                         .ok_or_else(|| {
-                            job_err(
-                                job,
-                                format!("{key} refers to ${{secure.{name}}}, but the datasource has no secure field {name:?}"),
-                            )
+                            err(format!("{key} refers to ${{secure.{name}}}, but the datasource has no secure field {name:?}"))
                         }),
-                    SecretSource::File => Err(job_err(
-                        job,
-                        format!("{key} refers to ${{secure.{name}}}, which only a Grafana datasource can provide"),
-                    )),
+                    SecretSource::File => Err(err(format!(
+                        "{key} refers to ${{secure.{name}}}, which only a Grafana datasource can provide"
+                    ))),
                 };
             }
             match secrets {
-                SecretSource::Grafana(_) => Err(job_err(
-                    job,
-                    format!(
-                        "{key} is written in plain text in jsonData, which Grafana stores unencrypted; \
-                         put it in the datasource's secure fields (secureJsonData) and write ${{secure.NAME}} here"
-                    ),
-                )),
+                SecretSource::Grafana(_) => Err(err(format!(
+                    "{key} is written in plain text in jsonData, which Grafana stores unencrypted; \
+                     put it in the datasource's secure fields (secureJsonData) and write ${{secure.NAME}} here"
+                ))),
                 SecretSource::File => Ok(Some(SecretValue::Inline(v))),
             }
         }
@@ -576,125 +838,28 @@ fn build_job(
         ));
     }
 
-    let bearer = resolve_secret(
-        &name,
-        "bearer_token",
-        rj.bearer_token,
-        rj.bearer_token_file,
+    let auth = client_auth(
+        rj.basic_auth,
+        rj.authorization,
+        (rj.bearer_token, rj.bearer_token_file),
         secrets,
+        &|m| job_err(&name, m),
     )?;
-    let mut auth = Auth::None;
-    if let Some(b) = rj.basic_auth {
-        let username = match (b.username, b.username_file) {
-            (Some(u), None) => u,
-            (None, Some(f)) => SecretValue::File(f)
-                .read()
-                .map_err(|e| job_err(&name, format!("basic_auth.username_file: {e}")))?,
-            (None, None) => String::new(),
-            (Some(_), Some(_)) => {
-                return Err(job_err(
-                    &name,
-                    "at most one of basic_auth username and username_file may be set",
-                ))
-            }
-        };
-        let password = resolve_secret(
-            &name,
-            "basic_auth.password",
-            b.password,
-            b.password_file,
-            secrets,
-        )?;
-        auth = Auth::Basic { username, password };
-    }
-    if let Some(a) = rj.authorization {
-        if auth != Auth::None {
-            return Err(job_err(
-                &name,
-                "at most one of basic_auth and authorization may be set",
-            ));
-        }
-        let scheme = a.kind.unwrap_or_else(|| "Bearer".into());
-        if scheme.eq_ignore_ascii_case("basic") {
-            return Err(job_err(
-                &name,
-                "authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
-            ));
-        }
-        let credentials = resolve_secret(
-            &name,
-            "authorization.credentials",
-            a.credentials,
-            a.credentials_file,
-            secrets,
-        )?
-        .unwrap_or(SecretValue::Inline(String::new()));
-        auth = Auth::Header {
-            scheme,
-            credentials,
-        };
-    }
-    if let Some(credentials) = bearer {
-        if auth != Auth::None {
-            return Err(job_err(
-                &name,
-                "at most one of basic_auth, authorization and bearer_token may be set",
-            ));
-        }
-        auth = Auth::Header {
-            scheme: "Bearer".into(),
-            credentials,
-        };
-    }
 
     let body_size_limit = match rj.body_size_limit.as_deref() {
         None => 0,
         Some(s) => parse_bytes(s).map_err(|e| job_err(&name, format!("body_size_limit: {e}")))?,
     };
 
-    let relabel_list = |list: Vec<relabel::RawRelabelConfig>, key: &str| {
-        list.into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                r.build()
-                    .map_err(|e| job_err(&name, format!("{key}[{i}]: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let relabel_configs = relabel_list(rj.relabel_configs, "relabel_configs")?;
-    let metric_relabel_configs = relabel_list(rj.metric_relabel_configs, "metric_relabel_configs")?;
+    let relabel_configs = relabel_list(rj.relabel_configs, "relabel_configs", &|m| {
+        job_err(&name, m)
+    })?;
+    let metric_relabel_configs =
+        relabel_list(rj.metric_relabel_configs, "metric_relabel_configs", &|m| {
+            job_err(&name, m)
+        })?;
 
-    let tls = match rj.tls_config {
-        None => TlsConfig::default(),
-        Some(t) => {
-            match (&t.cert_file, &t.key_file) {
-                (Some(c), None) => {
-                    return Err(job_err(
-                        &name,
-                        format!(
-                            "tls_config: client cert file {c:?} specified without client key file"
-                        ),
-                    ))
-                }
-                (None, Some(k)) => {
-                    return Err(job_err(
-                        &name,
-                        format!(
-                            "tls_config: client key file {k:?} specified without client cert file"
-                        ),
-                    ))
-                }
-                _ => {}
-            }
-            TlsConfig {
-                ca_file: t.ca_file.map(PathBuf::from),
-                cert_file: t.cert_file.map(PathBuf::from),
-                key_file: t.key_file.map(PathBuf::from),
-                server_name: t.server_name.filter(|s| !s.is_empty()),
-                insecure_skip_verify: t.insecure_skip_verify,
-            }
-        }
-    };
+    let tls = tls_settings(rj.tls_config, &|m| job_err(&name, m))?;
 
     let mut file_sd = Vec::new();
     for (i, f) in rj.file_sd_configs.into_iter().enumerate() {
@@ -936,6 +1101,90 @@ scrape_configs:
         .unwrap();
         assert_eq!(c.jobs[0].timeout, Duration::from_secs(5));
         assert_eq!(parse_bytes("10MB").unwrap(), 10 << 20);
+    }
+
+    #[test]
+    fn alertmanagers_resolve_to_alerts_urls() {
+        let yaml = r#"
+alerting:
+  alert_relabel_configs:
+    - target_label: via
+      replacement: arrowmon
+  alertmanagers:
+    - path_prefix: /am/
+      timeout: 5s
+      basic_auth: {username: u, password_file: pw}
+      tls_config: {ca_file: ca.pem}
+      static_configs:
+        - targets: ['a:9093', 'b:9093']
+      relabel_configs:
+        - source_labels: [__address__]
+          regex: b:.*
+          action: drop
+    - scheme: https
+      static_configs:
+        - targets: ['c:9093']
+"#;
+        let mut c = ScrapeConfig::parse(yaml, &SecretSource::File).unwrap();
+        c.resolve_paths(Path::new("/etc/arrowmon"));
+        let am = &c.alerting.alertmanagers;
+        assert_eq!(am[0].urls, ["http://a:9093/am/api/v2/alerts"]);
+        assert_eq!(am[0].timeout, Duration::from_secs(5));
+        assert_eq!(
+            am[0].tls.ca_file,
+            Some(PathBuf::from("/etc/arrowmon/ca.pem"))
+        );
+        assert_eq!(
+            am[0].auth,
+            Auth::Basic {
+                username: "u".into(),
+                password: Some(SecretValue::File("/etc/arrowmon/pw".into()))
+            }
+        );
+        assert_eq!(am[1].urls, ["https://c:9093/api/v2/alerts"]);
+        assert_eq!(am[1].timeout, DEFAULT_ALERTMANAGER_TIMEOUT);
+        assert_eq!(c.alerting.alert_relabel_configs.len(), 1);
+
+        for (bad, want) in [
+            (
+                "alerting:\n  alertmanagers:\n    - api_version: v1\n",
+                "alerting.alertmanagers[0]: expected Alertmanager api version to be one of [v2] but got \"v1\"",
+            ),
+            (
+                "alerting:\n  alertmanagers:\n    - {}\n    - scheme: ftp\n",
+                "alerting.alertmanagers[1]: scheme: unsupported scheme \"ftp\" (http or https)",
+            ),
+            (
+                "alerting:\n  alertmanagers:\n    - timeout: soon\n",
+                "alerting.alertmanagers[0]: timeout:",
+            ),
+            (
+                "alerting:\n  alertmanagers:\n    - basic_auth: {username: u, password: p}\n      bearer_token: t\n",
+                "alerting.alertmanagers[0]: at most one of basic_auth, authorization and bearer_token may be set",
+            ),
+        ] {
+            let e = ScrapeConfig::parse(bad, &SecretSource::File)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+        // A datasource's Alertmanager password must come from its secure fields.
+        let secure = HashMap::from([("am".to_string(), "s3cret".to_string())]);
+        let grafana = SecretSource::Grafana(&secure);
+        let plain = "alerting:\n  alertmanagers:\n    - basic_auth: {username: u, password: p}\n";
+        assert!(ScrapeConfig::parse(plain, &grafana)
+            .unwrap_err()
+            .to_string()
+            .contains("basic_auth.password is written in plain text"));
+        let referenced = "alerting:\n  alertmanagers:\n    - basic_auth: {username: u, password: '${secure.am}'}\n";
+        let c = ScrapeConfig::parse(referenced, &grafana).unwrap();
+        assert_eq!(
+            c.alerting.alertmanagers[0].auth,
+            Auth::Basic {
+                username: "u".into(),
+                password: Some(SecretValue::Inline("s3cret".into()))
+            }
+        );
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl RelabelRegex {
 
 /// Rewrites Go's ASCII-only Perl classes into explicit ASCII classes. Rust accepts a
 /// bracketed class nested inside another class, so the same rewrite works inside `[...]`.
-fn go_regex_to_rust(re: &str) -> Cow<'_, str> {
+pub(crate) fn go_regex_to_rust(re: &str) -> Cow<'_, str> {
     if !re.contains('\\') {
         return Cow::Borrowed(re);
     }

@@ -105,6 +105,11 @@ impl DatasourceSettings {
         self.json_str("scrapeConfig").unwrap_or("")
     }
 
+    /// `jsonData.ruleConfig`: recording and alerting rules, a rule file's YAML.
+    pub fn rule_config_text(&self) -> &str {
+        self.json_str("ruleConfig").unwrap_or("")
+    }
+
     pub fn scrape_config(&self) -> Result<ScrapeConfig, ConfigError> {
         ScrapeConfig::parse(
             self.scrape_config_text(),

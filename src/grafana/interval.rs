@@ -12,55 +12,7 @@ const SAFE_RESOLUTION: i64 = 11_000;
 const DEFAULT_RESOLUTION: i64 = 1_500;
 const DEFAULT_SCRAPE_NS: i64 = 15 * NS_PER_S;
 
-/// Go's `time.Duration.String()`: `1m0s`, `200ms`, `1h0m0s`, `1.5s`.
-pub fn go_duration_string(ns: i64) -> String {
-    if ns == 0 {
-        return "0s".into();
-    }
-    let neg = ns < 0;
-    let u = ns.unsigned_abs();
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    if u < NS_PER_S as u64 {
-        let (unit, div) = if u < 1_000 {
-            ("ns", 1u64)
-        } else if u < 1_000_000 {
-            ("µs", 1_000)
-        } else {
-            ("ms", 1_000_000)
-        };
-        out.push_str(&fraction(u, div));
-        out.push_str(unit);
-        return out;
-    }
-    let h = u / 3_600_000_000_000;
-    let rem = u % 3_600_000_000_000;
-    let m = rem / 60_000_000_000;
-    let s_ns = rem % 60_000_000_000;
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    out.push_str(&fraction(s_ns, NS_PER_S as u64));
-    out.push('s');
-    out
-}
-
-/// `v / div` with the fraction written without trailing zeros.
-fn fraction(v: u64, div: u64) -> String {
-    let whole = v / div;
-    let frac = v % div;
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let width = (div as f64).log10().round() as usize;
-    let digits = format!("{frac:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
-}
+pub use crate::model::duration::go_duration_string;
 
 /// gtime.FormatInterval: the largest whole unit (`1y`, `2d`, `5m`, `200ms`).
 pub fn format_interval(ns: i64) -> String {

@@ -61,6 +61,17 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The instant query of a query that asks for both ("Both" in the editor):
+    /// the same expression and step, at the range's unaligned end.
+    pub fn instant_at(&self, to_ms: i64) -> Plan {
+        Plan {
+            start_ms: to_ms,
+            end_ms: to_ms,
+            range: false,
+            ..self.clone()
+        }
+    }
+
     /// `executedQueryString` of the first frame, as Grafana writes it.
     pub fn executed_query_string(&self) -> String {
         format!("Expr: {}\nStep: {}", self.expr, self.step_text)

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::query::{frames, plan, QueryModel, QueryTiming};
+use super::query::{frames, plan, Plan, QueryModel, QueryTiming};
 use crate::api::panic::catch_panic;
 use crate::api::{self, query_error_status, Access, ApiRequest, ApiResponse};
 use crate::config::settings::DatasourceSettings;
@@ -103,9 +103,45 @@ impl Plugin {
             Ok(p) => p,
             Err(e) => return downstream(400, e),
         };
+        // "Both": the instant query runs first and its frames come first, as in
+        // Grafana's Prometheus backend; an error of either is merged as it merges them.
+        let mut plans = Vec::with_capacity(2);
+        if model.instant && model.range {
+            plans.push(plan.instant_at(timing.to_ms));
+        }
+        plans.push(plan);
+        let mut merged = pb::DataResponse {
+            status: 200,
+            ..Default::default()
+        };
+        for p in plans {
+            let r = self.run_plan(tenant, &engine, q, &model, p).await;
+            if !r.error.is_empty() {
+                merged.error = if merged.error.is_empty() {
+                    r.error
+                } else {
+                    format!("{} {}", merged.error, r.error)
+                };
+                merged.status = r.status;
+                merged.error_source = r.error_source;
+            }
+            merged.frames.extend(r.frames);
+        }
+        merged
+    }
+
+    /// Runs one planned query and encodes its frames.
+    async fn run_plan(
+        &self,
+        tenant: &Arc<Tenant>,
+        engine: &Arc<Engine>,
+        q: &pb::DataQuery,
+        model: &QueryModel,
+        plan: Plan,
+    ) -> pb::DataResponse {
         let p = plan.clone();
         let result = tenant
-            .run_query(&engine, move |engine, store| {
+            .run_query(engine, move |engine, store| {
                 if p.range {
                     engine.range_query(store, &p.expr, p.start_ms, p.end_ms, p.step_ms)
                 } else {
@@ -139,7 +175,7 @@ impl Plugin {
             }
         };
         let mut encoded = Vec::new();
-        for f in frames(&q.ref_id, &model, &plan, &result) {
+        for f in frames(&q.ref_id, model, &plan, &result) {
             match f.to_arrow_ipc() {
                 Ok(b) => encoded.push(b),
                 Err(e) => {
@@ -262,6 +298,9 @@ pub fn health_message(
     use pb::check_health_response::HealthStatus;
     if let Some(e) = &h.config_error {
         return (HealthStatus::Error, format!("Invalid configuration: {e}"));
+    }
+    if let Some(e) = &h.rules_error {
+        return (HealthStatus::Error, format!("Invalid rules: {e}"));
     }
     if let Some(e) = &h.store_error {
         return (HealthStatus::Error, format!("Store is not writable: {e}"));

@@ -163,6 +163,28 @@ impl StackBuf {
 /// digits that round-trip, in exponent form when the exponent is below -4 or at
 /// least 6 (`1e+06`, `1.5e-07`), plain otherwise (`12345`, `0.0001`).
 pub fn write_go_float_g(out: &mut impl std::fmt::Write, f: f64) -> std::fmt::Result {
+    write_go_float_shortest(out, f, false)
+}
+
+/// Writes Go's `strconv.FormatFloat(f, 'e', -1, 64)`: the shortest digits that
+/// round-trip, always in exponent form (`1e+00`, `1.5e-07`).
+pub fn write_go_float_e(out: &mut impl std::fmt::Write, f: f64) -> std::fmt::Result {
+    write_go_float_shortest(out, f, true)
+}
+
+/// [`write_go_float_e`] as a String.
+pub fn format_go_float_e(f: f64) -> String {
+    let mut s = String::new();
+    // Writing into a String cannot fail.
+    let _ = write_go_float_e(&mut s, f);
+    s
+}
+
+fn write_go_float_shortest(
+    out: &mut impl std::fmt::Write,
+    f: f64,
+    exponent_form: bool,
+) -> std::fmt::Result {
     if f.is_nan() {
         return out.write_str("NaN");
     }
@@ -170,7 +192,9 @@ pub fn write_go_float_g(out: &mut impl std::fmt::Write, f: f64) -> std::fmt::Res
         return out.write_str(if f > 0.0 { "+Inf" } else { "-Inf" });
     }
     if f == 0.0 {
-        return out.write_str(if f.is_sign_negative() { "-0" } else { "0" });
+        let sign = if f.is_sign_negative() { "-" } else { "" };
+        let exp = if exponent_form { "e+00" } else { "" };
+        return write!(out, "{sign}0{exp}");
     }
     // Rust's `{:e}` gives the shortest round-tripping digits, as Go's shortest mode does.
     let mut sci = StackBuf::new();
@@ -188,7 +212,7 @@ pub fn write_go_float_g(out: &mut impl std::fmt::Write, f: f64) -> std::fmt::Res
     if f < 0.0 {
         out.write_char('-')?;
     }
-    if !(-4..6).contains(&exp) {
+    if exponent_form || !(-4..6).contains(&exp) {
         let mut digits = digits;
         if let Some(d) = digits.next() {
             out.write_char(d)?;
@@ -338,6 +362,19 @@ mod tests {
         ];
         for (f, want) in g {
             assert_eq!(format_go_float_g(*f), *want, "{f:e}");
+        }
+        // 'e': what the alerts API writes as an alert's value.
+        let e: &[(f64, &str)] = &[
+            (0.0, "0e+00"),
+            (1.0, "1e+00"),
+            (0.5, "5e-01"),
+            (123.45, "1.2345e+02"),
+            (-1e-7, "-1e-07"),
+            (1e100, "1e+100"),
+            (f64::INFINITY, "+Inf"),
+        ];
+        for (f, want) in e {
+            assert_eq!(format_go_float_e(*f), *want, "{f:e}");
         }
         let f: &[(f64, &str)] = &[
             (1.5, "1.5"),

@@ -142,6 +142,20 @@ impl MemStorage {
         self.series.clear();
     }
 
+    /// The newest timestamp of the series with exactly these labels.
+    pub fn last_timestamp(&self, labels: &Labels) -> Option<i64> {
+        self.series
+            .get(labels)
+            .and_then(|(ts, _)| ts.last().copied())
+    }
+
+    /// Every sample of the series with exactly these labels, oldest first.
+    pub fn samples_of(&self, labels: &Labels) -> Vec<(i64, f64)> {
+        self.series.get(labels).map_or_else(Vec::new, |(ts, vs)| {
+            ts.iter().copied().zip(vs.iter().copied()).collect()
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.series.len()
     }

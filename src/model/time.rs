@@ -104,6 +104,26 @@ pub fn format_rfc3339_ms(ms: i64) -> String {
     format_rfc3339(ms.div_euclid(1000), ms.rem_euclid(1000) as u32, 3)
 }
 
+/// A time as Go's `time.Time` marshals to JSON: RFC 3339 with the fraction's
+/// trailing zeros dropped (`2006-01-02T15:04:05.12Z`, `2006-01-02T15:04:05Z`).
+pub fn format_go_time_ms(ms: i64) -> String {
+    let s = format_rfc3339_ms(ms);
+    match s.strip_suffix('Z').and_then(|x| x.rsplit_once('.')) {
+        Some((whole, frac)) => {
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() {
+                format!("{whole}Z")
+            } else {
+                format!("{whole}.{frac}Z")
+            }
+        }
+        None => s,
+    }
+}
+
+/// Go's zero `time.Time` in JSON: a time that was never set.
+pub const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
 /// `2006-01-02T15:04:05.000000Z`: microseconds since the epoch, as hclog writes times.
 pub fn format_rfc3339_micros(us: i64) -> String {
     format_rfc3339(us.div_euclid(1_000_000), us.rem_euclid(1_000_000) as u32, 6)

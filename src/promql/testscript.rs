@@ -227,8 +227,9 @@ fn unquote_prefix(s: &str) -> Option<(String, usize)> {
 }
 
 /// Parses `name{a="b", ...}` or `{__name__="x", ...}` at the start of `s`;
-/// returns the labels and the rest of the line.
-fn parse_series_desc(s: &str) -> Result<(Labels, &str), String> {
+/// returns the labels and the rest of the line. Also read by the runner of rule
+/// unit tests (input series, expected samples).
+pub fn parse_series_desc(s: &str) -> Result<(Labels, &str), String> {
     let s = s.trim_start();
     let name_end = s
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
@@ -281,7 +282,7 @@ fn parse_series_desc(s: &str) -> Result<(Labels, &str), String> {
 }
 
 /// One item of a value sequence: Some(value) or None for an omitted slot.
-type SeqVal = Option<f64>;
+pub type SeqVal = Option<f64>;
 
 /// A value of a series description, as the PromQL parser reads numbers: Go's
 /// `strconv.ParseInt(s, 0, 64)` (so `0x1f`, `0o17`, `017`, `0b101`), else
@@ -357,7 +358,7 @@ fn underscores_separate_digits(s: &str) -> bool {
 }
 
 /// Expands a value sequence (`1 2 _ 3+4x2 _x3 stale`). Errors mention native histograms.
-fn parse_values(s: &str) -> Result<Vec<SeqVal>, String> {
+pub fn parse_values(s: &str) -> Result<Vec<SeqVal>, String> {
     if s.contains("{{") {
         return Err("native histograms are not supported".into());
     }

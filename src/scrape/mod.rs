@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::relabel;
 use crate::config::targets::resolve_groups;
-use crate::config::{Auth, DroppedTarget, ScrapeConfig, ScrapeJob, Target};
+use crate::config::{DroppedTarget, ScrapeConfig, ScrapeJob, Target};
 use crate::model::labels::{Label, Labels, METRIC_NAME};
 use crate::model::stale_nan;
 use crate::store::{AppendSample, RefSample, SeriesId, SeriesRef, Store, MAX_AHEAD_MS};
@@ -574,23 +574,7 @@ impl ScrapeLoop {
                 "X-Prometheus-Scrape-Timeout-Seconds",
                 format!("{}", self.target.timeout.as_secs_f64()),
             );
-        match &self.job.auth {
-            Auth::None => {}
-            Auth::Basic { username, password } => {
-                let pw = match password {
-                    Some(p) => Some(p.read().map_err(fail)?),
-                    None => None,
-                };
-                req = req.basic_auth(username, pw);
-            }
-            Auth::Header {
-                scheme,
-                credentials,
-            } => {
-                let c = credentials.read().map_err(fail)?;
-                req = req.header("Authorization", format!("{scheme} {c}"));
-            }
-        }
+        req = tls::with_auth(req, &self.job.auth).map_err(fail)?;
         let mut resp = req.send().await.map_err(|e| fail(error_chain(&e)))?;
         if !resp.status().is_success() {
             return Err(fail(format!(
@@ -981,7 +965,7 @@ fn stale_marker(series: SeriesRef, ts: i64) -> RefSample {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

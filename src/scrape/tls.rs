@@ -335,6 +335,11 @@ impl TargetClient {
 
     /// A GET of the target, with a client that has the TLS files as they are now.
     pub fn get(&mut self) -> Result<reqwest::RequestBuilder, String> {
+        self.request(reqwest::Method::GET)
+    }
+
+    /// A request to the target, with a client that has the TLS files as they are now.
+    pub fn request(&mut self, method: reqwest::Method) -> Result<reqwest::RequestBuilder, String> {
         let (generation, config) = match self.job_tls.current() {
             Ok(c) => c,
             Err(e) => {
@@ -353,9 +358,9 @@ impl TargetClient {
         };
         Ok(match &self.sni {
             Some(sni) => client
-                .get(sni.request_url.clone())
+                .request(method, sni.request_url.clone())
                 .header(reqwest::header::HOST, &sni.host_header),
-            None => client.get(&self.url),
+            None => client.request(method, &self.url),
         })
     }
 
@@ -532,6 +537,29 @@ impl ServerCertVerifier for RejectAll {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// Adds a client's authentication to a request; secret files are read now, so
+/// rotated secrets take effect at the next request.
+pub fn with_auth(
+    req: reqwest::RequestBuilder,
+    auth: &crate::config::Auth,
+) -> Result<reqwest::RequestBuilder, String> {
+    use crate::config::Auth;
+    Ok(match auth {
+        Auth::None => req,
+        Auth::Basic { username, password } => {
+            let pw = match password {
+                Some(p) => Some(p.read()?),
+                None => None,
+            };
+            req.basic_auth(username, pw)
+        }
+        Auth::Header {
+            scheme,
+            credentials,
+        } => req.header("Authorization", format!("{scheme} {}", credentials.read()?)),
+    })
 }
 
 #[cfg(test)]

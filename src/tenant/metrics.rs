@@ -15,7 +15,7 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
         tenants.len()
     );
     // Per tenant: (name, type, help, value).
-    let mut rows: Vec<(&str, &str, &str, String, String)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     for (tenant_name, t) in tenants {
         let tl = crate::model::labels::go_quote(tenant_name);
         let stats = t.store.stats();
@@ -144,6 +144,7 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
                 n.to_string(),
             ));
         }
+        rule_rows(t, &tl, &mut rows).await;
     }
     // One HELP/TYPE per family, its samples together.
     rows.sort_by(|a, b| a.0.cmp(b.0));
@@ -194,6 +195,124 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
         }
     }
     out
+}
+
+type Row = (&'static str, &'static str, &'static str, String, String);
+
+/// The rule groups' metrics, with Prometheus's names, labelled by `rule_group`
+/// (`file;name`), and whether the latest reading of the rule files succeeded.
+async fn rule_rows(t: &Tenant, tl: &str, rows: &mut Vec<Row>) {
+    let (groups, status) = t.rule_groups().await;
+    if let Some(st) = status {
+        rows.push((
+            "arrowmon_rule_files_last_reload_successful",
+            "gauge",
+            "Whether the latest reading of the rule files succeeded (1) or was refused (0).",
+            format!("{{tenant={tl}}}"),
+            u8::from(st.error.is_none()).to_string(),
+        ));
+        rows.push((
+            "arrowmon_rule_files_last_reload_success_timestamp_seconds",
+            "gauge",
+            "When the rule files were last read successfully.",
+            format!("{{tenant={tl}}}"),
+            fmt_f64(st.last_success_ms as f64 / 1e3),
+        ));
+    }
+    if let Some(n) = t.notifier_stats().await {
+        let plain = format!("{{tenant={tl}}}");
+        let gauges: [(&'static str, &'static str, &'static str, u64); 4] = [
+            (
+                "prometheus_notifications_queue_length",
+                "gauge",
+                "The number of alert notifications in the queue.",
+                n.queue_length,
+            ),
+            (
+                "prometheus_notifications_queue_capacity",
+                "gauge",
+                "The capacity of the alert notifications queue.",
+                super::notify::QUEUE_CAPACITY as u64,
+            ),
+            (
+                "prometheus_notifications_dropped_total",
+                "counter",
+                "Total number of alerts dropped due to errors when sending to Alertmanager.",
+                n.dropped,
+            ),
+            (
+                "prometheus_notifications_alertmanagers_discovered",
+                "gauge",
+                "The number of alertmanagers discovered and active.",
+                n.alertmanagers.len() as u64,
+            ),
+        ];
+        for (name, kind, help, v) in gauges {
+            rows.push((name, kind, help, plain.clone(), v.to_string()));
+        }
+        for (url, sent, errors, seconds, requests) in n.alertmanagers {
+            let labels = format!(
+                "{{alertmanager={},tenant={tl}}}",
+                crate::model::labels::go_quote(&url)
+            );
+            let per_am: [(&'static str, &'static str, &'static str, String); 4] = [
+                (
+                    "prometheus_notifications_sent_total",
+                    "counter",
+                    "Total number of alerts sent.",
+                    sent.to_string(),
+                ),
+                (
+                    "prometheus_notifications_errors_total",
+                    "counter",
+                    "Total number of sent alerts affected by errors.",
+                    errors.to_string(),
+                ),
+                (
+                    "arrowmon_notifications_request_seconds_total",
+                    "counter",
+                    "Time spent sending alerts to this Alertmanager.",
+                    fmt_f64(seconds),
+                ),
+                (
+                    "arrowmon_notifications_requests_total",
+                    "counter",
+                    "Requests sent to this Alertmanager.",
+                    requests.to_string(),
+                ),
+            ];
+            for (name, kind, help, v) in per_am {
+                rows.push((name, kind, help, labels.clone(), v));
+            }
+        }
+    }
+    for g in groups {
+        let labels = format!(
+            "{{rule_group={},tenant={tl}}}",
+            crate::model::labels::go_quote(&g.key())
+        );
+        let c = g.counters;
+        let values: [(&'static str, &'static str, &'static str, f64); 11] = [
+            ("prometheus_rule_evaluations_total", "counter", "The total number of rule evaluations.", c.evaluations as f64),
+            ("prometheus_rule_evaluation_failures_total", "counter", "The total number of rule evaluation failures.", c.evaluation_failures as f64),
+            ("prometheus_rule_group_iterations_total", "counter", "The total number of scheduled rule group evaluations, whether executed or missed.", c.iterations as f64),
+            ("prometheus_rule_group_iterations_missed_total", "counter", "The total number of rule group evaluations missed due to slow rule group evaluation.", c.iterations_missed as f64),
+            ("prometheus_rule_group_interval_seconds", "gauge", "The interval of a rule group.", g.interval.as_secs_f64()),
+            ("prometheus_rule_group_last_evaluation_timestamp_seconds", "gauge", "The timestamp of the last rule group evaluation in seconds.", g.last_evaluation_ms.map_or(0.0, |ms| ms as f64 / 1e3)),
+            ("prometheus_rule_group_last_duration_seconds", "gauge", "The duration of the last rule group evaluation.", g.evaluation_time.as_secs_f64()),
+            ("prometheus_rule_group_last_rule_duration_sum_seconds", "gauge", "The sum of time in seconds it took to evaluate each rule in the group.", g.rule_duration_sum.as_secs_f64()),
+            ("prometheus_rule_group_last_restore_duration_seconds", "gauge", "The duration of the last alert rules alerts restoration using the `ALERTS_FOR_STATE` series.", g.last_restore_duration.as_secs_f64()),
+            ("prometheus_rule_group_rules", "gauge", "The number of rules.", g.rules.len() as f64),
+            ("prometheus_rule_group_last_evaluation_samples", "gauge", "The number of samples returned during the last rule group evaluation.", g.last_samples as f64),
+        ];
+        for (name, kind, help, v) in values {
+            rows.push((name, kind, help, labels.clone(), fmt_f64(v)));
+        }
+    }
+}
+
+fn fmt_f64(v: f64) -> String {
+    crate::model::number::format_go_float_g(v)
 }
 
 /// Bytes of every file below `dir` (0 for what cannot be read).

@@ -15,10 +15,15 @@ use crate::scrape::{DroppedTargetStatus, ScrapeCounters, ScrapeManager, TargetSt
 use crate::store::{Store, StoreOptions};
 
 mod metrics;
+pub mod notify;
 mod query;
+pub mod rules;
 
 pub use metrics::self_metrics_text;
 pub use query::{LimitSource, QueryLimits, QueryStats, RunError, DEFAULT_MAX_CONCURRENT_QUERIES};
+pub use rules::{ReloadStatus, RuleManager, RuleSettings};
+
+use crate::rules::RuleSource;
 
 /// Where a tenant folder keeps its store (beside its `settings.json`); standalone
 /// `serve` and `import` use the same layout in their `--data-dir`.
@@ -103,11 +108,17 @@ struct TenantState {
     /// The scrape config in force, or why the latest settings were refused.
     config: Result<ScrapeConfig, String>,
     scrape: Option<ScrapeManager>,
+    rules: Option<RuleManager>,
+    /// How rules are evaluated, but for the external labels, which come with
+    /// the config.
+    rule_options: crate::rules::eval::EvalOptions,
 }
 
 /// What CheckHealth needs from a tenant.
 pub struct TenantHealth {
     pub config_error: Option<String>,
+    /// Why the rules in force were refused (none start then).
+    pub rules_error: Option<String>,
     pub store_error: Option<String>,
     pub targets: Vec<TargetStatus>,
 }
@@ -137,6 +148,8 @@ impl Tenant {
                 settings: None,
                 config: Ok(ScrapeConfig::default()),
                 scrape: None,
+                rules: None,
+                rule_options: Default::default(),
             }),
         })
     }
@@ -154,7 +167,55 @@ impl Tenant {
                 self.scrape_counters.clone(),
             ));
         }
+        let rule_settings = match &config {
+            Ok(cfg) if !cfg.rule_files.is_empty() => Some(RuleSettings::new(
+                RuleSource::Files(cfg.rule_files.clone()),
+                cfg,
+                &st.rule_options,
+            )),
+            Ok(cfg) => st
+                .settings
+                .as_ref()
+                .map(|s| s.rule_config_text())
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| RuleSettings::new(RuleSource::Text(t.to_string()), cfg, &st.rule_options)),
+            _ => None,
+        };
+        // Unchanged rule settings keep their groups (and alert states) running.
+        let keep = st.rules.as_ref().map(|r| r.settings()) == rule_settings.as_ref();
+        if !keep {
+            if let Some(old) = st.rules.take() {
+                old.stop().await;
+            }
+            st.rules = rule_settings.map(|s| RuleManager::start(self.store.clone(), s));
+        }
         st.config = config;
+    }
+
+    /// Sets how the rules of the next config applied are evaluated.
+    pub async fn set_rule_options(&self, opts: crate::rules::eval::EvalOptions) {
+        self.state.lock().await.rule_options = opts;
+    }
+
+    /// The alert notifier's numbers, when Alertmanagers are configured.
+    pub async fn notifier_stats(&self) -> Option<notify::NotifierStats> {
+        let st = self.state.lock().await;
+        st.rules.as_ref().and_then(|r| r.notifier_stats())
+    }
+
+    /// The rule groups in force (none when no rule files are configured), and
+    /// the outcome of the latest reading of the rule files.
+    pub async fn rule_groups(
+        &self,
+    ) -> (
+        Vec<Arc<crate::rules::eval::GroupStatus>>,
+        Option<ReloadStatus>,
+    ) {
+        let st = self.state.lock().await;
+        match &st.rules {
+            Some(r) => (r.groups().await, Some(r.status())),
+            None => (Vec::new(), None),
+        }
     }
 
     /// Applies datasource settings if they are newer than the ones in force
@@ -175,8 +236,9 @@ impl Tenant {
         if let Err(e) = new.persist(&self.dir) {
             tracing::error!(dir = %self.dir.display(), error = %e, "cannot persist datasource settings");
         }
-        self.apply_config(config).await;
+        // The rules come with the settings: they are in place before the config applies.
         self.state.lock().await.settings = Some(new);
+        self.apply_config(config).await;
         true
     }
 
@@ -195,11 +257,17 @@ impl Tenant {
         self.last_seen_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Stops scraping but keeps the data (an idle tenant).
+    /// Stops scraping and rule evaluation but keeps the data (an idle tenant).
     pub async fn stop_scraping(&self) {
-        let scrape = self.state.lock().await.scrape.take();
+        let (scrape, rules) = {
+            let mut st = self.state.lock().await;
+            (st.scrape.take(), st.rules.take())
+        };
         if let Some(s) = scrape {
             s.stop().await;
+        }
+        if let Some(r) = rules {
+            r.stop().await;
         }
     }
 
@@ -215,6 +283,7 @@ impl Tenant {
         let st = self.state.lock().await;
         TenantHealth {
             config_error: st.config.as_ref().err().cloned(),
+            rules_error: st.rules.as_ref().and_then(|r| r.status().error),
             // A write that fails now (the probe) or kept failing in the background.
             store_error: self
                 .store
@@ -239,12 +308,9 @@ impl Tenant {
             .unwrap_or_default()
     }
 
-    /// Stops scraping and makes the data durable.
+    /// Stops scraping and rule evaluation and makes the data durable.
     pub async fn shutdown(&self) {
-        let scrape = self.state.lock().await.scrape.take();
-        if let Some(s) = scrape {
-            s.stop().await;
-        }
+        self.stop_scraping().await;
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "flushing the store failed");
         }

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod datasource_rules;
 mod dist_layout;
 mod plugin_host;
 mod promql_corpus;

@@ -972,3 +972,69 @@ async fn query_limits_that_are_not_numbers_are_the_datasources_error() {
     let (status, _) = plugin.shutdown().await;
     assert!(status.is_some_and(|s| s.success()));
 }
+
+/// "Both" in the query editor (`range` and `instant`): the instant frames first,
+/// then the range frames, as Grafana's Prometheus backend appends them; an error
+/// of each is merged into one message.
+#[tokio::test(flavor = "multi_thread")]
+async fn both_runs_the_instant_then_the_range_query() {
+    let target = serve_metrics("x{k=\"a\"} 1\nx{k=\"b\"} 2\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = PluginProcess::start(&grafana_env_in(dir.path())).await;
+    let ds = Datasource::new(1, "both-ds", json_data_scraping(&[&target]));
+    let resp = eventually(Duration::from_secs(20), "x scraped twice", || async {
+        let to = now_ms();
+        let q = |ref_id: &str, expr: &str| {
+            data_query(
+                ref_id,
+                json!({"expr": expr, "range": true, "instant": true}),
+                to - 60_000,
+                to,
+                1000,
+            )
+        };
+        let resp = plugin
+            .query_data(
+                ds.context(Some("Viewer")),
+                vec![q("A", "x"), q("B", "sum(")],
+            )
+            .await;
+        let frames: Vec<DecodedFrame> = resp.responses["A"]
+            .frames
+            .iter()
+            .map(|f| decode_frame(f))
+            .collect();
+        (frames.len() == 4 && frames[2].rows >= 2).then_some(resp)
+    })
+    .await;
+    let a = &resp.responses["A"];
+    assert!(a.error.is_empty(), "{}", a.error);
+    let frames: Vec<DecodedFrame> = a.frames.iter().map(|f| decode_frame(f)).collect();
+    let kinds: Vec<&str> = frames
+        .iter()
+        .map(|f| f.meta["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "numeric-multi",
+            "numeric-multi",
+            "timeseries-multi",
+            "timeseries-multi"
+        ]
+    );
+    assert_eq!(frames[0].rows, 1);
+    assert_eq!(frames[0].fields[1].labels["k"], "a");
+    assert_eq!(frames[1].fields[1].numbers, [2.0]);
+    assert_eq!(frames[3].fields[1].labels["k"], "b");
+    assert!(frames.iter().all(|f| f.ref_id == "A"));
+    cross_check_with_pyarrow(&a.frames, &frames);
+    // Each of the two queries failed: both messages, the status of the last.
+    let b = &resp.responses["B"];
+    assert_eq!(b.status, 400);
+    assert!(b.frames.is_empty());
+    let half = b.error.len() / 2;
+    assert_eq!(&b.error[..half], &b.error[half + 1..], "{}", b.error);
+    let (status, _) = plugin.shutdown().await;
+    assert!(status.is_some_and(|s| s.success()));
+}

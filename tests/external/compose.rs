@@ -231,6 +231,28 @@ fn compose_services_images_ports_and_mounts() {
     );
 }
 
+/// The provisioned datasource evaluates the shipped rules, exactly as the file
+/// `serve` reads them holds them.
+#[test]
+fn provisioned_rules_are_the_shipped_rules() {
+    let ds: Yaml = serde_norway::from_str(
+        &std::fs::read_to_string(repo_root().join("provisioning/datasources/arrowmon.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let provisioned = ds["datasources"][0]["jsonData"]["ruleConfig"]
+        .as_str()
+        .expect("jsonData.ruleConfig in the provisioned datasource");
+    let shipped = std::fs::read_to_string(repo_root().join("rules/arrowmon.rules.yml")).unwrap();
+    assert!(
+        provisioned == shipped,
+        "provisioning/datasources/arrowmon.yaml's ruleConfig differs from rules/arrowmon.rules.yml"
+    );
+    let groups = arrowmon::rules::parse_rule_file(&shipped, &Default::default())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(groups.rule_count() >= 10);
+}
+
 /// The provisioned datasource scrapes the compose services on their exporter ports,
 /// and the exporters log in with the user demo/mariadb-init.sql creates.
 #[test]

@@ -8,13 +8,16 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alertmanager;
 mod bench_compare;
 mod compose;
 mod dashboards;
 mod plugin_host;
 mod prometheus_compare;
 mod promql_differential;
+mod rule_evaluation;
 mod rule_files;
+mod rule_unit_tests;
 mod soak;
 mod standalone;
 mod web_config;

@@ -174,10 +174,22 @@ impl PluginProcess {
         ctx: pb::PluginContext,
         queries: Vec<pb::DataQuery>,
     ) -> pb::QueryDataResponse {
+        self.query_data_with_headers(ctx, HashMap::new(), queries)
+            .await
+    }
+
+    /// QueryData with request headers, as Grafana's alerting sends
+    /// (`FromAlert: true`).
+    pub async fn query_data_with_headers(
+        &self,
+        ctx: pb::PluginContext,
+        headers: HashMap<String, String>,
+        queries: Vec<pb::DataQuery>,
+    ) -> pb::QueryDataResponse {
         let mut c = pb::data_client::DataClient::new(self.channel.clone());
         c.query_data(pb::QueryDataRequest {
             plugin_context: Some(ctx),
-            headers: HashMap::new(),
+            headers,
             queries,
             ..Default::default()
         })

@@ -67,3 +67,30 @@ pub fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// An HTTP client for loopback servers (reqwest is built without a default rustls
+/// provider: the crate installs ring).
+pub fn http_client() -> reqwest::Client {
+    arrowmon::scrape::tls::install_default_provider();
+    reqwest::Client::new()
+}
+
+/// GET `url`: its status and body, or None while nothing answers there.
+pub async fn http_get(client: &reqwest::Client, url: &str) -> Option<(u16, String)> {
+    let r = client.get(url).send().await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().await.ok()?))
+}
+
+/// GET `url` as JSON, or None while nothing answers there (or it is not JSON).
+pub async fn http_get_json(client: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(&http_get(client, url).await?.1).ok()
+}
+
+/// The value of the sample `series` (name and labels exactly as written) in a
+/// Prometheus text exposition.
+pub fn exposition_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
