@@ -156,7 +156,7 @@ static FUNCTIONS: &[Function] = &[
         &eval_args(&a)
     )))),
     f!("urlquery", var(&[], Any), |_, a| Ok(Value::str(
-        query_escape(&eval_args(&a))
+        crate::config::form_encode(&eval_args(&a))
     ))),
     f!("eq", var(&[Reflect], Reflect), |_, a| eq(&a[0], &a[1..])
         .map(Value::Bool)),
@@ -236,13 +236,13 @@ static FUNCTIONS: &[Function] = &[
     f!("graphLink", sig(&[Str]), |_, a| {
         Ok(Value::str(format!(
             "/graph?g0.expr={}&g0.tab=0",
-            query_escape(as_str(&a[0]))
+            crate::config::form_encode(as_str(&a[0]))
         )))
     }),
     f!("tableLink", sig(&[Str]), |_, a| {
         Ok(Value::str(format!(
             "/graph?g0.expr={}&g0.tab=1",
-            query_escape(as_str(&a[0]))
+            crate::config::form_encode(as_str(&a[0]))
         )))
     }),
     f!("sortByLabel", sig(&[Str, Samples]), |_, a| {
@@ -331,7 +331,7 @@ static FUNCTIONS: &[Function] = &[
         Ok(Value::Float(if neg { -secs } else { secs }))
     }),
     f!("urlQueryEscape", sig(&[Str]), |_, a| Ok(Value::str(
-        query_escape(as_str(&a[0]))
+        crate::config::form_encode(as_str(&a[0]))
     ))),
 ];
 
@@ -748,21 +748,6 @@ fn url_path(url: &str) -> String {
         Some(i) => rest[i..].to_string(),
         None => String::new(),
     }
-}
-
-/// Go's `url.QueryEscape`.
-pub(super) fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// The text the `html`, `js` and `urlquery` built-ins escape.
