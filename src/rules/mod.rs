@@ -49,6 +49,9 @@
 //!   directory`); promtool refuses the argument before it runs anything.
 //! * Expressions and rules are evaluated by the project's engine: Prometheus
 //!   3's semantics (left-open range selectors) and its error texts.
+//! * A test runs at most 604,800 evaluation steps (`eval_time` over
+//!   `evaluation_interval`: a week at one-second steps); beyond that it fails
+//!   at once, where promtool evaluates every step.
 
 pub mod eval;
 mod file;

@@ -48,6 +48,10 @@ impl TestFileOutcome {
 }
 
 /// Reads and runs one test file.
+/// The most evaluation steps one test runs (eval_time / evaluation_interval):
+/// a week at one-second steps.
+pub const MAX_EVALUATION_STEPS: i64 = 604_800;
+
 pub fn run_test_file(path: &Path) -> TestFileOutcome {
     let text = match std::fs::read(path) {
         Ok(b) => match String::from_utf8(b) {
@@ -212,6 +216,16 @@ impl RunContext<'_> {
         };
 
         let mut errors = Vec::new();
+        // promtool evaluates every step up to the last eval_time however many
+        // there are; a test file is input, so a bound makes a typo an error.
+        let steps = max_t / interval_ms.max(1);
+        if steps > MAX_EVALUATION_STEPS {
+            return vec![format!(
+                "    eval_time {} is {steps} evaluations of {} away: more than the {MAX_EVALUATION_STEPS} a test may run",
+                go_duration_string(max_t.saturating_mul(1_000_000)),
+                go_duration_string(interval_ms.saturating_mul(1_000_000)),
+            )];
+        }
         let mut next_alert_time = 0;
         let mut ts = 0i64;
         while ts <= max_t {

@@ -249,3 +249,21 @@ mod properties {
         }
     }
 }
+
+/// An eval_time centuries away (a typo for minutes) is refused, not evaluated
+/// step by step for hours.
+#[test]
+fn an_eval_time_too_far_away_is_an_error() {
+    let test = format!(
+        "rule_files: [rules.yml]\nevaluation_interval: 1s\ntests:\n  - interval: 1m\n{SERIES}    promql_expr_test:\n      - expr: errors_total\n        eval_time: 100y\n"
+    );
+    let started = std::time::Instant::now();
+    let out = run(RULES, &test);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(out.failures.len(), 1, "{out:?}");
+    assert!(
+        out.failures[0].contains("evaluations of 1s away: more than the 604800 a test may run"),
+        "{}",
+        out.failures[0]
+    );
+}
