@@ -215,35 +215,40 @@ impl<'t> Exec<'t, '_> {
     ) -> R<Flow> {
         let mark = self.vars.len();
         let val = self.eval_pipeline(dot, pipe)?;
-        let items: Vec<(Value, Value)> = match &val {
-            Value::List(l, _) => l
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (Value::Int(i as i64), v.clone()))
-                .collect(),
-            Value::Samples(s) => s
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (Value::Int(i as i64), Value::Sample(v.clone())))
-                .collect(),
-            Value::StrMap(m) => m
-                .iter()
-                .map(|(k, v)| (Value::str(k.as_str()), Value::str(v.as_str())))
-                .collect(),
-            Value::AnyMap(m) => m
-                .iter()
-                .map(|(k, v)| (Value::str(k.as_str()), v.clone()))
-                .collect(),
+        // (key, element) pairs, produced as the loop runs: a huge integer count is ended
+        // by the step limit, not materialised.
+        let items: Box<dyn Iterator<Item = (Value, Value)>> = match &val {
+            Value::List(l, _) => {
+                let l = l.clone();
+                Box::new((0..l.len()).map(move |i| (Value::Int(i as i64), l[i].clone())))
+            }
+            Value::Samples(s) => {
+                let s = s.clone();
+                Box::new(
+                    (0..s.len()).map(move |i| (Value::Int(i as i64), Value::Sample(s[i].clone()))),
+                )
+            }
+            Value::StrMap(m) => Box::new(
+                m.iter()
+                    .map(|(k, v)| (Value::str(k.as_str()), Value::str(v.as_str())))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            ),
+            Value::AnyMap(m) => Box::new(
+                m.iter()
+                    .map(|(k, v)| (Value::str(k.as_str()), v.clone()))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            ),
             Value::Int(n) => {
                 if pipe.decl.len() > 1 {
                     return Err(self.errorf(format!(
                         "can't use {n} to iterate over more than one variable"
                     )));
                 }
-                // Counted as they run: the step limit ends a huge count.
-                return self.range_count(*n, pipe, list, else_list, dot, mark);
+                Box::new((0..*n).map(|i| (Value::Int(i), Value::Int(i))))
             }
-            Value::Nil => Vec::new(),
+            Value::Nil => Box::new(std::iter::empty()),
             other => {
                 return Err(self.errorf(format!(
                     "range can't iterate over {}",
@@ -251,15 +256,9 @@ impl<'t> Exec<'t, '_> {
                 )))
             }
         };
-        if items.is_empty() {
-            let flow = match else_list {
-                Some(e) => self.walk(dot, e)?,
-                None => Flow::Normal,
-            };
-            self.vars.truncate(mark);
-            return Ok(flow);
-        }
+        let mut ran = false;
         for (key, elem) in items {
+            ran = true;
             self.step()?;
             if !pipe.decl.is_empty() {
                 if pipe.is_assign {
@@ -284,47 +283,12 @@ impl<'t> Exec<'t, '_> {
                 break;
             }
         }
+        let flow = match else_list {
+            Some(e) if !ran => self.walk(dot, e)?,
+            _ => Flow::Normal,
+        };
         self.vars.truncate(mark);
-        Ok(Flow::Normal)
-    }
-
-    fn range_count(
-        &mut self,
-        n: i64,
-        pipe: &'t Pipe,
-        list: &'t [Node],
-        else_list: Option<&'t [Node]>,
-        dot: &Value,
-        mark: usize,
-    ) -> R<Flow> {
-        if n <= 0 {
-            let flow = match else_list {
-                Some(e) => self.walk(dot, e)?,
-                None => Flow::Normal,
-            };
-            self.vars.truncate(mark);
-            return Ok(flow);
-        }
-        for i in 0..n {
-            self.step()?;
-            let elem = Value::Int(i);
-            if let Some(name) = pipe.decl.first() {
-                if pipe.is_assign {
-                    self.set_var(name, elem.clone())?;
-                } else {
-                    let last = self.vars.len() - 1;
-                    self.vars[last].1 = elem.clone();
-                }
-            }
-            let inner = self.vars.len();
-            let flow = self.walk(&elem, list)?;
-            self.vars.truncate(inner);
-            if let Flow::Break = flow {
-                break;
-            }
-        }
-        self.vars.truncate(mark);
-        Ok(Flow::Normal)
+        Ok(flow)
     }
 
     fn set_var(&mut self, name: &str, v: Value) -> R<()> {

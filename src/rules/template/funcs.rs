@@ -818,7 +818,8 @@ fn length(v: &Value) -> FResult {
     Ok(Value::Int(n as i64))
 }
 
-fn index_arg(v: &Value, len: usize, is_str: bool) -> Result<usize, String> {
+/// An integer index in `0..=cap`, as Go's `indexArg` checks it.
+fn int_index(v: &Value, cap: usize) -> Result<usize, String> {
     let x = match v {
         Value::Int(i) => *i,
         Value::Nil => return Err("cannot index slice/array with nil".into()),
@@ -829,10 +830,15 @@ fn index_arg(v: &Value, len: usize, is_str: bool) -> Result<usize, String> {
             ))
         }
     };
-    if x < 0 || x as u64 > len as u64 {
+    if x < 0 || x as u64 > cap as u64 {
         return Err(format!("index out of range: {x}"));
     }
-    if x as u64 == len as u64 {
+    Ok(x as usize)
+}
+
+fn index_arg(v: &Value, len: usize, is_str: bool) -> Result<usize, String> {
+    let x = int_index(v, len)?;
+    if x == len {
         // Go's bound check lets the length through and reflect then panics.
         return Err(if is_str {
             "reflect: string index out of range".into()
@@ -840,7 +846,7 @@ fn index_arg(v: &Value, len: usize, is_str: bool) -> Result<usize, String> {
             "reflect: slice index out of range".into()
         });
     }
-    Ok(x as usize)
+    Ok(x)
 }
 
 fn index(args: Vec<Value>) -> FResult {
@@ -904,20 +910,7 @@ fn slice(args: Vec<Value>) -> FResult {
     }
     let mut bounds = [0usize, len, len];
     for (i, ix) in idx.iter().enumerate() {
-        let x = match ix {
-            Value::Int(x) => *x,
-            Value::Nil => return Err("cannot index slice/array with nil".into()),
-            other => {
-                return Err(format!(
-                    "cannot index slice/array with type {}",
-                    other.type_name()
-                ))
-            }
-        };
-        if x < 0 || x as u64 > len as u64 {
-            return Err(format!("index out of range: {x}"));
-        }
-        bounds[i] = x as usize;
+        bounds[i] = int_index(ix, len)?;
     }
     if idx.len() < 2 {
         bounds[1] = len;
