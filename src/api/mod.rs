@@ -13,6 +13,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use crate::config::{ScrapeConfig, SecretSource};
+use crate::model::exemplar::ExemplarSeries;
 use crate::model::labels::{Labels, MatchKind, Matcher};
 use crate::model::number::write_go_float_f;
 use crate::promql::{self, Engine, QueryError};
@@ -185,7 +186,7 @@ async fn answer(
         "api/v1/labels" => labels(tenant, &params),
         "api/v1/series" => series(tenant, &params),
         "api/v1/metadata" => metadata(tenant, &params).await,
-        "api/v1/query_exemplars" => Ok(ApiResponse::success(json!([]))),
+        "api/v1/query_exemplars" => query_exemplars(tenant, &params).await,
         "api/v1/rules" => rules::rules(tenant, &params).await,
         "api/v1/alerts" => Ok(rules::alerts(tenant).await),
         "api/v1/targets" => match require(access, Access::Edit) {
@@ -538,6 +539,102 @@ fn query_success(v: &promql::Value, warnings: &[String], infos: &[String]) -> Ap
     }
 }
 
+/// `api/v1/query_exemplars`: the exemplars of the series the `query`'s selectors
+/// select in `[start, end]` (default: all time), with Prometheus's parameters,
+/// errors and JSON (web/api/v1 `queryExemplars`).
+async fn query_exemplars(tenant: &Tenant, p: &Params) -> Result<ApiResponse, ApiResponse> {
+    // An empty parameter takes the default, as Go's FormValue gives "" for both.
+    let time_param = |name: &str, default: i64| -> Result<i64, ApiResponse> {
+        match p.get(name) {
+            None | Some("") => Ok(default),
+            Some(s) => time::parse_time(s).map_err(|e| {
+                bad(format!(
+                    "invalid parameter \"{name}\": Invalid time value for '{name}': {e}"
+                ))
+            }),
+        }
+    };
+    let start = time_param("start", time::MIN_TIME_MS)?;
+    let end = time_param("end", time::MAX_TIME_MS)?;
+    if end < start {
+        return Err(bad("end timestamp must not be before start timestamp"));
+    }
+    let expr = p.get("query").unwrap_or("");
+    let selectors = crate::tenant::exemplar_selectors(expr).map_err(bad)?;
+    if selectors.is_empty() {
+        // Prometheus answers an expression without selectors with no data: 204 and
+        // an empty body.
+        return Ok(ApiResponse {
+            status: 204,
+            content_type: "application/json",
+            body: Vec::new(),
+        });
+    }
+    let series = tenant
+        .query_exemplars(expr, start, end)
+        .await
+        .map_err(bad)?;
+    Ok(exemplars_success(&series))
+}
+
+/// Prometheus's answer to `query_exemplars`: per series `seriesLabels` and
+/// `exemplars`, each exemplar's `labels`, `value` (a string) and `timestamp`
+/// (seconds).
+fn exemplars_success(series: &[ExemplarSeries]) -> ApiResponse {
+    let mut out = String::with_capacity(64 + series.len() * 256);
+    out.push_str("{\"status\":\"success\",\"data\":");
+    write_array(&mut out, series, |out, s| {
+        out.push_str("{\"seriesLabels\":");
+        write_labels(out, &s.series_labels);
+        out.push_str(",\"exemplars\":");
+        write_array(out, &s.exemplars, |out, e| {
+            out.push_str("{\"labels\":");
+            write_labels(out, &e.labels);
+            out.push_str(",\"value\":\"");
+            write_exemplar_value(out, e.value);
+            out.push_str("\",\"timestamp\":");
+            write_exemplar_timestamp(out, e.timestamp_ms);
+            out.push('}');
+        });
+        out.push('}');
+    });
+    out.push('}');
+    ApiResponse {
+        status: 200,
+        content_type: "application/json",
+        body: out.into_bytes(),
+    }
+}
+
+/// An exemplar's value as Prometheus's `jsonutil.MarshalValue` writes it: Go's
+/// shortest `'f'` form, or `'e'` below 1e-6 and from 1e21 on.
+fn write_exemplar_value(out: &mut String, v: f64) {
+    let abs = v.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) && abs.is_finite() {
+        // Writing into a String cannot fail.
+        let _ = crate::model::number::write_go_float_e(out, v);
+    } else {
+        write_go_float_f(out, v);
+    }
+}
+
+/// An exemplar's timestamp as Prometheus's `jsonutil.MarshalTimestamp` writes
+/// it: seconds, then the milliseconds as three digits when there are any
+/// (`1600096945.479`, `1600096945.400`, `1600096945`).
+fn write_exemplar_timestamp(out: &mut String, t: i64) {
+    if t < 0 {
+        out.push('-');
+    }
+    let t = t.unsigned_abs();
+    out.push_str(itoa::Buffer::new().format(t / 1000));
+    let ms = t % 1000;
+    if ms != 0 {
+        out.push('.');
+        let digits = [ms / 100, ms / 10 % 10, ms % 10].map(|d| char::from(b'0' + d as u8));
+        out.extend(digits);
+    }
+}
+
 /// `match[]` selectors (each a series selector), `start` and `end` (default: all time).
 fn selection(p: &Params) -> Result<(Vec<Vec<Matcher>>, i64, i64), ApiResponse> {
     let mut sets = Vec::new();
@@ -800,5 +897,151 @@ mod tests {
             query_error_status(&QueryError::Timeout(std::time::Duration::from_secs(1))).0,
             503
         );
+    }
+
+    /// A tenant in a fresh folder, with exemplars added straight to its store.
+    fn tenant_with_exemplars() -> (tempfile::TempDir, Arc<Tenant>) {
+        use crate::model::exemplar::Exemplar;
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = Arc::new(
+            Tenant::open(
+                dir.path(),
+                crate::tenant::SecretMode::File,
+                crate::store::StoreOptions::default(),
+            )
+            .unwrap(),
+        );
+        let ex = |trace: &str, value: f64, t: i64| Exemplar {
+            labels: Labels::from_pairs([("trace_id", trace)]),
+            value,
+            timestamp_ms: t,
+        };
+        let a = Labels::from_pairs([("__name__", "req_total"), ("path", "/a")]);
+        let b = Labels::from_pairs([("__name__", "req_total"), ("path", "/b")]);
+        let h = Labels::from_pairs([("__name__", "lat_bucket"), ("le", "0.5")]);
+        let store = tenant.store.exemplars();
+        store
+            .add(&b, ex("b1", 6.0, 1_600_096_945_479), true)
+            .unwrap();
+        store
+            .add(&a, ex("a1", 1e-7, 1_600_096_945_400), true)
+            .unwrap();
+        store
+            .add(&a, ex("a2", 0.25, 1_600_096_946_000), true)
+            .unwrap();
+        store
+            .add(&h, ex("h1", 2e21, 1_600_096_946_005), true)
+            .unwrap();
+        (dir, tenant)
+    }
+
+    /// The status and JSON body (null when empty) of a `query_exemplars` request.
+    async fn get(tenant: &Arc<Tenant>, query: &str) -> (u16, Value) {
+        let engine = Arc::new(Engine::new(Default::default()));
+        let resp = handle(
+            tenant,
+            &engine,
+            Access::Read,
+            ApiRequest {
+                method: "GET",
+                path: "/api/v1/query_exemplars",
+                query,
+                body: b"",
+                content_type: None,
+            },
+        )
+        .await;
+        let body = if resp.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&resp.body).unwrap()
+        };
+        (resp.status, body)
+    }
+
+    #[tokio::test]
+    async fn query_exemplars_answers_with_prometheus_json() {
+        let (_dir, tenant) = tenant_with_exemplars();
+        let resp = exemplars_success(
+            &tenant
+                .query_exemplars("req_total", i64::MIN, i64::MAX)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            String::from_utf8(resp.body).unwrap(),
+            concat!(
+                r#"{"status":"success","data":["#,
+                r#"{"seriesLabels":{"__name__":"req_total","path":"/a"},"exemplars":["#,
+                r#"{"labels":{"trace_id":"a1"},"value":"1e-07","timestamp":1600096945.400},"#,
+                r#"{"labels":{"trace_id":"a2"},"value":"0.25","timestamp":1600096946}]},"#,
+                r#"{"seriesLabels":{"__name__":"req_total","path":"/b"},"exemplars":["#,
+                r#"{"labels":{"trace_id":"b1"},"value":"6","timestamp":1600096945.479}]}]}"#
+            )
+        );
+        let mut out = String::new();
+        write_exemplar_timestamp(&mut out, -1_005);
+        out.push(' ');
+        write_exemplar_timestamp(&mut out, 50);
+        out.push(' ');
+        write_exemplar_value(&mut out, 2e21);
+        out.push(' ');
+        write_exemplar_value(&mut out, f64::NEG_INFINITY);
+        out.push(' ');
+        write_exemplar_value(&mut out, 123456.5);
+        assert_eq!(out, "-1.005 0.050 2e+21 -Inf 123456.5");
+
+        // Through the API: the range is inclusive and any selector may match.
+        let (status, v) = get(
+            &tenant,
+            "query=histogram_quantile(0.9,rate(lat_bucket[1m]))%2Breq_total{path=%22/b%22}&start=1600096945.479&end=1600096946.005",
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        let series: Vec<&Value> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| &s["seriesLabels"])
+            .collect();
+        assert_eq!(
+            series,
+            [
+                &json!({"__name__": "lat_bucket", "le": "0.5"}),
+                &json!({"__name__": "req_total", "path": "/b"})
+            ]
+        );
+        // RFC 3339 and an empty parameter (the default) are taken too.
+        let (_, v) = get(&tenant, "query=req_total&start=2020-09-14T15:22:26Z&end=").await;
+        assert_eq!(
+            v["data"][0]["exemplars"].as_array().unwrap().len(),
+            1,
+            "{v}"
+        );
+        let (_, v) = get(&tenant, "query=nothing").await;
+        assert_eq!(v, json!({"status": "success", "data": []}));
+    }
+
+    #[tokio::test]
+    async fn query_exemplars_refuses_bad_parameters_as_prometheus_does() {
+        let (_dir, tenant) = tenant_with_exemplars();
+        // No selector: no content, as Prometheus answers.
+        assert_eq!(get(&tenant, "query=1%2B1").await, (204, Value::Null));
+        let (status, v) = get(&tenant, "query=rate(").await;
+        assert_eq!((status, &v["errorType"]), (400, &json!("bad_data")), "{v}");
+        let (status, v) = get(&tenant, "query=up&start=2&end=1").await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            v["error"],
+            "end timestamp must not be before start timestamp"
+        );
+        let (status, v) = get(&tenant, "query=up&start=x").await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            v["error"],
+            "invalid parameter \"start\": Invalid time value for 'start': cannot parse \"x\" to a valid timestamp"
+        );
+        assert!(tenant.query_exemplars("sum(", 0, 1).await.is_err());
+        assert_eq!(tenant.query_exemplars("1", 0, 1).await, Ok(vec![]));
     }
 }

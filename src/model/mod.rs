@@ -6,12 +6,14 @@
 //! It imports nothing of the crate but [`crate::par`].
 
 pub mod duration;
+pub mod exemplar;
 pub mod labels;
 pub mod number;
 pub mod storage;
 pub mod time;
 pub mod value;
 
+pub use exemplar::{Exemplar, ExemplarSeries};
 pub use labels::{Label, Labels, MatchKind, Matcher, METRIC_NAME};
 pub use storage::{
     LabelsView, MemStorage, Points, SelectError, SelectFn, Series, Storage, StorageError,

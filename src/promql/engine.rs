@@ -180,6 +180,38 @@ pub fn expr_depth(e: &Expr) -> usize {
     deepest
 }
 
+/// The matchers of every series selector in `e` (those inside range selectors
+/// too), one set per selector and per `or` alternative of its braces, in the
+/// order they are written: Prometheus's `parser.ExtractSelectors`, which
+/// `/api/v1/query_exemplars` selects with. Walked without recursion.
+pub fn extract_selectors(e: &Expr) -> Result<Vec<Vec<crate::model::Matcher>>, QueryError> {
+    let mut out = Vec::new();
+    let mut pending: Vec<&Expr> = vec![e];
+    while let Some(e) = pending.pop() {
+        // Children are pushed last-first, so they are visited in written order.
+        match e {
+            Expr::Aggregate(a) => {
+                pending.push(&a.expr);
+                if let Some(p) = &a.param {
+                    pending.push(p);
+                }
+            }
+            Expr::Unary(u) => pending.push(&u.expr),
+            Expr::Binary(b) => {
+                pending.push(&b.rhs);
+                pending.push(&b.lhs);
+            }
+            Expr::Paren(p) => pending.push(&p.expr),
+            Expr::Subquery(s) => pending.push(&s.expr),
+            Expr::Call(c) => pending.extend(c.args.args.iter().rev().map(|a| &**a)),
+            Expr::MatrixSelector(m) => out.extend(Evaluator::selector_matchers(&m.vs)?),
+            Expr::VectorSelector(vs) => out.extend(Evaluator::selector_matchers(vs)?),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Refuses a query deeper than [`MAX_QUERY_DEPTH`]; returns its depth.
 fn check_depth(e: &Expr) -> Result<usize, QueryError> {
     let depth = expr_depth(e);
@@ -783,6 +815,33 @@ mod tests {
             );
         }
         s
+    }
+
+    #[test]
+    fn extract_selectors_finds_every_selector_for_exemplars() {
+        let sets = |q: &str| -> Vec<String> {
+            extract_selectors(&parse_expr(q).unwrap())
+                .unwrap()
+                .iter()
+                .map(|set| {
+                    set.iter()
+                        .map(|m| m.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .collect()
+        };
+        assert_eq!(sets("up"), ["__name__=\"up\""]);
+        assert_eq!(
+            sets("histogram_quantile(0.9, sum by (le) (rate(x_bucket{a=~\"b.*\"}[1m])))"),
+            ["__name__=\"x_bucket\",a=~\"b.*\""]
+        );
+        assert_eq!(
+            sets("topk(1, a) / on() group_left max_over_time((-b)[5m:1m] offset 1m) or {c=\"d\"}"),
+            ["__name__=\"a\"", "__name__=\"b\"", "c=\"d\""]
+        );
+        assert!(sets("1 + scalar(vector(2))").is_empty());
+        assert!(sets("\"text\"").is_empty());
     }
 
     #[test]

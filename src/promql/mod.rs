@@ -45,5 +45,5 @@ pub mod info;
 pub mod testscript;
 pub mod value;
 
-pub use engine::{parse_expr, Engine};
+pub use engine::{extract_selectors, parse_expr, Engine};
 pub use value::{EngineOptions, QueryError, QueryResult, Sample, Value};

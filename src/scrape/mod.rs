@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::config::relabel;
 use crate::config::targets::resolve_groups;
 use crate::config::{DroppedTarget, ScrapeConfig, ScrapeJob, Target};
+use crate::model::exemplar::Exemplar;
 use crate::model::labels::{Label, Labels, METRIC_NAME};
 use crate::model::stale_nan;
 use crate::store::{AppendSample, RefSample, SeriesId, SeriesRef, Store, MAX_AHEAD_MS};
@@ -382,6 +383,9 @@ pub struct ScrapeError(pub String);
 
 pub struct Scraped {
     pub samples: Vec<RefSample>,
+    /// The exemplars of `samples`, each with its sample's position there and
+    /// whether it came with its own timestamp.
+    pub exemplars: Vec<(usize, Exemplar, bool)>,
     /// Samples in the body, before metric relabeling.
     pub scraped: usize,
     /// Samples that metric relabeling kept but whose timestamp lies more than
@@ -504,6 +508,8 @@ impl ScrapeLoop {
             ))),
         };
         let mut batch = Vec::new();
+        // Exemplars with their samples' positions in `batch`.
+        let mut exemplars: Vec<(usize, Exemplar, bool)> = Vec::new();
         let mut series_added = 0;
         let mut too_far_ahead = TooFarAhead::default();
         let (up, scraped_count, post_relabel, mut error) = match result {
@@ -514,7 +520,12 @@ impl ScrapeLoop {
                 too_far_ahead = scraped.too_far_ahead;
                 series_added = scraped.series_added;
                 batch.extend(scraped.stale.into_iter().map(|s| stale_marker(s, ts)));
+                let first = batch.len();
                 batch.extend(scraped.samples);
+                exemplars = scraped.exemplars;
+                for (i, _, _) in &mut exemplars {
+                    *i += first;
+                }
                 self.status
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
@@ -528,7 +539,14 @@ impl ScrapeLoop {
                 (0.0, 0, 0, e.0)
             }
         };
-        let outcome = self.store.append_refs(&batch);
+        let outcome = if exemplars.is_empty() {
+            self.store.append_refs(&batch)
+        } else {
+            let mut refused = Vec::new();
+            let outcome = self.store.append_refs_reporting(&batch, &mut refused);
+            self.add_exemplars(&batch, exemplars, &refused);
+            outcome
+        };
         let out_of_bounds = too_far_ahead.count + outcome.out_of_bounds;
         if out_of_bounds > 0 {
             self.counters
@@ -559,6 +577,30 @@ impl ScrapeLoop {
         status.last_scrape_ms = ts;
         status.last_duration = duration;
         status.series = self.cache.live_series();
+    }
+
+    /// Keeps the exemplars of the samples the store took (`refused` holds the
+    /// positions in `batch` of those it did not). A refused exemplar is counted by
+    /// the exemplar storage and never fails the scrape, as in Prometheus.
+    fn add_exemplars(
+        &self,
+        batch: &[RefSample],
+        exemplars: Vec<(usize, Exemplar, bool)>,
+        refused: &[usize],
+    ) {
+        let refused: HashSet<usize> = refused.iter().copied().collect();
+        let storage = self.store.exemplars();
+        for (i, e, has_timestamp) in exemplars {
+            if refused.contains(&i) {
+                continue;
+            }
+            let Some(sample) = batch.get(i) else {
+                continue;
+            };
+            if let Err(err) = storage.add(&sample.series.labels(), e, has_timestamp) {
+                tracing::debug!(target_url = %self.target.url, series = %sample.series.labels(), error = %err, "exemplar not stored");
+            }
+        }
     }
 
     async fn fetch_and_parse(&mut self, ts: i64) -> Result<Scraped, ScrapeError> {
@@ -839,6 +881,7 @@ pub fn parse_body(
     let mut parser = Parser::new(body, format, ParserOptions::default());
     let mut metadata = MetadataCollector::new();
     let mut samples = Vec::new();
+    let mut exemplars = Vec::new();
     let mut scraped = 0usize;
     let mut series_added = 0u64;
     let mut too_far_ahead = TooFarAhead::default();
@@ -912,6 +955,23 @@ pub fn parse_body(
             }
             continue;
         }
+        if let Some(e) = &sample.exemplar {
+            // A malformed exemplar (a label name given twice) is dropped, never the
+            // scrape: Prometheus does not fail a scrape for its exemplars either.
+            if let Ok(labels) = e.to_labels(sample.line) {
+                exemplars.push((
+                    samples.len(),
+                    Exemplar {
+                        labels,
+                        value: e.value,
+                        // Prometheus gives an exemplar without a timestamp its
+                        // sample's.
+                        timestamp_ms: e.timestamp_ms.unwrap_or(timestamp_ms),
+                    },
+                    e.timestamp_ms.is_some(),
+                ));
+            }
+        }
         samples.push(RefSample {
             series,
             timestamp_ms,
@@ -922,6 +982,7 @@ pub fn parse_body(
     let stale = cache.finish();
     Ok(Scraped {
         samples,
+        exemplars,
         scraped,
         too_far_ahead,
         series_added,
@@ -1234,6 +1295,49 @@ mod tests {
             err.contains("line 2") && err.contains("missing metric name"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn parse_body_keeps_the_exemplars_of_kept_samples() {
+        let (cfg, mut cache, _dir, store) = one_target_setup(
+            "scrape_configs:\n  - job_name: j\n    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: drop.*\n        action: drop\n    static_configs:\n      - targets: ['h:1']\n",
+        );
+        let job = &cfg.jobs[0];
+        let t = &job.targets[0].labels;
+        let body = b"# TYPE drop_me counter\ndrop_me_total 1 # {trace_id=\"d\"} 1 5\n# TYPE c counter\nc_total 1 # {trace_id=\"x\"} 0.5 7.25\n# TYPE g gauge\ng 2\n# TYPE n counter\nn_total{a=\"b\"} 3 # {trace_id=\"y\",span=\"z\"} 4\n# TYPE bad counter\nbad_total 3 # {k=\"1\",k=\"2\"} 4\n# EOF\n";
+        let s = parse_body(body, Format::OpenMetrics, 9_000, t, job, &mut cache, &store).unwrap();
+        let got: Vec<(String, String, f64, i64)> = s
+            .exemplars
+            .iter()
+            .map(|(i, e, _)| {
+                (
+                    s.samples[*i]
+                        .series
+                        .labels()
+                        .metric_name()
+                        .unwrap()
+                        .to_string(),
+                    e.labels.to_string(),
+                    e.value,
+                    e.timestamp_ms,
+                )
+            })
+            .collect();
+        // The dropped sample's exemplar goes with it; without a timestamp, the
+        // sample's; a label given twice drops the exemplar, not the scrape.
+        assert_eq!(
+            got,
+            vec![
+                ("c_total".into(), "{trace_id=\"x\"}".into(), 0.5, 7_250),
+                (
+                    "n_total".into(),
+                    "{span=\"z\", trace_id=\"y\"}".into(),
+                    4.0,
+                    9_000
+                ),
+            ]
+        );
+        assert_eq!(s.samples.len(), 4);
     }
 
     #[test]

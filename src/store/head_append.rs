@@ -47,7 +47,7 @@ impl Store {
                 value: s.value,
             })
             .collect();
-        self.append_resolved(&resolved, &mut out);
+        self.append_resolved(&resolved, &mut out, &mut Vec::new());
         out
     }
 
@@ -56,7 +56,20 @@ impl Store {
     /// label set per sample.
     pub fn append_refs(&self, batch: &[RefSample]) -> AppendOutcome {
         let mut out = AppendOutcome::default();
-        self.append_resolved(batch, &mut out);
+        self.append_resolved(batch, &mut out, &mut Vec::new());
+        out
+    }
+
+    /// [`append_refs`](Self::append_refs), also telling which samples were refused
+    /// (out of order, out of bounds, duplicates): their positions in `batch` go
+    /// into `refused`. A harmless repeat is not refused.
+    pub fn append_refs_reporting(
+        &self,
+        batch: &[RefSample],
+        refused: &mut Vec<usize>,
+    ) -> AppendOutcome {
+        let mut out = AppendOutcome::default();
+        self.append_resolved(batch, &mut out, refused);
         out
     }
 
@@ -70,29 +83,40 @@ impl Store {
         (series, out.series_created > 0)
     }
 
-    fn append_resolved(&self, batch: &[RefSample], out: &mut AppendOutcome) {
+    /// Appends `batch`; the positions of refused samples go into `refused`.
+    fn append_resolved(
+        &self,
+        batch: &[RefSample],
+        out: &mut AppendOutcome,
+        refused: &mut Vec<usize>,
+    ) {
         let state = &*self.state;
-        let mut retry = self.apply(batch, out);
+        // Positions in `batch` of the samples to try again.
+        let mut retry = self.apply(batch, out, refused);
         for _attempt in 0..3 {
             if retry.is_empty() {
                 break;
             }
             // Series a cut removed since they were resolved: resolve them again.
-            let labels: Vec<Labels> = retry.iter().map(|s| s.series.labels()).collect();
+            let labels: Vec<Labels> = retry.iter().map(|&i| batch[i].series.labels()).collect();
             let refs = self.resolve(&labels.iter().collect::<Vec<_>>(), out);
             let again: Vec<RefSample> = refs
                 .into_iter()
                 .zip(&retry)
-                .map(|(series, s)| RefSample {
+                .map(|(series, &i)| RefSample {
                     series,
-                    timestamp_ms: s.timestamp_ms,
-                    value: s.value,
+                    timestamp_ms: batch[i].timestamp_ms,
+                    value: batch[i].value,
                 })
                 .collect();
-            retry = self.apply(&again, out);
+            let mut refused_again = Vec::new();
+            let again_retry = self.apply(&again, out, &mut refused_again);
+            refused.extend(refused_again.into_iter().map(|j| retry[j]));
+            retry = again_retry.into_iter().map(|j| retry[j]).collect();
         }
         // Samples whose series kept vanishing under concurrent cuts (never in practice).
         out.out_of_order += retry.len() as u64;
+        refused.extend(retry);
         state
             .samples_appended
             .fetch_add(out.appended, Ordering::Relaxed);
@@ -145,9 +169,15 @@ impl Store {
         refs.into_iter().flatten().map(SeriesRef).collect()
     }
 
-    /// Applies the samples and logs them; returns those whose series was removed
-    /// meanwhile (to be resolved again).
-    fn apply(&self, batch: &[RefSample], out: &mut AppendOutcome) -> Vec<RefSample> {
+    /// Applies the samples and logs them, noting the positions of refused ones in
+    /// `refused`; returns the positions of those whose series was removed meanwhile
+    /// (to be resolved again).
+    fn apply(
+        &self,
+        batch: &[RefSample],
+        out: &mut AppendOutcome,
+        refused: &mut Vec<usize>,
+    ) -> Vec<usize> {
         let state = &*self.state;
         let mut retry = Vec::new();
         let range = state.opts.block_range_ms;
@@ -164,11 +194,11 @@ impl Store {
         rec.push(REC_SAMPLES);
         wal::put_varint(&mut rec, base_t);
         let (mut prev_id, mut batch_max, mut n) = (0i64, i64::MIN, 0u64);
-        for s in batch {
+        for (k, s) in batch.iter().enumerate() {
             let series = &s.series.0;
             let mut d = series.lock();
             if series.removed.load(Ordering::Relaxed) {
-                retry.push(s.clone());
+                retry.push(k);
                 continue;
             }
             match d.append(
@@ -189,9 +219,16 @@ impl Store {
                     n += 1;
                 }
                 AppendDecision::Repeat => {}
-                AppendDecision::Duplicate => out.duplicates += 1,
-                AppendDecision::OutOfOrder => out.out_of_order += 1,
+                AppendDecision::Duplicate => {
+                    out.duplicates += 1;
+                    refused.push(k);
+                }
+                AppendDecision::OutOfOrder => {
+                    out.out_of_order += 1;
+                    refused.push(k);
+                }
                 AppendDecision::OutOfBounds => {
+                    refused.push(k);
                     out.out_of_order += 1;
                     out.out_of_bounds += 1;
                     state.out_of_bounds.fetch_add(1, Ordering::Relaxed);

@@ -130,6 +130,7 @@ mod block;
 mod block_loading;
 mod chunk;
 mod compact;
+pub mod exemplar;
 mod head;
 mod head_append;
 mod head_chunks;
@@ -142,6 +143,7 @@ mod symbol;
 mod wal;
 
 pub use block::{BlockMeta, BlockOrigin, BLOCK_FORMAT_VERSION};
+pub use exemplar::{ExemplarError, ExemplarStats, ExemplarStorage, MAX_EXEMPLARS};
 pub use head::block_range_of;
 pub use import_writer::write_imported_block;
 
@@ -350,6 +352,8 @@ pub struct StoreStats {
 pub struct Store {
     state: Arc<StoreState>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The exemplars of appended samples, in memory only.
+    exemplars: ExemplarStorage,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -444,6 +448,7 @@ impl Store {
         let store = Store {
             state,
             threads: Mutex::new(Vec::new()),
+            exemplars: ExemplarStorage::default(),
         };
         if store.state.opts.background {
             store.start_threads();
@@ -499,6 +504,11 @@ impl Store {
         let probe = dir.join(".write-probe");
         std::fs::write(&probe, b"ok").map_err(io_err(dir))?;
         std::fs::remove_file(&probe).map_err(io_err(dir))
+    }
+
+    /// The exemplars of the samples appended since open ([`MAX_EXEMPLARS`] at most).
+    pub fn exemplars(&self) -> &ExemplarStorage {
+        &self.exemplars
     }
 
     pub fn series_count(&self) -> usize {

@@ -126,7 +126,46 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
                 dir_bytes(t.store.dir()),
             ),
         ];
-        for (name, kind, help, v) in per_tenant {
+        let ex = t.store.exemplars().stats();
+        let exemplars: [(&str, &str, &str, u64); 6] = [
+            (
+                "prometheus_tsdb_exemplar_exemplars_appended_total",
+                "counter",
+                "Total number of appended exemplars.",
+                ex.appended,
+            ),
+            (
+                "prometheus_tsdb_exemplar_exemplars_in_storage",
+                "gauge",
+                "Number of exemplars currently in circular storage.",
+                ex.in_storage,
+            ),
+            (
+                "prometheus_tsdb_exemplar_series_with_exemplars_in_storage",
+                "gauge",
+                "Number of series with exemplars currently in circular storage.",
+                ex.series,
+            ),
+            (
+                "prometheus_tsdb_exemplar_max_exemplars",
+                "gauge",
+                "Total number of exemplars the exemplar storage can store, resizeable.",
+                ex.max_exemplars,
+            ),
+            (
+                "prometheus_tsdb_exemplar_out_of_order_exemplars_total",
+                "counter",
+                "Total number of out of order exemplar ingestion failed attempts.",
+                ex.out_of_order,
+            ),
+            (
+                "arrowmon_exemplar_label_set_too_long_total",
+                "counter",
+                "Exemplars refused because their label names and values passed 128 UTF-8 characters.",
+                ex.label_set_too_long,
+            ),
+        ];
+        for (name, kind, help, v) in per_tenant.into_iter().chain(exemplars) {
             rows.push((name, kind, help, format!("{{tenant={tl}}}"), v.to_string()));
         }
         let targets = t.targets().await;

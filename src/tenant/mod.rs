@@ -11,6 +11,8 @@ use tokio::sync::Mutex;
 
 use crate::config::settings::{self, DatasourceSettings, TenantKey};
 use crate::config::{ScrapeConfig, StoreSettings};
+use crate::model::exemplar::ExemplarSeries;
+use crate::model::labels::Matcher;
 use crate::scrape::{DroppedTargetStatus, ScrapeCounters, ScrapeManager, TargetStatus};
 use crate::store::{Store, StoreOptions};
 
@@ -308,6 +310,23 @@ impl Tenant {
             .unwrap_or_default()
     }
 
+    /// The exemplars of the series `expr` selects, in `[start_ms, end_ms]`, as
+    /// Prometheus's `/api/v1/query_exemplars` answers: every series with an
+    /// exemplar in the range whose labels satisfy all matchers of at least one of
+    /// the expression's series selectors, sorted by labels, each one's exemplars
+    /// oldest first. An expression without selectors selects nothing; one that does
+    /// not parse is an error with the parser's message (a `bad_data` error in the
+    /// API).
+    pub async fn query_exemplars(
+        &self,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<ExemplarSeries>, String> {
+        let sets = exemplar_selectors(expr)?;
+        Ok(self.store.exemplars().select(start_ms, end_ms, &sets))
+    }
+
     /// Stops scraping and rule evaluation and makes the data durable.
     pub async fn shutdown(&self) {
         self.stop_scraping().await;
@@ -315,6 +334,13 @@ impl Tenant {
             tracing::error!(error = %e, "flushing the store failed");
         }
     }
+}
+
+/// The matcher sets of every series selector in `expr` (Prometheus's
+/// `parser.ExtractSelectors`), or the parse error's message.
+pub fn exemplar_selectors(expr: &str) -> Result<Vec<Vec<Matcher>>, String> {
+    let parsed = crate::promql::parse_expr(expr).map_err(|e| e.to_string())?;
+    crate::promql::extract_selectors(&parsed).map_err(|e| e.to_string())
 }
 
 /// The store's options for these settings; what they leave unset keeps the

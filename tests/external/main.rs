@@ -12,6 +12,7 @@ mod alertmanager;
 mod bench_compare;
 mod compose;
 mod dashboards;
+mod exemplars;
 mod plugin_host;
 mod prometheus_compare;
 mod promql_differential;

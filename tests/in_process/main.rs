@@ -9,6 +9,7 @@ mod support;
 mod fuzz_corpora;
 mod grafana_reference;
 mod scrape_discovery;
+mod scrape_exemplars;
 mod scrape_future;
 mod scrape_hostile;
 mod scrape_tls;

@@ -1,4 +1,4 @@
-//! Small exporters on loopback, serving text format 0.0.4 at /metrics, and what
+//! Small exporters on loopback, serving text format 0.0.4 (or OpenMetrics) at /metrics, and what
 //! hand-written servers need to read a request.
 
 use std::sync::Arc;
@@ -8,18 +8,25 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// An exporter answering every GET with `body()`. Returns its address; it runs until
 /// the test's runtime ends.
 pub async fn exporter(body: impl Fn() -> String + Send + Sync + 'static) -> String {
+    exporter_as("text/plain; version=0.0.4; charset=utf-8", body).await
+}
+
+/// The OpenMetrics content type Prometheus's client libraries send.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// An exporter answering every GET with `body()` as `content_type` (e.g.
+/// [`OPENMETRICS`]). Returns its address; it runs until the test's runtime ends.
+pub async fn exporter_as(
+    content_type: &'static str,
+    body: impl Fn() -> String + Send + Sync + 'static,
+) -> String {
     use axum::routing::get;
     let body = Arc::new(body);
     let app = axum::Router::new().route(
         "/metrics",
         get(move || {
             let body = body.clone();
-            async move {
-                (
-                    [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-                    body(),
-                )
-            }
+            async move { ([("content-type", content_type)], body()) }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
