@@ -1,6 +1,7 @@
 //! Plugin mode: Grafana starts the binary, reads the go-plugin handshake line from
 //! its stdout and talks pluginv2 gRPC to it over loopback.
 
+pub mod exemplar;
 pub mod frames;
 pub mod interval;
 pub mod query;

@@ -58,6 +58,9 @@ pub struct Plan {
     /// The step as Go prints a duration (`1m0s`), for `executedQueryString`.
     pub step_text: String,
     pub range: bool,
+    /// The time range aligned to the step, as Grafana sends it with range and
+    /// exemplar queries (an instant-only query's exemplars are over it too).
+    pub aligned_ms: (i64, i64),
 }
 
 impl Plan {
@@ -105,11 +108,12 @@ pub fn plan(q: &QueryModel, t: QueryTiming, time_interval: &str) -> Result<Plan,
     }
     let expr = interval::interpolate(&q.expr, &input, step_ns);
     let range = q.is_range();
+    let aligned_ms = (
+        interval::align_ms(t.from_ms, step_ns, q.utc_offset_sec),
+        interval::align_ms(t.to_ms, step_ns, q.utc_offset_sec),
+    );
     let (start_ms, end_ms) = if range {
-        (
-            interval::align_ms(t.from_ms, step_ns, q.utc_offset_sec),
-            interval::align_ms(t.to_ms, step_ns, q.utc_offset_sec),
-        )
+        aligned_ms
     } else {
         (t.to_ms, t.to_ms)
     };
@@ -120,6 +124,7 @@ pub fn plan(q: &QueryModel, t: QueryTiming, time_interval: &str) -> Result<Plan,
         step_ms: (step_ns / 1_000_000).max(1),
         step_text: interval::go_duration_string(step_ns),
         range,
+        aligned_ms,
     })
 }
 
@@ -461,6 +466,7 @@ mod tests {
             step_ms: 1000,
             step_text: "1s".into(),
             range: true,
+            aligned_ms: (0, 1000),
         }
     }
 

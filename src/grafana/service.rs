@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::exemplar;
 use super::query::{frames, plan, Plan, QueryModel, QueryTiming};
 use crate::api::panic::catch_panic;
 use crate::api::{self, query_error_status, Access, ApiRequest, ApiResponse};
@@ -64,7 +65,13 @@ impl Plugin {
             .map_err(Status::invalid_argument)
     }
 
-    async fn run_query(&self, tenant: &Arc<Tenant>, q: &pb::DataQuery) -> pb::DataResponse {
+    /// Runs one query of a request; `from_alert`: Grafana's alerting sent it.
+    async fn run_query(
+        &self,
+        tenant: &Arc<Tenant>,
+        q: &pb::DataQuery,
+        from_alert: bool,
+    ) -> pb::DataResponse {
         let downstream = |status: i32, msg: String| pb::DataResponse {
             error: msg,
             status,
@@ -103,6 +110,9 @@ impl Plugin {
             Ok(p) => p,
             Err(e) => return downstream(400, e),
         };
+        // Grafana never runs the exemplar query for alerting.
+        let exemplar_query = model.exemplar && !from_alert;
+        let exemplar_plan = exemplar_query.then(|| plan.clone());
         // "Both": the instant query runs first and its frames come first, as in
         // Grafana's Prometheus backend; an error of either is merged as it merges them.
         let mut plans = Vec::with_capacity(2);
@@ -115,7 +125,9 @@ impl Plugin {
             ..Default::default()
         };
         for p in plans {
-            let r = self.run_plan(tenant, &engine, q, &model, p).await;
+            let r = self
+                .run_plan(tenant, &engine, q, &model, p, exemplar_query)
+                .await;
             if !r.error.is_empty() {
                 merged.error = if merged.error.is_empty() {
                     r.error
@@ -126,6 +138,11 @@ impl Plugin {
                 merged.error_source = r.error_source;
             }
             merged.frames.extend(r.frames);
+        }
+        if let Some(plan) = exemplar_plan {
+            merged
+                .frames
+                .extend(exemplar_frames(tenant, &q.ref_id, &plan).await);
         }
         merged
     }
@@ -138,6 +155,7 @@ impl Plugin {
         q: &pb::DataQuery,
         model: &QueryModel,
         plan: Plan,
+        exemplar_query: bool,
     ) -> pb::DataResponse {
         let p = plan.clone();
         let result = tenant
@@ -176,6 +194,14 @@ impl Plugin {
         };
         let mut encoded = Vec::new();
         for f in frames(&q.ref_id, model, &plan, &result) {
+            // Grafana adds the empty frame that carries the query string only to a
+            // query without exemplars.
+            if exemplar_query
+                && f.fields.is_empty()
+                && f.meta.as_ref().is_none_or(|m| m.get("notices").is_none())
+            {
+                continue;
+            }
             match f.to_arrow_ipc() {
                 Ok(b) => encoded.push(b),
                 Err(e) => {
@@ -196,6 +222,28 @@ impl Plugin {
     }
 }
 
+/// The exemplar frame of a query over its aligned range, encoded. As in Grafana, a
+/// failing exemplar query is logged and leaves the response as it is.
+async fn exemplar_frames(tenant: &Arc<Tenant>, ref_id: &str, plan: &Plan) -> Option<Vec<u8>> {
+    let (start, end) = plan.aligned_ms;
+    let series = match tenant.query_exemplars(&plan.expr, start, end).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(ref_id, query = %plan.expr, "exemplar query failed: {e}");
+            return None;
+        }
+    };
+    let frame =
+        exemplar::exemplar_frame(ref_id, plan.step_ms, &plan.executed_query_string(), &series)?;
+    match frame.to_arrow_ipc() {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(ref_id, "encoding the exemplar frame: {e}");
+            None
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::data_server::Data for Plugin {
     async fn query_data(
@@ -204,11 +252,12 @@ impl pb::data_server::Data for Plugin {
     ) -> Result<Response<pb::QueryDataResponse>, Status> {
         let req = req.into_inner();
         let tenant = self.tenant(req.plugin_context.as_ref()).await?;
+        let from_alert = req.headers.get("FromAlert").is_some_and(|v| v == "true");
         let mut responses = HashMap::new();
         for q in &req.queries {
             // A panic fails its own query, not the connection Grafana shares
             // across every org's requests.
-            let resp = catch_panic(self.run_query(&tenant, q))
+            let resp = catch_panic(self.run_query(&tenant, q, from_alert))
                 .await
                 .unwrap_or_else(|msg| {
                     tracing::error!(ref_id = %q.ref_id, "internal error while running a query: {msg}");

@@ -1038,3 +1038,159 @@ async fn both_runs_the_instant_then_the_range_query() {
     let (status, _) = plugin.shutdown().await;
     assert!(status.is_some_and(|s| s.success()));
 }
+
+/// "Exemplars" switched on: after the query's own frames, one frame named
+/// `exemplar` of the expression's series' exemplars over the aligned range, sampled
+/// and laid out as Grafana's Prometheus backend does (Time, Value, a string field
+/// per label name, sorted); none for alerting, none when nothing has exemplars, and
+/// no empty placeholder frame for an empty result.
+#[tokio::test(flavor = "multi_thread")]
+async fn exemplars_come_as_grafanas_exemplar_frame() {
+    let start = now_ms();
+    let base = (start / 1000 - 60) * 1000;
+    let secs = |ms: i64| format!("{}.{:03}", ms / 1000, ms % 1000);
+    let body = format!(
+        "# TYPE requests counter\n\
+         requests_total{{path=\"/a\"}} 10 # {{trace_id=\"t1\"}} 1 {t1}\n\
+         # TYPE latency_seconds histogram\n\
+         latency_seconds_bucket{{le=\"0.1\"}} 3 # {{trace_id=\"t2\",span_id=\"s2\"}} 0.05 {t2}\n\
+         latency_seconds_bucket{{le=\"0.5\"}} 3\n\
+         latency_seconds_bucket{{le=\"1\"}} 4 # {{trace_id=\"t3\"}} 0.7 {t3}\n\
+         latency_seconds_bucket{{le=\"+Inf\"}} 5 # {{trace_id=\"t4\"}} 2.5\n\
+         latency_seconds_sum 4.1\n\
+         latency_seconds_count 5\n\
+         # EOF\n",
+        t1 = secs(base + 1234),
+        t2 = secs(base + 2500),
+        t3 = secs(base + 31_000),
+    );
+    let target = exporter_as(OPENMETRICS, move || body.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = PluginProcess::start(&grafana_env_in(dir.path())).await;
+    let ds = Datasource::new(1, "exemplar-ds", json_data_scraping(&[&target]));
+    let q = |ref_id: &str, expr: &str, exemplar: bool| {
+        data_query(
+            ref_id,
+            json!({"expr": expr, "range": true, "exemplar": exemplar}),
+            start - 120_000,
+            now_ms(),
+            1000,
+        )
+    };
+    let hist = "histogram_quantile(0.9, sum by (le) (rate(latency_seconds_bucket[1m])))";
+    // Grafana reads Prometheus's seconds as a float and truncates ms * 1000.
+    let grafana_ms = |ms: i64| ((ms as f64 / 1000.0) * 1000.0) as i64;
+    let resp = eventually(Duration::from_secs(20), "the exemplars scraped", || async {
+        let resp = plugin
+            .query_data(
+                ds.context(Some("Viewer")),
+                vec![q("A", "rate(requests_total[1m])", true), q("B", hist, true)],
+            )
+            .await;
+        // Two scrapes for the rate, then its frame and the exemplar frame.
+        let b = resp.responses["B"].frames.last().map(|f| decode_frame(f))?;
+        let a = resp.responses["A"].frames.len();
+        (b.name == "exemplar" && b.rows >= 3 && a == 2).then_some(resp)
+    })
+    .await;
+
+    let a = &resp.responses["A"];
+    assert!(a.error.is_empty(), "{}", a.error);
+    let frames: Vec<DecodedFrame> = a.frames.iter().map(|f| decode_frame(f)).collect();
+    assert_eq!(frames.len(), 2, "the rate series, then the exemplar frame");
+    assert_eq!(frames[0].meta["type"], "timeseries-multi");
+    let ex = &frames[1];
+    assert_eq!(ex.name, "exemplar");
+    assert_eq!(ex.ref_id, "A");
+    // One series had exemplars: its meta, with the query string of the first frame.
+    assert_eq!(
+        ex.meta,
+        json!({"custom": {"resultType": "exemplar"},
+               "executedQueryString": "Expr: rate(requests_total[1m])\nStep: 1s"})
+    );
+    let names: Vec<&str> = ex.fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["Time", "Value", "__name__", "instance", "job", "path", "trace_id"]
+    );
+    assert_eq!(ex.rows, 1);
+    assert_eq!(ex.fields[0].numbers, [grafana_ms(base + 1234) as f64]);
+    assert_eq!(ex.fields[1].numbers, [1.0]);
+    assert!(ex.fields[1].labels.is_empty() && ex.fields[1].config.is_null());
+    assert_eq!(ex.fields[2].strings, ["requests_total"]);
+    assert_eq!(ex.fields[4].strings, ["test"]);
+    assert_eq!(ex.fields[5].strings, ["/a"]);
+    assert_eq!(ex.fields[6].strings, ["t1"]);
+    cross_check_with_pyarrow(&a.frames, &frames);
+
+    let b = &resp.responses["B"];
+    assert!(b.error.is_empty(), "{}", b.error);
+    let frames: Vec<DecodedFrame> = b.frames.iter().map(|f| decode_frame(f)).collect();
+    let ex = frames.last().unwrap();
+    // Three bucket series had exemplars: the last one's meta, no query string.
+    assert_eq!(ex.meta, json!({"custom": {"resultType": "exemplar"}}));
+    let names: Vec<&str> = ex.fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["Time", "Value", "__name__", "instance", "job", "le", "span_id", "trace_id"]
+    );
+    let col = |name: &str| &ex.fields.iter().find(|f| f.name == name).unwrap().strings;
+    // Oldest first: t2 and t3 from before the first scrape, then t4, which has no
+    // timestamp and so is stored once, at the first scrape's time (each in its own
+    // 1 s bucket: all kept).
+    assert_eq!(ex.rows, 3);
+    assert_eq!(col("trace_id"), &["t2", "t3", "t4"]);
+    // OpenMetrics `le` values are normalized as Prometheus does ("1" is "1.0").
+    assert_eq!(col("le"), &["0.1", "1.0", "+Inf"]);
+    assert_eq!(col("span_id"), &["s2", "", ""]);
+    assert!(col("__name__")
+        .iter()
+        .all(|n| n == "latency_seconds_bucket"));
+    assert_eq!(
+        &ex.fields[0].numbers[..2],
+        [
+            grafana_ms(base + 2500) as f64,
+            grafana_ms(base + 31_000) as f64
+        ]
+    );
+    assert_eq!(ex.fields[1].numbers, [0.05, 0.7, 2.5]);
+    assert!(ex.fields[0].numbers[2] >= start as f64 - 1000.0);
+    cross_check_with_pyarrow(&b.frames, &frames);
+
+    // Alerting never gets exemplars; nor does a query without the switch.
+    let alert = plugin
+        .query_data_with_headers(
+            ds.context(Some("Viewer")),
+            std::collections::HashMap::from([("FromAlert".to_string(), "true".to_string())]),
+            vec![q("A", "rate(requests_total[1m])", true)],
+        )
+        .await;
+    let plain = plugin
+        .query_data(
+            ds.context(Some("Viewer")),
+            vec![
+                q("A", "rate(requests_total[1m])", false),
+                q("B", "up", true),
+                q("C", "nothing_here", true),
+                q("D", "nothing_here", false),
+            ],
+        )
+        .await;
+    for (what, r) in [
+        ("alert", &alert.responses["A"]),
+        ("plain", &plain.responses["A"]),
+    ] {
+        let frames: Vec<DecodedFrame> = r.frames.iter().map(|f| decode_frame(f)).collect();
+        assert_eq!(frames.len(), 1, "{what}");
+        assert_ne!(frames[0].name, "exemplar", "{what}");
+    }
+    // `up` has no exemplars: its frame alone, no error.
+    let up = &plain.responses["B"];
+    assert!(up.error.is_empty(), "{}", up.error);
+    assert_eq!(up.frames.len(), 1);
+    // An empty result: no frame at all with exemplars on, the empty frame without.
+    assert!(plain.responses["C"].frames.is_empty());
+    assert_eq!(plain.responses["D"].frames.len(), 1);
+    let (status, _) = plugin.shutdown().await;
+    assert!(status.is_some_and(|s| s.success()));
+}

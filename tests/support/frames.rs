@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use arrow_array::{Array, Float64Array, RecordBatch, TimestampNanosecondArray};
+use arrow_array::{Array, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use serde_json::Value;
 
 /// A decoded frame: what the harness asserts on.
@@ -25,6 +25,8 @@ pub struct DecodedField {
     pub config: Value,
     /// Times in ms for time fields, values for float fields.
     pub numbers: Vec<f64>,
+    /// Values of string fields.
+    pub strings: Vec<String>,
 }
 
 /// Decodes with arrow-rs.
@@ -37,12 +39,15 @@ pub fn decode_frame(bytes: &[u8]) -> DecodedFrame {
     let mut fields = Vec::new();
     for (i, f) in schema.fields().iter().enumerate() {
         let mut numbers = Vec::new();
+        let mut strings = Vec::new();
         for b in &batches {
             let col = b.column(i);
             if let Some(t) = col.as_any().downcast_ref::<TimestampNanosecondArray>() {
                 numbers.extend(t.values().iter().map(|v| (*v / 1_000_000) as f64));
             } else if let Some(v) = col.as_any().downcast_ref::<Float64Array>() {
                 numbers.extend(v.values().iter().copied());
+            } else if let Some(v) = col.as_any().downcast_ref::<StringArray>() {
+                strings.extend(v.iter().map(|s| s.unwrap_or_default().to_string()));
             }
         }
         fields.push(DecodedField {
@@ -59,6 +64,7 @@ pub fn decode_frame(bytes: &[u8]) -> DecodedFrame {
                 .map(|c| serde_json::from_str(c).expect("config JSON"))
                 .unwrap_or(Value::Null),
             numbers,
+            strings,
         });
     }
     DecodedFrame {
@@ -89,10 +95,13 @@ for path in sys.argv[1:]:
         if pa.types.is_timestamp(fld.type):
             nums = [v // 1_000_000 for v in col.cast(pa.int64()).to_pylist()]
         elif pa.types.is_floating(fld.type):
-            nums = col.to_pylist()
+            # NaN as null: JSON has no NaN.
+            nums = [None if v is None or v != v else v for v in col.to_pylist()]
         else:
             nums = []
-        fields.append({"name": fld.name, "type": str(fld.type), "meta": fmd, "numbers": nums})
+        strs = col.to_pylist() if pa.types.is_string(fld.type) else []
+        fields.append({"name": fld.name, "type": str(fld.type), "meta": fmd, "numbers": nums,
+                       "strings": strs})
     out.append({"meta": md, "fields": fields, "rows": t.num_rows})
 print(json.dumps(out))
 "#;
@@ -149,6 +158,13 @@ pub fn cross_check_with_pyarrow(frames: &[Vec<u8>], decoded: &[DecodedFrame]) {
             for (a, b) in nums.iter().zip(&df.numbers) {
                 assert!(a == b || (a.is_nan() && b.is_nan()), "{a} != {b}");
             }
+            let strings: Vec<String> = pf["strings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap_or_default().to_string())
+                .collect();
+            assert_eq!(strings, df.strings, "string values of {}", df.name);
             if df.arrow_type.starts_with("Timestamp") {
                 assert_eq!(
                     pf["type"], "timestamp[ns]",
