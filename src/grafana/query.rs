@@ -174,9 +174,31 @@ fn label_map(l: &Labels) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Turns a result into frames: one `timeseries-multi` frame per series for range
-/// queries, `numeric-multi` for instant ones; an empty result is one empty frame.
-pub fn frames(ref_id: &str, q: &QueryModel, plan: &Plan, result: &QueryResult) -> Vec<Frame> {
+/// The frame shapes Grafana's Prometheus backend answers in. `Dataplane` is its
+/// default and the only shape its current version knows: an instant vector is
+/// `numeric-multi`, frames carry `typeVersion` 0.1, the value field is named by
+/// `__name__`, frames have no name. `BeforeDataplane` is what a Grafana with the
+/// `prometheusDataplane` toggle switched off gets: every series `timeseries-multi`
+/// without a type version, the value field `Value`, the frame named by the
+/// series' display name (dashboards whose overrides match the field `Value` need it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameShape {
+    Dataplane,
+    BeforeDataplane,
+}
+
+/// Turns a result into frames as Grafana's Prometheus backend does: one frame per
+/// series; the first frame carries `executedQueryString` and `calculatedMinStep`;
+/// an empty result is one empty frame carrying them (named `Warnings` when the
+/// result has notices), or none for a query with exemplars (`q.exemplar` is
+/// cleared for alerting, which never runs them).
+pub fn frames(
+    ref_id: &str,
+    q: &QueryModel,
+    plan: &Plan,
+    result: &QueryResult,
+    shape: FrameShape,
+) -> Vec<Frame> {
     match q.format.as_str() {
         "table" => return vec![table_frame(ref_id, plan, result)],
         "heatmap" => {
@@ -186,49 +208,54 @@ pub fn frames(ref_id: &str, q: &QueryModel, plan: &Plan, result: &QueryResult) -
         }
         _ => {}
     }
-    let (frame_type, result_type) = match (&result.value, plan.range) {
-        (Value::Matrix(_), true) => ("timeseries-multi", "matrix"),
-        (Value::Matrix(_), false) => ("timeseries-multi", "matrix"),
-        (Value::Scalar { .. }, _) => ("numeric-multi", "scalar"),
-        (Value::String { .. }, _) => ("numeric-multi", "string"),
-        (Value::Vector(_), _) => ("numeric-multi", "vector"),
+    let dataplane = shape == FrameShape::Dataplane;
+    let (frame_type, result_type) = match &result.value {
+        Value::Matrix(_) => ("timeseries-multi", "matrix"),
+        Value::Vector(_) if dataplane => ("numeric-multi", "vector"),
+        Value::Vector(_) => ("timeseries-multi", "vector"),
+        Value::Scalar { .. } => ("numeric-multi", "scalar"),
+        Value::String { .. } => ("timeseries-multi", "string"),
     };
-    let executed = plan.executed_query_string();
-    let meta = |first: bool| {
+    let notices: Vec<_> = result
+        .warnings
+        .iter()
+        .map(|w| json!({"severity": "warning", "text": w}))
+        .chain(
+            result
+                .infos
+                .iter()
+                .map(|i| json!({"severity": "info", "text": i})),
+        )
+        .collect();
+    // Meta every frame of the result has; the first frame's is completed below.
+    let meta = || {
         let mut m = json!({
             "type": frame_type,
-            "typeVersion": [0, 1],
             "custom": {"resultType": result_type},
         });
-        if first {
-            m["executedQueryString"] = json!(executed);
+        // The converter never versions string frames.
+        if dataplane && result_type != "string" {
+            m["typeVersion"] = json!([0, 1]);
         }
-        let notices: Vec<_> = result
-            .warnings
-            .iter()
-            .map(|w| json!({"severity": "warning", "text": w}))
-            .chain(
-                result
-                    .infos
-                    .iter()
-                    .map(|i| json!({"severity": "info", "text": i})),
-            )
-            .collect();
         if !notices.is_empty() {
             m["notices"] = json!(notices);
         }
         m
     };
-    let series_frame = |labels: &Labels, times: Vec<i64>, values: Vec<f64>, first: bool| {
+    let series_frame = |labels: &Labels, times: Vec<i64>, values: Column| {
         let name = display_name(labels, &q.legend_format, &plan.expr);
         let mut value_config = json!({});
         if !name.is_empty() {
             value_config["displayNameFromDS"] = json!(name);
         }
+        let value_name = match labels.metric_name() {
+            Some(n) if dataplane => n,
+            _ => "Value",
+        };
         Frame {
-            name: name.clone(),
+            name: if dataplane { String::new() } else { name },
             ref_id: ref_id.to_string(),
-            meta: Some(meta(first)),
+            meta: Some(meta()),
             fields: vec![
                 Field {
                     name: "Time".into(),
@@ -237,10 +264,10 @@ pub fn frames(ref_id: &str, q: &QueryModel, plan: &Plan, result: &QueryResult) -
                     values: Column::Time(times),
                 },
                 Field {
-                    name: labels.metric_name().unwrap_or("Value").to_string(),
+                    name: value_name.to_string(),
                     labels: Some(label_map(labels)),
                     config: Some(value_config),
-                    values: Column::Float(values),
+                    values,
                 },
             ],
         }
@@ -248,51 +275,53 @@ pub fn frames(ref_id: &str, q: &QueryModel, plan: &Plan, result: &QueryResult) -
     let mut out = Vec::new();
     match &result.value {
         Value::Matrix(series) => {
-            for (i, s) in series.iter().enumerate() {
+            for s in series {
                 out.push(series_frame(
                     &s.labels,
                     s.timestamps.clone(),
-                    s.values.clone(),
-                    i == 0,
+                    Column::Float(s.values.clone()),
                 ));
             }
         }
         Value::Vector(samples) => {
-            for (i, s) in samples.iter().enumerate() {
-                out.push(series_frame(&s.labels, vec![s.t], vec![s.v], i == 0));
+            for s in samples {
+                out.push(series_frame(&s.labels, vec![s.t], Column::Float(vec![s.v])));
             }
         }
-        Value::Scalar { t, v } => {
-            out.push(series_frame(&Labels::empty(), vec![*t], vec![*v], true))
-        }
-        Value::String { t, v } => out.push(Frame {
-            name: String::new(),
-            ref_id: ref_id.to_string(),
-            meta: Some(meta(true)),
-            fields: vec![
-                Field {
-                    name: "Time".into(),
-                    labels: None,
-                    config: None,
-                    values: Column::Time(vec![*t]),
-                },
-                Field {
-                    name: "Value".into(),
-                    labels: None,
-                    config: None,
-                    values: Column::String(vec![v.clone()]),
-                },
-            ],
-        }),
+        Value::Scalar { t, v } => out.push(series_frame(
+            &Labels::empty(),
+            vec![*t],
+            Column::Float(vec![*v]),
+        )),
+        Value::String { t, v } => out.push(series_frame(
+            &Labels::empty(),
+            vec![*t],
+            Column::String(vec![v.clone()]),
+        )),
+    }
+    // Grafana adds its own empty frame, that carries only the metadata, to a
+    // query without exemplars.
+    if out.is_empty() && notices.is_empty() && q.exemplar {
+        return out;
     }
     if out.is_empty() {
+        // The converter's frame for notices of an empty result, or Grafana's own
+        // empty frame.
+        let mut meta = json!({});
+        if !notices.is_empty() {
+            meta["notices"] = json!(notices);
+        }
         out.push(Frame {
-            name: String::new(),
+            name: if notices.is_empty() { "" } else { "Warnings" }.to_string(),
             ref_id: ref_id.to_string(),
-            meta: Some(meta(true)),
+            meta: Some(meta),
             fields: Vec::new(),
         });
     }
+    let first = out[0].meta.get_or_insert_with(|| json!({}));
+    first["executedQueryString"] = json!(plan.executed_query_string());
+    // Grafana's frontend needs the step to merge incrementally queried frames.
+    first["custom"]["calculatedMinStep"] = json!(plan.step_ms);
     out
 }
 

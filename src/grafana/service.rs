@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::exemplar;
-use super::query::{frames, plan, Plan, QueryModel, QueryTiming};
+use super::query::{frames, plan, FrameShape, Plan, QueryModel, QueryTiming};
 use crate::api::panic::catch_panic;
 use crate::api::{self, query_error_status, Access, ApiRequest, ApiResponse};
 use crate::config::settings::DatasourceSettings;
@@ -71,6 +71,7 @@ impl Plugin {
         tenant: &Arc<Tenant>,
         q: &pb::DataQuery,
         from_alert: bool,
+        features: GrafanaFeatures,
     ) -> pb::DataResponse {
         let downstream = |status: i32, msg: String| pb::DataResponse {
             error: msg,
@@ -78,10 +79,12 @@ impl Plugin {
             error_source: "downstream".into(),
             ..Default::default()
         };
-        let model = match QueryModel::parse(&q.json) {
+        let mut model = match QueryModel::parse(&q.json) {
             Ok(m) => m,
             Err(e) => return downstream(400, e),
         };
+        // Grafana never runs the exemplar query for alerting.
+        model.exemplar &= !from_alert;
         let range = q.time_range.unwrap_or_default();
         let settings = tenant.settings().await;
         let time_interval = settings
@@ -110,24 +113,36 @@ impl Plugin {
             Ok(p) => p,
             Err(e) => return downstream(400, e),
         };
-        // Grafana never runs the exemplar query for alerting.
-        let exemplar_query = model.exemplar && !from_alert;
-        let exemplar_plan = exemplar_query.then(|| plan.clone());
-        // "Both": the instant query runs first and its frames come first, as in
-        // Grafana's Prometheus backend; an error of either is merged as it merges them.
-        let mut plans = Vec::with_capacity(2);
-        if model.instant && model.range {
-            plans.push(plan.instant_at(timing.to_ms));
-        }
-        plans.push(plan);
+        // "Both": the instant query's frames come first, as in Grafana's Prometheus
+        // backend; an error of either is merged as it merges them.
+        let instant_plan = (model.instant && model.range).then(|| plan.instant_at(timing.to_ms));
+        let exemplar_plan = model.exemplar.then(|| plan.clone());
+        let shape = features.shape;
+        let instant = async {
+            match instant_plan {
+                Some(p) => Some(self.run_plan(tenant, &engine, q, &model, p, shape).await),
+                None => None,
+            }
+        };
+        let main = self.run_plan(tenant, &engine, q, &model, plan, shape);
+        let exemplars = async {
+            match &exemplar_plan {
+                Some(p) => exemplar_frames(tenant, &q.ref_id, p).await,
+                None => None,
+            }
+        };
+        // With `prometheusRunQueriesInParallel` Grafana runs the parts of a query
+        // at once; the frames still come in the order above.
+        let (instant, main, exemplars) = if features.parallel.is_some() {
+            tokio::join!(instant, main, exemplars)
+        } else {
+            (instant.await, main.await, exemplars.await)
+        };
         let mut merged = pb::DataResponse {
             status: 200,
             ..Default::default()
         };
-        for p in plans {
-            let r = self
-                .run_plan(tenant, &engine, q, &model, p, exemplar_query)
-                .await;
+        for r in instant.into_iter().chain([main]) {
             if !r.error.is_empty() {
                 merged.error = if merged.error.is_empty() {
                     r.error
@@ -139,12 +154,25 @@ impl Plugin {
             }
             merged.frames.extend(r.frames);
         }
-        if let Some(plan) = exemplar_plan {
-            merged
-                .frames
-                .extend(exemplar_frames(tenant, &q.ref_id, &plan).await);
-        }
+        merged.frames.extend(exemplars);
         merged
+    }
+
+    /// Runs one query, a panic failing only that query and not the connection
+    /// Grafana shares across every org's requests.
+    async fn answer_query(
+        &self,
+        tenant: &Arc<Tenant>,
+        q: &pb::DataQuery,
+        from_alert: bool,
+        features: GrafanaFeatures,
+    ) -> pb::DataResponse {
+        catch_panic(self.run_query(tenant, q, from_alert, features))
+            .await
+            .unwrap_or_else(|msg| {
+                tracing::error!(ref_id = %q.ref_id, "internal error while running a query: {msg}");
+                internal_error(&msg)
+            })
     }
 
     /// Runs one planned query and encodes its frames.
@@ -155,7 +183,7 @@ impl Plugin {
         q: &pb::DataQuery,
         model: &QueryModel,
         plan: Plan,
-        exemplar_query: bool,
+        shape: FrameShape,
     ) -> pb::DataResponse {
         let p = plan.clone();
         let result = tenant
@@ -193,15 +221,7 @@ impl Plugin {
             }
         };
         let mut encoded = Vec::new();
-        for f in frames(&q.ref_id, model, &plan, &result) {
-            // Grafana adds the empty frame that carries the query string only to a
-            // query without exemplars.
-            if exemplar_query
-                && f.fields.is_empty()
-                && f.meta.as_ref().is_none_or(|m| m.get("notices").is_none())
-            {
-                continue;
-            }
+        for f in frames(&q.ref_id, model, &plan, &result, shape) {
             match f.to_arrow_ipc() {
                 Ok(b) => encoded.push(b),
                 Err(e) => {
@@ -219,6 +239,50 @@ impl Plugin {
             status: 200,
             ..Default::default()
         }
+    }
+}
+
+/// What Grafana's configuration (the plugin context's `grafana_config`) asks of
+/// its Prometheus backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct GrafanaFeatures {
+    shape: FrameShape,
+    /// `prometheusRunQueriesInParallel`: at most this many queries at once.
+    parallel: Option<usize>,
+}
+
+impl GrafanaFeatures {
+    fn from_context(ctx: Option<&pb::PluginContext>) -> GrafanaFeatures {
+        let config = ctx.map(|c| &c.grafana_config);
+        // Grafana lists its enabled toggles, default ones included; without a list
+        // (an older Grafana, or none sent) its defaults hold.
+        let toggles: Option<Vec<&str>> = config
+            .and_then(|c| c.get("GF_INSTANCE_FEATURE_TOGGLES_ENABLE"))
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| v.split(',').map(str::trim).collect());
+        let enabled = |name: &str| toggles.as_ref().is_some_and(|t| t.contains(&name));
+        let shape = if toggles.is_some() && !enabled("prometheusDataplane") {
+            FrameShape::BeforeDataplane
+        } else {
+            FrameShape::Dataplane
+        };
+        // Grafana's bound is `concurrent_query_count`, 10 when unset or unreadable.
+        let parallel = enabled("prometheusRunQueriesInParallel").then(|| {
+            config
+                .and_then(|c| c.get("GF_CONCURRENT_QUERY_COUNT"))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .map_or(10, |n| n.max(1) as usize)
+        });
+        GrafanaFeatures { shape, parallel }
+    }
+}
+
+fn internal_error(msg: &str) -> pb::DataResponse {
+    pb::DataResponse {
+        error: format!("internal error while running the query: {msg}"),
+        status: 500,
+        error_source: "plugin".into(),
+        ..Default::default()
     }
 }
 
@@ -253,22 +317,37 @@ impl pb::data_server::Data for Plugin {
         let req = req.into_inner();
         let tenant = self.tenant(req.plugin_context.as_ref()).await?;
         let from_alert = req.headers.get("FromAlert").is_some_and(|v| v == "true");
+        if req.queries.is_empty() {
+            return Err(Status::invalid_argument("query contains no queries"));
+        }
+        let features = GrafanaFeatures::from_context(req.plugin_context.as_ref());
         let mut responses = HashMap::new();
-        for q in &req.queries {
-            // A panic fails its own query, not the connection Grafana shares
-            // across every org's requests.
-            let resp = catch_panic(self.run_query(&tenant, q, from_alert))
-                .await
-                .unwrap_or_else(|msg| {
-                    tracing::error!(ref_id = %q.ref_id, "internal error while running a query: {msg}");
-                    pb::DataResponse {
-                        error: format!("internal error while running the query: {msg}"),
-                        status: 500,
-                        error_source: "plugin".into(),
-                        ..Default::default()
-                    }
-                });
-            responses.insert(q.ref_id.clone(), resp);
+        match features.parallel {
+            Some(limit) => {
+                let permits = Arc::new(Semaphore::new(limit));
+                let mut running = Vec::with_capacity(req.queries.len());
+                for q in req.queries {
+                    let (this, tenant, permits) = (self.clone(), tenant.clone(), permits.clone());
+                    let ref_id = q.ref_id.clone();
+                    let task = tokio::spawn(async move {
+                        let _permit = permits.acquire_owned().await;
+                        this.answer_query(&tenant, &q, from_alert, features).await
+                    });
+                    running.push((ref_id, task));
+                }
+                for (ref_id, task) in running {
+                    let resp = task
+                        .await
+                        .unwrap_or_else(|e| internal_error(&e.to_string()));
+                    responses.insert(ref_id, resp);
+                }
+            }
+            None => {
+                for q in &req.queries {
+                    let resp = self.answer_query(&tenant, q, from_alert, features).await;
+                    responses.insert(q.ref_id.clone(), resp);
+                }
+            }
         }
         Ok(Response::new(pb::QueryDataResponse { responses }))
     }

@@ -10,5 +10,6 @@ mod datasource_rules;
 mod dist_layout;
 mod plugin_host;
 mod promql_corpus;
+mod request_variants;
 mod scrape_discovery;
 mod standalone;

@@ -343,7 +343,7 @@ impl Datasource {
                     "GF_SQL_MAX_OPEN_CONNS_DEFAULT".to_string(),
                     "100".to_string(),
                 ),
-                ("concurrent_query_count".to_string(), "4".to_string()),
+                ("GF_CONCURRENT_QUERY_COUNT".to_string(), "4".to_string()),
             ]),
             plugin_version: "0.1.0".into(),
             user_agent: "Grafana/12.3.0 (linux; amd64)".into(),
