@@ -12,12 +12,14 @@ mod frames;
 mod grafana_host;
 mod ports;
 mod process;
+mod prometheus;
 mod scrape;
 mod topology;
 
 #[allow(unused_imports)]
 pub use self::{
-    cli::*, exporters::*, frames::*, grafana_host::*, ports::*, process::*, scrape::*, topology::*,
+    cli::*, exporters::*, frames::*, grafana_host::*, ports::*, process::*, prometheus::*,
+    scrape::*, topology::*,
 };
 
 use std::path::PathBuf;
