@@ -197,6 +197,7 @@ async fn answer(
             Ok(()) => validate(tenant, req.body).await,
             Err(e) => Err(e),
         },
+        "api/v1/format_query" => format_query(&params),
         "api/v1/status/buildinfo" => Ok(ApiResponse::success(json!({
             "version": env!("CARGO_PKG_VERSION"),
             "revision": "",
@@ -220,6 +221,17 @@ async fn answer(
         },
     };
     result.unwrap_or_else(|e| e)
+}
+
+/// `api/v1/format_query`: the expression as Prometheus 2.42's prettifier writes
+/// it; a parse error is a 400 `bad_data`, as for `query`.
+fn format_query(p: &Params) -> Result<ApiResponse, ApiResponse> {
+    let text = p.get("query").unwrap_or("");
+    let expr =
+        promql::parse_expr(text).map_err(|e| bad(format!("invalid parameter \"query\": {e}")))?;
+    Ok(ApiResponse::success(Value::String(
+        promql::pretty::prettify(&expr),
+    )))
 }
 
 /// Metric metadata (HELP, TYPE, UNIT) from the last scrape of every target.
