@@ -197,15 +197,10 @@ async fn answer(
             Ok(()) => validate(tenant, req.body).await,
             Err(e) => Err(e),
         },
+        // Grafana's Prometheus datasource answers `version-detect` with buildinfo.
+        "api/v1/status/buildinfo" | "version-detect" => Ok(buildinfo()),
         "api/v1/format_query" => format_query(&params),
-        "api/v1/status/buildinfo" => Ok(ApiResponse::success(json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "revision": "",
-            "branch": "",
-            "buildUser": "",
-            "buildDate": "",
-            "goVersion": "",
-        }))),
+        "suggestions" => suggestions(tenant, &req),
         "-/healthy" => Ok(ApiResponse::text(200, "arrowmon is Healthy.\n")),
         "-/ready" => Ok(ApiResponse::text(200, "arrowmon is Ready.\n")),
         p => match p
@@ -213,6 +208,11 @@ async fn answer(
             .and_then(|r| r.strip_suffix("/values"))
         {
             Some(name) => label_values(tenant, name, &params),
+            None if p.starts_with("api/v1/search/") => Err(ApiResponse::error(
+                404,
+                "not_found",
+                &format!("/{p} (the experimental search API of newer Prometheus versions) is not supported by arrowmon; use api/v1/labels, api/v1/label/<name>/values and api/v1/series"),
+            )),
             None => Err(ApiResponse::error(
                 404,
                 "not_found",
@@ -221,6 +221,24 @@ async fn answer(
         },
     };
     result.unwrap_or_else(|e| e)
+}
+
+/// The Prometheus version arrowmon's API answers as, in buildinfo's `version`:
+/// Grafana's Prometheus datasource reads it as a Prometheus version to choose
+/// features (the labels API with `match[]` from 2.24 on, …), and the paths
+/// arrowmon serves are those of Prometheus 2.42 (`format_query` prints as 2.42
+/// does). arrowmon's own version is in `revision`.
+pub const PROMETHEUS_API_VERSION: &str = "2.42.0";
+
+fn buildinfo() -> ApiResponse {
+    ApiResponse::success(json!({
+        "version": PROMETHEUS_API_VERSION,
+        "revision": concat!("arrowmon ", env!("CARGO_PKG_VERSION")),
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
 }
 
 /// `api/v1/format_query`: the expression as Prometheus 2.42's prettifier writes
@@ -232,6 +250,124 @@ fn format_query(p: &Params) -> Result<ApiResponse, ApiResponse> {
     Ok(ApiResponse::success(Value::String(
         promql::pretty::prettify(&expr),
     )))
+}
+
+/// `suggestions` (POST, JSON), which Grafana's Prometheus datasource answers in
+/// its backend (promlib `resource.GetSuggestions`): label names, or the values of
+/// `labelName`, of the series whose metric names the `queries` select, narrowed
+/// by the `scopes` and `adhocFilters`, in `start`..`end`, at most `limit`.
+fn suggestions(tenant: &Tenant, req: &ApiRequest<'_>) -> Result<ApiResponse, ApiResponse> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default, rename_all = "camelCase")]
+    struct Filter {
+        key: String,
+        operator: String,
+        value: String,
+        values: Vec<String>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default, rename_all = "camelCase")]
+    struct Body {
+        label_name: String,
+        queries: Vec<String>,
+        scopes: Vec<Filter>,
+        adhoc_filters: Vec<Filter>,
+        start: String,
+        end: String,
+        limit: i64,
+    }
+    let body: Body = if req.body.is_empty() {
+        Body::default()
+    } else {
+        serde_json::from_slice(req.body)
+            .map_err(|e| bad(format!("suggestions: the request body is not JSON: {e}")))?
+    };
+    // Metric names of the queries' selectors; a query that does not parse is
+    // skipped, as Grafana skips it.
+    let mut names: Vec<String> = Vec::new();
+    for q in &body.queries {
+        let Ok(expr) = promql::parse_expr(&dummy_grafana_variables(q)) else {
+            continue;
+        };
+        for set in promql::extract_selectors(&expr).unwrap_or_default() {
+            names.extend(
+                set.iter()
+                    .filter(|m| m.name == crate::model::labels::METRIC_NAME)
+                    .map(|m| m.value.clone()),
+            );
+        }
+    }
+    names.sort();
+    names.dedup();
+    let mut matchers = Vec::new();
+    for f in body.scopes.iter().chain(&body.adhoc_filters) {
+        let quote = crate::promql::pretty::go_quote;
+        let any_of = |vals: &[String]| {
+            vals.iter()
+                .map(|v| regex::escape(v))
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        let m = match f.operator.as_str() {
+            "equals" => format!("{}={}", f.key, quote(&f.value)),
+            "not-equals" => format!("{}!={}", f.key, quote(&f.value)),
+            "regex-match" => format!("{}=~{}", f.key, quote(&f.value)),
+            "regex-not-match" => format!("{}!~{}", f.key, quote(&f.value)),
+            "one-of" => format!("{}=~{}", f.key, quote(&any_of(&f.values))),
+            "not-one-of" => format!("{}!~{}", f.key, quote(&any_of(&f.values))),
+            op => return Err(bad(format!("suggestions: unknown filter operator {op:?}"))),
+        };
+        matchers.push(m);
+    }
+    matchers.sort();
+    let mut params = Vec::new();
+    for n in &names {
+        params.push((
+            "match[]".to_string(),
+            format!(
+                "{{__name__={},{}}}",
+                crate::promql::pretty::go_quote(n),
+                matchers.join(",")
+            ),
+        ));
+    }
+    if names.is_empty() && !matchers.is_empty() {
+        params.push(("match[]".to_string(), format!("{{{}}}", matchers.join(","))));
+    }
+    for (k, v) in [("start", &body.start), ("end", &body.end)] {
+        if !v.is_empty() {
+            params.push((k.to_string(), v.clone()));
+        }
+    }
+    if body.limit > 0 {
+        params.push(("limit".to_string(), body.limit.to_string()));
+    }
+    let params = Params(params);
+    if body.label_name.is_empty() {
+        labels(tenant, &params)
+    } else {
+        label_values(tenant, &body.label_name, &params)
+    }
+}
+
+/// Grafana's interval and range variables replaced by placeholders, so that a
+/// query from the editor parses (only its selectors are read).
+fn dummy_grafana_variables(q: &str) -> String {
+    let mut out = q.to_string();
+    for (var, value) in [
+        ("__rate_interval_ms", "60000"),
+        ("__interval_ms", "60000"),
+        ("__range_ms", "60000"),
+        ("__range_s", "60"),
+        ("__rate_interval", "1m"),
+        ("__interval", "1m"),
+        ("__range", "1m"),
+    ] {
+        out = out
+            .replace(&format!("${{{var}}}"), value)
+            .replace(&format!("${var}"), value);
+    }
+    out
 }
 
 /// Metric metadata (HELP, TYPE, UNIT) from the last scrape of every target.
