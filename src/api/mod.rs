@@ -564,9 +564,20 @@ async fn query_range(
     Ok(query_success(&r.value, &r.warnings, &r.infos))
 }
 
-/// A timestamp as Prometheus writes it: seconds, with up to three decimals for the
-/// milliseconds (`1435781451.781`, `1435781451`).
-fn write_timestamp(out: &mut String, t: i64) {
+/// How a timestamp's milliseconds are written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Millis {
+    /// Up to three decimals, trailing zeros dropped (`1435781451.781`,
+    /// `1435781451.4`, `1435781451`), as query results are written.
+    Trimmed,
+    /// Three decimals whenever there are any (`1600096945.400`), as Prometheus's
+    /// `jsonutil.MarshalTimestamp` writes exemplars'.
+    ThreeDigits,
+}
+
+/// A timestamp as Prometheus writes it: seconds, then the milliseconds as
+/// `millis` says, none when they are zero.
+fn write_timestamp(out: &mut String, t: i64, millis: Millis) {
     if t < 0 {
         out.push('-');
     }
@@ -575,7 +586,10 @@ fn write_timestamp(out: &mut String, t: i64) {
     let ms = t % 1000;
     if ms != 0 {
         let digits = [ms / 100, ms / 10 % 10, ms % 10].map(|d| char::from(b'0' + d as u8));
-        let zeros = digits.iter().rev().take_while(|&&d| d == '0').count();
+        let zeros = match millis {
+            Millis::Trimmed => digits.iter().rev().take_while(|&&d| d == '0').count(),
+            Millis::ThreeDigits => 0,
+        };
         out.push('.');
         out.extend(&digits[..3 - zeros]);
     }
@@ -619,7 +633,7 @@ fn write_labels(out: &mut String, l: &Labels) {
 
 fn write_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
-    write_timestamp(out, t);
+    write_timestamp(out, t, Millis::Trimmed);
     out.push_str(",\"");
     write_go_float_f(out, v);
     out.push_str("\"]");
@@ -644,7 +658,7 @@ fn query_success(v: &promql::Value, warnings: &[String], infos: &[String]) -> Ap
         promql::Value::Scalar { t, v } => write_point(&mut out, *t, *v),
         promql::Value::String { t, v } => {
             out.push('[');
-            write_timestamp(&mut out, *t);
+            write_timestamp(&mut out, *t, Millis::Trimmed);
             out.push(',');
             write_json_str(&mut out, v);
             out.push(']');
@@ -741,7 +755,7 @@ fn exemplars_success(series: &[ExemplarSeries]) -> ApiResponse {
             out.push_str(",\"value\":\"");
             write_exemplar_value(out, e.value);
             out.push_str("\",\"timestamp\":");
-            write_exemplar_timestamp(out, e.timestamp_ms);
+            write_timestamp(out, e.timestamp_ms, Millis::ThreeDigits);
             out.push('}');
         });
         out.push('}');
@@ -763,23 +777,6 @@ fn write_exemplar_value(out: &mut String, v: f64) {
         let _ = crate::model::number::write_go_float_e(out, v);
     } else {
         write_go_float_f(out, v);
-    }
-}
-
-/// An exemplar's timestamp as Prometheus's `jsonutil.MarshalTimestamp` writes
-/// it: seconds, then the milliseconds as three digits when there are any
-/// (`1600096945.479`, `1600096945.400`, `1600096945`).
-fn write_exemplar_timestamp(out: &mut String, t: i64) {
-    if t < 0 {
-        out.push('-');
-    }
-    let t = t.unsigned_abs();
-    out.push_str(itoa::Buffer::new().format(t / 1000));
-    let ms = t % 1000;
-    if ms != 0 {
-        out.push('.');
-        let digits = [ms / 100, ms / 10 % 10, ms % 10].map(|d| char::from(b'0' + d as u8));
-        out.extend(digits);
     }
 }
 
@@ -1128,9 +1125,9 @@ mod tests {
             )
         );
         let mut out = String::new();
-        write_exemplar_timestamp(&mut out, -1_005);
+        write_timestamp(&mut out, -1_005, Millis::ThreeDigits);
         out.push(' ');
-        write_exemplar_timestamp(&mut out, 50);
+        write_timestamp(&mut out, 50, Millis::ThreeDigits);
         out.push(' ');
         write_exemplar_value(&mut out, 2e21);
         out.push(' ');
