@@ -6,6 +6,7 @@
 // Each test crate uses its own part of this module.
 #![allow(dead_code)]
 
+mod api;
 mod cli;
 mod exporters;
 mod frames;
@@ -18,7 +19,7 @@ mod topology;
 
 #[allow(unused_imports)]
 pub use self::{
-    cli::*, exporters::*, frames::*, grafana_host::*, ports::*, process::*, prometheus::*,
+    api::*, cli::*, exporters::*, frames::*, grafana_host::*, ports::*, process::*, prometheus::*,
     scrape::*, topology::*,
 };
 
