@@ -276,11 +276,25 @@ fn suggestions(tenant: &Tenant, req: &ApiRequest<'_>) -> Result<ApiResponse, Api
         end: String,
         limit: i64,
     }
-    let body: Body = if req.body.is_empty() {
-        Body::default()
-    } else {
+    let is_json = req
+        .content_type
+        .is_some_and(|c| c.starts_with("application/json"))
+        || req.body.trim_ascii_start().starts_with(b"{");
+    let body: Body = if is_json {
         serde_json::from_slice(req.body)
             .map_err(|e| bad(format!("suggestions: the request body is not JSON: {e}")))?
+    } else {
+        // A form body or query string (the frontend's request helper may encode
+        // it so): the plain fields only.
+        let p = Params::from_request(req);
+        Body {
+            label_name: p.get("labelName").unwrap_or("").to_string(),
+            queries: p.all("queries").into_iter().map(str::to_string).collect(),
+            start: p.get("start").unwrap_or("").to_string(),
+            end: p.get("end").unwrap_or("").to_string(),
+            limit: p.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0),
+            ..Body::default()
+        }
     };
     // Metric names of the queries' selectors; a query that does not parse is
     // skipped, as Grafana skips it.

@@ -1362,6 +1362,17 @@ async fn grafanas_prometheus_frontend_resource_calls_are_answered() {
     )
     .await;
     assert_eq!((code, &v["data"]), (200, &json!([])), "{v}");
+    // The same fields as a form body are read too.
+    let (code, _, v) = res(
+        &plugin,
+        &ds,
+        "POST",
+        "suggestions",
+        "labelName=path&queries=res_requests_total&limit=100",
+        &[],
+    )
+    .await;
+    assert_eq!((code, &v["data"]), (200, &json!(["/a"])), "{v}");
 
     // format_query, as Prometheus 2.42 answers it.
     let (code, _, v) = res(
