@@ -100,7 +100,7 @@ fn expressions() -> Vec<String> {
     ));
     v.push(format!("-(sum by (instance) (rate({LONG_SELECTOR}[5m])))"));
     v.push(format!("-sum by (instance) (rate({LONG_SELECTOR}[5m]))"));
-    v.push(format!("histogram_quantile(0.99, sum by (le, instance) (rate(http_request_duration_seconds_bucket{{job=\"api\",handler=~\"/api/v1/.*\",code!~\"5..\"}}[5m])))"));
+    v.push(r#"histogram_quantile(0.99, sum by (le, instance) (rate(http_request_duration_seconds_bucket{job="api",handler=~"/api/v1/.*",code!~"5.."}[5m])))"#.to_string());
     v.push(format!(
         "clamp_max(clamp_min({LONG_SELECTOR}, 0), 100) / 1024 / 1024 / 1024 > 1.5e+09 or vector(0)"
     ));
