@@ -71,6 +71,19 @@ fn expressions() -> Vec<String> {
         "scalar(sum(x))",
         "histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))",
         "absent(nonexistent{job=\"a\"})",
+        "bottomk(3, x) + stddev without (a) (x) + group(x)",
+        "a ^ b ^ c",
+        "a - (b - c)",
+        "a atan2 b",
+        "rate(x[1500ms]) + rate(x[1h30m]) + rate(x[1d12h])",
+        "x offset 1y + x offset 2w + x offset 9d",
+        "x @ -100 + x @ 1.5",
+        "0.1 + 1e21 + 1e-5 + 123456789 + .5 + 5. + -0",
+        r#""\u200b\x01\U0001F600""#,
+        r#"{b="2",a="1",__name__="up"}"#,
+        r#"up{job="b",job="a"}"#,
+        "count by (a) (x) > bool 5",
+        "sum by (a, b) (x) / on (a) group_left () sum by (a) (x)",
         "up # a comment",
         "sum(# comment\n  rate(x[5m]) # another\n)",
     ]
@@ -105,6 +118,13 @@ fn expressions() -> Vec<String> {
         "clamp_max(clamp_min({LONG_SELECTOR}, 0), 100) / 1024 / 1024 / 1024 > 1.5e+09 or vector(0)"
     ));
     v.push(format!("(((sum({LONG_SELECTOR}))))"));
+    v.push(format!("label_replace({LONG_SELECTOR}, \"destination_label_with_a_long_name\", \"$1-$2-$3\", \"source\", \"^(very|long|alternatives|to|pass|the|limit)-([a-z]+)-(.*)$\")"));
+    v.push(format!(
+        "sum(rate({LONG_SELECTOR}[5m])) by (instance) > bool 0"
+    ));
+    v.push(format!("max_over_time({LONG_SELECTOR}[1h:])"));
+    v.push(format!("rate({LONG_SELECTOR}[5m] offset 1h) * on (instance) group_right (job, env) sum by (instance) (up{{job=\"node\",instance=~\"db.*\"}})"));
+    v.push(format!("quantile_over_time(0.95, rate({LONG_SELECTOR}[5m])[30m:1m]) - ignoring (le) avg_over_time({LONG_SELECTOR}[30m])"));
     v.push(format!("abs({LONG_SELECTOR} offset 5m) and on (instance) (up == 1) unless ignoring (job) {LONG_SELECTOR}"));
     v
 }
@@ -179,7 +199,17 @@ async fn format_query_equals_prometheus() {
     );
 
     // A parse error: the same status and type (the messages are each parser's own).
-    for q in ["sum(", "rate(x[5m]", "a +", "up{job=}"] {
+    for q in [
+        "sum(",
+        "rate(x[5m]",
+        "a +",
+        "up{job=}",
+        "x[5m] + 1",
+        r#"up{__name__="up"}"#,
+        "{}",
+        "rate(x)",
+        "sum by (a) (x, y)",
+    ] {
         let (ps, pv) = format(&client, &prom, q).await;
         let (ash, av) = format(&client, &am, q).await;
         assert_eq!(
