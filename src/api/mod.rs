@@ -197,14 +197,10 @@ async fn answer(
             Ok(()) => validate(tenant, req.body).await,
             Err(e) => Err(e),
         },
-        "api/v1/status/buildinfo" => Ok(ApiResponse::success(json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "revision": "",
-            "branch": "",
-            "buildUser": "",
-            "buildDate": "",
-            "goVersion": "",
-        }))),
+        // Grafana's Prometheus datasource answers `version-detect` with buildinfo.
+        "api/v1/status/buildinfo" | "version-detect" => Ok(buildinfo()),
+        "api/v1/format_query" => format_query(&params),
+        "suggestions" => suggestions(tenant, &req),
         "-/healthy" => Ok(ApiResponse::text(200, "arrowmon is Healthy.\n")),
         "-/ready" => Ok(ApiResponse::text(200, "arrowmon is Ready.\n")),
         p => match p
@@ -212,6 +208,11 @@ async fn answer(
             .and_then(|r| r.strip_suffix("/values"))
         {
             Some(name) => label_values(tenant, name, &params),
+            None if p.starts_with("api/v1/search/") => Err(ApiResponse::error(
+                404,
+                "not_found",
+                &format!("/{p} (the experimental search API of newer Prometheus versions) is not supported by arrowmon; use api/v1/labels, api/v1/label/<name>/values and api/v1/series"),
+            )),
             None => Err(ApiResponse::error(
                 404,
                 "not_found",
@@ -220,6 +221,167 @@ async fn answer(
         },
     };
     result.unwrap_or_else(|e| e)
+}
+
+/// The Prometheus version arrowmon's API answers as, in buildinfo's `version`:
+/// Grafana's Prometheus datasource reads it as a Prometheus version to choose
+/// features (the labels API with `match[]` from 2.24 on, …), and the paths
+/// arrowmon serves are those of Prometheus 2.42 (`format_query` prints as 2.42
+/// does). arrowmon's own version is in `revision`.
+pub const PROMETHEUS_API_VERSION: &str = "2.42.0";
+
+fn buildinfo() -> ApiResponse {
+    ApiResponse::success(json!({
+        "version": PROMETHEUS_API_VERSION,
+        "revision": concat!("arrowmon ", env!("CARGO_PKG_VERSION")),
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}
+
+/// `api/v1/format_query`: the expression as Prometheus 2.42's prettifier writes
+/// it; a parse error is a 400 `bad_data`, as for `query`.
+fn format_query(p: &Params) -> Result<ApiResponse, ApiResponse> {
+    let text = p.get("query").unwrap_or("");
+    let expr =
+        promql::parse_expr(text).map_err(|e| bad(format!("invalid parameter \"query\": {e}")))?;
+    Ok(ApiResponse::success(Value::String(
+        promql::pretty::prettify(&expr),
+    )))
+}
+
+/// `suggestions` (POST, JSON), which Grafana's Prometheus datasource answers in
+/// its backend (promlib `resource.GetSuggestions`): label names, or the values of
+/// `labelName`, of the series whose metric names the `queries` select, narrowed
+/// by the `scopes` and `adhocFilters`, in `start`..`end`, at most `limit`.
+fn suggestions(tenant: &Tenant, req: &ApiRequest<'_>) -> Result<ApiResponse, ApiResponse> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default, rename_all = "camelCase")]
+    struct Filter {
+        key: String,
+        operator: String,
+        value: String,
+        values: Vec<String>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default, rename_all = "camelCase")]
+    struct Body {
+        label_name: String,
+        queries: Vec<String>,
+        scopes: Vec<Filter>,
+        adhoc_filters: Vec<Filter>,
+        start: String,
+        end: String,
+        limit: i64,
+    }
+    let is_json = req
+        .content_type
+        .is_some_and(|c| c.starts_with("application/json"))
+        || req.body.trim_ascii_start().starts_with(b"{");
+    let body: Body = if is_json {
+        serde_json::from_slice(req.body)
+            .map_err(|e| bad(format!("suggestions: the request body is not JSON: {e}")))?
+    } else {
+        // A form body or query string (the frontend's request helper may encode
+        // it so): the plain fields only.
+        let p = Params::from_request(req);
+        Body {
+            label_name: p.get("labelName").unwrap_or("").to_string(),
+            queries: p.all("queries").into_iter().map(str::to_string).collect(),
+            start: p.get("start").unwrap_or("").to_string(),
+            end: p.get("end").unwrap_or("").to_string(),
+            limit: p.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0),
+            ..Body::default()
+        }
+    };
+    // Metric names of the queries' selectors; a query that does not parse is
+    // skipped, as Grafana skips it.
+    let mut names: Vec<String> = Vec::new();
+    for q in &body.queries {
+        let Ok(expr) = promql::parse_expr(&dummy_grafana_variables(q)) else {
+            continue;
+        };
+        for set in promql::extract_selectors(&expr).unwrap_or_default() {
+            names.extend(
+                set.iter()
+                    .filter(|m| m.name == crate::model::labels::METRIC_NAME)
+                    .map(|m| m.value.clone()),
+            );
+        }
+    }
+    names.sort();
+    names.dedup();
+    let mut matchers = Vec::new();
+    for f in body.scopes.iter().chain(&body.adhoc_filters) {
+        let quote = crate::promql::pretty::go_quote;
+        let any_of = |vals: &[String]| {
+            vals.iter()
+                .map(|v| regex::escape(v))
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        let m = match f.operator.as_str() {
+            "equals" => format!("{}={}", f.key, quote(&f.value)),
+            "not-equals" => format!("{}!={}", f.key, quote(&f.value)),
+            "regex-match" => format!("{}=~{}", f.key, quote(&f.value)),
+            "regex-not-match" => format!("{}!~{}", f.key, quote(&f.value)),
+            "one-of" => format!("{}=~{}", f.key, quote(&any_of(&f.values))),
+            "not-one-of" => format!("{}!~{}", f.key, quote(&any_of(&f.values))),
+            op => return Err(bad(format!("suggestions: unknown filter operator {op:?}"))),
+        };
+        matchers.push(m);
+    }
+    matchers.sort();
+    let mut params = Vec::new();
+    for n in &names {
+        params.push((
+            "match[]".to_string(),
+            format!(
+                "{{__name__={},{}}}",
+                crate::promql::pretty::go_quote(n),
+                matchers.join(",")
+            ),
+        ));
+    }
+    if names.is_empty() && !matchers.is_empty() {
+        params.push(("match[]".to_string(), format!("{{{}}}", matchers.join(","))));
+    }
+    for (k, v) in [("start", &body.start), ("end", &body.end)] {
+        if !v.is_empty() {
+            params.push((k.to_string(), v.clone()));
+        }
+    }
+    if body.limit > 0 {
+        params.push(("limit".to_string(), body.limit.to_string()));
+    }
+    let params = Params(params);
+    if body.label_name.is_empty() {
+        labels(tenant, &params)
+    } else {
+        label_values(tenant, &body.label_name, &params)
+    }
+}
+
+/// Grafana's interval and range variables replaced by placeholders, so that a
+/// query from the editor parses (only its selectors are read).
+fn dummy_grafana_variables(q: &str) -> String {
+    let mut out = q.to_string();
+    for (var, value) in [
+        ("__rate_interval_ms", "60000"),
+        ("__interval_ms", "60000"),
+        ("__range_ms", "60000"),
+        ("__range_s", "60"),
+        ("__rate_interval", "1m"),
+        ("__interval", "1m"),
+        ("__range", "1m"),
+    ] {
+        out = out
+            .replace(&format!("${{{var}}}"), value)
+            .replace(&format!("${var}"), value);
+    }
+    out
 }
 
 /// Metric metadata (HELP, TYPE, UNIT) from the last scrape of every target.
@@ -416,9 +578,20 @@ async fn query_range(
     Ok(query_success(&r.value, &r.warnings, &r.infos))
 }
 
-/// A timestamp as Prometheus writes it: seconds, with up to three decimals for the
-/// milliseconds (`1435781451.781`, `1435781451`).
-fn write_timestamp(out: &mut String, t: i64) {
+/// How a timestamp's milliseconds are written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Millis {
+    /// Up to three decimals, trailing zeros dropped (`1435781451.781`,
+    /// `1435781451.4`, `1435781451`), as query results are written.
+    Trimmed,
+    /// Three decimals whenever there are any (`1600096945.400`), as Prometheus's
+    /// `jsonutil.MarshalTimestamp` writes exemplars'.
+    ThreeDigits,
+}
+
+/// A timestamp as Prometheus writes it: seconds, then the milliseconds as
+/// `millis` says, none when they are zero.
+fn write_timestamp(out: &mut String, t: i64, millis: Millis) {
     if t < 0 {
         out.push('-');
     }
@@ -427,7 +600,10 @@ fn write_timestamp(out: &mut String, t: i64) {
     let ms = t % 1000;
     if ms != 0 {
         let digits = [ms / 100, ms / 10 % 10, ms % 10].map(|d| char::from(b'0' + d as u8));
-        let zeros = digits.iter().rev().take_while(|&&d| d == '0').count();
+        let zeros = match millis {
+            Millis::Trimmed => digits.iter().rev().take_while(|&&d| d == '0').count(),
+            Millis::ThreeDigits => 0,
+        };
         out.push('.');
         out.extend(&digits[..3 - zeros]);
     }
@@ -471,7 +647,7 @@ fn write_labels(out: &mut String, l: &Labels) {
 
 fn write_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
-    write_timestamp(out, t);
+    write_timestamp(out, t, Millis::Trimmed);
     out.push_str(",\"");
     write_go_float_f(out, v);
     out.push_str("\"]");
@@ -496,7 +672,7 @@ fn query_success(v: &promql::Value, warnings: &[String], infos: &[String]) -> Ap
         promql::Value::Scalar { t, v } => write_point(&mut out, *t, *v),
         promql::Value::String { t, v } => {
             out.push('[');
-            write_timestamp(&mut out, *t);
+            write_timestamp(&mut out, *t, Millis::Trimmed);
             out.push(',');
             write_json_str(&mut out, v);
             out.push(']');
@@ -593,7 +769,7 @@ fn exemplars_success(series: &[ExemplarSeries]) -> ApiResponse {
             out.push_str(",\"value\":\"");
             write_exemplar_value(out, e.value);
             out.push_str("\",\"timestamp\":");
-            write_exemplar_timestamp(out, e.timestamp_ms);
+            write_timestamp(out, e.timestamp_ms, Millis::ThreeDigits);
             out.push('}');
         });
         out.push('}');
@@ -615,23 +791,6 @@ fn write_exemplar_value(out: &mut String, v: f64) {
         let _ = crate::model::number::write_go_float_e(out, v);
     } else {
         write_go_float_f(out, v);
-    }
-}
-
-/// An exemplar's timestamp as Prometheus's `jsonutil.MarshalTimestamp` writes
-/// it: seconds, then the milliseconds as three digits when there are any
-/// (`1600096945.479`, `1600096945.400`, `1600096945`).
-fn write_exemplar_timestamp(out: &mut String, t: i64) {
-    if t < 0 {
-        out.push('-');
-    }
-    let t = t.unsigned_abs();
-    out.push_str(itoa::Buffer::new().format(t / 1000));
-    let ms = t % 1000;
-    if ms != 0 {
-        out.push('.');
-        let digits = [ms / 100, ms / 10 % 10, ms % 10].map(|d| char::from(b'0' + d as u8));
-        out.extend(digits);
     }
 }
 
@@ -899,149 +1058,22 @@ mod tests {
         );
     }
 
-    /// A tenant in a fresh folder, with exemplars added straight to its store.
-    fn tenant_with_exemplars() -> (tempfile::TempDir, Arc<Tenant>) {
-        use crate::model::exemplar::Exemplar;
-        let dir = tempfile::tempdir().unwrap();
-        let tenant = Arc::new(
-            Tenant::open(
-                dir.path(),
-                crate::tenant::SecretMode::File,
-                crate::store::StoreOptions::default(),
-            )
-            .unwrap(),
-        );
-        let ex = |trace: &str, value: f64, t: i64| Exemplar {
-            labels: Labels::from_pairs([("trace_id", trace)]),
-            value,
-            timestamp_ms: t,
-        };
-        let a = Labels::from_pairs([("__name__", "req_total"), ("path", "/a")]);
-        let b = Labels::from_pairs([("__name__", "req_total"), ("path", "/b")]);
-        let h = Labels::from_pairs([("__name__", "lat_bucket"), ("le", "0.5")]);
-        let store = tenant.store.exemplars();
-        store
-            .add(&b, ex("b1", 6.0, 1_600_096_945_479), true)
-            .unwrap();
-        store
-            .add(&a, ex("a1", 1e-7, 1_600_096_945_400), true)
-            .unwrap();
-        store
-            .add(&a, ex("a2", 0.25, 1_600_096_946_000), true)
-            .unwrap();
-        store
-            .add(&h, ex("h1", 2e21, 1_600_096_946_005), true)
-            .unwrap();
-        (dir, tenant)
-    }
-
-    /// The status and JSON body (null when empty) of a `query_exemplars` request.
-    async fn get(tenant: &Arc<Tenant>, query: &str) -> (u16, Value) {
-        let engine = Arc::new(Engine::new(Default::default()));
-        let resp = handle(
-            tenant,
-            &engine,
-            Access::Read,
-            ApiRequest {
-                method: "GET",
-                path: "/api/v1/query_exemplars",
-                query,
-                body: b"",
-                content_type: None,
-            },
-        )
-        .await;
-        let body = if resp.body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&resp.body).unwrap()
-        };
-        (resp.status, body)
-    }
-
-    #[tokio::test]
-    async fn query_exemplars_answers_with_prometheus_json() {
-        let (_dir, tenant) = tenant_with_exemplars();
-        let resp = exemplars_success(
-            &tenant
-                .query_exemplars("req_total", i64::MIN, i64::MAX)
-                .await
-                .unwrap(),
-        );
-        assert_eq!(
-            String::from_utf8(resp.body).unwrap(),
-            concat!(
-                r#"{"status":"success","data":["#,
-                r#"{"seriesLabels":{"__name__":"req_total","path":"/a"},"exemplars":["#,
-                r#"{"labels":{"trace_id":"a1"},"value":"1e-07","timestamp":1600096945.400},"#,
-                r#"{"labels":{"trace_id":"a2"},"value":"0.25","timestamp":1600096946}]},"#,
-                r#"{"seriesLabels":{"__name__":"req_total","path":"/b"},"exemplars":["#,
-                r#"{"labels":{"trace_id":"b1"},"value":"6","timestamp":1600096945.479}]}]}"#
-            )
-        );
+    #[test]
+    fn exemplar_values_and_timestamps_are_written_as_prometheus_writes_them() {
         let mut out = String::new();
-        write_exemplar_timestamp(&mut out, -1_005);
+        write_timestamp(&mut out, -1_005, Millis::ThreeDigits);
         out.push(' ');
-        write_exemplar_timestamp(&mut out, 50);
+        write_timestamp(&mut out, 50, Millis::ThreeDigits);
+        out.push(' ');
+        write_timestamp(&mut out, 1_400, Millis::ThreeDigits);
+        out.push(' ');
+        write_timestamp(&mut out, 1_400, Millis::Trimmed);
         out.push(' ');
         write_exemplar_value(&mut out, 2e21);
         out.push(' ');
         write_exemplar_value(&mut out, f64::NEG_INFINITY);
         out.push(' ');
         write_exemplar_value(&mut out, 123456.5);
-        assert_eq!(out, "-1.005 0.050 2e+21 -Inf 123456.5");
-
-        // Through the API: the range is inclusive and any selector may match.
-        let (status, v) = get(
-            &tenant,
-            "query=histogram_quantile(0.9,rate(lat_bucket[1m]))%2Breq_total{path=%22/b%22}&start=1600096945.479&end=1600096946.005",
-        )
-        .await;
-        assert_eq!(status, 200, "{v}");
-        let series: Vec<&Value> = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| &s["seriesLabels"])
-            .collect();
-        assert_eq!(
-            series,
-            [
-                &json!({"__name__": "lat_bucket", "le": "0.5"}),
-                &json!({"__name__": "req_total", "path": "/b"})
-            ]
-        );
-        // RFC 3339 and an empty parameter (the default) are taken too.
-        let (_, v) = get(&tenant, "query=req_total&start=2020-09-14T15:22:26Z&end=").await;
-        assert_eq!(
-            v["data"][0]["exemplars"].as_array().unwrap().len(),
-            1,
-            "{v}"
-        );
-        let (_, v) = get(&tenant, "query=nothing").await;
-        assert_eq!(v, json!({"status": "success", "data": []}));
-    }
-
-    #[tokio::test]
-    async fn query_exemplars_refuses_bad_parameters_as_prometheus_does() {
-        let (_dir, tenant) = tenant_with_exemplars();
-        // No selector: no content, as Prometheus answers.
-        assert_eq!(get(&tenant, "query=1%2B1").await, (204, Value::Null));
-        let (status, v) = get(&tenant, "query=rate(").await;
-        assert_eq!((status, &v["errorType"]), (400, &json!("bad_data")), "{v}");
-        let (status, v) = get(&tenant, "query=up&start=2&end=1").await;
-        assert_eq!(status, 400);
-        assert_eq!(
-            v["error"],
-            "end timestamp must not be before start timestamp"
-        );
-        let (status, v) = get(&tenant, "query=up&start=x").await;
-        assert_eq!(status, 400);
-        assert_eq!(
-            v["error"],
-            "invalid parameter \"start\": Invalid time value for 'start': cannot parse \"x\" to a valid timestamp"
-        );
-        assert!(tenant.query_exemplars("sum(", 0, 1).await.is_err());
-        assert_eq!(tenant.query_exemplars("1", 0, 1).await, Ok(vec![]));
+        assert_eq!(out, "-1.005 0.050 1.400 1.4 2e+21 -Inf 123456.5");
     }
 }

@@ -486,6 +486,14 @@ impl pb::resource_server::Resource for Plugin {
             .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
             .and_then(|(_, v)| v.values.first())
             .map(String::as_str);
+        // The frontend asks for a cacheable answer with `X-Grafana-Cache: <Cache-Control>`.
+        let cache = req
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-grafana-cache"))
+            .and_then(|(_, v)| v.values.first())
+            .filter(|v| !v.is_empty())
+            .cloned();
         let ctx = req.plugin_context.as_ref();
         let access =
             Access::from_grafana_role(ctx.and_then(|c| c.user.as_ref()).map(|u| u.role.as_str()));
@@ -519,6 +527,21 @@ impl pb::resource_server::Resource for Plugin {
                 values: vec![resp.content_type.to_string()],
             },
         );
+        // As promlib's resource calls: Grafana then lets the browser cache the answer.
+        if let Some(cache_control) = cache {
+            headers.insert(
+                "X-Grafana-Cache".to_string(),
+                pb::StringList {
+                    values: vec!["y".to_string()],
+                },
+            );
+            headers.insert(
+                "Cache-Control".to_string(),
+                pb::StringList {
+                    values: vec![cache_control],
+                },
+            );
+        }
         let out = pb::CallResourceResponse {
             code: resp.status as i32,
             headers,

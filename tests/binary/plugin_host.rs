@@ -1194,3 +1194,237 @@ async fn exemplars_come_as_grafanas_exemplar_frame() {
     let (status, _) = plugin.shutdown().await;
     assert!(status.is_some_and(|s| s.success()));
 }
+
+/// Every resource path Grafana's Prometheus frontend calls (docs/grafana-queries.md,
+/// "Resources"), called as it calls them: the method and parameters it sends (a
+/// form body for POST, Grafana's default `httpMethod`), the `X-Grafana-Cache`
+/// header of its metadata calls, `suggestions` as JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn grafanas_prometheus_frontend_resource_calls_are_answered() {
+    let addr = serve_metrics(
+        "# HELP res_requests_total Requests.\n# TYPE res_requests_total counter\nres_requests_total{path=\"/a\"} 5\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = PluginProcess::start(&grafana_env_in(dir.path())).await;
+    let ds = Datasource::new(1, "resources", json_data_scraping(&[&addr]));
+    let ctx = || ds.context(Some("Viewer"));
+    let (start, end) = ((now_ms() - 3_600_000) / 1000, now_ms() / 1000 + 60);
+    let range = format!("start={start}&end={end}");
+    eventually(Duration::from_secs(20), "the target scraped", || async {
+        let (_, v) = plugin
+            .call_resource(ctx(), "GET", "api/v1/label/__name__/values", b"")
+            .await;
+        v["data"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("res_requests_total")))
+            .then_some(())
+    })
+    .await;
+    let cache = [("X-Grafana-Cache", "private, max-age=60")];
+    let json_body = [("Content-Type", "application/json")];
+
+    // The config editor's version detection, and buildinfo itself.
+    for path in ["version-detect", "api/v1/status/buildinfo"] {
+        let (code, _, v) = res(&plugin, &ds, "GET", path, "", &[]).await;
+        assert_eq!(code, 200, "{path}: {v}");
+        assert_eq!(v["data"]["version"], "2.42.0", "{path}: {v}");
+    }
+
+    // Metadata calls, with the cache header carried back.
+    let (code, h, v) = res(
+        &plugin,
+        &ds,
+        "POST",
+        "api/v1/labels",
+        &format!("{range}&limit=40000"),
+        &cache,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert!(
+        v["data"].as_array().unwrap().contains(&json!("path")),
+        "{v}"
+    );
+    assert_eq!(h.get("X-Grafana-Cache"), Some(&vec!["y".to_string()]));
+    assert_eq!(
+        h.get("Cache-Control"),
+        Some(&vec!["private, max-age=60".to_string()])
+    );
+    let (code, h, v) = res(
+        &plugin,
+        &ds,
+        "GET",
+        &format!("api/v1/label/path/values?{range}&limit=40000&match%5B%5D=res_requests_total"),
+        "",
+        &cache,
+    )
+    .await;
+    assert_eq!((code, &v["data"]), (200, &json!(["/a"])), "{v}");
+    assert!(h.contains_key("Cache-Control"));
+    let (_, h, _) = res(&plugin, &ds, "GET", "api/v1/labels", "", &[]).await;
+    assert!(
+        !h.contains_key("Cache-Control") && !h.contains_key("X-Grafana-Cache"),
+        "no cache headers unless asked: {h:?}"
+    );
+    let (code, _, v) = res(
+        &plugin,
+        &ds,
+        "POST",
+        "api/v1/series",
+        &format!("{range}&match%5B%5D=%7B__name__%3D~%22res_.%2A%22%7D&limit=40000"),
+        &cache,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["data"][0]["__name__"], "res_requests_total", "{v}");
+    let (code, _, v) = res(
+        &plugin,
+        &ds,
+        "GET",
+        "api/v1/metadata?limit=40000",
+        "",
+        &cache,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["data"]["res_requests_total"][0]["type"], "counter", "{v}");
+
+    // query_result() variables: an instant query.
+    let (code, _, v) = res(
+        &plugin,
+        &ds,
+        "POST",
+        "api/v1/query",
+        &format!("query=sum(res_requests_total)&time={end}"),
+        &[],
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["data"]["resultType"], "vector", "{v}");
+    // The exemplar probe sends milliseconds where seconds are expected; it only
+    // looks for "success".
+    let ms = now_ms();
+    let (code, _, v) = res(
+        &plugin,
+        &ds,
+        "GET",
+        &format!(
+            "api/v1/query_exemplars?query=test&start={}&end={ms}",
+            ms - 1_800_000
+        ),
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!((code, &v["status"]), (200, &json!("success")), "{v}");
+    let (code, _, v) = res(&plugin, &ds, "GET", "api/v1/rules", "", &[]).await;
+    assert_eq!((code, &v["status"]), (200, &json!("success")), "{v}");
+
+    // suggestions: label names, then a label's values, of the queries' metrics.
+    let sugg = |extra: Value| {
+        let mut b = json!({
+            "queries": ["sum(rate(res_requests_total[$__rate_interval]))", "broken("],
+            "start": start.to_string(), "end": end.to_string(), "limit": 100,
+        });
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b.to_string()
+    };
+    let (code, _, v) = res(
+        &plugin,
+        &ds,
+        "POST",
+        "suggestions",
+        &sugg(json!({})),
+        &json_body,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert!(
+        v["data"].as_array().unwrap().contains(&json!("path")),
+        "{v}"
+    );
+    let (code, _, v) = res(&plugin, &ds,
+        "POST",
+        "suggestions",
+        &sugg(json!({"labelName": "path", "adhocFilters": [{"key": "path", "operator": "regex-match", "value": "/.*"}]})),
+        &json_body,
+    )
+    .await;
+    assert_eq!((code, &v["data"]), (200, &json!(["/a"])), "{v}");
+    let (code, _, v) = res(&plugin, &ds,
+        "POST",
+        "suggestions",
+        &sugg(json!({"labelName": "path", "scopes": [{"key": "path", "operator": "equals", "value": "/b"}]})),
+        &json_body,
+    )
+    .await;
+    assert_eq!((code, &v["data"]), (200, &json!([])), "{v}");
+    // The same fields as a form body are read too.
+    let (code, _, v) = res(
+        &plugin,
+        &ds,
+        "POST",
+        "suggestions",
+        "labelName=path&queries=res_requests_total&limit=100",
+        &[],
+    )
+    .await;
+    assert_eq!((code, &v["data"]), (200, &json!(["/a"])), "{v}");
+
+    // format_query, as Prometheus 2.42 answers it.
+    let (code, _, v) = res(
+        &plugin,
+        &ds,
+        "POST",
+        "api/v1/format_query",
+        "query=sum%20by(path)(rate(res_requests_total%5B5m%5D))",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (code, &v["data"]),
+        (200, &json!("sum by (path) (rate(res_requests_total[5m]))")),
+        "{v}"
+    );
+    let (code, _, v) = res(
+        &plugin,
+        &ds,
+        "GET",
+        "api/v1/format_query?query=sum(",
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!((code, &v["errorType"]), (400, &json!("bad_data")), "{v}");
+
+    // Newer Prometheus's search API: a clear not-supported error.
+    let (code, _, v) = res(&plugin, &ds, "GET", "api/v1/search/metric_names", "", &[]).await;
+    assert_eq!((code, &v["errorType"]), (404, &json!("not_found")), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("not supported"),
+        "{v}"
+    );
+}
+
+/// One resource call as a Viewer of `ds`: status, response headers, JSON body.
+async fn res(
+    plugin: &PluginProcess,
+    ds: &Datasource,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (i32, std::collections::HashMap<String, Vec<String>>, Value) {
+    plugin
+        .call_resource_with(
+            ds.context(Some("Viewer")),
+            method,
+            path,
+            body.as_bytes(),
+            headers,
+        )
+        .await
+}

@@ -12,8 +12,6 @@
 //! timestamp and takes its first scrape's, which differs between the two systems,
 //! so it is checked on its own.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::*;
@@ -56,20 +54,6 @@ fn body(w: i64) -> String {
         t5 = ts(5),
         t50 = ts(50),
     )
-}
-
-fn start_prometheus(config: &Path, data: &Path, listen: &str, log: &Path) -> ChildGuard {
-    let log = std::fs::File::create(log).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg(format!("--web.listen-address={listen}"))
-        .arg("--enable-feature=exemplar-storage")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start prometheus (run scripts/install-deps.sh)");
-    ChildGuard::new("prometheus", child)
 }
 
 /// `/api/v1/query_exemplars` on `base`: HTTP status and JSON body.
@@ -116,6 +100,7 @@ async fn query_exemplars_equals_prometheus() {
         &dir.path().join("prometheus-data"),
         &prom_listen,
         &dir.path().join("prometheus.log"),
+        &["--enable-feature=exemplar-storage"],
     );
     let _am = spawn_serve(&config, &dir.path().join("arrowmon-data"), &am_listen);
     let prom = format!("http://{prom_listen}");

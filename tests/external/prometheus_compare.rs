@@ -6,8 +6,6 @@
 //! [`KNOWN_DIFFERENCES`], each normalised away with its reason.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::*;
@@ -78,19 +76,6 @@ async fn up_count(base: &str) -> Option<usize> {
     Some(v["data"]["result"].as_array()?.len())
 }
 
-fn start_prometheus(config: &Path, data: &Path, listen: &str, log: &Path) -> ChildGuard {
-    let log = std::fs::File::create(log).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg(format!("--web.listen-address={listen}"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start prometheus (run scripts/install-deps.sh)");
-    ChildGuard::new("prometheus", child)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn series_equal_prometheus_on_the_full_topology() {
     arrowmon::scrape::tls::install_default_provider();
@@ -147,6 +132,7 @@ scrape_configs:
         &dir.path().join("prometheus-data"),
         &prom_listen,
         &dir.path().join("prometheus.log"),
+        &[],
     );
     let _am = spawn_serve(&config, &dir.path().join("arrowmon-data"), &am_listen);
     let prom = format!("http://{prom_listen}");

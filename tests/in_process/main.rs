@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod api_exemplars;
 mod fuzz_corpora;
 mod grafana_reference;
 mod scrape_discovery;

@@ -9,10 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::*;
-use arrowmon::api::{self, Access, ApiRequest};
 use arrowmon::config::ScrapeConfig;
 use arrowmon::model::labels::Matcher;
-use arrowmon::promql::{Engine, EngineOptions};
 use arrowmon::scrape::{now_ms, Health};
 use arrowmon::store::StoreOptions;
 use arrowmon::tenant::{self_metrics_text, SecretMode, Tenant};
@@ -24,25 +22,12 @@ fn secs(ms: i64) -> String {
 }
 
 async fn exemplars(tenant: &Arc<Tenant>, query: &str) -> Value {
-    let engine = Arc::new(Engine::new(EngineOptions::default()));
     let q: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("query", query)
         .finish();
-    let resp = api::handle(
-        tenant,
-        &engine,
-        Access::Read,
-        ApiRequest {
-            method: "GET",
-            path: "/api/v1/query_exemplars",
-            query: &q,
-            body: b"",
-            content_type: None,
-        },
-    )
-    .await;
-    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
-    serde_json::from_slice(&resp.body).unwrap()
+    let (status, v) = api_get(tenant, "/api/v1/query_exemplars", &q).await;
+    assert_eq!(status, 200, "{v}");
+    v
 }
 
 /// The trace ids of the exemplars of the one series `query` selects.

@@ -205,6 +205,22 @@ impl PluginProcess {
         path_and_query: &str,
         body: &[u8],
     ) -> (i32, Value) {
+        let (code, _, v) = self
+            .call_resource_with(ctx, method, path_and_query, body, &[])
+            .await;
+        (code, v)
+    }
+
+    /// [`Self::call_resource`] with request headers (a form body's Content-Type is
+    /// added unless given), answering the response headers too.
+    pub async fn call_resource_with(
+        &self,
+        ctx: pb::PluginContext,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        request_headers: &[(&str, &str)],
+    ) -> (i32, HashMap<String, Vec<String>>, Value) {
         let mut c = pb::resource_client::ResourceClient::new(self.channel.clone());
         let path = path_and_query.split('?').next().unwrap_or("").to_string();
         let mut headers = HashMap::new();
@@ -213,6 +229,14 @@ impl PluginProcess {
                 "Content-Type".to_string(),
                 pb::StringList {
                     values: vec!["application/x-www-form-urlencoded".into()],
+                },
+            );
+        }
+        for (k, v) in request_headers {
+            headers.insert(
+                k.to_string(),
+                pb::StringList {
+                    values: vec![v.to_string()],
                 },
             );
         }
@@ -230,15 +254,19 @@ impl PluginProcess {
             .into_inner();
         let mut code = 0;
         let mut bytes = Vec::new();
+        let mut response_headers = HashMap::new();
         while let Some(chunk) = stream.message().await.expect("resource stream") {
             if chunk.code != 0 {
                 code = chunk.code;
+            }
+            for (k, v) in chunk.headers {
+                response_headers.insert(k, v.values);
             }
             bytes.extend(chunk.body);
         }
         let v = serde_json::from_slice(&bytes)
             .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
-        (code, v)
+        (code, response_headers, v)
     }
 
     /// go-plugin's stop: GRPCController/Shutdown, then a kill after 2 s. Returns the

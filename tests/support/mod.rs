@@ -6,18 +6,21 @@
 // Each test crate uses its own part of this module.
 #![allow(dead_code)]
 
+mod api;
 mod cli;
 mod exporters;
 mod frames;
 mod grafana_host;
 mod ports;
 mod process;
+mod prometheus;
 mod scrape;
 mod topology;
 
 #[allow(unused_imports)]
 pub use self::{
-    cli::*, exporters::*, frames::*, grafana_host::*, ports::*, process::*, scrape::*, topology::*,
+    api::*, cli::*, exporters::*, frames::*, grafana_host::*, ports::*, process::*, prometheus::*,
+    scrape::*, topology::*,
 };
 
 use std::path::PathBuf;
