@@ -89,7 +89,7 @@ impl Spread {
 }
 
 /// The sampled exemplars, oldest first.
-fn sample(series: &[ExemplarSeries], step_ms: i64) -> Vec<Candidate> {
+fn sample(series: &[&ExemplarSeries], step_ms: i64) -> Vec<Candidate> {
     let step_ns = step_ms.saturating_mul(1_000_000);
     let mut spread = Spread::default();
     let mut buckets: BTreeMap<i64, Vec<Candidate>> = BTreeMap::new();
@@ -145,21 +145,20 @@ pub fn exemplar_frame(
     if series.is_empty() {
         return None;
     }
-    let owned: Vec<ExemplarSeries> = series.iter().map(|s| (*s).clone()).collect();
-    let fields: Vec<SeriesFields> = owned.iter().map(SeriesFields::of).collect();
+    let fields: Vec<SeriesFields> = series.iter().map(|s| SeriesFields::of(s)).collect();
     let mut names: BTreeSet<String> = BTreeSet::new();
-    for (s, f) in owned.iter().zip(&fields) {
+    for (s, f) in series.iter().zip(&fields) {
         names.extend(s.series_labels.iter().map(|l| l.name.to_string()));
         names.extend(f.names.iter().cloned());
     }
-    let sampled = sample(&owned, step_ms);
+    let sampled = sample(&series, step_ms);
     let mut times = Vec::with_capacity(sampled.len());
     let mut values = Vec::with_capacity(sampled.len());
     let mut columns: Vec<Vec<String>> = vec![Vec::with_capacity(sampled.len()); names.len()];
     for c in &sampled {
         times.push(c.time_ms);
         values.push(c.value);
-        let s = &owned[c.series];
+        let s = series[c.series];
         for (col, name) in columns.iter_mut().zip(&names) {
             let v = fields[c.series]
                 .value(c.row, name)
@@ -169,7 +168,7 @@ pub fn exemplar_frame(
         }
     }
     let mut meta = json!({"custom": {"resultType": "exemplar"}});
-    if owned.len() == 1 {
+    if series.len() == 1 {
         meta["executedQueryString"] = json!(executed);
     }
     let mut out_fields = vec![

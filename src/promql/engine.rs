@@ -146,69 +146,66 @@ pub fn text_depth_bound(query: &str) -> Result<usize, QueryError> {
     Ok(bound)
 }
 
-/// The depth of `e` in AST levels, measured without recursion (so any tree
-/// promql-parser returns can be measured).
-pub fn expr_depth(e: &Expr) -> usize {
-    let mut deepest = 0;
+/// The sub-expressions of `e`, in the order they are written (an aggregation's
+/// parameter before its expression: `topk(5, x)`).
+fn children(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::Aggregate(a) => a.param.iter().map(|p| &**p).chain([&*a.expr]).collect(),
+        Expr::Unary(u) => vec![&*u.expr],
+        Expr::Binary(b) => vec![&*b.lhs, &*b.rhs],
+        Expr::Paren(p) => vec![&*p.expr],
+        Expr::Subquery(s) => vec![&*s.expr],
+        Expr::Call(c) => c.args.args.iter().map(|a| &**a).collect(),
+        Expr::MatrixSelector(_)
+        | Expr::VectorSelector(_)
+        | Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::Extension(_) => Vec::new(),
+    }
+}
+
+/// Visits `e` and every sub-expression, each before its children and in written
+/// order, with its depth (1 for `e`); stops at the first error. Walked without
+/// recursion, so any tree promql-parser returns can be walked.
+pub fn walk<E>(e: &Expr, mut visit: impl FnMut(&Expr, usize) -> Result<(), E>) -> Result<(), E> {
     let mut pending: Vec<(&Expr, usize)> = vec![(e, 1)];
     while let Some((e, depth)) = pending.pop() {
-        deepest = deepest.max(depth);
-        let below = depth + 1;
-        match e {
-            Expr::Aggregate(a) => {
-                pending.push((&a.expr, below));
-                if let Some(p) = &a.param {
-                    pending.push((p, below));
-                }
-            }
-            Expr::Unary(u) => pending.push((&u.expr, below)),
-            Expr::Binary(b) => {
-                pending.push((&b.lhs, below));
-                pending.push((&b.rhs, below));
-            }
-            Expr::Paren(p) => pending.push((&p.expr, below)),
-            Expr::Subquery(s) => pending.push((&s.expr, below)),
-            Expr::Call(c) => pending.extend(c.args.args.iter().map(|a| (&**a, below))),
-            // A matrix selector holds its vector selector: one level more.
-            Expr::MatrixSelector(_) => deepest = deepest.max(below),
-            Expr::NumberLiteral(_)
-            | Expr::StringLiteral(_)
-            | Expr::VectorSelector(_)
-            | Expr::Extension(_) => {}
-        }
+        visit(e, depth)?;
+        // Pushed last-first, so they are visited in written order.
+        pending.extend(children(e).into_iter().rev().map(|c| (c, depth + 1)));
     }
+    Ok(())
+}
+
+/// The depth of `e` in AST levels.
+pub fn expr_depth(e: &Expr) -> usize {
+    let mut deepest = 0;
+    let _ = walk(e, |e, depth| {
+        // A matrix selector holds its vector selector: one level more.
+        let own = match e {
+            Expr::MatrixSelector(_) => depth + 1,
+            _ => depth,
+        };
+        deepest = deepest.max(own);
+        Ok::<(), std::convert::Infallible>(())
+    });
     deepest
 }
 
 /// The matchers of every series selector in `e` (those inside range selectors
 /// too), one set per selector and per `or` alternative of its braces, in the
 /// order they are written: Prometheus's `parser.ExtractSelectors`, which
-/// `/api/v1/query_exemplars` selects with. Walked without recursion.
+/// `/api/v1/query_exemplars` selects with.
 pub fn extract_selectors(e: &Expr) -> Result<Vec<Vec<crate::model::Matcher>>, QueryError> {
     let mut out = Vec::new();
-    let mut pending: Vec<&Expr> = vec![e];
-    while let Some(e) = pending.pop() {
-        // Children are pushed last-first, so they are visited in written order.
+    walk(e, |e, _| -> Result<(), QueryError> {
         match e {
-            Expr::Aggregate(a) => {
-                pending.push(&a.expr);
-                if let Some(p) = &a.param {
-                    pending.push(p);
-                }
-            }
-            Expr::Unary(u) => pending.push(&u.expr),
-            Expr::Binary(b) => {
-                pending.push(&b.rhs);
-                pending.push(&b.lhs);
-            }
-            Expr::Paren(p) => pending.push(&p.expr),
-            Expr::Subquery(s) => pending.push(&s.expr),
-            Expr::Call(c) => pending.extend(c.args.args.iter().rev().map(|a| &**a)),
             Expr::MatrixSelector(m) => out.extend(Evaluator::selector_matchers(&m.vs)?),
             Expr::VectorSelector(vs) => out.extend(Evaluator::selector_matchers(vs)?),
-            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+            _ => {}
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -734,69 +731,32 @@ fn check_time_bounds(e: &Expr, start_ms: i64, end_ms: i64) -> Result<(), QueryEr
         }
         Ok(())
     };
-    let mut pending = vec![e];
-    while let Some(e) = pending.pop() {
-        match e {
-            Expr::VectorSelector(vs) => modifiers(&vs.offset, &vs.at)?,
-            Expr::MatrixSelector(ms) => {
-                modifiers(&ms.vs.offset, &ms.vs.at)?;
-                duration(&ms.range, "range")?;
-            }
-            Expr::Subquery(sq) => {
-                modifiers(&sq.offset, &sq.at)?;
-                duration(&sq.range, "subquery range")?;
-                if let Some(step) = &sq.step {
-                    duration(step, "subquery step")?;
-                }
-                pending.push(&sq.expr);
-            }
-            Expr::Aggregate(a) => {
-                pending.push(&a.expr);
-                if let Some(p) = &a.param {
-                    pending.push(p);
-                }
-            }
-            Expr::Unary(u) => pending.push(&u.expr),
-            Expr::Binary(b) => {
-                pending.push(&b.lhs);
-                pending.push(&b.rhs);
-            }
-            Expr::Paren(p) => pending.push(&p.expr),
-            Expr::Call(c) => pending.extend(c.args.args.iter().map(|a| &**a)),
-            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    walk(e, |e, _| match e {
+        Expr::VectorSelector(vs) => modifiers(&vs.offset, &vs.at),
+        Expr::MatrixSelector(ms) => {
+            modifiers(&ms.vs.offset, &ms.vs.at)?;
+            duration(&ms.range, "range")
         }
-    }
-    Ok(())
+        Expr::Subquery(sq) => {
+            modifiers(&sq.offset, &sq.at)?;
+            duration(&sq.range, "subquery range")?;
+            match &sq.step {
+                Some(step) => duration(step, "subquery step"),
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    })
 }
 
 /// Rejects syntax this engine does not evaluate before running anything.
 fn check_supported(e: &Expr) -> Result<(), QueryError> {
-    match e {
+    walk(e, |e, _| match e {
         Expr::Extension(_) => Err(QueryError::Unsupported(
             "extension expressions are not supported".into(),
         )),
-        Expr::Aggregate(a) => {
-            check_supported(&a.expr)?;
-            if let Some(p) = &a.param {
-                check_supported(p)?;
-            }
-            Ok(())
-        }
-        Expr::Unary(u) => check_supported(&u.expr),
-        Expr::Binary(b) => {
-            check_supported(&b.lhs)?;
-            check_supported(&b.rhs)
-        }
-        Expr::Paren(p) => check_supported(&p.expr),
-        Expr::Subquery(s) => check_supported(&s.expr),
-        Expr::Call(c) => {
-            for a in &c.args.args {
-                check_supported(a)?;
-            }
-            Ok(())
-        }
         _ => Ok(()),
-    }
+    })
 }
 
 #[cfg(test)]

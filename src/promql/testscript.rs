@@ -691,55 +691,22 @@ impl Runner {
 
     /// Whether a selector of the expression can select a series loaded as a native histogram.
     fn selects_histograms(&self, expr: &str) -> bool {
-        fn walk(e: &Expr, f: &mut dyn FnMut(&promql_parser::parser::VectorSelector)) {
-            match e {
-                Expr::VectorSelector(vs) => f(vs),
-                Expr::MatrixSelector(ms) => f(&ms.vs),
-                Expr::Subquery(s) => walk(&s.expr, f),
-                Expr::Paren(p) => walk(&p.expr, f),
-                Expr::Unary(u) => walk(&u.expr, f),
-                Expr::Binary(b) => {
-                    walk(&b.lhs, f);
-                    walk(&b.rhs, f);
-                }
-                Expr::Aggregate(a) => {
-                    walk(&a.expr, f);
-                    if let Some(p) = &a.param {
-                        walk(p, f);
-                    }
-                }
-                Expr::Call(c) => {
-                    for a in &c.args.args {
-                        walk(a, f);
-                    }
-                }
-                _ => {}
-            }
-        }
         if self.hist_names.is_empty() {
             return false;
         }
         let Ok(e) = parse_expr(expr) else {
             return false;
         };
-        let mut found = false;
-        walk(&e, &mut |vs| {
-            let Ok(sets) = super::evaluator::Evaluator::selector_matchers(vs) else {
-                return;
-            };
-            for set in sets {
-                for h in &self.hist_names {
-                    if set
-                        .iter()
-                        .filter(|m| m.name == METRIC_NAME)
-                        .all(|m| m.matches(h))
-                    {
-                        found = true;
-                    }
-                }
-            }
-        });
-        found
+        let Ok(sets) = super::engine::extract_selectors(&e) else {
+            return false;
+        };
+        sets.iter().any(|set| {
+            self.hist_names.iter().any(|h| {
+                set.iter()
+                    .filter(|m| m.name == METRIC_NAME)
+                    .all(|m| m.matches(h))
+            })
+        })
     }
 
     fn categories(&self, ev: &EvalLine, body: &[(usize, &str)]) -> Vec<String> {
