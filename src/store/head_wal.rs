@@ -6,8 +6,14 @@ use std::sync::atomic::Ordering;
 
 use super::head::{StoreState, WalState};
 use super::head_append::AppendDecision;
-use super::wal::{self, Cursor, REC_SAMPLES, REC_SAMPLES_XOR, REC_SERIES};
+use super::wal::{self, Cursor, REC_NEXT_ID, REC_SAMPLES, REC_SAMPLES_XOR, REC_SERIES};
 use super::{io_err, lock, read, write, StoreError};
+
+/// How far past the ids known (those replayed, and the checkpoint's next id) a WAL
+/// series definition's id may lie: ids are handed out in order, so a good segment
+/// never jumps this far (16.7M series created since the checkpoint), while each id
+/// of a jump costs 8 bytes of the id table.
+const MAX_SERIES_ID_GAP: usize = 1 << 24;
 
 impl StoreState {
     pub(super) fn wal_write(&self, w: &mut WalState, payload: &[u8], maxt: Option<i64>) {
@@ -90,16 +96,18 @@ impl StoreState {
         let dir = &self.wal_dir;
         let segments = wal::list_segments(dir).map_err(io_err(dir))?;
         let cp = dir.join(wal::CHECKPOINT);
+        // The id the next new series would have got when the WAL was written.
+        let mut next_id = 0usize;
         if cp.exists() {
             let data = std::fs::read(&cp).map_err(io_err(&cp))?;
-            self.replay_data(&cp, &data, 0);
+            self.replay_data(&cp, &data, 0, &mut next_id);
         }
         let _ = std::fs::remove_file(dir.join(format!("{}.tmp", wal::CHECKPOINT)));
         let mut segment_maxt = Vec::new();
         for &seq in &segments {
             let path = wal::segment_path(dir, seq);
             let data = std::fs::read(&path).map_err(io_err(&path))?;
-            let maxt = self.replay_data(&path, &data, seq);
+            let maxt = self.replay_data(&path, &data, seq, &mut next_id);
             segment_maxt.push((seq, maxt));
         }
         let next = segments.last().map_or(1, |s| s + 1);
@@ -115,13 +123,14 @@ impl StoreState {
     /// Replays one file (`seg` 0 is the checkpoint). Damaged stretches are skipped
     /// and logged; a damaged tail of a segment is cut off. Returns the newest sample
     /// timestamp seen.
-    fn replay_data(&self, path: &Path, data: &[u8], seg: u64) -> i64 {
+    fn replay_data(&self, path: &Path, data: &[u8], seg: u64, next_id: &mut usize) -> i64 {
         let min_valid = self.min_valid_t.load(Ordering::Acquire);
         let range = self.opts.block_range_ms;
         let mut maxt = i64::MIN;
         let mut bad_records = 0u64;
         let mut unchained = 0u64;
         let mut unknown = 0u64;
+        let mut far_ids = 0u64;
         let mut samples = 0u64;
         let damage = wal::read_records(data, |payload, after_damage| {
             let mut c = Cursor::new(&payload[1..]);
@@ -135,6 +144,13 @@ impl StoreState {
                             ok = false;
                             break;
                         };
+                        // Ids are handed out in order, so a good record's id is near
+                        // the ids already known; a damaged one could grow the id table
+                        // by gigabytes.
+                        if id as usize > idx.series.len().max(*next_id) + MAX_SERIES_ID_GAP {
+                            far_ids += 1;
+                            continue;
+                        }
                         let h = self.hash(&labels);
                         let exists = idx.series.get(id as usize).is_some_and(|s| s.is_some());
                         if !exists && idx.get(h, &labels).is_none() {
@@ -143,6 +159,13 @@ impl StoreState {
                     }
                     ok
                 }
+                REC_NEXT_ID => match c.uvarint() {
+                    Some(id) => {
+                        *next_id = (*next_id).max(id.min(u64::from(u32::MAX)) as usize);
+                        true
+                    }
+                    None => false,
+                },
                 // Values chained to a record lost in the damage would come out wrong.
                 REC_SAMPLES_XOR if after_damage => {
                     unchained += 1;
@@ -228,6 +251,12 @@ impl StoreState {
                 "WAL samples records of the old format after a damaged stretch; skipped, since their values depend on lost records"
             );
         }
+        if far_ids > 0 {
+            tracing::error!(
+                wal = %path.display(), series = far_ids, gap = MAX_SERIES_ID_GAP,
+                "WAL series definitions whose id is further than the gap ahead of every id known; skipped as damaged, with their samples"
+            );
+        }
         if unknown > 0 {
             tracing::warn!(wal = %path.display(), samples = unknown, "WAL samples of series whose definition is lost; skipped");
         }
@@ -273,17 +302,18 @@ impl StoreState {
                 self.durable_seq.fetch_max(seq, Ordering::AcqRel);
             }
         }
-        // A record a series: damage to the checkpoint costs only the series it hits.
+        // The next id first, then a record a series: damage to the checkpoint costs
+        // only the series it hits.
         let payloads: Vec<Vec<u8>> = {
             let idx = read(&self.index);
-            idx.series
-                .iter()
-                .flatten()
-                .map(|s| {
+            let mut next_id = vec![REC_NEXT_ID];
+            wal::put_uvarint(&mut next_id, idx.series.len() as u64);
+            std::iter::once(next_id)
+                .chain(idx.series.iter().flatten().map(|s| {
                     let mut rec = vec![REC_SERIES];
                     wal::encode_series(&mut rec, s.id, &s.labels());
                     rec
-                })
+                }))
                 .collect()
         };
         wal::write_checkpoint(dir, &payloads).map_err(io_err(&dir.join(wal::CHECKPOINT)))?;

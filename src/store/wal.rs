@@ -20,6 +20,10 @@ pub const REC_SAMPLES_XOR: u8 = 2;
 /// Samples whose values stand alone ([`put_standalone_value`]), so a damaged record
 /// costs only its own samples.
 pub const REC_SAMPLES: u8 = 3;
+/// The first record of a checkpoint: the id the next new series gets, so that
+/// replay knows how far good series ids reach ([`REC_SERIES`] ids past it, by more
+/// than a gap, are damage).
+pub const REC_NEXT_ID: u8 = 4;
 
 const FRAME_HEADER: usize = 8;
 /// A frame larger than this is treated as corruption (a scrape batch is far smaller).
@@ -253,7 +257,10 @@ fn check_frame(data: &[u8], pos: usize) -> Result<usize, &'static str> {
     let Some(payload) = data.get(pos + FRAME_HEADER..pos + FRAME_HEADER + len) else {
         return Err("truncated record");
     };
-    if !matches!(payload[0], REC_SERIES | REC_SAMPLES_XOR | REC_SAMPLES) {
+    if !matches!(
+        payload[0],
+        REC_SERIES | REC_SAMPLES_XOR | REC_SAMPLES | REC_NEXT_ID
+    ) {
         return Err("unknown record type");
     }
     if crc32fast::hash(payload) != crc {
