@@ -201,6 +201,7 @@ async fn answer(
         "api/v1/status/buildinfo" | "version-detect" => Ok(buildinfo()),
         "api/v1/format_query" => format_query(&params),
         "suggestions" => suggestions(tenant, &req),
+        "federate" => federate(tenant, engine, &params).await,
         "-/healthy" => Ok(ApiResponse::text(200, "arrowmon is Healthy.\n")),
         "-/ready" => Ok(ApiResponse::text(200, "arrowmon is Ready.\n")),
         p => match p
@@ -382,6 +383,126 @@ fn dummy_grafana_variables(q: &str) -> String {
             .replace(&format!("${var}"), value);
     }
     out
+}
+
+/// `federate`: the newest sample within the lookback of every series the
+/// `match[]` selectors select, in the text format, as Prometheus's federation
+/// endpoint serves them to a central Prometheus: families by metric name, all
+/// `untyped`; staleness markers left out (the format cannot carry them); the
+/// external labels a series lacks added, `instance=""` among them when they
+/// have no `instance`.
+async fn federate(
+    tenant: &Tenant,
+    engine: &Engine,
+    p: &Params,
+) -> Result<ApiResponse, ApiResponse> {
+    // Prometheus answers its federation errors as plain text.
+    let plain = |status: u16, msg: String| ApiResponse {
+        status,
+        content_type: "text/plain; charset=utf-8",
+        body: format!("{msg}\n").into_bytes(),
+    };
+    let mut sets = Vec::new();
+    for m in p.all("match[]") {
+        sets.push(selector_matchers(m).map_err(|e| plain(400, e))?);
+    }
+    let maxt = crate::scrape::now_ms();
+    let lookback = i64::try_from(engine.options().lookback_delta.as_millis()).unwrap_or(i64::MAX);
+    let mint = maxt.saturating_sub(lookback);
+    let mut latest: std::collections::BTreeMap<Labels, (i64, f64)> = Default::default();
+    for set in &sets {
+        let series = tenant
+            .store
+            .select(set, mint, maxt)
+            .map_err(|e| plain(500, e.to_string()))?;
+        for s in series {
+            let (Some(&t), Some(&v)) = (s.timestamps.last(), s.values.last()) else {
+                continue;
+            };
+            if !crate::model::is_stale_nan(v) {
+                latest.insert(s.labels, (t, v));
+            }
+        }
+    }
+    let mut external: Vec<(String, String)> = tenant
+        .external_labels()
+        .await
+        .iter()
+        .map(|l| (l.name.to_string(), l.value.to_string()))
+        .collect();
+    if !external.iter().any(|(n, _)| n == "instance") {
+        external.push(("instance".into(), String::new()));
+        external.sort();
+    }
+    // By metric name; the selection is in label order within a name.
+    let mut samples: Vec<(&Labels, &(i64, f64))> = latest.iter().collect();
+    samples.sort_by(|a, b| a.0.metric_name().cmp(&b.0.metric_name()));
+    let mut out = String::new();
+    let mut family: Option<&str> = None;
+    for (labels, &(t, v)) in samples {
+        let Some(name) = labels.metric_name().filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        if family != Some(name) {
+            out.push_str("# TYPE ");
+            out.push_str(name);
+            out.push_str(" untyped\n");
+            family = Some(name);
+        }
+        out.push_str(name);
+        let mut pairs: Vec<(&str, &str)> = labels
+            .iter()
+            .filter(|l| &*l.name != crate::model::labels::METRIC_NAME && !l.value.is_empty())
+            .map(|l| (&*l.name, &*l.value))
+            .collect();
+        let own = pairs.len();
+        for (n, v) in &external {
+            if !pairs[..own].iter().any(|(have, _)| *have == n.as_str()) {
+                pairs.push((n, v));
+            }
+        }
+        out.push('{');
+        for (i, (n, v)) in pairs.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(n);
+            out.push_str("=\"");
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        out.push_str("} ");
+        write_exposition_float(&mut out, v);
+        out.push(' ');
+        out.push_str(&t.to_string());
+        out.push('\n');
+    }
+    Ok(ApiResponse {
+        status: 200,
+        content_type: "text/plain; version=0.0.4; charset=utf-8",
+        body: out.into_bytes(),
+    })
+}
+
+/// A value as the text format writes it (Go's `expfmt`): `+Inf`, `-Inf`, `NaN`,
+/// `0` for either zero, else the shortest round-tripping `%g`.
+fn write_exposition_float(out: &mut String, v: f64) {
+    match v {
+        v if v.is_nan() => out.push_str("NaN"),
+        f64::INFINITY => out.push_str("+Inf"),
+        f64::NEG_INFINITY => out.push_str("-Inf"),
+        0.0 => out.push('0'),
+        v => {
+            let _ = crate::model::number::write_go_float_g(out, v);
+        }
+    }
 }
 
 /// Metric metadata (HELP, TYPE, UNIT) from the last scrape of every target.

@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use crate::config::settings::{self, DatasourceSettings, TenantKey};
 use crate::config::{ScrapeConfig, StoreSettings};
 use crate::model::exemplar::ExemplarSeries;
-use crate::model::labels::Matcher;
+use crate::model::labels::{Labels, Matcher};
 use crate::scrape::{DroppedTargetStatus, ScrapeCounters, ScrapeManager, TargetStatus};
 use crate::store::{Store, StoreOptions};
 
@@ -295,6 +295,15 @@ impl Tenant {
                 .or_else(|| self.store.write_error()),
             targets: st.scrape.as_ref().map(|s| s.targets()).unwrap_or_default(),
         }
+    }
+
+    /// The config's `global.external_labels` (none while the config is refused).
+    pub async fn external_labels(&self) -> Labels {
+        let st = self.state.lock().await;
+        st.config
+            .as_ref()
+            .map(|c| c.external_labels.clone())
+            .unwrap_or_else(|_| Labels::empty())
     }
 
     pub async fn targets(&self) -> Vec<TargetStatus> {

@@ -13,6 +13,7 @@ mod bench_compare;
 mod compose;
 mod dashboards;
 mod exemplars;
+mod federation;
 mod format_query;
 mod plugin_host;
 mod prometheus_compare;
