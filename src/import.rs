@@ -8,16 +8,19 @@
 //! The store need not be closed: a running `serve` picks new blocks up at its next
 //! maintenance pass.
 //!
-//! The file is read in passes of whole block ranges, each holding at most
-//! [`PASS_SAMPLES`] samples in memory: the first pass checks every line and counts
-//! samples per range; each further pass collects the ranges it owns.
+//! The file is read in passes of whole block ranges, each holding at most a budget of
+//! samples in memory: [`PASS_SAMPLES`], or more for a larger file (16 bytes a
+//! sample, at most the file's own size, which is in memory anyway). The first pass
+//! checks every line, counts samples per range and collects them all while they
+//! fit the budget, so a file that fits is parsed once; otherwise each further pass
+//! collects the ranges it owns.
 //!
 //! A sample more than [`MAX_AHEAD_MS`] after the wall clock is refused (a clock
 //! error in the source, most likely) unless `--allow-future-samples` is given; a
 //! timestamp no block range can hold (within one range of the ends of i64
 //! milliseconds) is refused always.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use crate::model::labels::Labels;
@@ -42,8 +45,10 @@ struct TimeBounds {
     max_t: Option<i64>,
 }
 
-/// Samples held in memory at once (16 bytes each while collected).
+/// Samples held in memory at once at least (16 bytes each while collected).
 const PASS_SAMPLES: u64 = 8_000_000;
+/// Bytes of memory a collected sample takes.
+const HELD_SAMPLE_BYTES: u64 = 16;
 
 #[derive(Debug, Default, PartialEq)]
 pub struct ImportSummary {
@@ -54,14 +59,67 @@ pub struct ImportSummary {
     pub duplicates: u64,
 }
 
-/// One block range's samples by series: timestamps and values.
-type RangeSamples = HashMap<u32, (Vec<i64>, Vec<f64>)>;
+/// The block ranges seen, in the order seen, with the index of the last one asked
+/// for: consecutive samples of a series mostly share a range.
+#[derive(Default)]
+struct RangeSlots {
+    ranges: Vec<i64>,
+    last: usize,
+}
+
+impl RangeSlots {
+    /// The slot of range `r`, added if new.
+    fn slot(&mut self, r: i64) -> usize {
+        if self.ranges.get(self.last) != Some(&r) {
+            self.last = match self.ranges.iter().position(|&x| x == r) {
+                Some(i) => i,
+                None => {
+                    self.ranges.push(r);
+                    self.ranges.len() - 1
+                }
+            };
+        }
+        self.last
+    }
+}
+
+/// One block range's samples, indexed by series id: timestamps and values.
+type RangeSamples = Vec<(Vec<i64>, Vec<f64>)>;
+
+/// Collected samples: per block range, per series id, timestamps and values.
+#[derive(Default)]
+struct Collected {
+    slots: RangeSlots,
+    ranges: Vec<RangeSamples>,
+}
+
+impl Collected {
+    fn push(&mut self, r: i64, id: u32, t: i64, v: f64) {
+        let slot = self.slots.slot(r);
+        if slot == self.ranges.len() {
+            self.ranges.push(Vec::new());
+        }
+        let series = &mut self.ranges[slot];
+        if series.len() <= id as usize {
+            series.resize_with(id as usize + 1, Default::default);
+        }
+        series[id as usize].0.push(t);
+        series[id as usize].1.push(v);
+    }
+
+    /// The ranges in time order, each with its series' samples.
+    fn into_ranges(self) -> Vec<(i64, RangeSamples)> {
+        let mut out: Vec<_> = self.slots.ranges.into_iter().zip(self.ranges).collect();
+        out.sort_by_key(|(r, _)| *r);
+        out
+    }
+}
 
 /// Series of the file: their spelling in the file (name and raw label set) → index.
 #[derive(Default)]
 struct SeriesTable {
-    by_key: HashMap<String, u32>,
-    by_labels: HashMap<Labels, u32>,
+    by_key: HashMap<String, u32, foldhash::fast::RandomState>,
+    by_labels: HashMap<Labels, u32, foldhash::fast::RandomState>,
     labels: Vec<Labels>,
     key: String,
 }
@@ -143,16 +201,20 @@ pub fn import_openmetrics(
     store_dir: &Path,
     opts: ImportOptions,
 ) -> Result<ImportSummary, String> {
-    import_in_passes(file, store_dir, opts, PASS_SAMPLES)
+    import_in_passes(file, store_dir, opts, None)
 }
 
+/// `pass_samples`: the budget of samples held at once; by default
+/// [`PASS_SAMPLES`] or what the file's own size allows.
 fn import_in_passes(
     file: &Path,
     store_dir: &Path,
     opts: ImportOptions,
-    pass_samples: u64,
+    pass_samples: Option<u64>,
 ) -> Result<ImportSummary, String> {
     let body = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let budget =
+        pass_samples.unwrap_or_else(|| PASS_SAMPLES.max(body.len() as u64 / HELD_SAMPLE_BYTES));
     let range = StoreOptions::default().block_range_ms;
     let now = crate::scrape::now_ms();
     let bounds = TimeBounds {
@@ -160,20 +222,43 @@ fn import_in_passes(
         max_t: (!opts.allow_future_samples).then(|| now.saturating_add(MAX_AHEAD_MS)),
     };
     let mut table = SeriesTable::default();
-    let mut per_range: BTreeMap<i64, u64> = BTreeMap::new();
-    for_each_sample(&body, file, &mut table, bounds, |_, t, _| {
-        *per_range.entry(t.div_euclid(range)).or_default() += 1;
+    let mut counted = RangeSlots::default();
+    let mut counts: Vec<u64> = Vec::new();
+    let mut first = Some(Collected::default());
+    let mut held = 0u64;
+    for_each_sample(&body, file, &mut table, bounds, |id, t, v| {
+        let r = t.div_euclid(range);
+        let slot = counted.slot(r);
+        if slot == counts.len() {
+            counts.push(0);
+        }
+        counts[slot] += 1;
+        held += 1;
+        if held > budget {
+            first = None;
+        }
+        if let Some(c) = &mut first {
+            c.push(r, id, t, v);
+        }
     })?;
     let mut summary = ImportSummary {
         series: table.labels.len() as u64,
         ..ImportSummary::default()
     };
+    if let Some(all) = first {
+        for (r, series) in all.into_ranges() {
+            write_range(store_dir, file, &table, range, r, series, &mut summary)?;
+        }
+        return Ok(summary);
+    }
     // Consecutive ranges, as many per pass as fit the budget (at least one).
+    let mut per_range: Vec<(i64, u64)> = counted.ranges.into_iter().zip(counts).collect();
+    per_range.sort_unstable();
     let mut passes: Vec<Vec<i64>> = Vec::new();
     let mut held = 0u64;
-    for (&r, &n) in &per_range {
+    for (r, n) in per_range {
         match passes.last_mut() {
-            Some(p) if held + n <= pass_samples => {
+            Some(p) if held + n <= budget => {
                 p.push(r);
                 held += n;
             }
@@ -184,45 +269,58 @@ fn import_in_passes(
         }
     }
     for ranges in passes {
-        let slots: HashMap<i64, usize> = ranges.iter().enumerate().map(|(i, &r)| (r, i)).collect();
-        let mut collected: Vec<RangeSamples> = (0..ranges.len()).map(|_| HashMap::new()).collect();
+        let mut collected = Collected::default();
         for_each_sample(&body, file, &mut table, bounds, |id, t, v| {
-            if let Some(&slot) = slots.get(&t.div_euclid(range)) {
-                let e = collected[slot].entry(id).or_default();
-                e.0.push(t);
-                e.1.push(v);
+            let r = t.div_euclid(range);
+            if ranges.binary_search(&r).is_ok() {
+                collected.push(r, id, t, v);
             }
         })?;
-        for (r, series) in ranges.iter().zip(collected) {
-            // Every range holds a sample whose block range was checked to fit.
-            let Some((start, end)) = r.checked_mul(range).and_then(|t| block_range_of(t, range))
-            else {
-                return Err(format!(
-                    "{}: block range {r} lies outside the time a block can hold",
-                    file.display()
-                ));
-            };
-            let series: Vec<(Labels, Vec<i64>, Vec<f64>)> = series
-                .into_iter()
-                .map(|(id, (ts, vs))| (table.labels[id as usize].clone(), ts, vs))
-                .collect();
-            let (meta, duplicates) = store::write_imported_block(store_dir, start, end, series)
-                .map_err(|e| e.to_string())?;
-            summary.duplicates += duplicates;
-            if let Some(meta) = meta {
-                summary.samples += meta.num_samples;
-                summary.blocks += 1;
-                tracing::info!(
-                    start = meta.range_start,
-                    end = meta.range_end,
-                    series = meta.num_series,
-                    samples = meta.num_samples,
-                    "imported block written"
-                );
-            }
+        for (r, series) in collected.into_ranges() {
+            write_range(store_dir, file, &table, range, r, series, &mut summary)?;
         }
     }
     Ok(summary)
+}
+
+/// Writes block range `r`'s samples (by series id) as a block.
+fn write_range(
+    store_dir: &Path,
+    file: &Path,
+    table: &SeriesTable,
+    range: i64,
+    r: i64,
+    series: RangeSamples,
+    summary: &mut ImportSummary,
+) -> Result<(), String> {
+    // Every range holds a sample whose block range was checked to fit.
+    let Some((start, end)) = r.checked_mul(range).and_then(|t| block_range_of(t, range)) else {
+        return Err(format!(
+            "{}: block range {r} lies outside the time a block can hold",
+            file.display()
+        ));
+    };
+    let series: Vec<(Labels, Vec<i64>, Vec<f64>)> = series
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (ts, _))| !ts.is_empty())
+        .map(|(id, (ts, vs))| (table.labels[id].clone(), ts, vs))
+        .collect();
+    let (meta, duplicates) =
+        store::write_imported_block(store_dir, start, end, series).map_err(|e| e.to_string())?;
+    summary.duplicates += duplicates;
+    if let Some(meta) = meta {
+        summary.samples += meta.num_samples;
+        summary.blocks += 1;
+        tracing::info!(
+            start = meta.range_start,
+            end = meta.range_end,
+            series = meta.num_series,
+            samples = meta.num_samples,
+            "imported block written"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -246,7 +344,7 @@ mod tests {
             &file,
             &dir.path().join("store"),
             ImportOptions::default(),
-            pass_samples,
+            Some(pass_samples),
         );
         (dir, got)
     }
@@ -367,7 +465,7 @@ m{a=\"9\",b=\"2\"} 5 10.5
             ImportOptions {
                 allow_future_samples: true,
             },
-            PASS_SAMPLES,
+            Some(PASS_SAMPLES),
         )
         .unwrap();
         assert_eq!((got.samples, got.blocks), (2, 2));
