@@ -24,6 +24,8 @@ use crate::tenant::Tenant;
 struct AppState {
     tenant: Arc<Tenant>,
     engine: Arc<Engine>,
+    /// `--enable-remote-write-receiver`: `POST /api/v1/write` stores what it gets.
+    remote_write_receiver: bool,
 }
 
 /// Serves until `shutdown` resolves, then lets the requests in progress finish.
@@ -34,11 +36,14 @@ pub async fn serve(
     tenant: Arc<Tenant>,
     engine: Arc<Engine>,
     web_config: Option<Arc<WebConfigWatch>>,
+    remote_write_receiver: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .fallback(dispatch)
-        .with_state(AppState { tenant, engine });
+    let app = Router::new().fallback(dispatch).with_state(AppState {
+        tenant,
+        engine,
+        remote_write_receiver,
+    });
     match web_config {
         None => {
             axum::serve(listener, app)
@@ -160,6 +165,9 @@ async fn dispatch(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    if path == "/api/v1/write" {
+        return remote_write(&st, &method, &headers, content_type, &body).await;
+    }
     let resp = handle(
         &st.tenant,
         &st.engine,
@@ -175,6 +183,62 @@ async fn dispatch(
     )
     .await;
     let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, resp.content_type)],
+        resp.body,
+    )
+        .into_response()
+}
+
+/// `/api/v1/write`, only here: Grafana's CallResource has no remote write (a
+/// sender would need Grafana's credentials and the datasource's resource path).
+async fn remote_write(
+    st: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Response {
+    if !st.remote_write_receiver {
+        // Prometheus 2.42's answer with the receiver off.
+        return (
+            StatusCode::NOT_FOUND,
+            "remote write receiver needs to be enabled with --enable-remote-write-receiver\n",
+        )
+            .into_response();
+    }
+    if method != Method::POST {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST")],
+            "remote write takes POST\n",
+        )
+            .into_response();
+    }
+    let write_headers = super::remote_write::WriteHeaders {
+        content_type,
+        content_encoding: headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    };
+    let tenant = &st.tenant;
+    let resp = super::panic::catch_panic(async {
+        super::remote_write::receive(tenant, write_headers, body)
+    })
+    .await
+    .unwrap_or_else(|msg| {
+        tracing::error!("internal error while receiving remote write: {msg}");
+        super::ApiResponse {
+            status: 500,
+            content_type: "text/plain; charset=utf-8",
+            body: format!("internal error while receiving remote write: {msg}\n").into_bytes(),
+        }
+    });
+    let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if resp.status == 204 {
+        return status.into_response();
+    }
     (
         status,
         [(header::CONTENT_TYPE, resp.content_type)],
