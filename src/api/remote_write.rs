@@ -3,7 +3,7 @@
 //! Prometheus remote write 1.0 sends it. Samples go through the store's normal
 //! append path and its out-of-order, duplicate and out-of-bounds rules.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use prost::Message;
 
@@ -11,8 +11,7 @@ use super::ApiResponse;
 use crate::model::exemplar::Exemplar;
 use crate::model::labels::{go_quote, Label, Labels, METRIC_NAME};
 use crate::proto::prometheus::{self as prompb, WriteRequest};
-use crate::scrape::now_ms;
-use crate::store::{RefSample, SeriesRef, MAX_AHEAD_MS};
+use crate::tenant::remote_write::PushedSeries;
 use crate::tenant::Tenant;
 
 /// The largest decompressed body accepted. The compressed body is already bounded
@@ -20,16 +19,6 @@ use crate::tenant::Tenant;
 /// senders batch far less (Prometheus 500 samples, vmagent 8 MiB blocks at most), so
 /// this bounds the allocation a hostile length header could ask for.
 pub const MAX_DECODED_BYTES: usize = 32 << 20;
-
-/// Counts for the process metrics; the store counts its own refusals too.
-#[derive(Debug, Default)]
-pub struct RemoteWriteCounters {
-    pub samples_appended: AtomicU64,
-    /// Samples not stored: out of order, duplicate, out of bounds, too far ahead.
-    pub samples_refused: AtomicU64,
-    /// Requests answered 4xx for a malformed body or headers.
-    pub requests_malformed: AtomicU64,
-}
 
 /// The request headers the receiver checks.
 pub struct WriteHeaders<'a> {
@@ -52,7 +41,7 @@ pub fn receive(tenant: &Tenant, headers: WriteHeaders<'_>, body: &[u8]) -> ApiRe
             return resp;
         }
     };
-    let series = match validate(&req) {
+    let series = match validate(req) {
         Ok(s) => s,
         Err(msg) => {
             counters.requests_malformed.fetch_add(1, Ordering::Relaxed);
@@ -60,22 +49,19 @@ pub fn receive(tenant: &Tenant, headers: WriteHeaders<'_>, body: &[u8]) -> ApiRe
             return plain(400, &msg);
         }
     };
-    let refusals = append(tenant, &req, series);
-    counters
-        .samples_appended
-        .fetch_add(refusals.appended, Ordering::Relaxed);
-    if refusals.count == 0 {
+    let outcome = tenant.append_pushed(&series);
+    if outcome.refused == 0 {
         return ApiResponse {
             status: 204,
             content_type: "text/plain; charset=utf-8",
             body: Vec::new(),
         };
     }
-    counters
-        .samples_refused
-        .fetch_add(refusals.count, Ordering::Relaxed);
-    let msg = refusals.message();
-    tracing::warn!(num_dropped = refusals.count, error = %msg, "remote write samples refused");
+    let msg = format!(
+        "remote write: {}; the others were stored",
+        outcome.describe_refused()
+    );
+    tracing::warn!(num_dropped = outcome.refused, error = %msg, "remote write samples refused");
     plain(400, &msg)
 }
 
@@ -159,9 +145,10 @@ fn decode(body: &[u8]) -> Result<WriteRequest, ApiResponse> {
 /// Each series' label set, checked as remote write 1.0 requires: names sorted and
 /// not repeated, none empty, `__name__` present. The first bad series refuses the
 /// whole request, so a sender's bug stores nothing half-way.
-fn validate(req: &WriteRequest) -> Result<Vec<Labels>, String> {
+fn validate(req: WriteRequest) -> Result<Vec<PushedSeries>, String> {
     let mut out = Vec::with_capacity(req.timeseries.len());
-    for (i, ts) in req.timeseries.iter().enumerate() {
+    // Metadata is not kept: `/api/v1/metadata` answers from what targets expose.
+    for (i, ts) in req.timeseries.into_iter().enumerate() {
         let problem = series_problem(&ts.labels).or_else(|| {
             (!ts.histograms.is_empty())
                 .then(|| "it carries native histograms, which arrowmon does not store".to_string())
@@ -172,7 +159,19 @@ fn validate(req: &WriteRequest) -> Result<Vec<Labels>, String> {
                 show(&ts.labels)
             ));
         }
-        out.push(labels_of(&ts.labels));
+        out.push(PushedSeries {
+            labels: labels_of(&ts.labels),
+            samples: ts.samples.iter().map(|s| (s.timestamp, s.value)).collect(),
+            exemplars: ts
+                .exemplars
+                .iter()
+                .map(|e| Exemplar {
+                    labels: labels_of(&e.labels),
+                    value: e.value,
+                    timestamp_ms: e.timestamp,
+                })
+                .collect(),
+        });
     }
     Ok(out)
 }
@@ -218,111 +217,4 @@ fn labels_of(labels: &[prompb::Label]) -> Labels {
             .map(|l| Label::new(l.name.as_str(), l.value.as_str()))
             .collect(),
     )
-}
-
-/// What was not stored, for the 400's message.
-#[derive(Default)]
-struct Refusals {
-    appended: u64,
-    count: u64,
-    too_far_ahead: u64,
-    out_of_order: u64,
-    out_of_bounds: u64,
-    duplicates: u64,
-    /// The first refused sample: series, timestamp.
-    first: Option<(Labels, i64)>,
-}
-
-impl Refusals {
-    fn note(&mut self, labels: &Labels, t: i64) {
-        self.count += 1;
-        if self.first.is_none() {
-            self.first = Some((labels.clone(), t));
-        }
-    }
-
-    fn message(&self) -> String {
-        let mut kinds = Vec::new();
-        for (n, what) in [
-            (self.out_of_order, "out of order"),
-            (
-                self.duplicates,
-                "duplicate (another value at a stored timestamp)",
-            ),
-            (
-                self.out_of_bounds,
-                "out of bounds (older than the head's lower bound)",
-            ),
-            (
-                self.too_far_ahead,
-                "too far in the future (more than 10m after now)",
-            ),
-        ] {
-            if n > 0 {
-                kinds.push(format!("{n} {what}"));
-            }
-        }
-        let first = match &self.first {
-            Some((l, t)) => format!("; first: {l} at {t}"),
-            None => String::new(),
-        };
-        format!(
-            "remote write: {} of the request's samples not stored ({}){first}; the others were stored",
-            self.count,
-            kinds.join(", ")
-        )
-    }
-}
-
-/// Appends every sample (one store append, so one WAL record) and keeps the
-/// exemplars. Samples more than [`MAX_AHEAD_MS`] after now are refused before the
-/// store, as the scrape path refuses them.
-fn append(tenant: &Tenant, req: &WriteRequest, series: Vec<Labels>) -> Refusals {
-    let store = &tenant.store;
-    let mut refusals = Refusals::default();
-    let max_t = now_ms().saturating_add(MAX_AHEAD_MS);
-    let mut batch: Vec<RefSample> = Vec::new();
-    for (ts, labels) in req.timeseries.iter().zip(&series) {
-        let mut series_ref: Option<SeriesRef> = None;
-        for s in &ts.samples {
-            if s.timestamp > max_t {
-                refusals.too_far_ahead += 1;
-                refusals.note(labels, s.timestamp);
-                continue;
-            }
-            let r = series_ref.get_or_insert_with(|| store.series_ref(labels).0);
-            batch.push(RefSample {
-                series: r.clone(),
-                timestamp_ms: s.timestamp,
-                value: s.value,
-            });
-        }
-    }
-    let mut refused = Vec::new();
-    let outcome = store.append_refs_reporting(&batch, &mut refused);
-    refusals.appended = outcome.appended;
-    refusals.out_of_order = outcome.out_of_order.saturating_sub(outcome.out_of_bounds);
-    refusals.out_of_bounds = outcome.out_of_bounds;
-    refusals.duplicates = outcome.duplicates;
-    for &i in &refused {
-        if let Some(s) = batch.get(i) {
-            refusals.note(&s.series.labels(), s.timestamp_ms);
-        }
-    }
-    // Exemplars are kept whatever became of the samples, and a refused one never
-    // fails the request (the exemplar storage counts it), as in Prometheus.
-    let exemplars = store.exemplars();
-    for (ts, labels) in req.timeseries.iter().zip(&series) {
-        for e in &ts.exemplars {
-            let exemplar = Exemplar {
-                labels: labels_of(&e.labels),
-                value: e.value,
-                timestamp_ms: e.timestamp,
-            };
-            if let Err(err) = exemplars.add(labels, exemplar, true) {
-                tracing::debug!(series = %labels, error = %err, "remote write exemplar not stored");
-            }
-        }
-    }
-    refusals
 }

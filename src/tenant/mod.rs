@@ -19,6 +19,7 @@ use crate::store::{Store, StoreOptions};
 mod metrics;
 pub mod notify;
 mod query;
+pub mod remote_write;
 pub mod rules;
 
 pub use metrics::self_metrics_text;
@@ -50,7 +51,7 @@ pub struct Tenant {
     /// Counts of the scrape loops, kept when a new config replaces them.
     pub scrape_counters: Arc<ScrapeCounters>,
     /// Counts of `serve`'s remote write receiver.
-    pub remote_write_counters: crate::api::remote_write::RemoteWriteCounters,
+    pub remote_write_counters: remote_write::RemoteWriteCounters,
 }
 
 /// Query latency, as a Prometheus histogram (seconds).
