@@ -1,9 +1,10 @@
 //! The differential test of remote write receive: a real `prometheus` (Debian
 //! package, 2.42) scrapes a target served by the test every second and remote-writes
 //! everything it stores to `gpx_arrowmon serve --enable-remote-write-receiver`;
-//! arrowmon must then hold the same series and the same raw samples as that
-//! Prometheus's own TSDB over the same range, compared through both query APIs
-//! (`/api/v1/series` and a raw `{job="rw"}[…]` instant query).
+//! arrowmon must then hold the same series, the same raw samples and the same
+//! exemplars as that Prometheus's own TSDB and exemplar storage over the same range,
+//! compared through both query APIs (`/api/v1/series`, a raw `{job="rw"}[…]`
+//! instant query and `/api/v1/query_exemplars`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,8 +13,10 @@ use std::time::Duration;
 use crate::support::*;
 use serde_json::Value;
 
-/// The target: a counter that grows at each scrape, a gauge, a histogram, and a
-/// series that comes and goes (so Prometheus sends staleness markers for it).
+/// The target, in OpenMetrics: a counter that grows at each scrape (one of its
+/// series with an exemplar, which takes the scrape's timestamp), a gauge, a
+/// histogram, and a series that comes and goes (so Prometheus sends staleness
+/// markers for it).
 fn exposition(n: u64) -> String {
     let flapping = if (n / 3) % 2 == 0 {
         format!("rw_flapping{{phase=\"even\"}} {n}\n")
@@ -21,8 +24,8 @@ fn exposition(n: u64) -> String {
         String::new()
     };
     format!(
-        "# TYPE rw_requests_total counter\n\
-         rw_requests_total{{path=\"/a\"}} {n}\n\
+        "# TYPE rw_requests counter\n\
+         rw_requests_total{{path=\"/a\"}} {n} # {{trace_id=\"t{n}\"}} {n}\n\
          rw_requests_total{{path=\"/b\"}} {b}\n\
          # TYPE rw_temperature gauge\n\
          rw_temperature {t}\n\
@@ -31,7 +34,8 @@ fn exposition(n: u64) -> String {
          rw_latency_seconds_bucket{{le=\"+Inf\"}} {b}\n\
          rw_latency_seconds_sum {s}\n\
          rw_latency_seconds_count {b}\n\
-         {flapping}",
+         {flapping}\
+         # EOF\n",
         b = 2 * n,
         t = 20.0 + (n % 7) as f64 * 0.25,
         s = n as f64 * 0.0625,
@@ -69,7 +73,10 @@ async fn remote_write_receive_holds_what_prometheus_stores() {
     let client = http_client();
     let scrapes = Arc::new(AtomicU64::new(0));
     let counter = scrapes.clone();
-    let target = exporter(move || exposition(counter.fetch_add(1, Ordering::Relaxed))).await;
+    let target = exporter_as(OPENMETRICS, move || {
+        exposition(counter.fetch_add(1, Ordering::Relaxed))
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let am_listen = format!("127.0.0.1:{}", free_port());
     let prom_listen = format!("127.0.0.1:{}", free_port());
@@ -87,7 +94,7 @@ async fn remote_write_receive_holds_what_prometheus_stores() {
         format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
              scrape_configs:\n  - job_name: rw\n    static_configs:\n      - targets: ['{target}']\n\
-             remote_write:\n  - url: http://{am_listen}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n"
+             remote_write:\n  - url: http://{am_listen}/api/v1/write\n    send_exemplars: true\n    queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n"
         ),
     )
     .unwrap();
@@ -96,7 +103,7 @@ async fn remote_write_receive_holds_what_prometheus_stores() {
         &dir.path().join("prometheus-data"),
         &prom_listen,
         &dir.path().join("prometheus.log"),
-        &[],
+        &["--enable-feature=exemplar-storage"],
     );
     let prom = format!("http://{prom_listen}");
     let am = format!("http://{am_listen}");
@@ -183,6 +190,21 @@ async fn remote_write_receive_holds_what_prometheus_stores() {
         sorted(&a["result"]),
         sorted(&p["result"]),
         "raw samples: arrowmon (left) and prometheus (right) differ"
+    );
+
+    // The exemplars Prometheus kept, one a scrape, came along with the samples.
+    let ex_q = [
+        ("query", "rw_requests_total"),
+        ("start", start.as_str()),
+        ("end", end.as_str()),
+    ];
+    let p = data(&client, &prom, "/api/v1/query_exemplars", &ex_q).await;
+    let a = data(&client, &am, "/api/v1/query_exemplars", &ex_q).await;
+    let kept = p[0]["exemplars"].as_array().map_or(0, Vec::len);
+    assert!(kept >= 8, "ten seconds of exemplars in Prometheus: {p}");
+    assert_eq!(
+        a, p,
+        "exemplars: arrowmon (left) and prometheus (right) differ"
     );
 
     // Nothing was refused on the way.
