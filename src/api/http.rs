@@ -166,7 +166,7 @@ async fn dispatch(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     if path == "/api/v1/write" {
-        return remote_write(&st, &method, &headers, content_type, &body).await;
+        return remote_write(&st, &method, &headers, body).await;
     }
     let resp = handle(
         &st.tenant,
@@ -197,8 +197,7 @@ async fn remote_write(
     st: &AppState,
     method: &Method,
     headers: &HeaderMap,
-    content_type: Option<&str>,
-    body: &[u8],
+    body: Bytes,
 ) -> Response {
     if !st.remote_write_receiver {
         // Prometheus 2.42's answer with the receiver off.
@@ -216,18 +215,30 @@ async fn remote_write(
         )
             .into_response();
     }
-    let write_headers = super::remote_write::WriteHeaders {
-        content_type,
-        content_encoding: headers
-            .get(header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok()),
+    let header_text = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     };
-    let tenant = &st.tenant;
-    let resp = super::panic::catch_panic(async {
-        super::remote_write::receive(tenant, write_headers, body)
+    let content_type = header_text(header::CONTENT_TYPE);
+    let content_encoding = header_text(header::CONTENT_ENCODING);
+    let tenant = st.tenant.clone();
+    // Off the async workers: decoding up to 32 MiB and appending is seconds of CPU
+    // at worst. A panic ends only this task, and is this request's 500.
+    let done = tokio::task::spawn_blocking(move || {
+        let headers = super::remote_write::WriteHeaders {
+            content_type: content_type.as_deref(),
+            content_encoding: content_encoding.as_deref(),
+        };
+        super::remote_write::receive(&tenant, headers, &body)
     })
-    .await
-    .unwrap_or_else(|msg| {
+    .await;
+    let resp = done.unwrap_or_else(|e| {
+        let msg = match e.try_into_panic() {
+            Ok(payload) => crate::promql::engine::panic_message(payload.as_ref()),
+            Err(e) => e.to_string(),
+        };
         tracing::error!("internal error while receiving remote write: {msg}");
         super::ApiResponse {
             status: 500,

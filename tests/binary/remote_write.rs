@@ -219,6 +219,11 @@ async fn remote_write_receive_stores_samples_and_refuses_malformed_bodies() {
     .unwrap();
     assert_eq!(v["data"], Value::Array(vec![]), "{v}");
 
+    // A body past the API's request body limit (2 MiB as sent) is refused unread
+    // (and the server drops that connection: a client of its own).
+    let (s, _) = post(&http_client(), &base, vec![0; 3 << 20]).await;
+    assert_eq!(s, 413);
+
     // Other encodings or message types are refused, not misread.
     let r = client
         .post(format!("{base}/api/v1/write"))
