@@ -11,7 +11,7 @@ use super::ApiResponse;
 use crate::model::exemplar::Exemplar;
 use crate::model::labels::{go_quote, Label, Labels, METRIC_NAME};
 use crate::proto::prometheus::{self as prompb, WriteRequest};
-use crate::tenant::remote_write::PushedSeries;
+use crate::tenant::remote_write::{PushOutcome, PushedSeries};
 use crate::tenant::Tenant;
 
 /// The largest decompressed body accepted. The compressed body is already bounded
@@ -57,12 +57,42 @@ pub fn receive(tenant: &Tenant, headers: WriteHeaders<'_>, body: &[u8]) -> ApiRe
             body: Vec::new(),
         };
     }
-    let msg = format!(
-        "remote write: {}; the others were stored",
-        outcome.describe_refused()
-    );
+    let msg = refused_message(&outcome);
     tracing::warn!(num_dropped = outcome.refused, error = %msg, "remote write samples refused");
     plain(400, &msg)
+}
+
+/// What was refused, by kind, and the first refused sample.
+fn refused_message(o: &PushOutcome) -> String {
+    let mut kinds = Vec::new();
+    for (n, what) in [
+        (o.out_of_order, "out of order"),
+        (
+            o.duplicates,
+            "duplicate (another value at a stored timestamp)",
+        ),
+        (
+            o.out_of_bounds,
+            "out of bounds (older than the head's lower bound)",
+        ),
+        (
+            o.too_far_ahead,
+            "too far in the future (more than 10m after now)",
+        ),
+    ] {
+        if n > 0 {
+            kinds.push(format!("{n} {what}"));
+        }
+    }
+    let first = match &o.first_refused {
+        Some((l, t)) => format!("; first: {} at {t}", clip(l.to_string())),
+        None => String::new(),
+    };
+    format!(
+        "remote write: {} of the request's samples not stored ({}){first}; the others were stored",
+        o.refused,
+        kinds.join(", ")
+    )
 }
 
 /// An error answered as Prometheus's `http.Error` does: the message as plain text.
@@ -183,13 +213,16 @@ fn series_problem(labels: &[prompb::Label]) -> Option<String> {
         }
         if let Some(prev) = k.checked_sub(1).map(|p| &labels[p]) {
             if prev.name == l.name {
-                return Some(format!("label name {} appears twice", go_quote(&l.name)));
+                return Some(format!(
+                    "label name {} appears twice",
+                    clip(go_quote(&l.name))
+                ));
             }
             if prev.name > l.name {
                 return Some(format!(
                     "labels are not sorted by name: {} comes before {}",
-                    go_quote(&prev.name),
-                    go_quote(&l.name)
+                    clip(go_quote(&prev.name)),
+                    clip(go_quote(&l.name))
                 ));
             }
         }
@@ -200,13 +233,25 @@ fn series_problem(labels: &[prompb::Label]) -> Option<String> {
     (!has_name).then(|| format!("no metric name (label {METRIC_NAME})"))
 }
 
+/// The most of a series' labels a message shows: a hostile request may hold
+/// megabytes of labels, which must not come back in the answer and the log.
+const SHOWN_LABEL_CHARS: usize = 1024;
+
 /// The labels as sent, for messages (before empty values are dropped).
 fn show(labels: &[prompb::Label]) -> String {
     let inner: Vec<String> = labels
         .iter()
         .map(|l| format!("{}={}", l.name, go_quote(&l.value)))
         .collect();
-    format!("{{{}}}", inner.join(", "))
+    clip(format!("{{{}}}", inner.join(", ")))
+}
+
+/// `text` cut to [`SHOWN_LABEL_CHARS`] characters.
+fn clip(text: String) -> String {
+    match text.char_indices().nth(SHOWN_LABEL_CHARS) {
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], text.len()),
+        None => text,
+    }
 }
 
 /// A label set; an empty value means an absent label, as in Prometheus.

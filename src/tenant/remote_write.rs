@@ -48,39 +48,6 @@ impl PushOutcome {
             self.first_refused = Some((labels.clone(), t));
         }
     }
-
-    /// What was refused, by kind, and the first refused sample.
-    pub fn describe_refused(&self) -> String {
-        let mut kinds = Vec::new();
-        for (n, what) in [
-            (self.out_of_order, "out of order"),
-            (
-                self.duplicates,
-                "duplicate (another value at a stored timestamp)",
-            ),
-            (
-                self.out_of_bounds,
-                "out of bounds (older than the head's lower bound)",
-            ),
-            (
-                self.too_far_ahead,
-                "too far in the future (more than 10m after now)",
-            ),
-        ] {
-            if n > 0 {
-                kinds.push(format!("{n} {what}"));
-            }
-        }
-        let first = match &self.first_refused {
-            Some((l, t)) => format!("; first: {l} at {t}"),
-            None => String::new(),
-        };
-        format!(
-            "{} of the request's samples not stored ({}){first}",
-            self.refused,
-            kinds.join(", ")
-        )
-    }
 }
 
 impl Tenant {

@@ -211,6 +211,19 @@ async fn remote_write_receive_stores_samples_and_refuses_malformed_bodies() {
         assert_eq!(s, status, "{what}: {text}");
         assert!(text.contains(needle), "{what}: {text:?} lacks {needle:?}");
     }
+    // A huge label comes back cut, not whole.
+    let long = "x".repeat(100_000);
+    let (s, text) = post(
+        &client,
+        &base,
+        body(vec![series(
+            &[("__name__", "rw_bad"), (&long, "1"), (&long, "2")],
+            &[(t0, 1.0)],
+        )]),
+    )
+    .await;
+    assert_eq!(s, 400, "{text}");
+    assert!(text.len() < 4000 && text.contains("bytes in all"), "{text}");
     let v = http_get_json(
         &client,
         &format!("{base}/api/v1/series?match[]=rw_bad&match[]=rw_fine"),
@@ -294,7 +307,7 @@ async fn remote_write_receive_stores_samples_and_refuses_malformed_bodies() {
             &metrics,
             "arrowmon_remote_write_requests_malformed_total{tenant=\"standalone\"}"
         ),
-        Some(10.0),
+        Some(11.0),
     );
 }
 
