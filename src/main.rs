@@ -122,6 +122,13 @@ struct ServeArgs {
     /// How often a firing alert is sent to Alertmanager again.
     #[arg(long = "rules.alert.resend-delay", default_value = "1m")]
     rules_resend_delay: String,
+    /// Accept Prometheus remote write 1.0 on POST /api/v1/write (from Prometheus,
+    /// Grafana Alloy, vmagent) into the store.
+    #[arg(
+        long = "enable-remote-write-receiver",
+        visible_alias = "web.enable-remote-write-receiver"
+    )]
+    enable_remote_write_receiver: bool,
 }
 
 #[derive(Subcommand)]
@@ -254,6 +261,7 @@ fn main() -> ExitCode {
                 rules_outage_tolerance,
                 rules_grace_period,
                 rules_resend_delay,
+                enable_remote_write_receiver,
             } = *args;
             match serve_store_options(
                 &block_range,
@@ -275,8 +283,11 @@ fn main() -> ExitCode {
                 Ok((opts, limits, rules)) => run(serve(
                     config,
                     data_dir,
-                    listen,
-                    web_config_file,
+                    ServeWeb {
+                        listen,
+                        web_config_file,
+                        remote_write_receiver: enable_remote_write_receiver,
+                    },
                     opts,
                     limits,
                     rules,
@@ -505,15 +516,26 @@ fn serve_query_limits(
     ))
 }
 
+/// What `serve`'s HTTP listener is told by the flags.
+struct ServeWeb {
+    listen: SocketAddr,
+    web_config_file: Option<PathBuf>,
+    remote_write_receiver: bool,
+}
+
 async fn serve(
     config: PathBuf,
     data_dir: PathBuf,
-    listen: SocketAddr,
-    web_config_file: Option<PathBuf>,
+    web: ServeWeb,
     opts: StoreOptions,
     limits: arrowmon::tenant::QueryLimits,
     rules: arrowmon::rules::eval::EvalOptions,
 ) -> Result<(), String> {
+    let ServeWeb {
+        listen,
+        web_config_file,
+        remote_write_receiver,
+    } = web;
     let cfg = load_config(&config)?;
     arrowmon::rules::load_rule_files(&cfg.rule_files)?;
     // Checked before anything is opened: a bad web config must not leave a
@@ -542,9 +564,16 @@ async fn serve(
     // Taken over before the log line that says it serves, which scripts wait for.
     let signalled = grafana::wait_for_signal();
     tracing::info!(%listen, data_dir = %data_dir.display(), "arrowmon serving");
-    arrowmon::api::http::serve(listener, tenant.clone(), engine, web_config, signalled)
-        .await
-        .map_err(|e| e.to_string())?;
+    arrowmon::api::http::serve(
+        listener,
+        tenant.clone(),
+        engine,
+        web_config,
+        remote_write_receiver,
+        signalled,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     tenant.shutdown().await;
     tracing::info!("arrowmon stopped");
     Ok(())

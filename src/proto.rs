@@ -1,4 +1,5 @@
-//! Code generated from `proto/`: Grafana's plugin protocol and go-plugin's services.
+//! Code generated from `proto/`: Grafana's plugin protocol, go-plugin's services
+//! and Prometheus's remote write messages.
 
 #![allow(clippy::all, missing_docs)]
 
@@ -13,4 +14,9 @@ pub mod goplugin {
 
 pub mod health {
     tonic::include_proto!("grpc.health.v1");
+}
+
+/// Prometheus remote write 1.0 (`WriteRequest` and what it holds).
+pub mod prometheus {
+    tonic::include_proto!("prometheus");
 }

@@ -24,6 +24,8 @@ use crate::tenant::Tenant;
 struct AppState {
     tenant: Arc<Tenant>,
     engine: Arc<Engine>,
+    /// `--enable-remote-write-receiver`: `POST /api/v1/write` stores what it gets.
+    remote_write_receiver: bool,
 }
 
 /// Serves until `shutdown` resolves, then lets the requests in progress finish.
@@ -34,11 +36,14 @@ pub async fn serve(
     tenant: Arc<Tenant>,
     engine: Arc<Engine>,
     web_config: Option<Arc<WebConfigWatch>>,
+    remote_write_receiver: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .fallback(dispatch)
-        .with_state(AppState { tenant, engine });
+    let app = Router::new().fallback(dispatch).with_state(AppState {
+        tenant,
+        engine,
+        remote_write_receiver,
+    });
     match web_config {
         None => {
             axum::serve(listener, app)
@@ -160,6 +165,9 @@ async fn dispatch(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    if path == "/api/v1/write" {
+        return remote_write(&st, &method, &headers, body).await;
+    }
     let resp = handle(
         &st.tenant,
         &st.engine,
@@ -175,6 +183,73 @@ async fn dispatch(
     )
     .await;
     let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, resp.content_type)],
+        resp.body,
+    )
+        .into_response()
+}
+
+/// `/api/v1/write`, only here: Grafana's CallResource has no remote write (a
+/// sender would need Grafana's credentials and the datasource's resource path).
+async fn remote_write(
+    st: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !st.remote_write_receiver {
+        // Prometheus 2.42's answer with the receiver off.
+        return (
+            StatusCode::NOT_FOUND,
+            "remote write receiver needs to be enabled with --enable-remote-write-receiver\n",
+        )
+            .into_response();
+    }
+    if method != Method::POST {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST")],
+            "remote write takes POST\n",
+        )
+            .into_response();
+    }
+    let header_text = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header_text(header::CONTENT_TYPE);
+    let content_encoding = header_text(header::CONTENT_ENCODING);
+    let tenant = st.tenant.clone();
+    // Off the async workers: decoding up to 32 MiB and appending is seconds of CPU
+    // at worst. A panic ends only this task, and is this request's 500.
+    let done = tokio::task::spawn_blocking(move || {
+        let headers = super::remote_write::WriteHeaders {
+            content_type: content_type.as_deref(),
+            content_encoding: content_encoding.as_deref(),
+        };
+        super::remote_write::receive(&tenant, headers, &body)
+    })
+    .await;
+    let resp = done.unwrap_or_else(|e| {
+        let msg = match e.try_into_panic() {
+            Ok(payload) => crate::promql::engine::panic_message(payload.as_ref()),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!("internal error while receiving remote write: {msg}");
+        super::ApiResponse {
+            status: 500,
+            content_type: "text/plain; charset=utf-8",
+            body: format!("internal error while receiving remote write: {msg}\n").into_bytes(),
+        }
+    });
+    let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if resp.status == 204 {
+        return status.into_response();
+    }
     (
         status,
         [(header::CONTENT_TYPE, resp.content_type)],

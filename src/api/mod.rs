@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod panic;
+pub mod remote_write;
 mod rules;
 pub mod time;
 pub mod webconfig;

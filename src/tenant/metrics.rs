@@ -165,7 +165,28 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
                 ex.label_set_too_long,
             ),
         ];
-        for (name, kind, help, v) in per_tenant.into_iter().chain(exemplars) {
+        let rw = &t.remote_write_counters;
+        let remote_write: [(&str, &str, &str, u64); 3] = [
+            (
+                "arrowmon_remote_write_samples_appended_total",
+                "counter",
+                "Samples received by remote write (serve --enable-remote-write-receiver) and stored.",
+                rw.samples_appended.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "arrowmon_remote_write_samples_refused_total",
+                "counter",
+                "Samples received by remote write and refused: out of order, duplicate, out of bounds or more than 10m in the future.",
+                rw.samples_refused.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "arrowmon_remote_write_requests_malformed_total",
+                "counter",
+                "Remote write requests refused whole: bad headers, snappy, protobuf or labels.",
+                rw.requests_malformed.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ];
+        for (name, kind, help, v) in per_tenant.into_iter().chain(exemplars).chain(remote_write) {
             rows.push((name, kind, help, format!("{{tenant={tl}}}"), v.to_string()));
         }
         let targets = t.targets().await;

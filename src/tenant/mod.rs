@@ -19,6 +19,7 @@ use crate::store::{Store, StoreOptions};
 mod metrics;
 pub mod notify;
 mod query;
+pub mod remote_write;
 pub mod rules;
 
 pub use metrics::self_metrics_text;
@@ -49,6 +50,8 @@ pub struct Tenant {
     query_counters: Arc<query::QueryCounters>,
     /// Counts of the scrape loops, kept when a new config replaces them.
     pub scrape_counters: Arc<ScrapeCounters>,
+    /// Counts of `serve`'s remote write receiver.
+    pub remote_write_counters: remote_write::RemoteWriteCounters,
 }
 
 /// Query latency, as a Prometheus histogram (seconds).
@@ -146,6 +149,7 @@ impl Tenant {
             ))),
             query_counters: Arc::default(),
             scrape_counters: Arc::default(),
+            remote_write_counters: Default::default(),
             state: Mutex::new(TenantState {
                 settings: None,
                 config: Ok(ScrapeConfig::default()),

@@ -10,6 +10,7 @@ mod datasource_rules;
 mod dist_layout;
 mod plugin_host;
 mod promql_corpus;
+mod remote_write;
 mod request_variants;
 mod scrape_discovery;
 mod standalone;

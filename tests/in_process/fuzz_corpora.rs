@@ -77,4 +77,5 @@ replay_tests!(
     block_open,
     grafana_query,
     api_request,
+    remote_write_body,
 );
