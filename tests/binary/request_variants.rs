@@ -311,6 +311,46 @@ async fn request_variants_answer_as_grafanas_prometheus_backend() {
     assert_eq!(resp.responses.len(), 2);
     assert!(plugin.health_serving().await);
 
+    // Grafana's alerting (`FromAlert: true`, its own interval and 43200 points):
+    // never an exemplar query (models.Parse clears it), so an empty result keeps
+    // Grafana's empty frame; the same panel query from a dashboard has neither.
+    let alert_query = |ref_id: &str, expr: &str, range: bool| {
+        let mut q = query(
+            ref_id,
+            json!({"expr": expr, "range": range, "instant": !range, "exemplar": true}),
+        );
+        q.max_data_points = 43_200;
+        q.interval_ms = 60_000;
+        q
+    };
+    let queries = vec![
+        alert_query("AR", "x", true),
+        alert_query("AI", "x", false),
+        alert_query("AE", "nothing_here", true),
+    ];
+    let alerting = plugin
+        .query_data_with_headers(
+            dataplane.clone(),
+            HashMap::from([("FromAlert".to_string(), "true".to_string())]),
+            queries.clone(),
+        )
+        .await;
+    let ar = decoded(&alerting, "AR");
+    assert_eq!(ar.len(), 2, "two series, no exemplar frame");
+    assert_eq!(ar[0].meta["executedQueryString"], "Expr: x\nStep: 1s");
+    let ai = decoded(&alerting, "AI");
+    assert_eq!(ai.len(), 2);
+    assert_eq!(ai[0].meta["type"], "numeric-multi");
+    assert_eq!(ai[0].fields[0].numbers, [to as f64]);
+    let ae = decoded(&alerting, "AE");
+    assert_eq!(ae.len(), 1);
+    assert!(ae[0].fields.is_empty());
+    let panel = run(dataplane.clone(), queries).await;
+    assert!(
+        decoded(&panel, "AE").is_empty(),
+        "exemplars on: no empty frame"
+    );
+
     // A request without queries is an error, as Grafana's backend makes it.
     let mut client = pb::data_client::DataClient::new(plugin.channel.clone());
     let err = client
