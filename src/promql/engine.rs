@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use promql_parser::parser::{self, Expr};
 
 use super::evaluator::{exec_err, EvalSeries, EvalValue, Evaluator};
-use super::value::{EngineOptions, QueryError, QueryResult, Sample, Value};
+use super::value::{EngineOptions, QueryError, QueryResult, Sample, TextPosition, Value};
 use crate::model::labels::Labels;
 use crate::model::Series;
 use crate::model::Storage;
@@ -229,10 +229,15 @@ fn parse_uncached(query: &str) -> Result<Expr, QueryError> {
         })
     });
     parsed.map_err(|m| {
-        let position = parse_position(query, &m);
+        let e = super::parse_error::prometheus_parse_error(query, &m);
+        // A message no rule places keeps the old guess of its position.
+        let offset = e.offset.or_else(|| parse_position(query, &m));
         QueryError::Parse {
-            message: m,
-            position,
+            message: e.message,
+            position: offset.map(|o| {
+                let (line, column) = super::parse_error::line_column(query, o);
+                TextPosition { line, column }
+            }),
         }
     })
 }
@@ -949,7 +954,10 @@ mod tests {
         assert!(matches!(
             e.instant_query(&store(), "rate(x[5m]))", 0),
             Err(QueryError::Parse {
-                position: Some(11),
+                position: Some(TextPosition {
+                    line: 1,
+                    column: 13
+                }),
                 ..
             })
         ));
@@ -1237,7 +1245,7 @@ mod robustness_tests {
             ("timestamp(x offset 290y)", Ok(""), Ok("")),
             ("predict_linear(x[1m], 1e300)", Ok("{a=\"1\"} NaN@30000"), Ok("{a=\"1\"} [NaN@14000 NaN@21000 NaN@28000 NaN@35000 NaN@42000 NaN@49000 NaN@56000]")),
             // Renamed double_exponential_smoothing in Prometheus 3.0.
-            ("holt_winters(x[1m], 0.5, 0.5)", Err("parse error: unknown function with name 'holt_winters'"), Err("parse error: unknown function with name 'holt_winters'")),
+            ("holt_winters(x[1m], 0.5, 0.5)", Err("parse error: unknown function with name \"holt_winters\""), Err("parse error: unknown function with name \"holt_winters\"")),
         ];
         let mut wrong = Vec::new();
         for (q, instant, range) in cases {
