@@ -124,6 +124,23 @@ pub fn prometheus_parse_error(query: &str, message: &str) -> PrometheusParseErro
             .map(|t| t.start);
         return found(message.to_string(), at);
     }
+    // A syntax error: Prometheus names the token its grammar stopped at, after
+    // `offset` or `@` with what it expected there.
+    if message == "invalid promql query" {
+        if let Some((id, token_start, token_end)) =
+            promql_parser::parser::parse::syntax_error_token(query)
+        {
+            let at_end = token_start >= query.len();
+            let desc = if at_end {
+                "end of input".to_string()
+            } else {
+                token_description(id, &query[token_start..token_end])
+            };
+            let context = syntax_error_context(query, &tokens, token_start);
+            let offset = if at_end { query.len() } else { token_start };
+            return found(format!("unexpected {desc}{context}"), Some(offset));
+        }
+    }
     // Errors of binary operations: reported where Prometheus's checkAST does.
     if let Some(m) = binary_error(query, &tokens, message) {
         return m;
@@ -158,10 +175,29 @@ pub fn prometheus_parse_error(query: &str, message: &str) -> PrometheusParseErro
     // names the token and what it expected, which depends on the colon before.
     if let Some(c) = message.strip_prefix("unexpected character inside brackets: '") {
         let c = c.trim_end_matches('\'');
-        if let Some(t) = tokens
-            .iter()
-            .find(|t| t.is(query, c) && t.depth_kind == Some('['))
-        {
+        let in_brackets = |i: usize| open_bracket_at_end(query, &tokens[..i]) == Some('[');
+        let found_at = (0..tokens.len()).find(|&i| tokens[i].is(query, c) && in_brackets(i));
+        // Right after `[`, a letter is read as a duration and anything else
+        // leaves the duration without its unit.
+        if let Some(i) = found_at.filter(|&i| i > 0 && tokens[i - 1].is(query, "[")) {
+            let t = &tokens[i];
+            if c.chars().all(|c| c.is_ascii_alphabetic()) {
+                return found(format!("not a valid duration string: {c:?}"), Some(t.start));
+            }
+            if c == "-" {
+                return found("missing unit character in duration".into(), Some(t.start));
+            }
+        }
+        // `[5 m]`: the number before the space lacks its unit.
+        if let Some(i) = found_at.filter(|&i| {
+            i > 1 && tokens[i - 2].is(query, "[") && c.chars().all(|c| c.is_ascii_alphabetic())
+        }) {
+            return found(
+                "missing unit character in duration".into(),
+                Some(tokens[i - 1].start),
+            );
+        }
+        if let Some(t) = found_at.map(|i| &tokens[i]) {
             let after_colon = tokens
                 .iter()
                 .rev()
@@ -190,6 +226,14 @@ pub fn prometheus_parse_error(query: &str, message: &str) -> PrometheusParseErro
             }
         }
     }
+    // `[:5m]`: the range before the colon has no duration.
+    if message == "expect duration before first colon(:) in brackets" {
+        let at = tokens
+            .windows(2)
+            .find(|w| w[0].is(query, "[") && w[1].is(query, ":"))
+            .map(|w| w[1].start);
+        return found("missing unit character in duration".into(), at);
+    }
     // A second colon in a subquery: reported at it.
     if message == "unexpected second colon(:) in brackets" {
         let at = tokens.iter().enumerate().find_map(|(i, t)| {
@@ -215,6 +259,29 @@ pub fn prometheus_parse_error(query: &str, message: &str) -> PrometheusParseErro
     if let Some(d) = message.strip_prefix("not a valid duration string: ") {
         let at = tokens.iter().find(|t| t.is(query, d)).map(|t| t.start);
         return found(format!("not a valid duration string: {d:?}"), at);
+    }
+    // A number or duration running into a letter: Prometheus's lexer quotes what
+    // it read before the offending character (promql-parser includes it), and
+    // says "duration" for a range before its colon.
+    if let Some(text) = message.strip_prefix("bad number or duration syntax: ") {
+        let read = text.char_indices().last().map_or("", |(i, _)| &text[..i]);
+        if !read.is_empty() && !read.ends_with('.') {
+            if let Some(at) = query.find(text) {
+                let i = tokens.iter().position(|t| t.start >= at).unwrap_or(0);
+                let range = open_bracket_at_end(query, &tokens[..i]) == Some('[')
+                    && !tokens[..i]
+                        .iter()
+                        .rev()
+                        .take_while(|t| !t.is(query, "["))
+                        .any(|t| t.is(query, ":"));
+                let what = if range {
+                    "bad duration syntax"
+                } else {
+                    "bad number or duration syntax"
+                };
+                return found(format!("{what}: {read:?}"), Some(at));
+            }
+        }
     }
     // A number Rust cannot read: Go's strconv words, at the number.
     if let Some(rest) = message.strip_prefix("ParseFloatError. ") {
@@ -352,6 +419,134 @@ pub fn prometheus_parse_error(query: &str, message: &str) -> PrometheusParseErro
         return found(message.into(), at);
     }
     found(message.to_string(), None)
+}
+
+/// What Prometheus's grammar adds after "unexpected X" for a token at `at`: the
+/// construct it was in and what it expected there (its error productions in
+/// generated_parser.y), judged from the tokens before.
+fn syntax_error_context(query: &str, tokens: &[Token], at: usize) -> &'static str {
+    let before: Vec<&str> = tokens
+        .iter()
+        .filter(|t| t.end <= at)
+        .map(|t| t.text(query))
+        .collect();
+    let prefix: Vec<&Token> = tokens.iter().filter(|t| t.end <= at).collect();
+    let inside = open_bracket_at_end(query, prefix.iter().copied());
+    let last = before.last().copied();
+    const GROUPING: &[&str] = &["by", "without", "on", "ignoring"];
+    // `offset` or `@` then nothing usable (`-`, `start`, `end(` passed over).
+    let modifier = before
+        .iter()
+        .rev()
+        .find(|w| !matches!(**w, "-" | "+" | "start" | "end" | "("));
+    match modifier {
+        Some(&"offset") => return " in offset, expected duration",
+        Some(&"@") => return " in @, expected timestamp",
+        _ => {}
+    }
+    // (A grouping keyword that starts the query is a metric name.)
+    if before.len() >= 2 && last.is_some_and(|w| GROUPING.contains(&w)) {
+        return " in grouping opts, expected \"(\"";
+    }
+    // Inside the labels of a grouping clause.
+    if inside == Some('(') {
+        let open = before.iter().rposition(|w| *w == "(");
+        if let Some(o) = open {
+            if o > 0 && GROUPING.contains(&before[o - 1]) && !before[o..].contains(&")") {
+                return if matches!(last, Some("(") | Some(",")) {
+                    " in grouping opts, expected label"
+                } else {
+                    " in grouping opts, expected \",\" or \")\""
+                };
+            }
+        }
+    }
+    // Right after an aggregation's clause, where its arguments belong.
+    if last == Some(")") {
+        if let Some(o) = before.iter().rposition(|w| *w == "(") {
+            if o >= 2
+                && matches!(before[o - 1], "by" | "without")
+                && AGGREGATIONS.contains(&before[o - 2])
+            {
+                return " in aggregation";
+            }
+        }
+    }
+    match inside {
+        Some('{') => match last {
+            Some("{") | Some(",") => " in label matching, expected identifier or \"}\"",
+            Some("=") | Some("!=") | Some("=~") | Some("!~") => {
+                " in label matching, expected string"
+            }
+            Some(w) if w.starts_with(['"', '\'', '`']) => {
+                " in label matching, expected \",\" or \"}\""
+            }
+            _ => " in label matching, expected label matching operator",
+        },
+        Some('[') => {
+            let colon = before
+                .iter()
+                .rev()
+                .take_while(|w| **w != "[")
+                .any(|w| *w == ":");
+            match (colon, last) {
+                (false, _) => " in subquery or range, expected \":\" or \"]\"",
+                (true, Some(":")) => " in subquery selector, expected duration or \"]\"",
+                (true, _) => " in subquery selector, expected \"]\"",
+            }
+        }
+        _ => "",
+    }
+}
+
+/// The innermost bracket still open after `tokens`.
+fn open_bracket_at_end<'a>(
+    query: &str,
+    tokens: impl IntoIterator<Item = &'a Token>,
+) -> Option<char> {
+    let mut open = Vec::new();
+    for t in tokens {
+        match t.text(query) {
+            "(" => open.push('('),
+            "[" => open.push('['),
+            "{" => open.push('{'),
+            ")" | "]" | "}" => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    open.pop()
+}
+
+/// A token as Prometheus's `Item.desc` describes it: its kind and quoted text for
+/// names and literals (text past 10 bytes cut, as Go does), `<op:…>`,
+/// `<aggr:…>` or `<…>` for operators, aggregators and keywords, and the quoted
+/// text for punctuation.
+fn token_description(id: promql_parser::parser::token::TokenId, text: &str) -> String {
+    use promql_parser::parser::token::{self as t, TokenType};
+    let literal = |kind: &str| {
+        if text.len() > 10 && text.is_char_boundary(10) {
+            format!("{kind} {:?}...", &text[..10])
+        } else {
+            format!("{kind} {text:?}")
+        }
+    };
+    let kind = TokenType::new(id);
+    match id {
+        t::T_IDENTIFIER => format!("identifier {text:?}"),
+        t::T_METRIC_IDENTIFIER => format!("metric identifier {text:?}"),
+        t::T_NUMBER => literal("number"),
+        t::T_STRING => literal("string"),
+        t::T_DURATION => literal("duration"),
+        // `@` is missing from Prometheus 2.42's table of item names, so Go
+        // prints its item type's number before it.
+        t::T_AT => "\"<Item 57385>\" <op:@>".to_string(),
+        _ if kind.is_operator() => format!("<op:{text}>"),
+        _ if kind.is_aggregator() => format!("<aggr:{text}>"),
+        _ if text.chars().all(|c| c.is_ascii_alphabetic() || c == '_') => format!("<{text}>"),
+        _ => format!("{text:?}"),
+    }
 }
 
 /// The aggregation operators, whose calls take an optional parameter first.
@@ -1013,6 +1208,46 @@ mod tests {
             translated("x[5m:1m:1m]"),
             ("unexpected colon ':'".into(), Some((1, 8)))
         );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_token() {
+        assert_eq!(
+            translated("rate (x[5m]) by (a)"),
+            ("unexpected <by>".into(), Some((1, 14)))
+        );
+        assert_eq!(
+            translated("up{job=\"a\"} \n  / \n  / up"),
+            ("unexpected <op:/>".into(), Some((3, 3)))
+        );
+        assert_eq!(
+            translated("x +"),
+            ("unexpected end of input".into(), Some((1, 4)))
+        );
+        assert_eq!(
+            translated("x y"),
+            ("unexpected identifier \"y\"".into(), Some((1, 3)))
+        );
+    }
+
+    #[test]
+    fn syntax_errors_say_where_they_are() {
+        assert_eq!(
+            translated("x{a!~}").0,
+            "unexpected \"}\" in label matching, expected string"
+        );
+        assert_eq!(
+            translated("sum by (a,,b) (x)").0,
+            "unexpected \",\" in grouping opts, expected label"
+        );
+        assert_eq!(
+            translated("max_over_time(x[5m:1m)"),
+            (
+                "unexpected \")\" in subquery selector, expected \"]\"".into(),
+                Some((1, 22))
+            )
+        );
+        assert_eq!(translated("by (a) sum(x)").0, "unexpected \"(\"");
     }
 
     #[test]
