@@ -145,6 +145,13 @@ pub fn prometheus_parse_error(query: &str, message: &str) -> PrometheusParseErro
     if let Some(m) = binary_error(query, &tokens, message) {
         return m;
     }
+    // A bracket mistake inside a grouping clause: Prometheus's grammar stops at
+    // the token the clause cannot take before the lexer sees the brackets.
+    if message == "unclosed left parenthesis" || message == "unexpected right parenthesis ')'" {
+        if let Some((m, at)) = grouping_clause_error(query, &tokens) {
+            return found(m, Some(at));
+        }
+    }
     // A missing `)`: Prometheus's lexer meets the end of input.
     if message == "unclosed left parenthesis" {
         return found(message.into(), Some(query.len()));
@@ -303,6 +310,34 @@ pub fn prometheus_parse_error(query: &str, message: &str) -> PrometheusParseErro
             return found(format!("unterminated {word} string"), Some(at));
         }
     }
+    // A bad escape that promql-parser's unquoting calls "invalid syntax":
+    // Prometheus's lexer names it, at the string's start.
+    if message == "invalid syntax" {
+        if let Some((at, m)) = bad_escape(query, &tokens) {
+            return found(m, Some(at));
+        }
+    }
+    // A trailing `!`: Go prints the end of input as the replacement character.
+    if message == "'!' can not be at the end" {
+        let at = tokens
+            .iter()
+            .rev()
+            .find(|t| t.is(query, "!"))
+            .map(|t| t.start);
+        return found("unexpected character after '!': '\u{FFFD}'".into(), at);
+    }
+    // A regex Go's regexp refuses, at the matcher's label name.
+    if let Some(regex) = message.strip_prefix("illegal regex for ") {
+        if let Some(m) = go_regexp_error(regex) {
+            let at = tokens.windows(3).find_map(|w| {
+                let value = w[2].text(query);
+                let unquoted = value.get(1..value.len().saturating_sub(1));
+                (matches!(w[1].text(query), "=~" | "!~") && unquoted == Some(regex))
+                    .then_some(w[0].start)
+            });
+            return found(format!("error parsing regexp: {m}"), at);
+        }
+    }
     if let Some(c) = message.strip_prefix("unknown escape sequence '") {
         if let Some(c) = c.strip_suffix('\'').and_then(|c| c.chars().next()) {
             let at = tokens
@@ -359,6 +394,22 @@ pub fn prometheus_parse_error(query: &str, message: &str) -> PrometheusParseErro
     }
     // Errors of a whole selector or modified expression: Prometheus reports the
     // start of the node, which is the query's start when the node begins it.
+    // A number past float64's range after `@`: Go's ParseFloat refuses it where
+    // Rust reads infinity.
+    if message == "timestamp out of bounds for @ modifier: inf" {
+        let number = tokens.windows(2).find_map(|w| {
+            let n = w[1].text(query);
+            (w[0].is(query, "@") && w[1].kind == Kind::Number).then_some((n, w[1].start))
+        });
+        if let Some((n, at)) = number {
+            return found(
+                format!(
+                    "error parsing number: strconv.ParseFloat: parsing {n:?}: value out of range"
+                ),
+                Some(at),
+            );
+        }
+    }
     if let Some(rest) = message.strip_prefix("timestamp out of bounds for @ modifier: ") {
         let value = match rest {
             "inf" => "+Inf",
@@ -547,6 +598,178 @@ fn token_description(id: promql_parser::parser::token::TokenId, text: &str) -> S
         _ if text.chars().all(|c| c.is_ascii_alphabetic() || c == '_') => format!("<{text}>"),
         _ => format!("{text:?}"),
     }
+}
+
+/// The first token a grouping clause (`by`, `without`, `on`, `ignoring`,
+/// `group_left`, `group_right` after something) cannot take, in Prometheus's
+/// words: `(` must follow `by`, `without`, `on` and `ignoring`; inside, labels
+/// and commas alternate up to `)`.
+fn grouping_clause_error(query: &str, tokens: &[Token]) -> Option<(String, usize)> {
+    let describe = |t: &Token| {
+        let text = t.text(query);
+        match t.kind {
+            Kind::Identifier => format!("identifier {text:?}"),
+            Kind::Number => format!("number {text:?}"),
+            Kind::String => format!("string {text:?}"),
+            Kind::Operator => format!("{text:?}"),
+        }
+    };
+    for (i, t) in tokens.iter().enumerate().skip(1) {
+        let keyword = t.text(query);
+        let needs_paren = matches!(keyword, "by" | "without" | "on" | "ignoring");
+        if !(needs_paren || matches!(keyword, "group_left" | "group_right")) {
+            continue;
+        }
+        let Some(next) = tokens.get(i + 1) else {
+            continue;
+        };
+        if !next.is(query, "(") {
+            if needs_paren {
+                return Some((
+                    format!(
+                        "unexpected {} in grouping opts, expected \"(\"",
+                        describe(next)
+                    ),
+                    next.start,
+                ));
+            }
+            continue;
+        }
+        let mut expect_label = true;
+        for u in &tokens[i + 2..] {
+            let text = u.text(query);
+            match (expect_label, u.kind, text) {
+                (_, _, ")") => break,
+                (true, Kind::Identifier, _) => expect_label = false,
+                (false, _, ",") => expect_label = true,
+                (true, _, _) => {
+                    return Some((
+                        format!(
+                            "unexpected {} in grouping opts, expected label",
+                            describe(u)
+                        ),
+                        u.start,
+                    ))
+                }
+                (false, _, _) => {
+                    return Some((
+                        format!(
+                            "unexpected {} in grouping opts, expected \",\" or \")\"",
+                            describe(u)
+                        ),
+                        u.start,
+                    ))
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The first bad escape in a quoted string as Prometheus's lexer words it, and
+/// the string's start: a non-hex digit in `\x`, `\u`, `\U` (the closing quote
+/// included) or an octal escape above 255.
+fn bad_escape(query: &str, tokens: &[Token]) -> Option<(usize, String)> {
+    for t in tokens.iter().filter(|t| t.kind == Kind::String) {
+        let text = t.text(query);
+        if text.starts_with('`') {
+            continue;
+        }
+        let chars: Vec<char> = text.chars().collect();
+        let mut i = 1;
+        while i < chars.len() {
+            if chars[i] != '\\' {
+                i += 1;
+                continue;
+            }
+            let (digits, radix) = match chars.get(i + 1) {
+                Some('x') => (2, 16),
+                Some('u') => (4, 16),
+                Some('U') => (8, 16),
+                Some('0'..='7') => (3, 8),
+                _ => {
+                    i += 2;
+                    continue;
+                }
+            };
+            let first = if radix == 8 { i + 1 } else { i + 2 };
+            let mut value: u32 = 0;
+            for k in 0..digits {
+                let c = *chars.get(first + k).unwrap_or(&'"');
+                match c.to_digit(radix) {
+                    Some(d) => value = value * radix + d,
+                    None => {
+                        return Some((
+                            t.start,
+                            format!(
+                                "illegal character U+{:04X} '{c}' in escape sequence",
+                                c as u32
+                            ),
+                        ))
+                    }
+                }
+            }
+            if (radix == 8 && value > 255) || char::from_u32(value).is_none() {
+                return Some((
+                    t.start,
+                    "escape sequence is an invalid Unicode code point".into(),
+                ));
+            }
+            i = first + digits;
+        }
+    }
+    None
+}
+
+/// Go's regexp error for a matcher's regex, which Prometheus anchors as
+/// `^(?:re)$` before compiling, for the kinds of mistake met in practice: an
+/// unclosed group, a repetition with nothing before it, a repeat count whose
+/// minimum exceeds its maximum, and a class left open (closed by the anchoring's
+/// `)`).
+fn go_regexp_error(regex: &str) -> Option<String> {
+    let anchored = format!("^(?:{regex})$");
+    let mut depth = 0i32;
+    let mut escaped = false;
+    for c in regex.chars() {
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, '(') => depth += 1,
+            (false, ')') => depth -= 1,
+            _ => {}
+        }
+    }
+    if depth > 0 {
+        return Some(format!("missing closing ): `{anchored}`"));
+    }
+    if let Some(op) = regex
+        .chars()
+        .next()
+        .filter(|c| matches!(c, '*' | '+' | '?'))
+    {
+        return Some(format!("missing argument to repetition operator: `{op}`"));
+    }
+    if let (Some(open), Some(close)) = (regex.find('{'), regex.find('}')) {
+        let counts = &regex[open + 1..close];
+        if let Some((min, max)) = counts.split_once(',') {
+            if let (Ok(min), Ok(max)) = (min.parse::<u32>(), max.parse::<u32>()) {
+                if min > max {
+                    return Some(format!("invalid repeat count: `{}`", &regex[open..=close]));
+                }
+            }
+        }
+    }
+    if let Some(open) = regex.rfind('[') {
+        let class = &regex[open + 1..];
+        if !class.contains(']') {
+            if let Some(low) = class.strip_suffix('-').and_then(|l| l.chars().last()) {
+                if ')' < low {
+                    return Some(format!("invalid character class range: `{low}-)`"));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The aggregation operators, whose calls take an optional parameter first.
@@ -1248,6 +1471,24 @@ mod tests {
             )
         );
         assert_eq!(translated("by (a) sum(x)").0, "unexpected \"(\"");
+    }
+
+    #[test]
+    fn bracket_mistakes_in_grouping_clauses() {
+        assert_eq!(
+            translated("sum by (a (x)"),
+            (
+                "unexpected \"(\" in grouping opts, expected \",\" or \")\"".into(),
+                Some((1, 11))
+            )
+        );
+        assert_eq!(
+            translated("sum by a) (x)"),
+            (
+                "unexpected identifier \"a\" in grouping opts, expected \"(\"".into(),
+                Some((1, 8))
+            )
+        );
     }
 
     #[test]
