@@ -229,7 +229,19 @@ fn parse_uncached(query: &str) -> Result<Expr, QueryError> {
         })
     });
     parsed.map_err(|m| {
-        let e = super::parse_error::prometheus_parse_error(query, &m);
+        // The rewording must not turn a bad query into a failed request: it
+        // parses parts of the query again and recurses over its operator chain,
+        // so a query nested deeper than real ones keeps promql-parser's words.
+        let unchanged = || super::parse_error::PrometheusParseError {
+            message: m.clone(),
+            offset: None,
+        };
+        let e = if text_depth_bound(query).is_ok_and(|d| d <= REWORDED_DEPTH) {
+            std::panic::catch_unwind(|| super::parse_error::prometheus_parse_error(query, &m))
+                .unwrap_or_else(|_| unchanged())
+        } else {
+            unchanged()
+        };
         // A message no rule places keeps the old guess of its position.
         let offset = e.offset.or_else(|| parse_position(query, &m));
         QueryError::Parse {
@@ -241,6 +253,9 @@ fn parse_uncached(query: &str) -> Result<Expr, QueryError> {
         }
     })
 }
+
+/// The deepest query whose parse error is reworded as Prometheus words it.
+const REWORDED_DEPTH: usize = 64;
 
 /// promql-parser turns a number in a duration's place (`x[90]`, `x[1h:30]`,
 /// `offset 60`) into a `Duration` with `Duration::from_secs_f64`, which panics on

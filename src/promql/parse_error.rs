@@ -749,7 +749,10 @@ fn go_regexp_error(regex: &str) -> Option<String> {
     {
         return Some(format!("missing argument to repetition operator: `{op}`"));
     }
-    if let (Some(open), Some(close)) = (regex.find('{'), regex.find('}')) {
+    let braces = regex
+        .find('{')
+        .and_then(|open| regex[open..].find('}').map(|c| (open, open + c)));
+    if let Some((open, close)) = braces {
         let counts = &regex[open + 1..close];
         if let Some((min, max)) = counts.split_once(',') {
             if let (Ok(min), Ok(max)) = (min.parse::<u32>(), max.parse::<u32>()) {
@@ -1488,6 +1491,19 @@ mod tests {
                 "unexpected identifier \"a\" in grouping opts, expected \"(\"".into(),
                 Some((1, 8))
             )
+        );
+    }
+
+    #[test]
+    fn regex_errors_as_go_words_them() {
+        assert_eq!(
+            go_regexp_error("a{2,1}").as_deref(),
+            Some("invalid repeat count: `{2,1}`")
+        );
+        // A `}` before the `{` is no repeat count.
+        assert_eq!(
+            go_regexp_error("}{("),
+            Some("missing closing ): `^(?:}{()$`".into())
         );
     }
 
