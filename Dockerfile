@@ -6,6 +6,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto proto
 COPY src src
+COPY crates crates
 COPY benches benches
 RUN cargo build --release --bin gpx_arrowmon
 

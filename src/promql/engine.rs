@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use promql_parser::parser::{self, Expr};
 
 use super::evaluator::{exec_err, EvalSeries, EvalValue, Evaluator};
-use super::value::{EngineOptions, QueryError, QueryResult, Sample, Value};
+use super::value::{EngineOptions, QueryError, QueryResult, Sample, TextPosition, Value};
 use crate::model::labels::Labels;
 use crate::model::Series;
 use crate::model::Storage;
@@ -229,13 +229,33 @@ fn parse_uncached(query: &str) -> Result<Expr, QueryError> {
         })
     });
     parsed.map_err(|m| {
-        let position = parse_position(query, &m);
+        // The rewording must not turn a bad query into a failed request: it
+        // parses parts of the query again and recurses over its operator chain,
+        // so a query nested deeper than real ones keeps promql-parser's words.
+        let unchanged = || super::parse_error::PrometheusParseError {
+            message: m.clone(),
+            offset: None,
+        };
+        let e = if text_depth_bound(query).is_ok_and(|d| d <= REWORDED_DEPTH) {
+            std::panic::catch_unwind(|| super::parse_error::prometheus_parse_error(query, &m))
+                .unwrap_or_else(|_| unchanged())
+        } else {
+            unchanged()
+        };
+        // A message no rule places keeps the old guess of its position.
+        let offset = e.offset.or_else(|| parse_position(query, &m));
         QueryError::Parse {
-            message: m,
-            position,
+            message: e.message,
+            position: offset.map(|o| {
+                let (line, column) = super::parse_error::line_column(query, o);
+                TextPosition { line, column }
+            }),
         }
     })
 }
+
+/// The deepest query whose parse error is reworded as Prometheus words it.
+const REWORDED_DEPTH: usize = 64;
 
 /// promql-parser turns a number in a duration's place (`x[90]`, `x[1h:30]`,
 /// `offset 60`) into a `Duration` with `Duration::from_secs_f64`, which panics on
@@ -949,7 +969,10 @@ mod tests {
         assert!(matches!(
             e.instant_query(&store(), "rate(x[5m]))", 0),
             Err(QueryError::Parse {
-                position: Some(11),
+                position: Some(TextPosition {
+                    line: 1,
+                    column: 13
+                }),
                 ..
             })
         ));
@@ -1237,7 +1260,7 @@ mod robustness_tests {
             ("timestamp(x offset 290y)", Ok(""), Ok("")),
             ("predict_linear(x[1m], 1e300)", Ok("{a=\"1\"} NaN@30000"), Ok("{a=\"1\"} [NaN@14000 NaN@21000 NaN@28000 NaN@35000 NaN@42000 NaN@49000 NaN@56000]")),
             // Renamed double_exponential_smoothing in Prometheus 3.0.
-            ("holt_winters(x[1m], 0.5, 0.5)", Err("parse error: unknown function with name 'holt_winters'"), Err("parse error: unknown function with name 'holt_winters'")),
+            ("holt_winters(x[1m], 0.5, 0.5)", Err("parse error: unknown function with name \"holt_winters\""), Err("parse error: unknown function with name \"holt_winters\"")),
         ];
         let mut wrong = Vec::new();
         for (q, instant, range) in cases {

@@ -42,6 +42,7 @@ pub mod engine;
 mod evaluator;
 pub mod functions;
 pub mod info;
+pub mod parse_error;
 pub mod pretty;
 pub mod testscript;
 pub mod value;

@@ -92,12 +92,12 @@ impl Default for EngineOptions {
 /// and `Storage` to 500.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum QueryError {
-    /// The query text is not valid PromQL. `position` is the byte offset of the
-    /// offending token when it can be recovered (shown 1-based as `1:COL:`).
+    /// The query text is not valid PromQL. `position` is where Prometheus
+    /// reports the error, when it can be recovered (shown as `LINE:COLUMN:`).
     #[error("{}", parse_message(.message, .position))]
     Parse {
         message: String,
-        position: Option<usize>,
+        position: Option<TextPosition>,
     },
     /// A range query over an expression that is not a scalar or an instant vector.
     /// Prometheus refuses it before evaluation, as a bad `query` parameter.
@@ -136,9 +136,17 @@ pub enum QueryError {
     TooDeep { depth: usize, limit: usize },
 }
 
-fn parse_message(message: &str, position: &Option<usize>) -> String {
+/// A line and column in a query, both from 1, as Prometheus counts them (the
+/// column in bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextPosition {
+    pub line: usize,
+    pub column: usize,
+}
+
+fn parse_message(message: &str, position: &Option<TextPosition>) -> String {
     match position {
-        Some(p) => format!("1:{}: parse error: {}", p + 1, message),
+        Some(p) => format!("{}:{}: parse error: {}", p.line, p.column, message),
         None => format!("parse error: {message}"),
     }
 }

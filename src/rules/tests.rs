@@ -156,7 +156,7 @@ fn expr_is_required_and_must_parse() {
     );
     assert_eq!(
         errors(&one_rule("record: a\n        expr: sum(up")),
-        ["5:15: group \"g\", rule 1, \"a\": could not parse expression: 1:4: parse error: unclosed left parenthesis"]
+        ["5:15: group \"g\", rule 1, \"a\": could not parse expression: 1:7: parse error: unclosed left parenthesis"]
     );
 }
 
@@ -304,7 +304,7 @@ fn errors_come_in_prometheus_order_across_groups() {
     assert_eq!(
         errors(text),
         [
-            "5:15: group \"a\", rule 1, \"x\": could not parse expression: 1:1: parse error: unclosed left parenthesis",
+            "5:15: group \"a\", rule 1, \"x\": could not parse expression: 1:2: parse error: unclosed left parenthesis",
             "0:0: group \"a\", rule 2, \"y\": field 'expr' must be set in rule",
             "7:5: groupname: \"a\" is repeated in the same file",
         ]

@@ -18,6 +18,7 @@ mod format_query;
 mod plugin_host;
 mod prometheus_compare;
 mod promql_differential;
+mod promql_errors;
 mod remote_write;
 mod rule_evaluation;
 mod rule_files;
