@@ -1095,7 +1095,9 @@ fn build(
         if p < min {
             break;
         }
-        let (mut rhs, op) = rest.next().unwrap();
+        let Some((mut rhs, op)) = rest.next() else {
+            break;
+        };
         while let Some((_, next)) = rest.peek() {
             let q = precedence(&operators[*next].text).unwrap_or(0);
             let right_assoc = operators[*next].text == "^";
@@ -1352,8 +1354,11 @@ fn tokens(query: &str) -> Vec<Token> {
             kind,
             depth_kind: open.last().copied(),
         });
-        if let Some(c) = ["(", "[", "{"].iter().find(|&&b| b == text) {
-            open.push(c.chars().next().unwrap());
+        match text {
+            "(" => open.push('('),
+            "[" => open.push('['),
+            "{" => open.push('{'),
+            _ => {}
         }
     }
     out
