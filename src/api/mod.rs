@@ -492,17 +492,13 @@ async fn federate(
     })
 }
 
-/// A value as the text format writes it (Go's `expfmt`): `+Inf`, `-Inf`, `NaN`,
-/// `0` for either zero, else the shortest round-tripping `%g`.
+/// A value as the text format writes it (Go's `expfmt`): Go's `%g` (`+Inf`, `-Inf`
+/// and `NaN` included), but `0` for either zero.
 fn write_exposition_float(out: &mut String, v: f64) {
-    match v {
-        v if v.is_nan() => out.push_str("NaN"),
-        f64::INFINITY => out.push_str("+Inf"),
-        f64::NEG_INFINITY => out.push_str("-Inf"),
-        0.0 => out.push('0'),
-        v => {
-            let _ = crate::model::number::write_go_float_g(out, v);
-        }
+    if v == 0.0 {
+        out.push('0');
+    } else {
+        let _ = crate::model::number::write_go_float_g(out, v);
     }
 }
 
