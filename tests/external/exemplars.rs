@@ -92,19 +92,9 @@ async fn query_exemplars_equals_prometheus() {
         ),
     )
     .unwrap();
-    let prom_listen = format!("127.0.0.1:{}", free_port());
-    let am_listen = format!("127.0.0.1:{}", free_port());
     let test_start = now_ms();
-    let _prom = start_prometheus(
-        &config,
-        &dir.path().join("prometheus-data"),
-        &prom_listen,
-        &dir.path().join("prometheus.log"),
-        &["--enable-feature=exemplar-storage"],
-    );
-    let _am = spawn_serve(&config, &dir.path().join("arrowmon-data"), &am_listen);
-    let prom = format!("http://{prom_listen}");
-    let am = format!("http://{am_listen}");
+    let side = SideBySide::start(dir.path(), &config, &["--enable-feature=exemplar-storage"]);
+    let (prom, am) = (side.prometheus.clone(), side.arrowmon.clone());
     for base in [&prom, &am] {
         eventually(
             Duration::from_secs(30),

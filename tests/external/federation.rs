@@ -85,18 +85,9 @@ async fn federate_equals_prometheus_and_a_central_prometheus_scrapes_it() {
         ),
     )
     .unwrap();
-    let prom_listen = format!("127.0.0.1:{}", free_port());
-    let am_listen = format!("127.0.0.1:{}", free_port());
-    let _prom = start_prometheus(
-        &config,
-        &dir.path().join("prometheus-data"),
-        &prom_listen,
-        &dir.path().join("prometheus.log"),
-        &[],
-    );
-    let _am = spawn_serve(&config, &dir.path().join("arrowmon-data"), &am_listen);
-    let prom = format!("http://{prom_listen}");
-    let am = format!("http://{am_listen}");
+    let side = SideBySide::start(dir.path(), &config, &[]);
+    let (prom, am) = (side.prometheus.clone(), side.arrowmon.clone());
+    let am_addr = side.arrowmon_addr.clone();
     for base in [&prom, &am] {
         eventually(
             Duration::from_secs(30),
@@ -152,7 +143,7 @@ async fn federate_equals_prometheus_and_a_central_prometheus_scrapes_it() {
     std::fs::write(
         &central_config,
         format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    params:\n      'match[]': ['{{job=\"fed\"}}']\n    static_configs:\n      - targets: ['{am_listen}']\n"
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    params:\n      'match[]': ['{{job=\"fed\"}}']\n    static_configs:\n      - targets: ['{am_addr}']\n"
         ),
     )
     .unwrap();

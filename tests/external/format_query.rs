@@ -158,18 +158,8 @@ async fn format_query_equals_prometheus() {
         "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
     )
     .unwrap();
-    let prom_listen = format!("127.0.0.1:{}", free_port());
-    let am_listen = format!("127.0.0.1:{}", free_port());
-    let _prom = start_prometheus(
-        &config,
-        &dir.path().join("prometheus-data"),
-        &prom_listen,
-        &dir.path().join("prometheus.log"),
-        &[],
-    );
-    let _am = spawn_serve(&config, &dir.path().join("arrowmon-data"), &am_listen);
-    let prom = format!("http://{prom_listen}");
-    let am = format!("http://{am_listen}");
+    let side = SideBySide::start(dir.path(), &config, &[]);
+    let (prom, am) = (side.prometheus.clone(), side.arrowmon.clone());
     for base in [&prom, &am] {
         let url = format!("{base}/api/v1/format_query?query=up");
         eventually(Duration::from_secs(60), base, || async {

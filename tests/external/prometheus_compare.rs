@@ -125,18 +125,8 @@ scrape_configs:
     )
     .unwrap();
 
-    let prom_listen = format!("127.0.0.1:{}", free_port());
-    let am_listen = format!("127.0.0.1:{}", free_port());
-    let _prom = start_prometheus(
-        &config,
-        &dir.path().join("prometheus-data"),
-        &prom_listen,
-        &dir.path().join("prometheus.log"),
-        &[],
-    );
-    let _am = spawn_serve(&config, &dir.path().join("arrowmon-data"), &am_listen);
-    let prom = format!("http://{prom_listen}");
-    let am = format!("http://{am_listen}");
+    let side = SideBySide::start(dir.path(), &config, &[]);
+    let (prom, am) = (side.prometheus.clone(), side.arrowmon.clone());
     let start = now_ms() as f64 / 1000.0;
     for base in [&prom, &am] {
         eventually(
