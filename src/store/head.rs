@@ -254,6 +254,8 @@ pub(super) struct StoreState {
     /// Closed head chunks, on disk.
     pub(super) head_chunks: HeadChunkFiles,
     pub(super) wal: Mutex<WalState>,
+    /// The writer's end, for followers of the WAL (see `wal_tail.rs`).
+    pub(super) wal_end: Mutex<super::wal_tail::WalPosition>,
     /// Held for reading while head samples are copied, for writing while a cut moves
     /// the head's lower boundary; never while blocks are read.
     pub(super) head_guard: RwLock<()>,

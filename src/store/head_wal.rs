@@ -31,6 +31,7 @@ impl StoreState {
         let path = wal::segment_path(writer.dir(), writer.seq());
         self.wal_lost_records
             .store(writer.lost_records, Ordering::Relaxed);
+        *lock(&self.wal_end) = writer.end();
         self.note_wal_result(&res.map_err(io_err(&path)));
     }
 
@@ -75,6 +76,7 @@ impl StoreState {
             let flushed = writer.flush().map_err(io_err(&path));
             self.wal_lost_records
                 .store(writer.lost_records, Ordering::Relaxed);
+            *lock(&self.wal_end) = writer.end();
             self.note_wal_result(&flushed);
             (flushed?, (seq, path))
         };
@@ -297,7 +299,9 @@ impl StoreState {
             let mut w = lock(&self.wal);
             if let Some(writer) = w.writer.as_mut() {
                 let path = wal::segment_path(dir, writer.seq());
-                writer.rotate().map_err(io_err(&path))?;
+                let rotated = writer.rotate().map_err(io_err(&path));
+                *lock(&self.wal_end) = writer.end();
+                rotated?;
                 let seq = w.append_seq;
                 self.durable_seq.fetch_max(seq, Ordering::AcqRel);
             }

@@ -141,11 +141,13 @@ mod index;
 mod series_cache;
 mod symbol;
 mod wal;
+mod wal_tail;
 
 pub use block::{BlockMeta, BlockOrigin, BLOCK_FORMAT_VERSION};
 pub use exemplar::{ExemplarError, ExemplarStats, ExemplarStorage, MAX_EXEMPLARS};
 pub use head::block_range_of;
 pub use import_writer::write_imported_block;
+pub use wal_tail::{TailRead, WalPosition, WalRecord, WalSample, WalTail};
 
 /// The block column transforms, for the format comparison in benches/store.rs.
 #[doc(hidden)]
@@ -405,6 +407,7 @@ impl Store {
                 writer: None,
                 append_seq: 0,
             }),
+            wal_end: Mutex::new(wal_tail::WalPosition::default()),
             head_guard: RwLock::new(()),
             blocks: RwLock::new(Vec::new()),
             series_cache: SeriesCache::new(SERIES_CACHE_BYTES),
@@ -433,6 +436,7 @@ impl Store {
         let next_seq = state.replay()?;
         let writer = WalWriter::create(&wal_dir, next_seq, state.opts.wal_segment_bytes)
             .map_err(io_err(&wal::segment_path(&wal_dir, next_seq)))?;
+        *lock(&state.wal_end) = writer.end();
         lock(&state.wal).writer = Some(writer);
         state
             .replay_ms
@@ -482,6 +486,35 @@ impl Store {
                 Err(e) => tracing::error!(error = %e, "cannot start a store thread"),
             }
         }
+    }
+
+    /// The WAL's folder, for a [`WalTail`] to follow.
+    pub fn wal_dir(&self) -> &Path {
+        &self.state.wal_dir
+    }
+
+    /// Where the WAL's written records end: a [`WalTail`] reads up to here.
+    pub fn wal_end(&self) -> WalPosition {
+        *lock(&self.state.wal_end)
+    }
+
+    /// The numbers of the WAL segments on disk, oldest first.
+    pub fn wal_segments(&self) -> std::io::Result<Vec<u64>> {
+        wal::list_segments(&self.state.wal_dir)
+    }
+
+    /// The newest sample timestamp the store holds (`i64::MIN` when empty).
+    pub fn newest_sample_ms(&self) -> i64 {
+        self.state.max_t.load(Ordering::Acquire)
+    }
+
+    /// The labels of the head series with this WAL id, while it is in the head.
+    pub fn series_labels_by_id(&self, id: u32) -> Option<Labels> {
+        read(&self.state.index)
+            .series
+            .get(id as usize)
+            .and_then(|s| s.as_ref())
+            .map(|s| s.labels())
     }
 
     pub fn dir(&self) -> &Path {

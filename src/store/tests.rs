@@ -236,3 +236,121 @@ fn old_xor_segments_replay_and_skip_what_follows_damage() {
     let store = Store::open_with(dir.path(), opts()).unwrap();
     assert_eq!(read(&store), (vec![1000, 2000, 3000], want[..3].to_vec()));
 }
+
+/// What a follower of the WAL read: the series defined (id, job) and the samples
+/// (job, t, value bits), in WAL order.
+type Followed = (Vec<(u32, String)>, Vec<(String, i64, u64)>);
+
+/// Everything a follower of the WAL reads from `tail` up to the store's end.
+fn follow(store: &Store, tail: &mut super::WalTail) -> Followed {
+    let mut series = std::collections::HashMap::new();
+    let mut defined = Vec::new();
+    let mut samples = Vec::new();
+    loop {
+        let mut recs = Vec::new();
+        let read = tail.read(store.wal_end(), |r, _| recs.push(r)).unwrap();
+        for r in recs {
+            match r {
+                super::WalRecord::Series(list) => {
+                    for (id, l) in list {
+                        let job = l.get("job").unwrap().to_string();
+                        defined.push((id, job.clone()));
+                        series.insert(id, job);
+                    }
+                }
+                super::WalRecord::Samples(list) => {
+                    for s in list {
+                        let job = series
+                            .get(&s.id)
+                            .cloned()
+                            .or_else(|| {
+                                store
+                                    .series_labels_by_id(s.id)
+                                    .map(|l| l.get("job").unwrap().to_string())
+                            })
+                            .unwrap();
+                        samples.push((job, s.timestamp_ms, s.value.to_bits()));
+                    }
+                }
+            }
+        }
+        if read.bytes == 0 && tail.position() == store.wal_end() {
+            return (defined, samples);
+        }
+    }
+}
+
+#[test]
+fn a_wal_tail_reads_every_sample_in_order_across_segments_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = StoreOptions {
+        wal_segment_bytes: 1024,
+        ..opts()
+    };
+    let store = Store::open_with(dir.path(), o.clone()).unwrap();
+    let start = store.wal_end();
+    let mut tail = super::WalTail::new(store.wal_dir(), start);
+    let stale = f64::from_bits(crate::model::value::STALE_NAN_BITS);
+    let mut want = Vec::new();
+    for i in 0..400i64 {
+        let jobs = ["a", "b", "c"];
+        let batch: Vec<_> = jobs
+            .iter()
+            .map(|j| {
+                let v = if i % 50 == 49 { stale } else { i as f64 * 0.5 };
+                want.push((j.to_string(), 1000 + i * 1000, v.to_bits()));
+                sample("m", j, 1000 + i * 1000, v)
+            })
+            .collect();
+        store.append(&batch);
+        if i == 200 {
+            // Half-way: read what is written, then go on from a saved position.
+            store.flush().unwrap();
+            let (defined, got) = follow(&store, &mut tail);
+            assert_eq!(defined.len(), 3);
+            assert_eq!(got, want);
+        }
+    }
+    store.flush().unwrap();
+    assert!(store.wal_segments().unwrap().len() > 3, "several segments");
+    let saved = tail.position();
+    let mut resumed = super::WalTail::new(store.wal_dir(), saved);
+    let (defined, got) = follow(&store, &mut resumed);
+    assert!(
+        defined.is_empty(),
+        "series were defined before the saved position"
+    );
+    assert_eq!(got, want[603..].to_vec());
+    // After a restart the old segments are closed and a new one is open.
+    drop(store);
+    let store = Store::open_with(dir.path(), o).unwrap();
+    store.append(&[sample("m", "a", 999_000, 1.0)]);
+    store.flush().unwrap();
+    let (_, got) = follow(&store, &mut resumed);
+    assert_eq!(got, vec![("a".to_string(), 999_000, 1f64.to_bits())]);
+}
+
+#[test]
+fn a_wal_tail_skips_segments_deleted_before_it_read_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = StoreOptions {
+        wal_segment_bytes: 1024,
+        ..opts()
+    };
+    let store = Store::open_with(dir.path(), o).unwrap();
+    let mut tail = super::WalTail::new(store.wal_dir(), store.wal_end());
+    for i in 0..200i64 {
+        store.append(&[sample("m", "a", 1000 + i * 1000, i as f64)]);
+    }
+    store.flush().unwrap();
+    let segments = store.wal_segments().unwrap();
+    assert!(segments.len() > 3);
+    // What truncation after a cut does to segments nobody needs any more.
+    for s in &segments[..2] {
+        std::fs::remove_file(store.wal_dir().join(format!("{s:08}"))).unwrap();
+    }
+    let read = tail.read(store.wal_end(), |_, _| {}).unwrap();
+    assert_eq!(read.skipped_segments, Some((segments[0], segments[1])));
+    let (_, got) = follow(&store, &mut tail);
+    assert!(!got.is_empty() && got.last().unwrap().1 == 200_000);
+}

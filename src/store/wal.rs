@@ -274,16 +274,19 @@ fn check_frame(data: &[u8], pos: usize) -> Result<usize, &'static str> {
 /// intact one (found by trying every offset), so damage costs only the records it
 /// hit. Returns the damaged stretches.
 pub fn read_records(data: &[u8], mut f: impl FnMut(&[u8], bool)) -> Vec<Damage> {
+    read_records_at(data, |payload, _, after_damage| f(payload, after_damage))
+}
+
+/// As [`read_records`], also giving each record's end offset in `data`.
+pub fn read_records_at(data: &[u8], mut f: impl FnMut(&[u8], usize, bool)) -> Vec<Damage> {
     let mut damage = Vec::new();
     let mut pos = 0;
     while pos < data.len() {
         match check_frame(data, pos) {
             Ok(len) => {
-                f(
-                    &data[pos + FRAME_HEADER..pos + FRAME_HEADER + len],
-                    !damage.is_empty(),
-                );
-                pos += FRAME_HEADER + len;
+                let end = pos + FRAME_HEADER + len;
+                f(&data[pos + FRAME_HEADER..end], end, !damage.is_empty());
+                pos = end;
             }
             Err(reason) => {
                 // Zero fill after a crash on a filesystem that extended the file first.
@@ -310,6 +313,28 @@ pub fn read_records(data: &[u8], mut f: impl FnMut(&[u8], bool)) -> Vec<Damage> 
         }
     }
     damage
+}
+
+/// The length of the frame at the start of `data` (header included), when its
+/// header is there and declares a possible length.
+pub fn first_frame_len(data: &[u8]) -> Option<u64> {
+    let header = data.get(..FRAME_HEADER)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    (len != 0 && len <= MAX_RECORD).then_some((FRAME_HEADER + len) as u64)
+}
+
+/// How many bytes at the start of `data` are frames whose declared length lies
+/// wholly inside it (checksums are not checked).
+pub fn whole_frames(data: &[u8]) -> usize {
+    let mut pos = 0usize;
+    while let Some(len) = data.get(pos..).and_then(first_frame_len) {
+        let end = pos + len as usize;
+        if end > data.len() {
+            break;
+        }
+        pos = end;
+    }
+    pos
 }
 
 pub fn frame(out: &mut impl Write, payload: &[u8]) -> std::io::Result<()> {
@@ -418,6 +443,14 @@ impl WalWriter {
 
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// The end of the records in the file: everything before it is whole frames.
+    pub fn end(&self) -> super::wal_tail::WalPosition {
+        super::wal_tail::WalPosition {
+            segment: self.seq,
+            offset: self.written,
+        }
     }
 
     pub fn dir(&self) -> &Path {
