@@ -6,6 +6,7 @@
 
 pub mod paths;
 pub mod relabel;
+pub mod remote_write;
 pub mod settings;
 mod store_settings;
 pub mod targets;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use crate::model::duration::{format_duration, parse_duration};
 use crate::model::labels::Labels;
 pub use relabel::{RelabelAction, RelabelConfig};
+pub use remote_write::{MetadataConfig, QueueConfig, RemoteWriteConfig};
 pub use store_settings::StoreSettings;
 pub use targets::{DroppedTarget, FileSdConfig, Target, TargetGroup};
 
@@ -32,6 +34,13 @@ pub enum ConfigError {
     Invalid(String),
     #[error("scrape config, alerting.alertmanagers[{index}]: {message}")]
     Alertmanager { index: usize, message: String },
+    #[error("scrape config, remote_write[{index}]{line}: {message}")]
+    RemoteWrite {
+        index: usize,
+        /// " (line N)" when the entry's line is known, else empty.
+        line: String,
+        message: String,
+    },
 }
 
 /// Where secrets in the scrape config may come from.
@@ -54,6 +63,8 @@ struct RawFile {
     rule_files: Vec<String>,
     #[serde(default)]
     alerting: RawAlerting,
+    #[serde(default)]
+    remote_write: Vec<remote_write::RawRemoteWrite>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -309,6 +320,8 @@ pub struct ScrapeConfig {
     /// How far back rule groups without a `query_offset` of their own query.
     pub rule_query_offset: Duration,
     pub alerting: AlertingConfig,
+    /// `remote_write`: where every stored sample is also sent.
+    pub remote_write: Vec<RemoteWriteConfig>,
 }
 
 pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
@@ -327,6 +340,7 @@ impl ScrapeConfig {
                 evaluation_interval: DEFAULT_EVALUATION_INTERVAL,
                 rule_query_offset: Duration::ZERO,
                 alerting: AlertingConfig::default(),
+                remote_write: Vec::new(),
             });
         }
         let raw: RawFile = serde_norway::from_str(yaml).map_err(|e| yaml_error(yaml, e))?;
@@ -356,6 +370,7 @@ impl ScrapeConfig {
         .unwrap_or(Duration::ZERO);
         let rule_files = rule_file_patterns(raw.rule_files, secrets)?;
         let alerting = build_alerting(raw.alerting, secrets)?;
+        let remote_write = remote_write::build_remote_writes(raw.remote_write, yaml, secrets)?;
         let mut jobs: Vec<ScrapeJob> = Vec::new();
         for rj in raw.scrape_configs {
             if jobs.iter().any(|j| j.name == rj.job_name) {
@@ -379,6 +394,7 @@ impl ScrapeConfig {
             evaluation_interval,
             rule_query_offset,
             alerting,
+            remote_write,
         })
     }
 
@@ -426,6 +442,9 @@ impl ScrapeConfig {
         }
         for am in &mut self.alerting.alertmanagers {
             fix_client(&mut am.tls, &mut am.auth);
+        }
+        for rw in &mut self.remote_write {
+            fix_client(&mut rw.tls, &mut rw.auth);
         }
         for job in &mut self.jobs {
             for sd in &mut job.file_sd {
