@@ -13,6 +13,7 @@ pub mod model;
 pub mod par;
 pub mod promql;
 pub mod proto;
+pub mod remote;
 pub mod rules;
 pub mod runtime;
 pub mod scrape;

@@ -192,6 +192,28 @@ impl ScrapeManager {
             .collect()
     }
 
+    /// A handle that lists the metric families every target exposes (each family
+    /// once, the first target's metadata winning), for remote write's metadata.
+    pub fn metadata_source(&self) -> impl Fn() -> Vec<MetricMetadata> + Send + Sync + 'static {
+        let jobs: Vec<Arc<RwLock<JobTargets>>> = self.jobs.iter().map(|(_, j)| j.clone()).collect();
+        move || {
+            let mut seen = std::collections::HashSet::new();
+            let mut out = Vec::new();
+            for j in &jobs {
+                let j = j.read().unwrap_or_else(|e| e.into_inner());
+                for t in &j.active {
+                    let t = t.read().unwrap_or_else(|e| e.into_inner());
+                    for m in t.metadata.iter() {
+                        if seen.insert(m.family.clone()) {
+                            out.push(m.clone());
+                        }
+                    }
+                }
+            }
+            out
+        }
+    }
+
     /// Discovery problems of every job, prefixed with the job.
     pub fn discovery_errors(&self) -> Vec<String> {
         self.jobs

@@ -205,6 +205,7 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
             ));
         }
         rule_rows(t, &tl, &mut rows).await;
+        remote_write_rows(t, &tl, &mut rows).await;
     }
     // One HELP/TYPE per family, its samples together.
     rows.sort_by(|a, b| a.0.cmp(b.0));
@@ -216,6 +217,7 @@ pub async fn self_metrics_text(tenants: &[(&str, &Arc<Tenant>)]) -> String {
         }
         let _ = writeln!(out, "{name}{labels} {value}");
     }
+    remote_write_histogram(tenants, &mut out).await;
     /// A histogram's name, help and where a tenant keeps it.
     type Histogram = (
         &'static str,
@@ -367,6 +369,98 @@ async fn rule_rows(t: &Tenant, tl: &str, rows: &mut Vec<Row>) {
         ];
         for (name, kind, help, v) in values {
             rows.push((name, kind, help, labels.clone(), fmt_f64(v)));
+        }
+    }
+}
+
+/// The remote write queues' metrics, with Prometheus's names and meanings, labelled
+/// by `remote_name` and `url` as Prometheus labels them.
+async fn remote_write_rows(t: &Tenant, tl: &str, rows: &mut Vec<Row>) {
+    let queues = t.remote_write_stats().await;
+    if queues.is_empty() {
+        return;
+    }
+    let plain = format!("{{tenant={tl}}}");
+    let newest = t.store.newest_sample_ms();
+    rows.push((
+        "prometheus_remote_storage_highest_timestamp_in_seconds",
+        "gauge",
+        "Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch.",
+        plain.clone(),
+        fmt_f64(if newest == i64::MIN { 0.0 } else { newest as f64 / 1e3 }),
+    ));
+    rows.push((
+        "prometheus_remote_storage_samples_in_total",
+        "counter",
+        "Samples in to remote storage, compare to samples out for queue managers.",
+        plain,
+        t.store.samples_appended().to_string(),
+    ));
+    for q in queues {
+        let labels = format!(
+            "{{remote_name={},tenant={tl},url={}}}",
+            crate::model::labels::go_quote(&q.name),
+            crate::model::labels::go_quote(&q.url)
+        );
+        let values: [(&'static str, &'static str, &'static str, String); 21] = [
+            ("prometheus_remote_storage_samples_total", "counter", "Total number of samples sent to remote storage.", q.samples_sent.to_string()),
+            ("prometheus_remote_storage_samples_failed_total", "counter", "Total number of samples which failed on send to remote storage, non-recoverable errors.", q.samples_failed.to_string()),
+            ("prometheus_remote_storage_samples_retried_total", "counter", "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable.", q.samples_retried.to_string()),
+            ("prometheus_remote_storage_samples_dropped_total", "counter", "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling or unintentionally because of an unknown reference ID.", q.samples_dropped.to_string()),
+            ("prometheus_remote_storage_samples_pending", "gauge", "The number of samples pending in the queues shards to be sent to the remote storage.", q.samples_pending.to_string()),
+            ("prometheus_remote_storage_bytes_total", "counter", "The total number of bytes of data (not metadata) sent by the queue after compression.", q.bytes_sent.to_string()),
+            ("prometheus_remote_storage_queue_highest_sent_timestamp_seconds", "gauge", "Timestamp from a WAL sample, the highest timestamp successfully sent by this queue, in seconds since epoch.", fmt_f64(q.highest_sent_ms as f64 / 1e3)),
+            ("prometheus_remote_storage_shards", "gauge", "The number of shards used for parallel sending to the remote storage.", q.shards.to_string()),
+            ("prometheus_remote_storage_shards_desired", "gauge", "The number of shards that the queues shard calculation wants to run based on the rate of samples in vs. samples out.", fmt_f64(q.shards_desired)),
+            ("prometheus_remote_storage_shards_min", "gauge", "The minimum number of shards that the queue is allowed to run.", q.shards_min.to_string()),
+            ("prometheus_remote_storage_shards_max", "gauge", "The maximum number of shards that the queue is allowed to run.", q.shards_max.to_string()),
+            ("prometheus_remote_storage_shard_capacity", "gauge", "The capacity of each shard of the queue used for parallel sending to the remote storage.", q.shard_capacity.to_string()),
+            ("prometheus_remote_storage_max_samples_per_send", "gauge", "The maximum number of samples to be sent, in a single request, to the remote storage.", q.max_samples_per_send.to_string()),
+            ("prometheus_remote_storage_enqueue_retries_total", "counter", "Total number of times enqueue has failed because a shards queue was full.", q.enqueue_retries.to_string()),
+            ("prometheus_remote_storage_metadata_total", "counter", "Total number of metadata entries sent to remote storage.", q.metadata_sent.to_string()),
+            ("prometheus_remote_storage_metadata_failed_total", "counter", "Total number of metadata entries which failed on send to remote storage, non-recoverable errors.", q.metadata_failed.to_string()),
+            ("prometheus_remote_storage_metadata_retried_total", "counter", "Total number of metadata entries which failed on send to remote storage but were retried because the send error was recoverable.", q.metadata_retried.to_string()),
+            ("prometheus_remote_storage_metadata_bytes_total", "counter", "The total number of bytes of metadata sent by the queue after compression.", q.metadata_bytes.to_string()),
+            ("arrowmon_remote_storage_samples_read_total", "counter", "Samples this queue read from the WAL.", q.samples_in.to_string()),
+            ("arrowmon_remote_storage_wal_segments_skipped_total", "counter", "WAL segments deleted (cut into blocks) before this queue read them: their samples were never sent.", q.segments_skipped.to_string()),
+            ("arrowmon_remote_storage_lag_seconds", "gauge", "The newest sample stored minus the newest sample this queue sent.", fmt_f64(if newest == i64::MIN || q.highest_sent_ms == 0 { 0.0 } else { (newest - q.highest_sent_ms).max(0) as f64 / 1e3 })),
+        ];
+        for (name, kind, help, v) in values {
+            rows.push((name, kind, help, labels.clone(), v));
+        }
+    }
+}
+
+/// `prometheus_remote_storage_sent_batch_duration_seconds` of every queue.
+async fn remote_write_histogram(tenants: &[(&str, &Arc<Tenant>)], out: &mut String) {
+    let name = "prometheus_remote_storage_sent_batch_duration_seconds";
+    let mut header = false;
+    for (tenant_name, t) in tenants {
+        let tl = crate::model::labels::go_quote(tenant_name);
+        for q in t.remote_write_stats().await {
+            if !header {
+                let _ = writeln!(out, "# HELP {name} Duration of send calls to the remote storage.\n# TYPE {name} histogram");
+                header = true;
+            }
+            let labels = format!(
+                "remote_name={},tenant={tl},url={}",
+                crate::model::labels::go_quote(&q.name),
+                crate::model::labels::go_quote(&q.url)
+            );
+            let (cumulative, sum) = &q.batch_durations;
+            let bounds = crate::remote::BATCH_DURATION_BUCKETS
+                .iter()
+                .map(|b| b.to_string())
+                .chain(["+Inf".to_string()]);
+            for (le, count) in bounds.zip(cumulative) {
+                let _ = writeln!(out, "{name}_bucket{{le=\"{le}\",{labels}}} {count}");
+            }
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", fmt_f64(*sum));
+            let _ = writeln!(
+                out,
+                "{name}_count{{{labels}}} {}",
+                cumulative.last().copied().unwrap_or(0)
+            );
         }
     }
 }

@@ -114,6 +114,8 @@ struct TenantState {
     config: Result<ScrapeConfig, String>,
     scrape: Option<ScrapeManager>,
     rules: Option<RuleManager>,
+    /// The `remote_write` queues, restarted with each config.
+    remote: Option<crate::remote::RemoteWriters>,
     /// How rules are evaluated, but for the external labels, which come with
     /// the config.
     rule_options: crate::rules::eval::EvalOptions,
@@ -155,6 +157,7 @@ impl Tenant {
                 config: Ok(ScrapeConfig::default()),
                 scrape: None,
                 rules: None,
+                remote: None,
                 rule_options: Default::default(),
             }),
         })
@@ -166,12 +169,25 @@ impl Tenant {
         if let Some(old) = st.scrape.take() {
             old.stop().await;
         }
+        // After the scrapers, so that their last staleness markers are sent too.
+        if let Some(old) = st.remote.take() {
+            old.stop().await;
+        }
         if let Ok(cfg) = &config {
-            st.scrape = Some(ScrapeManager::start_counting(
+            let scrape = ScrapeManager::start_counting(
                 cfg,
                 self.store.clone(),
                 self.scrape_counters.clone(),
-            ));
+            );
+            if !cfg.remote_write.is_empty() {
+                st.remote = Some(crate::remote::RemoteWriters::start(
+                    &cfg.remote_write,
+                    &cfg.external_labels,
+                    self.store.clone(),
+                    Arc::new(scrape.metadata_source()),
+                ));
+            }
+            st.scrape = Some(scrape);
         }
         let rule_settings = match &config {
             Ok(cfg) if !cfg.rule_files.is_empty() => Some(RuleSettings::new(
@@ -201,6 +217,12 @@ impl Tenant {
     /// Sets how the rules of the next config applied are evaluated.
     pub async fn set_rule_options(&self, opts: crate::rules::eval::EvalOptions) {
         self.state.lock().await.rule_options = opts;
+    }
+
+    /// The remote write queues' numbers (none without `remote_write`).
+    pub async fn remote_write_stats(&self) -> Vec<crate::remote::QueueStats> {
+        let st = self.state.lock().await;
+        st.remote.as_ref().map(|r| r.stats()).unwrap_or_default()
     }
 
     /// The alert notifier's numbers, when Alertmanagers are configured.
@@ -265,14 +287,17 @@ impl Tenant {
 
     /// Stops scraping and rule evaluation but keeps the data (an idle tenant).
     pub async fn stop_scraping(&self) {
-        let (scrape, rules) = {
+        let (scrape, rules, remote) = {
             let mut st = self.state.lock().await;
-            (st.scrape.take(), st.rules.take())
+            (st.scrape.take(), st.rules.take(), st.remote.take())
         };
         if let Some(s) = scrape {
             s.stop().await;
         }
         if let Some(r) = rules {
+            r.stop().await;
+        }
+        if let Some(r) = remote {
             r.stop().await;
         }
     }
