@@ -20,6 +20,7 @@ mod prometheus_compare;
 mod promql_differential;
 mod promql_errors;
 mod remote_write;
+mod remote_write_send;
 mod rule_evaluation;
 mod rule_files;
 mod rule_unit_tests;
