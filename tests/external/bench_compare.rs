@@ -47,6 +47,8 @@ struct Bounds {
     /// Rule evaluation CPU per round over Prometheus's. Measured 0.29 (release,
     /// --quick).
     rule_cpu_per_round: f64,
+    /// Remote write CPU per sample sent over Prometheus's (the target is 0.5).
+    remote_write_cpu: f64,
 }
 
 const BOUNDS: Bounds = if cfg!(debug_assertions) {
@@ -60,6 +62,7 @@ const BOUNDS: Bounds = if cfg!(debug_assertions) {
         query_slack_s: 0.05,
         query_geomean: 7.0,
         rule_cpu_per_round: 6.0,
+        remote_write_cpu: 8.0,
     }
 } else {
     Bounds {
@@ -72,6 +75,7 @@ const BOUNDS: Bounds = if cfg!(debug_assertions) {
         query_slack_s: 0.02,
         query_geomean: 1.5,
         rule_cpu_per_round: 0.6,
+        remote_write_cpu: 1.0,
     }
 };
 
@@ -253,6 +257,43 @@ fn check_rules(f: &mut Failures, r: &Value) {
         ratio,
         0.0,
         BOUNDS.rule_cpu_per_round,
+    );
+}
+
+/// The remote write phase: both senders sent, nothing failed, was dropped or is
+/// missing at the receiver, and arrowmon's CPU per sample sent stays within its
+/// bound of Prometheus's.
+fn check_remote_write(f: &mut Failures, r: &Value) {
+    for sys in ["prometheus", "arrowmon"] {
+        let rw = &r["systems"][sys]["remote_write"];
+        let at = |x: &str| format!("{sys}.remote_write.{x}");
+        // 20k series and more at 5 s for two windows of 20 s and a warm-up.
+        for (key, lo, hi) in [
+            ("samples_sent", 100_000.0, 1e9),
+            ("samples_failed", 0.0, 0.0),
+            ("samples_dropped", 0.0, 0.0),
+            ("missing_at_receiver", 0.0, 0.0),
+            ("stored_in_windows", 100_000.0, 1e9),
+            ("peak_rss_bytes", MIB, 64.0 * 1024.0 * MIB),
+        ] {
+            let v = f.num(rw, key);
+            f.within(&at(key), v, lo, hi);
+        }
+    }
+    let ratio = f.num(
+        &r["systems"]["arrowmon"]["remote_write"],
+        "cpu_s_per_1m_samples_sent",
+    ) / f.num(
+        &r["systems"]["prometheus"]["remote_write"],
+        "cpu_s_per_1m_samples_sent",
+    );
+    // Each is a difference of two processes' CPU: noisy, and negative is possible
+    // for a cheap sender on a busy machine; an expensive one is the regression.
+    f.within(
+        "arrowmon/prometheus remote write CPU per sample sent",
+        ratio,
+        -BOUNDS.remote_write_cpu,
+        BOUNDS.remote_write_cpu,
     );
 }
 
@@ -469,6 +510,7 @@ fn check_results(out: &Path, stdout: &str, took: Duration) {
     }
 
     check_rules(&mut f, &r);
+    check_remote_write(&mut f, &r);
 
     let live = SYSTEMS.map(|sys| &r["systems"][sys]["queries_live"]);
     check_queries(&mut f, "live", live, 2, 10);
