@@ -371,7 +371,10 @@ impl ScrapeConfig {
                 });
             }
             mysql::check_job_keys(yaml, &rj)?;
-            jobs.push(build_job(rj, global_interval, global_timeout, secrets)?);
+            jobs.push(
+                build_job(rj, global_interval, global_timeout, secrets)
+                    .map_err(|e| mysql::locate(yaml, e))?,
+            );
         }
         Ok(ScrapeConfig {
             global_interval,

@@ -188,6 +188,20 @@ pub(super) fn check_job_keys(yaml: &str, rj: &RawJob) -> Result<(), ConfigError>
     Ok(())
 }
 
+/// Adds the line of the job's `mysql:` key to an error about that block.
+pub(super) fn locate(yaml: &str, e: ConfigError) -> ConfigError {
+    match e {
+        ConfigError::Job { job, message } if message.contains("mysql.") => {
+            let message = match key_line(yaml, &job, "mysql") {
+                Some(l) => format!("{message} (in mysql: at line {l})"),
+                None => message,
+            };
+            ConfigError::Job { job, message }
+        }
+        e => e,
+    }
+}
+
 /// The 1-based line of `key` directly inside the job named `job` of
 /// `scrape_configs`, found in the text (the YAML reader keeps no positions).
 fn key_line(yaml: &str, job: &str, key: &str) -> Option<usize> {
@@ -407,11 +421,13 @@ scrape_configs:
             ),
         ];
         for (block, want) in cases {
-            let yaml = format!("scrape_configs:\n  - job_name: m\n    {block}\n");
+            let yaml =
+                format!("scrape_configs:\n  - job_name: m\n    scrape_interval: 5s\n    {block}\n");
             let err = ScrapeConfig::parse(&yaml, &SecretSource::File)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{block}: {err}");
+            assert!(err.contains("(in mysql: at line 4)"), "{block}: {err}");
         }
     }
 
