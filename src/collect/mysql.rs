@@ -292,6 +292,14 @@ impl MysqlTarget {
         self.connect().await
     }
 
+    /// Ends the kept connection politely (COM_QUIT), so the server does not count
+    /// an aborted client when a target goes away.
+    pub async fn close(&mut self) {
+        if let Some(server) = self.conn.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), server.conn.close()).await;
+        }
+    }
+
     /// Collects every configured collector and renders the exporter's exposition.
     /// `Err` when the server cannot be reached or refuses the login.
     pub async fn collect(&mut self) -> Result<Collected, String> {

@@ -513,6 +513,9 @@ impl ScrapeLoop {
                 .collect();
             self.store.append(&reports);
         }
+        if let Source::Mysql(Ok(server)) = &mut self.source {
+            server.close().await;
+        }
     }
 
     async fn scrape_once(&mut self) {
