@@ -518,4 +518,27 @@ mod tests {
         assert!(err.contains("cannot connect as user \"monitor\""), "{err}");
         assert!(!err.contains("pw-very-secret"), "{err}");
     }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_fails_within_the_budget() {
+        // Accepts the connection (the kernel's backlog) but never greets.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let config = MysqlConfig {
+            user: "monitor".into(),
+            password: None,
+            tls: None,
+            collectors: MysqlCollector::DEFAULTS.to_vec(),
+        };
+        let mut t = MysqlTarget::new(config, &addr, Duration::from_millis(500)).unwrap();
+        let started = Instant::now();
+        let err = t.collect().await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(err, "no connection within the collection's 450ms");
+        drop(listener);
+    }
 }
