@@ -31,12 +31,15 @@ pub fn collection_budget(scrape_timeout: Duration) -> Duration {
     scrape_timeout.saturating_sub((scrape_timeout / 10).min(Duration::from_millis(250)))
 }
 
-/// What one collection read: the exposition body, and the collectors that
-/// failed (their series are missing from the body).
+/// What one collection read: the exposition body, and what failed: the
+/// connection (then `down`, and the body holds only the exporter's series for a
+/// server it cannot reach: `mysql_up` 0 and its scrape counters), or collectors
+/// (their series are missing from the body).
 #[derive(Debug)]
 pub struct Collected {
     pub body: String,
     pub errors: Vec<String>,
+    pub down: bool,
 }
 
 /// One server, collected at each scrape of its target.
@@ -301,17 +304,16 @@ impl MysqlTarget {
     }
 
     /// Collects every configured collector and renders the exporter's exposition.
-    /// `Err` when the server cannot be reached or refuses the login.
-    pub async fn collect(&mut self) -> Result<Collected, String> {
+    pub async fn collect(&mut self) -> Collected {
         self.scrapes += 1;
         let start = Instant::now();
         let deadline = tokio::time::Instant::from_std(start + self.budget);
         let budget_text = crate::model::duration::format_duration(self.budget);
         let mut server = match tokio::time::timeout_at(deadline, self.connection()).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(self.scrub(e)),
+            Ok(Err(e)) => return self.down(self.scrub(e)),
             Err(_) => {
-                return Err(format!(
+                return self.down(format!(
                     "no connection within the collection's {budget_text}"
                 ))
             }
@@ -365,7 +367,7 @@ impl MysqlTarget {
         }
         exporter::report(
             &CollectionReport {
-                connection_seconds,
+                connection_seconds: Some(connection_seconds),
                 durations: &durations,
                 scrapes: self.scrapes,
                 errors_by_collector: &self.errors_by_collector,
@@ -376,10 +378,31 @@ impl MysqlTarget {
         if usable {
             self.conn = Some(server);
         }
-        Ok(Collected {
+        Collected {
             body: families.render(),
             errors,
-        })
+            down: false,
+        }
+    }
+
+    /// The collection of a server that cannot be reached or refused the login.
+    fn down(&self, error: String) -> Collected {
+        let mut families = Families::default();
+        exporter::report(
+            &CollectionReport {
+                connection_seconds: None,
+                durations: &[],
+                scrapes: self.scrapes,
+                errors_by_collector: &self.errors_by_collector,
+                failed: true,
+            },
+            &mut families,
+        );
+        Collected {
+            body: families.render(),
+            errors: vec![error],
+            down: true,
+        }
     }
 }
 
@@ -514,9 +537,21 @@ mod tests {
             collectors: MysqlCollector::DEFAULTS.to_vec(),
         };
         let mut t = MysqlTarget::new(config, &addr, Duration::from_secs(2)).unwrap();
-        let err = t.collect().await.unwrap_err();
+        let c = t.collect().await;
+        assert!(c.down);
+        let err = c.errors.join("; ");
         assert!(err.contains("cannot connect as user \"monitor\""), "{err}");
         assert!(!err.contains("pw-very-secret"), "{err}");
+        // What the exporter serves for a server it cannot reach.
+        let c = t.collect().await;
+        assert_eq!(
+            c.body,
+            "# HELP mysql_exporter_last_scrape_error Whether the last scrape of metrics from MySQL resulted in an error (1 for error, 0 for success).\n\
+             # TYPE mysql_exporter_last_scrape_error gauge\nmysql_exporter_last_scrape_error 1\n\
+             # HELP mysql_exporter_scrapes_total Total number of times MySQL was scraped for metrics.\n\
+             # TYPE mysql_exporter_scrapes_total counter\nmysql_exporter_scrapes_total 2\n\
+             # HELP mysql_up Whether the MySQL server is up.\n# TYPE mysql_up gauge\nmysql_up 0\n"
+        );
     }
 
     #[tokio::test]
@@ -532,13 +567,14 @@ mod tests {
         };
         let mut t = MysqlTarget::new(config, &addr, Duration::from_millis(500)).unwrap();
         let started = Instant::now();
-        let err = t.collect().await.unwrap_err();
+        let c = t.collect().await;
+        assert!(c.down);
         assert!(
             started.elapsed() < Duration::from_millis(500),
             "{:?}",
             started.elapsed()
         );
-        assert_eq!(err, "no connection within the collection's 450ms");
+        assert_eq!(c.errors, ["no connection within the collection's 450ms"]);
         drop(listener);
     }
 }

@@ -533,10 +533,12 @@ pub fn query_response_time(
 }
 
 /// The exporter's own series about one collection (`mysql_up` and the
-/// `mysql_exporter_*` families), as it gives them when the server answered.
+/// `mysql_exporter_*` families).
 pub struct CollectionReport<'a> {
-    /// Seconds to get a working connection.
-    pub connection_seconds: f64,
+    /// Seconds to get a working connection; `None`: the server could not be
+    /// reached or refused the login (`mysql_up` 0, and no durations, as the
+    /// exporter gives it).
+    pub connection_seconds: Option<f64>,
     /// Each collector run: its name and seconds.
     pub durations: &'a [(&'static str, f64)],
     /// Collections of this target so far, this one included.
@@ -557,7 +559,9 @@ pub fn report(r: &CollectionReport<'_>, out: &mut Families) {
             v,
         )
     };
-    duration(out, "connection", r.connection_seconds);
+    if let Some(secs) = r.connection_seconds {
+        duration(out, "connection", secs);
+    }
     for (name, secs) in r.durations {
         duration(out, &format!("collect.{name}"), *secs);
     }
@@ -584,12 +588,17 @@ pub fn report(r: &CollectionReport<'_>, out: &mut Families) {
             *n as f64,
         );
     }
+    let up = if r.connection_seconds.is_some() {
+        1.0
+    } else {
+        0.0
+    };
     out.add(
         "mysql_up",
         "Whether the MySQL server is up.",
         Gauge,
         &[],
-        1.0,
+        up,
     );
 }
 

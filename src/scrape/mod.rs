@@ -414,9 +414,14 @@ pub struct Scraped {
     /// Series of the previous successful scrape that this one no longer has.
     pub stale: Vec<SeriesRef>,
     pub metadata: Vec<MetricMetadata>,
-    /// What went wrong in a scrape that still succeeded (a MySQL collector the
-    /// server refused), for the target's last error; empty when nothing did.
+    /// What went wrong in a scrape that still gave samples (a MySQL collector the
+    /// server refused, or the server itself), for the target's last error; empty
+    /// when nothing did.
     pub partial_error: String,
+    /// The MySQL server could not be reached or refused the login: the target is
+    /// down (`up` 0), yet the samples (the exporter's `mysql_up` 0 and its
+    /// counters, as mysqld_exporter serves them then) are stored.
+    pub server_down: bool,
 }
 
 /// Samples a scrape refused for a timestamp too far after the scrape time.
@@ -554,10 +559,16 @@ impl ScrapeLoop {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .metadata = Arc::new(scraped.metadata);
-                if !scraped.partial_error.is_empty() {
-                    tracing::warn!(target_url = %self.target.url, error = %scraped.partial_error, "collection incomplete");
-                }
-                (1.0, count, post, scraped.partial_error)
+                let up = if scraped.server_down {
+                    tracing::warn!(target_url = %self.target.url, error = %scraped.partial_error, "scrape failed");
+                    0.0
+                } else {
+                    if !scraped.partial_error.is_empty() {
+                        tracing::warn!(target_url = %self.target.url, error = %scraped.partial_error, "collection incomplete");
+                    }
+                    1.0
+                };
+                (up, count, post, scraped.partial_error)
             }
             Err(e) => {
                 // A failed scrape ends every series the target had, as in Prometheus.
@@ -643,7 +654,7 @@ impl ScrapeLoop {
             Source::Mysql(server) => {
                 // The body mysqld_exporter would have served, parsed as if fetched.
                 let collected = match server {
-                    Ok(server) => server.collect().await.map_err(fail)?,
+                    Ok(server) => server.collect().await,
                     Err(e) => return Err(fail(e.clone())),
                 };
                 let mut scraped = parse_body(
@@ -662,6 +673,7 @@ impl ScrapeLoop {
                     .map(|e| format!("{url}: {e}"))
                     .collect::<Vec<_>>()
                     .join("; ");
+                scraped.server_down = collected.down;
                 return Ok(scraped);
             }
         };
@@ -1047,6 +1059,7 @@ pub fn parse_body(
         stale,
         metadata: metadata.finish(),
         partial_error: String::new(),
+        server_down: false,
     })
 }
 

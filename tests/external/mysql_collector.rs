@@ -264,9 +264,9 @@ async fn sql_collector_series_equal_mysqld_exporter() {
         )
         .unwrap();
         // A first collection, so `mysql_exporter_*` counts are not the first.
-        target.collect().await.unwrap();
+        assert!(!target.collect().await.down, "server {n} collected");
         let a = Exposition::parse(&fetch(&client, &exporter).await);
-        let collected = target.collect().await.unwrap();
+        let collected = target.collect().await;
         let c = Exposition::parse(&fetch(&client, &exporter).await);
         assert!(
             collected.errors.is_empty(),
@@ -461,8 +461,22 @@ scrape_configs:
     };
     assert_eq!(value(&q(r#"up{job="sql"}"#).await), ["1"]);
     assert_eq!(value(&q(r#"mysql_up{job="sql"}"#).await), ["1"]);
+    // A server that is down, or refuses the login: the target is down, and the
+    // exporter's series say so as the exporter's would.
     assert_eq!(value(&q(r#"up{job="sql-down"}"#).await), ["0"]);
     assert_eq!(value(&q(r#"up{job="sql-wrong-password"}"#).await), ["0"]);
+    assert_eq!(value(&q(r#"mysql_up{job="sql-down"}"#).await), ["0"]);
+    assert_eq!(
+        value(&q(r#"mysql_up{job="sql-wrong-password"}"#).await),
+        ["0"]
+    );
+    assert_eq!(
+        value(&q(r#"mysql_exporter_last_scrape_error{job="sql-down"}"#).await),
+        ["1"]
+    );
+    assert!(q(r#"{job="sql-down",__name__=~"mysql_global_.*"}"#)
+        .await
+        .is_empty());
     assert_eq!(
         value(&q(r#"mysql_exporter_last_scrape_error{job="sql-nogrant"}"#).await),
         ["1"]
