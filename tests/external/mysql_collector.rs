@@ -242,6 +242,8 @@ async fn sql_collector_series_equal_mysqld_exporter() {
     let s1 = topo.get("MYSQL_1_SOCKET").to_string();
     root_sql(&s1, "INSTALL SONAME 'query_response_time'");
     root_sql(&s1, "SET GLOBAL query_response_time_stats = ON");
+    // The general log shows what the collector's session sets.
+    root_sql(&s1, "SET GLOBAL log_output = 'TABLE', general_log = ON");
     let s2 = topo.get("MYSQL_2_SOCKET").to_string();
     root_sql(
         &s2,
@@ -292,6 +294,26 @@ async fn sql_collector_series_equal_mysqld_exporter() {
         total += compare(&format!("server {n}"), &a, &b, &c);
     }
     assert!(total > 1500, "only {total} series compared");
+    // Server 1's collector connected once (both collections on one connection) and
+    // set its session's lock waits and statement time limit (2 s and the 9.75 s
+    // budget of a 10 s timeout).
+    let logged = root_sql(
+        &s1,
+        "SELECT thread_id, argument FROM mysql.general_log WHERE command_type = 'Query' AND argument LIKE 'SET SESSION %' ORDER BY event_time",
+    );
+    let statements: Vec<&str> = logged
+        .lines()
+        .map(|l| l.split_once('\t').map_or(l, |(_, s)| s))
+        .collect();
+    assert_eq!(
+        statements,
+        [
+            "SET SESSION lock_wait_timeout=2",
+            "SET SESSION innodb_lock_wait_timeout=2",
+            "SET SESSION max_statement_time=9.750",
+        ],
+        "{logged}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "took {:?}",
