@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlSslMode};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
 use sqlx::{Column, ConnectOptions, Connection, Executor, Row};
 
 use super::exposition::Families;
@@ -149,6 +149,18 @@ fn version_number(text: &str) -> f64 {
 struct Failure {
     message: String,
     connection_lost: bool,
+    /// The server refused for want of a privilege.
+    access_denied: bool,
+}
+
+/// MySQL's error numbers for a missing privilege: a global one
+/// (`ER_SPECIFIC_ACCESS_DENIED_ERROR`), on a database, a table or a column.
+const ACCESS_DENIED: [u16; 4] = [1227, 1044, 1142, 1143];
+
+fn is_access_denied(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.try_downcast_ref::<MySqlDatabaseError>())
+        .is_some_and(|d| ACCESS_DENIED.contains(&d.number()))
 }
 
 impl Failure {
@@ -158,8 +170,27 @@ impl Failure {
             sqlx::Error::Database(_) | sqlx::Error::ColumnDecode { .. }
         );
         Failure {
+            access_denied: is_access_denied(&e),
             message: e.to_string(),
             connection_lost,
+        }
+    }
+
+    /// A failure reading rows the server sent (the connection is fine).
+    fn rows(message: String) -> Failure {
+        Failure {
+            message,
+            connection_lost: false,
+            access_denied: false,
+        }
+    }
+
+    /// The collection's time ran out, or an earlier collector lost the connection.
+    fn gone(message: String) -> Failure {
+        Failure {
+            message,
+            connection_lost: true,
+            access_denied: false,
         }
     }
 }
@@ -332,22 +363,18 @@ impl MysqlTarget {
                 tokio::time::timeout_at(deadline, run(c, &mut server.conn, &mut families))
                     .await
                     .unwrap_or_else(|_| {
-                        Err(Failure {
-                            message: format!("not finished within the collection's {budget_text}"),
-                            connection_lost: true,
-                        })
+                        Err(Failure::gone(format!(
+                            "not finished within the collection's {budget_text}"
+                        )))
                     })
             } else {
-                Err(Failure {
-                    message: "not run: the connection was lost".into(),
-                    connection_lost: true,
-                })
+                Err(Failure::gone("not run: the connection was lost".into()))
             };
             durations.push((c.name(), started.elapsed().as_secs_f64()));
             if let Err(f) = outcome {
                 usable &= !f.connection_lost;
                 let mut message = format!("collect.{}: {}", c.name(), f.message);
-                if message.contains("(42000)") || message.contains("Access denied") {
+                if f.access_denied {
                     message.push_str(&format!(
                         "; the user {:?} needs {}",
                         self.config.user,
@@ -412,12 +439,7 @@ async fn run(
     conn: &mut MySqlConnection,
     out: &mut Families,
 ) -> Result<(), Failure> {
-    let decoded = |r: Result<(), String>| {
-        r.map_err(|message| Failure {
-            message,
-            connection_lost: false,
-        })
-    };
+    let decoded = |r: Result<(), String>| r.map_err(Failure::rows);
     match c {
         MysqlCollector::GlobalStatus => {
             let rs = query(conn, exporter::GLOBAL_STATUS_QUERY)
@@ -432,7 +454,10 @@ async fn run(
             exporter::global_variables(&rs, out);
         }
         MysqlCollector::SlaveStatus => {
-            let mut first_error = None;
+            // When every form fails, the error told is a missing privilege if one
+            // said so (the others are then forms this server does not know),
+            // else the first.
+            let mut told: Option<sqlx::Error> = None;
             for sql in exporter::SLAVE_STATUS_QUERIES {
                 match query(conn, sql).await {
                     Ok(rs) => {
@@ -440,12 +465,17 @@ async fn run(
                         return Ok(());
                     }
                     Err(e @ sqlx::Error::Database(_)) => {
-                        first_error.get_or_insert(e);
+                        if told
+                            .as_ref()
+                            .is_none_or(|t| !is_access_denied(t) && is_access_denied(&e))
+                        {
+                            told = Some(e);
+                        }
                     }
                     Err(e) => return Err(Failure::sql(e)),
                 }
             }
-            if let Some(e) = first_error {
+            if let Some(e) = told {
                 return Err(Failure::sql(e));
             }
         }
