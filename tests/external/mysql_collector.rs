@@ -373,6 +373,13 @@ scrape_configs:
       password_file: exporter.pw
     static_configs:
       - targets: ['127.0.0.1:{port}']
+  - job_name: sql-limited
+    sample_limit: 10
+    mysql:
+      user: {user}
+      password_file: exporter.pw
+    static_configs:
+      - targets: ['127.0.0.1:{port}']
   - job_name: sql-wrong-password
     mysql: {{user: {user}, password: {wrong}}}
     static_configs:
@@ -430,7 +437,7 @@ scrape_configs:
                 .ok()?;
             let v: serde_json::Value = serde_json::from_str(&v).ok()?;
             let active = v["data"]["activeTargets"].as_array()?.clone();
-            (active.len() == 5 && active.iter().all(|t| t["health"] != "unknown")).then_some(active)
+            (active.len() == 6 && active.iter().all(|t| t["health"] != "unknown")).then_some(active)
         }
     })
     .await;
@@ -443,6 +450,16 @@ scrape_configs:
     assert_eq!(sql["lastError"], "", "{sql}");
     assert_eq!(sql["scrapeUrl"], format!("mysql://127.0.0.1:{port}"));
     assert_eq!(sql["labels"]["instance"], format!("127.0.0.1:{port}"));
+
+    let limited = &by_job["sql-limited"];
+    assert_eq!(limited["health"], "down", "{limited}");
+    assert!(
+        limited["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("sample limit exceeded (sample_limit: 10)"),
+        "{limited}"
+    );
 
     let wrong_pw = &by_job["sql-wrong-password"];
     let e = wrong_pw["lastError"].as_str().unwrap();
