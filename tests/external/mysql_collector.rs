@@ -2,7 +2,9 @@
 //! prometheus-mysqld-exporter 0.14.0 on the same MariaDB 10.11 servers of the
 //! topology, under its load generator: the same series (names, label sets,
 //! TYPE, HELP) but for the differences the README lists, variables equal,
-//! counters between the exporter's reads before and after. Then the same as a
+//! counters between the exporter's reads before and after; the same for a user
+//! without grants, a wrong password and a server that is down, each against an
+//! exporter of the test's own in the same state. Then the collector as a
 //! job of `gpx_arrowmon serve`: up, the targets API's health and errors for a
 //! server that is down, a wrong password and a missing grant, metric
 //! relabeling, and no password anywhere in what it says.
@@ -562,5 +564,86 @@ scrape_configs:
     for secret in [wrong, "nogrant-pw-123", topo.get("MYSQL_PASSWORD")] {
         assert!(!logged.contains(secret), "password in the log:\n{logged}");
         assert!(!answered.contains(secret), "password in the targets API");
+    }
+}
+
+/// A mysqld_exporter of the test's own on `user`@`port`, and its address once it
+/// listens (its first scrape is the test's).
+async fn own_exporter(
+    dir: &std::path::Path,
+    name: &str,
+    user: &str,
+    password: &str,
+    port: &str,
+) -> (ChildGuard, String) {
+    let cnf = dir.join(format!("{name}.cnf"));
+    std::fs::write(
+        &cnf,
+        format!("[client]\nuser={user}\npassword={password}\nhost=127.0.0.1\nport={port}\n"),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let guard = ChildGuard::new(
+        format!("mysqld_exporter {name}"),
+        Command::new("prometheus-mysqld-exporter")
+            .arg(format!("--config.my-cnf={}", cnf.display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .expect("start prometheus-mysqld-exporter"),
+    );
+    let client = http_client();
+    // The landing page answers once it listens, without a scrape.
+    eventually(Duration::from_secs(10), "mysqld_exporter listening", || {
+        let client = client.clone();
+        let addr = addr.clone();
+        async move {
+            let r = client.get(format!("http://{addr}/")).send().await.ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+    (guard, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_series_equal_mysqld_exporter() {
+    let topo = Topology::start(false);
+    let client = http_client();
+    let port = topo.get("MYSQL_1_PORT").to_string();
+    root_sql(
+        topo.get("MYSQL_1_SOCKET"),
+        "CREATE USER 'nogrant'@'127.0.0.1' IDENTIFIED BY 'nogrant-pw-123'",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_port().to_string();
+    for (name, user, password, port) in [
+        ("missing-grants", "nogrant", "nogrant-pw-123", port.as_str()),
+        ("wrong-password", "exporter", "wrong-pw-4711", port.as_str()),
+        ("server-down", "exporter", "wrong-pw-4711", closed.as_str()),
+    ] {
+        let (_exporter, addr) = own_exporter(dir.path(), name, user, password, port).await;
+        let mut target = MysqlTarget::new(
+            sql_config(user, password),
+            &format!("127.0.0.1:{port}"),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        // Both at their first collection, so their error counts are comparable.
+        let a = Exposition::parse(&fetch(&client, &addr).await);
+        let collected = target.collect().await;
+        let c = Exposition::parse(&fetch(&client, &addr).await);
+        let b = Exposition::parse(&collected.body);
+        assert_eq!(collected.down, name != "missing-grants", "{name}");
+        assert!(!collected.errors.is_empty(), "{name}");
+        compare(name, &a, &b, &c);
+        let up = if name == "missing-grants" { 1.0 } else { 0.0 };
+        assert_eq!(b.samples[&("mysql_up".to_string(), vec![])], up, "{name}");
+        assert_eq!(
+            b.samples[&("mysql_exporter_last_scrape_error".to_string(), vec![])],
+            1.0,
+            "{name}"
+        );
     }
 }
