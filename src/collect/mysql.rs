@@ -195,6 +195,16 @@ impl Failure {
     }
 }
 
+/// `message` without `password` in it (passwords shorter than 3 characters would
+/// blank out ordinary words, and are left).
+fn scrub(message: String, password: &str) -> String {
+    if password.len() >= 3 && message.contains(password) {
+        message.replace(password, "<secret>")
+    } else {
+        message
+    }
+}
+
 /// Runs `sql` over the text protocol and reads every value as text.
 async fn query(conn: &mut MySqlConnection, sql: &str) -> Result<ResultSet, sqlx::Error> {
     let rows = conn.fetch_all(sql).await?;
@@ -234,12 +244,10 @@ impl MysqlTarget {
         })
     }
 
-    /// Removes the password from a message, should a driver ever echo it.
+    /// Removes the configured password from a message, should a driver ever echo it.
     fn scrub(&self, message: String) -> String {
         match &self.config.password {
-            Some(SecretValue::Inline(p)) if p.len() >= 3 && message.contains(p.as_str()) => {
-                message.replace(p.as_str(), "<secret>")
-            }
+            Some(SecretValue::Inline(p)) => scrub(message, p),
             _ => message,
         }
     }
@@ -253,8 +261,9 @@ impl MysqlTarget {
             .pipes_as_concat(false)
             .no_engine_substitution(false)
             .timezone(None);
+        let mut password = String::new();
         if let Some(secret) = &self.config.password {
-            let password = secret
+            password = secret
                 .read()
                 .map_err(|e| format!("mysql.password_file: {e}"))?;
             options = options.password(&password);
@@ -280,7 +289,7 @@ impl MysqlTarget {
         let mut conn = options
             .connect()
             .await
-            .map_err(|e| format!("cannot connect as user {user:?}: {e}"))?;
+            .map_err(|e| scrub(format!("cannot connect as user {user:?}: {e}"), &password))?;
         let version_text = query(&mut conn, "SELECT @@version")
             .await
             .ok()
