@@ -5,6 +5,7 @@
 //! The path of a sample: `scrape` → `store` → `promql` → `grafana`/`api`.
 
 pub mod api;
+pub mod collect;
 pub mod config;
 pub mod grafana;
 pub mod import;

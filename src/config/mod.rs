@@ -4,6 +4,7 @@
 //! Errors name the key, the job and the line, so a user pasting their
 //! prometheus.yml sees exactly what to change.
 
+pub mod mysql;
 pub mod paths;
 pub mod relabel;
 pub mod remote_write;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 
 use crate::model::duration::{format_duration, parse_duration};
 use crate::model::labels::Labels;
+pub use mysql::{MysqlCollector, MysqlConfig};
 pub use relabel::{RelabelAction, RelabelConfig};
 pub use remote_write::{MetadataConfig, QueueConfig, RemoteWriteConfig};
 pub use store_settings::StoreSettings;
@@ -142,6 +144,8 @@ struct RawJob {
     #[serde(default)]
     file_sd_configs: Vec<RawFileSdConfig>,
     tls_config: Option<RawTlsConfig>,
+    /// Collect from a MySQL server over SQL instead of scraping HTTP (`mysql.rs`).
+    mysql: Option<mysql::RawMysql>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,6 +272,8 @@ pub struct ScrapeJob {
     pub targets: Vec<Target>,
     /// Static targets that relabeling dropped.
     pub dropped: Vec<DroppedTarget>,
+    /// Set: the targets are MySQL servers collected over SQL, not HTTP endpoints.
+    pub mysql: Option<MysqlConfig>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -379,7 +385,11 @@ impl ScrapeConfig {
                     message: "found multiple scrape configs with this job name".into(),
                 });
             }
-            jobs.push(build_job(rj, global_interval, global_timeout, secrets)?);
+            mysql::check_job_keys(yaml, &rj)?;
+            jobs.push(
+                build_job(rj, global_interval, global_timeout, secrets)
+                    .map_err(|e| mysql::locate(yaml, e))?,
+            );
         }
         Ok(ScrapeConfig {
             global_interval,
@@ -453,6 +463,9 @@ impl ScrapeConfig {
                 }
             }
             fix_client(&mut job.tls, &mut job.auth);
+            if let Some(m) = &mut job.mysql {
+                m.resolve_paths(dir);
+            }
         }
     }
 
@@ -839,9 +852,14 @@ fn build_job(
             ),
         ));
     }
-    let scheme = rj.scheme.unwrap_or_else(|| "http".into());
+    let mysql = mysql::build(rj.mysql, secrets, &|m| job_err(&name, m))?;
+    let scheme = rj.scheme.unwrap_or_else(|| match mysql {
+        Some(_) => "mysql".into(),
+        None => "http".into(),
+    });
     match scheme.as_str() {
         "http" | "https" => {}
+        "mysql" if mysql.is_some() => {}
         other => {
             return Err(job_err(
                 &name,
@@ -849,8 +867,11 @@ fn build_job(
             ))
         }
     }
-    let metrics_path = rj.metrics_path.unwrap_or_else(|| "/metrics".into());
-    if !metrics_path.starts_with('/') {
+    let metrics_path = rj.metrics_path.unwrap_or_else(|| match mysql {
+        Some(_) => String::new(),
+        None => "/metrics".into(),
+    });
+    if mysql.is_none() && !metrics_path.starts_with('/') {
         return Err(job_err(
             &name,
             format!("metrics_path {metrics_path:?} must start with /"),
@@ -945,6 +966,7 @@ fn build_job(
         file_sd,
         targets: Vec::new(),
         dropped: Vec::new(),
+        mysql,
     };
     let resolved = targets::resolve_groups(&job, &job.static_groups);
     if let Some(e) = resolved.errors.first() {

@@ -202,7 +202,14 @@ pub fn populate_labels(
         lb.set("instance", &addr);
     }
     let scheme = lb.get(SCHEME_LABEL);
-    if scheme != "http" && scheme != "https" {
+    if job.mysql.is_some() {
+        if scheme != "mysql" {
+            return Err(format!(
+                "unsupported scheme {} for a mysql: job (mysql)",
+                crate::model::labels::go_quote(scheme)
+            ));
+        }
+    } else if scheme != "http" && scheme != "https" {
         // Upstream fails the scrape later with an unsupported-protocol error.
         return Err(format!(
             "unsupported scheme {} (http or https)",

@@ -35,8 +35,22 @@ pub fn describe(cfg: &ScrapeConfig) -> CheckReport {
         }
         let resolved = resolve_groups(job, &groups);
         errors.extend(resolved.errors);
-        if let Err(e) = super::tls::client_config(&job.tls) {
-            errors.push(e);
+        match &job.mysql {
+            Some(m) => {
+                let names: Vec<&str> = m.collectors.iter().map(|c| c.name()).collect();
+                let _ = writeln!(
+                    text,
+                    "  mysql as user {:?}, collectors {}",
+                    m.user,
+                    names.join(", ")
+                );
+                errors.extend(crate::collect::check_config(m));
+            }
+            None => {
+                if let Err(e) = super::tls::client_config(&job.tls) {
+                    errors.push(e);
+                }
+            }
         }
         for t in &resolved.active {
             let _ = writeln!(text, "  target  {}  {}", t.url, t.labels);

@@ -1,7 +1,8 @@
 //! The pull scraper: one [`ScrapeLoop`] per target fetches `/metrics` at the job's
 //! interval, parses the exposition, attaches the target labels, appends to the
 //! store with the synthetic `up`/`scrape_*` series, and writes staleness markers
-//! for series that disappear, as Prometheus does.
+//! for series that disappear, as Prometheus does. A job with `mysql:` collects
+//! over SQL instead of fetching (`collect/`); the rest of its loop is the same.
 
 pub mod check;
 pub mod discovery;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::collect::MysqlTarget;
 use crate::config::relabel;
 use crate::config::targets::resolve_groups;
 use crate::config::{DroppedTarget, ScrapeConfig, ScrapeJob, Target};
@@ -296,7 +298,14 @@ impl JobRunner {
             let (stop, stop_rx) = watch::channel(false);
             let scrape_loop = ScrapeLoop {
                 job: self.job.clone(),
-                client: tls::TargetClient::new(self.job_tls.clone(), &target.url),
+                source: match &self.job.mysql {
+                    Some(m) => Source::Mysql(MysqlTarget::new(
+                        m.clone(),
+                        target.internal_labels.get("__address__").unwrap_or(""),
+                        target.timeout,
+                    )),
+                    None => Source::Http(tls::TargetClient::new(self.job_tls.clone(), &target.url)),
+                },
                 target,
                 store: self.store.clone(),
                 counters: self.counters.clone(),
@@ -376,11 +385,20 @@ impl JobRunner {
     }
 }
 
+/// Where a target's exposition comes from.
+enum Source {
+    /// Fetched over HTTP. The client checks the TLS files before each scrape and
+    /// is made again when they changed.
+    Http(tls::TargetClient),
+    /// Collected from a MySQL server over SQL (a job with `mysql:`); `Err` when
+    /// the target's address cannot be one.
+    Mysql(Result<MysqlTarget, String>),
+}
+
 struct ScrapeLoop {
     job: Arc<ScrapeJob>,
     target: Target,
-    /// Checks the TLS files before each scrape and makes a new client when they changed.
-    client: tls::TargetClient,
+    source: Source,
     store: Arc<Store>,
     counters: Arc<ScrapeCounters>,
     status: Arc<RwLock<TargetStatus>>,
@@ -418,6 +436,14 @@ pub struct Scraped {
     /// Series of the previous successful scrape that this one no longer has.
     pub stale: Vec<SeriesRef>,
     pub metadata: Vec<MetricMetadata>,
+    /// What went wrong in a scrape that still gave samples (a MySQL collector the
+    /// server refused, or the server itself), for the target's last error; empty
+    /// when nothing did.
+    pub partial_error: String,
+    /// The MySQL server could not be reached or refused the login: the target is
+    /// down (`up` 0), yet the samples (the exporter's `mysql_up` 0 and its
+    /// counters, as mysqld_exporter serves them then) are stored.
+    pub server_down: bool,
 }
 
 /// Samples a scrape refused for a timestamp too far after the scrape time.
@@ -514,6 +540,9 @@ impl ScrapeLoop {
                 .collect();
             self.store.append(&reports);
         }
+        if let Source::Mysql(Ok(server)) = &mut self.source {
+            server.close().await;
+        }
     }
 
     async fn scrape_once(&mut self) {
@@ -552,7 +581,16 @@ impl ScrapeLoop {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .metadata = Arc::new(scraped.metadata);
-                (1.0, count, post, String::new())
+                let up = if scraped.server_down {
+                    tracing::warn!(target_url = %self.target.url, error = %scraped.partial_error, "scrape failed");
+                    0.0
+                } else {
+                    if !scraped.partial_error.is_empty() {
+                        tracing::warn!(target_url = %self.target.url, error = %scraped.partial_error, "collection incomplete");
+                    }
+                    1.0
+                };
+                (up, count, post, scraped.partial_error)
             }
             Err(e) => {
                 // A failed scrape ends every series the target had, as in Prometheus.
@@ -575,7 +613,12 @@ impl ScrapeLoop {
                 .samples_out_of_bounds
                 .fetch_add(out_of_bounds, Ordering::Relaxed);
             // The scrape itself succeeded: the target stays up, and says what it lost.
-            error = out_of_bounds_error(&self.target.url, &too_far_ahead, outcome.out_of_bounds);
+            let lost = out_of_bounds_error(&self.target.url, &too_far_ahead, outcome.out_of_bounds);
+            error = if error.is_empty() {
+                lost
+            } else {
+                format!("{error}; {lost}")
+            };
             tracing::warn!(target_url = %self.target.url, num_dropped = out_of_bounds, error = %error, "error on ingesting samples that are too old or are too far into the future");
         }
         let report = |name: &str, value: f64| AppendSample {
@@ -628,8 +671,35 @@ impl ScrapeLoop {
     async fn fetch_and_parse(&mut self, ts: i64) -> Result<Scraped, ScrapeError> {
         let url = &self.target.url;
         let fail = |what: String| ScrapeError(format!("{url}: {what}"));
-        let mut req = self
-            .client
+        let client = match &mut self.source {
+            Source::Http(client) => client,
+            Source::Mysql(server) => {
+                // The body mysqld_exporter would have served, parsed as if fetched.
+                let collected = match server {
+                    Ok(server) => server.collect().await,
+                    Err(e) => return Err(fail(e.clone())),
+                };
+                let mut scraped = parse_body(
+                    collected.body.as_bytes(),
+                    Format::PrometheusText,
+                    ts,
+                    &self.target.labels,
+                    &self.job,
+                    &mut self.cache,
+                    &self.store,
+                )
+                .map_err(fail)?;
+                scraped.partial_error = collected
+                    .errors
+                    .iter()
+                    .map(|e| format!("{url}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                scraped.server_down = collected.down;
+                return Ok(scraped);
+            }
+        };
+        let mut req = client
             .get()
             .map_err(fail)?
             .header("Accept", exposition::ACCEPT_HEADER)
@@ -1010,6 +1080,8 @@ pub fn parse_body(
         series_added,
         stale,
         metadata: metadata.finish(),
+        partial_error: String::new(),
+        server_down: false,
     })
 }
 

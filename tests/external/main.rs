@@ -15,6 +15,7 @@ mod dashboards;
 mod exemplars;
 mod federation;
 mod format_query;
+mod mysql_collector;
 mod plugin_host;
 mod prometheus_compare;
 mod promql_differential;
