@@ -1,6 +1,7 @@
 //! `gpx_arrowmon check-config`: what a scrape config would scrape, after
 //! relabeling, with the targets relabeling drops and anything that would keep a
-//! job from scraping (unreadable file_sd files, TLS files, bad targets).
+//! job from scraping (unreadable file_sd files, TLS files, bad targets), and where
+//! remote write sends (with unreadable TLS and secret files).
 
 use std::fmt::Write;
 
@@ -57,6 +58,37 @@ pub fn describe(cfg: &ScrapeConfig) -> CheckReport {
         }
         for d in &resolved.dropped {
             let _ = writeln!(text, "  dropped by relabeling  {}", d.discovered_labels);
+        }
+        for e in &errors {
+            let _ = writeln!(text, "  error  {e}");
+        }
+        problems += errors.len();
+    }
+    for rw in &cfg.remote_write {
+        let _ = writeln!(
+            text,
+            "remote_write {:?} to {} (timeout {}, shards {}-{}, {} samples a batch)",
+            rw.name,
+            rw.url,
+            format_duration(rw.remote_timeout),
+            rw.queue.min_shards,
+            rw.queue.max_shards,
+            rw.queue.max_samples_per_send
+        );
+        let mut errors = Vec::new();
+        if let Err(e) = super::tls::client_config(&rw.tls) {
+            errors.push(e);
+        }
+        // Secret files are read at each send; say now if one cannot be.
+        let secret = match &rw.auth {
+            crate::config::Auth::Basic {
+                password: Some(p), ..
+            } => Some(p),
+            crate::config::Auth::Header { credentials, .. } => Some(credentials),
+            _ => None,
+        };
+        if let Some(Err(e)) = secret.map(|s| s.read()) {
+            errors.push(e);
         }
         for e in &errors {
             let _ = writeln!(text, "  error  {e}");

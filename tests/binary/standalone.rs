@@ -189,6 +189,52 @@ fn check_config_lists_targets_and_rejects_errors() {
     );
 }
 
+#[test]
+fn check_config_checks_remote_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("rw.yml");
+    std::fs::write(
+        &good,
+        "remote_write:\n  - url: http://127.0.0.1:9/api/v1/write\n    name: central\n    queue_config: {max_shards: 4}\n",
+    )
+    .unwrap();
+    let out = check_config(&good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("remote_write \"central\" to http://127.0.0.1:9/api/v1/write (timeout 30s, shards 1-4, 500 samples a batch)"),
+        "{text}"
+    );
+    // A secret file that is not there is found now, not at the first send.
+    let missing = dir.path().join("missing.yml");
+    std::fs::write(
+        &missing,
+        "remote_write:\n  - url: http://127.0.0.1:9/api/v1/write\n    bearer_token_file: no-such-token\n",
+    )
+    .unwrap();
+    let out = check_config(&missing);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("error  reading") && text.contains("no-such-token"),
+        "{text}"
+    );
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "scrape_configs: []\nremote_write:\n  - url: http://127.0.0.1:9/w\n    queue_config:\n      max_shard: 4\n",
+    )
+    .unwrap();
+    let out = check_config(&bad);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_shard") && err.contains("line 5"), "{err}");
+}
+
 /// Runs `gpx_arrowmon import openmetrics FILE --data-dir DIR`; its stdout.
 fn import_openmetrics(file: &std::path::Path, data: &std::path::Path) -> String {
     let out = Command::new(binary())
