@@ -25,7 +25,7 @@ use arrowmon::promql::{Engine, EngineOptions};
 use arrowmon::proto::pluginv2 as pb;
 use arrowmon::proto::pluginv2::data_server::Data;
 use arrowmon::scrape::exposition::{Entry, Format, Parser, ParserOptions};
-use arrowmon::store::{Store, StoreOptions};
+use arrowmon::store::{Store, StoreOptions, WalPosition, WalTail};
 use arrowmon::tenant::{SecretMode, Tenant, Tenants};
 
 /// Fixed inputs read from the front of the fuzz data; missing bytes read as zero,
@@ -446,6 +446,9 @@ pub fn wal_replay(data: &[u8]) {
         wal.join("00000001")
     };
     std::fs::write(&file, &content).expect("the fuzzed WAL file");
+    if mode & 1 == 0 {
+        follow_closed_segment(&wal, content.len() as u64);
+    }
     let store = match Store::open_with(dir.path(), store_options()) {
         Ok(s) => s,
         // Opening may refuse with an error; it must not panic, and it must say where.
@@ -455,6 +458,40 @@ pub fn wal_replay(data: &[u8]) {
         }
     };
     check_store_reads(&store);
+}
+
+/// A remote write queue's reader over segment 1 as a closed segment (the writer is
+/// at segment 2): it must end, never read past the file, and only move forward.
+fn follow_closed_segment(wal: &Path, len: u64) {
+    let end = WalPosition {
+        segment: 2,
+        offset: 0,
+    };
+    let mut tail = WalTail::new(
+        wal,
+        WalPosition {
+            segment: 1,
+            offset: 0,
+        },
+    );
+    // Each read takes at least one byte or moves to the next segment.
+    for _ in 0..=len + 2 {
+        let before = tail.position();
+        if before.segment >= 2 {
+            return;
+        }
+        let mut last = before;
+        let read = tail.read(end, |_, after| {
+            assert!(
+                after > last && after.offset <= len,
+                "{after:?} after {last:?}, file {len}"
+            );
+            last = after;
+        });
+        assert!(read.is_ok(), "{read:?}");
+        assert!(tail.position() > before, "no progress at {before:?}");
+    }
+    panic!("the WAL tail did not finish a {len}-byte segment");
 }
 
 /// A block written by this arrowmon, the seed the block target damages.
