@@ -423,7 +423,7 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:{closed}']
   - job_name: sql-nogrant
-    mysql: {{user: nogrant, password: nogrant-pw-123}}
+    mysql: {{user: nogrant, password: nogrant-pw-123, collectors: [global_status, global_variables, slave_status, info_schema.innodb_cmp, perf_schema.eventsstatements]}}
     metric_relabel_configs:
       - source_labels: [__name__]
         regex: 'mysql_global_variables_.*'
@@ -517,6 +517,8 @@ scrape_configs:
             && e.contains("PROCESS")
             && e.contains("collect.slave_status")
             && e.contains("SLAVE MONITOR")
+            && e.contains("collect.perf_schema.eventsstatements")
+            && e.contains("SELECT on performance_schema")
             && e.contains("\"nogrant\""),
         "{e}"
     );
@@ -657,9 +659,17 @@ async fn failure_series_equal_mysqld_exporter() {
         ("wrong-password", "exporter", "wrong-pw-4711", port.as_str()),
         ("server-down", "exporter", "wrong-pw-4711", closed.as_str()),
     ] {
-        let (_exporter, addr) = own_exporter(dir.path(), name, user, password, port, &[]).await;
+        let (_exporter, addr) = own_exporter(
+            dir.path(),
+            name,
+            user,
+            password,
+            port,
+            &["--collect.perf_schema.eventsstatements"],
+        )
+        .await;
         let mut target = MysqlTarget::new(
-            sql_config(user, password),
+            with_query_analytics(sql_config(user, password)),
             &format!("127.0.0.1:{port}"),
             Duration::from_secs(10),
         )
@@ -672,6 +682,24 @@ async fn failure_series_equal_mysqld_exporter() {
         assert_eq!(collected.down, name != "missing-grants", "{name}");
         assert!(!collected.errors.is_empty(), "{name}");
         compare(name, &a, &b, &c);
+        if name == "missing-grants" {
+            let errors = collected.errors.join("; ");
+            assert!(
+                errors.contains("collect.perf_schema.eventsstatements")
+                    && errors.contains("needs SELECT on performance_schema"),
+                "{errors}"
+            );
+            assert_eq!(
+                b.samples[&(
+                    "mysql_exporter_scrape_errors_total".to_string(),
+                    vec![(
+                        "collector".to_string(),
+                        "collect.perf_schema.eventsstatements".to_string()
+                    )]
+                )],
+                1.0
+            );
+        }
         let up = if name == "missing-grants" { 1.0 } else { 0.0 };
         assert_eq!(b.samples[&("mysql_up".to_string(), vec![])], up, "{name}");
         assert_eq!(
