@@ -444,7 +444,8 @@ scrape_configs:
     );
     assert!(
         stdout.contains(&format!("target  mysql://127.0.0.1:{port}"))
-            && stdout.contains("mysql as user \"nogrant\""),
+            && stdout.contains("mysql as user \"nogrant\"")
+            && stdout.contains("perf_schema.eventsstatements: top 250 digests by total time, last seen within 86400s, text cut to 120 characters"),
         "{stdout}"
     );
 
