@@ -182,7 +182,7 @@ arrowmon demo running (no Docker)
 
   Grafana:  add a Prometheus datasource with URL http://$LISTEN, or start Grafana with
             provisioning from $GRAFANA
-            (datasource uid arrowmon + the node, MySQL and self-monitoring dashboards), e.g.
+            (datasource uid arrowmon + the node, MySQL, MySQL query analytics and self-monitoring dashboards), e.g.
               GF_PATHS_PROVISIONING=$GRAFANA grafana server
   promtool: promtool query instant http://$LISTEN 'up'
             promtool query range --start=\$(date -d -5min +%s) http://$LISTEN 'rate(mysql_global_status_queries[1m])'

@@ -2,8 +2,10 @@
 # Start the arrowmon test topology on 127.0.0.1, every port chosen free at start:
 #   - two MariaDB servers (own datadirs under DIR, database `loadtest`, monitoring
 #     user `exporter` with PROCESS, REPLICATION CLIENT, SLAVE MONITOR, SELECT),
+#     with the performance schema on and its statement digests collected,
 #   - prometheus-node-exporter,
 #   - one prometheus-mysqld-exporter per server (credentials via --config.my-cnf),
+#     its default collectors and perf_schema.eventsstatements (query analytics),
 #   - a bounded load generator (scripts/topology-loadgen.sh).
 # PIDs go to DIR/pids (stop with scripts/topology-stop.sh DIR), logs to DIR/logs/,
 # and the addresses to DIR/topology.env (shell KEY=value lines), also printed.
@@ -220,6 +222,17 @@ MYSQLD_OPTS=(
   --innodb-buffer-pool-size=32M --innodb-log-file-size=16M
   --innodb-flush-log-at-trx-commit=0 --skip-log-bin
 )
+# The performance schema, for query analytics: statement digests
+# (events_statements_summary_by_digest) need the statement instruments and the
+# digest consumer, which MariaDB 10.11 enables once the schema is on; they are
+# named so that a changed default does not silently empty the digest table.
+PERF_SCHEMA_OPTS=(
+  --performance-schema=ON
+  --performance-schema-instrument='statement/%=ON'
+  --performance-schema-consumer-global-instrumentation=ON
+  --performance-schema-consumer-thread-instrumentation=ON
+  --performance-schema-consumer-statements-digest=ON
+)
 launch_mysql() {
   local n=${2#mysql}
   rm -f "$DIR/mysql$n.sock"
@@ -227,7 +240,7 @@ launch_mysql() {
     --tmpdir="$DIR/mysql$n/tmp" --pid-file="$DIR/mysql$n/mariadbd.pid" \
     --skip-networking=0 --bind-address=127.0.0.1 --port="$1" \
     --socket="$DIR/mysql$n.sock" --skip-name-resolve --max-connections=100 \
-    "${MYSQLD_OPTS[@]}" </dev/null >>"$LOGS/$2.log" 2>&1 &
+    "${MYSQLD_OPTS[@]}" "${PERF_SCHEMA_OPTS[@]}" </dev/null >>"$LOGS/$2.log" 2>&1 &
   LAUNCHED_PID=$!
 }
 ready_mysql() {
@@ -247,7 +260,7 @@ launch_mysqld_exporter() {
       "$EXPORTER_USER" "$EXPORTER_PASSWORD" "${PORT[mysql$n]}" >"$cnf"
   )
   "$MYSQLD_EXPORTER_BIN" --config.my-cnf="$cnf" --web.listen-address="127.0.0.1:$1" \
-    "${MYSQLD_EXTRA[@]}" </dev/null >>"$LOGS/$2.log" 2>&1 &
+    --collect.perf_schema.eventsstatements "${MYSQLD_EXTRA[@]}" </dev/null >>"$LOGS/$2.log" 2>&1 &
   LAUNCHED_PID=$!
 }
 ready_mysqld_exporter() { metrics_match "$1" '^mysql_up 1'; }

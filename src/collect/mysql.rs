@@ -22,7 +22,7 @@ use sqlx::{Column, ConnectOptions, Connection, Executor, Row};
 
 use super::exposition::Families;
 use super::mysqld_exporter::{self as exporter, CollectionReport, ResultSet};
-use crate::config::{MysqlCollector, MysqlConfig, SecretValue};
+use crate::config::{EventsStatementsOptions, MysqlCollector, MysqlConfig, SecretValue};
 
 /// The time a collection may take under a scrape timeout: the timeout less a
 /// tenth of it, at most 250 ms (mysqld_exporter's default `--timeout-offset`),
@@ -117,6 +117,9 @@ fn needed_grant(c: MysqlCollector) -> &'static str {
         MysqlCollector::InnodbCmp
         | MysqlCollector::InnodbCmpMem
         | MysqlCollector::QueryResponseTime => "PROCESS",
+        MysqlCollector::PerfSchemaEventsStatements => {
+            "SELECT on performance_schema.events_statements_summary_by_digest"
+        }
     }
 }
 
@@ -129,6 +132,7 @@ fn min_version(c: MysqlCollector) -> f64 {
         MysqlCollector::InnodbCmp
         | MysqlCollector::InnodbCmpMem
         | MysqlCollector::QueryResponseTime => 5.5,
+        MysqlCollector::PerfSchemaEventsStatements => 5.6,
     }
 }
 
@@ -363,13 +367,14 @@ impl MysqlTarget {
         let mut durations = Vec::new();
         let mut errors = Vec::new();
         let mut usable = true;
+        let options = self.config.events_statements;
         for &c in &self.config.collectors {
             if server.version < min_version(c) {
                 continue;
             }
             let started = Instant::now();
             let outcome = if usable {
-                tokio::time::timeout_at(deadline, run(c, &mut server.conn, &mut families))
+                tokio::time::timeout_at(deadline, run(c, &options, &mut server.conn, &mut families))
                     .await
                     .unwrap_or_else(|_| {
                         Err(Failure::gone(format!(
@@ -445,6 +450,7 @@ impl MysqlTarget {
 /// One collector's queries on `conn`, its series into `out`.
 async fn run(
     c: MysqlCollector,
+    options: &EventsStatementsOptions,
     conn: &mut MySqlConnection,
     out: &mut Families,
 ) -> Result<(), Failure> {
@@ -530,6 +536,15 @@ async fn run(
                 }
             }
         }
+        MysqlCollector::PerfSchemaEventsStatements => {
+            let sql = exporter::events_statements_query(
+                options.limit,
+                options.timelimit,
+                options.digest_text_limit,
+            );
+            let rs = query(conn, &sql).await.map_err(Failure::sql)?;
+            decoded(exporter::events_statements(&rs, out))?;
+        }
     }
     Ok(())
 }
@@ -574,6 +589,7 @@ mod tests {
             password: Some(SecretValue::Inline("pw-very-secret".into())),
             tls: None,
             collectors: MysqlCollector::DEFAULTS.to_vec(),
+            events_statements: Default::default(),
         };
         let mut t = MysqlTarget::new(config, &addr, Duration::from_secs(2)).unwrap();
         let c = t.collect().await;
@@ -603,6 +619,7 @@ mod tests {
             password: None,
             tls: None,
             collectors: MysqlCollector::DEFAULTS.to_vec(),
+            events_statements: Default::default(),
         };
         let mut t = MysqlTarget::new(config, &addr, Duration::from_millis(500)).unwrap();
         let started = Instant::now();

@@ -1,5 +1,6 @@
-//! The series mysqld_exporter 0.14.0's default collectors make of a server's
-//! answers: names, HELP, types and labels as the exporter gives them, so that
+//! The series mysqld_exporter 0.14.0's default collectors, and its
+//! `perf_schema.eventsstatements` collector, make of a server's answers: names,
+//! HELP, types and labels as the exporter gives them, so that
 //! dashboards written for the exporter read a `mysql:` job unchanged. Each
 //! function turns one query's rows into families; the SQL is in `mysql.rs`.
 
@@ -55,6 +56,140 @@ pub const QUERY_RESPONSE_TIME_TABLES: [(&str, &str, &str); 3] = [
         "The number of write queries by duration they took to execute.",
     ),
 ];
+
+/// `perf_schema.eventsstatements`: the statement digests of
+/// `performance_schema.events_statements_summary_by_digest` with the most total
+/// time, last seen within `timelimit` seconds, at most `limit` of them, the
+/// digest text cut to `digest_text_limit` characters by the server (`LEFT`).
+/// mysqld_exporter 0.14.0's query, word for word in what it asks: the system
+/// schemas are left out, and so are statements run without a default schema
+/// (`SCHEMA_NAME` NULL fails `NOT IN`, so its `IFNULL` never applies).
+pub fn events_statements_query(limit: u32, timelimit: u32, digest_text_limit: u32) -> String {
+    format!(
+        "SELECT ifnull(SCHEMA_NAME, 'NONE') as SCHEMA_NAME, DIGEST, LEFT(DIGEST_TEXT, {digest_text_limit}) as DIGEST_TEXT, \
+         COUNT_STAR, SUM_TIMER_WAIT, SUM_ERRORS, SUM_WARNINGS, SUM_ROWS_AFFECTED, SUM_ROWS_SENT, SUM_ROWS_EXAMINED, \
+         SUM_CREATED_TMP_DISK_TABLES, SUM_CREATED_TMP_TABLES, SUM_SORT_MERGE_PASSES, SUM_SORT_ROWS, SUM_NO_INDEX_USED \
+         FROM (SELECT * FROM performance_schema.events_statements_summary_by_digest \
+         WHERE SCHEMA_NAME NOT IN ('mysql', 'performance_schema', 'information_schema') \
+         AND LAST_SEEN > DATE_SUB(NOW(), INTERVAL {timelimit} SECOND) ORDER BY LAST_SEEN DESC)Q \
+         GROUP BY Q.SCHEMA_NAME, Q.DIGEST, Q.DIGEST_TEXT, Q.COUNT_STAR, Q.SUM_TIMER_WAIT, Q.SUM_ERRORS, Q.SUM_WARNINGS, \
+         Q.SUM_ROWS_AFFECTED, Q.SUM_ROWS_SENT, Q.SUM_ROWS_EXAMINED, Q.SUM_CREATED_TMP_DISK_TABLES, Q.SUM_CREATED_TMP_TABLES, \
+         Q.SUM_SORT_MERGE_PASSES, Q.SUM_SORT_ROWS, Q.SUM_NO_INDEX_USED \
+         ORDER BY SUM_TIMER_WAIT DESC LIMIT {limit}"
+    )
+}
+
+/// The families of `perf_schema.eventsstatements`, in the order of the numeric
+/// columns of [`events_statements_query`] as the exporter reads them (after
+/// `mysql_perf_schema_`), with their HELP.
+///
+/// mysqld_exporter 0.14.0 reads `SUM_CREATED_TMP_DISK_TABLES` into its tmp
+/// tables series and `SUM_CREATED_TMP_TABLES` into its tmp disk tables series
+/// (the two are swapped in its scan); the order here keeps that, so a dashboard
+/// reads the same numbers from either.
+const EVENTS_STATEMENTS_FAMILIES: [(&str, &str); 12] = [
+    (
+        "events_statements_total",
+        "The total count of events statements by digest.",
+    ),
+    (
+        "events_statements_seconds_total",
+        "The total time of events statements by digest.",
+    ),
+    (
+        "events_statements_errors_total",
+        "The errors of events statements by digest.",
+    ),
+    (
+        "events_statements_warnings_total",
+        "The warnings of events statements by digest.",
+    ),
+    (
+        "events_statements_rows_affected_total",
+        "The total rows affected of events statements by digest.",
+    ),
+    (
+        "events_statements_rows_sent_total",
+        "The total rows sent of events statements by digest.",
+    ),
+    (
+        "events_statements_rows_examined_total",
+        "The total rows examined of events statements by digest.",
+    ),
+    (
+        "events_statements_tmp_tables_total",
+        "The total tmp tables of events statements by digest.",
+    ),
+    (
+        "events_statements_tmp_disk_tables_total",
+        "The total tmp disk tables of events statements by digest.",
+    ),
+    (
+        "events_statements_sort_merge_passes_total",
+        "The total number of merge passes by the sort algorithm performed by digest.",
+    ),
+    (
+        "events_statements_sort_rows_total",
+        "The total number of sorted rows by digest.",
+    ),
+    (
+        "events_statements_no_index_used_total",
+        "The total number of statements that used full table scans by digest.",
+    ),
+];
+
+/// The rows of [`events_statements_query`] as the exporter's counters: labels
+/// `schema`, `digest`, `digest_text`; the timer (picoseconds) in seconds. A NULL
+/// or a count that is not an unsigned 64-bit integer fails the collector, as it
+/// fails the exporter's scan.
+pub fn events_statements(rs: &ResultSet, out: &mut Families) -> Result<(), String> {
+    for (r, row) in rs.rows.iter().enumerate() {
+        let column = |i: usize| rs.columns.get(i).map(String::as_str).unwrap_or("?");
+        let mut labels = [String::new(), String::new(), String::new()];
+        for (i, label) in labels.iter_mut().enumerate() {
+            match row.get(i) {
+                Some(Some(v)) => *label = String::from_utf8_lossy(v).into_owned(),
+                _ => return Err(format!("row {}: column {} is NULL", r + 1, column(i))),
+            }
+        }
+        let mut values = [0.0; 12];
+        for (i, v) in values.iter_mut().enumerate() {
+            let text = match row.get(i + 3) {
+                Some(Some(t)) => t,
+                _ => return Err(format!("row {}: column {} is NULL", r + 1, column(i + 3))),
+            };
+            let n: u64 = std::str::from_utf8(text)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "row {}: column {}: {:?} is not an unsigned integer",
+                        r + 1,
+                        column(i + 3),
+                        String::from_utf8_lossy(text)
+                    )
+                })?;
+            *v = n as f64;
+        }
+        // SUM_TIMER_WAIT is in picoseconds.
+        values[1] /= 1e12;
+        let pairs = [
+            ("schema", labels[0].as_str()),
+            ("digest", labels[1].as_str()),
+            ("digest_text", labels[2].as_str()),
+        ];
+        for ((name, help), v) in EVENTS_STATEMENTS_FAMILIES.iter().zip(values) {
+            out.add(
+                &format!("mysql_perf_schema_{name}"),
+                help,
+                MetricType::Counter,
+                &pairs,
+                v,
+            );
+        }
+    }
+    Ok(())
+}
 
 /// The exporter's name for a status or variable: characters other than ASCII
 /// letters, digits and `_` become `_`, then lower case.
@@ -815,5 +950,120 @@ mod tests {
         assert!(query_response_time_enabled(&rs(&["x"], &[&[Some("1")]])));
         assert!(!query_response_time_enabled(&rs(&["x"], &[&[Some("0")]])));
         assert!(!query_response_time_enabled(&rs(&["x"], &[])));
+    }
+
+    fn digest_row<'a>(schema: Option<&'a str>, counts: [&'a str; 12]) -> Vec<Option<&'a str>> {
+        let mut row = vec![
+            schema,
+            Some("3f2a"),
+            Some("SELECT `v` FROM `events` WHERE `k` = ?"),
+        ];
+        row.extend(counts.iter().map(|c| Some(*c)));
+        row
+    }
+
+    const DIGEST_COLUMNS: [&str; 15] = [
+        "SCHEMA_NAME",
+        "DIGEST",
+        "DIGEST_TEXT",
+        "COUNT_STAR",
+        "SUM_TIMER_WAIT",
+        "SUM_ERRORS",
+        "SUM_WARNINGS",
+        "SUM_ROWS_AFFECTED",
+        "SUM_ROWS_SENT",
+        "SUM_ROWS_EXAMINED",
+        "SUM_CREATED_TMP_DISK_TABLES",
+        "SUM_CREATED_TMP_TABLES",
+        "SUM_SORT_MERGE_PASSES",
+        "SUM_SORT_ROWS",
+        "SUM_NO_INDEX_USED",
+    ];
+
+    #[test]
+    fn statement_digests_become_the_exporters_counters() {
+        let row = digest_row(
+            Some("loadtest"),
+            [
+                "42",
+                "1500000000000",
+                "1",
+                "2",
+                "3",
+                "4",
+                "18446744073709551615",
+                "5",
+                "6",
+                "7",
+                "8",
+                "9",
+            ],
+        );
+        let mut f = Families::default();
+        events_statements(&rs(&DIGEST_COLUMNS, &[row.as_slice()]), &mut f).unwrap();
+        let text = f.render();
+        let labels = "{digest=\"3f2a\",digest_text=\"SELECT `v` FROM `events` WHERE `k` = ?\",schema=\"loadtest\"}";
+        for (name, value) in [
+            ("events_statements_total", "42"),
+            ("events_statements_seconds_total", "1.5"),
+            ("events_statements_errors_total", "1"),
+            ("events_statements_warnings_total", "2"),
+            ("events_statements_rows_affected_total", "3"),
+            ("events_statements_rows_sent_total", "4"),
+            (
+                "events_statements_rows_examined_total",
+                "1.8446744073709552e+19",
+            ),
+            // The exporter's swap: disk tmp tables in the tmp tables series.
+            ("events_statements_tmp_tables_total", "5"),
+            ("events_statements_tmp_disk_tables_total", "6"),
+            ("events_statements_sort_merge_passes_total", "7"),
+            ("events_statements_sort_rows_total", "8"),
+            ("events_statements_no_index_used_total", "9"),
+        ] {
+            let line = format!("mysql_perf_schema_{name}{labels} {value}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+            let kind = format!("# TYPE mysql_perf_schema_{name} counter");
+            assert!(text.lines().any(|l| l == kind), "missing {kind:?}");
+        }
+        assert!(text.contains(
+            "# HELP mysql_perf_schema_events_statements_no_index_used_total The total number of statements that used full table scans by digest.\n"
+        ));
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 12);
+    }
+
+    #[test]
+    fn bad_digest_rows_fail_naming_the_column() {
+        let counts = ["1"; 12];
+        let null = digest_row(None, counts);
+        let err = events_statements(
+            &rs(&DIGEST_COLUMNS, &[null.as_slice()]),
+            &mut Families::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err, "row 1: column SCHEMA_NAME is NULL");
+        let mut counts = counts;
+        counts[4] = "-3";
+        let negative = digest_row(Some("db"), counts);
+        let err = events_statements(
+            &rs(&DIGEST_COLUMNS, &[negative.as_slice()]),
+            &mut Families::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "row 1: column SUM_ROWS_AFFECTED: \"-3\" is not an unsigned integer"
+        );
+    }
+
+    #[test]
+    fn the_digest_query_carries_the_options() {
+        let q = events_statements_query(7, 600, 33);
+        assert!(q.contains("LEFT(DIGEST_TEXT, 33) as DIGEST_TEXT"), "{q}");
+        assert!(q.contains("INTERVAL 600 SECOND"), "{q}");
+        assert!(q.ends_with("ORDER BY SUM_TIMER_WAIT DESC LIMIT 7"), "{q}");
     }
 }

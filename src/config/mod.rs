@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::model::duration::{format_duration, parse_duration};
 use crate::model::labels::Labels;
-pub use mysql::{MysqlCollector, MysqlConfig};
+pub use mysql::{EventsStatementsOptions, MysqlCollector, MysqlConfig};
 pub use relabel::{RelabelAction, RelabelConfig};
 pub use remote_write::{MetadataConfig, QueueConfig, RemoteWriteConfig};
 pub use store_settings::StoreSettings;

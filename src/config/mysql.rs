@@ -10,6 +10,7 @@
 //!     password: ${secure.mysqlPassword}   # or password_file
 //!     tls_config: {ca_file: ca.pem}       # optional
 //!     collectors: [global_status, global_variables]  # optional
+//!     perf_schema.eventsstatements: {limit: 250}     # optional, with that collector
 //!   static_configs:
 //!     - targets: ['db1:3306']
 //! ```
@@ -30,10 +31,23 @@ pub(super) struct RawMysql {
     password_file: Option<String>,
     tls_config: Option<RawTlsConfig>,
     collectors: Option<Vec<MysqlCollector>>,
+    #[serde(rename = "perf_schema.eventsstatements")]
+    events_statements: Option<RawEventsStatements>,
 }
 
-/// One of mysqld_exporter's collectors, by its `--collect.*` name. Only those
-/// that mysqld_exporter 0.14.0 runs by default are built.
+/// The options of `perf_schema.eventsstatements`, as written: mysqld_exporter's
+/// `--collect.perf_schema.eventsstatements.*` flags.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEventsStatements {
+    limit: Option<u32>,
+    timelimit: Option<u32>,
+    digest_text_limit: Option<u32>,
+}
+
+/// One of mysqld_exporter's collectors, by its `--collect.*` name: those that
+/// mysqld_exporter 0.14.0 runs by default, and `perf_schema.eventsstatements`
+/// (query analytics), which it, and a job, runs only when named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 pub enum MysqlCollector {
     #[serde(rename = "global_status")]
@@ -48,6 +62,8 @@ pub enum MysqlCollector {
     InnodbCmpMem,
     #[serde(rename = "info_schema.query_response_time")]
     QueryResponseTime,
+    #[serde(rename = "perf_schema.eventsstatements")]
+    PerfSchemaEventsStatements,
 }
 
 impl MysqlCollector {
@@ -71,6 +87,7 @@ impl MysqlCollector {
             MysqlCollector::InnodbCmp => "info_schema.innodb_cmp",
             MysqlCollector::InnodbCmpMem => "info_schema.innodb_cmpmem",
             MysqlCollector::QueryResponseTime => "info_schema.query_response_time",
+            MysqlCollector::PerfSchemaEventsStatements => "perf_schema.eventsstatements",
         }
     }
 }
@@ -86,6 +103,35 @@ pub struct MysqlConfig {
     pub tls: Option<TlsConfig>,
     /// In the order the exporter's output is built; no repeats.
     pub collectors: Vec<MysqlCollector>,
+    /// The options of `perf_schema.eventsstatements` (its defaults when the
+    /// block does not set them).
+    pub events_statements: EventsStatementsOptions,
+}
+
+/// How much of `performance_schema.events_statements_summary_by_digest` the
+/// `perf_schema.eventsstatements` collector reads, with mysqld_exporter 0.14.0's
+/// flags' names and defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventsStatementsOptions {
+    /// The most digests kept, those with the most total time
+    /// (`--collect.perf_schema.eventsstatements.limit`, 250).
+    pub limit: u32,
+    /// Only digests last seen within this many seconds
+    /// (`--collect.perf_schema.eventsstatements.timelimit`, 86400).
+    pub timelimit: u32,
+    /// The characters of the normalized statement kept in `digest_text`
+    /// (`--collect.perf_schema.eventsstatements.digest_text_limit`, 120).
+    pub digest_text_limit: u32,
+}
+
+impl Default for EventsStatementsOptions {
+    fn default() -> Self {
+        EventsStatementsOptions {
+            limit: 250,
+            timelimit: 86400,
+            digest_text_limit: 120,
+        }
+    }
 }
 
 impl MysqlConfig {
@@ -291,11 +337,39 @@ pub(super) fn build(
             seen
         }
     };
+    let mut events_statements = EventsStatementsOptions::default();
+    if let Some(raw) = raw.events_statements {
+        if !collectors.contains(&MysqlCollector::PerfSchemaEventsStatements) {
+            return Err(err(
+                "mysql.perf_schema.eventsstatements is set but mysql.collectors does not name perf_schema.eventsstatements: add it there, or leave the options out".into(),
+            ));
+        }
+        for (key, value, slot) in [
+            ("limit", raw.limit, &mut events_statements.limit),
+            ("timelimit", raw.timelimit, &mut events_statements.timelimit),
+            (
+                "digest_text_limit",
+                raw.digest_text_limit,
+                &mut events_statements.digest_text_limit,
+            ),
+        ] {
+            match value {
+                Some(0) => {
+                    return Err(err(format!(
+                        "mysql.perf_schema.eventsstatements.{key} is 0: it must be at least 1"
+                    )))
+                }
+                Some(v) => *slot = v,
+                None => {}
+            }
+        }
+    }
     Ok(Some(MysqlConfig {
         user,
         password,
         tls,
         collectors,
+        events_statements,
     }))
 }
 
@@ -353,7 +427,79 @@ scrape_configs:
         .unwrap();
         let m = c.jobs[0].mysql.as_ref().unwrap();
         assert_eq!(m.collectors, MysqlCollector::DEFAULTS);
+        assert!(!m
+            .collectors
+            .contains(&MysqlCollector::PerfSchemaEventsStatements));
         assert_eq!(m.password, Some(SecretValue::File("pw".into())));
+    }
+
+    #[test]
+    fn events_statements_is_named_and_takes_the_exporters_options() {
+        let yaml = "scrape_configs:\n  - job_name: m\n    mysql:\n      user: u\n      collectors: [global_status, perf_schema.eventsstatements]\n";
+        let c = ScrapeConfig::parse(yaml, &SecretSource::File).unwrap();
+        let m = c.jobs[0].mysql.as_ref().unwrap();
+        assert_eq!(
+            m.collectors,
+            [
+                MysqlCollector::GlobalStatus,
+                MysqlCollector::PerfSchemaEventsStatements
+            ]
+        );
+        assert_eq!(
+            m.events_statements,
+            EventsStatementsOptions {
+                limit: 250,
+                timelimit: 86400,
+                digest_text_limit: 120
+            }
+        );
+        let yaml = format!(
+            "{yaml}      perf_schema.eventsstatements: {{limit: 20, digest_text_limit: 60}}\n"
+        );
+        let c = ScrapeConfig::parse(&yaml, &SecretSource::File).unwrap();
+        let m = c.jobs[0].mysql.as_ref().unwrap();
+        assert_eq!(
+            m.events_statements,
+            EventsStatementsOptions {
+                limit: 20,
+                timelimit: 86400,
+                digest_text_limit: 60
+            }
+        );
+    }
+
+    #[test]
+    fn bad_events_statements_options_name_what_is_wrong() {
+        let with = "collectors: [perf_schema.eventsstatements]";
+        for (block, want) in [
+            (
+                "mysql: {user: u, perf_schema.eventsstatements: {limit: 5}}".to_string(),
+                "does not name perf_schema.eventsstatements",
+            ),
+            (
+                format!(
+                    "mysql: {{user: u, {with}, perf_schema.eventsstatements: {{timelimit: 0}}}}"
+                ),
+                "mysql.perf_schema.eventsstatements.timelimit is 0",
+            ),
+        ] {
+            let yaml = format!("scrape_configs:\n  - job_name: m\n    {block}\n");
+            let err = ScrapeConfig::parse(&yaml, &SecretSource::File)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{block}: {err}");
+            assert!(err.contains("(in mysql: at line 3)"), "{block}: {err}");
+        }
+        for block in [
+            "mysql: {user: u, perf_schema.eventsstatements: {limit: -1}}",
+            "mysql: {user: u, perf_schema.eventsstatements: {digest_limit: 5}}",
+        ] {
+            let yaml = format!("scrape_configs:\n  - job_name: m\n    {block}\n");
+            assert!(
+                ScrapeConfig::parse(&yaml, &SecretSource::File).is_err(),
+                "{block}"
+            );
+        }
     }
 
     #[test]
@@ -433,12 +579,12 @@ scrape_configs:
 
     #[test]
     fn unknown_collectors_and_keys_are_refused_with_the_line() {
-        let yaml = "scrape_configs:\n  - job_name: m\n    mysql:\n      user: u\n      collectors: [global_status, perf_schema.eventsstatements]\n";
+        let yaml = "scrape_configs:\n  - job_name: m\n    mysql:\n      user: u\n      collectors: [global_status, perf_schema.eventswaits]\n";
         let err = ScrapeConfig::parse(yaml, &SecretSource::File)
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("perf_schema.eventsstatements") && err.contains("line 5"),
+            err.contains("perf_schema.eventswaits") && err.contains("line 5"),
             "{err}"
         );
         let yaml = "scrape_configs:\n  - job_name: m\n    mysql:\n      user: u\n      passwd: x\n";

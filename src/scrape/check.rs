@@ -45,6 +45,16 @@ pub fn describe(cfg: &ScrapeConfig) -> CheckReport {
                     m.user,
                     names.join(", ")
                 );
+                if m.collectors
+                    .contains(&crate::config::MysqlCollector::PerfSchemaEventsStatements)
+                {
+                    let o = m.events_statements;
+                    let _ = writeln!(
+                        text,
+                        "  perf_schema.eventsstatements: top {} digests by total time, last seen within {}s, text cut to {} characters",
+                        o.limit, o.timelimit, o.digest_text_limit
+                    );
+                }
                 errors.extend(crate::collect::check_config(m));
             }
             None => {

@@ -618,12 +618,53 @@ fn prom_label_sets(v: &Value) -> Result<(BTreeSet<LabelSet>, bool), String> {
     Ok((sets, finite))
 }
 
+/// The rows of a frame in table format (a query with `"format": "table"`): a
+/// `Time` field, one string field per label and a `Value` field, as label sets
+/// with their time (ms) and value; `None` for a frame in time series shape.
+fn table_rows(f: &DecodedFrame) -> Option<Vec<(LabelSet, i64, f64)>> {
+    let is_text = |x: &DecodedField| x.arrow_type.contains("Utf8");
+    if !f.fields.iter().any(is_text) {
+        return None;
+    }
+    let time = f
+        .fields
+        .iter()
+        .find(|x| x.arrow_type.starts_with("Timestamp"))?;
+    let value = f.fields.iter().find(|x| x.name == "Value")?;
+    let rows = (0..f.rows)
+        .map(|i| {
+            let labels = f
+                .fields
+                .iter()
+                .filter(|x| is_text(x))
+                .map(|x| {
+                    (
+                        x.name.clone(),
+                        x.strings.get(i).cloned().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let t = time.numbers.get(i).copied().unwrap_or(f64::NAN) as i64;
+            (labels, t, value.numbers.get(i).copied().unwrap_or(f64::NAN))
+        })
+        .collect();
+    Some(rows)
+}
+
 /// Label sets of the plugin's frames: each value field's labels; the metric name,
-/// when the field carries it only as its name, is put back as `__name__`.
+/// when the field carries it only as its name, is put back as `__name__`. A table
+/// frame gives one label set per row.
 fn frame_label_sets(frames: &[DecodedFrame]) -> (BTreeSet<LabelSet>, bool) {
     let mut sets = BTreeSet::new();
     let mut finite = false;
     for f in frames {
+        if let Some(rows) = table_rows(f) {
+            for (labels, _, v) in rows {
+                sets.insert(labels);
+                finite |= v.is_finite();
+            }
+            continue;
+        }
         for field in f
             .fields
             .iter()
@@ -671,6 +712,12 @@ fn prom_series(v: &Value) -> BTreeMap<LabelSet, Points> {
 fn frame_series(frames: &[DecodedFrame]) -> BTreeMap<LabelSet, Points> {
     let mut out = BTreeMap::new();
     for f in frames {
+        if let Some(rows) = table_rows(f) {
+            for (labels, t, v) in rows {
+                out.entry(labels).or_insert_with(Vec::new).push((t, v));
+            }
+            continue;
+        }
         let Some(time) = f
             .fields
             .iter()
