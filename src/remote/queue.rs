@@ -379,6 +379,9 @@ struct Reader {
     pruned_at: u64,
     /// When a sample of an unknown series was last logged.
     unknown_logged: Option<Instant>,
+    /// After segments were skipped: the newest sample sent before the gap, until
+    /// the first sample after it says where the gap ends.
+    gap_from_ms: Option<i64>,
 }
 
 impl Reader {
@@ -395,6 +398,7 @@ impl Reader {
             out_nanos: Ewma::default(),
             pruned_at: 0,
             unknown_logged: None,
+            gap_from_ms: None,
         }
     }
 
@@ -423,6 +427,7 @@ impl Reader {
                             last_sent_ms = sent,
                             "WAL segments were cut into blocks and deleted before they were sent: their samples never reach the receiver (it was unreachable for longer than the WAL keeps data)"
                         );
+                        self.gap_from_ms = Some(sent);
                     }
                     if r.damaged_bytes > 0 || r.undecodable_records > 0 {
                         tracing::error!(remote_name = %self.q.config.name, damaged_bytes = r.damaged_bytes, records = r.undecodable_records, "damaged or old-format WAL records skipped; their samples are not sent");
@@ -506,6 +511,17 @@ impl Reader {
         {
             self.unknown_logged = Some(Instant::now());
             tracing::warn!(remote_name = %self.q.config.name, samples = unknown, "WAL samples of series no longer known (their definition was truncated away); dropped");
+        }
+        if let (Some(from), Some(to)) = (
+            self.gap_from_ms,
+            samples.iter().map(|s| s.timestamp_ms).min(),
+        ) {
+            self.gap_from_ms = None;
+            tracing::error!(
+                remote_name = %self.q.config.name, url = %self.q.config.url,
+                from_ms = from, to_ms = to, seconds = to.saturating_sub(from) / 1000,
+                "remote write resumes after the deleted WAL segments: the receiver lacks the samples between these times"
+            );
         }
         // Everything before where reading started was sent, by the saved position's
         // definition: the lag counts from there until this run sends something.

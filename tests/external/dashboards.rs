@@ -866,6 +866,21 @@ fn listed<'a>(
         .map(|x| x.3)
 }
 
+/// A remote write receiver that takes every request (the test looks at the
+/// sender's metrics, not at what arrives). Returns its address.
+async fn remote_write_sink() -> String {
+    let app = axum::Router::new().route(
+        "/api/v1/write",
+        axum::routing::post(|| async { axum::http::StatusCode::NO_CONTENT }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_panel_query_matches_prometheus_on_the_live_topology() {
     let t_start = Instant::now();
@@ -882,11 +897,13 @@ async fn every_panel_query_matches_prometheus_on_the_live_topology() {
     // same arrowmon_* families the plugin reports to Grafana.
     let serve_addr = format!("127.0.0.1:{}", free_port());
     let serve_cfg = work.path().join("serve.yml");
+    let sink = remote_write_sink().await;
     std::fs::write(
         &serve_cfg,
-        // The shipped rules, so the rule panels have the rule metrics to show.
+        // The shipped rules, so the rule panels have the rule metrics to show; a
+        // remote_write entry, so the remote write panels have the queue's.
         format!(
-            "global:\n  scrape_interval: {SCRAPE_S}s\n  evaluation_interval: {SCRAPE_S}s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['{node}']\n",
+            "global:\n  scrape_interval: {SCRAPE_S}s\n  evaluation_interval: {SCRAPE_S}s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['{node}']\nremote_write:\n  - url: http://{sink}/api/v1/write\n    name: sink\n    queue_config: {{batch_send_deadline: 1s}}\n",
             repo_root().join("rules/arrowmon.rules.yml").display()
         ),
     )

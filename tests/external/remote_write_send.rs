@@ -578,3 +578,71 @@ async fn a_receiver_refusing_every_batch_has_them_dropped_and_counted() {
         "the receiver's answer is logged, its first line: {text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_past_a_block_cut_has_the_lost_span_logged_and_counted() {
+    let client = http_client();
+    let target = counting_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let prom_listen = format!("127.0.0.1:{}", free_port());
+    let am_listen = format!("127.0.0.1:{}", free_port());
+    let prom = format!("http://{prom_listen}");
+    let am = format!("http://{am_listen}");
+    let config = dir.path().join("arrowmon.yml");
+    // Nothing listens at the receiver's address for now, and the queue holds only
+    // a few samples, so reading the WAL stops while the receiver is away.
+    let yaml = arrowmon_config(&target, &[format!("{prom}/api/v1/write")]).replace(
+        "      batch_send_deadline: 1s\n",
+        "      batch_send_deadline: 1s\n      capacity: 20\n      max_samples_per_send: 10\n",
+    );
+    assert!(yaml.contains("capacity: 20"));
+    std::fs::write(&config, yaml).unwrap();
+    let log = dir.path().join("arrowmon.log");
+    let mut serve = serve_command(&config, &dir.path().join("arrowmon-data"), &am_listen);
+    // A block cut every 10 s truncates the WAL behind it.
+    serve.args(["--block-range", "10s"]);
+    serve.stderr(std::fs::File::create(&log).unwrap());
+    let _am = ChildGuard::spawn("gpx_arrowmon serve", &mut serve);
+    eventually(Duration::from_secs(60), "arrowmon scraping", || {
+        latest_ms(&client, &am)
+    })
+    .await;
+    // Several cuts (and WAL truncations) while the receiver is away.
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let _receiver = start_receiver_prometheus(dir.path(), &prom_listen, "1");
+    ready(
+        &client,
+        &format!("{prom}/-/ready"),
+        "the receiving Prometheus",
+    )
+    .await;
+    // Reading on, the queue finds the segments it had not read deleted, and says so.
+    eventually(
+        Duration::from_secs(60),
+        "skipped segments counted",
+        || async {
+            let n = queue_metric(
+                &client,
+                &am,
+                "arrowmon_remote_storage_wal_segments_skipped_total",
+                "receiver-0",
+            )
+            .await?;
+            (n > 0.0).then_some(())
+        },
+    )
+    .await;
+    let text = eventually(Duration::from_secs(60), "the lost span logged", || async {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("the receiver lacks the samples between these times")
+            .then_some(text)
+    })
+    .await;
+    assert!(
+        text.contains("deleted before they were sent") && text.contains("first_segment"),
+        "the skipped segments are named: {text}"
+    );
+    // And sending goes on from there.
+    let end_ms = latest_ms(&client, &am).await.unwrap();
+    drained(&client, &am, "receiver-0", end_ms, Duration::from_secs(60)).await;
+}
