@@ -462,24 +462,8 @@ async fn federate(
                 pairs.push((n, v));
             }
         }
-        out.push('{');
-        for (i, (n, v)) in pairs.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(n);
-            out.push_str("=\"");
-            for c in v.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    '\n' => out.push_str("\\n"),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-        }
-        out.push_str("} ");
+        crate::model::labels::write_text_label_set(&mut out, &pairs);
+        out.push(' ');
         write_exposition_float(&mut out, v);
         out.push(' ');
         out.push_str(&t.to_string());

@@ -178,17 +178,7 @@ fn write_sample(
         pairs.push(("le", le));
     }
     if !pairs.is_empty() {
-        out.push('{');
-        for (i, (n, v)) in pairs.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(n);
-            out.push_str("=\"");
-            escape_label_value(out, v);
-            out.push('"');
-        }
-        out.push('}');
+        crate::model::labels::write_text_label_set(out, &pairs);
     }
     out.push(' ');
     if value.is_nan() {
@@ -203,17 +193,6 @@ fn write_sample(
 
 fn escape_help(h: &str) -> String {
     h.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-fn escape_label_value(out: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
 }
 
 /// A metric or label name the text format can carry.

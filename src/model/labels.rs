@@ -137,6 +137,29 @@ impl fmt::Display for Labels {
     }
 }
 
+/// Writes a label set as the text exposition format writes it, `{n="v",…}`, the
+/// values escaped (backslash, double quote, newline).
+pub fn write_text_label_set(out: &mut String, pairs: &[(&str, &str)]) {
+    out.push('{');
+    for (i, (n, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(n);
+        out.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push('}');
+}
+
 /// Quotes a string as Go's `strconv.Quote` does for printable text.
 pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);

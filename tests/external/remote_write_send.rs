@@ -188,6 +188,31 @@ async fn queue_metric(
         .and_then(|v| v.parse().ok())
 }
 
+/// `gpx_arrowmon serve` on `listen` with `yaml` as its config, its data in
+/// `dir/arrowmon-data` and its log in `dir/<log>`, and `extra` flags; returned
+/// once it has scraped the target.
+async fn start_arrowmon(
+    client: &reqwest::Client,
+    dir: &Path,
+    listen: &str,
+    yaml: &str,
+    log: &str,
+    extra: &[&str],
+) -> ChildGuard {
+    let config = dir.join("arrowmon.yml");
+    std::fs::write(&config, yaml).unwrap();
+    let mut serve = serve_command(&config, &dir.join("arrowmon-data"), listen);
+    serve.args(extra);
+    serve.stderr(std::fs::File::create(dir.join(log)).unwrap());
+    let guard = ChildGuard::spawn("gpx_arrowmon serve", &mut serve);
+    let base = format!("http://{listen}");
+    eventually(Duration::from_secs(60), "arrowmon scraping", || {
+        latest_ms(client, &base)
+    })
+    .await;
+    guard
+}
+
 fn start_receiver_prometheus(dir: &Path, listen: &str, tag: &str) -> ChildGuard {
     let config = dir.join("receiver.yml");
     std::fs::write(&config, "scrape_configs: []\n").unwrap();
@@ -309,23 +334,12 @@ async fn remote_write_reaches_prometheus_and_victoriametrics_with_every_sample()
     .await;
     ready(&client, &format!("{vm}/health"), "VictoriaMetrics").await;
 
-    let config = dir.path().join("arrowmon.yml");
-    std::fs::write(
-        &config,
-        arrowmon_config(
-            &target,
-            &[format!("{prom}/api/v1/write"), format!("{vm}/api/v1/write")],
-        ),
-    )
-    .unwrap();
-    let mut serve = serve_command(&config, &dir.path().join("arrowmon-data"), &am_listen);
-    serve.stderr(std::fs::File::create(dir.path().join("arrowmon.log")).unwrap());
-    let _am = ChildGuard::spawn("gpx_arrowmon serve", &mut serve);
+    let yaml = arrowmon_config(
+        &target,
+        &[format!("{prom}/api/v1/write"), format!("{vm}/api/v1/write")],
+    );
+    let _am = start_arrowmon(&client, dir.path(), &am_listen, &yaml, "arrowmon.log", &[]).await;
     let am = format!("http://{am_listen}");
-    eventually(Duration::from_secs(60), "arrowmon scraping", || {
-        latest_ms(&client, &am)
-    })
-    .await;
 
     tokio::time::sleep(Duration::from_secs(40)).await;
     let end_ms = latest_ms(&client, &am).await.unwrap();
@@ -379,22 +393,15 @@ async fn remote_write_loses_nothing_through_an_outage_and_a_kill_9() {
     )
     .await;
 
-    let config = dir.path().join("arrowmon.yml");
-    std::fs::write(
-        &config,
-        arrowmon_config(&target, &[format!("{prom}/api/v1/write")]),
+    let yaml = arrowmon_config(&target, &[format!("{prom}/api/v1/write")]);
+    let arrowmon = start_arrowmon(
+        &client,
+        dir.path(),
+        &am_listen,
+        &yaml,
+        "arrowmon-1.log",
+        &[],
     )
-    .unwrap();
-    let data = dir.path().join("arrowmon-data");
-    let start = |n: u32| {
-        let mut serve = serve_command(&config, &data, &am_listen);
-        serve.stderr(std::fs::File::create(dir.path().join(format!("arrowmon-{n}.log"))).unwrap());
-        ChildGuard::spawn("gpx_arrowmon serve", &mut serve)
-    };
-    let arrowmon = start(1);
-    eventually(Duration::from_secs(60), "arrowmon scraping", || {
-        latest_ms(&client, &am)
-    })
     .await;
     tokio::time::sleep(Duration::from_secs(8)).await;
 
@@ -422,10 +429,14 @@ async fn remote_write_loses_nothing_through_an_outage_and_a_kill_9() {
     arrowmon.kill().unwrap();
     let _ = arrowmon.wait();
     drop(arrowmon);
-    let _arrowmon = start(2);
-    eventually(Duration::from_secs(60), "arrowmon back", || {
-        latest_ms(&client, &am)
-    })
+    let _arrowmon = start_arrowmon(
+        &client,
+        dir.path(),
+        &am_listen,
+        &yaml,
+        "arrowmon-2.log",
+        &[],
+    )
     .await;
     // The backlog shows: the samples read again from the WAL wait in the shards
     // or are being retried, and the lag grows.
@@ -512,20 +523,9 @@ async fn a_receiver_refusing_every_batch_has_them_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let am_listen = format!("127.0.0.1:{}", free_port());
     let am = format!("http://{am_listen}");
-    let config = dir.path().join("arrowmon.yml");
-    std::fs::write(
-        &config,
-        arrowmon_config(&target, &[format!("http://{refuser}/api/v1/write")]),
-    )
-    .unwrap();
+    let yaml = arrowmon_config(&target, &[format!("http://{refuser}/api/v1/write")]);
+    let _am = start_arrowmon(&client, dir.path(), &am_listen, &yaml, "arrowmon.log", &[]).await;
     let log = dir.path().join("arrowmon.log");
-    let mut serve = serve_command(&config, &dir.path().join("arrowmon-data"), &am_listen);
-    serve.stderr(std::fs::File::create(&log).unwrap());
-    let _am = ChildGuard::spawn("gpx_arrowmon serve", &mut serve);
-    eventually(Duration::from_secs(60), "arrowmon scraping", || {
-        latest_ms(&client, &am)
-    })
-    .await;
 
     let failed_after = |min: f64| {
         let client = client.clone();
@@ -588,7 +588,6 @@ async fn a_receiver_down_past_a_block_cut_has_the_lost_span_logged_and_counted()
     let am_listen = format!("127.0.0.1:{}", free_port());
     let prom = format!("http://{prom_listen}");
     let am = format!("http://{am_listen}");
-    let config = dir.path().join("arrowmon.yml");
     // Nothing listens at the receiver's address for now, and the queue holds only
     // a few samples, so reading the WAL stops while the receiver is away.
     let yaml = arrowmon_config(&target, &[format!("{prom}/api/v1/write")]).replace(
@@ -596,17 +595,18 @@ async fn a_receiver_down_past_a_block_cut_has_the_lost_span_logged_and_counted()
         "      batch_send_deadline: 1s\n      capacity: 20\n      max_samples_per_send: 10\n",
     );
     assert!(yaml.contains("capacity: 20"));
-    std::fs::write(&config, yaml).unwrap();
-    let log = dir.path().join("arrowmon.log");
-    let mut serve = serve_command(&config, &dir.path().join("arrowmon-data"), &am_listen);
     // A block cut every 10 s truncates the WAL behind it.
-    serve.args(["--block-range", "10s"]);
-    serve.stderr(std::fs::File::create(&log).unwrap());
-    let _am = ChildGuard::spawn("gpx_arrowmon serve", &mut serve);
-    eventually(Duration::from_secs(60), "arrowmon scraping", || {
-        latest_ms(&client, &am)
-    })
+    let extra = ["--block-range", "10s"];
+    let _am = start_arrowmon(
+        &client,
+        dir.path(),
+        &am_listen,
+        &yaml,
+        "arrowmon.log",
+        &extra,
+    )
     .await;
+    let log = dir.path().join("arrowmon.log");
     // Several cuts (and WAL truncations) while the receiver is away.
     tokio::time::sleep(Duration::from_secs(40)).await;
     let _receiver = start_receiver_prometheus(dir.path(), &prom_listen, "1");
