@@ -213,6 +213,19 @@ async fn start_arrowmon(
     guard
 }
 
+/// Waits (up to a minute) until queue `receiver-0`'s `name` passes `min`; its value then.
+async fn metric_above(client: &reqwest::Client, am: &str, name: &str, min: f64) -> f64 {
+    eventually(
+        Duration::from_secs(60),
+        &format!("{name} above {min}"),
+        || async {
+            let v = queue_metric(client, am, name, "receiver-0").await?;
+            (v > min).then_some(v)
+        },
+    )
+    .await
+}
+
 fn start_receiver_prometheus(dir: &Path, listen: &str, tag: &str) -> ChildGuard {
     let config = dir.join("receiver.yml");
     std::fs::write(&config, "scrape_configs: []\n").unwrap();
@@ -408,19 +421,12 @@ async fn remote_write_loses_nothing_through_an_outage_and_a_kill_9() {
     // The receiver goes away for two minutes.
     drop(receiver);
     let outage = std::time::Instant::now();
-    eventually(
-        Duration::from_secs(30),
-        "retries while the receiver is down",
-        || async {
-            let retried = queue_metric(
-                &client,
-                &am,
-                "prometheus_remote_storage_samples_retried_total",
-                "receiver-0",
-            )
-            .await?;
-            (retried > 0.0).then_some(())
-        },
+    // Retries while the receiver is down.
+    metric_above(
+        &client,
+        &am,
+        "prometheus_remote_storage_samples_retried_total",
+        0.0,
     )
     .await;
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -527,31 +533,12 @@ async fn a_receiver_refusing_every_batch_has_them_dropped_and_counted() {
     let _am = start_arrowmon(&client, dir.path(), &am_listen, &yaml, "arrowmon.log", &[]).await;
     let log = dir.path().join("arrowmon.log");
 
-    let failed_after = |min: f64| {
-        let client = client.clone();
-        let am = am.clone();
-        async move {
-            let f = queue_metric(
-                &client,
-                &am,
-                "prometheus_remote_storage_samples_failed_total",
-                "receiver-0",
-            )
-            .await?;
-            (f > min).then_some(f)
-        }
-    };
-    let first = eventually(Duration::from_secs(30), "a refused batch counted", || {
-        failed_after(0.0)
-    })
-    .await;
+    let failed = "prometheus_remote_storage_samples_failed_total";
+    let first = metric_above(&client, &am, failed, 0.0).await;
     let requests_then = requests.load(Ordering::Relaxed);
     // The queue keeps moving: later batches are sent (and refused) too, nothing is
     // retried, and nothing piles up.
-    let later = eventually(Duration::from_secs(30), "later batches refused too", || {
-        failed_after(first)
-    })
-    .await;
+    let later = metric_above(&client, &am, failed, first).await;
     assert!(later > first);
     assert!(requests.load(Ordering::Relaxed) > requests_then);
     let retried = queue_metric(
@@ -617,19 +604,11 @@ async fn a_receiver_down_past_a_block_cut_has_the_lost_span_logged_and_counted()
     )
     .await;
     // Reading on, the queue finds the segments it had not read deleted, and says so.
-    eventually(
-        Duration::from_secs(60),
-        "skipped segments counted",
-        || async {
-            let n = queue_metric(
-                &client,
-                &am,
-                "arrowmon_remote_storage_wal_segments_skipped_total",
-                "receiver-0",
-            )
-            .await?;
-            (n > 0.0).then_some(())
-        },
+    metric_above(
+        &client,
+        &am,
+        "arrowmon_remote_storage_wal_segments_skipped_total",
+        0.0,
     )
     .await;
     let text = eventually(Duration::from_secs(60), "the lost span logged", || async {
