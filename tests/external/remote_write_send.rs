@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::*;
+use arrowmon::proto::prometheus::WriteRequest;
 use serde_json::Value;
 
 /// The target: a counter, a float gauge, a histogram and a series that comes and
@@ -624,4 +625,102 @@ async fn a_receiver_down_past_a_block_cut_has_the_lost_span_logged_and_counted()
     // And sending goes on from there.
     let end_ms = latest_ms(&client, &am).await.unwrap();
     drained(&client, &am, "receiver-0", end_ms, Duration::from_secs(60)).await;
+}
+
+/// What a recording receiver saw: each request's headers of interest and body.
+type Received = Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, WriteRequest)>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_carry_remote_write_1_0_headers_sorted_labels_and_metadata() {
+    use prost::Message;
+    let client = http_client();
+    let target = counting_target().await;
+    let received: Received = Arc::default();
+    let seen = received.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/write",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let raw = snap::raw::Decoder::new()
+                        .decompress_vec(&body)
+                        .expect("a snappy block");
+                    let req = WriteRequest::decode(raw.as_slice()).expect("a WriteRequest");
+                    seen.lock().unwrap().push((headers, req));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let am_listen = format!("127.0.0.1:{}", free_port());
+    let yaml = arrowmon_config(&target, &[format!("http://{sink}/api/v1/write")])
+        + "    metadata_config:\n      send_interval: 2s\n";
+    let _am = start_arrowmon(&client, dir.path(), &am_listen, &yaml, "arrowmon.log", &[]).await;
+
+    // Metadata comes every send_interval, in requests of its own.
+    let families = eventually(
+        Duration::from_secs(30),
+        "metadata at the receiver",
+        || async {
+            let got = received.lock().unwrap();
+            let m: BTreeMap<String, i32> = got
+                .iter()
+                .flat_map(|(_, r)| r.metadata.iter())
+                .map(|m| (m.metric_family_name.clone(), m.r#type))
+                .collect();
+            (m.len() >= 3).then_some(m)
+        },
+    )
+    .await;
+    // COUNTER 1, GAUGE 2, HISTOGRAM 3, as remote.proto numbers them.
+    assert_eq!(families.get("rws_requests"), Some(&1), "{families:?}");
+    assert_eq!(families.get("rws_temperature"), Some(&2), "{families:?}");
+    assert_eq!(
+        families.get("rws_latency_seconds"),
+        Some(&3),
+        "{families:?}"
+    );
+
+    let got = received.lock().unwrap();
+    let samples: Vec<_> = got
+        .iter()
+        .filter(|(_, r)| !r.timeseries.is_empty())
+        .collect();
+    assert!(!samples.is_empty(), "sample requests arrived");
+    for (headers, req) in &samples {
+        for (name, want) in [
+            ("content-encoding", "snappy"),
+            ("content-type", "application/x-protobuf"),
+            ("x-prometheus-remote-write-version", "0.1.0"),
+        ] {
+            assert_eq!(
+                headers.get(name).and_then(|v| v.to_str().ok()),
+                Some(want),
+                "{name}"
+            );
+        }
+        assert!(req.metadata.is_empty(), "samples and metadata travel apart");
+        for ts in &req.timeseries {
+            let names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
+            let mut sorted = names.clone();
+            sorted.sort_unstable();
+            assert_eq!(names, sorted, "labels sorted");
+            assert!(
+                names.contains(&"__name__") && names.contains(&"cluster"),
+                "{names:?}"
+            );
+            let times: Vec<i64> = ts.samples.iter().map(|s| s.timestamp).collect();
+            assert!(
+                times.windows(2).all(|w| w[0] < w[1]),
+                "a series' samples in order: {times:?}"
+            );
+        }
+    }
 }
