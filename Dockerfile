@@ -27,5 +27,9 @@ COPY --from=backend /src/target/release/gpx_arrowmon target/release/gpx_arrowmon
 RUN bash scripts/dist.sh --layout-only /dist
 
 # The Ubuntu variant of Grafana's official image: the plugin binary links glibc.
+# The plugin goes outside /var/lib/grafana, which the demo keeps in a named volume:
+# a plugin copied there would be shadowed by the volume's copy from the first
+# `docker compose up`, and `up --build` would silently run the old one.
 FROM grafana/grafana:13.2.0-ubuntu
-COPY --from=dist /dist /var/lib/grafana/plugins/arrowmon-metrics-datasource
+ENV GF_PATHS_PLUGINS=/usr/share/arrowmon/plugins
+COPY --from=dist /dist /usr/share/arrowmon/plugins/arrowmon-metrics-datasource

@@ -381,11 +381,35 @@ fn dockerfile_builds_the_plugin_as_the_test_suite_does() {
         "rust image {rust_ver:?} older than rust-version {msrv:?}"
     );
 
-    // The plugin lands in Grafana's plugins folder under its id.
+    // The plugin lands in Grafana's plugins folder (GF_PATHS_PLUGINS) under its id,
+    // and no volume of the grafana service covers that folder: a volume would keep
+    // the plugin of the first `docker compose up` and hide every rebuilt one.
+    let plugins = df
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ENV GF_PATHS_PLUGINS="))
+        .expect("the Dockerfile sets GF_PATHS_PLUGINS")
+        .trim()
+        .to_string();
     assert!(
-        df.contains(&format!("/var/lib/grafana/plugins/{id}")),
-        "the Dockerfile must install the plugin as /var/lib/grafana/plugins/{id}"
+        df.lines().any(|l| l.starts_with("COPY --from=dist ")
+            && l.trim_end().ends_with(&format!("{plugins}/{id}"))),
+        "the Dockerfile must install the plugin as {plugins}/{id}"
     );
+    let compose: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap(),
+    )
+    .unwrap();
+    for v in compose["services"]["grafana"]["volumes"]
+        .as_sequence()
+        .expect("grafana's volumes")
+    {
+        let target = v.as_str().unwrap().split(':').nth(1).unwrap_or("");
+        let target = target.trim_end_matches('/');
+        assert!(
+            !(plugins == target || plugins.starts_with(&format!("{target}/"))),
+            "the volume {v:?} covers the plugins folder {plugins}"
+        );
+    }
 
     // Every RUN command is one the test suite's build runs (scripts/test.sh and
     // scripts/dist.sh), so the image holds what the tests tested.
