@@ -126,6 +126,13 @@ scrape_configs:
   - job_name: mysql
     static_configs:
       - targets: ['$MYSQLD_EXPORTER_1', '$MYSQLD_EXPORTER_2']
+  # The same servers without an exporter: arrowmon reads them over SQL.
+  - job_name: mysql-sql
+    mysql:
+      user: $MYSQL_USER
+      password: $MYSQL_PASSWORD
+    static_configs:
+      - targets: ['127.0.0.1:$MYSQL_1_PORT', '127.0.0.1:$MYSQL_2_PORT']
   - job_name: arrowmon
     static_configs:
       - targets: ['$LISTEN']
@@ -177,7 +184,8 @@ cat <<EOF
 
 arrowmon demo running (no Docker)
   Prometheus HTTP API   http://$LISTEN      (scrape config: $DIR/scrape.yml)
-  targets               node $NODE_EXPORTER, mysql $MYSQLD_EXPORTER_1 $MYSQLD_EXPORTER_2, arrowmon $LISTEN
+  targets               node $NODE_EXPORTER, mysql $MYSQLD_EXPORTER_1 $MYSQLD_EXPORTER_2,
+                        mysql-sql (no exporter) 127.0.0.1:$MYSQL_1_PORT 127.0.0.1:$MYSQL_2_PORT, arrowmon $LISTEN
   MariaDB               127.0.0.1:$MYSQL_1_PORT and 127.0.0.1:$MYSQL_2_PORT (socket root login: $MYSQL_1_SOCKET)
 
   Grafana:  add a Prometheus datasource with URL http://$LISTEN, or start Grafana with

@@ -300,6 +300,31 @@ fn provisioned_scrape_targets_are_compose_services() {
         expect_port("mysql", "prom/mysqld-exporter:", "9104").len(),
         2
     );
+    // The same servers without an exporter, over SQL, as the monitoring user the
+    // servers' init script creates, its password from the secure fields.
+    assert_eq!(expect_port("mysql-sql", "mariadb:", "3306").len(), 2);
+    let sql_job = scrape["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"].as_str() == Some("mysql-sql"))
+        .unwrap();
+    assert_eq!(
+        sql_job["mysql"]["password"].as_str(),
+        Some("${secure.mysqlPassword}")
+    );
+    let password = entry["secureJsonData"]["mysqlPassword"].as_str().unwrap();
+    let user = sql_job["mysql"]["user"].as_str().unwrap();
+    let init = std::fs::read_to_string(repo_root().join("demo/mariadb-init.sql")).unwrap();
+    assert!(
+        init.contains(&format!("'{user}'@'%' IDENTIFIED BY '{password}'")),
+        "demo/mariadb-init.sql creates {user} with the provisioned password"
+    );
+    // The plugin's own metrics, as Grafana serves them, for the arrowmon dashboard.
+    let own = by_job
+        .get("arrowmon")
+        .expect("a job scraping the plugin's own metrics");
+    assert_eq!(own, &vec!["localhost:3000".to_string()]);
 
     // mysqld_exporter 0.14 reads DATA_SOURCE_NAME; user and password must be the
     // ones demo/mariadb-init.sql creates, and the host one of the database services.
@@ -554,7 +579,7 @@ async fn demo_script_runs_bounded_and_answers_the_prometheus_api() {
                 .ok()?;
             let v: Value = serde_json::from_str(&r.text().await.ok()?).ok()?;
             let res = v["data"]["result"].as_array()?.clone();
-            (res.len() == 4 && res.iter().all(|s| s["value"][1] == "1")).then_some(res)
+            (res.len() == 6 && res.iter().all(|s| s["value"][1] == "1")).then_some(res)
         }
     })
     .await;
@@ -564,7 +589,41 @@ async fn demo_script_runs_bounded_and_answers_the_prometheus_api() {
         .collect();
     assert_eq!(
         jobs,
-        BTreeSet::from(["arrowmon".into(), "mysql".into(), "node".into()])
+        BTreeSet::from([
+            "arrowmon".into(),
+            "mysql".into(),
+            "mysql-sql".into(),
+            "node".into()
+        ])
+    );
+    // Both MySQL jobs give the exporter's series: the dashboard's job variable
+    // (label_values(mysql_up, job)) offers either.
+    let q = "count by (job) (mysql_global_status_uptime)";
+    let url = format!(
+        "{base}/api/v1/query?{}",
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", q)
+            .finish()
+    );
+    let v: Value =
+        serde_json::from_str(&client.get(url).send().await.unwrap().text().await.unwrap()).unwrap();
+    let counts: BTreeSet<(String, String)> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["metric"]["job"].as_str().unwrap().to_string(),
+                s["value"][1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        BTreeSet::from([
+            ("mysql".into(), "2".into()),
+            ("mysql-sql".into(), "2".into())
+        ])
     );
     // A MySQL metric through the API, with a rate once there are a few scrapes.
     let rate = eventually(Duration::from_secs(20), "a MySQL query rate", || {
