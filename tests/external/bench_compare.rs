@@ -49,6 +49,9 @@ struct Bounds {
     rule_cpu_per_round: f64,
     /// Remote write CPU per sample sent over Prometheus's (the target is 0.5).
     remote_write_cpu: f64,
+    /// SQL collector CPU per collection over mysqld_exporter + scraping it (the
+    /// target is 0.5). Measured 0.21 (release, --quick).
+    sql_collector_cpu: f64,
 }
 
 const BOUNDS: Bounds = if cfg!(debug_assertions) {
@@ -63,6 +66,7 @@ const BOUNDS: Bounds = if cfg!(debug_assertions) {
         query_geomean: 7.0,
         rule_cpu_per_round: 6.0,
         remote_write_cpu: 8.0,
+        sql_collector_cpu: 4.0,
     }
 } else {
     Bounds {
@@ -76,6 +80,7 @@ const BOUNDS: Bounds = if cfg!(debug_assertions) {
         query_geomean: 1.5,
         rule_cpu_per_round: 0.6,
         remote_write_cpu: 1.0,
+        sql_collector_cpu: 0.6,
     }
 };
 
@@ -297,6 +302,41 @@ fn check_remote_write(f: &mut Failures, r: &Value) {
     );
 }
 
+/// The SQL collector phase: both routes collected the same servers as often, gave
+/// about the same number of mysql_* series, and the SQL collector's CPU per collection
+/// stays within its bound of the exporter route's.
+fn check_sql_collector(f: &mut Failures, r: &Value) {
+    let sc = &r["sql_collector"];
+    let (e, q) = (&sc["exporter_route"], &sc["sql_route"]);
+    // Two servers every second for 30 s.
+    for (route, v) in [("exporter_route", e), ("sql_route", q)] {
+        let n = f.num(v, "collections");
+        f.within(&format!("sql_collector.{route}.collections"), n, 40.0, 80.0);
+        let series = f.num(v, "mysql_series");
+        f.within(
+            &format!("sql_collector.{route}.mysql_series"),
+            series,
+            500.0,
+            1e6,
+        );
+    }
+    // The same series (statement digests may come and go between two reads).
+    let (se, sq) = (f.num(e, "mysql_series"), f.num(q, "mysql_series"));
+    f.within(
+        "mysql_* series over SQL / from the exporters",
+        sq / se,
+        0.95,
+        1.05,
+    );
+    let ratio = f.num(sc, "ratio");
+    f.within(
+        "SQL collector / exporter + scrape CPU per collection",
+        ratio,
+        0.0,
+        BOUNDS.sql_collector_cpu,
+    );
+}
+
 fn alive(pid: u64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         // A zombie waiting for init to reap it has stopped.
@@ -511,6 +551,7 @@ fn check_results(out: &Path, stdout: &str, took: Duration) {
 
     check_rules(&mut f, &r);
     check_remote_write(&mut f, &r);
+    check_sql_collector(&mut f, &r);
 
     let live = SYSTEMS.map(|sys| &r["systems"][sys]["queries_live"]);
     check_queries(&mut f, "live", live, 2, 10);
